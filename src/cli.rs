@@ -1,0 +1,79 @@
+//! Command-line options (a mirror of the flags; no logic here).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Exact per-client sliding-window alerts over Apache and nginx logs.
+#[derive(Debug, Parser)]
+#[command(name = "logwarden", version, about)]
+pub struct Cli {
+    /// Configuration file [default: /etc/logwarden/logwarden.toml if it
+    /// exists, else built-in defaults].
+    #[arg(long, short, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the engine over log files and print each alert.
+    Replay(ReplayArgs),
+    /// Show how each log line is understood.
+    Parse(ParseArgs),
+    /// Validate the configuration and print the effective settings.
+    Check,
+    /// Follow live logs as a daemon (not available yet).
+    Run,
+}
+
+/// `logwarden replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Print one JSON object per alert.
+    #[arg(long)]
+    pub json: bool,
+    /// Line format (overrides source.format).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Worker threads [default: engine.threads; 0 = one per core].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Define a single rule looking for this text instead of the config's rules.
+    #[arg(long, value_name = "TEXT")]
+    pub target: Option<String>,
+    /// Field the --target rule looks in [default: request].
+    #[arg(long, value_name = "FIELD", requires = "target")]
+    pub field: Option<String>,
+    /// Threshold of the --target rule [default: 10].
+    #[arg(long, value_name = "N", requires = "target")]
+    pub threshold: Option<i64>,
+    /// Window of the --target rule, e.g. 600 or 10m [default: 10m].
+    #[arg(long, value_name = "DURATION", requires = "target")]
+    pub window: Option<String>,
+    /// Cooldown of the --target rule [default: the window].
+    #[arg(long, value_name = "DURATION", requires = "target")]
+    pub cooldown: Option<String>,
+    /// Never show the progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Log files, read in the order given (`-` = standard input; `.gz` is decompressed).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<String>,
+}
+
+/// `logwarden parse`.
+#[derive(Debug, Args)]
+pub struct ParseArgs {
+    /// Line format (overrides source.format).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Print one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Log files (`-` = standard input).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<String>,
+}

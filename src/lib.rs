@@ -1,0 +1,17 @@
+//! logwarden: exact per-client sliding-window alerts over Apache and nginx logs.
+//!
+//! The data flows through one module per stage:
+//! [`source`] (files → line-aligned chunks) → [`parse`] (line → client, time,
+//! request) → [`rules`] (which lines are events) → [`window`] (per-key exact
+//! counting) → [`alert`] (what is reported). [`pipeline`] wires the stages to
+//! threads; [`config`] sits at the side; [`app`] implements the commands.
+
+pub mod alert;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod parse;
+pub mod pipeline;
+pub mod rules;
+pub mod source;
+pub mod window;

@@ -1,0 +1,289 @@
+//! Access logs: an interpreter for Apache `LogFormat` strings.
+//!
+//! `common`, `combined` and `vhost_combined` are just predefined format
+//! strings. A format compiles to a list of (literal, field) tokens; a line is
+//! read left to right, each field ending at the next literal. Quoted fields
+//! (`"%r"`, `"%{User-Agent}i"`) end at the first `"` that is not escaped with a
+//! backslash, exactly as Apache escapes them, so text inside a request or a
+//! user agent can never shift the client or the time.
+
+use super::Skip;
+use super::time::{LineTime, parse_clf};
+
+/// Apache's `LogFormat "%h %l %u %t \"%r\" %>s %b" common`.
+pub const COMMON: &str = r#"%h %l %u %t "%r" %>s %b"#;
+/// Apache's `combined` format.
+pub const COMBINED: &str = r#"%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i""#;
+/// Apache's `vhost_combined` format.
+pub const VHOST_COMBINED: &str =
+    r#"%v:%p %h %l %u %t "%r" %>s %O "%{Referer}i" "%{User-Agent}i""#;
+
+/// What a `%` directive yields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// `%h`: remote host.
+    Host,
+    /// `%a`: client address.
+    Addr,
+    /// `%t`: request time in brackets.
+    Time,
+    /// `%r`: first line of the request.
+    Request,
+    /// `%s` / `%>s`: status.
+    Status,
+    /// `%{Referer}i`.
+    Referer,
+    /// `%{User-Agent}i`.
+    UserAgent,
+    /// The header named as the client source (`%{X-Forwarded-For}i`).
+    ClientHeader,
+    /// `%v` / `%V`: virtual host.
+    VHost,
+    /// Any other directive (`%l %u %b %O %D %T %p …`): read and ignored.
+    Other,
+}
+
+/// Number of distinct [`Field`] values (the size of a value table).
+const N_FIELDS: usize = 10;
+
+#[derive(Debug, Clone)]
+struct Token {
+    literal: Vec<u8>,
+    field: Field,
+    quoted: bool,
+}
+
+/// A compiled `LogFormat`.
+#[derive(Debug, Clone)]
+pub struct LogFormat {
+    tokens: Vec<Token>,
+    /// The literal after the last directive (often `"`).
+    tail: Vec<u8>,
+}
+
+/// Values read from one line, indexed by [`Field`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Values<'a>([Option<&'a [u8]>; N_FIELDS]);
+
+impl<'a> Values<'a> {
+    /// The raw bytes of a field, if the format has it and the line carried it.
+    pub fn get(&self, f: Field) -> Option<&'a [u8]> {
+        self.0[f as usize]
+    }
+}
+
+impl LogFormat {
+    /// Compiles a format string as pasted from httpd.conf (`\"` is a quote).
+    /// `client_header` names the header that carries the client, if any.
+    pub fn compile(spec: &str, client_header: Option<&str>) -> Result<LogFormat, String> {
+        let b = spec.as_bytes();
+        let mut tokens = Vec::new();
+        let mut lit = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'\\' if i + 1 < b.len() => {
+                    lit.push(match b[i + 1] {
+                        b'n' => b'\n',
+                        b't' => b'\t',
+                        c => c,
+                    });
+                    i += 2;
+                }
+                b'%' if b.get(i + 1) == Some(&b'%') => {
+                    lit.push(b'%');
+                    i += 2;
+                }
+                b'%' => {
+                    let (field, next) = directive(b, i + 1, client_header)?;
+                    if lit.is_empty() && !tokens.is_empty() {
+                        return Err(format!(
+                            "directives must be separated by text; two meet at byte {i} of {spec:?}"
+                        ));
+                    }
+                    let quoted = lit.last() == Some(&b'"');
+                    tokens.push(Token { literal: std::mem::take(&mut lit), field, quoted });
+                    i = next;
+                }
+                c => {
+                    lit.push(c);
+                    i += 1;
+                }
+            }
+        }
+        let has = |f: Field| tokens.iter().any(|t| t.field == f);
+        if !has(Field::Time) {
+            return Err(format!("the format {spec:?} has no %t, so lines carry no time"));
+        }
+        if !(has(Field::Host) || has(Field::Addr) || has(Field::ClientHeader)) {
+            let hint = client_header.map_or(String::new(), |h| format!(" or %{{{h}}}i"));
+            return Err(format!("the format {spec:?} has no client: add %h or %a{hint}"));
+        }
+        Ok(LogFormat { tokens, tail: lit })
+    }
+
+    /// Reads the fields of one line. A line may end early, after the time,
+    /// at a field boundary (a `combined` format also reads `common` lines).
+    pub fn read<'a>(&self, line: &'a [u8]) -> Result<Values<'a>, Skip> {
+        let mut v = Values::default();
+        let mut p = 0;
+        for (k, tok) in self.tokens.iter().enumerate() {
+            if p == line.len() && k > 0 && v.get(Field::Time).is_some() {
+                return Ok(v);
+            }
+            let rest = line.get(p..).ok_or(Skip::Malformed)?;
+            if !rest.starts_with(&tok.literal) {
+                return Err(Skip::Malformed);
+            }
+            p += tok.literal.len();
+            let next = self.tokens.get(k + 1).map_or(&self.tail, |t| &t.literal);
+            let len = field_len(&line[p..], tok, next).ok_or(Skip::Malformed)?;
+            let value = &line[p..p + len];
+            if tok.field != Field::Other && v.0[tok.field as usize].is_none() {
+                v.0[tok.field as usize] = Some(value);
+            }
+            p += len;
+        }
+        Ok(v)
+    }
+}
+
+/// Parses the directive after a `%` at `b[i..]`; returns it and the index after it.
+fn directive(b: &[u8], mut i: usize, client_header: Option<&str>) -> Result<(Field, usize), String> {
+    let mut name: &[u8] = b"";
+    while matches!(b.get(i), Some(b'<' | b'>' | b'!' | b',' | b'0'..=b'9')) {
+        i += 1;
+    }
+    if b.get(i) == Some(&b'{') {
+        let end = memchr::memchr(b'}', &b[i..]).ok_or("unclosed %{ in the format")?;
+        name = &b[i + 1..i + end];
+        i += end + 1;
+    }
+    let c = *b.get(i).ok_or("the format ends with a lone %")?;
+    let header = |n: &[u8]| {
+        if client_header.is_some_and(|h| h.as_bytes().eq_ignore_ascii_case(n)) {
+            Field::ClientHeader
+        } else if n.eq_ignore_ascii_case(b"Referer") {
+            Field::Referer
+        } else if n.eq_ignore_ascii_case(b"User-Agent") {
+            Field::UserAgent
+        } else {
+            Field::Other
+        }
+    };
+    let field = match c {
+        b'h' => Field::Host,
+        b'a' if name.is_empty() => Field::Addr,
+        b't' if name.is_empty() => Field::Time,
+        b'r' => Field::Request,
+        b's' => Field::Status,
+        b'v' | b'V' => Field::VHost,
+        b'i' => header(name),
+        b'a' | b'A' | b'b' | b'B' | b'C' | b'D' | b'e' | b'f' | b'H' | b'I' | b'k' | b'l'
+        | b'L' | b'm' | b'n' | b'o' | b'O' | b'p' | b'P' | b'q' | b'R' | b'S' | b'T' | b't'
+        | b'u' | b'U' | b'X' => Field::Other,
+        other => {
+            return Err(format!("unknown directive %{} in the format", char::from(other)));
+        }
+    };
+    Ok((field, i + 1))
+}
+
+/// Length of the field value at the start of `s`.
+fn field_len(s: &[u8], tok: &Token, next: &[u8]) -> Option<usize> {
+    if tok.field == Field::Time && s.first() == Some(&b'[') {
+        return memchr::memchr(b']', s).map(|i| i + 1);
+    }
+    if tok.quoted {
+        return quoted_len(s);
+    }
+    match next.first() {
+        Some(&stop) => memchr::memchr(stop, s).or(Some(s.len())),
+        None => Some(s.len()),
+    }
+}
+
+/// Length up to the closing quote, skipping backslash escapes (`\"`, `\\`).
+fn quoted_len(s: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(j) = memchr::memchr2(b'"', b'\\', &s[i..]) {
+        if s[i + j] == b'"' {
+            return Some(i + j);
+        }
+        i += j + 2;
+        if i > s.len() {
+            return None;
+        }
+    }
+    None
+}
+
+/// Parses the `%t` value `[10/Oct/2000:13:55:36 -0700]`.
+pub fn time_field(v: &[u8]) -> Option<LineTime> {
+    match v {
+        [b'[', inner @ .., b']'] => parse_clf(inner),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combined_reads_all_fields() {
+        let f = LogFormat::compile(COMBINED, None).unwrap();
+        let line = br#"1.2.3.4 - bob [10/Oct/2000:13:55:36 -0700] "GET /a?b=1 HTTP/1.1" 200 2326 "http://r/" "UA \"x\" 1""#;
+        let v = f.read(line).unwrap();
+        assert_eq!(v.get(Field::Host), Some(&b"1.2.3.4"[..]));
+        assert_eq!(v.get(Field::Request), Some(&b"GET /a?b=1 HTTP/1.1"[..]));
+        assert_eq!(v.get(Field::Status), Some(&b"200"[..]));
+        assert_eq!(v.get(Field::Referer), Some(&b"http://r/"[..]));
+        assert_eq!(v.get(Field::UserAgent), Some(&br#"UA \"x\" 1"#[..]));
+        assert!(time_field(v.get(Field::Time).unwrap()).is_some());
+    }
+
+    #[test]
+    fn escaped_quotes_cannot_move_fields() {
+        let f = LogFormat::compile(COMBINED, None).unwrap();
+        let line = br#"1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /\" 200 1 \"x\" \"9.9.9.9 HTTP/1.1" 404 1 "-" "a\\""#;
+        let v = f.read(line).unwrap();
+        assert_eq!(v.get(Field::Status), Some(&b"404"[..]));
+        assert_eq!(v.get(Field::UserAgent), Some(&br#"a\\"#[..]));
+    }
+
+    #[test]
+    fn combined_accepts_common_lines_and_extra_fields() {
+        let f = LogFormat::compile(COMBINED, None).unwrap();
+        let v = f.read(br#"1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 1"#).unwrap();
+        assert_eq!(v.get(Field::UserAgent), None);
+        assert!(f.read(br#"1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "" 400 4 "-" "-" "-""#).is_ok());
+        assert!(f.read(b"1.2.3.4 - -").is_err());
+    }
+
+    #[test]
+    fn pasted_httpd_conf_string_compiles() {
+        let spec = r#"%h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\""#;
+        let f = LogFormat::compile(spec, None).unwrap();
+        let v = f.read(br#"::1 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 200 1 "-" "curl""#).unwrap();
+        assert_eq!(v.get(Field::UserAgent), Some(&b"curl"[..]));
+        let vh = LogFormat::compile(VHOST_COMBINED, None).unwrap();
+        let v = vh.read(br#"www:443 1.2.3.4 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 200 1 "-" "c""#).unwrap();
+        assert_eq!(v.get(Field::VHost), Some(&b"www"[..]));
+        assert_eq!(v.get(Field::Host), Some(&b"1.2.3.4"[..]));
+    }
+
+    #[test]
+    fn every_listed_directive_compiles_and_errors_are_clear() {
+        let spec = r#"%h %a %l %u %t "%r" %>s %s %b %O %D %T "%{X-Forwarded-For}i" %v %V"#;
+        let f = LogFormat::compile(spec, Some("X-Forwarded-For")).unwrap();
+        let v = f
+            .read(br#"10.0.0.1 10.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 200 200 5 9 120 0 "1.2.3.4, 10.0.0.2" www www"#)
+            .unwrap();
+        assert_eq!(v.get(Field::ClientHeader), Some(&b"1.2.3.4, 10.0.0.2"[..]));
+        assert!(LogFormat::compile("%h %l", None).unwrap_err().contains("no %t"));
+        assert!(LogFormat::compile("%l %t", None).unwrap_err().contains("no client"));
+        assert!(LogFormat::compile("%h%t", None).unwrap_err().contains("separated"));
+        assert!(LogFormat::compile("%h %t %Y", None).unwrap_err().contains("%Y"));
+    }
+}

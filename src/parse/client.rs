@@ -1,0 +1,170 @@
+//! Client addresses: parsing from log bytes, the counting key, trusted proxies.
+//!
+//! A key is a `u128`: IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`),
+//! so `::ffff:1.2.3.4` and `1.2.3.4` are the same client, and IPv6 addresses
+//! may be grouped by prefix. A `u128` key hashes fast and needs no allocation.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// The counting key of one client (an address or an IPv6 prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(pub u128);
+
+const V4_MAPPED: u128 = 0xffff_u128 << 32;
+const V4_MASK: u128 = !0xffff_ffff_u128;
+
+impl Key {
+    /// The key of an address, with IPv6 addresses cut to `v6_prefix` bits.
+    pub fn of(ip: IpAddr, v6_prefix: u8) -> Key {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => Key(V4_MAPPED | u128::from(u32::from(v4))),
+            IpAddr::V6(v6) => Key(u128::from(v6) & prefix_mask(v6_prefix)),
+        }
+    }
+
+    /// True when the key stands for an IPv4 address.
+    pub fn is_v4(self) -> bool {
+        self.0 & V4_MASK == V4_MAPPED
+    }
+
+    /// Renders the key: `1.2.3.4`, `2001:db8::1`, or `2001:db8:1::/48` for a
+    /// grouped IPv6 prefix.
+    pub fn render(self, v6_prefix: u8) -> String {
+        if self.is_v4() {
+            Ipv4Addr::from(self.0 as u32).to_string()
+        } else if v6_prefix < 128 {
+            format!("{}/{v6_prefix}", Ipv6Addr::from(self.0))
+        } else {
+            Ipv6Addr::from(self.0).to_string()
+        }
+    }
+}
+
+fn prefix_mask(bits: u8) -> u128 {
+    match bits {
+        0 => 0,
+        b if b >= 128 => u128::MAX,
+        b => u128::MAX << (128 - u32::from(b)),
+    }
+}
+
+/// Parses an address as written by a web server: `1.2.3.4`, `2001:db8::1`,
+/// `1.2.3.4:5678`, `[2001:db8::1]:5678`, `::ffff:1.2.3.4`.
+pub fn parse_ip(b: &[u8]) -> Option<IpAddr> {
+    if b.len() > 64 {
+        return None;
+    }
+    let b = match b {
+        [b'[', inner @ ..] => &inner[..memchr::memchr(b']', inner)?],
+        _ => b,
+    };
+    let s = std::str::from_utf8(b).ok()?;
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    // `a.b.c.d:port` (Apache 2.4 error logs); an IPv6 address never has one dot.
+    let (host, port) = s.rsplit_once(':')?;
+    (port.bytes().all(|c| c.is_ascii_digit()) && host.contains('.'))
+        .then(|| host.parse::<Ipv4Addr>().ok().map(IpAddr::V4))
+        .flatten()
+}
+
+/// An address block such as `10.0.0.0/8` or `2001:db8::/32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    base: u128,
+    mask: u128,
+}
+
+impl Cidr {
+    /// Parses `addr/bits` or a bare address; `None` when malformed.
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (addr, bits) = match s.split_once('/') {
+            Some((a, b)) => (a, Some(b.parse::<u8>().ok()?)),
+            None => (s, None),
+        };
+        let ip: IpAddr = addr.parse().ok()?;
+        let ip = ip.to_canonical();
+        let bits = match (ip, bits) {
+            (IpAddr::V4(_), Some(b)) if b <= 32 => 96 + b,
+            (IpAddr::V6(_), Some(b)) if b <= 128 => b,
+            (_, Some(_)) => return None,
+            (_, None) => 128,
+        };
+        let mask = prefix_mask(bits);
+        Some(Cidr { base: Key::of(ip, 128).0 & mask, mask })
+    }
+
+    /// True when `ip` lies in this block.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        Key::of(ip, 128).0 & self.mask == self.base
+    }
+}
+
+/// Picks the client from a proxy header such as `X-Forwarded-For`: the
+/// rightmost address that is not a trusted proxy. `peer` is the connecting
+/// address (`%h`), used when it is itself untrusted.
+pub fn client_from_forwarded(peer: Option<IpAddr>, header: &[u8], trusted: &[Cidr]) -> Option<IpAddr> {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if let Some(p) = peer
+        && !is_trusted(p)
+    {
+        return Some(p);
+    }
+    let mut leftmost = None;
+    for part in header.rsplit(|&c| c == b',') {
+        let ip = parse_ip(part.trim_ascii())?;
+        if !is_trusted(ip) {
+            return Some(ip);
+        }
+        leftmost = Some(ip);
+    }
+    leftmost.or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_server_spellings() {
+        assert_eq!(parse_ip(b"1.2.3.4"), Some(ip("1.2.3.4")));
+        assert_eq!(parse_ip(b"1.2.3.4:5678"), Some(ip("1.2.3.4")));
+        assert_eq!(parse_ip(b"[2001:db8::1]:5678"), Some(ip("2001:db8::1")));
+        assert_eq!(parse_ip(b"2001:db8::80da:af6b:8b2c"), Some(ip("2001:db8::80da:af6b:8b2c")));
+        assert_eq!(parse_ip(b"::ffff:1.2.3.4"), Some(ip("1.2.3.4")));
+        assert_eq!(parse_ip(b"example.com"), None);
+        assert_eq!(parse_ip(b"1.2.3.4:x"), None);
+        assert_eq!(parse_ip(b"\xff\xfe"), None);
+    }
+
+    #[test]
+    fn keys_unify_mapped_and_group_v6() {
+        assert_eq!(Key::of(ip("::ffff:1.2.3.4"), 128), Key::of(ip("1.2.3.4"), 128));
+        assert_eq!(Key::of(ip("1.2.3.4"), 64).render(64), "1.2.3.4");
+        let a = Key::of(ip("2001:db8:1:2:aaaa::1"), 64);
+        assert_eq!(a, Key::of(ip("2001:db8:1:2:bbbb::9"), 64));
+        assert_ne!(a, Key::of(ip("2001:db8:1:3::1"), 64));
+        assert_eq!(a.render(64), "2001:db8:1:2::/64");
+        assert_eq!(Key::of(ip("2001:db8::1"), 128).render(128), "2001:db8::1");
+    }
+
+    #[test]
+    fn forwarded_takes_rightmost_untrusted() {
+        let trusted = [Cidr::parse("10.0.0.0/8").unwrap(), Cidr::parse("2001:db8::/32").unwrap()];
+        let peer = Some(ip("10.1.1.1"));
+        let got = client_from_forwarded(peer, b"6.6.6.6, 1.2.3.4, 10.0.0.2", &trusted);
+        assert_eq!(got, Some(ip("1.2.3.4")));
+        // An untrusted peer is the client whatever the header claims.
+        assert_eq!(client_from_forwarded(Some(ip("9.9.9.9")), b"1.2.3.4", &trusted), Some(ip("9.9.9.9")));
+        // All trusted: the leftmost.
+        assert_eq!(client_from_forwarded(peer, b"10.0.0.3, 10.0.0.2", &trusted), Some(ip("10.0.0.3")));
+        assert_eq!(client_from_forwarded(peer, b"garbage", &trusted), None);
+        assert!(Cidr::parse("10.0.0.0/33").is_none());
+        assert!(Cidr::parse("1.2.3.4").unwrap().contains(ip("::ffff:1.2.3.4")));
+    }
+}

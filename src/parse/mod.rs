@@ -1,0 +1,417 @@
+//! Parse: turns one log line into a [`Record`] — client, time and request
+//! fields as byte slices of the line. Pure: no I/O, no clock, no allocation
+//! per line. A line that cannot be understood yields a [`Skip`] reason, which
+//! the caller counts; no input can make it panic (see the property tests).
+
+pub mod access;
+pub mod client;
+pub mod errorlog;
+pub mod time;
+
+use access::{Field, LogFormat};
+use client::{Cidr, client_from_forwarded, parse_ip};
+use std::net::IpAddr;
+use time::{Civil, LineTime, Zone};
+
+/// Why a line was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Skip {
+    /// The line does not have the configured format's shape.
+    Malformed,
+    /// The line has no client address.
+    NoClient,
+    /// The client field is not an IP address.
+    BadClient,
+    /// The timestamp is missing, malformed or an impossible date.
+    BadTime,
+    /// The line is longer than `max_line_bytes`.
+    TooLong,
+}
+
+impl Skip {
+    /// Every reason, in the order of [`Skip::index`].
+    pub const ALL: [Skip; 5] =
+        [Skip::Malformed, Skip::NoClient, Skip::BadClient, Skip::BadTime, Skip::TooLong];
+
+    /// A stable short name for summaries and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Skip::Malformed => "malformed",
+            Skip::NoClient => "no_client",
+            Skip::BadClient => "bad_client",
+            Skip::BadTime => "bad_time",
+            Skip::TooLong => "too_long",
+        }
+    }
+
+    /// Position in [`Skip::ALL`], for counter arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A sentence for `parse` output.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Skip::Malformed => "the line does not have the configured format",
+            Skip::NoClient => "no client address found",
+            Skip::BadClient => "the client is not an IP address",
+            Skip::BadTime => "missing, malformed or impossible timestamp",
+            Skip::TooLong => "longer than max_line_bytes",
+        }
+    }
+}
+
+/// Which format a line was read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Apache common log format.
+    Common,
+    /// Apache combined log format.
+    Combined,
+    /// `vhost_combined` (a virtual host before the client).
+    VhostCombined,
+    /// A user-supplied `LogFormat` string.
+    LogFormat,
+    /// Apache error log (2.2 or 2.4).
+    ApacheError,
+    /// nginx error log.
+    NginxError,
+}
+
+impl Kind {
+    /// The name used in configuration and `parse` output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Common => "common",
+            Kind::Combined => "combined",
+            Kind::VhostCombined => "vhost_combined",
+            Kind::LogFormat => "logformat",
+            Kind::ApacheError => "apache_error",
+            Kind::NginxError => "nginx_error",
+        }
+    }
+}
+
+/// One understood line. Text fields are raw bytes as the server wrote them
+/// (Apache's escapes included); absent fields are `None`.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    /// The format the line was read as.
+    pub kind: Kind,
+    /// The client address (canonical: `::ffff:a.b.c.d` becomes `a.b.c.d`).
+    pub client: IpAddr,
+    /// The line's own time.
+    pub time: LineTime,
+    /// The request line (`GET /path?q HTTP/1.1`).
+    pub request: Option<&'a [u8]>,
+    /// The response status.
+    pub status: Option<u16>,
+    /// The Referer header.
+    pub referer: Option<&'a [u8]>,
+    /// The User-Agent header.
+    pub user_agent: Option<&'a [u8]>,
+    /// The virtual host, where the format has one.
+    pub vhost: Option<&'a [u8]>,
+}
+
+impl<'a> Record<'a> {
+    fn request_parts(&self) -> (&'a [u8], &'a [u8]) {
+        let r = self.request.unwrap_or(b"");
+        match memchr::memchr(b' ', r) {
+            Some(sp) => {
+                let target = &r[sp + 1..];
+                let end = memchr::memrchr(b' ', target).unwrap_or(target.len());
+                (&r[..sp], &target[..end])
+            }
+            None => (b"", b""),
+        }
+    }
+
+    /// The request method (`GET`), empty when the request has none.
+    pub fn method(&self) -> &'a [u8] {
+        self.request_parts().0
+    }
+
+    /// The request target without its query string.
+    pub fn path(&self) -> &'a [u8] {
+        let t = self.request_parts().1;
+        &t[..memchr::memchr(b'?', t).unwrap_or(t.len())]
+    }
+
+    /// The query string after `?`, empty when there is none.
+    pub fn query(&self) -> &'a [u8] {
+        let t = self.request_parts().1;
+        memchr::memchr(b'?', t).map_or(b"", |q| &t[q + 1..])
+    }
+}
+
+/// The configured line format.
+#[derive(Debug, Clone)]
+pub enum Format {
+    /// An access log format (predefined or a `LogFormat` string).
+    Access(Box<LogFormat>, Kind),
+    /// Apache error log.
+    ApacheError,
+    /// nginx error log.
+    NginxError,
+    /// Decide per line among the known formats.
+    Auto,
+}
+
+impl Format {
+    /// Builds a format from its configuration name or a `LogFormat` string.
+    pub fn from_spec(spec: &str, client_header: Option<&str>) -> Result<Format, String> {
+        let access = |s: &str, k| Ok(Format::Access(Box::new(LogFormat::compile(s, client_header)?), k));
+        match spec {
+            "common" => access(access::COMMON, Kind::Common),
+            "combined" => access(access::COMBINED, Kind::Combined),
+            "vhost_combined" => access(access::VHOST_COMBINED, Kind::VhostCombined),
+            "apache_error" => Ok(Format::ApacheError),
+            "nginx_error" => Ok(Format::NginxError),
+            "auto" => Ok(Format::Auto),
+            s if s.contains('%') => access(s, Kind::LogFormat),
+            other => Err(format!(
+                "unknown format {other:?}: use common, combined, vhost_combined, apache_error, \
+                 nginx_error, auto, or an Apache LogFormat string such as \"%h %l %u %t \\\"%r\\\" %>s %b\""
+            )),
+        }
+    }
+}
+
+/// Where a line's client comes from.
+#[derive(Debug, Clone, Default)]
+pub struct ClientSource {
+    /// Header carrying the client (`X-Forwarded-For`), if configured.
+    pub header: Option<String>,
+    /// Proxies whose addresses are skipped in that header.
+    pub trusted: Vec<Cidr>,
+}
+
+/// Parses lines of one configured format.
+#[derive(Debug, Clone)]
+pub struct Parser {
+    format: Format,
+    combined: LogFormat,
+    zone: Zone,
+    year_hint: i64,
+    client: ClientSource,
+}
+
+impl Parser {
+    /// A parser; `zone` resolves times written without offset and `year_hint`
+    /// supplies the year of syslog dates, which have none.
+    pub fn new(format: Format, zone: Zone, year_hint: i64, client: ClientSource) -> Parser {
+        let combined = LogFormat::compile(access::COMBINED, None).expect("built-in format compiles");
+        Parser { format, combined, zone, year_hint, client }
+    }
+
+    /// Understands one line (without its newline).
+    pub fn parse<'a>(&self, line: &'a [u8]) -> Result<Record<'a>, Skip> {
+        match &self.format {
+            Format::Access(f, kind) => self.access(f, *kind, line),
+            Format::ApacheError => self.error_line(line, Kind::ApacheError),
+            Format::NginxError => self.error_line(line, Kind::NginxError),
+            Format::Auto => self.auto(line),
+        }
+    }
+
+    fn access<'a>(&self, f: &LogFormat, kind: Kind, line: &'a [u8]) -> Result<Record<'a>, Skip> {
+        let v = f.read(line)?;
+        let peer = v.get(Field::Addr).or(v.get(Field::Host));
+        let client = match (v.get(Field::ClientHeader), &self.client.header) {
+            (Some(h), Some(_)) => {
+                let peer = peer.and_then(parse_ip);
+                client_from_forwarded(peer, h, &self.client.trusted)
+            }
+            _ => peer.and_then(parse_ip),
+        };
+        let client = client.ok_or(if peer.is_some() { Skip::BadClient } else { Skip::NoClient })?;
+        let time = v.get(Field::Time).and_then(access::time_field).ok_or(Skip::BadTime)?;
+        let kind = match (kind, v.get(Field::UserAgent)) {
+            (Kind::Combined, None) => Kind::Common,
+            (k, _) => k,
+        };
+        Ok(Record {
+            kind,
+            client,
+            time,
+            request: v.get(Field::Request),
+            status: v.get(Field::Status).and_then(parse_status),
+            referer: v.get(Field::Referer),
+            user_agent: v.get(Field::UserAgent),
+            vhost: v.get(Field::VHost),
+        })
+    }
+
+    fn error_line<'a>(&self, line: &'a [u8], kind: Kind) -> Result<Record<'a>, Skip> {
+        let direct = match kind {
+            Kind::NginxError => errorlog::nginx(line),
+            _ => errorlog::apache(line, None),
+        };
+        let e = match direct {
+            Err(Skip::Malformed) => self.after_syslog(line, kind)?,
+            other => other?,
+        };
+        self.error_record(e, kind)
+    }
+
+    /// Retries an error line after stripping up to two syslog prefixes.
+    fn after_syslog<'a>(&self, line: &'a [u8], kind: Kind) -> Result<errorlog::ErrorLine<'a>, Skip> {
+        let mut rest = line;
+        let mut fallback: Option<Civil> = None;
+        for _ in 0..2 {
+            let (t, r) = errorlog::strip_syslog(rest, self.year_hint).ok_or(Skip::Malformed)?;
+            fallback = fallback.or(t);
+            rest = r;
+            let parsed = match kind {
+                Kind::NginxError => errorlog::nginx(rest),
+                _ => errorlog::apache(rest, fallback),
+            };
+            if !matches!(parsed, Err(Skip::Malformed)) {
+                return parsed;
+            }
+        }
+        Err(Skip::Malformed)
+    }
+
+    fn error_record<'a>(&self, e: errorlog::ErrorLine<'a>, kind: Kind) -> Result<Record<'a>, Skip> {
+        Ok(Record {
+            kind,
+            client: e.client,
+            time: self.zone.resolve(&e.time).ok_or(Skip::BadTime)?,
+            request: e.request,
+            status: None,
+            referer: None,
+            user_agent: None,
+            vhost: None,
+        })
+    }
+
+    /// `auto`: error logs by their opening, else an access log, with a
+    /// virtual host before the client when the first word is not an address.
+    fn auto<'a>(&self, line: &'a [u8]) -> Result<Record<'a>, Skip> {
+        match line.first() {
+            Some(b'[') => return self.error_line(line, Kind::ApacheError),
+            Some(c) if c.is_ascii_digit() && line.get(4) == Some(&b'/') => {
+                return self.error_line(line, Kind::NginxError);
+            }
+            _ => {}
+        }
+        let sp = memchr::memchr(b' ', line).ok_or(Skip::Malformed)?;
+        if parse_ip(&line[..sp]).is_some() {
+            return self.access(&self.combined, Kind::Combined, line);
+        }
+        let rest = &line[sp + 1..];
+        let next = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+        if parse_ip(&rest[..next]).is_some() {
+            let mut r = self.access(&self.combined, Kind::Combined, rest)?;
+            r.kind = Kind::VhostCombined;
+            let host = &line[..sp];
+            r.vhost = Some(&host[..memchr::memrchr(b':', host).unwrap_or(host.len())]);
+            return Ok(r);
+        }
+        match self.after_syslog(line, Kind::ApacheError) {
+            Ok(e) => self.error_record(e, Kind::ApacheError),
+            Err(_) => self.error_line(line, Kind::NginxError),
+        }
+    }
+}
+
+fn parse_status(b: &[u8]) -> Option<u16> {
+    match b {
+        [a, b, c] if [a, b, c].iter().all(|d| d.is_ascii_digit()) => {
+            Some(u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parser(spec: &str) -> Parser {
+        Parser::new(Format::from_spec(spec, None).unwrap(), Zone::Utc, 2024, ClientSource::default())
+    }
+
+    #[test]
+    fn request_parts() {
+        let p = parser("combined");
+        let r = p.parse(br#"1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /a/b?x=1&y HTTP/1.1" 200 1 "-" "ua""#).unwrap();
+        assert_eq!(r.method(), b"GET");
+        assert_eq!(r.path(), b"/a/b");
+        assert_eq!(r.query(), b"x=1&y");
+        assert_eq!(r.status, Some(200));
+        assert_eq!(r.kind, Kind::Combined);
+        let r = p.parse(br#"1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "-" 408 -"#).unwrap();
+        assert_eq!((r.method(), r.path(), r.kind), (&b""[..], &b""[..], Kind::Common));
+    }
+
+    #[test]
+    fn auto_decides_per_line() {
+        let p = parser("auto");
+        let cases: [(&[u8], Kind, &str); 5] = [
+            (br#"1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 1 "-" "ua""#, Kind::Combined, "1.2.3.4"),
+            (br#"www.example.com:443 ::ffff:5.6.7.8 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 1 "-" "ua""#, Kind::VhostCombined, "5.6.7.8"),
+            (b"[Thu Jul 11 01:21:41 2013] [error] [client 194.228.20.113] user  not found: /", Kind::ApacheError, "194.228.20.113"),
+            (b"2015/01/21 10:56:10 [error] 2833#0: *1 x, client: 5.7.9.2, server: localhost", Kind::NginxError, "5.7.9.2"),
+            (b"Feb 16 22:32:48 srv httpd[22034]: [error] [client 127.0.0.1] user x not found: /", Kind::ApacheError, "127.0.0.1"),
+        ];
+        for (line, kind, client) in cases {
+            let r = p.parse(line).unwrap();
+            assert_eq!((r.kind, r.client.to_string().as_str()), (kind, client));
+        }
+        assert_eq!(p.parse(b"hello world").unwrap_err(), Skip::Malformed);
+    }
+
+    #[test]
+    fn forwarded_client_with_trusted_proxies() {
+        let spec = r#"%h %l %u %t "%r" %>s %b "%{X-Forwarded-For}i""#;
+        let client = ClientSource {
+            header: Some("X-Forwarded-For".into()),
+            trusted: vec![Cidr::parse("10.0.0.0/8").unwrap()],
+        };
+        let f = Format::from_spec(spec, client.header.as_deref()).unwrap();
+        let p = Parser::new(f, Zone::Utc, 2024, client);
+        let r = p.parse(br#"10.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 1 "7.7.7.7, 1.2.3.4, 10.9.9.9""#).unwrap();
+        assert_eq!(r.client.to_string(), "1.2.3.4");
+    }
+
+    #[test]
+    fn skip_reasons() {
+        let p = parser("combined");
+        assert_eq!(p.parse(br#"host.example - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 1"#).unwrap_err(), Skip::BadClient);
+        assert_eq!(p.parse(br#"1.2.3.4 - - [31/Feb/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 1"#).unwrap_err(), Skip::BadTime);
+        assert_eq!(p.parse(b"").unwrap_err(), Skip::Malformed);
+    }
+
+    proptest! {
+        /// Any bytes: every format either parses or names a reason, never panics.
+        #[test]
+        fn never_panics(b in proptest::collection::vec(any::<u8>(), 0..200)) {
+            for spec in ["common", "combined", "vhost_combined", "apache_error", "nginx_error", "auto"] {
+                let _ = parser(spec).parse(&b);
+            }
+        }
+
+        /// Text inside the request, referer and user agent cannot move the
+        /// client or the time, whatever it contains (Apache escapes `"` and `\`).
+        #[test]
+        fn quoted_text_cannot_move_fields(
+            req in "[ -~]{0,40}", ua in "[ -~]{0,40}", a in 1u8..=254, sec in 0u8..60
+        ) {
+            let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+            let line = format!(
+                "10.0.0.{a} - - [10/Oct/2000:13:55:{sec:02} +0000] \"{}\" 200 5 \"-\" \"{}\"",
+                esc(&req), esc(&ua)
+            );
+            let r = parser("auto").parse(line.as_bytes()).unwrap();
+            prop_assert_eq!(r.client.to_string(), format!("10.0.0.{a}"));
+            prop_assert_eq!(r.time.epoch % 60, i64::from(sec));
+            let (want_req, want_ua) = (esc(&req), esc(&ua));
+            prop_assert_eq!(r.request.unwrap(), want_req.as_bytes());
+            prop_assert_eq!(r.user_agent.unwrap(), want_ua.as_bytes());
+        }
+    }
+}

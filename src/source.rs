@@ -1,0 +1,355 @@
+//! Source: reads files and cuts them into line-aligned chunks.
+//!
+//! Plain files are memory-mapped in bounded segments (16 MiB), so a month of
+//! logs never holds more than a few segments' pages in memory; `.gz` files
+//! and standard input are read through a buffer. A chunk always ends at a
+//! newline, except the last chunk of a file. A line longer than a whole chunk
+//! (1 MiB) is dropped here and counted in the next chunk's `skipped_long`;
+//! shorter over-long lines are left to the worker's `max_line_bytes` check.
+
+use flate2::read::MultiGzDecoder;
+use memmap2::{Advice, Mmap, MmapOptions};
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Target size of a chunk.
+pub const CHUNK_BYTES: usize = 1 << 20;
+/// Upper bound for `max_line_bytes`: a line must fit well inside a chunk.
+pub const MAX_LINE_LIMIT: usize = CHUNK_BYTES / 2;
+/// Size of one mapping.
+const SEGMENT_BYTES: usize = 16 << 20;
+/// Mapping offsets are aligned to this (a multiple of every page size in use).
+const ALIGN: u64 = 64 << 10;
+
+/// Bytes of one chunk.
+pub enum Data {
+    /// A range of a shared mapping.
+    Mapped(Arc<Mmap>, std::ops::Range<usize>),
+    /// An owned buffer.
+    Owned(Vec<u8>),
+}
+
+/// A run of whole lines from one input.
+pub struct Chunk {
+    /// Index of the input it came from.
+    pub input: usize,
+    /// The bytes.
+    pub data: Data,
+    /// Lines longer than a chunk, dropped just before these bytes.
+    pub skipped_long: u32,
+}
+
+impl Chunk {
+    /// The chunk's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.data {
+            Data::Mapped(m, r) => &m[r.clone()],
+            Data::Owned(v) => v,
+        }
+    }
+
+    /// Number of lines: newlines, a final unterminated line, dropped long lines.
+    pub fn line_count(&self) -> u64 {
+        let b = self.bytes();
+        let unterminated = !b.is_empty() && b.last() != Some(&b'\n');
+        bytecount::count(b, b'\n') as u64 + u64::from(unterminated) + u64::from(self.skipped_long)
+    }
+}
+
+/// One thing to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A file (`.gz` decompressed transparently).
+    Path(PathBuf),
+    /// Standard input (`-`).
+    Stdin,
+}
+
+impl Input {
+    /// From a command-line argument.
+    pub fn from_arg(s: &str) -> Input {
+        if s == "-" { Input::Stdin } else { Input::Path(PathBuf::from(s)) }
+    }
+
+    /// A name for messages and alerts.
+    pub fn name(&self) -> String {
+        match self {
+            Input::Path(p) => p.display().to_string(),
+            Input::Stdin => "-".to_string(),
+        }
+    }
+
+    /// Opens the input, so that a missing file is reported before any work.
+    pub fn open(&self) -> io::Result<Opened> {
+        match self {
+            Input::Stdin => Ok(Opened::Stream(Box::new(io::stdin()))),
+            Input::Path(p) => {
+                let f = File::open(p)?;
+                if is_gzip(p) {
+                    Ok(Opened::Stream(Box::new(MultiGzDecoder::new(io::BufReader::new(f)))))
+                } else if f.metadata()?.is_file() {
+                    Ok(Opened::File(f))
+                } else {
+                    Ok(Opened::Stream(Box::new(f)))
+                }
+            }
+        }
+    }
+}
+
+fn is_gzip(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == "gz")
+}
+
+/// An opened input.
+pub enum Opened {
+    /// A regular file, to be mapped.
+    File(File),
+    /// Anything read sequentially.
+    Stream(Box<dyn Read + Send>),
+}
+
+/// Cuts an opened input into chunks, calling `emit` for each in order.
+/// `emit` returns false to stop early.
+pub fn chunks(input: usize, opened: Opened, emit: &mut dyn FnMut(Chunk) -> bool) -> io::Result<()> {
+    match opened {
+        Opened::File(f) => mapped_chunks(input, &f, emit),
+        Opened::Stream(r) => stream_chunks(input, r, emit),
+    }
+}
+
+/// Where to cut `b` (which starts at a line start): after its last newline
+/// within `CHUNK_BYTES`, `None` when a partial line needs more bytes, or
+/// `Some(Cut::Long)` when a single line fills a whole chunk.
+enum Cut {
+    At(usize),
+    Long,
+}
+
+fn cut(b: &[u8], eof: bool) -> Option<Cut> {
+    let window = &b[..b.len().min(CHUNK_BYTES)];
+    if eof && b.len() <= CHUNK_BYTES {
+        return (!b.is_empty()).then_some(Cut::At(b.len()));
+    }
+    match memchr::memrchr(b'\n', window) {
+        Some(i) => Some(Cut::At(i + 1)),
+        None if window.len() == CHUNK_BYTES => Some(Cut::Long),
+        None => None,
+    }
+}
+
+fn mapped_chunks(input: usize, f: &File, emit: &mut dyn FnMut(Chunk) -> bool) -> io::Result<()> {
+    let len = f.metadata()?.len();
+    let mut pos = 0u64;
+    let mut skipping = false;
+    let mut skipped_long = 0u32;
+    while pos < len {
+        let seg_start = pos - pos % ALIGN;
+        let seg_len = (len - seg_start).min(SEGMENT_BYTES as u64) as usize;
+        let eof = seg_start + seg_len as u64 == len;
+        // SAFETY: the file is opened read-only and treated as immutable while
+        // mapped. replay reads finished logs; a file truncated while mapped
+        // would fault (SIGBUS), which is why the live follower reads growing
+        // files differently.
+        #[allow(unsafe_code)]
+        let map = unsafe { MmapOptions::new().offset(seg_start).len(seg_len).map(f)? };
+        let _ = map.advise(Advice::Sequential);
+        let map = Arc::new(map);
+        let mut local = (pos - seg_start) as usize;
+        if skipping {
+            match memchr::memchr(b'\n', &map[local..]) {
+                Some(i) => {
+                    local += i + 1;
+                    skipping = false;
+                    skipped_long += 1;
+                }
+                None => local = map.len(),
+            }
+        }
+        while local < map.len() && !skipping {
+            match cut(&map[local..], eof) {
+                Some(Cut::At(n)) => {
+                    let chunk = Chunk {
+                        input,
+                        data: Data::Mapped(Arc::clone(&map), local..local + n),
+                        skipped_long: std::mem::take(&mut skipped_long),
+                    };
+                    if !emit(chunk) {
+                        return Ok(());
+                    }
+                    local += n;
+                }
+                Some(Cut::Long) => match memchr::memchr(b'\n', &map[local..]) {
+                    Some(i) => {
+                        local += i + 1;
+                        skipped_long += 1;
+                    }
+                    None => {
+                        skipping = true;
+                        local = map.len();
+                    }
+                },
+                None => break,
+            }
+        }
+        pos = seg_start + local as u64;
+    }
+    flush_skipped(input, skipping, skipped_long, emit);
+    Ok(())
+}
+
+/// Emits an empty chunk carrying long lines dropped at the end of an input.
+fn flush_skipped(input: usize, skipping: bool, skipped: u32, emit: &mut dyn FnMut(Chunk) -> bool) {
+    let n = skipped + u32::from(skipping);
+    if n > 0 {
+        emit(Chunk { input, data: Data::Owned(Vec::new()), skipped_long: n });
+    }
+}
+
+fn stream_chunks(input: usize, mut r: Box<dyn Read + Send>, emit: &mut dyn FnMut(Chunk) -> bool) -> io::Result<()> {
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES * 2);
+    let mut eof = false;
+    let mut skipping = false;
+    let mut skipped_long = 0u32;
+    loop {
+        while !eof && buf.len() < CHUNK_BYTES {
+            eof = fill(&mut r, &mut buf)?;
+        }
+        if skipping {
+            match memchr::memchr(b'\n', &buf) {
+                Some(i) => {
+                    buf.drain(..=i);
+                    skipping = false;
+                    skipped_long += 1;
+                }
+                None if eof => break,
+                None => {
+                    buf.clear();
+                    continue;
+                }
+            }
+        }
+        match cut(&buf, eof) {
+            Some(Cut::At(n)) => {
+                let mut next = Vec::with_capacity(CHUNK_BYTES * 2);
+                next.extend_from_slice(&buf[n..]);
+                buf.truncate(n);
+                let data = Data::Owned(std::mem::replace(&mut buf, next));
+                let chunk = Chunk { input, data, skipped_long: std::mem::take(&mut skipped_long) };
+                if !emit(chunk) {
+                    return Ok(());
+                }
+            }
+            Some(Cut::Long) => skipping = true,
+            None if eof => break,
+            None => {}
+        }
+    }
+    flush_skipped(input, skipping, skipped_long, emit);
+    Ok(())
+}
+
+/// Reads once into the spare capacity of `buf`; returns true at end of input.
+fn fill(r: &mut dyn Read, buf: &mut Vec<u8>) -> io::Result<bool> {
+    let old = buf.len();
+    buf.resize(old + CHUNK_BYTES, 0);
+    loop {
+        match r.read(&mut buf[old..]) {
+            Ok(n) => {
+                buf.truncate(old + n);
+                return Ok(n == 0);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                buf.truncate(old);
+                return Err(e);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Reassembles lines from chunks; long lines show as "<long>".
+    fn lines_of(opened: Opened) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        chunks(0, opened, &mut |c| {
+            for _ in 0..c.skipped_long {
+                out.push(b"<long>".to_vec());
+            }
+            let b = c.bytes();
+            if b.is_empty() {
+                return true;
+            }
+            out.extend(b.split(|&x| x == b'\n').map(<[u8]>::to_vec));
+            if b.ends_with(b"\n") {
+                out.pop();
+            }
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    fn expected(text: &[u8]) -> Vec<Vec<u8>> {
+        let mut v: Vec<Vec<u8>> = text
+            .split(|&x| x == b'\n')
+            .map(|l| if l.len() >= CHUNK_BYTES { b"<long>".to_vec() } else { l.to_vec() })
+            .collect();
+        if text.ends_with(b"\n") || text.is_empty() {
+            v.pop();
+        }
+        v
+    }
+
+    fn sample(seed: u64) -> Vec<u8> {
+        let mut x = seed;
+        let mut out = Vec::new();
+        for i in 0..400 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let len = match i % 97 {
+                5 => CHUNK_BYTES + 10,
+                6 => CHUNK_BYTES - 1,
+                _ => (x >> 40) as usize % 30_000,
+            };
+            out.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, len));
+            out.push(b'\n');
+        }
+        out.extend_from_slice(b"tail without newline");
+        out
+    }
+
+    #[test]
+    fn mapped_and_streamed_agree_with_split() {
+        for seed in [1, 2] {
+            let text = sample(seed);
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            f.write_all(&text).unwrap();
+            let want = expected(&text);
+            assert_eq!(lines_of(Opened::File(File::open(f.path()).unwrap())), want);
+            assert_eq!(lines_of(Opened::Stream(Box::new(io::Cursor::new(text.clone())))), want);
+        }
+    }
+
+    #[test]
+    fn long_line_at_end_and_empty_input() {
+        let mut text = b"a\n".to_vec();
+        text.extend(std::iter::repeat_n(b'x', CHUNK_BYTES * 2));
+        assert_eq!(lines_of(Opened::Stream(Box::new(io::Cursor::new(text.clone())))), expected(&text));
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&text).unwrap();
+        assert_eq!(lines_of(Opened::File(File::open(f.path()).unwrap())), expected(&text));
+        assert!(lines_of(Opened::Stream(Box::new(io::Cursor::new(Vec::new())))).is_empty());
+    }
+
+    #[test]
+    fn line_count_counts_everything() {
+        let c = Chunk { input: 0, data: Data::Owned(b"a\nb\nc".to_vec()), skipped_long: 2 };
+        assert_eq!(c.line_count(), 5);
+    }
+}

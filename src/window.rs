@@ -1,0 +1,271 @@
+//! Windows: exact per-key sliding-window counting. Pure and clock-free: time
+//! is the events' own timestamps, so replay and live runs decide alike.
+//!
+//! Semantics (the README states the same):
+//! - Per key, `T` is the newest event time seen for that key. The window holds
+//!   the key's events with time in `[T − window, T]`; both ends count.
+//! - An event older than `T − window` when it arrives is late: counted by the
+//!   caller, not in the window. Out-of-order events inside the window count.
+//! - An event that makes the window hold ≥ threshold events alerts, unless the
+//!   key cools down: a key that alerted at `T_a` cools down while
+//!   `T < T_a + cooldown`. The alert carries the exact count.
+//!
+//! Timestamps have one-second resolution, so a key keeps a ring of
+//! `(second, hits)` pairs: at most `window + 1` of them however fast it hits.
+
+use crate::parse::client::Key;
+use smallvec::SmallVec;
+use std::collections::HashMap;
+
+/// Threshold, window and cooldown of one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSpec {
+    /// Events in the window that raise an alert (≥ 1).
+    pub threshold: u32,
+    /// Window length in seconds (≥ 1).
+    pub window: u32,
+    /// Seconds after an alert during which the key does not alert again.
+    pub cooldown: u32,
+}
+
+/// What one event did to its key's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Older than `T − window`: not counted.
+    Late,
+    /// Counted; the window now holds this many events.
+    Counted(u32),
+    /// Counted and crossed the threshold outside a cooldown.
+    Alert(u32),
+}
+
+/// The window of one key.
+#[derive(Debug, Clone)]
+pub struct KeyState {
+    /// `(second, hits)` in ascending seconds, all within `[T − window, T]`.
+    slots: SmallVec<[(u32, u32); 2]>,
+    /// `T`: the newest event time.
+    newest: u32,
+    /// Sum of hits in `slots`.
+    count: u32,
+    /// `T_a + cooldown` of the last alert; 0 before any alert.
+    quiet_until: u32,
+}
+
+impl KeyState {
+    fn new(t: u32) -> KeyState {
+        KeyState { slots: SmallVec::new(), newest: t, count: 0, quiet_until: 0 }
+    }
+
+    /// Applies one event at second `t`.
+    pub fn record(&mut self, t: u32, spec: &WindowSpec) -> Outcome {
+        if u64::from(t) + u64::from(spec.window) < u64::from(self.newest) {
+            return Outcome::Late;
+        }
+        if t > self.newest {
+            self.newest = t;
+            let oldest = t.saturating_sub(spec.window);
+            let gone = self.slots.iter().take_while(|s| s.0 < oldest).count();
+            self.count -= self.slots.drain(..gone).map(|s| s.1).sum::<u32>();
+        }
+        match self.slots.iter().rposition(|s| s.0 <= t) {
+            Some(i) if self.slots[i].0 == t => self.slots[i].1 += 1,
+            Some(i) => self.slots.insert(i + 1, (t, 1)),
+            None => self.slots.insert(0, (t, 1)),
+        }
+        self.count += 1;
+        if self.count >= spec.threshold && self.newest >= self.quiet_until {
+            self.quiet_until = self.newest.saturating_add(spec.cooldown);
+            return Outcome::Alert(self.count);
+        }
+        Outcome::Counted(self.count)
+    }
+
+    /// The newest event time `T` of this key.
+    pub fn newest(&self) -> u32 {
+        self.newest
+    }
+
+    /// Events in the window now.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Whether forgetting this key cannot change any decision unless a line
+    /// arrives more than one window behind `watermark` (the newest event time
+    /// of the whole stream): all its events are over two windows old and its
+    /// cooldown ended a window ago.
+    fn forgettable(&self, watermark: u32, spec: &WindowSpec) -> bool {
+        let w = u64::from(spec.window);
+        u64::from(self.newest) + 2 * w < u64::from(watermark)
+            && u64::from(self.quiet_until) + w <= u64::from(watermark)
+    }
+}
+
+/// The windows of every key for one rule.
+#[derive(Debug, Clone)]
+pub struct Windows {
+    spec: WindowSpec,
+    keys: HashMap<Key, KeyState, foldhash::fast::RandomState>,
+}
+
+impl Windows {
+    /// Empty windows for a rule.
+    pub fn new(spec: WindowSpec) -> Windows {
+        Windows { spec, keys: HashMap::default() }
+    }
+
+    /// Applies one event for `key` at second `t`.
+    pub fn record(&mut self, key: Key, t: u32) -> Outcome {
+        let spec = &self.spec;
+        self.keys.entry(key).or_insert_with(|| KeyState::new(t)).record(t, spec)
+    }
+
+    /// Forgets keys with nothing left to decide (see `KeyState::forgettable`);
+    /// returns how many were evicted.
+    pub fn evict(&mut self, watermark: u32) -> usize {
+        let before = self.keys.len();
+        let spec = self.spec;
+        self.keys.retain(|_, k| !k.forgettable(watermark, &spec));
+        if self.keys.capacity() > 4 * self.keys.len().max(1024) {
+            self.keys.shrink_to_fit();
+        }
+        before - self.keys.len()
+    }
+
+    /// Number of keys held.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The state of one key, if held.
+    pub fn get(&self, key: Key) -> Option<&KeyState> {
+        self.keys.get(&key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SPEC: WindowSpec = WindowSpec { threshold: 3, window: 10, cooldown: 10 };
+
+    fn run(spec: WindowSpec, times: &[u32]) -> Vec<Outcome> {
+        let mut w = Windows::new(spec);
+        times.iter().map(|&t| w.record(Key(1), t)).collect()
+    }
+
+    #[test]
+    fn both_ends_of_the_window_count() {
+        assert_eq!(run(SPEC, &[100, 105, 110]).last(), Some(&Outcome::Alert(3)));
+        assert_eq!(run(SPEC, &[100, 105, 111]).last(), Some(&Outcome::Counted(2)));
+    }
+
+    #[test]
+    fn late_and_out_of_order() {
+        let o = run(SPEC, &[100, 120, 109, 110, 115]);
+        assert_eq!(o[2], Outcome::Late);
+        assert_eq!(o[3], Outcome::Counted(2));
+        assert_eq!(o[4], Outcome::Alert(3));
+    }
+
+    #[test]
+    fn cooldown_and_zero_cooldown() {
+        let o = run(SPEC, &[1, 2, 3, 4, 12, 13, 14]);
+        assert_eq!(o[2], Outcome::Alert(3));
+        assert_eq!(o[3], Outcome::Counted(4));
+        assert_eq!(o[4], Outcome::Counted(4)); // T=12 < 3+10
+        assert_eq!(o[5], Outcome::Alert(4)); // T=13: window [3,13] holds 3,4,12,13
+        let zero = WindowSpec { cooldown: 0, ..SPEC };
+        let o = run(zero, &[1, 2, 3, 4]);
+        assert_eq!(&o[2..], &[Outcome::Alert(3), Outcome::Alert(4)]);
+    }
+
+    #[test]
+    fn memory_per_key_is_bounded() {
+        let mut w = Windows::new(WindowSpec { threshold: u32::MAX, window: 5, cooldown: 0 });
+        for t in 0..10_000u32 {
+            for _ in 0..100 {
+                w.record(Key(7), t / 3);
+            }
+        }
+        assert!(w.get(Key(7)).unwrap().slots.len() <= 6);
+    }
+
+    #[test]
+    fn eviction_keeps_what_can_still_matter() {
+        let mut w = Windows::new(SPEC);
+        w.record(Key(1), 100);
+        w.record(Key(2), 115);
+        assert_eq!(w.evict(121), 1);
+        assert!(w.get(Key(1)).is_none() && w.get(Key(2)).is_some());
+    }
+
+    /// The naive model: every event time kept, window recomputed from scratch.
+    fn model(spec: WindowSpec, times: &[u32]) -> Vec<Outcome> {
+        let mut kept: Vec<u32> = Vec::new();
+        let mut newest: Option<u32> = None;
+        let mut alerted: Option<u32> = None;
+        let mut out = Vec::new();
+        for &t in times {
+            let tt = newest.map_or(t, |n| n.max(t));
+            if newest.is_some_and(|n| i64::from(t) < i64::from(n) - i64::from(spec.window)) {
+                out.push(Outcome::Late);
+                continue;
+            }
+            newest = Some(tt);
+            kept.push(t);
+            let lo = i64::from(tt) - i64::from(spec.window);
+            let count = kept.iter().filter(|&&x| i64::from(x) >= lo).count() as u32;
+            let cooling = alerted.is_some_and(|a| i64::from(tt) < i64::from(a) + i64::from(spec.cooldown));
+            if count >= spec.threshold && !cooling {
+                alerted = Some(tt);
+                out.push(Outcome::Alert(count));
+            } else {
+                out.push(Outcome::Counted(count));
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// The ring agrees with the naive model on arbitrary (also
+        /// out-of-order) event sequences.
+        #[test]
+        fn ring_matches_model(
+            threshold in 1u32..6, window in 1u32..20, cooldown in 0u32..30,
+            steps in proptest::collection::vec(-15i32..8, 1..200)
+        ) {
+            let spec = WindowSpec { threshold, window, cooldown };
+            let mut t = 1000i64;
+            let times: Vec<u32> = steps.iter().map(|d| { t = (t + i64::from(*d)).max(0); t as u32 }).collect();
+            prop_assert_eq!(run(spec, &times), model(spec, &times));
+        }
+
+        /// Evicting at any moment changes nothing while no event lags the
+        /// newest event of the stream by more than one window.
+        #[test]
+        fn eviction_is_invisible(
+            window in 1u32..20, steps in proptest::collection::vec((0u128..4, 0u32..6), 1..300),
+            every in 1usize..20
+        ) {
+            let spec = WindowSpec { threshold: 3, window, cooldown: window * 2 };
+            let (mut a, mut b) = (Windows::new(spec), Windows::new(spec));
+            let mut head = 0u32;
+            for (i, (k, d)) in steps.iter().enumerate() {
+                head += d;
+                let t = head.saturating_sub(d * window / 6);
+                prop_assert_eq!(a.record(Key(*k), t), b.record(Key(*k), t));
+                if i % every == 0 {
+                    b.evict(head);
+                }
+            }
+        }
+    }
+}
