@@ -97,6 +97,7 @@ struct Decision {
 
 #[derive(Debug, Default, Clone, Copy)]
 struct ScanStats {
+    lines: u64,
     parsed: u64,
     skipped: [u64; 5],
     events: u64,
@@ -119,6 +120,7 @@ enum ToAlerts {
 #[derive(Default)]
 struct Pending {
     chunk: Option<Arc<Chunk>>,
+    lines: u64,
     shards_done: usize,
     decisions: Vec<Decision>,
 }
@@ -172,7 +174,7 @@ impl Engine {
     fn work(&self, rx: &Receiver<(u64, Arc<Chunk>)>, shards: &[Sender<Batch>], alerts: &Sender<ToAlerts>) {
         let mut by_shard: Vec<Vec<Event>> = vec![Vec::new(); shards.len()];
         for (seq, chunk) in rx {
-            let (stats, max_time) = self.scan(chunk.bytes(), &mut by_shard);
+            let (stats, max_time) = self.scan(&chunk, &mut by_shard);
             for (tx, events) in shards.iter().zip(by_shard.iter_mut()) {
                 let _ = tx.send(Batch { seq, max_time, events: std::mem::take(events) });
             }
@@ -184,11 +186,13 @@ impl Engine {
     ///
     /// # Performance
     /// Lines without a rule's literal are never parsed; no allocation per line.
-    fn scan(&self, bytes: &[u8], by_shard: &mut [Vec<Event>]) -> (ScanStats, u32) {
+    fn scan(&self, chunk: &Chunk, by_shard: &mut [Vec<Event>]) -> (ScanStats, u32) {
+        let bytes = chunk.bytes();
         let mut st = ScanStats::default();
         let mut max_time = 0u32;
         let shards = by_shard.len() as u64;
-        self.rules.for_each_candidate(bytes, |start, end| {
+        let needs = self.rules.needs();
+        let visited = self.rules.for_each_candidate(bytes, |start, end| {
             let mut line = &bytes[start..end];
             if let [rest @ .., b'\r'] = line {
                 line = rest;
@@ -197,7 +201,7 @@ impl Engine {
                 st.skipped[Skip::TooLong.index()] += 1;
                 return;
             }
-            let rec = match self.parser.parse(line) {
+            let rec = match self.parser.parse_needed(line, needs) {
                 Ok(r) => r,
                 Err(e) => {
                     st.skipped[e.index()] += 1;
@@ -219,6 +223,10 @@ impl Engine {
                 }
             }
         });
+        st.lines = match visited {
+            Some(n) => n + u64::from(chunk.skipped_long),
+            None => chunk.line_count(),
+        };
         (st, max_time)
     }
 
@@ -277,7 +285,9 @@ impl Engine {
             let seq = match msg {
                 ToAlerts::Scanned { seq, chunk, stats } => {
                     sum.add_scan(&stats);
-                    pending.entry(seq).or_default().chunk = Some(chunk);
+                    let p = pending.entry(seq).or_default();
+                    p.chunk = Some(chunk);
+                    p.lines = stats.lines;
                     seq
                 }
                 ToAlerts::Decided { seq, mut decisions, late, evicted } => {
@@ -304,8 +314,8 @@ impl Engine {
                 let chunk = p.chunk.take().expect("checked");
                 p.decisions.sort_by_key(|d| (d.pos, d.rule));
                 self.emit(&chunk, &p.decisions, names, &line_base, &mut sum, on_alert);
-                line_base[chunk.input] += chunk.line_count();
-                sum.lines += chunk.line_count();
+                line_base[chunk.input] += p.lines;
+                sum.lines += p.lines;
                 sum.bytes += chunk.bytes().len() as u64;
                 on_progress(sum.bytes);
                 let _ = tokens.recv();

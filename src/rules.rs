@@ -6,6 +6,7 @@
 
 use crate::alert::Template;
 use crate::parse::Record;
+use crate::parse::access::{Field, Needs};
 use crate::window::WindowSpec;
 use aho_corasick::AhoCorasick;
 use memchr::memmem::Finder;
@@ -164,14 +165,37 @@ impl RuleSet {
         RuleSet { rules, prefilter }
     }
 
+    /// The fields the rules look at, so parsing can stop after them.
+    pub fn needs(&self) -> Needs {
+        self.rules.iter().fold(Needs::BASE, |mut n, r| {
+            n = match r.field {
+                FieldSel::Request | FieldSel::Method | FieldSel::Path | FieldSel::Query => n.with(Field::Request),
+                FieldSel::Status => n.with(Field::Status),
+                FieldSel::UserAgent => n.with(Field::UserAgent),
+                FieldSel::Referer => n.with(Field::Referer),
+                FieldSel::Line => n,
+            };
+            if !r.status.is_empty() {
+                n = n.with(Field::Status);
+            }
+            if !r.methods.is_empty() {
+                n = n.with(Field::Request);
+            }
+            n
+        })
+    }
+
     /// True when every line must be parsed (no shared literal).
     pub fn parses_every_line(&self) -> bool {
         matches!(self.prefilter, Prefilter::Every)
     }
 
     /// Calls `f(start, end)` for each line of `chunk` that may match a rule,
-    /// in order; `end` excludes the newline.
-    pub fn for_each_candidate(&self, chunk: &[u8], mut f: impl FnMut(usize, usize)) {
+    /// in order; `end` excludes the newline. Returns the number of lines in
+    /// the chunk when every line was visited (so counting them again is not
+    /// needed), else `None`.
+    pub fn for_each_candidate(&self, chunk: &[u8], mut f: impl FnMut(usize, usize)) -> Option<u64> {
+        let mut visited = 0u64;
         let line_end = |from: usize| memchr::memchr(b'\n', &chunk[from..]).map_or(chunk.len(), |i| from + i);
         let mut at = 0;
         let next_hit = |at: usize| -> Option<usize> {
@@ -185,11 +209,13 @@ impl RuleSet {
             let start = memchr::memrchr(b'\n', &chunk[at..hit]).map_or(at, |i| at + i + 1);
             let end = line_end(hit);
             f(start, end);
+            visited += 1;
             at = end + 1;
             if at >= chunk.len() {
                 break;
             }
         }
+        self.parses_every_line().then_some(visited)
     }
 }
 
@@ -243,7 +269,8 @@ mod tests {
         let chunk = b"a x\nb\nc xx\nd\nx";
         let collect = |set: &RuleSet| {
             let mut v = Vec::new();
-            set.for_each_candidate(chunk, |s, e| v.push(&chunk[s..e]));
+            let n = set.for_each_candidate(chunk, |s, e| v.push(&chunk[s..e]));
+            assert_eq!(n.is_some(), set.parses_every_line());
             v
         };
         let one = RuleSet::new(vec![rule(FieldSel::Line, Some("x"), None)]);

@@ -58,6 +58,9 @@ pub fn parse_ip(b: &[u8]) -> Option<IpAddr> {
         [b'[', inner @ ..] => &inner[..memchr::memchr(b']', inner)?],
         _ => b,
     };
+    if let Some(v4) = fast_v4(b) {
+        return Some(IpAddr::V4(v4));
+    }
     let s = std::str::from_utf8(b).ok()?;
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Some(ip.to_canonical());
@@ -67,6 +70,28 @@ pub fn parse_ip(b: &[u8]) -> Option<IpAddr> {
     (port.bytes().all(|c| c.is_ascii_digit()) && host.contains('.'))
         .then(|| host.parse::<Ipv4Addr>().ok().map(IpAddr::V4))
         .flatten()
+}
+
+/// Dotted-quad IPv4 without leading zeros, the common case, parsed without
+/// UTF-8 validation; anything else falls through to std's parser.
+fn fast_v4(b: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = b.split(|&c| c == b'.');
+    for o in &mut octets {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p[0] == b'0') {
+            return None;
+        }
+        let mut v = 0u16;
+        for &c in p {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u16::from(c - b'0');
+        }
+        *o = u8::try_from(v).ok()?;
+    }
+    parts.next().is_none().then_some(Ipv4Addr::from(octets))
 }
 
 /// An address block such as `10.0.0.0/8` or `2001:db8::/32`.

@@ -8,6 +8,7 @@ pub mod client;
 pub mod errorlog;
 pub mod time;
 
+pub use access::Needs;
 use access::{Field, LogFormat};
 use client::{Cidr, client_from_forwarded, parse_ip};
 use std::net::IpAddr;
@@ -205,18 +206,24 @@ impl Parser {
         Parser { format, combined, zone, year_hint, client }
     }
 
-    /// Understands one line (without its newline).
+    /// Understands one line (without its newline), reading every field.
     pub fn parse<'a>(&self, line: &'a [u8]) -> Result<Record<'a>, Skip> {
+        self.parse_needed(line, Needs::ALL)
+    }
+
+    /// Like [`Parser::parse`], but an access line is read only as far as the
+    /// last field in `needs`; later fields are `None` and not checked.
+    pub fn parse_needed<'a>(&self, line: &'a [u8], needs: Needs) -> Result<Record<'a>, Skip> {
         match &self.format {
-            Format::Access(f, kind) => self.access(f, *kind, line),
+            Format::Access(f, kind) => self.access(f, *kind, line, needs),
             Format::ApacheError => self.error_line(line, Kind::ApacheError),
             Format::NginxError => self.error_line(line, Kind::NginxError),
             Format::Auto => self.auto(line),
         }
     }
 
-    fn access<'a>(&self, f: &LogFormat, kind: Kind, line: &'a [u8]) -> Result<Record<'a>, Skip> {
-        let v = f.read(line)?;
+    fn access<'a>(&self, f: &LogFormat, kind: Kind, line: &'a [u8], needs: Needs) -> Result<Record<'a>, Skip> {
+        let v = f.read(line, needs)?;
         let peer = v.get(Field::Addr).or(v.get(Field::Host));
         let client = match (v.get(Field::ClientHeader), &self.client.header) {
             (Some(h), Some(_)) => {
@@ -228,7 +235,7 @@ impl Parser {
         let client = client.ok_or(if peer.is_some() { Skip::BadClient } else { Skip::NoClient })?;
         let time = v.get(Field::Time).and_then(access::time_field).ok_or(Skip::BadTime)?;
         let kind = match (kind, v.get(Field::UserAgent)) {
-            (Kind::Combined, None) => Kind::Common,
+            (Kind::Combined, None) if needs == Needs::ALL => Kind::Common,
             (k, _) => k,
         };
         Ok(Record {
@@ -299,12 +306,12 @@ impl Parser {
         }
         let sp = memchr::memchr(b' ', line).ok_or(Skip::Malformed)?;
         if parse_ip(&line[..sp]).is_some() {
-            return self.access(&self.combined, Kind::Combined, line);
+            return self.access(&self.combined, Kind::Combined, line, Needs::ALL);
         }
         let rest = &line[sp + 1..];
         let next = memchr::memchr(b' ', rest).unwrap_or(rest.len());
         if parse_ip(&rest[..next]).is_some() {
-            let mut r = self.access(&self.combined, Kind::Combined, rest)?;
+            let mut r = self.access(&self.combined, Kind::Combined, rest, Needs::ALL)?;
             r.kind = Kind::VhostCombined;
             let host = &line[..sp];
             r.vhost = Some(&host[..memchr::memrchr(b':', host).unwrap_or(host.len())]);

@@ -177,19 +177,21 @@ pub fn rfc3339(t: LineTime) -> String {
 
 /// Month number from a three-letter English abbreviation (`Jan` … `Dec`).
 pub fn month_from_abbr(b: &[u8]) -> Option<u8> {
-    let m = match b {
-        b"Jan" => 1,
-        b"Feb" => 2,
-        b"Mar" => 3,
-        b"Apr" => 4,
-        b"May" => 5,
-        b"Jun" => 6,
-        b"Jul" => 7,
-        b"Aug" => 8,
-        b"Sep" => 9,
-        b"Oct" => 10,
-        b"Nov" => 11,
-        b"Dec" => 12,
+    // Compared as one integer: slice patterns would call memcmp per arm.
+    let [a, b, c] = *b else { return None };
+    let m = match u32::from_be_bytes([0, a, b, c]) {
+        0x4a_61_6e => 1,  // Jan
+        0x46_65_62 => 2,  // Feb
+        0x4d_61_72 => 3,  // Mar
+        0x41_70_72 => 4,  // Apr
+        0x4d_61_79 => 5,  // May
+        0x4a_75_6e => 6,  // Jun
+        0x4a_75_6c => 7,  // Jul
+        0x41_75_67 => 8,  // Aug
+        0x53_65_70 => 9,  // Sep
+        0x4f_63_74 => 10, // Oct
+        0x4e_6f_76 => 11, // Nov
+        0x44_65_63 => 12, // Dec
         _ => return None,
     };
     Some(m)
@@ -295,6 +297,15 @@ mod tests {
         assert_eq!(t.epoch, 971_211_336);
         assert_eq!(t.offset, -7 * 3600);
         assert_eq!(rfc3339(t), "2000-10-10T13:55:36-07:00");
+    }
+
+    #[test]
+    fn month_names() {
+        for (i, m) in MONTHS.iter().enumerate() {
+            assert_eq!(month_from_abbr(m.as_bytes()), Some(i as u8 + 1));
+        }
+        assert_eq!(month_from_abbr(b"jan"), None);
+        assert_eq!(month_from_abbr(b"Ja"), None);
     }
 
     #[test]
