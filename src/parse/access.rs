@@ -335,7 +335,7 @@ mod tests {
         let spec = r#"%h %a %l %u %t "%r" %>s %s %b %O %D %T "%{X-Forwarded-For}i" %v %V"#;
         let f = LogFormat::compile(spec, Some("X-Forwarded-For")).unwrap();
         let v = f
-            .read(br#"10.0.0.1 10.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 200 200 5 9 120 0 "1.2.3.4, 10.0.0.2" www www"#)
+            .read_all(br#"10.0.0.1 10.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 200 200 5 9 120 0 "1.2.3.4, 10.0.0.2" www www"#)
             .unwrap();
         assert_eq!(v.get(Field::ClientHeader), Some(&b"1.2.3.4, 10.0.0.2"[..]));
         assert!(LogFormat::compile("%h %l", None).unwrap_err().contains("no %t"));
