@@ -1,1 +1,286 @@
-fn main() {}
+//! loadgen: writes realistic Apache access logs, deterministic from a seed,
+//! and the alerts a correct engine must raise on them.
+//!
+//! - `loadgen file --lines N --out F [--expect E]`: N lines as fast as possible.
+//! - `loadgen live --path P --rate R --lines N [--rotate …]`: appends to a live
+//!   path at R lines/s, following a dated pattern (`%Y-%m-%d`) and rotating on
+//!   request, for soak tests and benchmarks of `logwarden run`.
+//!
+//! The expected alerts come from [`model`], a deliberately naive sliding-window
+//! model written independently of logwarden's engine.
+
+mod generate;
+mod model;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use generate::{Generator, Plan, Style};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "loadgen", version, about = "Deterministic Apache log generator")]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Write N lines to a file (or `-` for stdout) as fast as possible.
+    File {
+        #[command(flatten)]
+        g: GenArgs,
+        /// Output file, `-` for standard output.
+        #[arg(long, default_value = "-")]
+        out: String,
+    },
+    /// Append to a live path at a given rate, rotating on request.
+    Live {
+        #[command(flatten)]
+        g: GenArgs,
+        /// Path or strftime pattern (`/tmp/x/access-%Y-%m-%d`); the date of
+        /// each line's own time names its file.
+        #[arg(long)]
+        path: String,
+        /// Lines per second of wall time (0 = as fast as possible).
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Rotate the plain file this way every `--rotate-every` lines.
+        #[arg(long, value_enum)]
+        rotate: Option<Rotate>,
+        /// Lines between rotations.
+        #[arg(long, default_value_t = 100_000)]
+        rotate_every: u64,
+        /// Stamp lines with the wall clock instead of `--start` + rate.
+        #[arg(long)]
+        now: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Rotate {
+    /// `mv file file.1` and start a new file.
+    Rename,
+    /// Copy to `file.1`, then truncate in place.
+    Copytruncate,
+}
+
+#[derive(Args, Clone)]
+struct GenArgs {
+    /// Number of lines.
+    #[arg(long, default_value_t = 100_000)]
+    lines: u64,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Line format.
+    #[arg(long, value_enum, default_value = "combined")]
+    format: Style,
+    /// Distinct client addresses.
+    #[arg(long, default_value_t = 5000)]
+    ips: usize,
+    /// Share of IPv6 clients.
+    #[arg(long, default_value_t = 0.1)]
+    v6_share: f64,
+    /// Target string.
+    #[arg(long, default_value = "today_download")]
+    target: String,
+    /// Share of lines requesting the target.
+    #[arg(long, default_value_t = 0.02)]
+    target_share: f64,
+    /// Clients that burst at or above the threshold within one window.
+    #[arg(long, default_value_t = 20)]
+    attackers: usize,
+    /// Clients that hit exactly threshold - 1 times within one window.
+    #[arg(long)]
+    near_miss: Option<usize>,
+    /// Threshold of the expected alerts.
+    #[arg(long, default_value_t = 10)]
+    threshold: u32,
+    /// Window in seconds.
+    #[arg(long, default_value_t = 600)]
+    window: u32,
+    /// Cooldown in seconds (default: the window).
+    #[arg(long)]
+    cooldown: Option<u32>,
+    /// Lines per second of log time.
+    #[arg(long, default_value_t = 200.0)]
+    log_rate: f64,
+    /// Time of the first line (RFC 3339).
+    #[arg(long, default_value = "2025-07-09T00:00:00+09:00")]
+    start: String,
+    /// Stamp lines up to this many seconds early, as Apache does for slow
+    /// requests (out-of-order lines).
+    #[arg(long, default_value_t = 0)]
+    jitter: u32,
+    /// Write the expected alerts here, one JSON object per line.
+    #[arg(long)]
+    expect: Option<PathBuf>,
+}
+
+impl GenArgs {
+    fn plan(&self) -> Result<Plan> {
+        let start: jiff::Timestamp = self.start.parse().context("--start is not RFC 3339")?;
+        let offset = self
+            .start
+            .get(self.start.len().saturating_sub(6)..)
+            .and_then(parse_offset)
+            .unwrap_or(0);
+        if self.threshold < 1 || self.window < 1 {
+            bail!("--threshold and --window must be at least 1");
+        }
+        Ok(Plan {
+            lines: self.lines,
+            seed: self.seed,
+            style: self.format,
+            ips: self.ips.max(1),
+            v6_share: self.v6_share,
+            target: self.target.clone(),
+            target_share: self.target_share,
+            attackers: self.attackers,
+            near_miss: self.near_miss.unwrap_or(self.attackers),
+            threshold: self.threshold,
+            window: self.window,
+            log_rate: self.log_rate.max(0.001),
+            start: start.as_second(),
+            offset,
+            jitter: self.jitter,
+        })
+    }
+}
+
+fn parse_offset(s: &str) -> Option<i32> {
+    if s == "Z" || s.ends_with('Z') {
+        return Some(0);
+    }
+    let sign = match s.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let h: i32 = s.get(1..3)?.parse().ok()?;
+    let m: i32 = s.get(4..6)?.parse().ok()?;
+    Some(sign * (h * 3600 + m * 60))
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().mode {
+        Mode::File { g, out } => file_mode(&g, &out),
+        Mode::Live { g, path, rate, rotate, rotate_every, now } => {
+            live_mode(&g, &path, rate, rotate, rotate_every, now)
+        }
+    }
+}
+
+fn file_mode(g: &GenArgs, out: &str) -> Result<()> {
+    let started = Instant::now();
+    let mut gen_ = Generator::new(g.plan()?);
+    let sink: Box<dyn Write> = if out == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(File::create(out).with_context(|| format!("creating {out}"))?)
+    };
+    let mut w = BufWriter::with_capacity(1 << 20, sink);
+    let mut model = model::Model::new(g.threshold, g.window, g.cooldown.unwrap_or(g.window));
+    let mut line = Vec::with_capacity(512);
+    let mut n = 0u64;
+    while let Some(ev) = gen_.next_line(&mut line) {
+        n += 1;
+        if let Some((ip, t)) = ev {
+            model.record(ip, t, n);
+        }
+        w.write_all(&line)?;
+    }
+    w.flush()?;
+    write_expect(g, &model)?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "loadgen: {n} lines in {secs:.2} s ({:.0} lines/s); {} expected alerts",
+        n as f64 / secs.max(1e-9),
+        model.alerts.len()
+    );
+    Ok(())
+}
+
+fn write_expect(g: &GenArgs, model: &model::Model) -> Result<()> {
+    if let Some(p) = &g.expect {
+        let mut w = BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?);
+        for a in &model.alerts {
+            writeln!(w, "{}", a.to_json())?;
+        }
+        w.flush()?;
+    }
+    Ok(())
+}
+
+/// Expands `%Y`, `%m`, `%d`, `%H` in a path pattern for a UTC-offset time.
+fn dated(pattern: &str, epoch: i64, offset: i32) -> String {
+    let t = jiff::Timestamp::from_second(epoch + i64::from(offset)).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let dt = jiff::tz::Offset::UTC.to_datetime(t);
+    pattern
+        .replace("%Y", &format!("{:04}", dt.year()))
+        .replace("%m", &format!("{:02}", dt.month()))
+        .replace("%d", &format!("{:02}", dt.day()))
+        .replace("%H", &format!("{:02}", dt.hour()))
+}
+
+fn live_mode(g: &GenArgs, pattern: &str, rate: f64, rotate: Option<Rotate>, every: u64, now: bool) -> Result<()> {
+    let mut plan = g.plan()?;
+    if now {
+        plan.start = jiff::Timestamp::now().as_second();
+    }
+    let offset = plan.offset;
+    let mut gen_ = Generator::new(plan);
+    let mut model = model::Model::new(g.threshold, g.window, g.cooldown.unwrap_or(g.window));
+    let started = Instant::now();
+    let mut line = Vec::with_capacity(512);
+    let (mut n, mut current) = (0u64, String::new());
+    let mut file: Option<File> = None;
+    while let Some(ev) = gen_.next_line(&mut line) {
+        n += 1;
+        let t = gen_.last_time();
+        let path = dated(pattern, t, offset);
+        if path != current || file.is_none() {
+            file = Some(open_append(&path)?);
+            current = path;
+        }
+        if let Some((ip, et)) = ev {
+            model.record(ip, et, n);
+        }
+        file.as_mut().expect("opened").write_all(&line)?;
+        if let Some(r) = rotate
+            && n % every.max(1) == 0
+        {
+            rotate_file(r, Path::new(&current))?;
+            file = None;
+        }
+        if rate > 0.0 {
+            let due = Duration::from_secs_f64(n as f64 / rate);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    write_expect(g, &model)?;
+    eprintln!("loadgen: appended {n} lines; {} expected alerts", model.alerts.len());
+    Ok(())
+}
+
+fn open_append(path: &str) -> Result<File> {
+    OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening {path}"))
+}
+
+fn rotate_file(r: Rotate, path: &Path) -> Result<()> {
+    let rotated = PathBuf::from(format!("{}.1", path.display()));
+    match r {
+        Rotate::Rename => std::fs::rename(path, &rotated)?,
+        Rotate::Copytruncate => {
+            std::fs::copy(path, &rotated)?;
+            OpenOptions::new().write(true).open(path)?.set_len(0)?;
+        }
+    }
+    Ok(())
+}
