@@ -9,7 +9,6 @@ use crate::parse::Record;
 use crate::parse::time::rfc3339;
 use crate::rules::Rule;
 use serde::Serialize;
-use std::fmt::Write as _;
 
 /// A placeholder of a message template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,31 +63,42 @@ impl Template {
     pub fn parse(s: &str) -> Result<Template, String> {
         let mut pieces = Vec::new();
         let mut text = String::new();
-        let mut rest = s;
-        while let Some(i) = rest.find(['{', '}']) {
-            text.push_str(&rest[..i]);
-            let tail = &rest[i..];
-            if tail.starts_with("{{") || tail.starts_with("}}") {
-                text.push_str(&tail[..1]);
-                rest = &tail[2..];
-                continue;
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' | '}' if chars.peek() == Some(&c) => {
+                    chars.next();
+                    text.push(c);
+                }
+                '}' => return Err("has a lone '}': write '}}' for a literal brace".into()),
+                '{' => {
+                    let mut name = String::new();
+                    let closed = chars.by_ref().any(|c| {
+                        c == '}' || {
+                            name.push(c);
+                            false
+                        }
+                    });
+                    if !closed {
+                        return Err(format!("has an unclosed {{{name}"));
+                    }
+                    let var = VARS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).ok_or_else(
+                        || {
+                            let names: Vec<&str> = VARS.iter().map(|v| v.0).collect();
+                            format!(
+                                "unknown or unclosed placeholder {{{name}}}: use {}",
+                                names.join(", ")
+                            )
+                        },
+                    )?;
+                    if !text.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut text)));
+                    }
+                    pieces.push(Piece::Var(var));
+                }
+                c => text.push(c),
             }
-            if tail.starts_with('}') {
-                return Err("has a lone '}': write '}}' for a literal brace".into());
-            }
-            let close = tail.find('}').ok_or("has an unclosed '{'")?;
-            let name = &tail[1..close];
-            let var = VARS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).ok_or_else(|| {
-                let names: Vec<&str> = VARS.iter().map(|v| v.0).collect();
-                format!("unknown placeholder {{{name}}}: use {}", names.join(", "))
-            })?;
-            if !text.is_empty() {
-                pieces.push(Piece::Text(std::mem::take(&mut text)));
-            }
-            pieces.push(Piece::Var(var));
-            rest = &tail[close + 1..];
         }
-        text.push_str(rest);
         if !text.is_empty() {
             pieces.push(Piece::Text(text));
         }
@@ -160,23 +170,24 @@ impl Alert {
     }
 
     fn render_var(&self, out: &mut String, v: Var, rule: &Rule, r: &Record<'_>) {
-        let _ = match v {
-            Var::Client => write!(out, "{}", self.key),
-            Var::Target => write!(out, "{}", sanitize(rule.target().as_bytes())),
-            Var::Count => write!(out, "{}", self.count),
-            Var::Window => write!(out, "{}", human_duration(u64::from(self.window_s))),
-            Var::Threshold => write!(out, "{}", self.threshold),
-            Var::Rule => write!(out, "{}", self.rule),
-            Var::Time => write!(out, "{}", self.time),
-            Var::File => write!(out, "{}", sanitize(self.file.as_bytes())),
-            Var::Line => write!(out, "{}", self.line),
-            Var::Request => write!(out, "{}", sanitize(r.request.unwrap_or(b"-"))),
-            Var::Method => write!(out, "{}", sanitize(r.method())),
-            Var::Path => write!(out, "{}", sanitize(r.path())),
-            Var::Status => write!(out, "{}", r.status.map_or("-".to_string(), |s| s.to_string())),
-            Var::UserAgent => write!(out, "{}", sanitize(r.user_agent.unwrap_or(b"-"))),
-            Var::Referer => write!(out, "{}", sanitize(r.referer.unwrap_or(b"-"))),
+        let text = match v {
+            Var::Client => self.key.clone(),
+            Var::Target => sanitize(rule.target().as_bytes()),
+            Var::Count => self.count.to_string(),
+            Var::Window => human_duration(u64::from(self.window_s)),
+            Var::Threshold => self.threshold.to_string(),
+            Var::Rule => self.rule.clone(),
+            Var::Time => self.time.clone(),
+            Var::File => sanitize(self.file.as_bytes()),
+            Var::Line => self.line.to_string(),
+            Var::Request => sanitize(r.request.unwrap_or(b"-")),
+            Var::Method => sanitize(r.method()),
+            Var::Path => sanitize(r.path()),
+            Var::Status => r.status.map_or("-".to_string(), |s| s.to_string()),
+            Var::UserAgent => sanitize(r.user_agent.unwrap_or(b"-")),
+            Var::Referer => sanitize(r.referer.unwrap_or(b"-")),
         };
+        out.push_str(&text);
     }
 
     /// The alert as one line of JSON.
@@ -186,7 +197,14 @@ impl Alert {
 
     /// The alert as one line of text.
     pub fn to_text(&self) -> String {
-        format!("{} {}:{} [{}] {}", self.time, sanitize(self.file.as_bytes()), self.line, self.rule, self.message)
+        format!(
+            "{} {}:{} [{}] {}",
+            self.time,
+            sanitize(self.file.as_bytes()),
+            self.line,
+            self.rule,
+            self.message
+        )
     }
 }
 
@@ -198,18 +216,22 @@ pub fn sanitize(b: &[u8]) -> String {
         for c in chunk.valid().chars() {
             if c.is_control() {
                 let mut buf = [0; 4];
-                for byte in c.encode_utf8(&mut buf).bytes() {
-                    let _ = write!(out, "\\x{byte:02x}");
-                }
+                c.encode_utf8(&mut buf).bytes().for_each(|byte| push_hex(&mut out, byte));
             } else {
                 out.push(c);
             }
         }
-        for byte in chunk.invalid() {
-            let _ = write!(out, "\\x{byte:02x}");
-        }
+        chunk.invalid().iter().for_each(|&byte| push_hex(&mut out, byte));
     }
     out
+}
+
+/// Appends `\xNN`.
+fn push_hex(out: &mut String, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push_str("\\x");
+    out.push(char::from(HEX[usize::from(byte >> 4)]));
+    out.push(char::from(HEX[usize::from(byte & 15)]));
 }
 
 #[cfg(test)]
@@ -220,7 +242,7 @@ mod tests {
     fn templates() {
         assert!(Template::parse("IP {client} {count}").is_ok());
         assert!(Template::parse("{{literal}}").is_ok());
-        assert!(Template::parse("{nope}").unwrap_err().contains("unknown placeholder {nope}"));
+        assert!(Template::parse("{nope}").unwrap_err().contains("placeholder {nope}"));
         assert!(Template::parse("{client").is_err());
         assert!(Template::parse("a } b").is_err());
     }

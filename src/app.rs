@@ -113,8 +113,9 @@ fn progress_bar(show: bool, total: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
-    let style = ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style =
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar
 }
@@ -127,7 +128,8 @@ pub fn summary_text(s: &Summary, secs: f64) -> String {
         .filter(|r| s.skipped[r.index()] > 0)
         .map(|r| format!("{} {}", r.name(), s.skipped[r.index()]))
         .collect();
-    let reasons = if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) };
+    let reasons =
+        if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) };
     let mb = s.bytes as f64 / 1e6;
     format!(
         "summary: {} lines, {:.1} MB in {:.2} s ({:.0} MB/s); parsed {}, skipped {}{}; events {}, late {}; alerts {}",
@@ -152,10 +154,11 @@ fn parse(config: Option<&std::path::Path>, a: &ParseArgs) -> Result<ExitCode> {
     let mut out = BufWriter::new(std::io::stdout().lock());
     for f in &a.files {
         let input = Input::from_arg(f);
-        let reader: Box<dyn std::io::Read> = match input.open().with_context(|| format!("cannot open {f}"))? {
-            Opened::File(file) => Box::new(file),
-            Opened::Stream(s) => s,
-        };
+        let reader: Box<dyn std::io::Read> =
+            match input.open().with_context(|| format!("cannot open {f}"))? {
+                Opened::File(file) => Box::new(file),
+                Opened::Stream(s) => s,
+            };
         let mut reader = std::io::BufReader::new(reader);
         let mut buf = Vec::new();
         let mut n = 0u64;
@@ -167,7 +170,8 @@ fn parse(config: Option<&std::path::Path>, a: &ParseArgs) -> Result<ExitCode> {
             n += 1;
             let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let text = describe_line(&parser, &rules, cfg.source.max_line_bytes, line, f, n, a.json);
+            let text =
+                describe_line(&parser, &rules, cfg.source.max_line_bytes, line, f, n, a.json);
             if writeln!(out, "{text}").is_err() {
                 return Ok(ExitCode::SUCCESS);
             }
@@ -190,14 +194,25 @@ fn describe_line(
     let parsed = if line.len() > max { Err(Skip::TooLong) } else { parser.parse(line) };
     match parsed {
         Ok(r) => {
-            let matched: Vec<&str> =
-                rules.rules.iter().filter(|ru| ru.matches(&r, line)).map(|ru| ru.name.as_str()).collect();
-            if json { record_json(&r, file, n, &matched) } else { record_text(&r, file, n, &matched) }
+            let matched: Vec<&str> = rules
+                .rules
+                .iter()
+                .filter(|ru| ru.matches(&r, line))
+                .map(|ru| ru.name.as_str())
+                .collect();
+            if json {
+                record_json(&r, file, n, &matched)
+            } else {
+                record_text(&r, file, n, &matched)
+            }
         }
         Err(e) if json => {
-            serde_json::json!({"file": file, "line": n, "error": e.describe(), "reason": e.name()}).to_string()
+            serde_json::json!({"file": file, "line": n, "error": e.describe(), "reason": e.name()})
+                .to_string()
         }
-        Err(e) => format!("{}:{n}: error: {} ({})", sanitize(file.as_bytes()), e.describe(), e.name()),
+        Err(e) => {
+            format!("{}:{n}: error: {} ({})", sanitize(file.as_bytes()), e.describe(), e.name())
+        }
     }
 }
 
@@ -245,7 +260,8 @@ fn record_text(r: &Record<'_>, file: &str, n: u64, rules: &[&str]) -> String {
 
 fn check(config: Option<&std::path::Path>) -> Result<ExitCode> {
     let cfg = load(config, &Overrides::default())?;
-    let from = cfg.file.as_ref().map_or("built-in defaults".to_string(), |p| p.display().to_string());
+    let from =
+        cfg.file.as_ref().map_or("built-in defaults".to_string(), |p| p.display().to_string());
     print!("# effective configuration (from {from})\n{}", cfg.effective_toml());
     eprintln!("configuration OK: {} rule(s), {} output(s)", cfg.rules.len(), cfg.outputs.len());
     Ok(ExitCode::SUCCESS)

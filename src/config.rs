@@ -323,7 +323,8 @@ fn fill_defaults(raw: &mut RawConfig) {
         r.message.get_or_insert_with(|| {
             Spanned::new(
                 0..0,
-                "SUSPICIOUS ACTIVITY: IP {client} accessed {target} {count} times in {window}".into(),
+                "SUSPICIOUS ACTIVITY: IP {client} accessed {target} {count} times in {window}"
+                    .into(),
             )
         });
     }
@@ -446,7 +447,11 @@ fn validate_source(cx: &Cx, s: &RawSource) -> Result<SourceConfig, ConfigError> 
         .iter()
         .map(|p| {
             Cidr::parse(p).ok_or_else(|| {
-                cx.err(proxies, "source.trusted_proxies", format!("{p:?} is not an address or block such as \"10.0.0.0/8\""))
+                cx.err(
+                    proxies,
+                    "source.trusted_proxies",
+                    format!("{p:?} is not an address or block such as \"10.0.0.0/8\""),
+                )
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -457,7 +462,13 @@ fn validate_source(cx: &Cx, s: &RawSource) -> Result<SourceConfig, ConfigError> 
     let start_at = match start.get_ref().as_str() {
         "end" => StartAt::End,
         "beginning" => StartAt::Beginning,
-        o => return Err(cx.err(start, "source.start_at", format!("{o:?} is not allowed: use \"end\" or \"beginning\""))),
+        o => {
+            return Err(cx.err(
+                start,
+                "source.start_at",
+                format!("{o:?} is not allowed: use \"end\" or \"beginning\""),
+            ));
+        }
     };
     let poll = get(&s.poll_interval);
     let poll_interval = duration(cx, poll, "source.poll_interval")?;
@@ -465,15 +476,25 @@ fn validate_source(cx: &Cx, s: &RawSource) -> Result<SourceConfig, ConfigError> 
         return Err(cx.err(poll, "source.poll_interval", "must be longer than 0 seconds"));
     }
     let v6 = get(&s.ipv6_prefix);
-    let ipv6_prefix = u8::try_from(*v6.get_ref())
-        .ok()
-        .filter(|p| (1..=128).contains(p))
-        .ok_or_else(|| cx.err(v6, "source.ipv6_prefix", "must be 1 to 128 (128 = every address apart; 64 groups a /64)"))?;
+    let ipv6_prefix =
+        u8::try_from(*v6.get_ref()).ok().filter(|p| (1..=128).contains(p)).ok_or_else(|| {
+            cx.err(
+                v6,
+                "source.ipv6_prefix",
+                "must be 1 to 128 (128 = every address apart; 64 groups a /64)",
+            )
+        })?;
     let max = get(&s.max_line_bytes);
     let max_line_bytes = usize::try_from(*max.get_ref())
         .ok()
         .filter(|m| (256..=crate::source::MAX_LINE_LIMIT).contains(m))
-        .ok_or_else(|| cx.err(max, "source.max_line_bytes", format!("must be 256 to {}", crate::source::MAX_LINE_LIMIT)))?;
+        .ok_or_else(|| {
+            cx.err(
+                max,
+                "source.max_line_bytes",
+                format!("must be 256 to {}", crate::source::MAX_LINE_LIMIT),
+            )
+        })?;
     let path = get(&s.path);
     if path.get_ref().is_empty() {
         return Err(cx.err(path, "source.path", "must not be empty"));
@@ -512,10 +533,9 @@ fn validate_rule(cx: &Cx, r: &RawRule, at: &str) -> Result<Rule, ConfigError> {
         None => None,
     };
     let t = get(&r.threshold);
-    let threshold = u32::try_from(*t.get_ref())
-        .ok()
-        .filter(|t| *t >= 1)
-        .ok_or_else(|| cx.err(t, &key("threshold"), format!("must be at least 1 (got {})", t.get_ref())))?;
+    let threshold = u32::try_from(*t.get_ref()).ok().filter(|t| *t >= 1).ok_or_else(|| {
+        cx.err(t, &key("threshold"), format!("must be at least 1 (got {})", t.get_ref()))
+    })?;
     let w = get(&r.window);
     let window = secs_u32(cx, w, &key("window"))?;
     if window == 0 {
@@ -524,7 +544,11 @@ fn validate_rule(cx: &Cx, r: &RawRule, at: &str) -> Result<Rule, ConfigError> {
     let cooldown = secs_u32(cx, get(&r.cooldown), &key("cooldown"))?;
     let k = get(&r.key);
     if k.get_ref() != "client" {
-        return Err(cx.err(k, &key("key"), format!("{:?} is not supported: use \"client\"", k.get_ref())));
+        return Err(cx.err(
+            k,
+            &key("key"),
+            format!("{:?} is not supported: use \"client\"", k.get_ref()),
+        ));
     }
     let status = match &r.status {
         Some(s) => s
@@ -565,17 +589,45 @@ fn check_unique_names(cx: &Cx, rules: &[RawRule]) -> Result<(), ConfigError> {
 
 /// RFC 5424 facility names and their numbers.
 const FACILITIES: [(&str, u8); 24] = [
-    ("kern", 0), ("user", 1), ("mail", 2), ("daemon", 3), ("auth", 4), ("syslog", 5),
-    ("lpr", 6), ("news", 7), ("uucp", 8), ("cron", 9), ("authpriv", 10), ("ftp", 11),
-    ("ntp", 12), ("security", 13), ("console", 14), ("solaris-cron", 15), ("local0", 16),
-    ("local1", 17), ("local2", 18), ("local3", 19), ("local4", 20), ("local5", 21),
-    ("local6", 22), ("local7", 23),
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("syslog", 5),
+    ("lpr", 6),
+    ("news", 7),
+    ("uucp", 8),
+    ("cron", 9),
+    ("authpriv", 10),
+    ("ftp", 11),
+    ("ntp", 12),
+    ("security", 13),
+    ("console", 14),
+    ("solaris-cron", 15),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
 ];
 
 /// Severity names (with the aliases syslog tools accept) and their numbers.
 const SEVERITIES: [(&str, u8); 11] = [
-    ("emerg", 0), ("panic", 0), ("alert", 1), ("crit", 2), ("err", 3), ("error", 3),
-    ("warning", 4), ("warn", 4), ("notice", 5), ("info", 6), ("debug", 7),
+    ("emerg", 0),
+    ("panic", 0),
+    ("alert", 1),
+    ("crit", 2),
+    ("err", 3),
+    ("error", 3),
+    ("warning", 4),
+    ("warn", 4),
+    ("notice", 5),
+    ("info", 6),
+    ("debug", 7),
 ];
 
 fn lookup(table: &[(&str, u8)], name: &str) -> Option<u8> {
@@ -586,7 +638,11 @@ fn validate_output(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, Con
     let key = |k: &str| format!("{at}.{k}");
     let kind = get(&o.kind);
     if kind.get_ref() != "syslog" {
-        return Err(cx.err(kind, &key("type"), format!("{:?} is not an output type: use \"syslog\"", kind.get_ref())));
+        return Err(cx.err(
+            kind,
+            &key("type"),
+            format!("{:?} is not an output type: use \"syslog\"", kind.get_ref()),
+        ));
     }
     let fac = get(&o.facility);
     // The old script's "user.error" spelling carries the severity too.
@@ -596,7 +652,11 @@ fn validate_output(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, Con
     };
     let facility = lookup(&FACILITIES, fac_name).ok_or_else(|| {
         let names: Vec<&str> = FACILITIES.iter().map(|f| f.0).collect();
-        cx.err(fac, &key("facility"), format!("{fac_name:?} is not a facility: use one of {}", names.join(", ")))
+        cx.err(
+            fac,
+            &key("facility"),
+            format!("{fac_name:?} is not a facility: use one of {}", names.join(", ")),
+        )
     })?;
     let sev = get(&o.severity);
     let sev_name = match (sev_from_fac, sev.span().is_empty()) {
@@ -614,13 +674,21 @@ fn validate_output(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, Con
     let target = get(&o.target);
     let tg = target.get_ref();
     let ok = tg.strip_prefix("unix:").is_some_and(|p| p.starts_with('/'))
-        || ["udp://", "tcp://"].iter().any(|s| tg.strip_prefix(s).is_some_and(|hp| hp.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())));
+        || ["udp://", "tcp://"].iter().any(|s| {
+            tg.strip_prefix(s).is_some_and(|hp| {
+                hp.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            })
+        });
     if !ok {
         return Err(cx.err(target, &key("target"), format!("{tg:?} is not a syslog target: use \"unix:/dev/log\", \"udp://host:514\" or \"tcp://host:601\"")));
     }
     let format = get(&o.format);
     if !matches!(format.get_ref().as_str(), "rfc3164" | "rfc5424") {
-        return Err(cx.err(format, &key("format"), format!("{:?} is not allowed: use \"rfc3164\" or \"rfc5424\"", format.get_ref())));
+        return Err(cx.err(
+            format,
+            &key("format"),
+            format!("{:?} is not allowed: use \"rfc3164\" or \"rfc5424\"", format.get_ref()),
+        ));
     }
     Ok(OutputConfig::Syslog(SyslogOutput {
         target: tg.clone(),
@@ -633,18 +701,20 @@ fn validate_output(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, Con
 
 /// Parses a duration value.
 pub fn parse_duration(d: &RawDuration) -> Result<Duration, String> {
-    let bad = || format!("{d:?} is not a duration: use seconds (600) or a number with s, m, h or d (\"10m\")");
+    let bad = || {
+        format!(
+            "{d:?} is not a duration: use seconds (600) or a number with s, m, h or d (\"10m\")"
+        )
+    };
     let secs = match d {
         RawDuration::Secs(s) => u64::try_from(*s).map_err(|_| bad())?,
         RawDuration::Text(t) => {
             let t = t.trim();
-            let (num, mult) = match t.as_bytes().last() {
-                Some(b's') => (&t[..t.len() - 1], 1),
-                Some(b'm') => (&t[..t.len() - 1], 60),
-                Some(b'h') => (&t[..t.len() - 1], 3600),
-                Some(b'd') => (&t[..t.len() - 1], 86_400),
-                _ => (t, 1),
-            };
+            let units = [('s', 1), ('m', 60), ('h', 3600), ('d', 86_400)];
+            let (num, mult) = units
+                .iter()
+                .find_map(|&(u, m)| t.strip_suffix(u).map(|n| (n, m)))
+                .unwrap_or((t, 1));
             num.trim().parse::<u64>().map_err(|_| bad())?.checked_mul(mult).ok_or_else(bad)?
         }
     };
@@ -762,7 +832,11 @@ mod tests {
     #[test]
     fn overrides_replace_rules() {
         let ov = Overrides {
-            rule: Some(RuleOverride { target: "/login".into(), threshold: Some(3), ..Default::default() }),
+            rule: Some(RuleOverride {
+                target: "/login".into(),
+                threshold: Some(3),
+                ..Default::default()
+            }),
             threads: Some(2),
             format: Some("common".into()),
         };

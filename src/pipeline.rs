@@ -150,7 +150,8 @@ impl Engine {
         let (chunk_tx, chunk_rx) = bounded::<(u64, Arc<Chunk>)>(2 * n);
         let (token_tx, token_rx) = bounded::<()>(4 * n + 4);
         let (alert_tx, alert_rx) = unbounded::<ToAlerts>();
-        let shard_chans: Vec<(Sender<Batch>, Receiver<Batch>)> = (0..n).map(|_| unbounded()).collect();
+        let shard_chans: Vec<(Sender<Batch>, Receiver<Batch>)> =
+            (0..n).map(|_| unbounded()).collect();
         let shard_txs: Vec<Sender<Batch>> = shard_chans.iter().map(|c| c.0.clone()).collect();
         std::thread::scope(|s| {
             let reader_alert_tx = alert_tx.clone();
@@ -171,14 +172,23 @@ impl Engine {
     }
 
     /// Worker thread: scans chunks, routes events to shards.
-    fn work(&self, rx: &Receiver<(u64, Arc<Chunk>)>, shards: &[Sender<Batch>], alerts: &Sender<ToAlerts>) {
+    fn work(
+        &self,
+        rx: &Receiver<(u64, Arc<Chunk>)>,
+        shards: &[Sender<Batch>],
+        alerts: &Sender<ToAlerts>,
+    ) {
         let mut by_shard: Vec<Vec<Event>> = vec![Vec::new(); shards.len()];
         for (seq, chunk) in rx {
             let (stats, max_time) = self.scan(&chunk, &mut by_shard);
             for (tx, events) in shards.iter().zip(by_shard.iter_mut()) {
-                let _ = tx.send(Batch { seq, max_time, events: std::mem::take(events) });
+                if tx.send(Batch { seq, max_time, events: std::mem::take(events) }).is_err() {
+                    return;
+                }
             }
-            let _ = alerts.send(ToAlerts::Scanned { seq, chunk, stats });
+            if alerts.send(ToAlerts::Scanned { seq, chunk, stats }).is_err() {
+                return;
+            }
         }
     }
 
@@ -232,7 +242,8 @@ impl Engine {
 
     /// Shard thread: applies batches in `seq` order to the windows it owns.
     fn shard(&self, rx: &Receiver<Batch>, alerts: &Sender<ToAlerts>) {
-        let mut windows: Vec<Windows> = self.rules.rules.iter().map(|r| Windows::new(r.spec)).collect();
+        let mut windows: Vec<Windows> =
+            self.rules.rules.iter().map(|r| Windows::new(r.spec)).collect();
         let mut waiting: BTreeMap<u64, Batch> = BTreeMap::new();
         let mut next = 0u64;
         let mut watermark = 0u32;
@@ -261,7 +272,10 @@ impl Engine {
                     let step = self.cleanup_interval.max(1);
                     next_cleanup = (watermark / step).saturating_add(1).saturating_mul(step);
                 }
-                let _ = alerts.send(ToAlerts::Decided { seq: b.seq, decisions, late, evicted });
+                if alerts.send(ToAlerts::Decided { seq: b.seq, decisions, late, evicted }).is_err()
+                {
+                    return;
+                }
             }
         }
     }
@@ -318,7 +332,8 @@ impl Engine {
                 sum.lines += p.lines;
                 sum.bytes += chunk.bytes().len() as u64;
                 on_progress(sum.bytes);
-                let _ = tokens.recv();
+                // Frees the reader to send one more chunk.
+                tokens.recv().unwrap_or(());
                 next += 1;
             }
         }
@@ -379,7 +394,8 @@ fn read_all(
             true
         };
         if let Err(e) = chunks(i, opened, &mut emit) {
-            let _ = alerts.send(ToAlerts::ReadFailed(i, e));
+            // If the alert thread is gone there is nobody left to tell.
+            alerts.send(ToAlerts::ReadFailed(i, e)).unwrap_or(());
             return;
         }
     }

@@ -113,7 +113,11 @@ impl Rule {
             FieldSel::Query => rec.query(),
             FieldSel::Status => match rec.status {
                 Some(s) => {
-                    digits = [(s / 100 % 10) as u8 + b'0', (s / 10 % 10) as u8 + b'0', (s % 10) as u8 + b'0'];
+                    digits = [
+                        (s / 100 % 10) as u8 + b'0',
+                        (s / 10 % 10) as u8 + b'0',
+                        (s % 10) as u8 + b'0',
+                    ];
                     &digits
                 }
                 None => b"",
@@ -133,7 +137,7 @@ enum Prefilter {
     /// Some rule has no literal: every line is a candidate.
     Every,
     /// One literal shared by all rules.
-    One(Finder<'static>),
+    One(Box<Finder<'static>>),
     /// Several literals, one per rule at least.
     Many(AhoCorasick),
 }
@@ -155,7 +159,7 @@ impl RuleSet {
                 l.sort_unstable();
                 l.dedup();
                 if l.len() == 1 {
-                    Prefilter::One(Finder::new(l[0].as_bytes()).into_owned())
+                    Prefilter::One(Box::new(Finder::new(l[0].as_bytes()).into_owned()))
                 } else {
                     AhoCorasick::new(&l).map_or(Prefilter::Every, Prefilter::Many)
                 }
@@ -169,7 +173,9 @@ impl RuleSet {
     pub fn needs(&self) -> Needs {
         self.rules.iter().fold(Needs::BASE, |mut n, r| {
             n = match r.field {
-                FieldSel::Request | FieldSel::Method | FieldSel::Path | FieldSel::Query => n.with(Field::Request),
+                FieldSel::Request | FieldSel::Method | FieldSel::Path | FieldSel::Query => {
+                    n.with(Field::Request)
+                }
                 FieldSel::Status => n.with(Field::Status),
                 FieldSel::UserAgent => n.with(Field::UserAgent),
                 FieldSel::Referer => n.with(Field::Referer),
@@ -196,7 +202,8 @@ impl RuleSet {
     /// needed), else `None`.
     pub fn for_each_candidate(&self, chunk: &[u8], mut f: impl FnMut(usize, usize)) -> Option<u64> {
         let mut visited = 0u64;
-        let line_end = |from: usize| memchr::memchr(b'\n', &chunk[from..]).map_or(chunk.len(), |i| from + i);
+        let line_end =
+            |from: usize| memchr::memchr(b'\n', &chunk[from..]).map_or(chunk.len(), |i| from + i);
         let mut at = 0;
         let next_hit = |at: usize| -> Option<usize> {
             match &self.prefilter {
@@ -241,7 +248,12 @@ mod tests {
     const LINE: &[u8] = br#"1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "POST /login?u=today_download HTTP/1.1" 403 1 "http://x/today_download" "ua""#;
 
     fn rec() -> Record<'static> {
-        let p = Parser::new(Format::from_spec("combined", None).unwrap(), Zone::Utc, 2000, ClientSource::default());
+        let p = Parser::new(
+            Format::from_spec("combined", None).unwrap(),
+            Zone::Utc,
+            2000,
+            ClientSource::default(),
+        );
         p.parse(LINE).unwrap()
     }
 
@@ -275,7 +287,10 @@ mod tests {
         };
         let one = RuleSet::new(vec![rule(FieldSel::Line, Some("x"), None)]);
         assert_eq!(collect(&one), vec![&b"a x"[..], b"c xx", b"x"]);
-        let many = RuleSet::new(vec![rule(FieldSel::Line, Some("x"), None), rule(FieldSel::Line, Some("d"), None)]);
+        let many = RuleSet::new(vec![
+            rule(FieldSel::Line, Some("x"), None),
+            rule(FieldSel::Line, Some("d"), None),
+        ]);
         assert_eq!(collect(&many), vec![&b"a x"[..], b"c xx", b"d", b"x"]);
         let every = RuleSet::new(vec![rule(FieldSel::Line, None, Some("b"))]);
         assert!(every.parses_every_line());

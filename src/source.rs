@@ -155,7 +155,8 @@ fn mapped_chunks(input: usize, f: &File, emit: &mut dyn FnMut(Chunk) -> bool) ->
         // files differently.
         #[allow(unsafe_code)]
         let map = unsafe { MmapOptions::new().offset(seg_start).len(seg_len).map(f)? };
-        let _ = map.advise(Advice::Sequential);
+        // Only a hint for read-ahead; reading works without it.
+        map.advise(Advice::Sequential).unwrap_or(());
         let map = Arc::new(map);
         let mut local = (pos - seg_start) as usize;
         if skipping {
@@ -208,7 +209,11 @@ fn flush_skipped(input: usize, skipping: bool, skipped: u32, emit: &mut dyn FnMu
     }
 }
 
-fn stream_chunks(input: usize, mut r: Box<dyn Read + Send>, emit: &mut dyn FnMut(Chunk) -> bool) -> io::Result<()> {
+fn stream_chunks(
+    input: usize,
+    mut r: Box<dyn Read + Send>,
+    emit: &mut dyn FnMut(Chunk) -> bool,
+) -> io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES * 2);
     let mut eof = false;
     let mut skipping = false;
@@ -340,7 +345,10 @@ mod tests {
     fn long_line_at_end_and_empty_input() {
         let mut text = b"a\n".to_vec();
         text.extend(std::iter::repeat_n(b'x', CHUNK_BYTES * 2));
-        assert_eq!(lines_of(Opened::Stream(Box::new(io::Cursor::new(text.clone())))), expected(&text));
+        assert_eq!(
+            lines_of(Opened::Stream(Box::new(io::Cursor::new(text.clone())))),
+            expected(&text)
+        );
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(&text).unwrap();
         assert_eq!(lines_of(Opened::File(File::open(f.path()).unwrap())), expected(&text));

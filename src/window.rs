@@ -223,7 +223,8 @@ mod tests {
             kept.push(t);
             let lo = i64::from(tt) - i64::from(spec.window);
             let count = kept.iter().filter(|&&x| i64::from(x) >= lo).count() as u32;
-            let cooling = alerted.is_some_and(|a| i64::from(tt) < i64::from(a) + i64::from(spec.cooldown));
+            let cooling =
+                alerted.is_some_and(|a| i64::from(tt) < i64::from(a) + i64::from(spec.cooldown));
             if count >= spec.threshold && !cooling {
                 alerted = Some(tt);
                 out.push(Outcome::Alert(count));

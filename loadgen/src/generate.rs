@@ -70,16 +70,36 @@ const UAS: &[&str] = &[
     r"Mozilla/5.0 (X11; Linux) \\x5c-backslash-agent/0.1",
     r#"evil \" 6.6.6.6 - - [01/Jan/2020:00:00:00 +0000] \"GET /today_download"#,
 ];
-const REFERERS: &[&str] =
-    &["-", "-", "-", "https://www.example.com/", "https://www.google.com/", r#"https://evil.example/?q=\"x\""#];
-const PATHS: &[&str] = &[
-    "/", "/index.html", "/favicon.ico", "/robots.txt", "/css/site.css?v=3", "/news/story-{n}.html",
-    "/api/v1/items/{n}", "/api/v1/search?q=rust+log&page={n}", "/login", "/wp-login.php", "/.env",
-    "/downloads/archive-{n}.zip", r#"/search?q=\"quoted\"&n={n}"#, "/%E4%B8%8B%E8%BD%BD/{n}",
+const REFERERS: &[&str] = &[
+    "-",
+    "-",
+    "-",
+    "https://www.example.com/",
+    "https://www.google.com/",
+    r#"https://evil.example/?q=\"x\""#,
 ];
-const TARGET_PATHS: &[&str] = &["/{t}", "/{t}", "/files/{t}?id={n}", "/{t}/file-{n}.zip", "/cgi/dl.php?f={t}&n={n}"];
-const STATUSES: &[u16] = &[200, 200, 200, 200, 200, 200, 200, 200, 301, 302, 304, 400, 403, 404, 404, 500];
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const PATHS: &[&str] = &[
+    "/",
+    "/index.html",
+    "/favicon.ico",
+    "/robots.txt",
+    "/css/site.css?v=3",
+    "/news/story-{n}.html",
+    "/api/v1/items/{n}",
+    "/api/v1/search?q=rust+log&page={n}",
+    "/login",
+    "/wp-login.php",
+    "/.env",
+    "/downloads/archive-{n}.zip",
+    r#"/search?q=\"quoted\"&n={n}"#,
+    "/%E4%B8%8B%E8%BD%BD/{n}",
+];
+const TARGET_PATHS: &[&str] =
+    &["/{t}", "/{t}", "/files/{t}?id={n}", "/{t}/file-{n}.zip", "/cgi/dl.php?f={t}&n={n}"];
+const STATUSES: &[u16] =
+    &[200, 200, 200, 200, 200, 200, 200, 200, 301, 302, 304, 400, 403, 404, 404, 500];
+const MONTHS: [&str; 12] =
+    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /// Generates lines one at a time.
 pub struct Generator {
@@ -176,7 +196,9 @@ impl Generator {
         let _ = match self.plan.style {
             Style::Common => writeln!(s, "{ip} - - [{}] {req}", self.stamp),
             Style::Combined => writeln!(s, "{ip} - - [{}] {req} {tail}", self.stamp),
-            Style::VhostCombined => writeln!(s, "www.example.com:443 {ip} - - [{}] {req} {tail}", self.stamp),
+            Style::VhostCombined => {
+                writeln!(s, "www.example.com:443 {ip} - - [{}] {req} {tail}", self.stamp)
+            }
         };
         out.extend_from_slice(s.as_bytes());
         Some(is_hit.then(|| (ip.clone(), t)))
@@ -194,7 +216,9 @@ fn make_ips(rng: &mut Rng, n: usize, v6_share: f64) -> Vec<String> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         let ip = if rng.unit() < v6_share {
-            let mut bits = (0x2001_0db8_u128 << 96) | u128::from(rng.next()) << 32 | u128::from(rng.next() as u32);
+            let mut bits = (0x2001_0db8_u128 << 96)
+                | u128::from(rng.next()) << 32
+                | u128::from(rng.next() as u32);
             if rng.below(2) == 0 {
                 bits &= !(0xffff_ffff_ffff_u128 << 16);
             }
@@ -218,7 +242,11 @@ fn rng_path(rng: &mut Rng, paths: &[&str], target: &str) -> String {
 fn request(rng: &mut Rng, path: String) -> String {
     let method = *rng.pick(&["GET", "GET", "GET", "GET", "POST", "HEAD"]);
     let status = *rng.pick(STATUSES);
-    let size = if status == 304 || method == "HEAD" { "-".to_string() } else { rng.below(90_000).to_string() };
+    let size = if status == 304 || method == "HEAD" {
+        "-".to_string()
+    } else {
+        rng.below(90_000).to_string()
+    };
     let proto = *rng.pick(&["HTTP/1.1", "HTTP/1.1", "HTTP/2.0", "HTTP/1.0"]);
     format!("\"{method} {path} {proto}\" {status} {size}")
 }

@@ -207,7 +207,8 @@ fn file_mode(g: &GenArgs, out: &str) -> Result<()> {
 
 fn write_expect(g: &GenArgs, model: &model::Model) -> Result<()> {
     if let Some(p) = &g.expect {
-        let mut w = BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?);
+        let mut w =
+            BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?);
         for a in &model.alerts {
             writeln!(w, "{}", a.to_json())?;
         }
@@ -218,7 +219,8 @@ fn write_expect(g: &GenArgs, model: &model::Model) -> Result<()> {
 
 /// Expands `%Y`, `%m`, `%d`, `%H` in a path pattern for a UTC-offset time.
 fn dated(pattern: &str, epoch: i64, offset: i32) -> String {
-    let t = jiff::Timestamp::from_second(epoch + i64::from(offset)).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let t = jiff::Timestamp::from_second(epoch + i64::from(offset))
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     let dt = jiff::tz::Offset::UTC.to_datetime(t);
     pattern
         .replace("%Y", &format!("{:04}", dt.year()))
@@ -227,7 +229,14 @@ fn dated(pattern: &str, epoch: i64, offset: i32) -> String {
         .replace("%H", &format!("{:02}", dt.hour()))
 }
 
-fn live_mode(g: &GenArgs, pattern: &str, rate: f64, rotate: Option<Rotate>, every: u64, now: bool) -> Result<()> {
+fn live_mode(
+    g: &GenArgs,
+    pattern: &str,
+    rate: f64,
+    rotate: Option<Rotate>,
+    every: u64,
+    now: bool,
+) -> Result<()> {
     let mut plan = g.plan()?;
     if now {
         plan.start = jiff::Timestamp::now().as_second();
@@ -270,7 +279,11 @@ fn live_mode(g: &GenArgs, pattern: &str, rate: f64, rotate: Option<Rotate>, ever
 }
 
 fn open_append(path: &str) -> Result<File> {
-    OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening {path}"))
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {path}"))
 }
 
 fn rotate_file(r: Rotate, path: &Path) -> Result<()> {

@@ -15,8 +15,7 @@ pub const COMMON: &str = r#"%h %l %u %t "%r" %>s %b"#;
 /// Apache's `combined` format.
 pub const COMBINED: &str = r#"%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i""#;
 /// Apache's `vhost_combined` format.
-pub const VHOST_COMBINED: &str =
-    r#"%v:%p %h %l %u %t "%r" %>s %O "%{Referer}i" "%{User-Agent}i""#;
+pub const VHOST_COMBINED: &str = r#"%v:%p %h %l %u %t "%r" %>s %O "%{Referer}i" "%{User-Agent}i""#;
 
 /// What a `%` directive yields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +54,10 @@ impl Needs {
     pub const ALL: Needs = Needs(u16::MAX);
     /// Client and time only; add more with [`Needs::with`].
     pub const BASE: Needs = Needs(
-        1 << Field::Host as u16 | 1 << Field::Addr as u16 | 1 << Field::ClientHeader as u16 | 1 << Field::Time as u16,
+        1 << Field::Host as u16
+            | 1 << Field::Addr as u16
+            | 1 << Field::ClientHeader as u16
+            | 1 << Field::Time as u16,
     );
 
     /// This set plus `f`.
@@ -181,7 +183,11 @@ impl LogFormat {
 }
 
 /// Parses the directive after a `%` at `b[i..]`; returns it and the index after it.
-fn directive(b: &[u8], mut i: usize, client_header: Option<&str>) -> Result<(Field, usize), String> {
+fn directive(
+    b: &[u8],
+    mut i: usize,
+    client_header: Option<&str>,
+) -> Result<(Field, usize), String> {
     let mut name: &[u8] = b"";
     while matches!(b.get(i), Some(b'<' | b'>' | b'!' | b',' | b'0'..=b'9')) {
         i += 1;
@@ -261,7 +267,7 @@ fn find_short(stop: u8, s: &[u8]) -> Option<usize> {
 }
 
 /// Length up to the closing quote, skipping backslash escapes (`\"`, `\\`).
-fn quoted_len(s: &[u8]) -> Option<usize> {
+pub(crate) fn quoted_len(s: &[u8]) -> Option<usize> {
     let mut i = 0;
     while let Some(j) = memchr::memchr2(b'"', b'\\', &s[i..]) {
         if s[i + j] == b'"' {
@@ -312,9 +318,13 @@ mod tests {
     #[test]
     fn combined_accepts_common_lines_and_extra_fields() {
         let f = LogFormat::compile(COMBINED, None).unwrap();
-        let v = f.read_all(br#"1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 1"#).unwrap();
+        let v = f
+            .read_all(br#"1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 1"#)
+            .unwrap();
         assert_eq!(v.get(Field::UserAgent), None);
-        assert!(f.read_all(br#"1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "" 400 4 "-" "-" "-""#).is_ok());
+        assert!(
+            f.read_all(br#"1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "" 400 4 "-" "-" "-""#).is_ok()
+        );
         assert!(f.read_all(b"1.2.3.4 - -").is_err());
     }
 
@@ -322,7 +332,9 @@ mod tests {
     fn pasted_httpd_conf_string_compiles() {
         let spec = r#"%h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\""#;
         let f = LogFormat::compile(spec, None).unwrap();
-        let v = f.read_all(br#"::1 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 200 1 "-" "curl""#).unwrap();
+        let v = f
+            .read_all(br#"::1 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 200 1 "-" "curl""#)
+            .unwrap();
         assert_eq!(v.get(Field::UserAgent), Some(&b"curl"[..]));
         let vh = LogFormat::compile(VHOST_COMBINED, None).unwrap();
         let v = vh.read_all(br#"www:443 1.2.3.4 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 200 1 "-" "c""#).unwrap();

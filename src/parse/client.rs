@@ -129,7 +129,11 @@ impl Cidr {
 /// Picks the client from a proxy header such as `X-Forwarded-For`: the
 /// rightmost address that is not a trusted proxy. `peer` is the connecting
 /// address (`%h`), used when it is itself untrusted.
-pub fn client_from_forwarded(peer: Option<IpAddr>, header: &[u8], trusted: &[Cidr]) -> Option<IpAddr> {
+pub fn client_from_forwarded(
+    peer: Option<IpAddr>,
+    header: &[u8],
+    trusted: &[Cidr],
+) -> Option<IpAddr> {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
     if let Some(p) = peer
         && !is_trusted(p)
@@ -185,9 +189,15 @@ mod tests {
         let got = client_from_forwarded(peer, b"6.6.6.6, 1.2.3.4, 10.0.0.2", &trusted);
         assert_eq!(got, Some(ip("1.2.3.4")));
         // An untrusted peer is the client whatever the header claims.
-        assert_eq!(client_from_forwarded(Some(ip("9.9.9.9")), b"1.2.3.4", &trusted), Some(ip("9.9.9.9")));
+        assert_eq!(
+            client_from_forwarded(Some(ip("9.9.9.9")), b"1.2.3.4", &trusted),
+            Some(ip("9.9.9.9"))
+        );
         // All trusted: the leftmost.
-        assert_eq!(client_from_forwarded(peer, b"10.0.0.3, 10.0.0.2", &trusted), Some(ip("10.0.0.3")));
+        assert_eq!(
+            client_from_forwarded(peer, b"10.0.0.3, 10.0.0.2", &trusted),
+            Some(ip("10.0.0.3"))
+        );
         assert_eq!(client_from_forwarded(peer, b"garbage", &trusted), None);
         assert!(Cidr::parse("10.0.0.0/33").is_none());
         assert!(Cidr::parse("1.2.3.4").unwrap().contains(ip("::ffff:1.2.3.4")));

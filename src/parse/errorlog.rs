@@ -141,8 +141,11 @@ mod tests {
 
     #[test]
     fn apache_22_and_24() {
-        let l = apache(b"[Thu Jul 11 01:21:41 2013] [error] [client 194.228.20.113] user  not found: /", None)
-            .unwrap();
+        let l = apache(
+            b"[Thu Jul 11 01:21:41 2013] [error] [client 194.228.20.113] user  not found: /",
+            None,
+        )
+        .unwrap();
         assert_eq!(l.client, ip("194.228.20.113"));
         assert_eq!(l.time.hour, 1);
         let l = apache(b"[Sat Jul 20 22:11:44.147674 2013] [authz_owner:error] [pid 17540:tid 1] [client [2001:db8::80da:af6b:8b2c]:51548] AH01637: x", None).unwrap();
@@ -155,7 +158,10 @@ mod tests {
     fn apache_ignores_client_in_message() {
         let l = apache(b"[Thu Jul 11 01:21:41 2013] [error] [client 1.1.1.1] File does not exist: /x [client 6.6.6.6]", None).unwrap();
         assert_eq!(l.client, ip("1.1.1.1"));
-        let e = apache(b"[Thu Jul 11 01:21:41 2013] [error] File does not exist: [client 6.6.6.6]", None);
+        let e = apache(
+            b"[Thu Jul 11 01:21:41 2013] [error] File does not exist: [client 6.6.6.6]",
+            None,
+        );
         assert_eq!(e.unwrap_err(), Skip::NoClient);
     }
 
@@ -165,7 +171,9 @@ mod tests {
         let (t, rest) = strip_syslog(line, 2020).unwrap();
         let l = apache(rest, t).unwrap();
         assert_eq!((l.client, l.time.day), (ip("192.0.2.2"), 15));
-        let (t, rest) = strip_syslog(b"host nginx[23141]: host nginx: 2025/09/07 21:20:40 [error] x", 2020).unwrap();
+        let (t, rest) =
+            strip_syslog(b"host nginx[23141]: host nginx: 2025/09/07 21:20:40 [error] x", 2020)
+                .unwrap();
         assert!(t.is_none());
         let (_, rest) = strip_syslog(rest, 2020).unwrap();
         assert!(rest.starts_with(b"2025/"));

@@ -162,7 +162,8 @@ pub enum Format {
 impl Format {
     /// Builds a format from its configuration name or a `LogFormat` string.
     pub fn from_spec(spec: &str, client_header: Option<&str>) -> Result<Format, String> {
-        let access = |s: &str, k| Ok(Format::Access(Box::new(LogFormat::compile(s, client_header)?), k));
+        let access =
+            |s: &str, k| Ok(Format::Access(Box::new(LogFormat::compile(s, client_header)?), k));
         match spec {
             "common" => access(access::COMMON, Kind::Common),
             "combined" => access(access::COMBINED, Kind::Combined),
@@ -192,7 +193,6 @@ pub struct ClientSource {
 #[derive(Debug, Clone)]
 pub struct Parser {
     format: Format,
-    combined: LogFormat,
     zone: Zone,
     year_hint: i64,
     client: ClientSource,
@@ -202,8 +202,7 @@ impl Parser {
     /// A parser; `zone` resolves times written without offset and `year_hint`
     /// supplies the year of syslog dates, which have none.
     pub fn new(format: Format, zone: Zone, year_hint: i64, client: ClientSource) -> Parser {
-        let combined = LogFormat::compile(access::COMBINED, None).expect("built-in format compiles");
-        Parser { format, combined, zone, year_hint, client }
+        Parser { format, zone, year_hint, client }
     }
 
     /// Understands one line (without its newline), reading every field.
@@ -222,7 +221,13 @@ impl Parser {
         }
     }
 
-    fn access<'a>(&self, f: &LogFormat, kind: Kind, line: &'a [u8], needs: Needs) -> Result<Record<'a>, Skip> {
+    fn access<'a>(
+        &self,
+        f: &LogFormat,
+        kind: Kind,
+        line: &'a [u8],
+        needs: Needs,
+    ) -> Result<Record<'a>, Skip> {
         let v = f.read(line, needs)?;
         let peer = v.get(Field::Addr).or(v.get(Field::Host));
         let client = match (v.get(Field::ClientHeader), &self.client.header) {
@@ -263,7 +268,11 @@ impl Parser {
     }
 
     /// Retries an error line after stripping up to two syslog prefixes.
-    fn after_syslog<'a>(&self, line: &'a [u8], kind: Kind) -> Result<errorlog::ErrorLine<'a>, Skip> {
+    fn after_syslog<'a>(
+        &self,
+        line: &'a [u8],
+        kind: Kind,
+    ) -> Result<errorlog::ErrorLine<'a>, Skip> {
         let mut rest = line;
         let mut fallback: Option<Civil> = None;
         for _ in 0..2 {
@@ -294,8 +303,11 @@ impl Parser {
         })
     }
 
-    /// `auto`: error logs by their opening, else an access log, with a
-    /// virtual host before the client when the first word is not an address.
+    /// `auto`: error logs by their opening, else an access log read loosely:
+    /// the client is the first word (the second, after a virtual host, when
+    /// the first is not an address), the time the first `[…]` after it (an
+    /// offset may be missing), the request the first quoted field after the
+    /// time, then status, size, and the quoted referer and user agent.
     fn auto<'a>(&self, line: &'a [u8]) -> Result<Record<'a>, Skip> {
         match line.first() {
             Some(b'[') => return self.error_line(line, Kind::ApacheError),
@@ -304,23 +316,90 @@ impl Parser {
             }
             _ => {}
         }
-        let sp = memchr::memchr(b' ', line).ok_or(Skip::Malformed)?;
-        if parse_ip(&line[..sp]).is_some() {
-            return self.access(&self.combined, Kind::Combined, line, Needs::ALL);
-        }
-        let rest = &line[sp + 1..];
-        let next = memchr::memchr(b' ', rest).unwrap_or(rest.len());
-        if parse_ip(&rest[..next]).is_some() {
-            let mut r = self.access(&self.combined, Kind::Combined, rest, Needs::ALL)?;
-            r.kind = Kind::VhostCombined;
-            let host = &line[..sp];
-            r.vhost = Some(&host[..memchr::memrchr(b':', host).unwrap_or(host.len())]);
-            return Ok(r);
+        if let Some(r) = self.loose_access(line) {
+            return r;
         }
         match self.after_syslog(line, Kind::ApacheError) {
             Ok(e) => self.error_record(e, Kind::ApacheError),
             Err(_) => self.error_line(line, Kind::NginxError),
         }
+    }
+}
+
+impl Parser {
+    /// The loose access-line reader of `auto`; `None` when the line does not
+    /// start like an access line at all.
+    fn loose_access<'a>(&self, line: &'a [u8]) -> Option<Result<Record<'a>, Skip>> {
+        let word = |s: &'a [u8]| &s[..memchr::memchr(b' ', s).unwrap_or(s.len())];
+        let first = word(line);
+        let (vhost, client_word) = match parse_ip(first) {
+            Some(_) => (None, first),
+            None => {
+                let second = word(line.get(first.len() + 1..)?);
+                parse_ip(second)?;
+                (Some(&first[..memchr::memrchr(b':', first).unwrap_or(first.len())]), second)
+            }
+        };
+        let client = parse_ip(client_word)?;
+        let start = if vhost.is_some() { first.len() + 1 } else { 0 } + client_word.len();
+        Some(self.loose_rest(line, start, client, vhost))
+    }
+
+    fn loose_rest<'a>(
+        &self,
+        line: &'a [u8],
+        start: usize,
+        client: IpAddr,
+        vhost: Option<&'a [u8]>,
+    ) -> Result<Record<'a>, Skip> {
+        let rest = &line[start..];
+        let open = memchr::memchr(b'[', rest).ok_or(Skip::BadTime)?;
+        let close = open + memchr::memchr(b']', &rest[open..]).ok_or(Skip::BadTime)?;
+        let body = &rest[open + 1..close];
+        let time = match time::parse_clf(body) {
+            Some(t) => t,
+            None => self
+                .zone
+                .resolve(&time::parse_clf_wall(body).ok_or(Skip::BadTime)?)
+                .ok_or(Skip::BadTime)?,
+        };
+        let mut fields = Quoted(&rest[close + 1..]);
+        let request = fields.next_quoted();
+        let status = fields.next_word().and_then(parse_status);
+        let _size = fields.next_word();
+        let referer = fields.next_quoted();
+        let user_agent = fields.next_quoted();
+        let kind = match (vhost, user_agent) {
+            (Some(_), _) => Kind::VhostCombined,
+            (None, Some(_)) => Kind::Combined,
+            (None, None) => Kind::Common,
+        };
+        Ok(Record { kind, client, time, request, status, referer, user_agent, vhost })
+    }
+}
+
+/// Walks the quoted and bare fields after an access line's time.
+struct Quoted<'a>(&'a [u8]);
+
+impl<'a> Quoted<'a> {
+    /// The next `"…"` field (escapes kept), skipping bare words before it.
+    fn next_quoted(&mut self) -> Option<&'a [u8]> {
+        let q = memchr::memchr(b'"', self.0)?;
+        let body = &self.0[q + 1..];
+        let len = access::quoted_len(body)?;
+        self.0 = &body[len + 1..];
+        Some(&body[..len])
+    }
+
+    /// The next bare word, if the next field is not quoted.
+    fn next_word(&mut self) -> Option<&'a [u8]> {
+        let s = self.0.trim_ascii_start();
+        if s.first() == Some(&b'"') || s.is_empty() {
+            return None;
+        }
+        let end = memchr::memchr(b' ', s).unwrap_or(s.len());
+        self.0 = &s[end..];
+        Some(&s[..end])
     }
 }
 
@@ -339,7 +418,12 @@ mod tests {
     use proptest::prelude::*;
 
     fn parser(spec: &str) -> Parser {
-        Parser::new(Format::from_spec(spec, None).unwrap(), Zone::Utc, 2024, ClientSource::default())
+        Parser::new(
+            Format::from_spec(spec, None).unwrap(),
+            Zone::Utc,
+            2024,
+            ClientSource::default(),
+        )
     }
 
     #[test]
@@ -388,9 +472,32 @@ mod tests {
     #[test]
     fn skip_reasons() {
         let p = parser("combined");
-        assert_eq!(p.parse(br#"host.example - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 1"#).unwrap_err(), Skip::BadClient);
-        assert_eq!(p.parse(br#"1.2.3.4 - - [31/Feb/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 1"#).unwrap_err(), Skip::BadTime);
+        assert_eq!(
+            p.parse(br#"host.example - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 1"#)
+                .unwrap_err(),
+            Skip::BadClient
+        );
+        assert_eq!(
+            p.parse(br#"1.2.3.4 - - [31/Feb/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 1"#)
+                .unwrap_err(),
+            Skip::BadTime
+        );
         assert_eq!(p.parse(b"").unwrap_err(), Skip::Malformed);
+    }
+
+    #[test]
+    fn auto_reads_odd_access_lines() {
+        let p = parser("auto");
+        let r = p.parse(br#"66.249.66.1 - - - [31/Jan/2015:14:29:44 ] fail2ban.org "GET / HTTP/1.1" 200 814 "-" "Googlebot" + 293"#).unwrap();
+        assert_eq!(
+            (r.client.to_string().as_str(), r.status, r.user_agent),
+            ("66.249.66.1", Some(200), Some(&b"Googlebot"[..]))
+        );
+        assert_eq!(time::rfc3339(r.time), "2015-01-31T14:29:44+00:00");
+        let r = p.parse(br#"www.sitename.com 192.0.2.222 - - [18/Aug/2024:21:08:39 +0100] "GET /x HTTP/1.1" 403 332 "-" "T""#).unwrap();
+        assert_eq!((r.kind, r.vhost), (Kind::VhostCombined, Some(&b"www.sitename.com"[..])));
+        assert_eq!(r.path(), b"/x");
+        assert_eq!(p.parse(b"1.2.3.4 no time here").unwrap_err(), Skip::BadTime);
     }
 
     proptest! {
@@ -398,7 +505,9 @@ mod tests {
         #[test]
         fn never_panics(b in proptest::collection::vec(any::<u8>(), 0..200)) {
             for spec in ["common", "combined", "vhost_combined", "apache_error", "nginx_error", "auto"] {
-                let _ = parser(spec).parse(&b);
+                if let Ok(r) = parser(spec).parse(&b) {
+                    prop_assert!(r.time.epoch > -2 * 86_400);
+                }
             }
         }
 

@@ -1,0 +1,187 @@
+//! The commands as a user runs them.
+
+use crate::util::{json_lines, ok, run, write};
+use std::io::Write;
+
+const EXAMPLE: [&str; 4] = ["-c", "examples/logwarden.toml", "replay", "examples/access.log"];
+
+#[test]
+fn replay_example_prints_the_expected_alerts() {
+    let out = ok(&EXAMPLE);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 6, "{out}");
+    assert_eq!(
+        lines[0],
+        "2025-07-09T00:02:46+09:00 examples/access.log:167 [today_download] SUSPICIOUS ACTIVITY: \
+         IP 188.148.135.137 accessed today_download 10 times in 10 minutes"
+    );
+    assert!(
+        lines[4].starts_with("2025-07-09T00:07:25+09:00 examples/access.log:446 [today_download]")
+    );
+    assert_eq!(lines.iter().filter(|l| l.contains("[env-probe]")).count(), 4);
+}
+
+#[test]
+fn replay_json_has_the_documented_fields() {
+    let out = ok(&["-c", "examples/logwarden.toml", "replay", "--json", "examples/access.log"]);
+    let a = &json_lines(&out)[0];
+    for k in ["rule", "key", "count", "window_s", "time", "file", "line", "message"] {
+        assert!(a.get(k).is_some(), "missing {k} in {a}");
+    }
+    assert_eq!(a["key"], "188.148.135.137");
+    assert_eq!(a["count"], 10);
+    assert_eq!(a["window_s"], 600);
+    assert_eq!(a["line"], 167);
+}
+
+#[test]
+fn replay_summary_goes_to_stderr() {
+    let out = run(&EXAMPLE, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("summary: 600 lines"), "{err}");
+    assert!(err.contains("alerts 6"), "{err}");
+}
+
+#[test]
+fn replay_target_flags_define_a_single_rule() {
+    let args = [
+        "replay",
+        "--json",
+        "--target",
+        "/.env",
+        "--field",
+        "path",
+        "--threshold",
+        "2",
+        "--window",
+        "1h",
+        "--cooldown",
+        "0",
+        "examples/access.log",
+    ];
+    let alerts = json_lines(&ok(&args));
+    assert!(!alerts.is_empty());
+    assert!(alerts.iter().all(|a| a["rule"] == "command-line" && a["window_s"] == 3600));
+    // cooldown 0: every hit at or above the threshold alerts, with growing counts.
+    assert!(alerts.iter().any(|a| a["count"].as_u64() > Some(2)));
+}
+
+#[test]
+fn stdin_and_multi_member_gzip_give_the_same_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read("examples/access.log").unwrap();
+    let (a, b) = text.split_at(text.len() / 2);
+    let mut gz = Vec::new();
+    for part in [a, b] {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(part).unwrap();
+        gz.extend(e.finish().unwrap());
+    }
+    let gz_path = write(dir.path(), "access.log.gz", &gz);
+    let strip = |s: &str| -> Vec<String> {
+        json_lines(s)
+            .iter()
+            .map(|a| format!("{} {} {} {}", a["rule"], a["key"], a["line"], a["count"]))
+            .collect()
+    };
+    let plain =
+        strip(&ok(&["-c", "examples/logwarden.toml", "replay", "--json", "examples/access.log"]));
+    let zipped = strip(&ok(&["-c", "examples/logwarden.toml", "replay", "--json", &gz_path]));
+    let piped = run(&["-c", "examples/logwarden.toml", "replay", "--json", "-"], &text);
+    assert_eq!(plain, zipped);
+    assert_eq!(plain, strip(&String::from_utf8(piped.stdout).unwrap()));
+}
+
+#[test]
+fn bad_lines_are_counted_and_skipped_and_line_numbers_stay_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Vec::new();
+    let hit = |ip: &str, s: u32| {
+        format!(
+            "{ip} - - [10/Oct/2025:13:55:{s:02} +0000] \"GET /today_download HTTP/1.1\" 200 5 \"-\" \"x\"\n"
+        )
+    };
+    log.extend(b"\x00\xff garbage today_download \x1b[31m\n");
+    log.extend(
+        b"9.9.9.9 - - [31/Feb/2025:13:55:00 +0000] \"GET /today_download HTTP/1.1\" 200 5\n",
+    );
+    log.extend(b"9.9.9.9 - - [10/Oct/2025:13:55:00 +0000] \"GET /today_download");
+    log.extend(std::iter::repeat_n(b'a', 70_000));
+    log.extend(b" HTTP/1.1\" 200 5\n");
+    log.extend(b"\n");
+    for s in 0..3 {
+        log.extend(hit("1.2.3.4", s).as_bytes());
+    }
+    let path = write(dir.path(), "bad.log", &log);
+    let out =
+        run(&["replay", "--json", "--threshold", "3", "--target", "today_download", &path], b"");
+    assert!(out.status.success());
+    let alerts = json_lines(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["line"], 7);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("summary: 7 lines"), "{err}");
+    assert!(
+        err.contains("bad_client 1") && err.contains("bad_time 1") && err.contains("too_long 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn parse_shows_fields_errors_and_matching_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = concat!(
+        "1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] \"GET /today_download?x=1 HTTP/1.1\" 404 5 \"-\" \"ua \\\"q\\\"\"\n",
+        "[Thu Jul 11 01:21:41 2013] [error] [client 194.228.20.113] File does not exist: /x [client 6.6.6.6]\n",
+        "not a log line\n",
+    );
+    let path = write(dir.path(), "p.log", log.as_bytes());
+    let out = json_lines(&ok(&[
+        "-c",
+        "examples/logwarden.toml",
+        "parse",
+        "--format",
+        "auto",
+        "--json",
+        &path,
+    ]));
+    assert_eq!(out[0]["format"], "combined");
+    assert_eq!(out[0]["client"], "1.2.3.4");
+    assert_eq!(out[0]["time"], "2000-10-10T13:55:36-07:00");
+    assert_eq!(out[0]["method"], "GET");
+    assert_eq!(out[0]["path"], "/today_download");
+    assert_eq!(out[0]["status"], 404);
+    assert_eq!(out[0]["user_agent"], "ua \\\"q\\\"");
+    assert_eq!(out[0]["rules"], serde_json::json!(["today_download"]));
+    assert_eq!(out[1]["format"], "apache_error");
+    assert_eq!(out[1]["client"], "194.228.20.113");
+    assert_eq!(out[2]["line"], 3);
+    assert!(out[2]["error"].as_str().unwrap().contains("format"));
+    let text = ok(&["parse", "--format", "auto", &path]);
+    assert!(text.lines().next().unwrap().contains("client=1.2.3.4"));
+}
+
+#[test]
+fn check_prints_effective_config_and_rejects_bad_ones() {
+    let out = ok(&["-c", "examples/logwarden.toml", "check"]);
+    assert!(
+        out.contains("poll_interval = \"1s\"") && out.contains("name = \"env-probe\""),
+        "{out}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(dir.path(), "bad.toml", b"[[rule]]\ncontains = \"x\"\n\nthreshold = 0\n");
+    let out = run(&["-c", &bad, "check"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{bad}:4: rule[1].threshold: must be at least 1")), "{err}");
+}
+
+#[test]
+fn run_is_not_available_yet_and_missing_files_are_errors() {
+    let out = run(&["-c", "examples/logwarden.toml", "run"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not available"));
+    let out = run(&["replay", "/nonexistent/access.log"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open /nonexistent/access.log"));
+}

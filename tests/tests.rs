@@ -1,0 +1,9 @@
+//! Integration tests: the real binary against real files.
+//!
+//! Tests that read `../shared/` are `#[ignore]`d (a plain clone has no
+//! `../shared`); `.ci/run` runs them explicitly with `-- --ignored`.
+
+mod cli;
+mod conformance;
+mod exactness;
+mod util;
