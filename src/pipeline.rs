@@ -84,6 +84,8 @@ struct Event {
     time: u32,
     /// Byte offset of the line start in its chunk.
     pos: u32,
+    /// Lines before it in its chunk.
+    line: u32,
 }
 
 /// A shard's alert decision, to be rendered by the alert thread.
@@ -93,6 +95,7 @@ struct Decision {
     key: Key,
     count: u32,
     pos: u32,
+    line: u32,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -158,126 +161,23 @@ impl Engine {
             s.spawn(move || read_all(inputs, &chunk_tx, &token_tx, &reader_alert_tx));
             for _ in 0..n {
                 let (rx, txs, atx) = (chunk_rx.clone(), shard_txs.clone(), alert_tx.clone());
-                s.spawn(move || self.work(&rx, &txs, &atx));
+                let scanner = Scanner {
+                    rules: &self.rules,
+                    parser: self.parser.clone(),
+                    ipv6_prefix: self.ipv6_prefix,
+                    max_line_bytes: self.max_line_bytes,
+                };
+                s.spawn(move || scanner.work(&rx, &txs, &atx));
             }
             drop(shard_txs);
             for (_, rx) in shard_chans {
-                let atx = alert_tx.clone();
-                s.spawn(move || self.shard(&rx, &atx));
+                let (atx, rules, step) = (alert_tx.clone(), &self.rules, self.cleanup_interval);
+                s.spawn(move || shard(rules, step, &rx, &atx));
             }
             drop(alert_tx);
             drop(chunk_rx);
             self.collect(&alert_rx, &token_rx, n, &names, on_alert, on_progress)
         })
-    }
-
-    /// Worker thread: scans chunks, routes events to shards.
-    fn work(
-        &self,
-        rx: &Receiver<(u64, Arc<Chunk>)>,
-        shards: &[Sender<Batch>],
-        alerts: &Sender<ToAlerts>,
-    ) {
-        let mut by_shard: Vec<Vec<Event>> = vec![Vec::new(); shards.len()];
-        for (seq, chunk) in rx {
-            let (stats, max_time) = self.scan(&chunk, &mut by_shard);
-            for (tx, events) in shards.iter().zip(by_shard.iter_mut()) {
-                if tx.send(Batch { seq, max_time, events: std::mem::take(events) }).is_err() {
-                    return;
-                }
-            }
-            if alerts.send(ToAlerts::Scanned { seq, chunk, stats }).is_err() {
-                return;
-            }
-        }
-    }
-
-    /// Finds the events of one chunk; returns counters and the newest event time.
-    ///
-    /// # Performance
-    /// Lines without a rule's literal are never parsed; no allocation per line.
-    fn scan(&self, chunk: &Chunk, by_shard: &mut [Vec<Event>]) -> (ScanStats, u32) {
-        let bytes = chunk.bytes();
-        let mut st = ScanStats::default();
-        let mut max_time = 0u32;
-        let shards = by_shard.len() as u64;
-        let needs = self.rules.needs();
-        let visited = self.rules.for_each_candidate(bytes, |start, end| {
-            let mut line = &bytes[start..end];
-            if let [rest @ .., b'\r'] = line {
-                line = rest;
-            }
-            if line.len() > self.max_line_bytes {
-                st.skipped[Skip::TooLong.index()] += 1;
-                return;
-            }
-            let rec = match self.parser.parse_needed(line, needs) {
-                Ok(r) => r,
-                Err(e) => {
-                    st.skipped[e.index()] += 1;
-                    return;
-                }
-            };
-            let Ok(time) = u32::try_from(rec.time.epoch) else {
-                st.skipped[Skip::BadTime.index()] += 1;
-                return;
-            };
-            st.parsed += 1;
-            let key = Key::of(rec.client, self.ipv6_prefix);
-            for (i, rule) in self.rules.rules.iter().enumerate() {
-                if rule.matches(&rec, line) {
-                    st.events += 1;
-                    max_time = max_time.max(time);
-                    let ev = Event { rule: i as u16, key, time, pos: start as u32 };
-                    by_shard[shard_of(key, shards)].push(ev);
-                }
-            }
-        });
-        st.lines = match visited {
-            Some(n) => n + u64::from(chunk.skipped_long),
-            None => chunk.line_count(),
-        };
-        (st, max_time)
-    }
-
-    /// Shard thread: applies batches in `seq` order to the windows it owns.
-    fn shard(&self, rx: &Receiver<Batch>, alerts: &Sender<ToAlerts>) {
-        let mut windows: Vec<Windows> =
-            self.rules.rules.iter().map(|r| Windows::new(r.spec)).collect();
-        let mut waiting: BTreeMap<u64, Batch> = BTreeMap::new();
-        let mut next = 0u64;
-        let mut watermark = 0u32;
-        let mut next_cleanup = 0u32;
-        for batch in rx {
-            waiting.insert(batch.seq, batch);
-            while let Some(b) = waiting.remove(&next) {
-                next += 1;
-                let (mut decisions, mut late) = (Vec::new(), 0u64);
-                for ev in &b.events {
-                    match windows[usize::from(ev.rule)].record(ev.key, ev.time) {
-                        Outcome::Late => late += 1,
-                        Outcome::Counted(_) => {}
-                        Outcome::Alert(count) => decisions.push(Decision {
-                            rule: ev.rule,
-                            key: ev.key,
-                            count,
-                            pos: ev.pos,
-                        }),
-                    }
-                }
-                watermark = watermark.max(b.max_time);
-                let mut evicted = 0;
-                if watermark >= next_cleanup {
-                    evicted = windows.iter_mut().map(|w| w.evict(watermark) as u64).sum();
-                    let step = self.cleanup_interval.max(1);
-                    next_cleanup = (watermark / step).saturating_add(1).saturating_mul(step);
-                }
-                if alerts.send(ToAlerts::Decided { seq: b.seq, decisions, late, evicted }).is_err()
-                {
-                    return;
-                }
-            }
-        }
     }
 
     /// Alert thread: completes chunks in order and renders their alerts.
@@ -351,23 +251,139 @@ impl Engine {
         on_alert: &mut dyn FnMut(Alert),
     ) {
         let bytes = chunk.bytes();
-        let (mut counted_to, mut newlines) = (0usize, 0u64);
         for d in decisions {
             let pos = d.pos as usize;
-            newlines += bytecount::count(&bytes[counted_to..pos], b'\n') as u64;
-            counted_to = pos;
             let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
             let line = bytes[pos..end].strip_suffix(b"\r").unwrap_or(&bytes[pos..end]);
             let Ok(record) = self.parser.parse(line) else { continue };
             let rule = &self.rules.rules[usize::from(d.rule)];
             let origin = Origin {
                 file: &names[chunk.input],
-                line: line_base[chunk.input] + u64::from(chunk.skipped_long) + newlines + 1,
+                line: line_base[chunk.input]
+                    + u64::from(chunk.skipped_long)
+                    + u64::from(d.line)
+                    + 1,
                 record: &record,
             };
             sum.alerts += 1;
             on_alert(Alert::new(rule, d.key.render(self.ipv6_prefix), d.count, &origin));
         }
+    }
+}
+
+/// Shard thread: applies batches in `seq` order to the windows it owns.
+fn shard(rules: &RuleSet, cleanup_interval: u32, rx: &Receiver<Batch>, alerts: &Sender<ToAlerts>) {
+    let mut windows: Vec<Windows> = rules.rules.iter().map(|r| Windows::new(r.spec)).collect();
+    let mut waiting: BTreeMap<u64, Batch> = BTreeMap::new();
+    let mut next = 0u64;
+    let mut watermark = 0u32;
+    let mut next_cleanup = 0u32;
+    for batch in rx {
+        waiting.insert(batch.seq, batch);
+        while let Some(b) = waiting.remove(&next) {
+            next += 1;
+            let (mut decisions, mut late) = (Vec::new(), 0u64);
+            for ev in &b.events {
+                match windows[usize::from(ev.rule)].record(ev.key, ev.time) {
+                    Outcome::Late => late += 1,
+                    Outcome::Counted(_) => {}
+                    Outcome::Alert(count) => decisions.push(Decision {
+                        rule: ev.rule,
+                        key: ev.key,
+                        count,
+                        pos: ev.pos,
+                        line: ev.line,
+                    }),
+                }
+            }
+            watermark = watermark.max(b.max_time);
+            let mut evicted = 0;
+            if watermark >= next_cleanup {
+                evicted = windows.iter_mut().map(|w| w.evict(watermark) as u64).sum();
+                let step = cleanup_interval.max(1);
+                next_cleanup = (watermark / step).saturating_add(1).saturating_mul(step);
+            }
+            if alerts.send(ToAlerts::Decided { seq: b.seq, decisions, late, evicted }).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A worker's view of the engine: its own parser (which caches), shared rules.
+struct Scanner<'e> {
+    rules: &'e RuleSet,
+    parser: Parser,
+    ipv6_prefix: u8,
+    max_line_bytes: usize,
+}
+
+impl Scanner<'_> {
+    /// Worker thread: scans chunks, routes events to shards.
+    fn work(
+        &self,
+        rx: &Receiver<(u64, Arc<Chunk>)>,
+        shards: &[Sender<Batch>],
+        alerts: &Sender<ToAlerts>,
+    ) {
+        let mut by_shard: Vec<Vec<Event>> = vec![Vec::new(); shards.len()];
+        for (seq, chunk) in rx {
+            let (stats, max_time) = self.scan(&chunk, &mut by_shard);
+            for (tx, events) in shards.iter().zip(by_shard.iter_mut()) {
+                if tx.send(Batch { seq, max_time, events: std::mem::take(events) }).is_err() {
+                    return;
+                }
+            }
+            if alerts.send(ToAlerts::Scanned { seq, chunk, stats }).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Finds the events of one chunk; returns counters and the newest event time.
+    ///
+    /// # Performance
+    /// Lines without a rule's literal are never parsed; no allocation per line.
+    fn scan(&self, chunk: &Chunk, by_shard: &mut [Vec<Event>]) -> (ScanStats, u32) {
+        let bytes = chunk.bytes();
+        let mut st = ScanStats::default();
+        let mut max_time = 0u32;
+        let shards = by_shard.len() as u64;
+        let needs = self.rules.needs();
+        let lines = self.rules.for_each_candidate(bytes, |index, start, end| {
+            let mut line = &bytes[start..end];
+            if let [rest @ .., b'\r'] = line {
+                line = rest;
+            }
+            if line.len() > self.max_line_bytes {
+                st.skipped[Skip::TooLong.index()] += 1;
+                return;
+            }
+            let rec = match self.parser.parse_needed(line, needs) {
+                Ok(r) => r,
+                Err(e) => {
+                    st.skipped[e.index()] += 1;
+                    return;
+                }
+            };
+            let Ok(time) = u32::try_from(rec.time.epoch) else {
+                st.skipped[Skip::BadTime.index()] += 1;
+                return;
+            };
+            st.parsed += 1;
+            let key = Key::of(rec.client, self.ipv6_prefix);
+            for (i, rule) in self.rules.rules.iter().enumerate() {
+                if rule.matches(&rec, line) {
+                    st.events += 1;
+                    max_time = max_time.max(time);
+                    let ev =
+                        Event { rule: i as u16, key, time, pos: start as u32, line: index as u32 };
+                    by_shard[shard_of(key, shards)].push(ev);
+                }
+            }
+        });
+        st.lines = lines + u64::from(chunk.skipped_long);
+        (st, max_time)
     }
 }
 

@@ -196,33 +196,41 @@ impl RuleSet {
         matches!(self.prefilter, Prefilter::Every)
     }
 
-    /// Calls `f(start, end)` for each line of `chunk` that may match a rule,
-    /// in order; `end` excludes the newline. Returns the number of lines in
-    /// the chunk when every line was visited (so counting them again is not
-    /// needed), else `None`.
-    pub fn for_each_candidate(&self, chunk: &[u8], mut f: impl FnMut(usize, usize)) -> Option<u64> {
-        let mut visited = 0u64;
+    /// Calls `f(index, start, end)` for each line of `chunk` that may match
+    /// a rule, in order: `index` counts the lines before it in the chunk, and
+    /// `end` excludes the newline. Returns the number of lines in the chunk.
+    ///
+    /// # Performance
+    /// One pass: with a literal, a SIMD search for it, with newlines counted
+    /// only between hits; without one, a `memchr` per line.
+    pub fn for_each_candidate(&self, chunk: &[u8], mut f: impl FnMut(u64, usize, usize)) -> u64 {
         let line_end =
             |from: usize| memchr::memchr(b'\n', &chunk[from..]).map_or(chunk.len(), |i| from + i);
-        let mut at = 0;
-        let next_hit = |at: usize| -> Option<usize> {
-            match &self.prefilter {
+        let (mut at, mut index) = (0usize, 0u64);
+        loop {
+            let hit = match &self.prefilter {
                 Prefilter::Every => (at < chunk.len()).then_some(at),
                 Prefilter::One(fd) => fd.find(&chunk[at..]).map(|i| at + i),
                 Prefilter::Many(ac) => ac.find(&chunk[at..]).map(|m| at + m.start()),
-            }
-        };
-        while let Some(hit) = next_hit(at) {
-            let start = memchr::memrchr(b'\n', &chunk[at..hit]).map_or(at, |i| at + i + 1);
+            };
+            let Some(hit) = hit else { break };
+            let start = match memchr::memrchr(b'\n', &chunk[at..hit]) {
+                Some(i) => {
+                    index += bytecount::count(&chunk[at..at + i + 1], b'\n') as u64;
+                    at + i + 1
+                }
+                None => at,
+            };
             let end = line_end(hit);
-            f(start, end);
-            visited += 1;
+            f(index, start, end);
+            index += 1;
             at = end + 1;
             if at >= chunk.len() {
-                break;
+                return index;
             }
         }
-        self.parses_every_line().then_some(visited)
+        let unterminated = at < chunk.len() && chunk.last() != Some(&b'\n');
+        index + bytecount::count(&chunk[at..], b'\n') as u64 + u64::from(unterminated)
     }
 }
 
@@ -281,9 +289,18 @@ mod tests {
         let chunk = b"a x\nb\nc xx\nd\nx";
         let collect = |set: &RuleSet| {
             let mut v = Vec::new();
-            let n = set.for_each_candidate(chunk, |s, e| v.push(&chunk[s..e]));
-            assert_eq!(n.is_some(), set.parses_every_line());
-            v
+            let n = set.for_each_candidate(chunk, |i, s, e| v.push((i, &chunk[s..e])));
+            assert_eq!(n, 5, "line count");
+            v.into_iter()
+                .map(|(i, l)| {
+                    assert_eq!(
+                        chunk.split(|&c| c == b'\n').nth(i as usize),
+                        Some(l),
+                        "index of line"
+                    );
+                    l
+                })
+                .collect::<Vec<_>>()
         };
         let one = RuleSet::new(vec![rule(FieldSel::Line, Some("x"), None)]);
         assert_eq!(collect(&one), vec![&b"a x"[..], b"c xx", b"x"]);

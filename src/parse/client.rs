@@ -62,7 +62,9 @@ pub fn parse_ip(b: &[u8]) -> Option<IpAddr> {
         return Some(IpAddr::V4(v4));
     }
     let s = std::str::from_utf8(b).ok()?;
-    if let Ok(ip) = s.parse::<IpAddr>() {
+    let parsed =
+        if b.contains(&b':') { s.parse::<Ipv6Addr>().map(IpAddr::V6) } else { s.parse::<IpAddr>() };
+    if let Ok(ip) = parsed {
         return Some(ip.to_canonical());
     }
     // `a.b.c.d:port` (Apache 2.4 error logs); an IPv6 address never has one dot.
@@ -72,26 +74,33 @@ pub fn parse_ip(b: &[u8]) -> Option<IpAddr> {
         .flatten()
 }
 
-/// Dotted-quad IPv4 without leading zeros, the common case, parsed without
-/// UTF-8 validation; anything else falls through to std's parser.
+/// Dotted-quad IPv4 without leading zeros, the common case, parsed in one
+/// pass without UTF-8 validation (std's parser showed as a fifth of parse
+/// time); anything else falls through to std's parser.
 fn fast_v4(b: &[u8]) -> Option<Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut parts = b.split(|&c| c == b'.');
-    for o in &mut octets {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p[0] == b'0') {
-            return None;
-        }
-        let mut v = 0u16;
-        for &c in p {
-            if !c.is_ascii_digit() {
+    if b.len() < 7 || b.len() > 15 {
+        return None;
+    }
+    let (mut octets, mut n, mut val, mut digits) = ([0u8; 4], 0, 0u16, 0);
+    for &c in b {
+        if c == b'.' {
+            if digits == 0 || n == 3 {
                 return None;
             }
-            v = v * 10 + u16::from(c - b'0');
+            octets[n] = u8::try_from(val).ok()?;
+            (n, val, digits) = (n + 1, 0, 0);
+        } else if c.is_ascii_digit() && digits < 3 && !(digits == 1 && val == 0) {
+            val = val * 10 + u16::from(c - b'0');
+            digits += 1;
+        } else {
+            return None;
         }
-        *o = u8::try_from(v).ok()?;
     }
-    parts.next().is_none().then_some(Ipv4Addr::from(octets))
+    if n != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = u8::try_from(val).ok()?;
+    Some(Ipv4Addr::from(octets))
 }
 
 /// An address block such as `10.0.0.0/8` or `2001:db8::/32`.
@@ -154,6 +163,16 @@ pub fn client_from_forwarded(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The fast IPv4 path agrees with std on every dotted-quad-like text.
+        #[test]
+        fn fast_v4_matches_std(parts in proptest::collection::vec("[0-9]{0,4}", 1..6)) {
+            let text = parts.join(".");
+            prop_assert_eq!(fast_v4(text.as_bytes()), text.parse::<Ipv4Addr>().ok());
+        }
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -169,6 +188,20 @@ mod tests {
         assert_eq!(parse_ip(b"example.com"), None);
         assert_eq!(parse_ip(b"1.2.3.4:x"), None);
         assert_eq!(parse_ip(b"\xff\xfe"), None);
+        for bad in [
+            &b"01.2.3.4"[..],
+            b"1.2.3",
+            b"1.2.3.4.5",
+            b"256.1.1.1",
+            b"1..2.3",
+            b"1.2.3.",
+            b".1.2.3",
+            b"1.2.3.1000",
+        ] {
+            assert_eq!(parse_ip(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(parse_ip(b"0.0.0.0"), Some(ip("0.0.0.0")));
+        assert_eq!(parse_ip(b"255.255.255.255"), Some(ip("255.255.255.255")));
     }
 
     #[test]

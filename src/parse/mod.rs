@@ -11,6 +11,7 @@ pub mod time;
 pub use access::Needs;
 use access::{Field, LogFormat};
 use client::{Cidr, client_from_forwarded, parse_ip};
+use std::cell::Cell;
 use std::net::IpAddr;
 use time::{Civil, LineTime, Zone};
 
@@ -189,20 +190,22 @@ pub struct ClientSource {
     pub trusted: Vec<Cidr>,
 }
 
-/// Parses lines of one configured format.
+/// Parses lines of one configured format. A parser remembers the last
+/// timestamp it decoded, so each thread uses its own clone (it is not `Sync`).
 #[derive(Debug, Clone)]
 pub struct Parser {
     format: Format,
     zone: Zone,
     year_hint: i64,
     client: ClientSource,
+    last_time: Cell<Option<([u8; 28], LineTime)>>,
 }
 
 impl Parser {
     /// A parser; `zone` resolves times written without offset and `year_hint`
     /// supplies the year of syslog dates, which have none.
     pub fn new(format: Format, zone: Zone, year_hint: i64, client: ClientSource) -> Parser {
-        Parser { format, zone, year_hint, client }
+        Parser { format, zone, year_hint, client, last_time: Cell::new(None) }
     }
 
     /// Understands one line (without its newline), reading every field.
@@ -238,7 +241,7 @@ impl Parser {
             _ => peer.and_then(parse_ip),
         };
         let client = client.ok_or(if peer.is_some() { Skip::BadClient } else { Skip::NoClient })?;
-        let time = v.get(Field::Time).and_then(access::time_field).ok_or(Skip::BadTime)?;
+        let time = self.time_of(v.get(Field::Time).ok_or(Skip::BadTime)?)?;
         let kind = match (kind, v.get(Field::UserAgent)) {
             (Kind::Combined, None) if needs == Needs::ALL => Kind::Common,
             (k, _) => k,
@@ -253,6 +256,21 @@ impl Parser {
             user_agent: v.get(Field::UserAgent),
             vhost: v.get(Field::VHost),
         })
+    }
+
+    /// Decodes a `%t` field, reusing the last result when the field repeats
+    /// (busy logs write many lines per second).
+    fn time_of(&self, field: &[u8]) -> Result<LineTime, Skip> {
+        if let Some((bytes, t)) = self.last_time.get()
+            && bytes.as_slice() == field
+        {
+            return Ok(t);
+        }
+        let t = access::time_field(field).ok_or(Skip::BadTime)?;
+        if let Ok(bytes) = <[u8; 28]>::try_from(field) {
+            self.last_time.set(Some((bytes, t)));
+        }
+        Ok(t)
     }
 
     fn error_line<'a>(&self, line: &'a [u8], kind: Kind) -> Result<Record<'a>, Skip> {
