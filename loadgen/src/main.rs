@@ -48,7 +48,8 @@ enum Mode {
         /// Lines per second of wall time (0 = as fast as possible).
         #[arg(long, default_value_t = 1000.0)]
         rate: f64,
-        /// Rotate the plain file this way every `--rotate-every` lines.
+        /// Rotate the current file this way every `--rotate-every` lines, to
+    /// `FILE.1`, `FILE.2`, … in order.
         #[arg(long, value_enum)]
         rotate: Option<Rotate>,
         /// Lines between rotations.
@@ -263,7 +264,7 @@ fn live_mode(
         if let Some(r) = rotate
             && n % every.max(1) == 0
         {
-            rotate_file(r, Path::new(&current))?;
+            rotate_file(r, Path::new(&current), n / every.max(1))?;
             file = None;
         }
         if rate > 0.0 {
@@ -286,8 +287,9 @@ fn open_append(path: &str) -> Result<File> {
         .with_context(|| format!("opening {path}"))
 }
 
-fn rotate_file(r: Rotate, path: &Path) -> Result<()> {
-    let rotated = PathBuf::from(format!("{}.1", path.display()));
+/// Rotates `path` to `path.N` (N counts rotations, so nothing is overwritten).
+fn rotate_file(r: Rotate, path: &Path, n: u64) -> Result<()> {
+    let rotated = PathBuf::from(format!("{}.{n}", path.display()));
     match r {
         Rotate::Rename => std::fs::rename(path, &rotated)?,
         Rotate::Copytruncate => {
