@@ -49,7 +49,7 @@ enum Mode {
         #[arg(long, default_value_t = 1000.0)]
         rate: f64,
         /// Rotate the current file this way every `--rotate-every` lines, to
-    /// `FILE.1`, `FILE.2`, … in order.
+        /// `FILE.1`, `FILE.2`, … in order.
         #[arg(long, value_enum)]
         rotate: Option<Rotate>,
         /// Lines between rotations.

@@ -75,14 +75,14 @@ struct Token {
     literal: Vec<u8>,
     field: Field,
     quoted: bool,
+    /// First byte of the next literal: where an unquoted value ends.
+    stop: Option<u8>,
 }
 
 /// A compiled `LogFormat`.
 #[derive(Debug, Clone)]
 pub struct LogFormat {
     tokens: Vec<Token>,
-    /// The literal after the last directive (often `"`).
-    tail: Vec<u8>,
 }
 
 /// Values read from one line, indexed by [`Field`].
@@ -126,7 +126,12 @@ impl LogFormat {
                         ));
                     }
                     let quoted = lit.last() == Some(&b'"');
-                    tokens.push(Token { literal: std::mem::take(&mut lit), field, quoted });
+                    tokens.push(Token {
+                        literal: std::mem::take(&mut lit),
+                        field,
+                        quoted,
+                        stop: None,
+                    });
                     i = next;
                 }
                 c => {
@@ -143,7 +148,11 @@ impl LogFormat {
             let hint = client_header.map_or(String::new(), |h| format!(" or %{{{h}}}i"));
             return Err(format!("the format {spec:?} has no client: add %h or %a{hint}"));
         }
-        Ok(LogFormat { tokens, tail: lit })
+        for k in 0..tokens.len() {
+            let next = tokens.get(k + 1).map_or(&lit, |t| &t.literal);
+            tokens[k].stop = next.first().copied();
+        }
+        Ok(LogFormat { tokens })
     }
 
     /// Reads the fields of one line. A line may end early, after the time,
@@ -163,8 +172,7 @@ impl LogFormat {
                 return Err(Skip::Malformed);
             }
             p += tok.literal.len();
-            let next = self.tokens.get(k + 1).map_or(&self.tail, |t| &t.literal);
-            let len = field_len(&line[p..], tok, next).ok_or(Skip::Malformed)?;
+            let len = field_len(&line[p..], tok).ok_or(Skip::Malformed)?;
             let value = &line[p..p + len];
             if tok.field != Field::Other && v.0[tok.field as usize].is_none() {
                 v.0[tok.field as usize] = Some(value);
@@ -236,7 +244,7 @@ fn starts_with(s: &[u8], lit: &[u8]) -> bool {
 }
 
 /// Length of the field value at the start of `s`.
-fn field_len(s: &[u8], tok: &Token, next: &[u8]) -> Option<usize> {
+fn field_len(s: &[u8], tok: &Token) -> Option<usize> {
     if tok.field == Field::Time && s.first() == Some(&b'[') {
         // `[10/Oct/2000:13:55:36 -0700]` is 28 bytes; check there first.
         if s.get(27) == Some(&b']') {
@@ -247,8 +255,8 @@ fn field_len(s: &[u8], tok: &Token, next: &[u8]) -> Option<usize> {
     if tok.quoted {
         return quoted_len(s);
     }
-    match next.first() {
-        Some(&stop) => Some(find_short(stop, s).unwrap_or(s.len())),
+    match tok.stop {
+        Some(stop) => Some(find_short(stop, s).unwrap_or(s.len())),
         None => Some(s.len()),
     }
 }
