@@ -297,3 +297,50 @@ fn clf_stamp(t: i64, offset: i32) -> String {
         a / 60 % 60
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(seed: u64) -> Plan {
+        Plan {
+            lines: 2000,
+            seed,
+            style: Style::Combined,
+            ips: 50,
+            v6_share: 0.2,
+            target: "today_download".into(),
+            target_share: 0.05,
+            attackers: 3,
+            near_miss: 3,
+            threshold: 10,
+            window: 600,
+            log_rate: 5.0,
+            start: 1_750_000_000,
+            offset: 3600,
+            jitter: 10,
+        }
+    }
+
+    fn lines(seed: u64) -> Vec<u8> {
+        let mut g = Generator::new(plan(seed));
+        let (mut out, mut line) = (Vec::new(), Vec::new());
+        while g.next_line(&mut line).is_some() {
+            out.extend_from_slice(&line);
+        }
+        out
+    }
+
+    #[test]
+    fn same_seed_same_log() {
+        assert_eq!(lines(4), lines(4));
+        assert_ne!(lines(4), lines(5));
+        assert_eq!(lines(4).iter().filter(|&&c| c == b'\n').count(), 2000);
+    }
+
+    #[test]
+    fn stamps_carry_the_offset() {
+        assert_eq!(clf_stamp(1_750_000_000, 3600), "15/Jun/2025:16:06:40 +0100");
+        assert_eq!(clf_stamp(1_750_000_000, -5400), "15/Jun/2025:13:36:40 -0130");
+    }
+}

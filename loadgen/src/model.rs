@@ -71,3 +71,19 @@ impl Model {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_late_and_cooldown() {
+        let mut m = Model::new(3, 10, 10);
+        for (i, t) in [100, 105, 110, 111, 90, 121, 121].iter().enumerate() {
+            m.record("a".into(), *t, i as u64 + 1);
+        }
+        let got: Vec<(u64, usize)> = m.alerts.iter().map(|a| (a.line, a.count)).collect();
+        // line 3: 100,105,110; line 5 (t=90) is late; line 7: T=121 >= 110+10 with 111,121,121.
+        assert_eq!(got, vec![(3, 3), (7, 3)]);
+    }
+}
