@@ -8,7 +8,7 @@ use logwarden::config::{Config, Overrides};
 use logwarden::parse::client::Key;
 use logwarden::parse::time::Zone;
 use logwarden::parse::{ClientSource, Format, Needs, Parser};
-use logwarden::source::{Input, Opened};
+use logwarden::source::{Files, Input, Opened};
 use logwarden::window::{WindowSpec, Windows};
 use std::hint::black_box;
 use std::io::Cursor;
@@ -82,7 +82,7 @@ fn bench_pipeline(c: &mut Criterion) {
             b.iter(|| {
                 let input =
                     vec![(Input::Stdin, Opened::Stream(Box::new(Cursor::new(data.clone()))))];
-                engine.run(input, &mut |_| {}, &mut |_| {}).unwrap().alerts
+                engine.run(Box::new(Files(input)), &mut |_| {}, &mut |_| {}).unwrap().alerts
             })
         });
     }

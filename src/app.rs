@@ -8,7 +8,7 @@ use crate::parse::time::rfc3339;
 use crate::parse::{Parser, Record, Skip};
 use crate::pipeline::{Engine, Summary};
 use crate::rules::RuleSet;
-use crate::source::{Input, Opened};
+use crate::source::{Files, Input, Opened};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{BufRead, BufWriter, IsTerminal, Write};
@@ -97,7 +97,8 @@ fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result<ExitCode> 
             write_err.get_or_insert(e);
         }
     };
-    let summary = engine.run(inputs, &mut on_alert, &mut |b| bar.set_position(b))?;
+    let summary =
+        engine.run(Box::new(Files(inputs)), &mut on_alert, &mut |b| bar.set_position(b))?;
     bar.finish_and_clear();
     if let Some(e) = write_err
         && e.kind() != std::io::ErrorKind::BrokenPipe

@@ -22,11 +22,10 @@ use crate::alert::{Alert, Origin};
 use crate::parse::client::Key;
 use crate::parse::{Parser, Skip};
 use crate::rules::RuleSet;
-use crate::source::{Chunk, Input, chunks};
+use crate::source::{Chunk, ChunkSource, SourceError};
 use crate::window::{Outcome, Windows};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use std::collections::{BTreeMap, HashMap};
-use std::io;
 use std::sync::Arc;
 
 /// Everything the engine needs besides its inputs.
@@ -116,7 +115,7 @@ struct Batch {
 enum ToAlerts {
     Scanned { seq: u64, chunk: Arc<Chunk>, stats: ScanStats },
     Decided { seq: u64, decisions: Vec<Decision>, late: u64, evicted: u64 },
-    ReadFailed(usize, io::Error),
+    ReadFailed(SourceError),
 }
 
 /// A chunk being completed by the alert thread.
@@ -128,28 +127,17 @@ struct Pending {
     decisions: Vec<Decision>,
 }
 
-/// Error from a run.
-#[derive(Debug, thiserror::Error)]
-#[error("reading {name}: {source}")]
-pub struct RunError {
-    /// The input's name.
-    pub name: String,
-    /// What went wrong.
-    pub source: io::Error,
-}
-
 impl Engine {
-    /// Runs the inputs (already opened, in order) through the engine, calling
-    /// `on_alert` for each alert in line order and `on_progress` with the bytes
-    /// finished so far.
+    /// Runs a source's chunks through the engine, calling `on_alert` for
+    /// each alert in line order and `on_progress` with the bytes finished so
+    /// far. Returns when the source ends.
     pub fn run(
         &self,
-        inputs: Vec<(Input, crate::source::Opened)>,
+        source: Box<dyn ChunkSource>,
         on_alert: &mut dyn FnMut(Alert),
         on_progress: &mut dyn FnMut(u64),
-    ) -> Result<Summary, RunError> {
+    ) -> Result<Summary, SourceError> {
         let n = self.threads.max(1);
-        let names: Vec<String> = inputs.iter().map(|(i, _)| i.name()).collect();
         let (chunk_tx, chunk_rx) = bounded::<(u64, Arc<Chunk>)>(2 * n);
         let (token_tx, token_rx) = bounded::<()>(4 * n + 4);
         let (alert_tx, alert_rx) = unbounded::<ToAlerts>();
@@ -158,7 +146,7 @@ impl Engine {
         let shard_txs: Vec<Sender<Batch>> = shard_chans.iter().map(|c| c.0.clone()).collect();
         std::thread::scope(|s| {
             let reader_alert_tx = alert_tx.clone();
-            s.spawn(move || read_all(inputs, &chunk_tx, &token_tx, &reader_alert_tx));
+            s.spawn(move || read_all(source, &chunk_tx, &token_tx, &reader_alert_tx));
             for _ in 0..n {
                 let (rx, txs, atx) = (chunk_rx.clone(), shard_txs.clone(), alert_tx.clone());
                 let scanner = Scanner {
@@ -176,7 +164,7 @@ impl Engine {
             }
             drop(alert_tx);
             drop(chunk_rx);
-            self.collect(&alert_rx, &token_rx, n, &names, on_alert, on_progress)
+            self.collect(&alert_rx, &token_rx, n, on_alert, on_progress)
         })
     }
 
@@ -186,14 +174,14 @@ impl Engine {
         rx: &Receiver<ToAlerts>,
         tokens: &Receiver<()>,
         shards: usize,
-        names: &[String],
         on_alert: &mut dyn FnMut(Alert),
         on_progress: &mut dyn FnMut(u64),
-    ) -> Result<Summary, RunError> {
+    ) -> Result<Summary, SourceError> {
         let mut sum = Summary::default();
         let mut pending: HashMap<u64, Pending> = HashMap::new();
         let mut next = 0u64;
-        let mut line_base: Vec<u64> = vec![0; names.len()];
+        // Lines before the next chunk of each file, by file id.
+        let mut line_base: HashMap<u64, u64> = HashMap::new();
         let mut failure = None;
         for msg in rx {
             let seq = match msg {
@@ -212,8 +200,8 @@ impl Engine {
                     p.decisions.append(&mut decisions);
                     seq
                 }
-                ToAlerts::ReadFailed(input, e) => {
-                    failure = Some(RunError { name: names[input].clone(), source: e });
+                ToAlerts::ReadFailed(e) => {
+                    failure = Some(e);
                     continue;
                 }
             };
@@ -227,8 +215,9 @@ impl Engine {
                 let mut p = pending.remove(&next).expect("present");
                 let chunk = p.chunk.take().expect("checked");
                 p.decisions.sort_by_key(|d| (d.pos, d.rule));
-                self.emit(&chunk, &p.decisions, names, &line_base, &mut sum, on_alert);
-                line_base[chunk.input] += p.lines;
+                let base = line_base.entry(chunk.file.id).or_insert(chunk.file.start_line);
+                self.emit(&chunk, &p.decisions, *base, &mut sum, on_alert);
+                *base += p.lines;
                 sum.lines += p.lines;
                 sum.bytes += chunk.bytes().len() as u64;
                 on_progress(sum.bytes);
@@ -245,8 +234,7 @@ impl Engine {
         &self,
         chunk: &Chunk,
         decisions: &[Decision],
-        names: &[String],
-        line_base: &[u64],
+        line_base: u64,
         sum: &mut Summary,
         on_alert: &mut dyn FnMut(Alert),
     ) {
@@ -258,11 +246,8 @@ impl Engine {
             let Ok(record) = self.parser.parse(line) else { continue };
             let rule = &self.rules.rules[usize::from(d.rule)];
             let origin = Origin {
-                file: &names[chunk.input],
-                line: line_base[chunk.input]
-                    + u64::from(chunk.skipped_long)
-                    + u64::from(d.line)
-                    + 1,
+                file: &chunk.file.name,
+                line: line_base + u64::from(chunk.skipped_long) + u64::from(d.line) + 1,
                 record: &record,
             };
             sum.alerts += 1;
@@ -393,26 +378,24 @@ fn shard_of(key: Key, shards: u64) -> usize {
     ((h >> 32) % shards) as usize
 }
 
-/// Reader thread: chunks every input in order, numbering chunks globally.
+/// Reader thread: numbers the source's chunks and hands them to the workers,
+/// holding one token per chunk in flight.
 fn read_all(
-    inputs: Vec<(Input, crate::source::Opened)>,
+    source: Box<dyn ChunkSource>,
     chunk_tx: &Sender<(u64, Arc<Chunk>)>,
     tokens: &Sender<()>,
     alerts: &Sender<ToAlerts>,
 ) {
     let mut seq = 0u64;
-    for (i, (_, opened)) in inputs.into_iter().enumerate() {
-        let mut emit = |c: Chunk| {
-            if tokens.send(()).is_err() || chunk_tx.send((seq, Arc::new(c))).is_err() {
-                return false;
-            }
-            seq += 1;
-            true
-        };
-        if let Err(e) = chunks(i, opened, &mut emit) {
-            // If the alert thread is gone there is nobody left to tell.
-            alerts.send(ToAlerts::ReadFailed(i, e)).unwrap_or(());
-            return;
+    let mut emit = |c: Chunk| {
+        if tokens.send(()).is_err() || chunk_tx.send((seq, Arc::new(c))).is_err() {
+            return false;
         }
+        seq += 1;
+        true
+    };
+    if let Err(e) = source.run(&mut emit) {
+        // If the alert thread is gone there is nobody left to tell.
+        alerts.send(ToAlerts::ReadFailed(e)).unwrap_or(());
     }
 }

@@ -31,14 +31,58 @@ pub enum Data {
     Owned(Vec<u8>),
 }
 
-/// A run of whole lines from one input.
+/// The file a chunk comes from.
+#[derive(Debug)]
+pub struct FileTag {
+    /// Name for alerts and messages.
+    pub name: String,
+    /// Unique within a run (line numbers are counted per id).
+    pub id: u64,
+    /// Lines in the file before the first chunk read from it.
+    pub start_line: u64,
+}
+
+/// A run of whole lines from one file.
 pub struct Chunk {
-    /// Index of the input it came from.
-    pub input: usize,
+    /// The file it came from.
+    pub file: Arc<FileTag>,
+    /// Byte offset of the data in the file (0 for streams: bytes read so far).
+    pub offset: u64,
     /// The bytes.
     pub data: Data,
     /// Lines longer than a chunk, dropped just before these bytes.
     pub skipped_long: u32,
+}
+
+/// Produces chunks for the pipeline's reader thread.
+pub trait ChunkSource: Send {
+    /// Calls `emit` with each chunk in order until the source ends or `emit`
+    /// returns false.
+    fn run(self: Box<Self>, emit: &mut dyn FnMut(Chunk) -> bool) -> Result<(), SourceError>;
+}
+
+/// A read failure, naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("reading {name}: {source}")]
+pub struct SourceError {
+    /// The file's name.
+    pub name: String,
+    /// What went wrong.
+    pub source: io::Error,
+}
+
+/// Files read once, in order (what `replay` reads).
+pub struct Files(pub Vec<(Input, Opened)>);
+
+impl ChunkSource for Files {
+    fn run(self: Box<Self>, emit: &mut dyn FnMut(Chunk) -> bool) -> Result<(), SourceError> {
+        for (i, (input, opened)) in self.0.into_iter().enumerate() {
+            let tag = Arc::new(FileTag { name: input.name(), id: i as u64, start_line: 0 });
+            chunks(&tag, opened, emit)
+                .map_err(|source| SourceError { name: tag.name.clone(), source })?;
+        }
+        Ok(())
+    }
 }
 
 impl Chunk {
@@ -113,10 +157,14 @@ pub enum Opened {
 
 /// Cuts an opened input into chunks, calling `emit` for each in order.
 /// `emit` returns false to stop early.
-pub fn chunks(input: usize, opened: Opened, emit: &mut dyn FnMut(Chunk) -> bool) -> io::Result<()> {
+pub fn chunks(
+    tag: &Arc<FileTag>,
+    opened: Opened,
+    emit: &mut dyn FnMut(Chunk) -> bool,
+) -> io::Result<()> {
     match opened {
-        Opened::File(f) => mapped_chunks(input, &f, emit),
-        Opened::Stream(r) => stream_chunks(input, r, emit),
+        Opened::File(f) => mapped_chunks(tag, &f, emit),
+        Opened::Stream(r) => stream_chunks(tag, r, emit),
     }
 }
 
@@ -140,7 +188,11 @@ fn cut(b: &[u8], eof: bool) -> Option<Cut> {
     }
 }
 
-fn mapped_chunks(input: usize, f: &File, emit: &mut dyn FnMut(Chunk) -> bool) -> io::Result<()> {
+fn mapped_chunks(
+    tag: &Arc<FileTag>,
+    f: &File,
+    emit: &mut dyn FnMut(Chunk) -> bool,
+) -> io::Result<()> {
     let len = f.metadata()?.len();
     let mut pos = 0u64;
     let mut skipping = false;
@@ -173,7 +225,8 @@ fn mapped_chunks(input: usize, f: &File, emit: &mut dyn FnMut(Chunk) -> bool) ->
             match cut(&map[local..], eof) {
                 Some(Cut::At(n)) => {
                     let chunk = Chunk {
-                        input,
+                        file: Arc::clone(tag),
+                        offset: seg_start + local as u64,
                         data: Data::Mapped(Arc::clone(&map), local..local + n),
                         skipped_long: std::mem::take(&mut skipped_long),
                     };
@@ -197,20 +250,31 @@ fn mapped_chunks(input: usize, f: &File, emit: &mut dyn FnMut(Chunk) -> bool) ->
         }
         pos = seg_start + local as u64;
     }
-    flush_skipped(input, skipping, skipped_long, emit);
+    flush_skipped(tag, len, skipping, skipped_long, emit);
     Ok(())
 }
 
 /// Emits an empty chunk carrying long lines dropped at the end of an input.
-fn flush_skipped(input: usize, skipping: bool, skipped: u32, emit: &mut dyn FnMut(Chunk) -> bool) {
+fn flush_skipped(
+    tag: &Arc<FileTag>,
+    offset: u64,
+    skipping: bool,
+    skipped: u32,
+    emit: &mut dyn FnMut(Chunk) -> bool,
+) {
     let n = skipped + u32::from(skipping);
     if n > 0 {
-        emit(Chunk { input, data: Data::Owned(Vec::new()), skipped_long: n });
+        emit(Chunk {
+            file: Arc::clone(tag),
+            offset,
+            data: Data::Owned(Vec::new()),
+            skipped_long: n,
+        });
     }
 }
 
 fn stream_chunks(
-    input: usize,
+    tag: &Arc<FileTag>,
     mut r: Box<dyn Read + Send>,
     emit: &mut dyn FnMut(Chunk) -> bool,
 ) -> io::Result<()> {
@@ -218,6 +282,7 @@ fn stream_chunks(
     let mut eof = false;
     let mut skipping = false;
     let mut skipped_long = 0u32;
+    let mut offset = 0u64;
     loop {
         while !eof && buf.len() < CHUNK_BYTES {
             eof = fill(&mut r, &mut buf)?;
@@ -226,11 +291,13 @@ fn stream_chunks(
             match memchr::memchr(b'\n', &buf) {
                 Some(i) => {
                     buf.drain(..=i);
+                    offset += i as u64 + 1;
                     skipping = false;
                     skipped_long += 1;
                 }
                 None if eof => break,
                 None => {
+                    offset += buf.len() as u64;
                     buf.clear();
                     continue;
                 }
@@ -242,7 +309,9 @@ fn stream_chunks(
                 next.extend_from_slice(&buf[n..]);
                 buf.truncate(n);
                 let data = Data::Owned(std::mem::replace(&mut buf, next));
-                let chunk = Chunk { input, data, skipped_long: std::mem::take(&mut skipped_long) };
+                let skipped_long = std::mem::take(&mut skipped_long);
+                let chunk = Chunk { file: Arc::clone(tag), offset, data, skipped_long };
+                offset += n as u64;
                 if !emit(chunk) {
                     return Ok(());
                 }
@@ -252,7 +321,7 @@ fn stream_chunks(
             None => {}
         }
     }
-    flush_skipped(input, skipping, skipped_long, emit);
+    flush_skipped(tag, offset, skipping, skipped_long, emit);
     Ok(())
 }
 
@@ -283,7 +352,8 @@ mod tests {
     /// Reassembles lines from chunks; long lines show as "<long>".
     fn lines_of(opened: Opened) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        chunks(0, opened, &mut |c| {
+        let tag = Arc::new(FileTag { name: "t".into(), id: 0, start_line: 0 });
+        chunks(&tag, opened, &mut |c| {
             for _ in 0..c.skipped_long {
                 out.push(b"<long>".to_vec());
             }
@@ -357,7 +427,8 @@ mod tests {
 
     #[test]
     fn line_count_counts_everything() {
-        let c = Chunk { input: 0, data: Data::Owned(b"a\nb\nc".to_vec()), skipped_long: 2 };
+        let file = Arc::new(FileTag { name: "t".into(), id: 0, start_line: 0 });
+        let c = Chunk { file, offset: 0, data: Data::Owned(b"a\nb\nc".to_vec()), skipped_long: 2 };
         assert_eq!(c.line_count(), 5);
     }
 }
