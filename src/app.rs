@@ -9,7 +9,7 @@ use crate::parse::{Parser, Record, Skip};
 use crate::pipeline::{Engine, Summary};
 use crate::rules::RuleSet;
 use crate::source::{Files, Input, Opened};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{BufRead, BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
@@ -21,10 +21,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Replay(args) => replay(cli.config.as_deref(), &args),
         Command::Parse(args) => parse(cli.config.as_deref(), &args),
         Command::Check => check(cli.config.as_deref()),
-        Command::Run => bail!(
-            "following live logs (`logwarden run`) is not available in this version yet; \
-             use `logwarden replay FILE…` to scan log files"
-        ),
+        Command::Run => daemon(cli.config.as_deref()),
     }
 }
 
@@ -265,5 +262,45 @@ fn check(config: Option<&std::path::Path>) -> Result<ExitCode> {
         cfg.file.as_ref().map_or("built-in defaults".to_string(), |p| p.display().to_string());
     print!("# effective configuration (from {from})\n{}", cfg.effective_toml());
     eprintln!("configuration OK: {} rule(s), {} output(s)", cfg.rules.len(), cfg.outputs.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sets up the daemon's own log: stderr, one line per event, warnings and
+/// errors only unless `LOGWARDEN_LOG` (e.g. `info`, `debug`) says otherwise.
+fn init_log() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOGWARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
+
+/// `logwarden run`: follows the configured files until SIGTERM or SIGINT,
+/// then finishes the lines read so far and exits 0.
+fn daemon(config: Option<&std::path::Path>) -> Result<ExitCode> {
+    init_log();
+    let cfg = load(config, &Overrides::default())?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, std::sync::Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    let s = &cfg.source;
+    let follow = crate::follow::FollowConfig {
+        spec: s.spec.clone(),
+        zone: s.zone.clone(),
+        start_at: s.start_at,
+        poll_interval: s.poll_interval,
+        rotate_wait: s.rotate_wait,
+    };
+    let follower = crate::follow::Follower::new(follow, stop);
+    let mut outputs = crate::output::Outputs::open(&cfg.outputs)?;
+    let engine = engine_for(&cfg);
+    tracing::info!(path = %s.path, rules = cfg.rules.len(), "Started.");
+    let started = Instant::now();
+    let summary = engine.run(Box::new(follower), &mut |a| outputs.deliver(&a), &mut |_| {})?;
+    tracing::info!("Stopped; {}", summary_text(&summary, started.elapsed().as_secs_f64()));
     Ok(ExitCode::SUCCESS)
 }

@@ -77,6 +77,7 @@ struct RawSource {
     format: S<String>,
     start_at: S<String>,
     poll_interval: S<RawDuration>,
+    rotate_wait: S<RawDuration>,
     client: S<String>,
     trusted_proxies: S<Vec<String>>,
     ipv6_prefix: S<i64>,
@@ -104,6 +105,7 @@ struct RawRule {
 struct RawOutput {
     #[serde(rename = "type")]
     kind: S<String>,
+    path: S<String>,
     target: S<String>,
     format: S<String>,
     facility: S<String>,
@@ -146,6 +148,10 @@ pub struct SourceConfig {
     pub start_at: StartAt,
     /// Polling period where file events are unavailable.
     pub poll_interval: Duration,
+    /// How long a file that is no longer current is read after it went quiet.
+    pub rotate_wait: Duration,
+    /// How `path` names files.
+    pub spec: crate::follow::PathSpec,
     /// Where the client address comes from.
     pub client: ClientSource,
     /// IPv6 clients are grouped by this prefix length (128 = not grouped).
@@ -172,8 +178,10 @@ pub struct SyslogOutput {
 /// One output alerts go to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputConfig {
-    /// The system log (delivered by the daemon).
+    /// The system log.
     Syslog(SyslogOutput),
+    /// One JSON object per alert, appended to a file.
+    Jsonl(PathBuf),
 }
 
 /// The validated configuration.
@@ -303,6 +311,7 @@ fn fill_defaults(raw: &mut RawConfig) {
     s.format.get_or_insert_with(|| Spanned::new(0..0, "combined".into()));
     s.start_at.get_or_insert_with(|| Spanned::new(0..0, "end".into()));
     s.poll_interval.get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("1s".into())));
+    s.rotate_wait.get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("5m".into())));
     s.client.get_or_insert_with(|| Spanned::new(0..0, "%h".into()));
     s.trusted_proxies.get_or_insert_with(|| Spanned::new(0..0, Vec::new()));
     s.ipv6_prefix.get_or_insert_with(|| Spanned::new(0..0, 128));
@@ -475,6 +484,8 @@ fn validate_source(cx: &Cx, s: &RawSource) -> Result<SourceConfig, ConfigError> 
     if poll_interval.is_zero() {
         return Err(cx.err(poll, "source.poll_interval", "must be longer than 0 seconds"));
     }
+    let rw = get(&s.rotate_wait);
+    let rotate_wait = duration(cx, rw, "source.rotate_wait")?;
     let v6 = get(&s.ipv6_prefix);
     let ipv6_prefix =
         u8::try_from(*v6.get_ref()).ok().filter(|p| (1..=128).contains(p)).ok_or_else(|| {
@@ -496,15 +507,16 @@ fn validate_source(cx: &Cx, s: &RawSource) -> Result<SourceConfig, ConfigError> 
             )
         })?;
     let path = get(&s.path);
-    if path.get_ref().is_empty() {
-        return Err(cx.err(path, "source.path", "must not be empty"));
-    }
+    let spec = crate::follow::PathSpec::parse(path.get_ref())
+        .map_err(|m| cx.err(path, "source.path", format!("{:?} {m}", path.get_ref())))?;
     Ok(SourceConfig {
         path: path.get_ref().clone(),
         zone,
         format,
         start_at,
         poll_interval,
+        rotate_wait,
+        spec,
         client: ClientSource { header, trusted },
         ipv6_prefix,
         max_line_bytes,
@@ -637,11 +649,19 @@ fn lookup(table: &[(&str, u8)], name: &str) -> Option<u8> {
 fn validate_output(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, ConfigError> {
     let key = |k: &str| format!("{at}.{k}");
     let kind = get(&o.kind);
-    if kind.get_ref() != "syslog" {
+    match kind.get_ref().as_str() {
+        "syslog" => {}
+        "jsonl" => return validate_jsonl(cx, o, at),
+        other => {
+            let msg = format!("{other:?} is not an output type: use \"syslog\" or \"jsonl\"");
+            return Err(cx.err(kind, &key("type"), msg));
+        }
+    }
+    if let Some(p) = &o.path {
         return Err(cx.err(
-            kind,
-            &key("type"),
-            format!("{:?} is not an output type: use \"syslog\"", kind.get_ref()),
+            p,
+            &key("path"),
+            "belongs to jsonl outputs; a syslog output has a target",
         ));
     }
     let fac = get(&o.facility);
@@ -699,6 +719,32 @@ fn validate_output(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, Con
     }))
 }
 
+fn validate_jsonl(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, ConfigError> {
+    let syslog_keys = [
+        (&o.target, "target"),
+        (&o.format, "format"),
+        (&o.facility, "facility"),
+        (&o.severity, "severity"),
+        (&o.tag, "tag"),
+    ];
+    if let Some((v, k)) = syslog_keys.iter().find_map(|(v, k)| v.as_ref().map(|v| (v, *k))) {
+        return Err(cx.err(
+            v,
+            &format!("{at}.{k}"),
+            "belongs to syslog outputs; a jsonl output has only a path",
+        ));
+    }
+    match &o.path {
+        Some(p) if !p.get_ref().is_empty() => Ok(OutputConfig::Jsonl(PathBuf::from(p.get_ref()))),
+        Some(p) => Err(cx.err(p, &format!("{at}.path"), "must not be empty")),
+        None => Err(cx.err_at(
+            0,
+            &format!("{at}.path"),
+            "is required for a jsonl output (the file alerts are appended to)".into(),
+        )),
+    }
+}
+
 /// Parses a duration value.
 pub fn parse_duration(d: &RawDuration) -> Result<Duration, String> {
     let bad = || {
@@ -710,6 +756,9 @@ pub fn parse_duration(d: &RawDuration) -> Result<Duration, String> {
         RawDuration::Secs(s) => u64::try_from(*s).map_err(|_| bad())?,
         RawDuration::Text(t) => {
             let t = t.trim();
+            if let Some(ms) = t.strip_suffix("ms") {
+                return ms.trim().parse::<u64>().map(Duration::from_millis).map_err(|_| bad());
+            }
             let units = [('s', 1), ('m', 60), ('h', 3600), ('d', 86_400)];
             let (num, mult) = units
                 .iter()
@@ -781,6 +830,7 @@ mod tests {
         assert_eq!(d("10m").unwrap().as_secs(), 600);
         assert_eq!(d("600").unwrap().as_secs(), 600);
         assert_eq!(d("1h").unwrap().as_secs(), 3600);
+        assert_eq!(d("250ms").unwrap().as_millis(), 250);
         assert!(d("ten").is_err());
         assert_eq!(parse_duration(&RawDuration::Secs(30)).unwrap().as_secs(), 30);
         assert!(parse_duration(&RawDuration::Secs(-1)).is_err());
@@ -824,8 +874,15 @@ mod tests {
         assert_eq!(c.rules.len(), 2);
         assert_eq!(c.rules[0].spec.cooldown, 0);
         assert_eq!(c.rules[1].spec, WindowSpec { threshold: 10, window: 60, cooldown: 60 });
-        let OutputConfig::Syslog(s) = &c.outputs[0];
+        let OutputConfig::Syslog(s) = &c.outputs[0] else { panic!("syslog output") };
         assert_eq!((s.facility, s.severity), (1, 3));
+        let c = parse("[[output]]\ntype = \"jsonl\"\npath = \"/tmp/a.jsonl\"\n").unwrap();
+        assert_eq!(c.outputs, vec![OutputConfig::Jsonl(PathBuf::from("/tmp/a.jsonl"))]);
+        assert!(
+            err("[[output]]\ntype = \"jsonl\"\ntag = \"x\"\npath = \"/a\"\n")
+                .contains("output[1].tag: belongs to syslog")
+        );
+        assert!(err("[[output]]\ntype = \"jsonl\"\n").contains("output[1].path: is required"));
         assert!(err("[[rule]]\nname = \"a\"\n[[rule]]\nname = \"a\"\n").contains("unique"));
     }
 

@@ -1,15 +1,17 @@
 //! logwarden: exact per-client sliding-window alerts over Apache and nginx logs.
 //!
 //! The data flows through one module per stage:
-//! [`source`] (files → line-aligned chunks) → [`parse`] (line → client, time,
+//! [`source`] (files → line-aligned chunks; [`follow`] for live files) → [`parse`] (line → client, time,
 //! request) → [`rules`] (which lines are events) → [`window`] (per-key exact
-//! counting) → [`alert`] (what is reported). [`pipeline`] wires the stages to
+//! counting) → [`alert`] (what is reported) → [`output`] (where it goes). [`pipeline`] wires the stages to
 //! threads; [`config`] sits at the side; [`app`] implements the commands.
 
 pub mod alert;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod follow;
+pub mod output;
 pub mod parse;
 pub mod pipeline;
 pub mod rules;

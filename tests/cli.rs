@@ -177,10 +177,7 @@ fn check_prints_effective_config_and_rejects_bad_ones() {
 }
 
 #[test]
-fn run_is_not_available_yet_and_missing_files_are_errors() {
-    let out = run(&["-c", "examples/logwarden.toml", "run"], b"");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not available"));
+fn missing_files_are_errors() {
     let out = run(&["replay", "/nonexistent/access.log"], b"");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open /nonexistent/access.log"));

@@ -5,5 +5,6 @@
 
 mod cli;
 mod conformance;
+mod daemon;
 mod exactness;
 mod util;

@@ -1,0 +1,638 @@
+//! Follow: live log files as they grow — a dated series, a plain path or a
+//! glob — across date switches and every logrotate style, as a
+//! [`ChunkSource`] for the pipeline.
+//!
+//! Growing files are read with positioned reads into owned buffers, never
+//! memory-mapped: touching a mapped page past the end of a file truncated
+//! under the mapping (copytruncate) raises SIGBUS and kills the process. The
+//! copy costs a `memcpy` per byte, far below parsing.
+//!
+//! A file is known by device + inode and a checksum of its first bytes, so a
+//! reused inode is not mistaken for the old file. On each wake-up (a file
+//! system event, or `poll_interval` without one) the follower:
+//! 1. finds the current files: the newest file of a dated series, the file a
+//!    plain path names now, or every glob match;
+//! 2. opens files it does not know, from their beginning (or, on a first
+//!    start without state and `start_at = "end"`, from their end); a file no
+//!    longer current is drained: read while it grows, and closed once quiet
+//!    for `rotate_wait` (Apache writes late lines to yesterday's file);
+//! 3. reads each file from its offset to its size: a shrink or a changed
+//!    checksum means it was truncated or replaced, and reading restarts at 0.
+//!
+//! Only whole lines are handed on; a last line without newline waits until
+//! its file is finished (drained and quiet).
+
+use crate::config::StartAt;
+use crate::parse::time::Zone;
+use crate::source::{CHUNK_BYTES, Chunk, ChunkSource, Data, FileTag, SourceError};
+use notify::Watcher as _;
+use std::collections::HashSet;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Bytes checksummed to recognise a file.
+const FINGERPRINT_BYTES: usize = 64;
+
+/// How the configured `source.path` names files.
+#[derive(Debug, Clone)]
+pub enum PathSpec {
+    /// strftime fields (`%Y %m %d %H`) in the file name: a dated series.
+    Dated {
+        /// Directory of the series.
+        dir: PathBuf,
+        /// The file name pattern turned into a regex with one group per field.
+        regex: regex::Regex,
+        /// Field letters in group order (`Y`, `m`, …).
+        fields: Vec<char>,
+    },
+    /// `*`, `?` or `[` in the file name: every match.
+    Glob {
+        /// Directory.
+        dir: PathBuf,
+        /// Name pattern as a regex.
+        regex: regex::Regex,
+    },
+    /// One path (possibly a symlink).
+    Plain(PathBuf),
+}
+
+impl PathSpec {
+    /// Interprets `source.path`. Only the file name may hold fields or wildcards.
+    pub fn parse(path: &str) -> Result<PathSpec, String> {
+        let p = Path::new(path);
+        let name = p.file_name().and_then(|n| n.to_str()).ok_or("has no file name")?;
+        let dir = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let dir_text = dir.to_string_lossy();
+        if dir_text.contains(['%', '*', '?', '[']) {
+            return Err("may hold date fields or wildcards only in the file name".into());
+        }
+        if name.contains('%') {
+            let mut re = String::from("^");
+            let mut fields = Vec::new();
+            let mut chars = name.chars();
+            while let Some(c) = chars.next() {
+                if c != '%' {
+                    re.push_str(&regex::escape(&c.to_string()));
+                    continue;
+                }
+                let f = chars.next().ok_or("ends with a lone %")?;
+                let width = match f {
+                    'Y' => 4,
+                    'm' | 'd' | 'H' | 'M' => 2,
+                    '%' => {
+                        re.push('%');
+                        continue;
+                    }
+                    o => return Err(format!("uses %{o}; dated names may use %Y %m %d %H %M")),
+                };
+                re.push_str(&format!("([0-9]{{{width}}})"));
+                fields.push(f);
+            }
+            re.push('$');
+            let regex = regex::Regex::new(&re).map_err(|e| e.to_string())?;
+            return Ok(PathSpec::Dated { dir, regex, fields });
+        }
+        if name.contains(['*', '?', '[']) {
+            let mut re = String::from("^");
+            for c in name.chars() {
+                match c {
+                    '*' => re.push_str("[^/]*"),
+                    '?' => re.push_str("[^/]"),
+                    '[' | ']' => re.push(c),
+                    c => re.push_str(&regex::escape(&c.to_string())),
+                }
+            }
+            re.push('$');
+            let regex = regex::Regex::new(&re).map_err(|e| format!("is not a valid glob: {e}"))?;
+            return Ok(PathSpec::Glob { dir, regex });
+        }
+        Ok(PathSpec::Plain(p.to_path_buf()))
+    }
+
+    /// The directory to watch.
+    fn dir(&self) -> PathBuf {
+        match self {
+            PathSpec::Dated { dir, .. } | PathSpec::Glob { dir, .. } => dir.clone(),
+            PathSpec::Plain(p) => p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
+        }
+    }
+
+    /// The paths to follow now (heads). For a dated series: the newest file.
+    fn current(&self) -> Vec<PathBuf> {
+        match self {
+            PathSpec::Plain(p) => vec![p.clone()],
+            PathSpec::Glob { dir, regex } => {
+                let mut v: Vec<PathBuf> = list(dir)
+                    .into_iter()
+                    .filter(|n| regex.is_match(n))
+                    .map(|n| dir.join(n))
+                    .collect();
+                v.sort();
+                v
+            }
+            PathSpec::Dated { dir, regex, fields } => {
+                let newest = list(dir)
+                    .into_iter()
+                    .filter_map(|n| {
+                        let caps = regex.captures(&n)?;
+                        let mut key = [0u32; 5];
+                        for (i, f) in fields.iter().enumerate() {
+                            let v: u32 = caps.get(i + 1)?.as_str().parse().ok()?;
+                            let slot = "YmdHM".find(*f)?;
+                            key[slot] = v;
+                        }
+                        Some((key, n))
+                    })
+                    .max();
+                newest.map(|(_, n)| dir.join(n)).into_iter().collect()
+            }
+        }
+    }
+
+    /// The name today's file would have (for "waiting for" messages).
+    fn expected(&self, zone: &Zone, now: i64) -> String {
+        match self {
+            PathSpec::Dated { dir, regex, .. } => {
+                let (y, m, d) = zone.date_of(now);
+                let name = regex.as_str().trim_start_matches('^').trim_end_matches('$').to_string();
+                let mut out = name.replace("([0-9]{4})", &format!("{y:04}"));
+                for v in [m, d] {
+                    out = out.replacen("([0-9]{2})", &format!("{v:02}"), 1);
+                }
+                dir.join(out.replace('\\', "")).display().to_string()
+            }
+            PathSpec::Glob { dir, regex } => format!("{}/{}", dir.display(), regex.as_str()),
+            PathSpec::Plain(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// File names in `dir` (empty when it cannot be read).
+fn list(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Settings of a follower.
+#[derive(Debug, Clone)]
+pub struct FollowConfig {
+    /// What to follow.
+    pub spec: PathSpec,
+    /// Zone for "today" in messages.
+    pub zone: Zone,
+    /// Where a file found at the first start begins to be read.
+    pub start_at: StartAt,
+    /// Wake-up period without file system events.
+    pub poll_interval: Duration,
+    /// How long a file no longer current is read after it went quiet.
+    pub rotate_wait: Duration,
+}
+
+/// A file being followed.
+struct Tracked {
+    tag: Arc<FileTag>,
+    path: PathBuf,
+    file: File,
+    dev: u64,
+    ino: u64,
+    fingerprint: Option<u32>,
+    /// Start of the first byte not yet handed on (always a line start).
+    offset: u64,
+    /// Whether it is still a current file; else when it stopped being one.
+    retired_at: Option<Instant>,
+    last_growth: Instant,
+}
+
+/// Follows live files; see the module documentation.
+pub struct Follower {
+    cfg: FollowConfig,
+    tracked: Vec<Tracked>,
+    next_id: u64,
+    first_scan: bool,
+    stop: Arc<AtomicBool>,
+    wake: crossbeam_channel::Receiver<()>,
+    wake_tx: crossbeam_channel::Sender<()>,
+    watcher: Option<notify::RecommendedWatcher>,
+    /// Problems already reported, so each is logged once per occurrence.
+    reported: HashSet<String>,
+}
+
+impl Follower {
+    /// A follower that ends when `stop` becomes true.
+    pub fn new(cfg: FollowConfig, stop: Arc<AtomicBool>) -> Follower {
+        let (wake_tx, wake) = crossbeam_channel::bounded(1);
+        Follower {
+            cfg,
+            tracked: Vec::new(),
+            next_id: 0,
+            first_scan: true,
+            stop,
+            wake,
+            wake_tx,
+            watcher: None,
+            reported: HashSet::new(),
+        }
+    }
+
+    /// A sender that wakes the follower (for signal handlers and tests).
+    pub fn waker(&self) -> crossbeam_channel::Sender<()> {
+        self.wake_tx.clone()
+    }
+
+    /// Watches the directory for changes; without it the follower polls.
+    fn ensure_watch(&mut self) {
+        if self.watcher.is_some() {
+            return;
+        }
+        let tx = self.wake_tx.clone();
+        let handler = move |_: notify::Result<notify::Event>| {
+            // A full channel already holds a wake-up; dropping this one is fine.
+            tx.try_send(()).unwrap_or(());
+        };
+        let dir = self.cfg.spec.dir();
+        let watched = notify::recommended_watcher(handler)
+            .and_then(|mut w| w.watch(&dir, notify::RecursiveMode::NonRecursive).map(|()| w));
+        match watched {
+            Ok(w) => {
+                self.watcher = Some(w);
+                tracing::debug!(dir = %dir.display(), "Watching for file events.");
+            }
+            Err(e) => {
+                self.report_once(format!("nowatch:{}", dir.display()), || {
+                    tracing::info!(dir = %dir.display(), error = %e, "No file events for this directory yet; polling.");
+                });
+            }
+        }
+    }
+
+    fn report_once(&mut self, key: String, log: impl FnOnce()) {
+        if self.reported.insert(key) {
+            log();
+        }
+    }
+
+    /// Finds current files, opens new ones and retires replaced ones.
+    fn discover(&mut self) {
+        let heads = self.cfg.spec.current();
+        if heads.is_empty() {
+            let now = jiff::Timestamp::now().as_second();
+            let expected = self.cfg.spec.expected(&self.cfg.zone, now);
+            self.report_once(format!("wait:{expected}"), || {
+                tracing::warn!(path = %expected, "Waiting for log file.");
+            });
+        }
+        let mut current: Vec<(u64, u64)> = Vec::new();
+        for path in heads {
+            match std::fs::metadata(&path) {
+                Ok(md) => {
+                    self.reported.remove(&format!("wait:{}", path.display()));
+                    current.push((md.dev(), md.ino()));
+                    if !self
+                        .tracked
+                        .iter()
+                        .any(|t| t.dev == md.dev() && t.ino == md.ino() && t.retired_at.is_none())
+                    {
+                        self.open(&path);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.report_once(format!("wait:{}", path.display()), || {
+                        tracing::warn!(path = %path.display(), "Waiting for log file.");
+                    });
+                }
+                Err(e) => self.report_open_error(&path, &e),
+            }
+        }
+        let now = Instant::now();
+        for t in &mut self.tracked {
+            if t.retired_at.is_none() && !current.contains(&(t.dev, t.ino)) {
+                tracing::info!(path = %t.path.display(), "Log file rotated away; draining it.");
+                t.retired_at = Some(now);
+            }
+        }
+        self.first_scan = false;
+    }
+
+    fn report_open_error(&mut self, path: &Path, e: &io::Error) {
+        let key = format!("err:{}", path.display());
+        let hint = if e.kind() == io::ErrorKind::PermissionDenied {
+            " logwarden needs read permission on the file and search (x) permission on its directories, e.g. membership in the adm group"
+        } else {
+            ""
+        };
+        self.report_once(key, || {
+            tracing::error!(path = %path.display(), error = %e, "Cannot open log file; retrying.{hint}");
+        });
+    }
+
+    fn open(&mut self, path: &Path) {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) => return self.report_open_error(path, &e),
+        };
+        self.reported.remove(&format!("err:{}", path.display()));
+        let Ok(md) = file.metadata() else { return };
+        let fingerprint = fingerprint(&file, md.len());
+        let from_end = self.first_scan && self.cfg.start_at == StartAt::End;
+        let offset = if from_end { last_line_start(&file, md.len()) } else { 0 };
+        let start_line = if offset > 0 { count_lines(&file, offset) } else { 0 };
+        let name = path.display().to_string();
+        tracing::info!(path = %name, offset, "Following log file.");
+        self.next_id += 1;
+        self.tracked.push(Tracked {
+            tag: Arc::new(FileTag { name, id: self.next_id, start_line }),
+            path: path.to_path_buf(),
+            file,
+            dev: md.dev(),
+            ino: md.ino(),
+            fingerprint,
+            offset,
+            retired_at: None,
+            last_growth: Instant::now(),
+        });
+    }
+
+    /// Reads what every file has gained; returns whether anything was read,
+    /// or `None` when `emit` asked to stop.
+    fn read_all(
+        &mut self,
+        emit: &mut dyn FnMut(Chunk) -> bool,
+    ) -> Result<Option<bool>, SourceError> {
+        let mut progressed = false;
+        // Retired files first: their lines are older.
+        self.tracked.sort_by_key(|t| t.retired_at.is_none());
+        for i in 0..self.tracked.len() {
+            match read_file(&mut self.tracked[i], &mut self.next_id, emit) {
+                Ok(Some(grew)) => progressed |= grew,
+                Ok(None) => return Ok(None),
+                Err(source) => {
+                    let name = self.tracked[i].tag.name.clone();
+                    return Err(SourceError { name, source });
+                }
+            }
+        }
+        let wait = self.cfg.rotate_wait;
+        let mut keep = Vec::with_capacity(self.tracked.len());
+        for mut t in std::mem::take(&mut self.tracked) {
+            let quiet = t.last_growth.elapsed() >= wait
+                && t.retired_at.is_some_and(|r| r.elapsed() >= wait);
+            if quiet {
+                if !finish_file(&mut t, emit) {
+                    return Ok(None);
+                }
+                tracing::info!(path = %t.path.display(), "Finished rotated log file.");
+            } else {
+                keep.push(t);
+            }
+        }
+        self.tracked = keep;
+        Ok(Some(progressed))
+    }
+}
+
+impl ChunkSource for Follower {
+    fn run(mut self: Box<Self>, emit: &mut dyn FnMut(Chunk) -> bool) -> Result<(), SourceError> {
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            self.ensure_watch();
+            self.discover();
+            match self.read_all(emit)? {
+                None => return Ok(()),
+                Some(true) => continue,
+                Some(false) => {
+                    // Idle: sleep until a file event, a signal's wake-up or the poll period.
+                    let wait = self
+                        .cfg
+                        .poll_interval
+                        .min(self.cfg.rotate_wait.max(Duration::from_millis(10)));
+                    match self.wake.recv_timeout(wait) {
+                        Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Checksum of the first bytes, once the file has that many.
+fn fingerprint(file: &File, len: u64) -> Option<u32> {
+    if len < FINGERPRINT_BYTES as u64 {
+        return None;
+    }
+    let mut buf = [0u8; FINGERPRINT_BYTES];
+    file.read_exact_at(&mut buf, 0).ok()?;
+    Some(crc32fast::hash(&buf))
+}
+
+/// Where the last line of the first `len` bytes starts (a start at the end
+/// still reads a line that is being written).
+fn last_line_start(file: &File, len: u64) -> u64 {
+    let from = len.saturating_sub(CHUNK_BYTES as u64);
+    let mut buf = vec![0u8; (len - from) as usize];
+    if file.read_exact_at(&mut buf, from).is_err() {
+        return len;
+    }
+    match memchr::memrchr(b'\n', &buf) {
+        Some(i) => from + i as u64 + 1,
+        None if from == 0 => 0,
+        None => len,
+    }
+}
+
+/// Newlines in the first `len` bytes (for line numbers when starting at the end).
+fn count_lines(file: &File, len: u64) -> u64 {
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    let (mut pos, mut n) = (0u64, 0u64);
+    while pos < len {
+        let want = ((len - pos) as usize).min(CHUNK_BYTES);
+        match file.read_at(&mut buf[..want], pos) {
+            Ok(0) | Err(_) => break,
+            Ok(got) => {
+                n += bytecount::count(&buf[..got], b'\n') as u64;
+                pos += got as u64;
+            }
+        }
+    }
+    n
+}
+
+/// Reads a file from its offset to its current size, handing on whole
+/// lines. Returns whether it grew, or `None` when `emit` asked to stop.
+fn read_file(
+    t: &mut Tracked,
+    next_id: &mut u64,
+    emit: &mut dyn FnMut(Chunk) -> bool,
+) -> io::Result<Option<bool>> {
+    let len = t.file.metadata()?.len();
+    let fp = fingerprint(&t.file, len);
+    let replaced = t.fingerprint.is_some() && fp.is_some() && fp != t.fingerprint;
+    if len < t.offset || replaced {
+        tracing::info!(path = %t.path.display(), "Log file was truncated or rewritten; reading it from the start.");
+        t.offset = 0;
+        // New content: line numbers start again.
+        *next_id += 1;
+        t.tag = Arc::new(FileTag { name: t.tag.name.clone(), id: *next_id, start_line: 0 });
+    }
+    t.fingerprint = fp.or(t.fingerprint);
+    let mut grew = false;
+    let mut skipped_long = 0u32;
+    while t.offset < len {
+        let want = ((len - t.offset) as usize).min(CHUNK_BYTES);
+        let mut buf = vec![0u8; want];
+        let got = t.file.read_at(&mut buf, t.offset)?;
+        buf.truncate(got);
+        if got == 0 {
+            break;
+        }
+        match memchr::memrchr(b'\n', &buf) {
+            Some(i) => {
+                buf.truncate(i + 1);
+                let chunk_offset = t.offset;
+                t.offset += buf.len() as u64;
+                grew = true;
+                t.last_growth = Instant::now();
+                let chunk = Chunk {
+                    file: Arc::clone(&t.tag),
+                    offset: chunk_offset,
+                    data: Data::Owned(buf),
+                    skipped_long: std::mem::take(&mut skipped_long),
+                };
+                if !emit(chunk) {
+                    return Ok(None);
+                }
+            }
+            // A single line longer than a chunk: skip it once its end is there.
+            None if got == CHUNK_BYTES => {
+                match find_newline(&t.file, t.offset + got as u64, len)? {
+                    Some(end) => {
+                        t.offset = end + 1;
+                        skipped_long += 1;
+                        grew = true;
+                    }
+                    None => break,
+                }
+            }
+            None => break,
+        }
+    }
+    if skipped_long > 0 {
+        let chunk = Chunk {
+            file: Arc::clone(&t.tag),
+            offset: t.offset,
+            data: Data::Owned(Vec::new()),
+            skipped_long,
+        };
+        if !emit(chunk) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(grew))
+}
+
+/// Offset of the first newline at or after `from`, before `len`.
+fn find_newline(file: &File, mut from: u64, len: u64) -> io::Result<Option<u64>> {
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    while from < len {
+        let want = ((len - from) as usize).min(CHUNK_BYTES);
+        let got = file.read_at(&mut buf[..want], from)?;
+        if got == 0 {
+            break;
+        }
+        if let Some(i) = memchr::memchr(b'\n', &buf[..got]) {
+            return Ok(Some(from + i as u64));
+        }
+        from += got as u64;
+    }
+    Ok(None)
+}
+
+/// Hands on a finished file's last line if it has no newline.
+fn finish_file(t: &mut Tracked, emit: &mut dyn FnMut(Chunk) -> bool) -> bool {
+    let Ok(md) = t.file.metadata() else { return true };
+    let len = md.len();
+    if len <= t.offset || len - t.offset > CHUNK_BYTES as u64 {
+        return true;
+    }
+    let mut buf = vec![0u8; (len - t.offset) as usize];
+    if t.file.read_exact_at(&mut buf, t.offset).is_err() {
+        return true;
+    }
+    let chunk = Chunk {
+        file: Arc::clone(&t.tag),
+        offset: t.offset,
+        data: Data::Owned(buf),
+        skipped_long: 0,
+    };
+    t.offset = len;
+    emit(chunk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_specs() {
+        let PathSpec::Dated { regex, fields, .. } =
+            PathSpec::parse("/logs/apache/ssl_www_log-%Y-%m-%d").unwrap()
+        else {
+            panic!("dated")
+        };
+        assert!(regex.is_match("ssl_www_log-2025-07-09"));
+        assert!(!regex.is_match("ssl_www_log-2025-07-09.gz"));
+        assert_eq!(fields, vec!['Y', 'm', 'd']);
+        assert!(matches!(
+            PathSpec::parse("/var/log/apache2/*access.log").unwrap(),
+            PathSpec::Glob { .. }
+        ));
+        assert!(matches!(
+            PathSpec::parse("/var/log/apache2/access.log").unwrap(),
+            PathSpec::Plain(_)
+        ));
+        assert!(PathSpec::parse("/logs/%Y/access").is_err());
+        assert!(PathSpec::parse("/logs/access-%q").is_err());
+    }
+
+    #[test]
+    fn dated_series_picks_the_newest_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in
+            ["log-2025-07-09", "log-2025-07-10", "log-2025-06-30", "log-2025-07-11.gz", "other"]
+        {
+            std::fs::write(dir.path().join(n), b"x\n").unwrap();
+        }
+        let spec = PathSpec::parse(&format!("{}/log-%Y-%m-%d", dir.path().display())).unwrap();
+        assert_eq!(spec.current(), vec![dir.path().join("log-2025-07-10")]);
+        let expected = spec.expected(&Zone::Utc, 1_752_105_600);
+        assert!(expected.ends_with("log-2025-07-10"), "{expected}");
+    }
+
+    #[test]
+    fn start_at_end_begins_at_the_last_line_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"a\nb\npartial").unwrap();
+        let f = File::open(&p).unwrap();
+        assert_eq!(last_line_start(&f, 11), 4);
+        assert_eq!(count_lines(&f, 4), 2);
+        std::fs::write(&p, b"a\nb\n").unwrap();
+        assert_eq!(last_line_start(&File::open(&p).unwrap(), 4), 4);
+    }
+}

@@ -1,0 +1,259 @@
+//! `logwarden run` against real files: every rotation style, with the daemon
+//! running throughout. Every written line must be counted exactly once: the
+//! rule uses `cooldown = 0` and a threshold of 3, so every event from a
+//! client's third on raises an alert carrying the exact count, and a lost or
+//! repeated line changes the counts. The alerts must equal those of `replay`
+//! over the same lines (compared as multisets, since lines written late to a
+//! rotated file may be read after newer ones).
+//!
+//! Every wait has a deadline; a phase ends with a marker client whose alert
+//! shows that the daemon has read everything before it.
+
+use crate::util::{bin, json_lines, ok, write};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Polls `cond` until it holds or the deadline passes.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path, path: &str) -> Daemon {
+        let config = format!(
+            "[source]\npath = \"{path}\"\nstart_at = \"beginning\"\npoll_interval = \"100ms\"\nrotate_wait = \"1s\"\n\
+             [[rule]]\ncontains = \"today_download\"\nthreshold = 3\nwindow = \"10m\"\ncooldown = 0\n\
+             [[output]]\ntype = \"jsonl\"\npath = \"{}/alerts.jsonl\"\n",
+            dir.display()
+        );
+        let cfg = write(dir, "logwarden.toml", config.as_bytes());
+        let log = dir.join("daemon.log");
+        let child = Command::new(bin())
+            .args(["-c", &cfg, "run"])
+            .env("LOGWARDEN_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start daemon");
+        Daemon { child, dir: dir.to_path_buf(), log }
+    }
+
+    fn alerts(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("alerts.jsonl"))
+            .map(|s| json_lines(&s))
+            .unwrap_or_default()
+    }
+
+    fn wait_for_marker(&self, n: u32) {
+        let key = marker_ip(n);
+        wait_until(&format!("marker {key}"), || {
+            self.alerts().iter().any(|a| a["key"] == key.as_str())
+        });
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM; the daemon must exit 0.
+    fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "daemon exited with {status}: {}", self.log_text());
+                return self.log_text();
+            }
+            assert!(Instant::now() < end, "daemon did not stop: {}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // Never leave a daemon behind when a test fails.
+        self.child.kill().unwrap_or(());
+        self.child.wait().map(|_| ()).unwrap_or(());
+    }
+}
+
+fn marker_ip(n: u32) -> String {
+    format!("198.51.100.{n}")
+}
+
+/// Writes lines in order and remembers them for the `replay` comparison.
+struct Writer {
+    clock: u64,
+    written: Vec<u8>,
+}
+
+impl Writer {
+    fn new() -> Writer {
+        Writer { clock: 1_751_000_000, written: Vec::new() }
+    }
+
+    fn line(&mut self, client: &str) -> Vec<u8> {
+        self.clock += 1;
+        let t = jiff::Timestamp::from_second(self.clock as i64)
+            .unwrap()
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC);
+        let ts = t.strftime("%d/%b/%Y:%H:%M:%S %z");
+        format!("{client} - - [{ts}] \"GET /today_download HTTP/1.1\" 200 5 \"-\" \"t\"\n")
+            .into_bytes()
+    }
+
+    fn append_raw(&mut self, path: &Path, bytes: &[u8]) {
+        let mut f = OpenOptions::new().create(true).append(true).open(path).unwrap();
+        f.write_all(bytes).unwrap();
+        self.written.extend_from_slice(bytes);
+    }
+
+    /// `n` lines from a few clients, then marker `m`'s three hits.
+    fn phase(&mut self, path: &Path, clients: &[&str], n: usize, m: u32) {
+        let mut buf = Vec::new();
+        for i in 0..n {
+            buf.extend(self.line(clients[i % clients.len()]));
+        }
+        for _ in 0..3 {
+            buf.extend(self.line(&marker_ip(m)));
+        }
+        self.append_raw(path, &buf);
+    }
+}
+
+/// Sorted `rule key count` of alerts.
+fn multiset(alerts: &[serde_json::Value]) -> Vec<String> {
+    let mut v: Vec<String> =
+        alerts.iter().map(|a| format!("{} {} {}", a["rule"], a["key"], a["count"])).collect();
+    v.sort();
+    v
+}
+
+/// The daemon's alerts equal replay's over everything written.
+fn assert_like_replay(d: &Daemon, w: &Writer) {
+    let all = write(&d.dir, "all-written.log", &w.written);
+    let cfg = d.dir.join("logwarden.toml");
+    let want = json_lines(&ok(&["-c", cfg.to_str().unwrap(), "replay", "--json", &all]));
+    assert!(!want.is_empty());
+    assert_eq!(multiset(&d.alerts()), multiset(&want));
+}
+
+const A: &[&str] = &["10.0.0.1", "10.0.0.2", "2001:db8::7"];
+const B: &[&str] = &["10.0.0.2", "10.0.0.3"];
+
+#[test]
+fn dated_switch_with_late_writes_to_the_old_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &format!("{}/access-%Y-%m-%d", dir.path().display()));
+    let (old, new) = (dir.path().join("access-2025-07-09"), dir.path().join("access-2025-07-10"));
+    let mut w = Writer::new();
+    w.phase(&old, A, 20, 1);
+    d.wait_for_marker(1);
+    w.phase(&new, B, 20, 2);
+    d.wait_for_marker(2);
+    // Apache still finishing requests in yesterday's file.
+    w.phase(&old, &["10.0.0.9"], 5, 3);
+    d.wait_for_marker(3);
+    assert_like_replay(&d, &w);
+    let log = d.stop();
+    assert!(log.contains("Finished rotated log file") || log.contains("draining"), "{log}");
+}
+
+#[test]
+fn rename_and_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    let mut w = Writer::new();
+    w.phase(&p, A, 20, 1);
+    d.wait_for_marker(1);
+    std::fs::rename(&p, dir.path().join("access.log.1")).unwrap();
+    w.phase(&dir.path().join("access.log.1"), &["10.0.0.8"], 4, 2);
+    w.phase(&p, B, 20, 3);
+    d.wait_for_marker(2);
+    d.wait_for_marker(3);
+    assert_like_replay(&d, &w);
+    d.stop();
+}
+
+#[test]
+fn copytruncate_and_truncate_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    let mut w = Writer::new();
+    w.phase(&p, A, 30, 1);
+    d.wait_for_marker(1);
+    std::fs::copy(&p, dir.path().join("access.log.1")).unwrap();
+    OpenOptions::new().write(true).open(&p).unwrap().set_len(0).unwrap();
+    // Smaller than before: the shrink shows.
+    w.phase(&p, B, 3, 2);
+    d.wait_for_marker(2);
+    // Truncate and rewrite more than there was: the changed first bytes show.
+    std::fs::write(&p, b"").unwrap();
+    w.phase(&p, A, 60, 3);
+    d.wait_for_marker(3);
+    assert_like_replay(&d, &w);
+    d.stop();
+}
+
+#[test]
+fn delete_and_recreate_and_symlink_swap() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("current.log");
+    let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    std::fs::write(&a, b"").unwrap();
+    std::os::unix::fs::symlink(&a, &link).unwrap();
+    let d = Daemon::start(dir.path(), link.to_str().unwrap());
+    let mut w = Writer::new();
+    w.phase(&a, A, 10, 1);
+    d.wait_for_marker(1);
+    w.phase(&b, B, 10, 2);
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&b, &link).unwrap();
+    d.wait_for_marker(2);
+    std::fs::remove_file(&b).unwrap();
+    w.phase(&b, A, 10, 3);
+    d.wait_for_marker(3);
+    assert_like_replay(&d, &w);
+    d.stop();
+}
+
+#[test]
+fn missing_file_at_start_and_partial_line_completed_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("later.log");
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    wait_until("the waiting message", || d.log_text().contains("Waiting for log file"));
+    let mut w = Writer::new();
+    w.phase(&p, A, 10, 1);
+    d.wait_for_marker(1);
+    let line = w.line("10.0.0.1");
+    let (head, tail) = line.split_at(30);
+    w.append_raw(&p, head);
+    std::thread::sleep(Duration::from_millis(300));
+    w.append_raw(&p, tail);
+    w.phase(&p, A, 2, 2);
+    d.wait_for_marker(2);
+    assert_like_replay(&d, &w);
+    let log = d.stop();
+    assert_eq!(log.matches("Waiting for log file").count(), 1, "{log}");
+}
