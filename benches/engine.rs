@@ -47,6 +47,15 @@ fn bench_window(c: &mut Criterion) {
     });
 }
 
+/// Counts alerts.
+struct Count(u64);
+
+impl logwarden::pipeline::Sink for Count {
+    fn alert(&mut self, _: logwarden::alert::Alert) {
+        self.0 += 1;
+    }
+}
+
 /// A log of `n` lines, 2 % hitting the target, 500 clients.
 fn log(n: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(n * 200);
@@ -82,7 +91,7 @@ fn bench_pipeline(c: &mut Criterion) {
             b.iter(|| {
                 let input =
                     vec![(Input::Stdin, Opened::Stream(Box::new(Cursor::new(data.clone()))))];
-                engine.run(Box::new(Files(input)), &mut |_| {}, &mut |_| {}).unwrap().alerts
+                engine.run(Box::new(Files(input)), None, &mut Count(0)).unwrap().alerts
             })
         });
     }

@@ -8,7 +8,7 @@ use crate::config::human_duration;
 use crate::parse::Record;
 use crate::parse::time::rfc3339;
 use crate::rules::Rule;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A placeholder of a message template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,8 +107,12 @@ impl Template {
 }
 
 /// One alert, as printed by `replay --json` and written by outputs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
+    /// Stable identity (file, line offset, rule) in `run`, so a restart never
+    /// delivers an alert twice; absent in `replay`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Rule name.
     pub rule: String,
     /// The key that crossed the threshold (the client, or its IPv6 prefix).
@@ -144,6 +148,7 @@ impl Alert {
     pub fn new(rule: &Rule, key: String, count: u32, at: &Origin<'_>) -> Alert {
         let time = rfc3339(at.record.time);
         let mut a = Alert {
+            id: None,
             rule: rule.name.clone(),
             key,
             count,

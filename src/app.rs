@@ -6,7 +6,7 @@ use crate::cli::{Cli, Command, ParseArgs, ReplayArgs};
 use crate::config::{Config, Overrides, RuleOverride};
 use crate::parse::time::rfc3339;
 use crate::parse::{Parser, Record, Skip};
-use crate::pipeline::{Engine, Summary};
+use crate::pipeline::{Engine, Sink, Summary};
 use crate::rules::RuleSet;
 use crate::source::{Files, Input, Opened};
 use anyhow::{Context, Result};
@@ -85,25 +85,43 @@ fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result<ExitCode> 
         .map(|m| m.len())
         .sum();
     let bar = progress_bar(!a.no_progress && std::io::stderr().is_terminal(), total);
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    let mut write_err = None;
-    let started = Instant::now();
-    let mut on_alert = |al: Alert| {
-        let line = if a.json { al.to_json() } else { al.to_text() };
-        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
-            write_err.get_or_insert(e);
-        }
+    let mut sink = ReplaySink {
+        out: BufWriter::new(std::io::stdout().lock()),
+        json: a.json,
+        bar,
+        error: None,
     };
-    let summary =
-        engine.run(Box::new(Files(inputs)), &mut on_alert, &mut |b| bar.set_position(b))?;
-    bar.finish_and_clear();
-    if let Some(e) = write_err
+    let started = Instant::now();
+    let summary = engine.run(Box::new(Files(inputs)), None, &mut sink)?;
+    sink.bar.finish_and_clear();
+    if let Some(e) = sink.error
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {
         return Err(e).context("writing alerts to standard output");
     }
     eprintln!("{}", summary_text(&summary, started.elapsed().as_secs_f64()));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints `replay`'s alerts and moves its progress bar.
+struct ReplaySink<W: Write> {
+    out: W,
+    json: bool,
+    bar: ProgressBar,
+    error: Option<std::io::Error>,
+}
+
+impl<W: Write> Sink for ReplaySink<W> {
+    fn alert(&mut self, al: Alert) {
+        let line = if self.json { al.to_json() } else { al.to_text() };
+        if let Err(e) = writeln!(self.out, "{line}").and_then(|()| self.out.flush()) {
+            self.error.get_or_insert(e);
+        }
+    }
+
+    fn progress(&mut self, bytes: u64) {
+        self.bar.set_position(bytes);
+    }
 }
 
 fn progress_bar(show: bool, total: u64) -> ProgressBar {
@@ -277,30 +295,10 @@ fn init_log() {
         .init();
 }
 
-/// `logwarden run`: follows the configured files until SIGTERM or SIGINT,
-/// then finishes the lines read so far and exits 0.
+/// `logwarden run`: follows the configured files until SIGTERM or SIGINT.
 fn daemon(config: Option<&std::path::Path>) -> Result<ExitCode> {
     init_log();
     let cfg = load(config, &Overrides::default())?;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, std::sync::Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
-    let s = &cfg.source;
-    let follow = crate::follow::FollowConfig {
-        spec: s.spec.clone(),
-        zone: s.zone.clone(),
-        start_at: s.start_at,
-        poll_interval: s.poll_interval,
-        rotate_wait: s.rotate_wait,
-    };
-    let follower = crate::follow::Follower::new(follow, stop);
-    let mut outputs = crate::output::Outputs::open(&cfg.outputs)?;
-    let engine = engine_for(&cfg);
-    tracing::info!(path = %s.path, rules = cfg.rules.len(), "Started.");
-    let started = Instant::now();
-    let summary = engine.run(Box::new(follower), &mut |a| outputs.deliver(&a), &mut |_| {})?;
-    tracing::info!("Stopped; {}", summary_text(&summary, started.elapsed().as_secs_f64()));
+    crate::daemon::run(&cfg)?;
     Ok(ExitCode::SUCCESS)
 }

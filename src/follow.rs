@@ -25,6 +25,7 @@
 use crate::config::StartAt;
 use crate::parse::time::Zone;
 use crate::source::{CHUNK_BYTES, Chunk, ChunkSource, Data, FileTag, SourceError};
+use crate::state::Position;
 use notify::Watcher as _;
 use std::collections::HashSet;
 use std::fs::File;
@@ -37,6 +38,8 @@ use std::time::{Duration, Instant};
 
 /// Bytes checksummed to recognise a file.
 const FINGERPRINT_BYTES: usize = 64;
+/// State is saved at most this often while lines flow.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// How the configured `source.path` names files.
 #[derive(Debug, Clone)]
@@ -229,11 +232,19 @@ pub struct Follower {
     watcher: Option<notify::RecommendedWatcher>,
     /// Problems already reported, so each is logged once per occurrence.
     reported: HashSet<String>,
+    /// Positions from the saved state, used at the first scan.
+    saved: Option<Vec<Position>>,
+    /// Lines were handed on since the last checkpoint.
+    dirty: bool,
+    last_checkpoint: Instant,
+    /// Tag of the empty chunks that ask for a checkpoint.
+    checkpoint_tag: Arc<FileTag>,
 }
 
 impl Follower {
-    /// A follower that ends when `stop` becomes true.
-    pub fn new(cfg: FollowConfig, stop: Arc<AtomicBool>) -> Follower {
+    /// A follower that ends when `stop` becomes true, resuming from `saved`
+    /// positions when there is saved state.
+    pub fn new(cfg: FollowConfig, stop: Arc<AtomicBool>, saved: Option<Vec<Position>>) -> Follower {
         let (wake_tx, wake) = crossbeam_channel::bounded(1);
         Follower {
             cfg,
@@ -245,7 +256,50 @@ impl Follower {
             wake_tx,
             watcher: None,
             reported: HashSet::new(),
+            saved,
+            dirty: false,
+            last_checkpoint: Instant::now(),
+            checkpoint_tag: Arc::new(FileTag {
+                name: String::new(),
+                id: 0,
+                start_line: 0,
+                identity: None,
+            }),
         }
+    }
+
+    /// An empty chunk that makes the pipeline save state once it is done.
+    fn checkpoint_chunk(&mut self) -> Chunk {
+        self.dirty = false;
+        self.last_checkpoint = Instant::now();
+        let mut c = Chunk::new(Arc::clone(&self.checkpoint_tag), 0, Data::Owned(Vec::new()), 0);
+        c.checkpoint = true;
+        c
+    }
+
+    /// Files of the saved state that are not current any more (rotated while
+    /// the daemon was down): found again by device and inode and drained.
+    fn adopt_rotated(&mut self) {
+        let Some(saved) = self.saved.take() else { return };
+        let dir = self.cfg.spec.dir();
+        for pos in saved {
+            if self.tracked.iter().any(|t| (t.dev, t.ino) == (pos.dev, pos.ino)) {
+                continue;
+            }
+            let found = list(&dir).into_iter().map(|n| dir.join(n)).find(|p| {
+                std::fs::metadata(p)
+                    .is_ok_and(|m| (m.dev(), m.ino()) == (pos.dev, pos.ino) && m.is_file())
+            });
+            if let Some(path) = found {
+                tracing::info!(path = %path.display(), was = %pos.path, "Draining a file rotated while stopped.");
+                self.saved = Some(vec![pos]);
+                self.open(&path);
+                if let Some(t) = self.tracked.last_mut() {
+                    t.retired_at = Some(Instant::now());
+                }
+            }
+        }
+        self.saved = None;
     }
 
     /// A sender that wakes the follower (for signal handlers and tests).
@@ -317,6 +371,9 @@ impl Follower {
                 Err(e) => self.report_open_error(&path, &e),
             }
         }
+        if self.first_scan {
+            self.adopt_rotated();
+        }
         let now = Instant::now();
         for t in &mut self.tracked {
             if t.retired_at.is_none() && !current.contains(&(t.dev, t.ino)) {
@@ -347,14 +404,13 @@ impl Follower {
         self.reported.remove(&format!("err:{}", path.display()));
         let Ok(md) = file.metadata() else { return };
         let fingerprint = fingerprint(&file, md.len());
-        let from_end = self.first_scan && self.cfg.start_at == StartAt::End;
-        let offset = if from_end { last_line_start(&file, md.len()) } else { 0 };
-        let start_line = if offset > 0 { count_lines(&file, offset) } else { 0 };
+        let (offset, start_line) = self.start_of(&file, &md, fingerprint);
         let name = path.display().to_string();
         tracing::info!(path = %name, offset, "Following log file.");
         self.next_id += 1;
+        let identity = Some((md.dev(), md.ino(), fingerprint));
         self.tracked.push(Tracked {
-            tag: Arc::new(FileTag { name, id: self.next_id, start_line }),
+            tag: Arc::new(FileTag { name, id: self.next_id, start_line, identity }),
             path: path.to_path_buf(),
             file,
             dev: md.dev(),
@@ -364,6 +420,31 @@ impl Follower {
             retired_at: None,
             last_growth: Instant::now(),
         });
+    }
+
+    /// Where to start reading a newly opened file, and the lines before it:
+    /// its saved position if the state knows it, else its beginning — or its
+    /// end on a first start without state and `start_at = "end"`.
+    fn start_of(&self, file: &File, md: &std::fs::Metadata, fp: Option<u32>) -> (u64, u64) {
+        let known = self.saved.as_ref().and_then(|s| {
+            s.iter().find(|p| {
+                (p.dev, p.ino) == (md.dev(), md.ino())
+                    && (p.fingerprint.is_none() || p.fingerprint == fp)
+            })
+        });
+        match known {
+            Some(p) if p.offset <= md.len() => (p.offset, p.lines),
+            Some(_) => (0, 0),
+            None if self.first_scan
+                && self.saved.is_none()
+                && self.cfg.start_at == StartAt::End
+                && self.next_id == 0 =>
+            {
+                let offset = last_line_start(file, md.len());
+                (offset, if offset > 0 { count_lines(file, offset) } else { 0 })
+            }
+            None => (0, 0),
+        }
     }
 
     /// Reads what every file has gained; returns whether anything was read,
@@ -377,7 +458,10 @@ impl Follower {
         self.tracked.sort_by_key(|t| t.retired_at.is_none());
         for i in 0..self.tracked.len() {
             match read_file(&mut self.tracked[i], &mut self.next_id, emit) {
-                Ok(Some(grew)) => progressed |= grew,
+                Ok(Some(grew)) => {
+                    progressed |= grew;
+                    self.dirty |= grew;
+                }
                 Ok(None) => return Ok(None),
                 Err(source) => {
                     let name = self.tracked[i].tag.name.clone();
@@ -391,6 +475,8 @@ impl Follower {
             let quiet = t.last_growth.elapsed() >= wait
                 && t.retired_at.is_some_and(|r| r.elapsed() >= wait);
             if quiet {
+                // Dropping its position is a change to save.
+                self.dirty = true;
                 if !finish_file(&mut t, emit) {
                     return Ok(None);
                 }
@@ -408,19 +494,34 @@ impl ChunkSource for Follower {
     fn run(mut self: Box<Self>, emit: &mut dyn FnMut(Chunk) -> bool) -> Result<(), SourceError> {
         loop {
             if self.stop.load(Ordering::SeqCst) {
+                // Saves the final state once everything read so far is done.
+                let last = self.checkpoint_chunk();
+                emit(last);
                 return Ok(());
             }
             self.ensure_watch();
             self.discover();
-            match self.read_all(emit)? {
+            let read = self.read_all(emit)?;
+            if self.dirty && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                let cp = self.checkpoint_chunk();
+                if !emit(cp) {
+                    return Ok(());
+                }
+            }
+            match read {
                 None => return Ok(()),
                 Some(true) => continue,
                 Some(false) => {
                     // Idle: sleep until a file event, a signal's wake-up or the poll period.
-                    let wait = self
+                    let mut wait = self
                         .cfg
                         .poll_interval
                         .min(self.cfg.rotate_wait.max(Duration::from_millis(10)));
+                    if self.dirty {
+                        // Wake for the pending checkpoint.
+                        wait = wait
+                            .min(CHECKPOINT_EVERY.saturating_sub(self.last_checkpoint.elapsed()));
+                    }
                     match self.wake.recv_timeout(wait) {
                         Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                         Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
@@ -488,9 +589,22 @@ fn read_file(
         t.offset = 0;
         // New content: line numbers start again.
         *next_id += 1;
-        t.tag = Arc::new(FileTag { name: t.tag.name.clone(), id: *next_id, start_line: 0 });
+        t.fingerprint = fp;
+        t.tag = Arc::new(FileTag {
+            name: t.tag.name.clone(),
+            id: *next_id,
+            start_line: 0,
+            identity: Some((t.dev, t.ino, fp)),
+        });
+    } else if t.fingerprint.is_none() && fp.is_some() {
+        // The file just grew past the checksummed bytes: same file, now recognisable.
+        t.fingerprint = fp;
+        t.tag = Arc::new(FileTag {
+            identity: Some((t.dev, t.ino, fp)),
+            name: t.tag.name.clone(),
+            ..*t.tag
+        });
     }
-    t.fingerprint = fp.or(t.fingerprint);
     let mut grew = false;
     let mut skipped_long = 0u32;
     while t.offset < len {
@@ -508,12 +622,8 @@ fn read_file(
                 t.offset += buf.len() as u64;
                 grew = true;
                 t.last_growth = Instant::now();
-                let chunk = Chunk {
-                    file: Arc::clone(&t.tag),
-                    offset: chunk_offset,
-                    data: Data::Owned(buf),
-                    skipped_long: std::mem::take(&mut skipped_long),
-                };
+                let skipped = std::mem::take(&mut skipped_long);
+                let chunk = Chunk::new(Arc::clone(&t.tag), chunk_offset, Data::Owned(buf), skipped);
                 if !emit(chunk) {
                     return Ok(None);
                 }
@@ -533,12 +643,7 @@ fn read_file(
         }
     }
     if skipped_long > 0 {
-        let chunk = Chunk {
-            file: Arc::clone(&t.tag),
-            offset: t.offset,
-            data: Data::Owned(Vec::new()),
-            skipped_long,
-        };
+        let chunk = Chunk::new(Arc::clone(&t.tag), t.offset, Data::Owned(Vec::new()), skipped_long);
         if !emit(chunk) {
             return Ok(None);
         }
@@ -563,23 +668,19 @@ fn find_newline(file: &File, mut from: u64, len: u64) -> io::Result<Option<u64>>
     Ok(None)
 }
 
-/// Hands on a finished file's last line if it has no newline.
+/// Hands on a finished file's last line if it has no newline, in a chunk
+/// marked last (so its saved position is dropped).
 fn finish_file(t: &mut Tracked, emit: &mut dyn FnMut(Chunk) -> bool) -> bool {
-    let Ok(md) = t.file.metadata() else { return true };
-    let len = md.len();
-    if len <= t.offset || len - t.offset > CHUNK_BYTES as u64 {
-        return true;
+    let len = t.file.metadata().map_or(t.offset, |m| m.len());
+    let mut buf = Vec::new();
+    if len > t.offset && len - t.offset <= CHUNK_BYTES as u64 {
+        buf = vec![0u8; (len - t.offset) as usize];
+        if t.file.read_exact_at(&mut buf, t.offset).is_err() {
+            buf.clear();
+        }
     }
-    let mut buf = vec![0u8; (len - t.offset) as usize];
-    if t.file.read_exact_at(&mut buf, t.offset).is_err() {
-        return true;
-    }
-    let chunk = Chunk {
-        file: Arc::clone(&t.tag),
-        offset: t.offset,
-        data: Data::Owned(buf),
-        skipped_long: 0,
-    };
+    let mut chunk = Chunk::new(Arc::clone(&t.tag), t.offset, Data::Owned(buf), 0);
+    chunk.last = true;
     t.offset = len;
     emit(chunk)
 }

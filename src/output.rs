@@ -54,15 +54,17 @@ impl Outputs {
         Ok(Outputs(sinks))
     }
 
-    /// Delivers one alert to every output; a failing output is logged and
-    /// does not stop the others.
-    pub fn deliver(&mut self, alert: &Alert) {
+    /// Delivers one alert to every output; returns false when an output
+    /// failed (it is logged; the others still get the alert).
+    pub fn deliver(&mut self, alert: &Alert) -> bool {
+        let mut ok = true;
         for sink in &mut self.0 {
             match sink {
                 Sink::Jsonl { path, file } => {
                     let line = format!("{}\n", alert.to_json());
                     if let Err(e) = file.write_all(line.as_bytes()).and_then(|()| file.flush()) {
                         tracing::error!(path = %path.display(), error = %e, "Cannot append alert to jsonl output.");
+                        ok = false;
                     }
                 }
                 Sink::DaemonLog => {
@@ -70,7 +72,36 @@ impl Outputs {
                 }
             }
         }
+        ok
     }
+
+    /// Ids of alerts already in the jsonl outputs (their last 16 MiB), so a
+    /// restart does not append them again.
+    pub fn delivered_ids(&self) -> Vec<String> {
+        const TAIL: u64 = 16 << 20;
+        let mut ids = Vec::new();
+        for sink in &self.0 {
+            let Sink::Jsonl { path, .. } = sink else { continue };
+            let Ok(bytes) = read_tail(path, TAIL) else { continue };
+            for line in bytes.split(|&c| c == b'\n') {
+                if let Ok(a) = serde_json::from_slice::<Alert>(line) {
+                    ids.extend(a.id);
+                }
+            }
+        }
+        ids
+    }
+}
+
+/// The last `n` bytes of a file.
+fn read_tail(path: &Path, n: u64) -> io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(n)))?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 fn open_append(path: &Path) -> Result<File, OutputError> {

@@ -23,6 +23,7 @@ use crate::parse::client::Key;
 use crate::parse::{Parser, Skip};
 use crate::rules::RuleSet;
 use crate::source::{Chunk, ChunkSource, SourceError};
+use crate::state::Position;
 use crate::window::{Outcome, Windows};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use std::collections::{BTreeMap, HashMap};
@@ -110,12 +111,24 @@ struct Batch {
     seq: u64,
     max_time: u32,
     events: Vec<Event>,
+    /// Send a copy of the windows after applying this batch.
+    snapshot: bool,
 }
 
 enum ToAlerts {
     Scanned { seq: u64, chunk: Arc<Chunk>, stats: ScanStats },
-    Decided { seq: u64, decisions: Vec<Decision>, late: u64, evicted: u64 },
+    Decided(Decided),
     ReadFailed(SourceError),
+}
+
+/// A shard's results for one chunk.
+struct Decided {
+    seq: u64,
+    decisions: Vec<Decision>,
+    late: u64,
+    evicted: u64,
+    watermark: u32,
+    snapshot: Option<Vec<Windows>>,
 }
 
 /// A chunk being completed by the alert thread.
@@ -125,17 +138,47 @@ struct Pending {
     lines: u64,
     shards_done: usize,
     decisions: Vec<Decision>,
+    watermark: u32,
+    snapshots: Vec<Vec<Windows>>,
+}
+
+/// Where the alert thread hands its results; it runs on the caller's thread.
+pub trait Sink {
+    /// One alert, in the order of the lines that raised them.
+    fn alert(&mut self, alert: Alert);
+    /// Bytes finished so far.
+    fn progress(&mut self, _bytes: u64) {}
+    /// A consistent state: positions after, and windows as of, the same chunk.
+    fn checkpoint(&mut self, _cp: &Checkpoint<'_>) {}
+}
+
+/// State as of one chunk, for saving.
+pub struct Checkpoint<'a> {
+    /// Where reading of each followed file stands.
+    pub positions: Vec<Position>,
+    /// Windows: per shard, one per rule (in rule order).
+    pub windows: &'a [Vec<Windows>],
+    /// Newest event time of the stream.
+    pub watermark: u32,
+}
+
+/// Saved windows to start from.
+pub struct Restore {
+    /// One per rule, in rule order (empty ones for new or changed rules).
+    pub windows: Vec<Windows>,
+    /// Newest event time of the stream when saved.
+    pub watermark: u32,
 }
 
 impl Engine {
-    /// Runs a source's chunks through the engine, calling `on_alert` for
-    /// each alert in line order and `on_progress` with the bytes finished so
-    /// far. Returns when the source ends.
+    /// Runs a source's chunks through the engine, from `restore`d windows if
+    /// given, handing alerts, progress and checkpoints to `sink`. Returns
+    /// when the source ends.
     pub fn run(
         &self,
         source: Box<dyn ChunkSource>,
-        on_alert: &mut dyn FnMut(Alert),
-        on_progress: &mut dyn FnMut(u64),
+        restore: Option<Restore>,
+        sink: &mut dyn Sink,
     ) -> Result<Summary, SourceError> {
         let n = self.threads.max(1);
         let (chunk_tx, chunk_rx) = bounded::<(u64, Arc<Chunk>)>(2 * n);
@@ -144,6 +187,7 @@ impl Engine {
         let shard_chans: Vec<(Sender<Batch>, Receiver<Batch>)> =
             (0..n).map(|_| unbounded()).collect();
         let shard_txs: Vec<Sender<Batch>> = shard_chans.iter().map(|c| c.0.clone()).collect();
+        let restore = restore.as_ref();
         std::thread::scope(|s| {
             let reader_alert_tx = alert_tx.clone();
             s.spawn(move || read_all(source, &chunk_tx, &token_tx, &reader_alert_tx));
@@ -158,140 +202,226 @@ impl Engine {
                 s.spawn(move || scanner.work(&rx, &txs, &atx));
             }
             drop(shard_txs);
-            for (_, rx) in shard_chans {
-                let (atx, rules, step) = (alert_tx.clone(), &self.rules, self.cleanup_interval);
-                s.spawn(move || shard(rules, step, &rx, &atx));
+            for (i, (_, rx)) in shard_chans.into_iter().enumerate() {
+                let shard = Shard::new(&self.rules, self.cleanup_interval, restore, i, n);
+                let atx = alert_tx.clone();
+                s.spawn(move || shard.run(&rx, &atx));
             }
             drop(alert_tx);
             drop(chunk_rx);
-            self.collect(&alert_rx, &token_rx, n, on_alert, on_progress)
+            Collector::new(self, n).run(&alert_rx, &token_rx, sink)
         })
     }
+}
 
-    /// Alert thread: completes chunks in order and renders their alerts.
-    fn collect(
-        &self,
+/// The alert thread's bookkeeping.
+struct Collector<'e> {
+    engine: &'e Engine,
+    shards: usize,
+    sum: Summary,
+    pending: HashMap<u64, Pending>,
+    next: u64,
+    /// Lines before the next chunk of each file, by file id.
+    line_base: HashMap<u64, u64>,
+    /// Followed files' positions, by file id.
+    positions: HashMap<u64, Position>,
+}
+
+impl<'e> Collector<'e> {
+    fn new(engine: &'e Engine, shards: usize) -> Collector<'e> {
+        Collector {
+            engine,
+            shards,
+            sum: Summary::default(),
+            pending: HashMap::new(),
+            next: 0,
+            line_base: HashMap::new(),
+            positions: HashMap::new(),
+        }
+    }
+
+    /// Completes chunks in order until every other thread is done.
+    fn run(
+        mut self,
         rx: &Receiver<ToAlerts>,
         tokens: &Receiver<()>,
-        shards: usize,
-        on_alert: &mut dyn FnMut(Alert),
-        on_progress: &mut dyn FnMut(u64),
+        sink: &mut dyn Sink,
     ) -> Result<Summary, SourceError> {
-        let mut sum = Summary::default();
-        let mut pending: HashMap<u64, Pending> = HashMap::new();
-        let mut next = 0u64;
-        // Lines before the next chunk of each file, by file id.
-        let mut line_base: HashMap<u64, u64> = HashMap::new();
         let mut failure = None;
         for msg in rx {
-            let seq = match msg {
+            match msg {
                 ToAlerts::Scanned { seq, chunk, stats } => {
-                    sum.add_scan(&stats);
-                    let p = pending.entry(seq).or_default();
+                    self.sum.add_scan(&stats);
+                    let p = self.pending.entry(seq).or_default();
                     p.chunk = Some(chunk);
                     p.lines = stats.lines;
-                    seq
                 }
-                ToAlerts::Decided { seq, mut decisions, late, evicted } => {
-                    sum.late += late;
-                    sum.evicted += evicted;
-                    let p = pending.entry(seq).or_default();
+                ToAlerts::Decided(d) => {
+                    self.sum.late += d.late;
+                    self.sum.evicted += d.evicted;
+                    let mut decisions = d.decisions;
+                    let p = self.pending.entry(d.seq).or_default();
                     p.shards_done += 1;
                     p.decisions.append(&mut decisions);
-                    seq
+                    p.watermark = d.watermark;
+                    p.snapshots.extend(d.snapshot);
                 }
-                ToAlerts::ReadFailed(e) => {
-                    failure = Some(e);
-                    continue;
-                }
-            };
-            if seq != next {
-                continue;
+                ToAlerts::ReadFailed(e) => failure = Some(e),
             }
-            while let Some(p) = pending.get(&next) {
-                if p.chunk.is_none() || p.shards_done < shards {
-                    break;
-                }
-                let mut p = pending.remove(&next).expect("present");
-                let chunk = p.chunk.take().expect("checked");
-                p.decisions.sort_by_key(|d| (d.pos, d.rule));
-                let base = line_base.entry(chunk.file.id).or_insert(chunk.file.start_line);
-                self.emit(&chunk, &p.decisions, *base, &mut sum, on_alert);
-                *base += p.lines;
-                sum.lines += p.lines;
-                sum.bytes += chunk.bytes().len() as u64;
-                on_progress(sum.bytes);
+            while self
+                .pending
+                .get(&self.next)
+                .is_some_and(|p| p.chunk.is_some() && p.shards_done == self.shards)
+            {
+                let p = self.pending.remove(&self.next).expect("checked");
+                self.complete(p, sink);
                 // Frees the reader to send one more chunk.
                 tokens.recv().unwrap_or(());
-                next += 1;
+                self.next += 1;
             }
         }
-        failure.map_or(Ok(sum), Err)
+        failure.map_or(Ok(self.sum), Err)
+    }
+
+    /// Finishes one chunk: alerts, counters, positions, checkpoint.
+    fn complete(&mut self, mut p: Pending, sink: &mut dyn Sink) {
+        let chunk = p.chunk.take().expect("complete chunks only");
+        p.decisions.sort_by_key(|d| (d.pos, d.rule));
+        let base = *self.line_base.entry(chunk.file.id).or_insert(chunk.file.start_line);
+        self.emit(&chunk, &p.decisions, base, sink);
+        let after = base + p.lines;
+        self.line_base.insert(chunk.file.id, after);
+        self.sum.lines += p.lines;
+        self.sum.bytes += chunk.bytes().len() as u64;
+        sink.progress(self.sum.bytes);
+        if let Some((dev, ino, fingerprint)) = chunk.file.identity {
+            if chunk.last {
+                self.positions.remove(&chunk.file.id);
+            } else {
+                let offset = chunk.offset + chunk.bytes().len() as u64;
+                let path = chunk.file.name.clone();
+                let pos = Position { path, dev, ino, fingerprint, offset, lines: after };
+                self.positions.insert(chunk.file.id, pos);
+            }
+        }
+        if chunk.checkpoint {
+            let positions = self.current_positions();
+            sink.checkpoint(&Checkpoint {
+                positions,
+                windows: &p.snapshots,
+                watermark: p.watermark,
+            });
+        }
+    }
+
+    /// Positions, one per file (the newest reading of a rewritten file).
+    fn current_positions(&self) -> Vec<Position> {
+        let mut ids: Vec<&u64> = self.positions.keys().collect();
+        ids.sort_unstable();
+        let mut out: Vec<Position> = Vec::new();
+        for id in ids {
+            let pos = &self.positions[id];
+            out.retain(|o| (o.dev, o.ino) != (pos.dev, pos.ino));
+            out.push(pos.clone());
+        }
+        out
     }
 
     /// Renders a finished chunk's decisions.
-    fn emit(
-        &self,
-        chunk: &Chunk,
-        decisions: &[Decision],
-        line_base: u64,
-        sum: &mut Summary,
-        on_alert: &mut dyn FnMut(Alert),
-    ) {
+    fn emit(&mut self, chunk: &Chunk, decisions: &[Decision], line_base: u64, sink: &mut dyn Sink) {
+        let engine = self.engine;
         let bytes = chunk.bytes();
         for d in decisions {
             let pos = d.pos as usize;
             let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
             let line = bytes[pos..end].strip_suffix(b"\r").unwrap_or(&bytes[pos..end]);
-            let Ok(record) = self.parser.parse(line) else { continue };
-            let rule = &self.rules.rules[usize::from(d.rule)];
+            let Ok(record) = engine.parser.parse(line) else { continue };
+            let rule = &engine.rules.rules[usize::from(d.rule)];
             let origin = Origin {
                 file: &chunk.file.name,
                 line: line_base + u64::from(chunk.skipped_long) + u64::from(d.line) + 1,
                 record: &record,
             };
-            sum.alerts += 1;
-            on_alert(Alert::new(rule, d.key.render(self.ipv6_prefix), d.count, &origin));
+            self.sum.alerts += 1;
+            let mut alert = Alert::new(rule, d.key.render(engine.ipv6_prefix), d.count, &origin);
+            // Stable across restarts: the same line of the same file, same rule.
+            alert.id = chunk.file.identity.map(|(dev, ino, fp)| {
+                let at = chunk.offset + d.pos as u64;
+                format!("{dev:x}-{ino:x}-{:08x}-{at}-{}", fp.unwrap_or(0), rule.name)
+            });
+            sink.alert(alert);
         }
     }
 }
 
-/// Shard thread: applies batches in `seq` order to the windows it owns.
-fn shard(rules: &RuleSet, cleanup_interval: u32, rx: &Receiver<Batch>, alerts: &Sender<ToAlerts>) {
-    let mut windows: Vec<Windows> = rules.rules.iter().map(|r| Windows::new(r.spec)).collect();
-    let mut waiting: BTreeMap<u64, Batch> = BTreeMap::new();
-    let mut next = 0u64;
-    let mut watermark = 0u32;
-    let mut next_cleanup = 0u32;
-    for batch in rx {
-        waiting.insert(batch.seq, batch);
-        while let Some(b) = waiting.remove(&next) {
-            next += 1;
-            let (mut decisions, mut late) = (Vec::new(), 0u64);
-            for ev in &b.events {
-                match windows[usize::from(ev.rule)].record(ev.key, ev.time) {
-                    Outcome::Late => late += 1,
-                    Outcome::Counted(_) => {}
-                    Outcome::Alert(count) => decisions.push(Decision {
-                        rule: ev.rule,
-                        key: ev.key,
-                        count,
-                        pos: ev.pos,
-                        line: ev.line,
-                    }),
+/// A shard: the windows of the keys that hash to it, owned by one thread.
+struct Shard {
+    windows: Vec<Windows>,
+    cleanup_interval: u32,
+    watermark: u32,
+    next_cleanup: u32,
+}
+
+impl Shard {
+    /// Shard `index` of `count`, with its part of the restored windows.
+    fn new(
+        rules: &RuleSet,
+        cleanup_interval: u32,
+        restore: Option<&Restore>,
+        index: usize,
+        count: usize,
+    ) -> Shard {
+        let mut windows: Vec<Windows> = rules.rules.iter().map(|r| Windows::new(r.spec)).collect();
+        let mut watermark = 0;
+        if let Some(r) = restore {
+            watermark = r.watermark;
+            for (mine, saved) in windows.iter_mut().zip(&r.windows) {
+                for (key, state) in saved.iter() {
+                    if shard_of(*key, count as u64) == index {
+                        mine.insert(*key, state.clone());
+                    }
                 }
             }
-            watermark = watermark.max(b.max_time);
-            let mut evicted = 0;
-            if watermark >= next_cleanup {
-                evicted = windows.iter_mut().map(|w| w.evict(watermark) as u64).sum();
-                let step = cleanup_interval.max(1);
-                next_cleanup = (watermark / step).saturating_add(1).saturating_mul(step);
-            }
-            if alerts.send(ToAlerts::Decided { seq: b.seq, decisions, late, evicted }).is_err() {
-                return;
+        }
+        Shard { windows, cleanup_interval, watermark, next_cleanup: 0 }
+    }
+
+    /// Shard thread: applies batches strictly in `seq` order.
+    fn run(mut self, rx: &Receiver<Batch>, alerts: &Sender<ToAlerts>) {
+        let mut waiting: BTreeMap<u64, Batch> = BTreeMap::new();
+        let mut next = 0u64;
+        for batch in rx {
+            waiting.insert(batch.seq, batch);
+            while let Some(b) = waiting.remove(&next) {
+                next += 1;
+                if alerts.send(ToAlerts::Decided(self.apply(b))).is_err() {
+                    return;
+                }
             }
         }
+    }
+
+    fn apply(&mut self, b: Batch) -> Decided {
+        let (mut decisions, mut late) = (Vec::new(), 0u64);
+        for ev in &b.events {
+            match self.windows[usize::from(ev.rule)].record(ev.key, ev.time) {
+                Outcome::Late => late += 1,
+                Outcome::Counted(_) => {}
+                Outcome::Alert(count) => {
+                    let (rule, key, pos, line) = (ev.rule, ev.key, ev.pos, ev.line);
+                    decisions.push(Decision { rule, key, count, pos, line });
+                }
+            }
+        }
+        self.watermark = self.watermark.max(b.max_time);
+        let mut evicted = 0;
+        if self.watermark >= self.next_cleanup {
+            evicted = self.windows.iter_mut().map(|w| w.evict(self.watermark) as u64).sum();
+            let step = self.cleanup_interval.max(1);
+            self.next_cleanup = (self.watermark / step).saturating_add(1).saturating_mul(step);
+        }
+        let snapshot = b.snapshot.then(|| self.windows.clone());
+        Decided { seq: b.seq, decisions, late, evicted, watermark: self.watermark, snapshot }
     }
 }
 
@@ -315,7 +445,9 @@ impl Scanner<'_> {
         for (seq, chunk) in rx {
             let (stats, max_time) = self.scan(&chunk, &mut by_shard);
             for (tx, events) in shards.iter().zip(by_shard.iter_mut()) {
-                if tx.send(Batch { seq, max_time, events: std::mem::take(events) }).is_err() {
+                let events = std::mem::take(events);
+                let batch = Batch { seq, max_time, events, snapshot: chunk.checkpoint };
+                if tx.send(batch).is_err() {
                     return;
                 }
             }

@@ -40,6 +40,9 @@ pub struct FileTag {
     pub id: u64,
     /// Lines in the file before the first chunk read from it.
     pub start_line: u64,
+    /// Device, inode and first-bytes checksum of a followed file, whose
+    /// position is saved; `None` for replayed inputs.
+    pub identity: Option<(u64, u64, Option<u32>)>,
 }
 
 /// A run of whole lines from one file.
@@ -52,6 +55,17 @@ pub struct Chunk {
     pub data: Data,
     /// Lines longer than a chunk, dropped just before these bytes.
     pub skipped_long: u32,
+    /// Save state once this chunk is done (set by the live follower).
+    pub checkpoint: bool,
+    /// The last chunk of its file: the file is finished.
+    pub last: bool,
+}
+
+impl Chunk {
+    /// A chunk of bytes with no flags set.
+    pub fn new(file: Arc<FileTag>, offset: u64, data: Data, skipped_long: u32) -> Chunk {
+        Chunk { file, offset, data, skipped_long, checkpoint: false, last: false }
+    }
 }
 
 /// Produces chunks for the pipeline's reader thread.
@@ -77,7 +91,12 @@ pub struct Files(pub Vec<(Input, Opened)>);
 impl ChunkSource for Files {
     fn run(self: Box<Self>, emit: &mut dyn FnMut(Chunk) -> bool) -> Result<(), SourceError> {
         for (i, (input, opened)) in self.0.into_iter().enumerate() {
-            let tag = Arc::new(FileTag { name: input.name(), id: i as u64, start_line: 0 });
+            let tag = Arc::new(FileTag {
+                name: input.name(),
+                id: i as u64,
+                start_line: 0,
+                identity: None,
+            });
             chunks(&tag, opened, emit)
                 .map_err(|source| SourceError { name: tag.name.clone(), source })?;
         }
@@ -224,12 +243,10 @@ fn mapped_chunks(
         while local < map.len() && !skipping {
             match cut(&map[local..], eof) {
                 Some(Cut::At(n)) => {
-                    let chunk = Chunk {
-                        file: Arc::clone(tag),
-                        offset: seg_start + local as u64,
-                        data: Data::Mapped(Arc::clone(&map), local..local + n),
-                        skipped_long: std::mem::take(&mut skipped_long),
-                    };
+                    let data = Data::Mapped(Arc::clone(&map), local..local + n);
+                    let skipped = std::mem::take(&mut skipped_long);
+                    let chunk =
+                        Chunk::new(Arc::clone(tag), seg_start + local as u64, data, skipped);
                     if !emit(chunk) {
                         return Ok(());
                     }
@@ -264,12 +281,7 @@ fn flush_skipped(
 ) {
     let n = skipped + u32::from(skipping);
     if n > 0 {
-        emit(Chunk {
-            file: Arc::clone(tag),
-            offset,
-            data: Data::Owned(Vec::new()),
-            skipped_long: n,
-        });
+        emit(Chunk::new(Arc::clone(tag), offset, Data::Owned(Vec::new()), n));
     }
 }
 
@@ -310,7 +322,7 @@ fn stream_chunks(
                 buf.truncate(n);
                 let data = Data::Owned(std::mem::replace(&mut buf, next));
                 let skipped_long = std::mem::take(&mut skipped_long);
-                let chunk = Chunk { file: Arc::clone(tag), offset, data, skipped_long };
+                let chunk = Chunk::new(Arc::clone(tag), offset, data, skipped_long);
                 offset += n as u64;
                 if !emit(chunk) {
                     return Ok(());
@@ -352,7 +364,7 @@ mod tests {
     /// Reassembles lines from chunks; long lines show as "<long>".
     fn lines_of(opened: Opened) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        let tag = Arc::new(FileTag { name: "t".into(), id: 0, start_line: 0 });
+        let tag = Arc::new(FileTag { name: "t".into(), id: 0, start_line: 0, identity: None });
         chunks(&tag, opened, &mut |c| {
             for _ in 0..c.skipped_long {
                 out.push(b"<long>".to_vec());
@@ -427,8 +439,8 @@ mod tests {
 
     #[test]
     fn line_count_counts_everything() {
-        let file = Arc::new(FileTag { name: "t".into(), id: 0, start_line: 0 });
-        let c = Chunk { file, offset: 0, data: Data::Owned(b"a\nb\nc".to_vec()), skipped_long: 2 };
+        let file = Arc::new(FileTag { name: "t".into(), id: 0, start_line: 0, identity: None });
+        let c = Chunk::new(file, 0, Data::Owned(b"a\nb\nc".to_vec()), 2);
         assert_eq!(c.line_count(), 5);
     }
 }

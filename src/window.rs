@@ -81,6 +81,31 @@ impl KeyState {
         Outcome::Counted(self.count)
     }
 
+    /// The state as plain parts: `T`, the end of the cooldown, the slots.
+    pub fn parts(&self) -> (u32, u32, &[(u32, u32)]) {
+        (self.newest, self.quiet_until, &self.slots)
+    }
+
+    /// Rebuilds a key's state from [`KeyState::parts`]; `None` when the parts
+    /// are inconsistent (slots out of order or outside `[T − window, T]`).
+    pub fn from_parts(
+        newest: u32,
+        quiet_until: u32,
+        slots: &[(u32, u32)],
+        spec: &WindowSpec,
+    ) -> Option<KeyState> {
+        let oldest = newest.saturating_sub(spec.window);
+        let ordered = slots.windows(2).all(|w| w[0].0 < w[1].0);
+        let inside = slots.iter().all(|&(t, h)| t >= oldest && t <= newest && h > 0);
+        let count = slots.iter().try_fold(0u32, |acc, s| acc.checked_add(s.1))?;
+        (ordered && inside).then(|| KeyState {
+            slots: SmallVec::from_slice(slots),
+            newest,
+            count,
+            quiet_until,
+        })
+    }
+
     /// The newest event time `T` of this key.
     pub fn newest(&self) -> u32 {
         self.newest
@@ -147,6 +172,21 @@ impl Windows {
     pub fn get(&self, key: Key) -> Option<&KeyState> {
         self.keys.get(&key)
     }
+
+    /// Every key and its state, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &KeyState)> {
+        self.keys.iter()
+    }
+
+    /// Sets the state of a key (restoring saved state).
+    pub fn insert(&mut self, key: Key, state: KeyState) {
+        self.keys.insert(key, state);
+    }
+
+    /// The rule's threshold, window and cooldown.
+    pub fn spec(&self) -> &WindowSpec {
+        &self.spec
+    }
 }
 
 #[cfg(test)]
@@ -205,6 +245,21 @@ mod tests {
         w.record(Key(2), 115);
         assert_eq!(w.evict(121), 1);
         assert!(w.get(Key(1)).is_none() && w.get(Key(2)).is_some());
+    }
+
+    #[test]
+    fn parts_round_trip_and_bad_parts_are_refused() {
+        let mut w = Windows::new(SPEC);
+        for t in [100, 101, 101, 109] {
+            w.record(Key(3), t);
+        }
+        let k = w.get(Key(3)).unwrap();
+        let (newest, quiet, slots) = k.parts();
+        let back = KeyState::from_parts(newest, quiet, slots, &SPEC).unwrap();
+        assert_eq!((back.count(), back.newest()), (k.count(), k.newest()));
+        assert!(KeyState::from_parts(109, 0, &[(101, 1), (100, 1)], &SPEC).is_none());
+        assert!(KeyState::from_parts(109, 0, &[(90, 1)], &SPEC).is_none());
+        assert!(KeyState::from_parts(109, 0, &[(100, 0)], &SPEC).is_none());
     }
 
     /// The naive model: every event time kept, window recomputed from scratch.

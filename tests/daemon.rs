@@ -38,8 +38,8 @@ impl Daemon {
         let config = format!(
             "[source]\npath = \"{path}\"\nstart_at = \"beginning\"\npoll_interval = \"100ms\"\nrotate_wait = \"1s\"\n\
              [[rule]]\ncontains = \"today_download\"\nthreshold = 3\nwindow = \"10m\"\ncooldown = 0\n\
-             [[output]]\ntype = \"jsonl\"\npath = \"{}/alerts.jsonl\"\n",
-            dir.display()
+             [[output]]\ntype = \"jsonl\"\npath = \"{d}/alerts.jsonl\"\n[state]\ndir = \"{d}/state\"\n",
+            d = dir.display()
         );
         let cfg = write(dir, "logwarden.toml", config.as_bytes());
         let log = dir.join("daemon.log");

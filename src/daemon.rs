@@ -1,0 +1,176 @@
+//! The live daemon (`logwarden run`): the follower feeding the pipeline,
+//! saved state restored at start and saved at checkpoints, and alerts
+//! delivered exactly once.
+//!
+//! Exactly once: an alert has a stable id (file, line offset, rule). It is
+//! put in the outbox, delivered, and then remembered as delivered. The outbox
+//! is saved with each checkpoint, so an alert decided before a crash and not
+//! yet delivered is delivered after it. Lines after the last checkpoint are
+//! read again after a crash and decide the same alerts again; those already
+//! delivered are recognised by their id in the jsonl outputs and skipped.
+
+use crate::alert::Alert;
+use crate::app::{engine_for, summary_text};
+use crate::config::Config;
+use crate::follow::{FollowConfig, Follower};
+use crate::output::Outputs;
+use crate::pipeline::{Checkpoint, Restore, Sink};
+use crate::state;
+use crate::window::Windows;
+use anyhow::{Context, Result};
+use std::collections::{HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+/// Ids of delivered alerts remembered (the newest ones).
+const REMEMBERED_IDS: usize = 100_000;
+
+/// Runs until SIGTERM or SIGINT; then finishes the lines read so far, saves
+/// state and returns.
+pub fn run(cfg: &Config) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    std::fs::create_dir_all(&cfg.state_dir).with_context(|| {
+        format!(
+            "cannot create state.dir {} (it must be writable by logwarden)",
+            cfg.state_dir.display()
+        )
+    })?;
+    let (saved, warning) = state::load(&cfg.state_dir);
+    if let Some(w) = warning {
+        tracing::warn!("Saved state not used: {w}");
+    }
+    let outputs = Outputs::open(&cfg.outputs)?;
+    let delivered = outputs.delivered_ids();
+    let names: Vec<String> = cfg.rules.iter().map(|r| r.name.clone()).collect();
+    let mut sink = DaemonSink::new(outputs, delivered, cfg.state_dir.clone(), names);
+    let (positions, restore) = match saved {
+        Some(s) => {
+            tracing::info!(
+                files = s.positions.len(),
+                undelivered = s.outbox.len(),
+                "Resuming from saved state."
+            );
+            sink.outbox.extend(s.outbox);
+            sink.flush_outbox();
+            (Some(s.positions), Some(restore_windows(cfg, s.rules, s.watermark)))
+        }
+        None => (None, None),
+    };
+    let src = &cfg.source;
+    let follow = FollowConfig {
+        spec: src.spec.clone(),
+        zone: src.zone.clone(),
+        start_at: src.start_at,
+        poll_interval: src.poll_interval,
+        rotate_wait: src.rotate_wait,
+    };
+    let follower = Follower::new(follow, stop, positions);
+    let engine = engine_for(cfg);
+    tracing::info!(path = %src.path, rules = cfg.rules.len(), "Started.");
+    let started = Instant::now();
+    let summary = engine.run(Box::new(follower), restore, &mut sink)?;
+    tracing::info!("Stopped; {}", summary_text(&summary, started.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+/// Saved windows for the configured rules: a rule keeps its windows when its
+/// name, threshold, window and cooldown are unchanged.
+fn restore_windows(cfg: &Config, mut saved: Vec<(String, Windows)>, watermark: u32) -> Restore {
+    let windows = cfg
+        .rules
+        .iter()
+        .map(|r| match saved.iter().position(|(n, w)| *n == r.name && *w.spec() == r.spec) {
+            Some(i) => saved.swap_remove(i).1,
+            None => Windows::new(r.spec),
+        })
+        .collect();
+    Restore { windows, watermark }
+}
+
+/// Delivers alerts and saves checkpoints on the alert thread.
+struct DaemonSink {
+    outputs: Outputs,
+    outbox: VecDeque<Alert>,
+    delivered: HashSet<String>,
+    delivered_order: VecDeque<String>,
+    state_dir: PathBuf,
+    names: Vec<String>,
+    save_failing: bool,
+}
+
+impl DaemonSink {
+    fn new(
+        outputs: Outputs,
+        delivered: Vec<String>,
+        state_dir: PathBuf,
+        names: Vec<String>,
+    ) -> DaemonSink {
+        let mut s = DaemonSink {
+            outputs,
+            outbox: VecDeque::new(),
+            delivered: HashSet::new(),
+            delivered_order: VecDeque::new(),
+            state_dir,
+            names,
+            save_failing: false,
+        };
+        delivered.into_iter().for_each(|id| s.remember(id));
+        s
+    }
+
+    fn remember(&mut self, id: String) {
+        if self.delivered.insert(id.clone()) {
+            self.delivered_order.push_back(id);
+        }
+        while self.delivered_order.len() > REMEMBERED_IDS {
+            if let Some(old) = self.delivered_order.pop_front() {
+                self.delivered.remove(&old);
+            }
+        }
+    }
+
+    /// Delivers the outbox in order, stopping at the first failure (it is
+    /// retried with the next alert or checkpoint).
+    fn flush_outbox(&mut self) {
+        while let Some(a) = self.outbox.front() {
+            if a.id.as_ref().is_some_and(|id| self.delivered.contains(id)) {
+                self.outbox.pop_front();
+                continue;
+            }
+            if !self.outputs.deliver(a) {
+                return;
+            }
+            if let Some(id) = self.outbox.pop_front().and_then(|a| a.id) {
+                self.remember(id);
+            }
+        }
+    }
+}
+
+impl Sink for DaemonSink {
+    fn alert(&mut self, alert: Alert) {
+        self.outbox.push_back(alert);
+        self.flush_outbox();
+    }
+
+    fn checkpoint(&mut self, cp: &Checkpoint<'_>) {
+        self.flush_outbox();
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let outbox: Vec<Alert> = self.outbox.iter().cloned().collect();
+        let bytes = state::encode(&cp.positions, &outbox, cp.watermark, &names, cp.windows);
+        match state::save(&self.state_dir, &bytes) {
+            Ok(()) => self.save_failing = false,
+            Err(e) if !self.save_failing => {
+                self.save_failing = true;
+                tracing::error!(error = %e, "Cannot save state; retrying at the next checkpoint.");
+            }
+            Err(_) => {}
+        }
+    }
+}
