@@ -190,6 +190,9 @@ fn list(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Device, inode and first-bytes checksum: what a file is known by.
+type Identity = (u64, u64, Option<u32>);
+
 /// Settings of a follower.
 #[derive(Debug, Clone)]
 pub struct FollowConfig {
@@ -236,6 +239,9 @@ pub struct Follower {
     saved: Option<Vec<Position>>,
     /// Lines were handed on since the last checkpoint.
     dirty: bool,
+    /// A file was opened or finished: save at once, so that a file rotated
+    /// away during a crash is found again from its saved position.
+    urgent: bool,
     last_checkpoint: Instant,
     /// Tag of the empty chunks that ask for a checkpoint.
     checkpoint_tag: Arc<FileTag>,
@@ -258,6 +264,7 @@ impl Follower {
             reported: HashSet::new(),
             saved,
             dirty: false,
+            urgent: false,
             last_checkpoint: Instant::now(),
             checkpoint_tag: Arc::new(FileTag {
                 name: String::new(),
@@ -271,6 +278,7 @@ impl Follower {
     /// An empty chunk that makes the pipeline save state once it is done.
     fn checkpoint_chunk(&mut self) -> Chunk {
         self.dirty = false;
+        self.urgent = false;
         self.last_checkpoint = Instant::now();
         let mut c = Chunk::new(Arc::clone(&self.checkpoint_tag), 0, Data::Owned(Vec::new()), 0);
         c.checkpoint = true;
@@ -278,28 +286,63 @@ impl Follower {
     }
 
     /// Files of the saved state that are not current any more (rotated while
-    /// the daemon was down): found again by device and inode and drained.
+    /// the daemon was down) are found again — by device and inode when
+    /// renamed, by the checksum of their first bytes when copied away by
+    /// copytruncate — and drained from their saved position.
     fn adopt_rotated(&mut self) {
         let Some(saved) = self.saved.take() else { return };
-        let dir = self.cfg.spec.dir();
         for pos in saved {
-            if self.tracked.iter().any(|t| (t.dev, t.ino) == (pos.dev, pos.ino)) {
+            let compatible = |fp: Option<u32>| pos.fingerprint.is_none() || fp == pos.fingerprint;
+            if self
+                .tracked
+                .iter()
+                .any(|t| (t.dev, t.ino) == (pos.dev, pos.ino) && compatible(t.fingerprint))
+            {
                 continue;
             }
-            let found = list(&dir).into_iter().map(|n| dir.join(n)).find(|p| {
-                std::fs::metadata(p)
-                    .is_ok_and(|m| (m.dev(), m.ino()) == (pos.dev, pos.ino) && m.is_file())
-            });
+            let found = self
+                .find_untracked(|m, fp| (m.dev(), m.ino()) == (pos.dev, pos.ino) && compatible(fp))
+                .or_else(|| self.find_copy(pos.fingerprint, pos.offset));
             if let Some(path) = found {
                 tracing::info!(path = %path.display(), was = %pos.path, "Draining a file rotated while stopped.");
-                self.saved = Some(vec![pos]);
-                self.open(&path);
-                if let Some(t) = self.tracked.last_mut() {
-                    t.retired_at = Some(Instant::now());
-                }
+                self.adopt(&path, pos.offset, pos.lines, (pos.dev, pos.ino, pos.fingerprint));
             }
         }
-        self.saved = None;
+    }
+
+    /// Follows `path` as a retired file from a known offset, as `identity`.
+    fn adopt(&mut self, path: &Path, offset: u64, lines: u64, identity: Identity) {
+        let before = self.tracked.len();
+        self.open_at(path, Some((offset, lines)), Some(identity));
+        if self.tracked.len() > before
+            && let Some(t) = self.tracked.last_mut()
+        {
+            t.retired_at = Some(Instant::now());
+        }
+    }
+
+    /// A regular file in the watched directory, not followed yet, for which
+    /// `pred(metadata, fingerprint)` holds.
+    fn find_untracked(
+        &self,
+        pred: impl Fn(&std::fs::Metadata, Option<u32>) -> bool,
+    ) -> Option<PathBuf> {
+        let dir = self.cfg.spec.dir();
+        list(&dir).into_iter().map(|n| dir.join(n)).find(|p| {
+            let Ok(m) = std::fs::metadata(p) else { return false };
+            let tracked = self.tracked.iter().any(|t| (t.dev, t.ino) == (m.dev(), m.ino()));
+            m.is_file()
+                && !tracked
+                && File::open(p).is_ok_and(|f| pred(&m, fingerprint(&f, m.len())))
+        })
+    }
+
+    /// The copy copytruncate made of a file we had read up to `offset`: same
+    /// first bytes, at least as long. Its lines after `offset` were written
+    /// just before the truncation and exist nowhere else.
+    fn find_copy(&self, fp: Option<u32>, offset: u64) -> Option<PathBuf> {
+        let fp = fp?;
+        self.find_untracked(|m, f| f == Some(fp) && m.len() >= offset)
     }
 
     /// A sender that wakes the follower (for signal handlers and tests).
@@ -384,6 +427,14 @@ impl Follower {
         self.first_scan = false;
     }
 
+    /// A read error is logged once and the file retried at the next wake-up.
+    fn report_read_error(&mut self, i: usize, e: &io::Error) {
+        let path = self.tracked[i].path.clone();
+        self.report_once(format!("read:{}", path.display()), || {
+            tracing::error!(path = %path.display(), error = %e, "Cannot read log file; retrying.");
+        });
+    }
+
     fn report_open_error(&mut self, path: &Path, e: &io::Error) {
         let key = format!("err:{}", path.display());
         let hint = if e.kind() == io::ErrorKind::PermissionDenied {
@@ -397,6 +448,14 @@ impl Follower {
     }
 
     fn open(&mut self, path: &Path) {
+        self.open_at(path, None, None);
+    }
+
+    /// Opens a file at `start` (offset, lines before it), or where
+    /// [`Follower::start_of`] says. `identity` overrides the identity its
+    /// alerts and saved position carry: a copy made by copytruncate goes on
+    /// as the file it was copied from, so alert ids stay the same.
+    fn open_at(&mut self, path: &Path, start: Option<(u64, u64)>, identity: Option<Identity>) {
         let file = match File::open(path) {
             Ok(f) => f,
             Err(e) => return self.report_open_error(path, &e),
@@ -404,11 +463,12 @@ impl Follower {
         self.reported.remove(&format!("err:{}", path.display()));
         let Ok(md) = file.metadata() else { return };
         let fingerprint = fingerprint(&file, md.len());
-        let (offset, start_line) = self.start_of(&file, &md, fingerprint);
+        let (offset, start_line) = start.unwrap_or_else(|| self.start_of(&file, &md, fingerprint));
         let name = path.display().to_string();
         tracing::info!(path = %name, offset, "Following log file.");
         self.next_id += 1;
-        let identity = Some((md.dev(), md.ino(), fingerprint));
+        let identity = identity.or(Some((md.dev(), md.ino(), fingerprint)));
+        self.urgent = true;
         self.tracked.push(Tracked {
             tag: Arc::new(FileTag { name, id: self.next_id, start_line, identity }),
             path: path.to_path_buf(),
@@ -457,16 +517,28 @@ impl Follower {
         // Retired files first: their lines are older.
         self.tracked.sort_by_key(|t| t.retired_at.is_none());
         for i in 0..self.tracked.len() {
-            match read_file(&mut self.tracked[i], &mut self.next_id, emit) {
+            let was = self.tracked[i].tag.identity;
+            match check_rewritten(&mut self.tracked[i], &mut self.next_id) {
+                Ok(Some((fp, offset))) => {
+                    if let (Some(copy), Some(was)) = (self.find_copy(fp, offset), was) {
+                        tracing::info!(path = %copy.display(), "Reading the end of the copy made before the truncation.");
+                        let lines = File::open(&copy).map_or(0, |f| count_lines(&f, offset));
+                        self.adopt(&copy, offset, lines, was);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.report_read_error(i, &e);
+                    continue;
+                }
+            }
+            match read_file(&mut self.tracked[i], emit) {
                 Ok(Some(grew)) => {
                     progressed |= grew;
                     self.dirty |= grew;
                 }
                 Ok(None) => return Ok(None),
-                Err(source) => {
-                    let name = self.tracked[i].tag.name.clone();
-                    return Err(SourceError { name, source });
-                }
+                Err(e) => self.report_read_error(i, &e),
             }
         }
         let wait = self.cfg.rotate_wait;
@@ -477,6 +549,7 @@ impl Follower {
             if quiet {
                 // Dropping its position is a change to save.
                 self.dirty = true;
+                self.urgent = true;
                 if !finish_file(&mut t, emit) {
                     return Ok(None);
                 }
@@ -502,7 +575,7 @@ impl ChunkSource for Follower {
             self.ensure_watch();
             self.discover();
             let read = self.read_all(emit)?;
-            if self.dirty && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            if self.dirty && (self.urgent || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY) {
                 let cp = self.checkpoint_chunk();
                 if !emit(cp) {
                     return Ok(());
@@ -574,18 +647,15 @@ fn count_lines(file: &File, len: u64) -> u64 {
     n
 }
 
-/// Reads a file from its offset to its current size, handing on whole
-/// lines. Returns whether it grew, or `None` when `emit` asked to stop.
-fn read_file(
-    t: &mut Tracked,
-    next_id: &mut u64,
-    emit: &mut dyn FnMut(Chunk) -> bool,
-) -> io::Result<Option<bool>> {
+/// Detects a truncated or rewritten file (it shrank, or its first bytes
+/// changed) and restarts it at 0; returns the old checksum and offset then.
+fn check_rewritten(t: &mut Tracked, next_id: &mut u64) -> io::Result<Option<(Option<u32>, u64)>> {
     let len = t.file.metadata()?.len();
     let fp = fingerprint(&t.file, len);
     let replaced = t.fingerprint.is_some() && fp.is_some() && fp != t.fingerprint;
     if len < t.offset || replaced {
         tracing::info!(path = %t.path.display(), "Log file was truncated or rewritten; reading it from the start.");
+        let old = (t.fingerprint, t.offset);
         t.offset = 0;
         // New content: line numbers start again.
         *next_id += 1;
@@ -596,6 +666,7 @@ fn read_file(
             start_line: 0,
             identity: Some((t.dev, t.ino, fp)),
         });
+        return Ok(Some(old));
     } else if t.fingerprint.is_none() && fp.is_some() {
         // The file just grew past the checksummed bytes: same file, now recognisable.
         t.fingerprint = fp;
@@ -605,6 +676,13 @@ fn read_file(
             ..*t.tag
         });
     }
+    Ok(None)
+}
+
+/// Reads a file from its offset to its current size, handing on whole
+/// lines. Returns whether it grew, or `None` when `emit` asked to stop.
+fn read_file(t: &mut Tracked, emit: &mut dyn FnMut(Chunk) -> bool) -> io::Result<Option<bool>> {
+    let len = t.file.metadata()?.len();
     let mut grew = false;
     let mut skipped_long = 0u32;
     while t.offset < len {

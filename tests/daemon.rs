@@ -71,6 +71,12 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// `kill -9`: no chance to save anything.
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// SIGTERM; the daemon must exit 0.
     fn stop(mut self) -> String {
         let pid = self.child.id().to_string();
@@ -256,4 +262,145 @@ fn missing_file_at_start_and_partial_line_completed_later() {
     assert_like_replay(&d, &w);
     let log = d.stop();
     assert_eq!(log.matches("Waiting for log file").count(), 1, "{log}");
+}
+
+/// The daemon killed and restarted around a rotation: lines are counted
+/// exactly once and alerts are delivered exactly once.
+fn restart_case(
+    path_of: impl Fn(&Path) -> PathBuf,
+    spec: &str,
+    rotate: impl Fn(&Path, &mut Writer),
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec.replace("DIR", &dir.path().display().to_string());
+    let p = path_of(dir.path());
+    let mut w = Writer::new();
+    let d = Daemon::start(dir.path(), &spec);
+    w.phase(&p, A, 30, 1);
+    d.wait_for_marker(1);
+    // Some lines after the last checkpoint, then the crash.
+    w.phase(&p, A, 5, 2);
+    d.wait_for_marker(2);
+    d.kill9();
+    rotate(dir.path(), &mut w);
+    let d = Daemon::start(dir.path(), &spec);
+    d.wait_for_marker(4);
+    assert_like_replay(&d, &w);
+    assert_delivered_once(&d);
+    d.stop();
+}
+
+#[test]
+fn kill9_then_rename_and_create() {
+    restart_case(
+        |d| d.join("access.log"),
+        "DIR/access.log",
+        |dir, w| {
+            let old = dir.join("access.log.1");
+            std::fs::rename(dir.join("access.log"), &old).unwrap();
+            w.phase(&old, &["10.0.0.8"], 4, 3);
+            w.phase(&dir.join("access.log"), B, 20, 4);
+        },
+    );
+}
+
+#[test]
+fn kill9_then_copytruncate() {
+    restart_case(
+        |d| d.join("access.log"),
+        "DIR/access.log",
+        |dir, w| {
+            let p = dir.join("access.log");
+            w.phase(&p, &["10.0.0.8"], 4, 3);
+            std::fs::copy(&p, dir.join("access.log.1")).unwrap();
+            OpenOptions::new().write(true).open(&p).unwrap().set_len(0).unwrap();
+            w.phase(&p, B, 20, 4);
+        },
+    );
+}
+
+#[test]
+fn kill9_then_dated_switch() {
+    restart_case(
+        |d| d.join("access-2025-07-09"),
+        "DIR/access-%Y-%m-%d",
+        |dir, w| {
+            w.phase(&dir.join("access-2025-07-10"), B, 20, 3);
+            w.phase(&dir.join("access-2025-07-09"), &["10.0.0.9"], 4, 4);
+        },
+    );
+}
+
+#[test]
+fn kill9_then_symlink_swap() {
+    restart_case(
+        |d| {
+            let target = d.join("a.log");
+            std::fs::write(&target, b"").unwrap();
+            std::os::unix::fs::symlink(&target, d.join("current.log")).unwrap();
+            target
+        },
+        "DIR/current.log",
+        |dir, w| {
+            w.phase(&dir.join("a.log"), &["10.0.0.8"], 4, 3);
+            w.phase(&dir.join("b.log"), B, 20, 4);
+            std::fs::remove_file(dir.join("current.log")).unwrap();
+            std::os::unix::fs::symlink(dir.join("b.log"), dir.join("current.log")).unwrap();
+        },
+    );
+}
+
+#[test]
+fn kill9_while_lines_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let spec = p.display().to_string();
+    let mut w = Writer::new();
+    let mut d = Daemon::start(dir.path(), &spec);
+    for round in 0..4u32 {
+        // A burst big enough to be in flight when the kill comes.
+        w.phase(&p, A, 3000, 10 + round);
+        std::thread::sleep(Duration::from_millis(5 + 30 * u64::from(round)));
+        d.kill9();
+        d = Daemon::start(dir.path(), &spec);
+    }
+    w.phase(&p, B, 5, 20);
+    d.wait_for_marker(20);
+    assert_like_replay(&d, &w);
+    assert_delivered_once(&d);
+    d.stop();
+}
+
+#[test]
+fn counts_survive_a_restart_and_corrupt_state_is_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let spec = p.display().to_string();
+    let mut w = Writer::new();
+    let d = Daemon::start(dir.path(), &spec);
+    let two: Vec<u8> = [w.line("10.9.9.9"), w.line("10.9.9.9")].concat();
+    w.append_raw(&p, &two);
+    w.phase(&p, &["10.0.0.1"], 1, 1);
+    d.wait_for_marker(1);
+    d.stop();
+    // The third hit after the restart makes the count reach the threshold.
+    let d = Daemon::start(dir.path(), &spec);
+    let third = w.line("10.9.9.9");
+    w.append_raw(&p, &third);
+    wait_until("the alert on the third hit", || {
+        d.alerts().iter().any(|a| a["key"] == "10.9.9.9" && a["count"] == 3)
+    });
+    d.stop();
+    std::fs::write(dir.path().join("state/state.bin"), b"not a state file").unwrap();
+    let d = Daemon::start(dir.path(), &spec);
+    wait_until("the warning", || d.log_text().contains("moved to"));
+    assert!(dir.path().join("state/state.bin.corrupt").exists());
+    d.stop();
+}
+
+fn assert_delivered_once(d: &Daemon) {
+    let ids: Vec<String> =
+        d.alerts().iter().map(|a| a["id"].as_str().unwrap().to_string()).collect();
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "an alert was delivered twice");
 }
