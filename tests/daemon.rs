@@ -404,3 +404,28 @@ fn assert_delivered_once(d: &Daemon) {
     let unique: std::collections::HashSet<&String> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "an alert was delivered twice");
 }
+
+/// copytruncate over and over while the daemon reads at full speed: it never
+/// crashes (growing files are never memory-mapped, so a truncation cannot
+/// raise SIGBUS) and every line is counted once, also those that only the
+/// copy holds.
+#[test]
+fn repeated_copytruncate_under_full_speed_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    let mut w = Writer::new();
+    for round in 1..=12u32 {
+        // The daemon has seen this content, then a burst it is reading when
+        // the copy and the truncation come.
+        w.phase(&p, B, 20, 100 + round);
+        d.wait_for_marker(100 + round);
+        w.phase(&p, A, 4000, round);
+        std::fs::copy(&p, dir.path().join(format!("access.log.{round}"))).unwrap();
+        OpenOptions::new().write(true).open(&p).unwrap().set_len(0).unwrap();
+        d.wait_for_marker(round);
+    }
+    assert_like_replay(&d, &w);
+    assert_delivered_once(&d);
+    d.stop();
+}
