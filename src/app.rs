@@ -299,6 +299,6 @@ fn init_log() {
 fn daemon(config: Option<&std::path::Path>) -> Result<ExitCode> {
     init_log();
     let cfg = load(config, &Overrides::default())?;
-    crate::daemon::run(&cfg)?;
+    crate::daemon::run(config, cfg)?;
     Ok(ExitCode::SUCCESS)
 }

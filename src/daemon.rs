@@ -19,9 +19,9 @@ use crate::state;
 use crate::window::Windows;
 use anyhow::{Context, Result};
 use std::collections::{HashSet, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// Ids of delivered alerts remembered (the newest ones).
@@ -29,12 +29,39 @@ const REMEMBERED_IDS: usize = 100_000;
 
 /// Runs until SIGTERM or SIGINT; then finishes the lines read so far, saves
 /// state and returns.
-pub fn run(cfg: &Config) -> Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("installing signal handlers")?;
+///
+/// SIGHUP reloads the configuration from `path`: the engine stops as on
+/// SIGTERM (saving state), and starts again from that state with the new
+/// configuration, so rules whose name, threshold, window and cooldown did not
+/// change keep their windows. An invalid configuration is reported and the
+/// old one stays in force.
+pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    for sig in [SIGTERM, SIGINT, SIGHUP] {
+        signal_hook::flag::register(sig, Arc::clone(&interrupt)).context("installing signal handlers")?;
     }
+    signal_hook::flag::register(SIGHUP, Arc::clone(&reload)).context("installing signal handlers")?;
+    let mut cfg = first;
+    loop {
+        run_once(&cfg, Arc::clone(&interrupt))?;
+        if !reload.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        interrupt.store(false, Ordering::SeqCst);
+        match Config::load(path, &crate::config::Overrides::default()) {
+            Ok(new) => {
+                tracing::info!("Configuration reloaded.");
+                cfg = new;
+            }
+            Err(e) => tracing::error!("Configuration not reloaded, the old one stays in force: {e}"),
+        }
+    }
+}
+
+/// One run of the engine, from saved state to the next interruption.
+fn run_once(cfg: &Config, stop: Arc<AtomicBool>) -> Result<()> {
     std::fs::create_dir_all(&cfg.state_dir).with_context(|| {
         format!(
             "cannot create state.dir {} (it must be writable by logwarden)",

@@ -71,6 +71,11 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    }
+
     /// `kill -9`: no chance to save anything.
     fn kill9(mut self) {
         self.child.kill().unwrap();
@@ -427,5 +432,40 @@ fn repeated_copytruncate_under_full_speed_reading() {
     }
     assert_like_replay(&d, &w);
     assert_delivered_once(&d);
+    d.stop();
+}
+
+#[test]
+fn sighup_reloads_a_good_configuration_and_keeps_the_old_one_on_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    let mut w = Writer::new();
+    let two = [w.line("10.7.7.7"), w.line("10.7.7.7")].concat();
+    w.append_raw(&p, &two);
+    w.phase(&p, &["10.0.0.1"], 1, 1);
+    d.wait_for_marker(1);
+    // A second rule; the first is unchanged and keeps its windows.
+    let cfg = d.dir.join("logwarden.toml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("[[rule]]\nname = \"env\"\ncontains = \"/.env\"\nthreshold = 1\n");
+    std::fs::write(&cfg, &text).unwrap();
+    d.signal("-HUP");
+    wait_until("the reload", || d.log_text().contains("Configuration reloaded"));
+    let third = w.line("10.7.7.7");
+    w.append_raw(&p, &third);
+    wait_until("the third hit's alert", || d.alerts().iter().any(|a| a["key"] == "10.7.7.7" && a["count"] == 3));
+    let env = w.line("10.8.8.8").into_iter().collect::<Vec<u8>>();
+    let env = String::from_utf8(env).unwrap().replace("/today_download", "/.env");
+    w.append_raw(&p, env.as_bytes());
+    wait_until("the new rule's alert", || d.alerts().iter().any(|a| a["rule"] == "env"));
+    // A bad configuration: reported, the running one stays.
+    std::fs::write(&cfg, "[[rule]]\nthreshold = 0\n").unwrap();
+    d.signal("-HUP");
+    wait_until("the refusal", || d.log_text().contains("Configuration not reloaded"));
+    assert!(d.log_text().contains("threshold: must be at least 1"), "{}", d.log_text());
+    let fourth = w.line("10.7.7.7");
+    w.append_raw(&p, &fourth);
+    wait_until("the fourth hit's alert", || d.alerts().iter().any(|a| a["key"] == "10.7.7.7" && a["count"] == 4));
     d.stop();
 }
