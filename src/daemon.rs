@@ -40,22 +40,28 @@ pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
     let reload = Arc::new(AtomicBool::new(false));
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     for sig in [SIGTERM, SIGINT, SIGHUP] {
-        signal_hook::flag::register(sig, Arc::clone(&interrupt)).context("installing signal handlers")?;
+        signal_hook::flag::register(sig, Arc::clone(&interrupt))
+            .context("installing signal handlers")?;
     }
-    signal_hook::flag::register(SIGHUP, Arc::clone(&reload)).context("installing signal handlers")?;
+    signal_hook::flag::register(SIGHUP, Arc::clone(&reload))
+        .context("installing signal handlers")?;
     let mut cfg = first;
     loop {
         run_once(&cfg, Arc::clone(&interrupt))?;
         if !reload.swap(false, Ordering::SeqCst) {
+            notify(&[sd_notify::NotifyState::Stopping]);
             return Ok(());
         }
+        notify(&[sd_notify::NotifyState::Reloading]);
         interrupt.store(false, Ordering::SeqCst);
         match Config::load(path, &crate::config::Overrides::default()) {
             Ok(new) => {
                 tracing::info!("Configuration reloaded.");
                 cfg = new;
             }
-            Err(e) => tracing::error!("Configuration not reloaded, the old one stays in force: {e}"),
+            Err(e) => {
+                tracing::error!("Configuration not reloaded, the old one stays in force: {e}")
+            }
         }
     }
 }
@@ -97,13 +103,36 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>) -> Result<()> {
         poll_interval: src.poll_interval,
         rotate_wait: src.rotate_wait,
     };
-    let follower = Follower::new(follow, stop, positions);
+    let follower = Follower::new(follow, stop, positions).with_heartbeat(watchdog());
     let engine = engine_for(cfg);
     tracing::info!(path = %src.path, rules = cfg.rules.len(), "Started.");
+    notify(&[sd_notify::NotifyState::Ready]);
     let started = Instant::now();
     let summary = engine.run(Box::new(follower), restore, &mut sink)?;
     tracing::info!("Stopped; {}", summary_text(&summary, started.elapsed().as_secs_f64()));
     Ok(())
+}
+
+/// Tells systemd (Type=notify) about the service's state; a no-op outside systemd.
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "Cannot notify the service manager.");
+    }
+}
+
+/// The watchdog ping, sent at most twice per `WatchdogSec` from the reading
+/// loop, so a stalled pipeline gets the daemon restarted.
+fn watchdog() -> Box<dyn FnMut() + Send> {
+    let Some(every) = sd_notify::watchdog_enabled().map(|d| d / 2) else {
+        return Box::new(|| {});
+    };
+    let mut last: Option<Instant> = None;
+    Box::new(move || {
+        if last.is_none_or(|l| l.elapsed() >= every) {
+            last = Some(Instant::now());
+            notify(&[sd_notify::NotifyState::Watchdog]);
+        }
+    })
 }
 
 /// Saved windows for the configured rules: a rule keeps its windows when its

@@ -245,6 +245,8 @@ pub struct Follower {
     last_checkpoint: Instant,
     /// Tag of the empty chunks that ask for a checkpoint.
     checkpoint_tag: Arc<FileTag>,
+    /// Called on every wake-up: the service manager's watchdog ping.
+    heartbeat: Option<Box<dyn FnMut() + Send>>,
 }
 
 impl Follower {
@@ -266,6 +268,7 @@ impl Follower {
             dirty: false,
             urgent: false,
             last_checkpoint: Instant::now(),
+            heartbeat: None,
             checkpoint_tag: Arc::new(FileTag {
                 name: String::new(),
                 id: 0,
@@ -273,6 +276,13 @@ impl Follower {
                 identity: None,
             }),
         }
+    }
+
+    /// Calls `beat` on every wake-up (at least every `poll_interval`), as
+    /// proof that reading goes on.
+    pub fn with_heartbeat(mut self, beat: Box<dyn FnMut() + Send>) -> Follower {
+        self.heartbeat = Some(beat);
+        self
     }
 
     /// An empty chunk that makes the pipeline save state once it is done.
@@ -571,6 +581,9 @@ impl ChunkSource for Follower {
                 let last = self.checkpoint_chunk();
                 emit(last);
                 return Ok(());
+            }
+            if let Some(beat) = &mut self.heartbeat {
+                beat();
             }
             self.ensure_watch();
             self.discover();

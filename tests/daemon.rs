@@ -35,6 +35,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path, path: &str) -> Daemon {
+        Daemon::start_with(dir, path, &[])
+    }
+
+    fn start_with(dir: &Path, path: &str, env: &[(&str, &str)]) -> Daemon {
         let config = format!(
             "[source]\npath = \"{path}\"\nstart_at = \"beginning\"\npoll_interval = \"100ms\"\nrotate_wait = \"1s\"\n\
              [[rule]]\ncontains = \"today_download\"\nthreshold = 3\nwindow = \"10m\"\ncooldown = 0\n\
@@ -46,6 +50,7 @@ impl Daemon {
         let child = Command::new(bin())
             .args(["-c", &cfg, "run"])
             .env("LOGWARDEN_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -83,9 +88,13 @@ impl Daemon {
     }
 
     /// SIGTERM; the daemon must exit 0.
-    fn stop(mut self) -> String {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    fn stop(self) -> String {
+        self.signal("-TERM");
+        self.stop_after_signal()
+    }
+
+    /// Waits for the daemon to exit 0 after a stop signal.
+    fn stop_after_signal(mut self) -> String {
         let end = Instant::now() + DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -454,7 +463,9 @@ fn sighup_reloads_a_good_configuration_and_keeps_the_old_one_on_error() {
     wait_until("the reload", || d.log_text().contains("Configuration reloaded"));
     let third = w.line("10.7.7.7");
     w.append_raw(&p, &third);
-    wait_until("the third hit's alert", || d.alerts().iter().any(|a| a["key"] == "10.7.7.7" && a["count"] == 3));
+    wait_until("the third hit's alert", || {
+        d.alerts().iter().any(|a| a["key"] == "10.7.7.7" && a["count"] == 3)
+    });
     let env = w.line("10.8.8.8").into_iter().collect::<Vec<u8>>();
     let env = String::from_utf8(env).unwrap().replace("/today_download", "/.env");
     w.append_raw(&p, env.as_bytes());
@@ -466,6 +477,40 @@ fn sighup_reloads_a_good_configuration_and_keeps_the_old_one_on_error() {
     assert!(d.log_text().contains("threshold: must be at least 1"), "{}", d.log_text());
     let fourth = w.line("10.7.7.7");
     w.append_raw(&p, &fourth);
-    wait_until("the fourth hit's alert", || d.alerts().iter().any(|a| a["key"] == "10.7.7.7" && a["count"] == 4));
+    wait_until("the fourth hit's alert", || {
+        d.alerts().iter().any(|a| a["key"] == "10.7.7.7" && a["count"] == 4)
+    });
     d.stop();
+}
+
+#[test]
+fn tells_systemd_ready_watchdog_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let p = dir.path().join("access.log");
+    let env = [("NOTIFY_SOCKET", sock_path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")];
+    let d = Daemon::start_with(dir.path(), p.to_str().unwrap(), &env);
+    let mut seen = String::new();
+    let mut buf = [0u8; 512];
+    let mut recv_until = |want: &str, seen: &mut String| {
+        let end = Instant::now() + DEADLINE;
+        while !seen.contains(want) {
+            assert!(Instant::now() < end, "no {want} from the daemon; got {seen:?}");
+            if let Ok(n) = sock.recv(&mut buf) {
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+    };
+    recv_until("READY=1", &mut seen);
+    seen.clear();
+    recv_until("WATCHDOG=1", &mut seen);
+    seen.clear();
+    // Pings go on while idle.
+    recv_until("WATCHDOG=1", &mut seen);
+    let pid = d.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    recv_until("STOPPING=1", &mut seen);
+    d.stop_after_signal();
 }
