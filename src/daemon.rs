@@ -102,6 +102,7 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>) -> Result<()> {
         start_at: src.start_at,
         poll_interval: src.poll_interval,
         rotate_wait: src.rotate_wait,
+        cleanup_interval: cfg.cleanup_interval,
     };
     let follower = Follower::new(follow, stop, positions).with_heartbeat(watchdog());
     let engine = engine_for(cfg);

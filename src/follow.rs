@@ -206,6 +206,8 @@ pub struct FollowConfig {
     pub poll_interval: Duration,
     /// How long a file no longer current is read after it went quiet.
     pub rotate_wait: Duration,
+    /// After this long without lines, an idle tick lets the cleanup run.
+    pub cleanup_interval: Duration,
 }
 
 /// A file being followed.
@@ -247,6 +249,8 @@ pub struct Follower {
     checkpoint_tag: Arc<FileTag>,
     /// Called on every wake-up: the service manager's watchdog ping.
     heartbeat: Option<Box<dyn FnMut() + Send>>,
+    /// When lines last arrived, or the last idle tick.
+    last_activity: Instant,
 }
 
 impl Follower {
@@ -269,6 +273,7 @@ impl Follower {
             urgent: false,
             last_checkpoint: Instant::now(),
             heartbeat: None,
+            last_activity: Instant::now(),
             checkpoint_tag: Arc::new(FileTag {
                 name: String::new(),
                 id: 0,
@@ -591,6 +596,19 @@ impl ChunkSource for Follower {
             if self.dirty && (self.urgent || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY) {
                 let cp = self.checkpoint_chunk();
                 if !emit(cp) {
+                    return Ok(());
+                }
+            }
+            if read == Some(true) {
+                self.last_activity = Instant::now();
+            } else if self.last_activity.elapsed() >= self.cfg.cleanup_interval {
+                // No lines for a while: let the cleanup evict by the wall clock.
+                self.last_activity = Instant::now();
+                let mut tick =
+                    Chunk::new(Arc::clone(&self.checkpoint_tag), 0, Data::Owned(Vec::new()), 0);
+                tick.clock = u32::try_from(jiff::Timestamp::now().as_second()).ok();
+                tick.checkpoint = true;
+                if !emit(tick) {
                     return Ok(());
                 }
             }

@@ -443,7 +443,8 @@ impl Scanner<'_> {
     ) {
         let mut by_shard: Vec<Vec<Event>> = vec![Vec::new(); shards.len()];
         for (seq, chunk) in rx {
-            let (stats, max_time) = self.scan(&chunk, &mut by_shard);
+            let (stats, mut max_time) = self.scan(&chunk, &mut by_shard);
+            max_time = max_time.max(chunk.clock.unwrap_or(0));
             for (tx, events) in shards.iter().zip(by_shard.iter_mut()) {
                 let events = std::mem::take(events);
                 let batch = Batch { seq, max_time, events, snapshot: chunk.checkpoint };

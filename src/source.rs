@@ -59,12 +59,15 @@ pub struct Chunk {
     pub checkpoint: bool,
     /// The last chunk of its file: the file is finished.
     pub last: bool,
+    /// The wall clock (Unix seconds) of an idle tick: lets the cleanup evict
+    /// clients when no lines arrive, as if an event had come at this time.
+    pub clock: Option<u32>,
 }
 
 impl Chunk {
     /// A chunk of bytes with no flags set.
     pub fn new(file: Arc<FileTag>, offset: u64, data: Data, skipped_long: u32) -> Chunk {
-        Chunk { file, offset, data, skipped_long, checkpoint: false, last: false }
+        Chunk { file, offset, data, skipped_long, checkpoint: false, last: false, clock: None }
     }
 }
 

@@ -35,14 +35,15 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path, path: &str) -> Daemon {
-        Daemon::start_with(dir, path, &[])
+        Daemon::start_with(dir, path, &[], "")
     }
 
-    fn start_with(dir: &Path, path: &str, env: &[(&str, &str)]) -> Daemon {
+    /// With extra environment variables and `[state]` settings.
+    fn start_with(dir: &Path, path: &str, env: &[(&str, &str)], state: &str) -> Daemon {
         let config = format!(
             "[source]\npath = \"{path}\"\nstart_at = \"beginning\"\npoll_interval = \"100ms\"\nrotate_wait = \"1s\"\n\
              [[rule]]\ncontains = \"today_download\"\nthreshold = 3\nwindow = \"10m\"\ncooldown = 0\n\
-             [[output]]\ntype = \"jsonl\"\npath = \"{d}/alerts.jsonl\"\n[state]\ndir = \"{d}/state\"\n",
+             [[output]]\ntype = \"jsonl\"\npath = \"{d}/alerts.jsonl\"\n[state]\ndir = \"{d}/state\"\n{state}",
             d = dir.display()
         );
         let cfg = write(dir, "logwarden.toml", config.as_bytes());
@@ -491,7 +492,7 @@ fn tells_systemd_ready_watchdog_and_stopping() {
     sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let p = dir.path().join("access.log");
     let env = [("NOTIFY_SOCKET", sock_path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")];
-    let d = Daemon::start_with(dir.path(), p.to_str().unwrap(), &env);
+    let d = Daemon::start_with(dir.path(), p.to_str().unwrap(), &env, "");
     let mut seen = String::new();
     let mut buf = [0u8; 512];
     let mut recv_until = |want: &str, seen: &mut String| {
@@ -513,4 +514,25 @@ fn tells_systemd_ready_watchdog_and_stopping() {
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     recv_until("STOPPING=1", &mut seen);
     d.stop_after_signal();
+}
+
+/// Keys in the saved state, by rule.
+fn saved_keys(dir: &Path) -> Option<usize> {
+    let bytes = std::fs::read(dir.join("state/state.bin")).ok()?;
+    let state = logwarden::state::decode(&bytes).ok()?;
+    Some(state.rules.iter().map(|(_, w)| w.len()).sum())
+}
+
+#[test]
+fn cleanup_evicts_idle_clients_when_no_lines_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let d = Daemon::start_with(dir.path(), p.to_str().unwrap(), &[], "cleanup_interval = \"1s\"\n");
+    let mut w = Writer::new();
+    // Lines from long ago: once idle, every client is past its window.
+    w.phase(&p, A, 10, 1);
+    d.wait_for_marker(1);
+    wait_until("the clients in the saved state", || saved_keys(dir.path()).is_some_and(|n| n > 0));
+    wait_until("the idle cleanup", || saved_keys(dir.path()) == Some(0));
+    d.stop();
 }
