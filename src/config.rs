@@ -78,6 +78,7 @@ struct RawSource {
     start_at: S<String>,
     poll_interval: S<RawDuration>,
     rotate_wait: S<RawDuration>,
+    file_events: S<bool>,
     client: S<String>,
     trusted_proxies: S<Vec<String>>,
     ipv6_prefix: S<i64>,
@@ -152,6 +153,8 @@ pub struct SourceConfig {
     pub rotate_wait: Duration,
     /// How `path` names files.
     pub spec: crate::follow::PathSpec,
+    /// Use file system events (false: poll every `poll_interval`).
+    pub file_events: bool,
     /// Where the client address comes from.
     pub client: ClientSource,
     /// IPv6 clients are grouped by this prefix length (128 = not grouped).
@@ -312,6 +315,7 @@ fn fill_defaults(raw: &mut RawConfig) {
     s.start_at.get_or_insert_with(|| Spanned::new(0..0, "end".into()));
     s.poll_interval.get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("1s".into())));
     s.rotate_wait.get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("5m".into())));
+    s.file_events.get_or_insert_with(|| Spanned::new(0..0, true));
     s.client.get_or_insert_with(|| Spanned::new(0..0, "%h".into()));
     s.trusted_proxies.get_or_insert_with(|| Spanned::new(0..0, Vec::new()));
     s.ipv6_prefix.get_or_insert_with(|| Spanned::new(0..0, 128));
@@ -517,6 +521,7 @@ fn validate_source(cx: &Cx, s: &RawSource) -> Result<SourceConfig, ConfigError> 
         poll_interval,
         rotate_wait,
         spec,
+        file_events: *get(&s.file_events).get_ref(),
         client: ClientSource { header, trusted },
         ipv6_prefix,
         max_line_bytes,

@@ -38,16 +38,11 @@ const REMEMBERED_IDS: usize = 100_000;
 pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
     let interrupt = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    for sig in [SIGTERM, SIGINT, SIGHUP] {
-        signal_hook::flag::register(sig, Arc::clone(&interrupt))
-            .context("installing signal handlers")?;
-    }
-    signal_hook::flag::register(SIGHUP, Arc::clone(&reload))
-        .context("installing signal handlers")?;
+    let wake = crossbeam_channel::bounded::<()>(1);
+    signal_thread(Arc::clone(&interrupt), Arc::clone(&reload), wake.0.clone())?;
     let mut cfg = first;
     loop {
-        run_once(&cfg, Arc::clone(&interrupt))?;
+        run_once(&cfg, Arc::clone(&interrupt), wake.clone())?;
         if !reload.swap(false, Ordering::SeqCst) {
             notify(&[sd_notify::NotifyState::Stopping]);
             return Ok(());
@@ -66,8 +61,36 @@ pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
     }
 }
 
+/// Turns SIGTERM, SIGINT and SIGHUP into flags and wakes the follower at
+/// once (it sleeps up to a minute when idle).
+fn signal_thread(
+    interrupt: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+    wake: crossbeam_channel::Sender<()>,
+) -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig == SIGHUP {
+                    reload.store(true, Ordering::SeqCst);
+                }
+                interrupt.store(true, Ordering::SeqCst);
+                // A full channel already holds a wake-up.
+                wake.try_send(()).unwrap_or(());
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}
+
+type Wake = (crossbeam_channel::Sender<()>, crossbeam_channel::Receiver<()>);
+
 /// One run of the engine, from saved state to the next interruption.
-fn run_once(cfg: &Config, stop: Arc<AtomicBool>) -> Result<()> {
+fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<()> {
     std::fs::create_dir_all(&cfg.state_dir).with_context(|| {
         format!(
             "cannot create state.dir {} (it must be writable by logwarden)",
@@ -103,8 +126,12 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>) -> Result<()> {
         poll_interval: src.poll_interval,
         rotate_wait: src.rotate_wait,
         cleanup_interval: cfg.cleanup_interval,
+        file_events: src.file_events,
     };
-    let follower = Follower::new(follow, stop, positions).with_heartbeat(watchdog());
+    let (every, beat) = watchdog();
+    let follower = Follower::new(follow, stop, positions)
+        .with_wake(wake.0, wake.1)
+        .with_heartbeat(every, beat);
     let engine = engine_for(cfg);
     tracing::info!(path = %src.path, rules = cfg.rules.len(), "Started.");
     notify(&[sd_notify::NotifyState::Ready]);
@@ -123,17 +150,18 @@ fn notify(state: &[sd_notify::NotifyState<'_>]) {
 
 /// The watchdog ping, sent at most twice per `WatchdogSec` from the reading
 /// loop, so a stalled pipeline gets the daemon restarted.
-fn watchdog() -> Box<dyn FnMut() + Send> {
+fn watchdog() -> (Option<std::time::Duration>, Box<dyn FnMut() + Send>) {
     let Some(every) = sd_notify::watchdog_enabled().map(|d| d / 2) else {
-        return Box::new(|| {});
+        return (None, Box::new(|| {}));
     };
     let mut last: Option<Instant> = None;
-    Box::new(move || {
+    let beat = move || {
         if last.is_none_or(|l| l.elapsed() >= every) {
             last = Some(Instant::now());
             notify(&[sd_notify::NotifyState::Watchdog]);
         }
-    })
+    };
+    (Some(every), Box::new(beat))
 }
 
 /// Saved windows for the configured rules: a rule keeps its windows when its

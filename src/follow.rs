@@ -40,6 +40,8 @@ use std::time::{Duration, Instant};
 const FINGERPRINT_BYTES: usize = 64;
 /// State is saved at most this often while lines flow.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// With file events, files are still re-checked this often.
+const SAFETY_POLL: Duration = Duration::from_secs(60);
 
 /// How the configured `source.path` names files.
 #[derive(Debug, Clone)]
@@ -208,6 +210,9 @@ pub struct FollowConfig {
     pub rotate_wait: Duration,
     /// After this long without lines, an idle tick lets the cleanup run.
     pub cleanup_interval: Duration,
+    /// Use file system events (inotify); false polls every `poll_interval`
+    /// (for network file systems, whose changes raise no events).
+    pub file_events: bool,
 }
 
 /// A file being followed.
@@ -235,6 +240,8 @@ pub struct Follower {
     wake: crossbeam_channel::Receiver<()>,
     wake_tx: crossbeam_channel::Sender<()>,
     watcher: Option<notify::RecommendedWatcher>,
+    /// Directories watched besides the configured one (symlink targets').
+    watched: HashSet<PathBuf>,
     /// Problems already reported, so each is logged once per occurrence.
     reported: HashSet<String>,
     /// Positions from the saved state, used at the first scan.
@@ -249,6 +256,8 @@ pub struct Follower {
     checkpoint_tag: Arc<FileTag>,
     /// Called on every wake-up: the service manager's watchdog ping.
     heartbeat: Option<Box<dyn FnMut() + Send>>,
+    /// The longest sleep the heartbeat allows.
+    heartbeat_every: Option<Duration>,
     /// When lines last arrived, or the last idle tick.
     last_activity: Instant,
 }
@@ -267,12 +276,14 @@ impl Follower {
             wake,
             wake_tx,
             watcher: None,
+            watched: HashSet::new(),
             reported: HashSet::new(),
             saved,
             dirty: false,
             urgent: false,
             last_checkpoint: Instant::now(),
             heartbeat: None,
+            heartbeat_every: None,
             last_activity: Instant::now(),
             checkpoint_tag: Arc::new(FileTag {
                 name: String::new(),
@@ -283,11 +294,56 @@ impl Follower {
         }
     }
 
-    /// Calls `beat` on every wake-up (at least every `poll_interval`), as
-    /// proof that reading goes on.
-    pub fn with_heartbeat(mut self, beat: Box<dyn FnMut() + Send>) -> Follower {
+    /// Calls `beat` on every wake-up, at least every `every`, as proof that
+    /// reading goes on.
+    pub fn with_heartbeat(
+        mut self,
+        every: Option<Duration>,
+        beat: Box<dyn FnMut() + Send>,
+    ) -> Follower {
         self.heartbeat = Some(beat);
+        self.heartbeat_every = every;
         self
+    }
+
+    /// Shares a wake-up channel (a signal thread sends on it).
+    pub fn with_wake(
+        mut self,
+        tx: crossbeam_channel::Sender<()>,
+        rx: crossbeam_channel::Receiver<()>,
+    ) -> Follower {
+        self.wake_tx = tx;
+        self.wake = rx;
+        self
+    }
+
+    /// How long to sleep when nothing is left to read: until the next thing
+    /// due (a checkpoint, a rotated file's quiet period, the idle cleanup,
+    /// the watchdog), a file system event or a signal's wake-up. Without
+    /// file events the follower polls every `poll_interval`; with them it
+    /// still re-checks every [`SAFETY_POLL`], in case events go missing.
+    fn idle_wait(&self) -> Duration {
+        let mut wait = match self.watcher {
+            Some(_) if self.cfg.file_events => SAFETY_POLL,
+            _ => self.cfg.poll_interval,
+        };
+        let mut until = |elapsed: Duration, period: Duration| {
+            wait = wait.min(period.saturating_sub(elapsed).max(Duration::from_millis(10)));
+        };
+        for t in self.tracked.iter().filter(|t| t.retired_at.is_some()) {
+            until(
+                t.last_growth.elapsed().min(t.retired_at.map_or(Duration::ZERO, |r| r.elapsed())),
+                self.cfg.rotate_wait,
+            );
+        }
+        if self.dirty {
+            until(self.last_checkpoint.elapsed(), CHECKPOINT_EVERY);
+        }
+        until(self.last_activity.elapsed(), self.cfg.cleanup_interval);
+        if let Some(every) = self.heartbeat_every {
+            wait = wait.min(every);
+        }
+        wait
     }
 
     /// An empty chunk that makes the pipeline save state once it is done.
@@ -360,14 +416,9 @@ impl Follower {
         self.find_untracked(|m, f| f == Some(fp) && m.len() >= offset)
     }
 
-    /// A sender that wakes the follower (for signal handlers and tests).
-    pub fn waker(&self) -> crossbeam_channel::Sender<()> {
-        self.wake_tx.clone()
-    }
-
     /// Watches the directory for changes; without it the follower polls.
     fn ensure_watch(&mut self) {
-        if self.watcher.is_some() {
+        if self.watcher.is_some() || !self.cfg.file_events {
             return;
         }
         let tx = self.wake_tx.clone();
@@ -391,6 +442,24 @@ impl Follower {
         }
     }
 
+    /// A symlink's target may live in another directory, whose changes the
+    /// configured directory's watch does not see: watch that one too.
+    fn watch_link_target(&mut self, path: &Path) {
+        let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        let Some(w) = self.watcher.as_mut().filter(|_| is_link) else { return };
+        let Some(dir) =
+            std::fs::canonicalize(path).ok().and_then(|t| t.parent().map(Path::to_path_buf))
+        else {
+            return;
+        };
+        if dir != self.cfg.spec.dir() && !self.watched.contains(&dir) {
+            if w.watch(&dir, notify::RecursiveMode::NonRecursive).is_ok() {
+                tracing::debug!(dir = %dir.display(), "Watching a symlink target's directory.");
+            }
+            self.watched.insert(dir);
+        }
+    }
+
     fn report_once(&mut self, key: String, log: impl FnOnce()) {
         if self.reported.insert(key) {
             log();
@@ -409,6 +478,7 @@ impl Follower {
         }
         let mut current: Vec<(u64, u64)> = Vec::new();
         for path in heads {
+            self.watch_link_target(&path);
             match std::fs::metadata(&path) {
                 Ok(md) => {
                     self.reported.remove(&format!("wait:{}", path.display()));
@@ -615,22 +685,10 @@ impl ChunkSource for Follower {
             match read {
                 None => return Ok(()),
                 Some(true) => continue,
-                Some(false) => {
-                    // Idle: sleep until a file event, a signal's wake-up or the poll period.
-                    let mut wait = self
-                        .cfg
-                        .poll_interval
-                        .min(self.cfg.rotate_wait.max(Duration::from_millis(10)));
-                    if self.dirty {
-                        // Wake for the pending checkpoint.
-                        wait = wait
-                            .min(CHECKPOINT_EVERY.saturating_sub(self.last_checkpoint.elapsed()));
-                    }
-                    match self.wake.recv_timeout(wait) {
-                        Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
-                    }
-                }
+                Some(false) => match self.wake.recv_timeout(self.idle_wait()) {
+                    Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
+                },
             }
         }
     }

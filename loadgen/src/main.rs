@@ -11,6 +11,7 @@
 
 mod generate;
 mod model;
+mod probe;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -58,6 +59,31 @@ enum Mode {
         /// Stamp lines with the wall clock instead of `--start` + rate.
         #[arg(long)]
         now: bool,
+    },
+    /// Measure alert latency: append `--threshold` target lines for a fresh
+    /// client, time until its alert appears in a jsonl output; repeat.
+    Probe {
+        /// The log file the daemon follows.
+        #[arg(long)]
+        path: PathBuf,
+        /// The daemon's jsonl output.
+        #[arg(long)]
+        alerts: PathBuf,
+        /// Number of alerts to time.
+        #[arg(long, default_value_t = 200)]
+        count: u32,
+        /// The rule's threshold.
+        #[arg(long, default_value_t = 10)]
+        threshold: u32,
+        /// Target string.
+        #[arg(long, default_value = "today_download")]
+        target: String,
+        /// Pause between probes, in milliseconds.
+        #[arg(long, default_value_t = 20)]
+        pause_ms: u64,
+        /// Give up on one alert after this many milliseconds.
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u64,
     },
 }
 
@@ -173,6 +199,16 @@ fn main() -> Result<()> {
         Mode::Live { g, path, rate, rotate, rotate_every, now } => {
             live_mode(&g, &path, rate, rotate, rotate_every, now)
         }
+        Mode::Probe { path, alerts, count, threshold, target, pause_ms, timeout_ms } => {
+            let p = probe::Probe {
+                path,
+                alerts,
+                threshold,
+                target,
+                timeout: Duration::from_millis(timeout_ms),
+            };
+            probe::run(&p, count, Duration::from_millis(pause_ms))
+        }
     }
 }
 
@@ -248,13 +284,19 @@ fn live_mode(
     let started = Instant::now();
     let mut line = Vec::with_capacity(512);
     let (mut n, mut current) = (0u64, String::new());
-    let mut file: Option<File> = None;
+    // As fast as possible: batched writes, which may end mid-line, as a busy
+    // server's buffered log writes do. At a rate: one write per line.
+    let capacity = if rate > 0.0 { 0 } else { 1 << 16 };
+    let mut file: Option<BufWriter<File>> = None;
     while let Some(ev) = gen_.next_line(&mut line) {
         n += 1;
         let t = gen_.last_time();
         let path = dated(pattern, t, offset);
         if path != current || file.is_none() {
-            file = Some(open_append(&path)?);
+            if let Some(mut f) = file.take() {
+                f.flush()?;
+            }
+            file = Some(BufWriter::with_capacity(capacity, open_append(&path)?));
             current = path;
         }
         if let Some((ip, et)) = ev {
@@ -264,8 +306,10 @@ fn live_mode(
         if let Some(r) = rotate
             && n % every.max(1) == 0
         {
+            if let Some(mut f) = file.take() {
+                f.flush()?;
+            }
             rotate_file(r, Path::new(&current), n / every.max(1))?;
-            file = None;
         }
         if rate > 0.0 {
             let due = Duration::from_secs_f64(n as f64 / rate);
@@ -274,8 +318,16 @@ fn live_mode(
             }
         }
     }
+    if let Some(mut f) = file.take() {
+        f.flush()?;
+    }
     write_expect(g, &model)?;
-    eprintln!("loadgen: appended {n} lines; {} expected alerts", model.alerts.len());
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "loadgen: appended {n} lines in {secs:.2} s ({:.0} lines/s); {} expected alerts",
+        n as f64 / secs.max(1e-9),
+        model.alerts.len()
+    );
     Ok(())
 }
 
