@@ -286,18 +286,23 @@ fn live_mode(
     let (mut n, mut current) = (0u64, String::new());
     // As fast as possible: batched writes, which may end mid-line, as a busy
     // server's buffered log writes do. At a rate: one write per line.
-    let capacity = if rate > 0.0 { 0 } else { 1 << 16 };
+    let capacity = if rate > 0.0 { 0 } else { 1 << 20 };
     let mut file: Option<BufWriter<File>> = None;
+    let (mut path, mut path_time) = (String::new(), None);
     while let Some(ev) = gen_.next_line(&mut line) {
         n += 1;
         let t = gen_.last_time();
-        let path = dated(pattern, t, offset);
+        // The file name changes at most once a day: recompute per second only.
+        if path_time != Some(t) {
+            path = dated(pattern, t, offset);
+            path_time = Some(t);
+        }
         if path != current || file.is_none() {
             if let Some(mut f) = file.take() {
                 f.flush()?;
             }
             file = Some(BufWriter::with_capacity(capacity, open_append(&path)?));
-            current = path;
+            current = path.clone();
         }
         if let Some((ip, et)) = ev {
             model.record(ip, et, n);
