@@ -536,3 +536,30 @@ fn cleanup_evicts_idle_clients_when_no_lines_arrive() {
     wait_until("the idle cleanup", || saved_keys(dir.path()) == Some(0));
     d.stop();
 }
+
+#[test]
+fn glob_follows_every_match_including_later_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("{}/*access.log", dir.path().display());
+    let (a, b, c) = (
+        dir.path().join("a_access.log"),
+        dir.path().join("b_access.log"),
+        dir.path().join("c_access.log"),
+    );
+    std::fs::write(&a, b"").unwrap();
+    std::fs::write(&b, b"").unwrap();
+    let d = Daemon::start(dir.path(), &spec);
+    let mut w = Writer::new();
+    w.phase(&a, A, 6, 1);
+    w.phase(&b, B, 6, 2);
+    d.wait_for_marker(1);
+    d.wait_for_marker(2);
+    w.phase(&c, A, 6, 3);
+    // Enough hits to alert, in a file the glob does not match.
+    let other = [w.line("10.0.0.99"), w.line("10.0.0.99"), w.line("10.0.0.99")].concat();
+    std::fs::write(dir.path().join("other.log"), other).unwrap();
+    d.wait_for_marker(3);
+    assert_like_replay(&d, &w);
+    assert!(!d.alerts().iter().any(|a| a["key"] == "10.0.0.99"));
+    d.stop();
+}
