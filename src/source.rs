@@ -69,6 +69,14 @@ impl Chunk {
     pub fn new(file: Arc<FileTag>, offset: u64, data: Data, skipped_long: u32) -> Chunk {
         Chunk { file, offset, data, skipped_long, checkpoint: false, last: false, clock: None }
     }
+
+    /// The chunk's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.data {
+            Data::Mapped(m, r) => &m[r.clone()],
+            Data::Owned(v) => v,
+        }
+    }
 }
 
 /// Produces chunks for the pipeline's reader thread.
@@ -104,23 +112,6 @@ impl ChunkSource for Files {
                 .map_err(|source| SourceError { name: tag.name.clone(), source })?;
         }
         Ok(())
-    }
-}
-
-impl Chunk {
-    /// The chunk's bytes.
-    pub fn bytes(&self) -> &[u8] {
-        match &self.data {
-            Data::Mapped(m, r) => &m[r.clone()],
-            Data::Owned(v) => v,
-        }
-    }
-
-    /// Number of lines: newlines, a final unterminated line, dropped long lines.
-    pub fn line_count(&self) -> u64 {
-        let b = self.bytes();
-        let unterminated = !b.is_empty() && b.last() != Some(&b'\n');
-        bytecount::count(b, b'\n') as u64 + u64::from(unterminated) + u64::from(self.skipped_long)
     }
 }
 
@@ -438,12 +429,5 @@ mod tests {
         f.write_all(&text).unwrap();
         assert_eq!(lines_of(Opened::File(File::open(f.path()).unwrap())), expected(&text));
         assert!(lines_of(Opened::Stream(Box::new(io::Cursor::new(Vec::new())))).is_empty());
-    }
-
-    #[test]
-    fn line_count_counts_everything() {
-        let file = Arc::new(FileTag { name: "t".into(), id: 0, start_line: 0, identity: None });
-        let c = Chunk::new(file, 0, Data::Owned(b"a\nb\nc".to_vec()), 2);
-        assert_eq!(c.line_count(), 5);
     }
 }

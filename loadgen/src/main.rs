@@ -232,10 +232,15 @@ fn file_mode(g: &GenArgs, out: &str) -> Result<()> {
         w.write_all(&line)?;
     }
     w.flush()?;
-    write_expect(g, &model)?;
+    finish(g, &model, n, started)
+}
+
+/// Writes the expected alerts and reports the speed.
+fn finish(g: &GenArgs, model: &model::Model, n: u64, started: Instant) -> Result<()> {
+    write_expect(g, model)?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "loadgen: {n} lines in {secs:.2} s ({:.0} lines/s); {} expected alerts",
+        "loadgen: wrote {n} lines in {secs:.2} s ({:.0} lines/s); {} expected alerts",
         n as f64 / secs.max(1e-9),
         model.alerts.len()
     );
@@ -326,14 +331,7 @@ fn live_mode(
     if let Some(mut f) = file.take() {
         f.flush()?;
     }
-    write_expect(g, &model)?;
-    let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "loadgen: appended {n} lines in {secs:.2} s ({:.0} lines/s); {} expected alerts",
-        n as f64 / secs.max(1e-9),
-        model.alerts.len()
-    );
-    Ok(())
+    finish(g, &model, n, started)
 }
 
 fn open_append(path: &str) -> Result<File> {
