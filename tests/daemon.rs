@@ -280,10 +280,13 @@ fn missing_file_at_start_and_partial_line_completed_later() {
 }
 
 /// The daemon killed and restarted around a rotation: lines are counted
-/// exactly once and alerts are delivered exactly once.
+/// exactly once and alerts are delivered exactly once. With `settle`, the
+/// kill waits until the state saved covers every line read: rotations that
+/// destroy lines (truncate without copy, delete) leave nothing to re-read.
 fn restart_case(
     path_of: impl Fn(&Path) -> PathBuf,
     spec: &str,
+    settle: bool,
     rotate: impl Fn(&Path, &mut Writer),
 ) {
     let dir = tempfile::tempdir().unwrap();
@@ -296,6 +299,10 @@ fn restart_case(
     // Some lines after the last checkpoint, then the crash.
     w.phase(&p, A, 5, 2);
     d.wait_for_marker(2);
+    if settle {
+        let len = std::fs::metadata(&p).unwrap().len();
+        wait_until("the checkpoint", || saved_offsets(dir.path()).contains(&len));
+    }
     d.kill9();
     rotate(dir.path(), &mut w);
     let d = Daemon::start(dir.path(), &spec);
@@ -310,6 +317,7 @@ fn kill9_then_rename_and_create() {
     restart_case(
         |d| d.join("access.log"),
         "DIR/access.log",
+        false,
         |dir, w| {
             let old = dir.join("access.log.1");
             std::fs::rename(dir.join("access.log"), &old).unwrap();
@@ -324,6 +332,7 @@ fn kill9_then_copytruncate() {
     restart_case(
         |d| d.join("access.log"),
         "DIR/access.log",
+        false,
         |dir, w| {
             let p = dir.join("access.log");
             w.phase(&p, &["10.0.0.8"], 4, 3);
@@ -339,6 +348,7 @@ fn kill9_then_dated_switch() {
     restart_case(
         |d| d.join("access-2025-07-09"),
         "DIR/access-%Y-%m-%d",
+        false,
         |dir, w| {
             w.phase(&dir.join("access-2025-07-10"), B, 20, 3);
             w.phase(&dir.join("access-2025-07-09"), &["10.0.0.9"], 4, 4);
@@ -356,11 +366,42 @@ fn kill9_then_symlink_swap() {
             target
         },
         "DIR/current.log",
+        false,
         |dir, w| {
             w.phase(&dir.join("a.log"), &["10.0.0.8"], 4, 3);
             w.phase(&dir.join("b.log"), B, 20, 4);
             std::fs::remove_file(dir.join("current.log")).unwrap();
             std::os::unix::fs::symlink(dir.join("b.log"), dir.join("current.log")).unwrap();
+        },
+    );
+}
+
+#[test]
+fn kill9_then_truncate_and_rewrite() {
+    restart_case(
+        |d| d.join("access.log"),
+        "DIR/access.log",
+        true,
+        |dir, w| {
+            let p = dir.join("access.log");
+            std::fs::write(&p, b"").unwrap();
+            w.phase(&p, &["10.0.0.8"], 4, 3);
+            w.phase(&p, B, 60, 4);
+        },
+    );
+}
+
+#[test]
+fn kill9_then_delete_and_recreate() {
+    restart_case(
+        |d| d.join("access.log"),
+        "DIR/access.log",
+        true,
+        |dir, w| {
+            let p = dir.join("access.log");
+            std::fs::remove_file(&p).unwrap();
+            w.phase(&p, &["10.0.0.8"], 4, 3);
+            w.phase(&p, B, 20, 4);
         },
     );
 }
@@ -514,6 +555,14 @@ fn tells_systemd_ready_watchdog_and_stopping() {
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     recv_until("STOPPING=1", &mut seen);
     d.stop_after_signal();
+}
+
+/// File offsets in the saved state.
+fn saved_offsets(dir: &Path) -> Vec<u64> {
+    let Ok(bytes) = std::fs::read(dir.join("state/state.bin")) else { return Vec::new() };
+    logwarden::state::decode(&bytes)
+        .map(|s| s.positions.iter().map(|p| p.offset).collect())
+        .unwrap_or_default()
 }
 
 /// Keys in the saved state, by rule.
