@@ -22,6 +22,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Parse(args) => parse(cli.config.as_deref(), &args),
         Command::Check => check(cli.config.as_deref()),
         Command::Run => daemon(cli.config.as_deref()),
+        Command::TestAlert => test_alert(cli.config.as_deref()),
     }
 }
 
@@ -301,4 +302,40 @@ fn daemon(config: Option<&std::path::Path>) -> Result<ExitCode> {
     let cfg = load(config, &Overrides::default())?;
     crate::daemon::run(config, cfg)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `logwarden test-alert`: one sample alert (client 192.0.2.1, the first
+/// rule, its message template) through every output; exit 1 if one failed.
+fn test_alert(config: Option<&std::path::Path>) -> Result<ExitCode> {
+    let cfg = load(config, &Overrides::default())?;
+    let rule = cfg.rules.first().context("the configuration has no rule")?;
+    let stamp = jiff::Timestamp::now().strftime("%d/%b/%Y:%H:%M:%S +0000").to_string();
+    let line = format!(
+        "192.0.2.1 - - [{stamp}] \"GET /{} HTTP/1.1\" 200 0 \"-\" \"logwarden test-alert\"",
+        rule.target()
+    );
+    let parser = Parser::new(
+        crate::parse::Format::from_spec("combined", None).map_err(anyhow::Error::msg)?,
+        crate::parse::time::Zone::Utc,
+        year_hint(),
+        Default::default(),
+    );
+    let record = parser
+        .parse(line.as_bytes())
+        .map_err(|e| anyhow::anyhow!("sample line: {}", e.describe()))?;
+    let origin = crate::alert::Origin { file: "test-alert", line: 0, record: &record };
+    let mut alert = Alert::new(rule, "192.0.2.1".into(), rule.spec.threshold, &origin);
+    alert.message = format!("TEST ALERT (logwarden test-alert): {}", alert.message);
+    let mut outputs = crate::output::Outputs::open(&cfg.outputs)?;
+    let mut failed = false;
+    for (name, result) in outputs.test(&alert) {
+        match result {
+            Ok(()) => println!("ok      {name}"),
+            Err(e) => {
+                failed = true;
+                println!("FAILED  {name}: {e}");
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

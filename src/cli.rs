@@ -25,8 +25,10 @@ pub enum Command {
     Parse(ParseArgs),
     /// Validate the configuration and print the effective settings.
     Check,
-    /// Follow live logs as a daemon (not available yet).
+    /// Follow live logs as a daemon until SIGTERM; SIGHUP reloads the configuration.
     Run,
+    /// Send one sample alert through every configured output and report each result.
+    TestAlert,
 }
 
 /// `logwarden replay`.

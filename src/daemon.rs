@@ -104,7 +104,9 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<()> {
     let outputs = Outputs::open(&cfg.outputs)?;
     let delivered = outputs.delivered_ids();
     let names: Vec<String> = cfg.rules.iter().map(|r| r.name.clone()).collect();
-    let mut sink = DaemonSink::new(outputs, delivered, cfg.state_dir.clone(), names);
+    let held = Arc::new(AtomicBool::new(false));
+    let mut sink =
+        DaemonSink::new(outputs, delivered, cfg.state_dir.clone(), names, Arc::clone(&held));
     let (positions, restore) = match saved {
         Some(s) => {
             tracing::info!(
@@ -112,7 +114,7 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<()> {
                 undelivered = s.outbox.len(),
                 "Resuming from saved state."
             );
-            sink.outbox.extend(s.outbox);
+            sink.outbox.extend(s.outbox.into_iter().map(|a| (a, 0)));
             sink.flush_outbox();
             (Some(s.positions), Some(restore_windows(cfg, s.rules, s.watermark)))
         }
@@ -181,12 +183,15 @@ fn restore_windows(cfg: &Config, mut saved: Vec<(String, Windows)>, watermark: u
 /// Delivers alerts and saves checkpoints on the alert thread.
 struct DaemonSink {
     outputs: Outputs,
-    outbox: VecDeque<Alert>,
+    /// Alerts not yet delivered everywhere, with a bit per output that has them.
+    outbox: VecDeque<(Alert, u64)>,
     delivered: HashSet<String>,
     delivered_order: VecDeque<String>,
     state_dir: PathBuf,
     names: Vec<String>,
     save_failing: bool,
+    /// Tells the follower that alerts are held, so it nudges for retries.
+    held: Arc<AtomicBool>,
 }
 
 impl DaemonSink {
@@ -195,6 +200,7 @@ impl DaemonSink {
         delivered: Vec<String>,
         state_dir: PathBuf,
         names: Vec<String>,
+        held: Arc<AtomicBool>,
     ) -> DaemonSink {
         let mut s = DaemonSink {
             outputs,
@@ -204,6 +210,7 @@ impl DaemonSink {
             state_dir,
             names,
             save_failing: false,
+            held,
         };
         delivered.into_iter().for_each(|id| s.remember(id));
         s
@@ -223,31 +230,40 @@ impl DaemonSink {
     /// Delivers the outbox in order, stopping at the first failure (it is
     /// retried with the next alert or checkpoint).
     fn flush_outbox(&mut self) {
-        while let Some(a) = self.outbox.front() {
+        while let Some((a, done)) = self.outbox.front_mut() {
             if a.id.as_ref().is_some_and(|id| self.delivered.contains(id)) {
                 self.outbox.pop_front();
                 continue;
             }
-            if !self.outputs.deliver(a) {
+            if !self.outputs.deliver(a, done) {
+                self.held.store(true, Ordering::SeqCst);
                 return;
             }
-            if let Some(id) = self.outbox.pop_front().and_then(|a| a.id) {
+            if let Some(id) = self.outbox.pop_front().and_then(|(a, _)| a.id) {
                 self.remember(id);
             }
         }
+        self.held.store(false, Ordering::SeqCst);
     }
 }
 
 impl Sink for DaemonSink {
     fn alert(&mut self, alert: Alert) {
-        self.outbox.push_back(alert);
+        self.outbox.push_back((alert, 0));
         self.flush_outbox();
+    }
+
+    fn progress(&mut self, _bytes: u64) {
+        // Every chunk, also the follower's retry nudges, retries held alerts.
+        if !self.outbox.is_empty() {
+            self.flush_outbox();
+        }
     }
 
     fn checkpoint(&mut self, cp: &Checkpoint<'_>) {
         self.flush_outbox();
         let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        let outbox: Vec<Alert> = self.outbox.iter().cloned().collect();
+        let outbox: Vec<Alert> = self.outbox.iter().map(|(a, _)| a.clone()).collect();
         let bytes = state::encode(&cp.positions, &outbox, cp.watermark, &names, cp.windows);
         match state::save(&self.state_dir, &bytes) {
             Ok(()) => self.save_failing = false,

@@ -7,4 +7,5 @@ mod cli;
 mod conformance;
 mod daemon;
 mod exactness;
+mod syslog;
 mod util;
