@@ -58,7 +58,7 @@ fn zurich(rfc3339: &str) -> String {
 }
 
 #[test]
-#[ignore = "reads ../shared/corpus; run by .ci/run with --ignored"]
+#[ignore = "reads ../shared/corpus; run by scripts/test"]
 fn corpus_clients_and_times() {
     let expects = annotations();
     let with_host = expects.iter().filter(|e| e.host.is_some()).count();

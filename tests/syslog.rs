@@ -4,7 +4,7 @@
 //! message. Never the system's daemon. The local socket uses rsyslog's
 //! regular parser chain (`UseSpecialParser="off"`), which reads both RFC 3164
 //! and RFC 5424; the default special parser reads RFC 3164 only. `#[ignore]`d in a plain `cargo test`
-//! (rsyslogd may be missing); `.ci/run` installs rsyslog and runs them.
+//! (rsyslogd may be missing); `scripts/test` installs rsyslog and runs them.
 
 use crate::util::{bin, write};
 use std::path::{Path, PathBuf};
@@ -109,7 +109,7 @@ fn config(dir: &Path, target: &str, format: &str, message: &str) -> String {
 }
 
 #[test]
-#[ignore = "needs rsyslogd; run by .ci/run with --ignored"]
+#[ignore = "needs rsyslogd; run by scripts/test"]
 fn every_transport_and_format_arrives_with_exact_facility_severity_and_tag() {
     let dir = tempfile::tempdir().unwrap();
     let r = Rsyslog::start(dir.path());
@@ -134,7 +134,7 @@ fn every_transport_and_format_arrives_with_exact_facility_severity_and_tag() {
 }
 
 #[test]
-#[ignore = "needs rsyslogd; run by .ci/run with --ignored"]
+#[ignore = "needs rsyslogd; run by scripts/test"]
 fn attacker_text_arrives_as_one_escaped_line() {
     let dir = tempfile::tempdir().unwrap();
     let r = Rsyslog::start(dir.path());
@@ -176,7 +176,7 @@ fn attacker_text_arrives_as_one_escaped_line() {
 }
 
 #[test]
-#[ignore = "needs rsyslogd; run by .ci/run with --ignored"]
+#[ignore = "needs rsyslogd; run by scripts/test"]
 fn alerts_held_while_rsyslogd_restarts_arrive_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut r = Rsyslog::start(dir.path());
