@@ -3,8 +3,9 @@
 //! ports, and a file whose template shows facility, severity, tag and
 //! message. Never the system's daemon. The local socket uses rsyslog's
 //! regular parser chain (`UseSpecialParser="off"`), which reads both RFC 3164
-//! and RFC 5424; the default special parser reads RFC 3164 only. `#[ignore]`d in a plain `cargo test`
-//! (rsyslogd may be missing); `scripts/test` installs rsyslog and runs them.
+//! and RFC 5424; the default special parser reads RFC 3164 only.
+//! `#[ignore]`d in a plain `cargo test` (rsyslogd may be missing);
+//! `scripts/test` installs rsyslog and runs them.
 
 use crate::util::{bin, write};
 use std::path::{Path, PathBuf};

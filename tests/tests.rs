@@ -1,7 +1,8 @@
 //! Integration tests: the real binary against real files.
 //!
-//! Tests that read `../shared/` are `#[ignore]`d (a plain clone has no
-//! `../shared`); `.ci/run` runs them explicitly with `-- --ignored`.
+//! Tests that read `../shared/` or need `rsyslogd` are `#[ignore]`d (a plain
+//! clone has no `../shared`); `scripts/test` (the README's test command, also
+//! run by `.ci/run`) installs rsyslog and runs them with `-- --ignored`.
 
 mod cli;
 mod conformance;
