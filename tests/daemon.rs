@@ -160,6 +160,19 @@ impl Writer {
     }
 }
 
+/// What logrotate's copytruncate does: copy the file, then truncate it in place.
+fn copytruncate(path: &Path, copy: &Path) {
+    std::fs::copy(path, copy).unwrap();
+    OpenOptions::new().write(true).open(path).unwrap().set_len(0).unwrap();
+}
+
+/// Waits for the last marker, compares with replay, stops the daemon.
+fn finish(d: Daemon, w: &Writer, last_marker: u32) {
+    d.wait_for_marker(last_marker);
+    assert_like_replay(&d, w);
+    d.stop();
+}
+
 /// Sorted `rule key count` of alerts.
 fn multiset(alerts: &[serde_json::Value]) -> Vec<String> {
     let mut v: Vec<String> =
@@ -210,9 +223,7 @@ fn rename_and_create() {
     w.phase(&dir.path().join("access.log.1"), &["10.0.0.8"], 4, 2);
     w.phase(&p, B, 20, 3);
     d.wait_for_marker(2);
-    d.wait_for_marker(3);
-    assert_like_replay(&d, &w);
-    d.stop();
+    finish(d, &w, 3);
 }
 
 #[test]
@@ -223,17 +234,14 @@ fn copytruncate_and_truncate_rewrite() {
     let mut w = Writer::new();
     w.phase(&p, A, 30, 1);
     d.wait_for_marker(1);
-    std::fs::copy(&p, dir.path().join("access.log.1")).unwrap();
-    OpenOptions::new().write(true).open(&p).unwrap().set_len(0).unwrap();
+    copytruncate(&p, &dir.path().join("access.log.1"));
     // Smaller than before: the shrink shows.
     w.phase(&p, B, 3, 2);
     d.wait_for_marker(2);
     // Truncate and rewrite more than there was: the changed first bytes show.
     std::fs::write(&p, b"").unwrap();
     w.phase(&p, A, 60, 3);
-    d.wait_for_marker(3);
-    assert_like_replay(&d, &w);
-    d.stop();
+    finish(d, &w, 3);
 }
 
 #[test]
@@ -253,9 +261,7 @@ fn delete_and_recreate_and_symlink_swap() {
     d.wait_for_marker(2);
     std::fs::remove_file(&b).unwrap();
     w.phase(&b, A, 10, 3);
-    d.wait_for_marker(3);
-    assert_like_replay(&d, &w);
-    d.stop();
+    finish(d, &w, 3);
 }
 
 #[test]
@@ -336,8 +342,7 @@ fn kill9_then_copytruncate() {
         |dir, w| {
             let p = dir.join("access.log");
             w.phase(&p, &["10.0.0.8"], 4, 3);
-            std::fs::copy(&p, dir.join("access.log.1")).unwrap();
-            OpenOptions::new().write(true).open(&p).unwrap().set_len(0).unwrap();
+            copytruncate(&p, &dir.join("access.log.1"));
             w.phase(&p, B, 20, 4);
         },
     );
@@ -477,8 +482,7 @@ fn repeated_copytruncate_under_full_speed_reading() {
         w.phase(&p, B, 20, 100 + round);
         d.wait_for_marker(100 + round);
         w.phase(&p, A, 4000, round);
-        std::fs::copy(&p, dir.path().join(format!("access.log.{round}"))).unwrap();
-        OpenOptions::new().write(true).open(&p).unwrap().set_len(0).unwrap();
+        copytruncate(&p, &dir.path().join(format!("access.log.{round}")));
         d.wait_for_marker(round);
     }
     assert_like_replay(&d, &w);
