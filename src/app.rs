@@ -326,9 +326,9 @@ fn test_alert(config: Option<&std::path::Path>) -> Result<ExitCode> {
     let origin = crate::alert::Origin { file: "test-alert", line: 0, record: &record };
     let mut alert = Alert::new(rule, "192.0.2.1".into(), rule.spec.threshold, &origin);
     alert.message = format!("TEST ALERT (logwarden test-alert): {}", alert.message);
-    let mut outputs = crate::output::Outputs::open(&cfg.outputs)?;
     let mut failed = false;
-    for (name, result) in outputs.test(&alert) {
+    for mut out in crate::output::open(&cfg.outputs)? {
+        let (name, result) = (out.name(), out.send(&alert));
         match result {
             Ok(()) => println!("ok      {name}"),
             Err(e) => {

@@ -107,6 +107,9 @@ struct RawOutput {
     #[serde(rename = "type")]
     kind: S<String>,
     path: S<String>,
+    command: S<Vec<String>>,
+    timeout: S<RawDuration>,
+    max_concurrent: S<i64>,
     target: S<String>,
     format: S<String>,
     facility: S<String>,
@@ -185,6 +188,19 @@ pub enum OutputConfig {
     Syslog(SyslogOutput),
     /// One JSON object per alert, appended to a file.
     Jsonl(PathBuf),
+    /// A program run per alert.
+    Exec(ExecOutput),
+}
+
+/// A program run per alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Program and arguments (no shell).
+    pub command: Vec<String>,
+    /// A run is killed after this long.
+    pub timeout: Duration,
+    /// Runs at once, at most.
+    pub max_concurrent: usize,
 }
 
 /// The validated configuration.
@@ -657,8 +673,10 @@ fn validate_output(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, Con
     match kind.get_ref().as_str() {
         "syslog" => {}
         "jsonl" => return validate_jsonl(cx, o, at),
+        "exec" => return validate_exec(cx, o, at),
         other => {
-            let msg = format!("{other:?} is not an output type: use \"syslog\" or \"jsonl\"");
+            let msg =
+                format!("{other:?} is not an output type: use \"syslog\", \"jsonl\" or \"exec\"");
             return Err(cx.err(kind, &key("type"), msg));
         }
     }
@@ -669,6 +687,7 @@ fn validate_output(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, Con
             "belongs to jsonl outputs; a syslog output has a target",
         ));
     }
+    reject_exec_keys(cx, o, at, "syslog")?;
     let fac = get(&o.facility);
     // The old script's "user.error" spelling carries the severity too.
     let (fac_name, sev_from_fac) = match fac.get_ref().split_once('.') {
@@ -724,7 +743,90 @@ fn validate_output(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, Con
     }))
 }
 
+/// `command`, `timeout` and `max_concurrent` belong to exec outputs only.
+fn reject_exec_keys(cx: &Cx, o: &RawOutput, at: &str, kind: &str) -> Result<(), ConfigError> {
+    let msg = format!("belongs to exec outputs, not to a {kind} output");
+    if let Some(v) = &o.command {
+        return Err(cx.err(v, &format!("{at}.command"), msg));
+    }
+    if let Some(v) = &o.timeout {
+        return Err(cx.err(v, &format!("{at}.timeout"), msg));
+    }
+    if let Some(v) = &o.max_concurrent {
+        return Err(cx.err(v, &format!("{at}.max_concurrent"), msg));
+    }
+    Ok(())
+}
+
+fn validate_exec(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, ConfigError> {
+    let key = |k: &str| format!("{at}.{k}");
+    let foreign = [
+        (&o.target, "target"),
+        (&o.format, "format"),
+        (&o.facility, "facility"),
+        (&o.severity, "severity"),
+        (&o.tag, "tag"),
+        (&o.path, "path"),
+    ];
+    if let Some((v, k)) = foreign.iter().find_map(|(v, k)| v.as_ref().map(|v| (v, *k))) {
+        return Err(cx.err(
+            v,
+            &key(k),
+            "does not belong to an exec output (it has command, timeout, max_concurrent)",
+        ));
+    }
+    let Some(cmd) = &o.command else {
+        return Err(cx.err_at(0, &key("command"), "is required for an exec output: the program and its arguments, e.g. [\"/usr/local/bin/ban\", \"--quiet\"]".into()));
+    };
+    let program = cmd
+        .get_ref()
+        .first()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| cx.err(cmd, &key("command"), "must name a program"))?;
+    if !program_exists(program) {
+        return Err(cx.err(
+            cmd,
+            &key("command"),
+            format!(
+                "{program:?} is not an executable file (give a full path, or a program on PATH)"
+            ),
+        ));
+    }
+    let timeout = match &o.timeout {
+        Some(t) => duration(cx, t, &key("timeout"))?,
+        None => Duration::from_secs(30),
+    };
+    if timeout.is_zero() {
+        return Err(cx.err(
+            o.timeout.as_ref().expect("set"),
+            &key("timeout"),
+            "must be longer than 0 seconds",
+        ));
+    }
+    let max_concurrent = match &o.max_concurrent {
+        Some(m) => usize::try_from(*m.get_ref())
+            .ok()
+            .filter(|m| (1..=256).contains(m))
+            .ok_or_else(|| cx.err(m, &key("max_concurrent"), "must be 1 to 256"))?,
+        None => 4,
+    };
+    Ok(OutputConfig::Exec(ExecOutput { command: cmd.get_ref().clone(), timeout, max_concurrent }))
+}
+
+/// Whether `program` is an executable file, by path or on `PATH`.
+fn program_exists(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable =
+        |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.contains('/') {
+        return executable(Path::new(program));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| executable(&d.join(program))))
+}
+
 fn validate_jsonl(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, ConfigError> {
+    reject_exec_keys(cx, o, at, "jsonl")?;
     let syslog_keys = [
         (&o.target, "target"),
         (&o.format, "format"),
@@ -860,6 +962,19 @@ mod tests {
         assert!(e.starts_with("/etc/lw.toml:2: rule[1].regex:"), "{e}");
         let e = err("[[rule]]\nfield = \"body\"\n");
         assert!(e.contains("use request, method"), "{e}");
+        let e = err("[[output]]\ntype = \"exec\"\ncommand = [\"/nonexistent/ban\"]\n");
+        assert!(
+            e.starts_with(
+                "/etc/lw.toml:3: output[1].command: \"/nonexistent/ban\" is not an executable"
+            ),
+            "{e}"
+        );
+        let e = err(
+            "[[output]]\ntype = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\nmax_concurrent = 0\n",
+        );
+        assert!(e.contains("output[1].max_concurrent: must be 1 to 256"), "{e}");
+        let e = err("[[output]]\ntimeout = \"1s\"\n");
+        assert!(e.contains("output[1].timeout: belongs to exec outputs"), "{e}");
         let e = err("[[output]]\nfacility = \"usr\"\n");
         assert!(e.contains("not a facility"), "{e}");
         let e = err("[[rule]]\nmessage = \"{clinet}\"\n");

@@ -3,29 +3,29 @@
 //! delivered exactly once.
 //!
 //! Exactly once: an alert has a stable id (file, line offset, rule). It is
-//! put in the outbox, delivered, and then remembered as delivered. The outbox
-//! is saved with each checkpoint, so an alert decided before a crash and not
-//! yet delivered is delivered after it. Lines after the last checkpoint are
-//! read again after a crash and decide the same alerts again; those already
-//! delivered are recognised by their id in the jsonl outputs and skipped.
+//! queued for every output (each has its own thread, see [`crate::output`]);
+//! the queues are saved with each checkpoint, so an alert decided before a
+//! crash and not yet delivered is delivered after it. Lines after the last
+//! checkpoint are read again after a crash and decide the same alerts again;
+//! each output journals the ids it took (and a jsonl file holds them too),
+//! so those are not sent again.
 
 use crate::alert::Alert;
 use crate::app::{engine_for, summary_text};
 use crate::config::Config;
 use crate::follow::{FollowConfig, Follower};
-use crate::output::Outputs;
+use crate::output::{self, Running};
 use crate::pipeline::{Checkpoint, Restore, Sink};
 use crate::state;
 use crate::window::Windows;
 use anyhow::{Context, Result};
-use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-/// Ids of delivered alerts remembered (the newest ones).
-const REMEMBERED_IDS: usize = 100_000;
+/// At a stop, working outputs get this long to deliver what they hold.
+const DRAIN_AT_STOP: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Runs until SIGTERM or SIGINT; then finishes the lines read so far, saves
 /// state and returns.
@@ -101,12 +101,16 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<()> {
     if let Some(w) = warning {
         tracing::warn!("Saved state not used: {w}");
     }
-    let outputs = Outputs::open(&cfg.outputs)?;
-    let delivered = outputs.delivered_ids();
+    let outputs = output::open(&cfg.outputs)?;
+    let running = Running::start(outputs, &cfg.state_dir).context("starting the output threads")?;
     let names: Vec<String> = cfg.rules.iter().map(|r| r.name.clone()).collect();
-    let held = Arc::new(AtomicBool::new(false));
-    let mut sink =
-        DaemonSink::new(outputs, delivered, cfg.state_dir.clone(), names, Arc::clone(&held));
+    let mut sink = DaemonSink {
+        outputs: running,
+        state_dir: cfg.state_dir.clone(),
+        names,
+        save_failing: false,
+        stopping: Arc::clone(&stop),
+    };
     let (positions, restore) = match saved {
         Some(s) => {
             tracing::info!(
@@ -114,8 +118,10 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<()> {
                 undelivered = s.outbox.len(),
                 "Resuming from saved state."
             );
-            sink.outbox.extend(s.outbox.into_iter().map(|a| (a, 0)));
-            sink.flush_outbox();
+            let all = sink.outputs.all();
+            for (alert, mask) in s.outbox {
+                sink.outputs.push(&alert, if mask & all == 0 { all } else { mask & all });
+            }
             (Some(s.positions), Some(restore_windows(cfg, s.rules, s.watermark)))
         }
         None => (None, None),
@@ -138,7 +144,15 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<()> {
     tracing::info!(path = %src.path, rules = cfg.rules.len(), "Started.");
     notify(&[sd_notify::NotifyState::Ready]);
     let started = Instant::now();
-    let summary = engine.run(Box::new(follower), restore, &mut sink)?;
+    let result = engine.run(Box::new(follower), restore, &mut sink);
+    let held = sink.outputs.stop(DRAIN_AT_STOP);
+    if !held.is_empty() {
+        tracing::warn!(
+            held = held.len(),
+            "Alerts still held for outputs that failed; saved for the next start."
+        );
+    }
+    let summary = result?;
     tracing::info!("Stopped; {}", summary_text(&summary, started.elapsed().as_secs_f64()));
     Ok(())
 }
@@ -180,91 +194,29 @@ fn restore_windows(cfg: &Config, mut saved: Vec<(String, Windows)>, watermark: u
     Restore { windows, watermark }
 }
 
-/// Delivers alerts and saves checkpoints on the alert thread.
+/// Hands alerts to the outputs and saves checkpoints, on the alert thread.
 struct DaemonSink {
-    outputs: Outputs,
-    /// Alerts not yet delivered everywhere, with a bit per output that has them.
-    outbox: VecDeque<(Alert, u64)>,
-    delivered: HashSet<String>,
-    delivered_order: VecDeque<String>,
+    outputs: Running,
     state_dir: PathBuf,
     names: Vec<String>,
     save_failing: bool,
-    /// Tells the follower that alerts are held, so it nudges for retries.
-    held: Arc<AtomicBool>,
-}
-
-impl DaemonSink {
-    fn new(
-        outputs: Outputs,
-        delivered: Vec<String>,
-        state_dir: PathBuf,
-        names: Vec<String>,
-        held: Arc<AtomicBool>,
-    ) -> DaemonSink {
-        let mut s = DaemonSink {
-            outputs,
-            outbox: VecDeque::new(),
-            delivered: HashSet::new(),
-            delivered_order: VecDeque::new(),
-            state_dir,
-            names,
-            save_failing: false,
-            held,
-        };
-        delivered.into_iter().for_each(|id| s.remember(id));
-        s
-    }
-
-    fn remember(&mut self, id: String) {
-        if self.delivered.insert(id.clone()) {
-            self.delivered_order.push_back(id);
-        }
-        while self.delivered_order.len() > REMEMBERED_IDS {
-            if let Some(old) = self.delivered_order.pop_front() {
-                self.delivered.remove(&old);
-            }
-        }
-    }
-
-    /// Delivers the outbox in order, stopping at the first failure (it is
-    /// retried with the next alert or checkpoint).
-    fn flush_outbox(&mut self) {
-        while let Some((a, done)) = self.outbox.front_mut() {
-            if a.id.as_ref().is_some_and(|id| self.delivered.contains(id)) {
-                self.outbox.pop_front();
-                continue;
-            }
-            if !self.outputs.deliver(a, done) {
-                self.held.store(true, Ordering::SeqCst);
-                return;
-            }
-            if let Some(id) = self.outbox.pop_front().and_then(|(a, _)| a.id) {
-                self.remember(id);
-            }
-        }
-        self.held.store(false, Ordering::SeqCst);
-    }
+    /// Set when the daemon stops: the last checkpoint first lets the
+    /// outputs deliver what they hold.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Sink for DaemonSink {
     fn alert(&mut self, alert: Alert) {
-        self.outbox.push_back((alert, 0));
-        self.flush_outbox();
-    }
-
-    fn progress(&mut self, _bytes: u64) {
-        // Every chunk, also the follower's retry nudges, retries held alerts.
-        if !self.outbox.is_empty() {
-            self.flush_outbox();
-        }
+        self.outputs.push(&alert, self.outputs.all());
     }
 
     fn checkpoint(&mut self, cp: &Checkpoint<'_>) {
-        self.flush_outbox();
+        if self.stopping.load(Ordering::SeqCst) {
+            self.outputs.drain(DRAIN_AT_STOP);
+        }
         let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        let outbox: Vec<Alert> = self.outbox.iter().map(|(a, _)| a.clone()).collect();
-        let bytes = state::encode(&cp.positions, &outbox, cp.watermark, &names, cp.windows);
+        let held = self.outputs.held();
+        let bytes = state::encode(&cp.positions, &held, cp.watermark, &names, cp.windows);
         match state::save(&self.state_dir, &bytes) {
             Ok(()) => self.save_failing = false,
             Err(e) if !self.save_failing => {

@@ -42,9 +42,6 @@ const FINGERPRINT_BYTES: usize = 64;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// With file events, files are still re-checked this often.
 const SAFETY_POLL: Duration = Duration::from_secs(60);
-/// First and longest delay between retries of held alerts.
-const RETRY_FIRST: Duration = Duration::from_millis(500);
-const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// How the configured `source.path` names files.
 #[derive(Debug, Clone)]
@@ -263,11 +260,6 @@ pub struct Follower {
     heartbeat_every: Option<Duration>,
     /// When lines last arrived, or the last idle tick.
     last_activity: Instant,
-    /// Set while alerts wait for an output to come back.
-    held: Option<Arc<AtomicBool>>,
-    /// Current delay between delivery retries (doubles up to a limit).
-    retry_delay: Duration,
-    last_retry: Instant,
 }
 
 impl Follower {
@@ -293,9 +285,6 @@ impl Follower {
             heartbeat: None,
             heartbeat_every: None,
             last_activity: Instant::now(),
-            held: None,
-            retry_delay: RETRY_FIRST,
-            last_retry: Instant::now(),
             checkpoint_tag: Arc::new(FileTag {
                 name: String::new(),
                 id: 0,
@@ -315,19 +304,6 @@ impl Follower {
         self.heartbeat = Some(beat);
         self.heartbeat_every = every;
         self
-    }
-
-    /// While `held` is set, sends an empty chunk now and then (backing off
-    /// from 0.5 s to 30 s), which lets the alert thread retry held alerts
-    /// even when no lines arrive.
-    pub fn with_retries(mut self, held: Arc<AtomicBool>) -> Follower {
-        self.held = Some(held);
-        self
-    }
-
-    /// Whether alerts are held, so a retry is due at some point.
-    fn holding(&self) -> bool {
-        self.held.as_ref().is_some_and(|h| h.load(Ordering::SeqCst))
     }
 
     /// Shares a wake-up channel (a signal thread sends on it).
@@ -364,9 +340,6 @@ impl Follower {
             until(self.last_checkpoint.elapsed(), CHECKPOINT_EVERY);
         }
         until(self.last_activity.elapsed(), self.cfg.cleanup_interval);
-        if self.holding() {
-            until(self.last_retry.elapsed(), self.retry_delay);
-        }
         if let Some(every) = self.heartbeat_every {
             wait = wait.min(every);
         }
@@ -693,17 +666,6 @@ impl ChunkSource for Follower {
             if self.dirty && (self.urgent || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY) {
                 let cp = self.checkpoint_chunk();
                 if !emit(cp) {
-                    return Ok(());
-                }
-            }
-            if !self.holding() {
-                self.retry_delay = RETRY_FIRST;
-            } else if self.last_retry.elapsed() >= self.retry_delay {
-                self.last_retry = Instant::now();
-                self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
-                let nudge =
-                    Chunk::new(Arc::clone(&self.checkpoint_tag), 0, Data::Owned(Vec::new()), 0);
-                if !emit(nudge) {
                     return Ok(());
                 }
             }

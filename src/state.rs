@@ -43,6 +43,9 @@ pub struct Position {
 struct Header {
     positions: Vec<Position>,
     outbox: Vec<Alert>,
+    /// For each outbox alert, a bit per output that still needs it.
+    #[serde(default)]
+    held_for: Vec<u64>,
     watermark: u32,
     rules: Vec<RuleHeader>,
 }
@@ -61,8 +64,9 @@ struct RuleHeader {
 pub struct State {
     /// File positions.
     pub positions: Vec<Position>,
-    /// Alerts not yet delivered, oldest first.
-    pub outbox: Vec<Alert>,
+    /// Alerts not yet delivered everywhere, oldest first, each with a bit per
+    /// output that still needs it.
+    pub outbox: Vec<(Alert, u64)>,
     /// Newest event time of the stream.
     pub watermark: u32,
     /// Windows by rule name.
@@ -88,7 +92,7 @@ pub enum StateError {
 /// Encodes the state; `windows` holds, per shard, one `Windows` per rule.
 pub fn encode(
     positions: &[Position],
-    outbox: &[Alert],
+    outbox: &[(Alert, u64)],
     watermark: u32,
     names: &[&str],
     windows: &[Vec<Windows>],
@@ -108,8 +112,13 @@ pub fn encode(
             })
         })
         .collect();
-    let header =
-        Header { positions: positions.to_vec(), outbox: outbox.to_vec(), watermark, rules };
+    let header = Header {
+        positions: positions.to_vec(),
+        outbox: outbox.iter().map(|(a, _)| a.clone()).collect(),
+        held_for: outbox.iter().map(|(_, m)| *m).collect(),
+        watermark,
+        rules,
+    };
     let json = serde_json::to_vec(&header).expect("state header serializes");
     let mut out = Vec::with_capacity(MAGIC.len() + 8 + json.len());
     out.extend_from_slice(MAGIC);
@@ -190,12 +199,9 @@ pub fn decode(bytes: &[u8]) -> Result<State, StateError> {
     if !r.0.is_empty() {
         return Err(corrupt("trailing bytes"));
     }
-    Ok(State {
-        positions: header.positions,
-        outbox: header.outbox,
-        watermark: header.watermark,
-        rules,
-    })
+    let masks = header.held_for.into_iter().chain(std::iter::repeat(u64::MAX));
+    let outbox = header.outbox.into_iter().zip(masks).collect();
+    Ok(State { positions: header.positions, outbox, watermark: header.watermark, rules })
 }
 
 /// Writes `bytes` as `dir/state.bin` atomically.

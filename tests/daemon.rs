@@ -616,3 +616,68 @@ fn glob_follows_every_match_including_later_ones() {
     assert!(!d.alerts().iter().any(|a| a["key"] == "10.0.0.99"));
     d.stop();
 }
+
+/// An exec output appended to the test configuration.
+fn exec_output(command: &str, timeout: &str) -> String {
+    format!("[[output]]\ntype = \"exec\"\ncommand = {command}\ntimeout = \"{timeout}\"\n")
+}
+
+#[test]
+fn exec_runs_with_the_alert_in_environment_and_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let out = dir.path().join("action.out");
+    let script = format!(
+        r#"["sh", "-c", "printf '%s %s %s %s\\n' \"$LOGWARDEN_RULE\" \"$LOGWARDEN_CLIENT\" \"$LOGWARDEN_COUNT\" \"$LOGWARDEN_WINDOW\" >> {o}; cat >> {o}"]"#,
+        o = out.display()
+    );
+    let d = Daemon::start_with(dir.path(), p.to_str().unwrap(), &[], &exec_output(&script, "5s"));
+    let mut w = Writer::new();
+    w.phase(&p, &["10.0.0.1"], 0, 1);
+    d.wait_for_marker(1);
+    wait_until("the action's output", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() >= 2)
+    });
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("today_download 198.51.100.1 3 600"));
+    let json: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!((json["key"].as_str(), json["count"].as_u64()), (Some("198.51.100.1"), Some(3)));
+    d.stop();
+}
+
+#[test]
+fn exec_hanging_action_is_killed_and_failing_one_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let outputs = exec_output(r#"["sleep", "60"]"#, "300ms")
+        + &exec_output(r#"["sh", "-c", "echo oops-from-action >&2; exit 3"]"#, "5s");
+    let d = Daemon::start_with(dir.path(), p.to_str().unwrap(), &[], &outputs);
+    let mut w = Writer::new();
+    w.phase(&p, &["10.0.0.1"], 0, 1);
+    d.wait_for_marker(1);
+    wait_until("the timeout", || d.log_text().contains("Action killed at its timeout"));
+    wait_until("the failure", || d.log_text().contains("Action failed"));
+    let log = d.log_text();
+    let failed = log.lines().find(|l| l.contains("Action failed")).unwrap();
+    assert!(failed.contains("exit status: 3") && failed.contains("oops-from-action"), "{failed}");
+    d.stop();
+}
+
+#[test]
+fn a_stuck_output_blocks_neither_the_others_nor_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let stuck = "[[output]]\ntype = \"exec\"\ncommand = [\"sleep\", \"60\"]\ntimeout = \"50s\"\nmax_concurrent = 1\n";
+    let d = Daemon::start_with(dir.path(), p.to_str().unwrap(), &[], stuck);
+    let mut w = Writer::new();
+    for m in 1..=5 {
+        w.phase(&p, &["10.0.0.1"], 0, m);
+    }
+    for m in 1..=5 {
+        d.wait_for_marker(m);
+    }
+    assert_like_replay(&d, &w);
+    let log = d.stop();
+    assert!(!log.contains("Action killed"), "{log}");
+}

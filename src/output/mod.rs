@@ -1,55 +1,84 @@
-//! Outputs: where alerts go, delivered on the alert thread.
+//! Outputs: where alerts go.
 //!
+//! - `syslog`: the local socket, UDP or TCP (see [`syslog`]);
 //! - `jsonl`: one JSON object per alert (the fields of `replay --json`),
-//!   appended and flushed before the alert counts as delivered.
-//! - `syslog`: the local socket, UDP or TCP (see [`syslog`]).
+//!   appended and flushed before the alert counts as delivered;
+//! - `exec`: a program run per alert (see [`exec`]).
 //!
-//! Each output keeps its own state: an alert that reached one output and
-//! not another is retried on the failing one only. A failing output is
-//! logged once per outage.
+//! In the daemon every output has its own thread and queue ([`Running`]): a
+//! slow or failing output neither blocks the others nor the reading of logs.
+//! An alert stays queued until its output took it; a failure is logged once
+//! per outage and retried with backoff (0.5 s doubling to 30 s). The queues
+//! are saved with each checkpoint, so held alerts survive a restart.
 
+pub mod exec;
 pub mod syslog;
 
 use crate::alert::Alert;
 use crate::config::OutputConfig;
+use std::collections::{HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-/// What an output is.
-enum Kind {
-    Jsonl { path: PathBuf, file: File },
-    Syslog(Box<syslog::Syslog>),
+/// First and longest delay between retries of a failing output.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Something that takes alerts one at a time.
+pub trait Deliver: Send {
+    /// A name for messages (`syslog tcp://…`).
+    fn name(&self) -> String;
+    /// Delivers one alert; an error means it was not delivered.
+    fn send(&mut self, alert: &Alert) -> io::Result<()>;
+    /// Ids of alerts this output already holds (for the jsonl file).
+    fn delivered_ids(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Called when the queue is empty; returns when to be called again.
+    fn idle(&mut self) -> Option<Duration> {
+        None
+    }
 }
 
-/// One opened output.
-struct Sink {
-    kind: Kind,
-    /// Whether it is in an outage (already reported).
-    failing: bool,
+/// A jsonl file.
+struct Jsonl {
+    path: PathBuf,
+    file: File,
 }
 
-impl Sink {
+impl Deliver for Jsonl {
     fn name(&self) -> String {
-        match &self.kind {
-            Kind::Jsonl { path, .. } => format!("jsonl {}", path.display()),
-            Kind::Syslog(s) => format!("syslog {}", s.target()),
-        }
+        format!("jsonl {}", self.path.display())
     }
 
     fn send(&mut self, alert: &Alert) -> io::Result<()> {
-        match &mut self.kind {
-            Kind::Jsonl { file, .. } => {
-                let line = format!("{}\n", alert.to_json());
-                file.write_all(line.as_bytes()).and_then(|()| file.flush())
-            }
-            Kind::Syslog(s) => s.send(alert),
-        }
+        let line = format!("{}\n", alert.to_json());
+        self.file.write_all(line.as_bytes()).and_then(|()| self.file.flush())
+    }
+
+    /// The ids in the file's last 16 MiB.
+    fn delivered_ids(&self) -> Vec<String> {
+        const TAIL: u64 = 16 << 20;
+        let Ok(bytes) = read_tail(&self.path, TAIL) else { return Vec::new() };
+        bytes
+            .split(|&c| c == b'\n')
+            .filter_map(|l| serde_json::from_slice::<Alert>(l).ok()?.id)
+            .collect()
     }
 }
 
-/// The configured outputs, opened.
-pub struct Outputs(Vec<Sink>);
+impl Deliver for syslog::Syslog {
+    fn name(&self) -> String {
+        format!("syslog {}", self.target())
+    }
+
+    fn send(&mut self, alert: &Alert) -> io::Result<()> {
+        syslog::Syslog::send(self, alert)
+    }
+}
 
 /// An output that could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -63,68 +92,234 @@ pub struct OutputError {
     pub source: io::Error,
 }
 
-impl Outputs {
-    /// Opens every configured output (syslog connections open on first use).
-    pub fn open(configs: &[OutputConfig]) -> Result<Outputs, OutputError> {
-        let mut sinks = Vec::new();
-        for c in configs {
-            let kind = match c {
+/// Opens every configured output, in configuration order.
+pub fn open(configs: &[OutputConfig]) -> Result<Vec<Box<dyn Deliver>>, OutputError> {
+    configs
+        .iter()
+        .map(|c| -> Result<Box<dyn Deliver>, OutputError> {
+            Ok(match c {
                 OutputConfig::Jsonl(path) => {
-                    Kind::Jsonl { path: path.clone(), file: open_append(path)? }
+                    Box::new(Jsonl { path: path.clone(), file: open_append(path)? })
                 }
-                OutputConfig::Syslog(s) => Kind::Syslog(Box::new(syslog::Syslog::new(s.clone()))),
-            };
-            sinks.push(Sink { kind, failing: false });
+                OutputConfig::Syslog(s) => Box::new(syslog::Syslog::new(s.clone())),
+                OutputConfig::Exec(e) => Box::new(exec::Exec::new(e.clone())),
+            })
+        })
+        .collect()
+}
+
+/// One output's queue, shared by the alert thread and the output's thread.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    pending: VecDeque<Alert>,
+    closed: bool,
+    failing: bool,
+    /// Ids this output already took (recently): never sent to it again.
+    taken: HashSet<String>,
+    taken_order: VecDeque<String>,
+}
+
+impl QueueState {
+    fn remember(&mut self, id: &str) {
+        if self.taken.insert(id.to_string()) {
+            self.taken_order.push_back(id.to_string());
         }
-        Ok(Outputs(sinks))
+        while self.taken_order.len() > REMEMBERED_IDS {
+            if let Some(old) = self.taken_order.pop_front() {
+                self.taken.remove(&old);
+            }
+        }
+    }
+}
+
+/// Ids remembered per output.
+const REMEMBERED_IDS: usize = 100_000;
+/// The journal of ids an output took is cut back to its tail past this size.
+const JOURNAL_MAX: u64 = 8 << 20;
+const JOURNAL_KEEP: u64 = 1 << 20;
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // A panicking output thread must not take alerts down with it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The outputs, each with its thread and queue.
+pub struct Running {
+    queues: Vec<Arc<Queue>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Starts one thread per output. `journal_dir` keeps, per output, the
+    /// ids of the alerts it took (`delivered-N.ids`), so an alert decided
+    /// again after a crash is not sent again; a jsonl output's own file counts too.
+    pub fn start(outputs: Vec<Box<dyn Deliver>>, journal_dir: &Path) -> io::Result<Running> {
+        let mut queues = Vec::new();
+        let mut threads = Vec::new();
+        for (i, out) in outputs.into_iter().enumerate() {
+            let q = Arc::new(Queue::default());
+            let journal_path = journal_dir.join(format!("delivered-{i}.ids"));
+            {
+                let mut st = q.lock();
+                for id in read_journal(&journal_path).into_iter().chain(out.delivered_ids()) {
+                    st.remember(&id);
+                }
+            }
+            let journal = OpenOptions::new().create(true).append(true).open(&journal_path)?;
+            let shared = Arc::clone(&q);
+            let t = std::thread::Builder::new()
+                .name(format!("output-{i}"))
+                .spawn(move || deliver_loop(out, &shared, journal))?;
+            queues.push(q);
+            threads.push(t);
+        }
+        Ok(Running { queues, threads })
     }
 
-    /// Delivers one alert to every output not yet in `done` (a bit per
-    /// output, set on success); returns whether all have it now. Failures
-    /// are logged once per outage and retried by the caller.
-    pub fn deliver(&mut self, alert: &Alert, done: &mut u64) -> bool {
-        for (i, sink) in self.0.iter_mut().enumerate() {
-            if *done & (1 << i) != 0 {
+    /// Queues an alert for the outputs whose bit is set in `mask`, except
+    /// those that already took it.
+    pub fn push(&self, alert: &Alert, mask: u64) {
+        for (i, q) in self.queues.iter().enumerate() {
+            if mask & (1 << i) == 0 {
                 continue;
             }
-            match sink.send(alert) {
-                Ok(()) => {
-                    *done |= 1 << i;
-                    if std::mem::take(&mut sink.failing) {
-                        tracing::warn!(output = %sink.name(), "Output works again; delivering held alerts.");
-                    }
-                }
-                Err(e) if !sink.failing => {
-                    sink.failing = true;
-                    tracing::error!(output = %sink.name(), error = %e, "Cannot deliver alerts; holding them and retrying.");
-                }
-                Err(_) => {}
+            let mut st = q.lock();
+            if alert.id.as_ref().is_some_and(|id| st.taken.contains(id)) {
+                continue;
             }
+            st.pending.push_back(alert.clone());
+            q.wake.notify_one();
         }
-        self.0.iter().enumerate().all(|(i, _)| *done & (1 << i) != 0)
     }
 
-    /// Sends `alert` to every output; the name and result of each.
-    pub fn test(&mut self, alert: &Alert) -> Vec<(String, io::Result<()>)> {
-        self.0.iter_mut().map(|s| (s.name(), s.send(alert))).collect()
+    /// Every output's bit.
+    pub fn all(&self) -> u64 {
+        (0..self.queues.len()).fold(0, |m, i| m | 1 << i)
     }
 
-    /// Ids of alerts already in the jsonl outputs (their last 16 MiB), so a
-    /// restart does not append them again.
-    pub fn delivered_ids(&self) -> Vec<String> {
-        const TAIL: u64 = 16 << 20;
-        let mut ids = Vec::new();
-        for sink in &self.0 {
-            let Kind::Jsonl { path, .. } = &sink.kind else { continue };
-            let Ok(bytes) = read_tail(path, TAIL) else { continue };
-            for line in bytes.split(|&c| c == b'\n') {
-                if let Ok(a) = serde_json::from_slice::<Alert>(line) {
-                    ids.extend(a.id);
+    /// Alerts not yet delivered everywhere, oldest first, each with the bits
+    /// of the outputs that still need it.
+    pub fn held(&self) -> Vec<(Alert, u64)> {
+        let mut out: Vec<(Alert, u64)> = Vec::new();
+        for (i, q) in self.queues.iter().enumerate() {
+            for a in &q.lock().pending {
+                match out.iter_mut().find(|(b, _)| b.id.is_some() && b.id == a.id) {
+                    Some((_, mask)) => *mask |= 1 << i,
+                    None => out.push((a.clone(), 1 << i)),
                 }
             }
         }
-        ids
+        out
     }
+
+    /// Waits up to `limit` for the queues of working outputs to empty.
+    pub fn drain(&self, limit: Duration) {
+        let end = Instant::now() + limit;
+        while Instant::now() < end
+            && self.queues.iter().any(|q| {
+                let s = q.lock();
+                !s.pending.is_empty() && !s.failing
+            })
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the threads, waiting up to `grace` for each (one stuck in a
+    /// slow delivery is left behind); returns the alerts still held.
+    pub fn stop(self, grace: Duration) -> Vec<(Alert, u64)> {
+        for q in &self.queues {
+            q.lock().closed = true;
+            q.wake.notify_all();
+        }
+        let end = Instant::now() + grace;
+        while Instant::now() < end && self.threads.iter().any(|t| !t.is_finished()) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for t in self.threads.into_iter().filter(|t| t.is_finished()) {
+            t.join().unwrap_or(());
+        }
+        Running { queues: self.queues, threads: Vec::new() }.held()
+    }
+}
+
+/// An output's thread: delivers its queue in order, retrying with backoff,
+/// and journals the ids it delivered.
+fn deliver_loop(mut out: Box<dyn Deliver>, q: &Queue, mut journal: File) {
+    let mut delay = RETRY_FIRST;
+    loop {
+        let alert = loop {
+            let again = out.idle();
+            let s = q.lock();
+            match s.pending.front() {
+                Some(_) if s.closed && s.failing => return,
+                Some(a) => break a.clone(),
+                None if s.closed => return,
+                None => {}
+            }
+            match again {
+                Some(d) => drop(q.wake.wait_timeout(s, d).unwrap_or_else(PoisonError::into_inner)),
+                None => drop(q.wake.wait(s).unwrap_or_else(PoisonError::into_inner)),
+            }
+        };
+        match out.send(&alert) {
+            Ok(()) => {
+                if let Some(id) = &alert.id {
+                    // Not synced: it has to survive a crash of logwarden, not of the machine.
+                    journal.write_all(format!("{id}\n").as_bytes()).unwrap_or(());
+                }
+                let mut s = q.lock();
+                if let Some(id) = &alert.id {
+                    s.remember(id);
+                }
+                s.pending.pop_front();
+                if std::mem::take(&mut s.failing) {
+                    tracing::warn!(output = %out.name(), held = s.pending.len(), "Output works again; delivering held alerts.");
+                }
+                delay = RETRY_FIRST;
+            }
+            Err(e) => {
+                let mut s = q.lock();
+                if !s.failing {
+                    s.failing = true;
+                    tracing::error!(output = %out.name(), error = %e, "Cannot deliver alerts; holding them and retrying.");
+                }
+                if !s.closed {
+                    drop(q.wake.wait_timeout(s, delay).unwrap_or_else(PoisonError::into_inner));
+                }
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+fn open_append(path: &Path) -> Result<File, OutputError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| OutputError { path: path.display().to_string(), source })
+}
+
+/// Ids in an output's journal (its tail), cutting a long journal back.
+fn read_journal(path: &Path) -> Vec<String> {
+    let Ok(bytes) = read_tail(path, JOURNAL_KEEP) else { return Vec::new() };
+    // The first line of a tail may be cut; it is skipped.
+    let text = String::from_utf8_lossy(&bytes);
+    let ids: Vec<String> = text.lines().skip(1).map(str::to_string).collect();
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > JOURNAL_MAX) {
+        let kept: String = ids.iter().map(|id| format!("{id}\n")).collect();
+        std::fs::write(path, kept).unwrap_or(());
+    }
+    ids
 }
 
 /// The last `n` bytes of a file.
@@ -136,12 +331,4 @@ fn read_tail(path: &Path, n: u64) -> io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     f.read_to_end(&mut buf)?;
     Ok(buf)
-}
-
-fn open_append(path: &Path) -> Result<File, OutputError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|source| OutputError { path: path.display().to_string(), source })
 }
