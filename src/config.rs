@@ -110,6 +110,8 @@ struct RawOutput {
     command: S<Vec<String>>,
     timeout: S<RawDuration>,
     max_concurrent: S<i64>,
+    url: S<String>,
+    body: S<String>,
     target: S<String>,
     format: S<String>,
     facility: S<String>,
@@ -190,6 +192,19 @@ pub enum OutputConfig {
     Jsonl(PathBuf),
     /// A program run per alert.
     Exec(ExecOutput),
+    /// An HTTP(S) POST per alert.
+    Webhook(WebhookOutput),
+}
+
+/// An HTTP(S) POST per alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookOutput {
+    /// `http://…` or `https://…`.
+    pub url: String,
+    /// Per request.
+    pub timeout: Duration,
+    /// Body template (`{message}` …); `None` posts the alert's JSON.
+    pub body: Option<String>,
 }
 
 /// A program run per alert.
@@ -674,20 +689,15 @@ fn validate_output(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, Con
         "syslog" => {}
         "jsonl" => return validate_jsonl(cx, o, at),
         "exec" => return validate_exec(cx, o, at),
+        "webhook" => return validate_webhook(cx, o, at),
         other => {
-            let msg =
-                format!("{other:?} is not an output type: use \"syslog\", \"jsonl\" or \"exec\"");
+            let msg = format!(
+                "{other:?} is not an output type: use \"syslog\", \"jsonl\", \"exec\" or \"webhook\""
+            );
             return Err(cx.err(kind, &key("type"), msg));
         }
     }
-    if let Some(p) = &o.path {
-        return Err(cx.err(
-            p,
-            &key("path"),
-            "belongs to jsonl outputs; a syslog output has a target",
-        ));
-    }
-    reject_exec_keys(cx, o, at, "syslog")?;
+    check_keys(cx, o, at, "syslog")?;
     let fac = get(&o.facility);
     // The old script's "user.error" spelling carries the severity too.
     let (fac_name, sev_from_fac) = match fac.get_ref().split_once('.') {
@@ -743,38 +753,80 @@ fn validate_output(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, Con
     }))
 }
 
-/// `command`, `timeout` and `max_concurrent` belong to exec outputs only.
-fn reject_exec_keys(cx: &Cx, o: &RawOutput, at: &str, kind: &str) -> Result<(), ConfigError> {
-    let msg = format!("belongs to exec outputs, not to a {kind} output");
-    if let Some(v) = &o.command {
-        return Err(cx.err(v, &format!("{at}.command"), msg));
-    }
-    if let Some(v) = &o.timeout {
-        return Err(cx.err(v, &format!("{at}.timeout"), msg));
-    }
-    if let Some(v) = &o.max_concurrent {
-        return Err(cx.err(v, &format!("{at}.max_concurrent"), msg));
+/// The keys each output type takes (besides `type`).
+const OUTPUT_KEYS: [(&str, &[&str]); 4] = [
+    ("syslog", &["target", "format", "facility", "severity", "tag"]),
+    ("jsonl", &["path"]),
+    ("exec", &["command", "timeout", "max_concurrent"]),
+    ("webhook", &["url", "timeout", "body"]),
+];
+
+/// Rejects keys that belong to another output type.
+fn check_keys(cx: &Cx, o: &RawOutput, at: &str, kind: &str) -> Result<(), ConfigError> {
+    let present = [
+        ("target", o.target.as_ref().map(Spanned::span)),
+        ("format", o.format.as_ref().map(Spanned::span)),
+        ("facility", o.facility.as_ref().map(Spanned::span)),
+        ("severity", o.severity.as_ref().map(Spanned::span)),
+        ("tag", o.tag.as_ref().map(Spanned::span)),
+        ("path", o.path.as_ref().map(Spanned::span)),
+        ("command", o.command.as_ref().map(Spanned::span)),
+        ("timeout", o.timeout.as_ref().map(Spanned::span)),
+        ("max_concurrent", o.max_concurrent.as_ref().map(Spanned::span)),
+        ("url", o.url.as_ref().map(Spanned::span)),
+        ("body", o.body.as_ref().map(Spanned::span)),
+    ];
+    let allowed = OUTPUT_KEYS.iter().find(|(k, _)| *k == kind).map_or(&[][..], |(_, keys)| *keys);
+    for (name, span) in present {
+        if let Some(span) = span.filter(|_| !allowed.contains(&name)) {
+            let owners: Vec<&str> = OUTPUT_KEYS
+                .iter()
+                .filter(|(_, keys)| keys.contains(&name))
+                .map(|(k, _)| *k)
+                .collect();
+            let msg = format!(
+                "belongs to {} outputs, not to a {kind} output (it takes {})",
+                owners.join(" and "),
+                allowed.join(", ")
+            );
+            return Err(cx.err(&Spanned::new(span, ()), &format!("{at}.{name}"), msg));
+        }
     }
     Ok(())
 }
 
-fn validate_exec(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, ConfigError> {
+fn validate_webhook(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, ConfigError> {
+    check_keys(cx, o, at, "webhook")?;
     let key = |k: &str| format!("{at}.{k}");
-    let foreign = [
-        (&o.target, "target"),
-        (&o.format, "format"),
-        (&o.facility, "facility"),
-        (&o.severity, "severity"),
-        (&o.tag, "tag"),
-        (&o.path, "path"),
-    ];
-    if let Some((v, k)) = foreign.iter().find_map(|(v, k)| v.as_ref().map(|v| (v, *k))) {
-        return Err(cx.err(
-            v,
-            &key(k),
-            "does not belong to an exec output (it has command, timeout, max_concurrent)",
+    let Some(url) = &o.url else {
+        return Err(cx.err_at(
+            0,
+            &key("url"),
+            "is required for a webhook output, e.g. \"https://hooks.example.com/T000/B000\"".into(),
         ));
+    };
+    let u = url.get_ref();
+    if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < 10 {
+        return Err(cx.err(url, &key("url"), format!("{u:?} is not an http:// or https:// URL")));
     }
+    let timeout = match &o.timeout {
+        Some(t) => duration(cx, t, &key("timeout"))?,
+        None => Duration::from_secs(10),
+    };
+    if let Some(b) = &o.body {
+        crate::output::webhook::check_template(b.get_ref())
+            .map_err(|m| cx.err(b, &key("body"), m))?;
+    }
+    Ok(OutputConfig::Webhook(WebhookOutput {
+        url: u.clone(),
+        timeout,
+        body: o.body.as_ref().map(|b| b.get_ref().clone()),
+    }))
+}
+
+fn validate_exec(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, ConfigError> {
+    check_keys(cx, o, at, "exec")?;
+    let key = |k: &str| format!("{at}.{k}");
     let Some(cmd) = &o.command else {
         return Err(cx.err_at(0, &key("command"), "is required for an exec output: the program and its arguments, e.g. [\"/usr/local/bin/ban\", \"--quiet\"]".into()));
     };
@@ -826,21 +878,7 @@ fn program_exists(program: &str) -> bool {
 }
 
 fn validate_jsonl(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, ConfigError> {
-    reject_exec_keys(cx, o, at, "jsonl")?;
-    let syslog_keys = [
-        (&o.target, "target"),
-        (&o.format, "format"),
-        (&o.facility, "facility"),
-        (&o.severity, "severity"),
-        (&o.tag, "tag"),
-    ];
-    if let Some((v, k)) = syslog_keys.iter().find_map(|(v, k)| v.as_ref().map(|v| (v, *k))) {
-        return Err(cx.err(
-            v,
-            &format!("{at}.{k}"),
-            "belongs to syslog outputs; a jsonl output has only a path",
-        ));
-    }
+    check_keys(cx, o, at, "jsonl")?;
     match &o.path {
         Some(p) if !p.get_ref().is_empty() => Ok(OutputConfig::Jsonl(PathBuf::from(p.get_ref()))),
         Some(p) => Err(cx.err(p, &format!("{at}.path"), "must not be empty")),
@@ -974,7 +1012,7 @@ mod tests {
         );
         assert!(e.contains("output[1].max_concurrent: must be 1 to 256"), "{e}");
         let e = err("[[output]]\ntimeout = \"1s\"\n");
-        assert!(e.contains("output[1].timeout: belongs to exec outputs"), "{e}");
+        assert!(e.contains("output[1].timeout: belongs to exec and webhook outputs"), "{e}");
         let e = err("[[output]]\nfacility = \"usr\"\n");
         assert!(e.contains("not a facility"), "{e}");
         let e = err("[[rule]]\nmessage = \"{clinet}\"\n");

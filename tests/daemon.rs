@@ -681,3 +681,66 @@ fn a_stuck_output_blocks_neither_the_others_nor_reading() {
     let log = d.stop();
     assert!(!log.contains("Action killed"), "{log}");
 }
+
+/// A small HTTP server on loopback: answers 500 to the first `fail` requests,
+/// then 200; records the bodies it accepted.
+fn webhook_server(fail: usize) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|r| r > 2) {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0u8; len];
+            reader.read_exact(&mut body).unwrap_or(());
+            let status = if n < fail { "500 Internal Server Error" } else { "200 OK" };
+            if n >= fail {
+                record.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+            }
+            let reply =
+                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            std::io::Write::write_all(&mut stream, reply.as_bytes()).unwrap_or(());
+        }
+    });
+    (port, accepted)
+}
+
+#[test]
+fn webhook_posts_templated_json_and_survives_server_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let (port, accepted) = webhook_server(2);
+    let hook = format!(
+        "[[output]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hooks/x\"\ntimeout = \"2s\"\nbody = '{{\"text\": \"{{message}}\", \"n\": {{count}}}}'\n"
+    );
+    let d = Daemon::start_with(dir.path(), p.to_str().unwrap(), &[], &hook);
+    let mut w = Writer::new();
+    for m in 1..=3 {
+        w.phase(&p, &["10.0.0.1"], 0, m);
+    }
+    d.wait_for_marker(3);
+    wait_until("three accepted posts", || accepted.lock().unwrap().len() >= 3);
+    let bodies = accepted.lock().unwrap().clone();
+    for m in 1..=3 {
+        let key = marker_ip(m);
+        let hits = bodies
+            .iter()
+            .filter_map(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+            .filter(|j| j["text"].as_str().is_some_and(|t| t.contains(&key)) && j["n"] == 3)
+            .count();
+        assert_eq!(hits, 1, "marker {key} in {bodies:?}");
+    }
+    assert!(d.log_text().contains("Cannot deliver alerts"), "{}", d.log_text());
+    d.stop();
+}

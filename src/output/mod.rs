@@ -3,7 +3,8 @@
 //! - `syslog`: the local socket, UDP or TCP (see [`syslog`]);
 //! - `jsonl`: one JSON object per alert (the fields of `replay --json`),
 //!   appended and flushed before the alert counts as delivered;
-//! - `exec`: a program run per alert (see [`exec`]).
+//! - `exec`: a program run per alert (see [`exec`]);
+//! - `webhook`: an HTTP(S) POST per alert (see [`webhook`]).
 //!
 //! In the daemon every output has its own thread and queue ([`Running`]): a
 //! slow or failing output neither blocks the others nor the reading of logs.
@@ -13,6 +14,7 @@
 
 pub mod exec;
 pub mod syslog;
+pub mod webhook;
 
 use crate::alert::Alert;
 use crate::config::OutputConfig;
@@ -103,6 +105,7 @@ pub fn open(configs: &[OutputConfig]) -> Result<Vec<Box<dyn Deliver>>, OutputErr
                 }
                 OutputConfig::Syslog(s) => Box::new(syslog::Syslog::new(s.clone())),
                 OutputConfig::Exec(e) => Box::new(exec::Exec::new(e.clone())),
+                OutputConfig::Webhook(w) => Box::new(webhook::Webhook::new(w.clone())),
             })
         })
         .collect()
