@@ -344,10 +344,12 @@ impl<'e> Collector<'e> {
             };
             self.sum.alerts += 1;
             let mut alert = Alert::new(rule, d.key.render(engine.ipv6_prefix), d.count, &origin);
-            // Stable across restarts: the same line of the same file, same rule.
-            alert.id = chunk.file.identity.map(|(dev, ino, fp)| {
+            // Stable across restarts — the same line (by its checksum) at the
+            // same offset of the same file, same rule — and different for new
+            // content written at the same offset after a truncation.
+            alert.id = chunk.file.identity.map(|(dev, ino, _)| {
                 let at = chunk.offset + d.pos as u64;
-                format!("{dev:x}-{ino:x}-{:08x}-{at}-{}", fp.unwrap_or(0), rule.name)
+                format!("{dev:x}-{ino:x}-{at}-{:08x}-{}", crc32fast::hash(line), rule.name)
             });
             sink.alert(alert);
         }

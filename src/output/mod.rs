@@ -101,7 +101,9 @@ pub fn open(configs: &[OutputConfig]) -> Result<Vec<Box<dyn Deliver>>, OutputErr
         .map(|c| -> Result<Box<dyn Deliver>, OutputError> {
             Ok(match c {
                 OutputConfig::Jsonl(path) => {
-                    Box::new(Jsonl { path: path.clone(), file: open_append(path)? })
+                    let file = open_append(path)?;
+                    drop_partial_line(&file, path);
+                    Box::new(Jsonl { path: path.clone(), file })
                 }
                 OutputConfig::Syslog(s) => Box::new(syslog::Syslog::new(s.clone())),
                 OutputConfig::Exec(e) => Box::new(exec::Exec::new(e.clone())),
@@ -304,6 +306,25 @@ fn deliver_loop(mut out: Box<dyn Deliver>, q: &Queue, mut journal: File) {
     }
 }
 
+/// Cuts a last line without newline, left by a crash in the middle of a
+/// write: that alert was not delivered (it is sent again), and the next line
+/// must not be glued to it.
+fn drop_partial_line(file: &File, path: &Path) {
+    let Ok(tail) = read_tail(path, 64 << 10) else { return };
+    if tail.is_empty() || tail.ends_with(b"\n") {
+        return;
+    }
+    let len = file.metadata().map_or(0, |m| m.len());
+    let keep = match memchr::memrchr(b'\n', &tail) {
+        Some(i) => len - tail.len() as u64 + i as u64 + 1,
+        None if len <= tail.len() as u64 => 0,
+        None => return,
+    };
+    if let Err(e) = file.set_len(keep) {
+        tracing::warn!(path = %path.display(), error = %e, "Cannot cut an incomplete last line.");
+    }
+}
+
 fn open_append(path: &Path) -> Result<File, OutputError> {
     OpenOptions::new()
         .create(true)
@@ -334,4 +355,22 @@ fn read_tail(path: &Path, n: u64) -> io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     f.read_to_end(&mut buf)?;
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_cut_by_a_crash_is_dropped_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.jsonl");
+        std::fs::write(&p, b"{\"a\":1}\n{\"b\":").unwrap();
+        let outputs = open(&[OutputConfig::Jsonl(p.clone())]).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"{\"a\":1}\n");
+        drop(outputs);
+        std::fs::write(&p, b"{\"b\":").unwrap();
+        drop(open(&[OutputConfig::Jsonl(p.clone())]).unwrap());
+        assert_eq!(std::fs::read(&p).unwrap(), b"");
+    }
 }

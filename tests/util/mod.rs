@@ -53,5 +53,7 @@ pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
 
 /// Parses JSON lines.
 pub fn json_lines(s: &str) -> Vec<serde_json::Value> {
-    s.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l:?}")))
+        .collect()
 }
