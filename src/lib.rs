@@ -1,10 +1,12 @@
 //! logwarden: exact per-client sliding-window alerts over Apache and nginx logs.
 //!
-//! The data flows through one module per stage:
-//! [`source`] (files → line-aligned chunks; [`follow`] for live files) → [`parse`] (line → client, time,
-//! request) → [`rules`] (which lines are events) → [`window`] (per-key exact
-//! counting) → [`alert`] (what is reported) → [`output`] (where it goes). [`pipeline`] wires the stages to
-//! threads; [`config`] sits at the side; [`app`] implements the commands.
+//! The data flows through one module per stage: [`source`] (files →
+//! line-aligned chunks; [`follow`] for live files) → [`parse`] (line →
+//! client, time, request) → [`rules`] (which lines are events) → [`window`]
+//! (exact per-key counting) → [`alert`] (what is reported) → [`output`]
+//! (syslog, jsonl, exec, webhook). [`pipeline`] wires the engine's stages to
+//! threads; [`state`] saves what survives a restart; [`config`] sits at the
+//! side; [`app`] implements the commands and [`daemon`] the live one.
 
 pub mod alert;
 pub mod app;
