@@ -148,23 +148,28 @@ impl PathSpec {
                 v.sort();
                 v
             }
-            PathSpec::Dated { dir, regex, fields } => {
-                let newest = list(dir)
-                    .into_iter()
-                    .filter_map(|n| {
-                        let caps = regex.captures(&n)?;
-                        let mut key = [0u32; 5];
-                        for (i, f) in fields.iter().enumerate() {
-                            let v: u32 = caps.get(i + 1)?.as_str().parse().ok()?;
-                            let slot = "YmdHM".find(*f)?;
-                            key[slot] = v;
-                        }
-                        Some((key, n))
-                    })
-                    .max();
-                newest.map(|(_, n)| dir.join(n)).into_iter().collect()
-            }
+            PathSpec::Dated { .. } => self.series().pop().map(|(_, p)| p).into_iter().collect(),
         }
+    }
+
+    /// Every file of a dated series with its date (`[Y, m, d, H, M]`), oldest
+    /// first; empty for other specs.
+    fn series(&self) -> Vec<(DateKey, PathBuf)> {
+        let PathSpec::Dated { dir, regex, fields } = self else { return Vec::new() };
+        let mut v: Vec<(DateKey, PathBuf)> = list(dir)
+            .into_iter()
+            .filter_map(|n| {
+                let caps = regex.captures(&n)?;
+                let mut key = [0u32; 5];
+                for (i, f) in fields.iter().enumerate() {
+                    let v: u32 = caps.get(i + 1)?.as_str().parse().ok()?;
+                    key["YmdHM".find(*f)?] = v;
+                }
+                Some((key, dir.join(n)))
+            })
+            .collect();
+        v.sort();
+        v
     }
 
     /// The name today's file would have (for "waiting for" messages).
@@ -184,6 +189,9 @@ impl PathSpec {
         }
     }
 }
+
+/// The date fields of a dated file name, in `Y m d H M` order.
+type DateKey = [u32; 5];
 
 /// File names in `dir` (empty when it cannot be read).
 fn list(dir: &Path) -> Vec<String> {
@@ -246,6 +254,13 @@ pub struct Follower {
     reported: HashSet<String>,
     /// Positions from the saved state, used at the first scan.
     saved: Option<Vec<Position>>,
+    /// The newest date of a dated series at the first scan: files dated
+    /// later appeared while we ran and are all read, even one that was
+    /// already superseded when we first saw it.
+    /// `None` until the first scan; `Some(None)` when the series was empty.
+    series_baseline: Option<Option<DateKey>>,
+    /// Files finished (drained and closed), never opened again.
+    finished: HashSet<(u64, u64)>,
     /// Lines were handed on since the last checkpoint.
     dirty: bool,
     /// A file was opened or finished: save at once, so that a file rotated
@@ -279,6 +294,8 @@ impl Follower {
             watched: HashSet::new(),
             reported: HashSet::new(),
             saved,
+            series_baseline: None,
+            finished: HashSet::new(),
             dirty: false,
             urgent: false,
             last_checkpoint: Instant::now(),
@@ -377,6 +394,30 @@ impl Follower {
             if let Some(path) = found {
                 tracing::info!(path = %path.display(), was = %pos.path, "Draining a file rotated while stopped.");
                 self.adopt(&path, pos.offset, pos.lines, (pos.dev, pos.ino, pos.fingerprint));
+            }
+        }
+    }
+
+    /// Files of a dated series that appeared while we ran but were already
+    /// superseded when first seen (two dates within one wake-up) are read
+    /// from their beginning and drained like any retired file.
+    fn adopt_superseded(&mut self) {
+        let series = self.cfg.spec.series();
+        let baseline = *self.series_baseline.get_or_insert(series.last().map(|(k, _)| *k));
+        let Some((newest, _)) = series.last() else { return };
+        for (key, path) in series.iter().filter(|(k, _)| baseline.is_none_or(|b| *k > b)) {
+            let Ok(md) = std::fs::metadata(path) else { continue };
+            let id = (md.dev(), md.ino());
+            let known =
+                self.tracked.iter().any(|t| (t.dev, t.ino) == id) || self.finished.contains(&id);
+            if !known && key < newest {
+                let before = self.tracked.len();
+                self.open_at(path, Some((0, 0)), None);
+                if self.tracked.len() > before
+                    && let Some(t) = self.tracked.last_mut()
+                {
+                    t.retired_at = Some(Instant::now());
+                }
             }
         }
     }
@@ -502,6 +543,7 @@ impl Follower {
         if self.first_scan {
             self.adopt_rotated();
         }
+        self.adopt_superseded();
         let now = Instant::now();
         for t in &mut self.tracked {
             if t.retired_at.is_none() && !current.contains(&(t.dev, t.ino)) {
@@ -639,6 +681,7 @@ impl Follower {
                     return Ok(None);
                 }
                 tracing::info!(path = %t.path.display(), "Finished rotated log file.");
+                self.finished.insert((t.dev, t.ino));
             } else {
                 keep.push(t);
             }

@@ -744,3 +744,24 @@ fn webhook_posts_templated_json_and_survives_server_failures() {
     assert!(d.log_text().contains("Cannot deliver alerts"), "{}", d.log_text());
     d.stop();
 }
+
+#[test]
+fn a_last_line_without_newline_counts_once_its_file_is_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &format!("{}/access-%Y-%m-%d", dir.path().display()));
+    let (old, new) = (dir.path().join("access-2025-07-09"), dir.path().join("access-2025-07-10"));
+    // Both files appear while the daemon runs (not at its first look).
+    wait_until("the waiting message", || d.log_text().contains("Waiting for log file"));
+    let mut w = Writer::new();
+    let hits = [w.line("10.5.5.5"), w.line("10.5.5.5"), w.line("10.5.5.5")].concat();
+    // The third hit has no newline yet: it must wait.
+    w.append_raw(&old, &hits[..hits.len() - 1]);
+    w.phase(&new, B, 3, 1);
+    d.wait_for_marker(1);
+    let third = |d: &Daemon| d.alerts().iter().any(|a| a["key"] == "10.5.5.5" && a["count"] == 3);
+    assert!(!third(&d), "counted before its file was finished");
+    // A second after the switch the old file is quiet, finished, and its last line counts.
+    wait_until("the finished file's last line", || third(&d));
+    assert!(d.log_text().contains("Finished rotated log file"));
+    d.stop();
+}
