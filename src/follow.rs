@@ -624,8 +624,7 @@ impl Follower {
             Some(_) => (0, 0),
             None if self.first_scan
                 && self.saved.is_none()
-                && self.cfg.start_at == StartAt::End
-                && self.next_id == 0 =>
+                && self.cfg.start_at == StartAt::End =>
             {
                 let offset = last_line_start(file, md.len());
                 (offset, if offset > 0 { count_lines(file, offset) } else { 0 })
@@ -933,6 +932,31 @@ mod tests {
         assert_eq!(spec.current(), vec![dir.path().join("log-2025-07-10")]);
         let expected = spec.expected(&Zone::Utc, 1_752_105_600);
         assert!(expected.ends_with("log-2025-07-10"), "{expected}");
+    }
+
+    #[test]
+    fn every_file_found_at_a_first_start_begins_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in ["a_access.log", "b_access.log"] {
+            std::fs::write(dir.path().join(n), b"old line\n").unwrap();
+        }
+        let cfg = FollowConfig {
+            spec: PathSpec::parse(&format!("{}/*access.log", dir.path().display())).unwrap(),
+            zone: Zone::Utc,
+            start_at: StartAt::End,
+            poll_interval: Duration::from_secs(1),
+            rotate_wait: Duration::from_secs(1),
+            cleanup_interval: Duration::from_secs(60),
+            file_events: false,
+        };
+        let mut f = Follower::new(cfg, Arc::new(AtomicBool::new(false)), None);
+        f.discover();
+        let offsets: Vec<u64> = f.tracked.iter().map(|t| t.offset).collect();
+        assert_eq!(offsets, vec![9, 9]);
+        // A file that appears later is read from its beginning.
+        std::fs::write(dir.path().join("c_access.log"), b"new line\n").unwrap();
+        f.discover();
+        assert_eq!(f.tracked.last().map(|t| t.offset), Some(0));
     }
 
     #[test]
