@@ -328,7 +328,7 @@ fn test_alert(config: Option<&std::path::Path>) -> Result<ExitCode> {
     alert.message = format!("TEST ALERT (logwarden test-alert): {}", alert.message);
     let mut failed = false;
     for mut out in crate::output::open(&cfg.outputs)? {
-        let (name, result) = (out.name(), out.send(&alert));
+        let (name, result) = (out.name(), out.send(&alert).and_then(|()| out.settle()));
         match result {
             Ok(()) => println!("ok      {name}"),
             Err(e) => {

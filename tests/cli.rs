@@ -182,3 +182,32 @@ fn missing_files_are_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open /nonexistent/access.log"));
 }
+
+#[test]
+fn test_alert_reports_each_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("got.json");
+    let cfg = format!(
+        "[[output]]\ntype = \"exec\"\ncommand = [\"sh\", \"-c\", \"cat > {}\"]\n\
+         [[output]]\ntype = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo broken >&2; exit 4\"]\n\
+         [[output]]\ntype = \"syslog\"\ntarget = \"unix:{}/no.sock\"\n",
+        out.display(),
+        dir.path().display()
+    );
+    let cfg = write(dir.path(), "c.toml", cfg.as_bytes());
+    let res = run(&["-c", &cfg, "test-alert"], b"");
+    assert_eq!(res.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&res.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("ok      exec"), "{text}");
+    assert!(
+        lines[1].starts_with("FAILED  exec")
+            && lines[1].contains("exit status: 4")
+            && lines[1].contains("broken"),
+        "{text}"
+    );
+    assert!(lines[2].starts_with("FAILED  syslog unix:"), "{text}");
+    let sent: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(sent["key"], "192.0.2.1");
+    assert!(sent["message"].as_str().unwrap().starts_with("TEST ALERT"));
+}

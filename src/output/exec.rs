@@ -100,6 +100,32 @@ impl Deliver for Exec {
         self.reap();
         (!self.running.is_empty()).then_some(CHECK_EVERY)
     }
+
+    fn settle(&mut self) -> io::Result<()> {
+        let mut result = Ok(());
+        for (mut child, started, _) in std::mem::take(&mut self.running) {
+            let left = self.cfg.timeout.saturating_sub(started.elapsed());
+            let end = Instant::now() + left;
+            let status = loop {
+                if let Some(st) = child.try_wait()? {
+                    break Some(st);
+                }
+                if Instant::now() >= end {
+                    child.kill().unwrap_or(());
+                    child.wait()?;
+                    break None;
+                }
+                std::thread::sleep(CHECK_EVERY);
+            };
+            let err = match status {
+                Some(st) if st.success() => continue,
+                Some(st) => format!("{st}; stderr: {}", stderr_of(&mut child)),
+                None => format!("killed at its timeout of {:?}", self.cfg.timeout),
+            };
+            result = Err(io::Error::other(err));
+        }
+        result
+    }
 }
 
 /// The alert's fields as `LOGWARDEN_*` variables.

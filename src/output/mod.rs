@@ -43,6 +43,11 @@ pub trait Deliver: Send {
     fn idle(&mut self) -> Option<Duration> {
         None
     }
+    /// Waits for work started by `send` to end and reports how it ended
+    /// (for `test-alert`; an exec action runs after `send` returns).
+    fn settle(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A jsonl file.
