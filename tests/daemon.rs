@@ -9,23 +9,12 @@
 //! Every wait has a deadline; a phase ends with a marker client whose alert
 //! shows that the daemon has read everything before it.
 
-use crate::util::{bin, json_lines, ok, write};
+use crate::util::{DEADLINE, bin, json_lines, ok, wait_until, write};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Polls `cond` until it holds or the deadline passes.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 struct Daemon {
     child: Child,

@@ -7,10 +7,10 @@
 //! `#[ignore]`d in a plain `cargo test` (rsyslogd may be missing);
 //! `scripts/test` installs rsyslog and runs them.
 
-use crate::util::{bin, write};
+use crate::util::{bin, wait_until, write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
 
@@ -24,14 +24,6 @@ struct Rsyslog {
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 impl Rsyslog {

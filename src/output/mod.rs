@@ -77,16 +77,6 @@ impl Deliver for Jsonl {
     }
 }
 
-impl Deliver for syslog::Syslog {
-    fn name(&self) -> String {
-        format!("syslog {}", self.target())
-    }
-
-    fn send(&mut self, alert: &Alert) -> io::Result<()> {
-        syslog::Syslog::send(self, alert)
-    }
-}
-
 /// An output that could not be opened.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -218,16 +208,7 @@ impl Running {
     /// Alerts not yet delivered everywhere, oldest first, each with the bits
     /// of the outputs that still need it.
     pub fn held(&self) -> Vec<(Alert, u64)> {
-        let mut out: Vec<(Alert, u64)> = Vec::new();
-        for (i, q) in self.queues.iter().enumerate() {
-            for a in &q.lock().pending {
-                match out.iter_mut().find(|(b, _)| b.id.is_some() && b.id == a.id) {
-                    Some((_, mask)) => *mask |= 1 << i,
-                    None => out.push((a.clone(), 1 << i)),
-                }
-            }
-        }
-        out
+        held(&self.queues)
     }
 
     /// Waits up to `limit` for the queues of working outputs to empty.
@@ -257,8 +238,22 @@ impl Running {
         for t in self.threads.into_iter().filter(|t| t.is_finished()) {
             t.join().unwrap_or(());
         }
-        Running { queues: self.queues, threads: Vec::new() }.held()
+        held(&self.queues)
     }
+}
+
+/// The alerts in the queues, oldest first, each with a bit per queue holding it.
+fn held(queues: &[Arc<Queue>]) -> Vec<(Alert, u64)> {
+    let mut out: Vec<(Alert, u64)> = Vec::new();
+    for (i, q) in queues.iter().enumerate() {
+        for a in &q.lock().pending {
+            match out.iter_mut().find(|(b, _)| b.id.is_some() && b.id == a.id) {
+                Some((_, mask)) => *mask |= 1 << i,
+                None => out.push((a.clone(), 1 << i)),
+            }
+        }
+    }
+    out
 }
 
 /// An output's thread: delivers its queue in order, retrying with backoff,
@@ -302,8 +297,13 @@ fn deliver_loop(mut out: Box<dyn Deliver>, q: &Queue, mut journal: File) {
                     s.failing = true;
                     tracing::error!(output = %out.name(), error = %e, "Cannot deliver alerts; holding them and retrying.");
                 }
-                if !s.closed {
-                    drop(q.wake.wait_timeout(s, delay).unwrap_or_else(PoisonError::into_inner));
+                // New alerts wake the queue, but only closing cuts the pause
+                // short: a flood of alerts must not turn into a flood of
+                // connection attempts to an output that is down.
+                let retry_at = Instant::now() + delay;
+                while !s.closed && Instant::now() < retry_at {
+                    let left = retry_at.saturating_duration_since(Instant::now());
+                    s = q.wake.wait_timeout(s, left).unwrap_or_else(PoisonError::into_inner).0;
                 }
                 delay = (delay * 2).min(RETRY_MAX);
             }
@@ -365,6 +365,52 @@ fn read_tail(path: &Path, n: u64) -> io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An output that is down: counts the attempts.
+    struct Down(Arc<AtomicUsize>);
+
+    impl Deliver for Down {
+        fn name(&self) -> String {
+            "down".into()
+        }
+        fn send(&mut self, _: &Alert) -> io::Result<()> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Err(io::Error::other("down"))
+        }
+    }
+
+    fn alert(n: u64) -> Alert {
+        Alert {
+            id: Some(format!("a{n}")),
+            rule: "r".into(),
+            key: "k".into(),
+            count: 1,
+            threshold: 1,
+            window_s: 1,
+            time: "t".into(),
+            file: "f".into(),
+            line: n,
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn new_alerts_do_not_cut_the_backoff_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let running =
+            Running::start(vec![Box::new(Down(Arc::clone(&attempts)))], dir.path()).unwrap();
+        for n in 0..50 {
+            running.push(&alert(n), running.all());
+            std::thread::sleep(Duration::from_millis(4));
+        }
+        // 200 ms of alerts fall inside the first 500 ms pause: one attempt.
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+        let held = running.stop(Duration::from_secs(1));
+        assert_eq!(held.len(), 50);
+        assert!(held.iter().all(|(_, mask)| *mask == 1));
+    }
 
     #[test]
     fn a_line_cut_by_a_crash_is_dropped_at_open() {

@@ -11,6 +11,7 @@
 //!
 //! A message longer than the transport takes is cut, with a visible marker.
 
+use super::Deliver;
 use crate::alert::{Alert, sanitize};
 use crate::config::SyslogOutput;
 use std::io::{self, Write};
@@ -55,13 +56,8 @@ impl Syslog {
         Syslog { cfg, transport, hostname: hostname(), pid: std::process::id(), tcp: None }
     }
 
-    /// The target, for messages.
-    pub fn target(&self) -> &str {
-        &self.cfg.target
-    }
-
     /// Sends one alert; an error means it was not delivered.
-    pub fn send(&mut self, alert: &Alert) -> io::Result<()> {
+    fn send_one(&mut self, alert: &Alert) -> io::Result<()> {
         let local = matches!(self.transport, Transport::Unix(_));
         let limit = if matches!(self.transport, Transport::Udp(_)) { MAX_UDP } else { MAX_STREAM };
         let msg = self.format(alert, local, limit);
@@ -127,6 +123,16 @@ impl Syslog {
             format!("<{pri}>{ts} {host}{}[{}]: ", self.cfg.tag, self.pid)
         };
         cut([head.as_bytes(), body.as_bytes()].concat(), limit)
+    }
+}
+
+impl Deliver for Syslog {
+    fn name(&self) -> String {
+        format!("syslog {}", self.cfg.target)
+    }
+
+    fn send(&mut self, alert: &Alert) -> io::Result<()> {
+        self.send_one(alert)
     }
 }
 

@@ -57,3 +57,15 @@ pub fn json_lines(s: &str) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l:?}")))
         .collect()
 }
+
+/// How long any wait in the tests may take.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Polls `cond` until it holds; fails the test when `DEADLINE` passes first.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(std::time::Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
