@@ -15,6 +15,7 @@ SHARED=${SHARED:-$HERE/../shared}
 OUT=${OUT:-/tmp/lwbench}
 RUNS=${RUNS:-5}
 mkdir -p "$OUT"
+[ -f "$SHARED/bench/gen_apache_log.py" ] || { echo "compare.sh: no log generator at $SHARED/bench (set SHARED=/path/to/shared)" >&2; exit 1; }
 for tool in hyperfine rg python3 /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "compare.sh: $tool is missing (apt-get install hyperfine ripgrep time)" >&2; exit 1; }
 done

@@ -8,8 +8,9 @@ use logwarden::config::{Config, Overrides};
 use logwarden::parse::client::Key;
 use logwarden::parse::time::Zone;
 use logwarden::parse::{ClientSource, Format, Needs, Parser};
+use logwarden::rules::WindowSpec;
 use logwarden::source::{Files, Input, Opened};
-use logwarden::window::{WindowSpec, Windows};
+use logwarden::window::Windows;
 use std::hint::black_box;
 use std::io::Cursor;
 
@@ -86,7 +87,7 @@ fn bench_pipeline(c: &mut Criterion) {
     ];
     for (name, text) in configs {
         let cfg = Config::parse(text, None, &Overrides::default()).unwrap();
-        let engine = logwarden::app::engine_for(&cfg);
+        let engine = cfg.engine();
         g.bench_function(name, |b| {
             b.iter(|| {
                 let input =

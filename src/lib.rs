@@ -5,14 +5,19 @@
 //! client, time, request) → [`rules`] (which lines are events) → [`window`]
 //! (exact per-key counting) → [`alert`] (what is reported) → [`output`]
 //! (syslog, jsonl, exec, webhook). [`pipeline`] wires the engine's stages to
-//! threads; [`state`] saves what survives a restart; [`config`] sits at the
-//! side; [`app`] implements the commands and [`daemon`] the live one.
+//! threads; [`state`] saves what survives a restart; [`config`] builds all
+//! of them from the TOML file; [`app`] implements the commands, the live
+//! daemon among them.
+//!
+//! Dependencies point one way. From the bottom, each module imports only
+//! modules listed before it (a test, `tests/layers.rs`, checks this):
+//! [`units`], [`template`], [`parse`], [`rules`], [`window`], [`alert`],
+//! [`source`], [`follow`], [`state`], [`pipeline`], [`output`], [`config`],
+//! [`app`]. `parse`, `rules` and `window` do no I/O and read no clock.
 
 pub mod alert;
 pub mod app;
-pub mod cli;
 pub mod config;
-pub mod daemon;
 pub mod follow;
 pub mod output;
 pub mod parse;
@@ -20,4 +25,6 @@ pub mod pipeline;
 pub mod rules;
 pub mod source;
 pub mod state;
+pub mod template;
+pub mod units;
 pub mod window;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 // raised peak RSS on the stress file from 84 MB to 135 MB, its arenas being
 // backed by transparent huge pages that are zeroed on first touch.
 fn main() -> ExitCode {
-    let cli = logwarden::cli::Cli::parse();
+    let cli = logwarden::app::cli::Cli::parse();
     match logwarden::app::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -1,14 +1,15 @@
 //! Pipeline: the threads and channels, wired here and nowhere else.
 //!
 //! ```text
-//! reader ──chunks──▶ N workers ──events by shard──▶ N shards ──decisions──▶ alert thread
-//!    ▲                   └──────────── chunk stats ───────────────────────────▲ │
-//!    └───────────────────────────── in-flight tokens ─────────────────────────────┘
+//! reader ──source events──▶ N workers ──events by shard──▶ N shards ──decisions──▶ alert thread
+//!    ▲                          └──────────── chunk stats ───────────────────────────▲ │
+//!    └───────────────────────────────── in-flight tokens ────────────────────────────────┘
 //! ```
-//! - The reader cuts inputs into numbered chunks (`seq`), holding a token per
-//!   chunk in flight, which bounds memory.
-//! - A worker finds candidate lines, parses them and matches rules, and
-//!   splits the events of its chunk by a hash of the key.
+//! - The reader numbers the source's events (`seq`: chunks of lines, a
+//!   finished file, a checkpoint, an idle tick), holding a token per event
+//!   in flight, which bounds memory.
+//! - A worker finds a chunk's candidate lines, parses them and matches
+//!   rules, and splits the events of its chunk by a seeded hash of the key.
 //! - Each shard owns the windows of its keys (no locks) and applies chunks
 //!   strictly in `seq` order, so decisions are the same for any thread count.
 //! - The alert thread (the caller's) waits until every shard has finished a
@@ -22,20 +23,18 @@ use crate::alert::{Alert, Origin};
 use crate::parse::client::Key;
 use crate::parse::{Parser, Skip};
 use crate::rules::RuleSet;
-use crate::source::{Chunk, ChunkSource, SourceError};
-use crate::state::Position;
+use crate::source::{Chunk, Position, Source, SourceError, SourceEvent};
 use crate::window::{Outcome, Windows};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// Everything the engine needs besides its inputs.
-pub struct Engine {
-    /// The rules.
-    pub rules: RuleSet,
-    /// The line parser.
-    pub parser: Parser,
-    /// IPv6 grouping prefix.
+/// How the engine runs, besides its rules and parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// IPv6 clients are grouped by this prefix length (128 = not grouped).
     pub ipv6_prefix: u8,
     /// Longer lines are skipped.
     pub max_line_bytes: usize,
@@ -43,6 +42,16 @@ pub struct Engine {
     pub threads: usize,
     /// Seconds of log time between evictions.
     pub cleanup_interval: u32,
+}
+
+/// Everything the engine needs besides its inputs.
+pub struct Engine {
+    /// The rules.
+    pub rules: RuleSet,
+    /// The line parser.
+    pub parser: Parser,
+    /// Threads, limits, cleanup.
+    pub settings: EngineSettings,
 }
 
 /// Counters for a run.
@@ -64,6 +73,39 @@ pub struct Summary {
     pub alerts: u64,
     /// Keys evicted by the cleanup.
     pub evicted: u64,
+    /// How long the run took.
+    pub elapsed: Duration,
+}
+
+/// The summary line: `summary: 1000 lines, 0.2 MB in 0.01 s (20 MB/s); …`.
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let skipped: u64 = self.skipped.iter().sum();
+        let reasons: Vec<String> = Skip::ALL
+            .iter()
+            .filter(|r| self.skipped[r.index()] > 0)
+            .map(|r| format!("{} {}", r.name(), self.skipped[r.index()]))
+            .collect();
+        let reasons =
+            if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) };
+        let mb = self.bytes as f64 / 1e6;
+        let secs = self.elapsed.as_secs_f64();
+        write!(
+            f,
+            "summary: {} lines, {:.1} MB in {:.2} s ({:.0} MB/s); parsed {}, skipped {}{}; events {}, late {}; alerts {}; evicted {}",
+            self.lines,
+            mb,
+            secs,
+            mb / secs.max(1e-9),
+            self.parsed,
+            skipped,
+            reasons,
+            self.events,
+            self.late,
+            self.alerts,
+            self.evicted
+        )
+    }
 }
 
 impl Summary {
@@ -116,7 +158,7 @@ struct Batch {
 }
 
 enum ToAlerts {
-    Scanned { seq: u64, chunk: Arc<Chunk>, stats: ScanStats },
+    Scanned { seq: u64, event: Arc<SourceEvent>, stats: ScanStats },
     Decided(Decided),
     ReadFailed(SourceError),
 }
@@ -131,10 +173,10 @@ struct Decided {
     snapshot: Option<Vec<Windows>>,
 }
 
-/// A chunk being completed by the alert thread.
+/// A source event being completed by the alert thread.
 #[derive(Default)]
 struct Pending {
-    chunk: Option<Arc<Chunk>>,
+    event: Option<Arc<SourceEvent>>,
     lines: u64,
     shards_done: usize,
     decisions: Vec<Decision>,
@@ -171,17 +213,26 @@ pub struct Restore {
 }
 
 impl Engine {
-    /// Runs a source's chunks through the engine, from `restore`d windows if
-    /// given, handing alerts, progress and checkpoints to `sink`. Returns
+    /// An engine with these rules, parser and settings.
+    pub fn new(rules: RuleSet, parser: Parser, settings: EngineSettings) -> Engine {
+        Engine { rules, parser, settings }
+    }
+
+    /// Runs a source's events through the engine, from `restore`d windows
+    /// if given, handing alerts, progress and checkpoints to `sink`. Returns
     /// when the source ends.
     pub fn run(
         &self,
-        source: Box<dyn ChunkSource>,
+        source: Box<dyn Source>,
         restore: Option<Restore>,
         sink: &mut dyn Sink,
     ) -> Result<Summary, SourceError> {
-        let n = self.threads.max(1);
-        let (chunk_tx, chunk_rx) = bounded::<(u64, Arc<Chunk>)>(2 * n);
+        let started = Instant::now();
+        let n = self.settings.threads.max(1);
+        // A fresh seed per run: which shard owns a key is not predictable
+        // from outside (keys are attacker-chosen), yet fixed within the run.
+        let sharding = Sharding { hasher: foldhash::fast::RandomState::default(), shards: n };
+        let (event_tx, event_rx) = bounded::<(u64, Arc<SourceEvent>)>(2 * n);
         let (token_tx, token_rx) = bounded::<()>(4 * n + 4);
         let (alert_tx, alert_rx) = unbounded::<ToAlerts>();
         let shard_chans: Vec<(Sender<Batch>, Receiver<Batch>)> =
@@ -190,26 +241,29 @@ impl Engine {
         let restore = restore.as_ref();
         std::thread::scope(|s| {
             let reader_alert_tx = alert_tx.clone();
-            s.spawn(move || read_all(source, &chunk_tx, &token_tx, &reader_alert_tx));
+            s.spawn(move || read_all(source, &event_tx, &token_tx, &reader_alert_tx));
             for _ in 0..n {
-                let (rx, txs, atx) = (chunk_rx.clone(), shard_txs.clone(), alert_tx.clone());
+                let (rx, txs, atx) = (event_rx.clone(), shard_txs.clone(), alert_tx.clone());
                 let scanner = Scanner {
                     rules: &self.rules,
                     parser: self.parser.clone(),
-                    ipv6_prefix: self.ipv6_prefix,
-                    max_line_bytes: self.max_line_bytes,
+                    ipv6_prefix: self.settings.ipv6_prefix,
+                    max_line_bytes: self.settings.max_line_bytes,
+                    sharding: &sharding,
                 };
                 s.spawn(move || scanner.work(&rx, &txs, &atx));
             }
             drop(shard_txs);
             for (i, (_, rx)) in shard_chans.into_iter().enumerate() {
-                let shard = Shard::new(&self.rules, self.cleanup_interval, restore, i, n);
+                let shard = Shard::new(self, restore, &sharding, i);
                 let atx = alert_tx.clone();
                 s.spawn(move || shard.run(&rx, &atx));
             }
             drop(alert_tx);
-            drop(chunk_rx);
-            Collector::new(self, n).run(&alert_rx, &token_rx, sink)
+            drop(event_rx);
+            let mut summary = Collector::new(self, n).run(&alert_rx, &token_rx, sink)?;
+            summary.elapsed = started.elapsed();
+            Ok(summary)
         })
     }
 }
@@ -240,7 +294,7 @@ impl<'e> Collector<'e> {
         }
     }
 
-    /// Completes chunks in order until every other thread is done.
+    /// Completes source events in order until every other thread is done.
     fn run(
         mut self,
         rx: &Receiver<ToAlerts>,
@@ -250,10 +304,10 @@ impl<'e> Collector<'e> {
         let mut failure = None;
         for msg in rx {
             match msg {
-                ToAlerts::Scanned { seq, chunk, stats } => {
+                ToAlerts::Scanned { seq, event, stats } => {
                     self.sum.add_scan(&stats);
                     let p = self.pending.entry(seq).or_default();
-                    p.chunk = Some(chunk);
+                    p.event = Some(event);
                     p.lines = stats.lines;
                 }
                 ToAlerts::Decided(d) => {
@@ -271,11 +325,11 @@ impl<'e> Collector<'e> {
             while self
                 .pending
                 .get(&self.next)
-                .is_some_and(|p| p.chunk.is_some() && p.shards_done == self.shards)
+                .is_some_and(|p| p.event.is_some() && p.shards_done == self.shards)
             {
                 let p = self.pending.remove(&self.next).expect("checked");
                 self.complete(p, sink);
-                // Frees the reader to send one more chunk.
+                // Frees the reader to send one more event.
                 tokens.recv().unwrap_or(());
                 self.next += 1;
             }
@@ -283,34 +337,42 @@ impl<'e> Collector<'e> {
         failure.map_or(Ok(self.sum), Err)
     }
 
-    /// Finishes one chunk: alerts, counters, positions, checkpoint.
+    /// Finishes one source event: a chunk's alerts, counters and position;
+    /// a finished file's position dropped; a checkpoint handed to the sink.
     fn complete(&mut self, mut p: Pending, sink: &mut dyn Sink) {
-        let chunk = p.chunk.take().expect("complete chunks only");
-        p.decisions.sort_by_key(|d| (d.pos, d.rule));
+        match p.event.take().as_deref() {
+            Some(SourceEvent::Lines(chunk)) => {
+                p.decisions.sort_by_key(|d| (d.pos, d.rule));
+                self.lines_done(chunk, &p, sink);
+            }
+            Some(SourceEvent::FileDone(tag)) => {
+                self.positions.remove(&tag.id);
+            }
+            Some(SourceEvent::Checkpoint | SourceEvent::Tick { .. }) => {
+                let positions = self.current_positions();
+                sink.checkpoint(&Checkpoint {
+                    positions,
+                    windows: &p.snapshots,
+                    watermark: p.watermark,
+                });
+            }
+            None => {}
+        }
+    }
+
+    /// A chunk is done: its alerts, counters and the position after it.
+    fn lines_done(&mut self, chunk: &Chunk, p: &Pending, sink: &mut dyn Sink) {
         let base = *self.line_base.entry(chunk.file.id).or_insert(chunk.file.start_line);
-        self.emit(&chunk, &p.decisions, base, sink);
+        self.emit(chunk, &p.decisions, base, sink);
         let after = base + p.lines;
         self.line_base.insert(chunk.file.id, after);
         self.sum.lines += p.lines;
         self.sum.bytes += chunk.bytes().len() as u64;
         sink.progress(self.sum.bytes);
-        if let Some((dev, ino, fingerprint)) = chunk.file.identity {
-            if chunk.last {
-                self.positions.remove(&chunk.file.id);
-            } else {
-                let offset = chunk.offset + chunk.bytes().len() as u64;
-                let path = chunk.file.name.clone();
-                let pos = Position { path, dev, ino, fingerprint, offset, lines: after };
-                self.positions.insert(chunk.file.id, pos);
-            }
-        }
-        if chunk.checkpoint {
-            let positions = self.current_positions();
-            sink.checkpoint(&Checkpoint {
-                positions,
-                windows: &p.snapshots,
-                watermark: p.watermark,
-            });
+        if let Some(id) = chunk.file.identity {
+            let offset = chunk.offset + chunk.bytes().len() as u64;
+            let path = chunk.file.name.clone();
+            self.positions.insert(chunk.file.id, Position { path, id, offset, lines: after });
         }
     }
 
@@ -321,7 +383,7 @@ impl<'e> Collector<'e> {
         let mut out: Vec<Position> = Vec::new();
         for id in ids {
             let pos = &self.positions[id];
-            out.retain(|o| (o.dev, o.ino) != (pos.dev, pos.ino));
+            out.retain(|o| (o.id.dev, o.id.ino) != (pos.id.dev, pos.id.ino));
             out.push(pos.clone());
         }
         out
@@ -343,12 +405,14 @@ impl<'e> Collector<'e> {
                 record: &record,
             };
             self.sum.alerts += 1;
-            let mut alert = Alert::new(rule, d.key.render(engine.ipv6_prefix), d.count, &origin);
+            let key = d.key.render(engine.settings.ipv6_prefix);
+            let mut alert = Alert::new(rule, key, d.count, &origin);
             // Stable across restarts — the same line (by its checksum) at the
             // same offset of the same file, same rule — and different for new
             // content written at the same offset after a truncation.
-            alert.id = chunk.file.identity.map(|(dev, ino, _)| {
+            alert.id = chunk.file.identity.map(|id| {
                 let at = chunk.offset + d.pos as u64;
+                let (dev, ino) = (id.dev, id.ino);
                 format!("{dev:x}-{ino:x}-{at}-{:08x}-{}", crc32fast::hash(line), rule.name)
             });
             sink.alert(alert);
@@ -365,26 +429,22 @@ struct Shard {
 }
 
 impl Shard {
-    /// Shard `index` of `count`, with its part of the restored windows.
-    fn new(
-        rules: &RuleSet,
-        cleanup_interval: u32,
-        restore: Option<&Restore>,
-        index: usize,
-        count: usize,
-    ) -> Shard {
-        let mut windows: Vec<Windows> = rules.rules.iter().map(|r| Windows::new(r.spec)).collect();
+    /// Shard `index`, with its part of the restored windows.
+    fn new(engine: &Engine, restore: Option<&Restore>, sharding: &Sharding, index: usize) -> Shard {
+        let rules = &engine.rules.rules;
+        let mut windows: Vec<Windows> = rules.iter().map(|r| Windows::new(r.spec)).collect();
         let mut watermark = 0;
         if let Some(r) = restore {
             watermark = r.watermark;
             for (mine, saved) in windows.iter_mut().zip(&r.windows) {
                 for (key, state) in saved.iter() {
-                    if shard_of(*key, count as u64) == index {
+                    if sharding.of(*key) == index {
                         mine.insert(*key, state.clone());
                     }
                 }
             }
         }
+        let cleanup_interval = engine.settings.cleanup_interval;
         Shard { windows, cleanup_interval, watermark, next_cleanup: 0 }
     }
 
@@ -433,28 +493,34 @@ struct Scanner<'e> {
     parser: Parser,
     ipv6_prefix: u8,
     max_line_bytes: usize,
+    sharding: &'e Sharding,
 }
 
 impl Scanner<'_> {
-    /// Worker thread: scans chunks, routes events to shards.
+    /// Worker thread: scans chunks, routes events to shards; every source
+    /// event reaches every shard (possibly with no events), so each shard
+    /// sees the same sequence.
     fn work(
         &self,
-        rx: &Receiver<(u64, Arc<Chunk>)>,
+        rx: &Receiver<(u64, Arc<SourceEvent>)>,
         shards: &[Sender<Batch>],
         alerts: &Sender<ToAlerts>,
     ) {
         let mut by_shard: Vec<Vec<Event>> = vec![Vec::new(); shards.len()];
-        for (seq, chunk) in rx {
-            let (stats, mut max_time) = self.scan(&chunk, &mut by_shard);
-            max_time = max_time.max(chunk.clock.unwrap_or(0));
+        for (seq, event) in rx {
+            let (stats, max_time) = match event.as_ref() {
+                SourceEvent::Lines(chunk) => self.scan(chunk, &mut by_shard),
+                SourceEvent::Tick { clock } => (ScanStats::default(), *clock),
+                SourceEvent::FileDone(_) | SourceEvent::Checkpoint => (ScanStats::default(), 0),
+            };
+            let snapshot = matches!(*event, SourceEvent::Checkpoint | SourceEvent::Tick { .. });
             for (tx, events) in shards.iter().zip(by_shard.iter_mut()) {
                 let events = std::mem::take(events);
-                let batch = Batch { seq, max_time, events, snapshot: chunk.checkpoint };
-                if tx.send(batch).is_err() {
+                if tx.send(Batch { seq, max_time, events, snapshot }).is_err() {
                     return;
                 }
             }
-            if alerts.send(ToAlerts::Scanned { seq, chunk, stats }).is_err() {
+            if alerts.send(ToAlerts::Scanned { seq, event, stats }).is_err() {
                 return;
             }
         }
@@ -468,7 +534,6 @@ impl Scanner<'_> {
         let bytes = chunk.bytes();
         let mut st = ScanStats::default();
         let mut max_time = 0u32;
-        let shards = by_shard.len() as u64;
         let needs = self.rules.needs();
         let lines = self.rules.for_each_candidate(bytes, |index, start, end| {
             let mut line = &bytes[start..end];
@@ -498,7 +563,7 @@ impl Scanner<'_> {
                     max_time = max_time.max(time);
                     let ev =
                         Event { rule: i as u16, key, time, pos: start as u32, line: index as u32 };
-                    by_shard[shard_of(key, shards)].push(ev);
+                    by_shard[self.sharding.of(key)].push(ev);
                 }
             }
         });
@@ -507,23 +572,30 @@ impl Scanner<'_> {
     }
 }
 
-/// The shard that owns `key`.
-fn shard_of(key: Key, shards: u64) -> usize {
-    let h = (key.0 as u64 ^ (key.0 >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    ((h >> 32) % shards) as usize
+/// Which shard owns a key: a seeded hash, fixed for the run.
+struct Sharding {
+    hasher: foldhash::fast::RandomState,
+    shards: usize,
 }
 
-/// Reader thread: numbers the source's chunks and hands them to the workers,
-/// holding one token per chunk in flight.
+impl Sharding {
+    /// The shard that owns `key`.
+    fn of(&self, key: Key) -> usize {
+        (self.hasher.hash_one(key.0) % self.shards as u64) as usize
+    }
+}
+
+/// Reader thread: numbers the source's events and hands them to the
+/// workers, holding one token per event in flight.
 fn read_all(
-    source: Box<dyn ChunkSource>,
-    chunk_tx: &Sender<(u64, Arc<Chunk>)>,
+    source: Box<dyn Source>,
+    event_tx: &Sender<(u64, Arc<SourceEvent>)>,
     tokens: &Sender<()>,
     alerts: &Sender<ToAlerts>,
 ) {
     let mut seq = 0u64;
-    let mut emit = |c: Chunk| {
-        if tokens.send(()).is_err() || chunk_tx.send((seq, Arc::new(c))).is_err() {
+    let mut emit = |ev: SourceEvent| {
+        if tokens.send(()).is_err() || event_tx.send((seq, Arc::new(ev))).is_err() {
             return false;
         }
         seq += 1;

@@ -4,12 +4,22 @@
 //! chunk with one `memmem`/Aho-Corasick scan, so lines that cannot match any
 //! rule are never parsed.
 
-use crate::alert::Template;
 use crate::parse::Record;
 use crate::parse::access::{Field, Needs};
-use crate::window::WindowSpec;
+use crate::template::Template;
 use aho_corasick::AhoCorasick;
 use memchr::memmem::Finder;
+
+/// Threshold, window and cooldown of one rule: how its windows count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSpec {
+    /// Events in the window that raise an alert (≥ 1).
+    pub threshold: u32,
+    /// Window length in seconds (≥ 1).
+    pub window: u32,
+    /// Seconds after an alert during which the key does not alert again.
+    pub cooldown: u32,
+}
 
 /// The field a rule looks in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,11 +201,6 @@ impl RuleSet {
         })
     }
 
-    /// True when every line must be parsed (no shared literal).
-    pub fn parses_every_line(&self) -> bool {
-        matches!(self.prefilter, Prefilter::Every)
-    }
-
     /// Calls `f(index, start, end)` for each line of `chunk` that may match
     /// a rule, in order: `index` counts the lines before it in the chunk, and
     /// `end` excludes the newline. Returns the number of lines in the chunk.
@@ -249,7 +254,7 @@ mod tests {
             vec![],
             vec![],
             WindowSpec { threshold: 1, window: 1, cooldown: 0 },
-            Template::parse("{client}").unwrap(),
+            Template::parse("{client}", &["client"], crate::template::Mode::Text).unwrap(),
         )
     }
 
@@ -310,7 +315,6 @@ mod tests {
         ]);
         assert_eq!(collect(&many), vec![&b"a x"[..], b"c xx", b"d", b"x"]);
         let every = RuleSet::new(vec![rule(FieldSel::Line, None, Some("b"))]);
-        assert!(every.parses_every_line());
         assert_eq!(collect(&every).len(), 5);
     }
 }

@@ -1,4 +1,5 @@
-//! Source: reads files and cuts them into line-aligned chunks.
+//! Source: reads files and cuts them into line-aligned chunks, and the
+//! events every source hands the pipeline ([`SourceEvent`]).
 //!
 //! Plain files are memory-mapped in bounded segments (16 MiB), so a month of
 //! logs never holds more than a few segments' pages in memory; `.gz` files
@@ -9,6 +10,7 @@
 
 use flate2::read::MultiGzDecoder;
 use memmap2::{Advice, Mmap, MmapOptions};
+use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -31,6 +33,43 @@ pub enum Data {
     Owned(Vec<u8>),
 }
 
+/// What a followed file is known by: device and inode, and a checksum of
+/// its first bytes once it has them (so a reused inode is not mistaken for
+/// the old file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileId {
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// CRC-32 of its first bytes, once it had them.
+    pub fingerprint: Option<u32>,
+}
+
+impl FileId {
+    /// Whether a file with `(dev, ino)` and first-bytes checksum
+    /// `fingerprint` may be this one: the same inode, and the same first
+    /// bytes when this one's were known.
+    pub fn matches(&self, dev: u64, ino: u64, fingerprint: Option<u32>) -> bool {
+        (self.dev, self.ino) == (dev, ino)
+            && (self.fingerprint.is_none() || fingerprint == self.fingerprint)
+    }
+}
+
+/// Where reading of one followed file stands (saved with the state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// The name it was followed under.
+    pub path: String,
+    /// The file.
+    #[serde(flatten)]
+    pub id: FileId,
+    /// Offset after the last line whose effects are saved.
+    pub offset: u64,
+    /// Lines before `offset` (for line numbers).
+    pub lines: u64,
+}
+
 /// The file a chunk comes from.
 #[derive(Debug)]
 pub struct FileTag {
@@ -40,9 +79,9 @@ pub struct FileTag {
     pub id: u64,
     /// Lines in the file before the first chunk read from it.
     pub start_line: u64,
-    /// Device, inode and first-bytes checksum of a followed file, whose
-    /// position is saved; `None` for replayed inputs.
-    pub identity: Option<(u64, u64, Option<u32>)>,
+    /// The identity of a followed file, whose position is saved; `None` for
+    /// replayed inputs.
+    pub identity: Option<FileId>,
 }
 
 /// A run of whole lines from one file.
@@ -55,19 +94,12 @@ pub struct Chunk {
     pub data: Data,
     /// Lines longer than a chunk, dropped just before these bytes.
     pub skipped_long: u32,
-    /// Save state once this chunk is done (set by the live follower).
-    pub checkpoint: bool,
-    /// The last chunk of its file: the file is finished.
-    pub last: bool,
-    /// The wall clock (Unix seconds) of an idle tick: lets the cleanup evict
-    /// clients when no lines arrive, as if an event had come at this time.
-    pub clock: Option<u32>,
 }
 
 impl Chunk {
-    /// A chunk of bytes with no flags set.
+    /// A chunk of bytes.
     pub fn new(file: Arc<FileTag>, offset: u64, data: Data, skipped_long: u32) -> Chunk {
-        Chunk { file, offset, data, skipped_long, checkpoint: false, last: false, clock: None }
+        Chunk { file, offset, data, skipped_long }
     }
 
     /// The chunk's bytes.
@@ -79,11 +111,29 @@ impl Chunk {
     }
 }
 
-/// Produces chunks for the pipeline's reader thread.
-pub trait ChunkSource: Send {
-    /// Calls `emit` with each chunk in order until the source ends or `emit`
+/// What a source hands the pipeline, in order.
+pub enum SourceEvent {
+    /// Whole lines of one file (the last chunk of a finished file may end
+    /// without a newline).
+    Lines(Chunk),
+    /// A followed file is finished (drained and closed): its position is
+    /// dropped from the saved state.
+    FileDone(Arc<FileTag>),
+    /// Save state once everything before this event is applied.
+    Checkpoint,
+    /// No lines for a while: evict clients as if an event had come at
+    /// `clock` (the wall clock, Unix seconds), then save state.
+    Tick {
+        /// Unix seconds.
+        clock: u32,
+    },
+}
+
+/// Produces events for the pipeline's reader thread.
+pub trait Source: Send {
+    /// Calls `emit` with each event in order until the source ends or `emit`
     /// returns false.
-    fn run(self: Box<Self>, emit: &mut dyn FnMut(Chunk) -> bool) -> Result<(), SourceError>;
+    fn run(self: Box<Self>, emit: &mut dyn FnMut(SourceEvent) -> bool) -> Result<(), SourceError>;
 }
 
 /// A read failure, naming the file.
@@ -99,8 +149,8 @@ pub struct SourceError {
 /// Files read once, in order (what `replay` reads).
 pub struct Files(pub Vec<(Input, Opened)>);
 
-impl ChunkSource for Files {
-    fn run(self: Box<Self>, emit: &mut dyn FnMut(Chunk) -> bool) -> Result<(), SourceError> {
+impl Source for Files {
+    fn run(self: Box<Self>, emit: &mut dyn FnMut(SourceEvent) -> bool) -> Result<(), SourceError> {
         for (i, (input, opened)) in self.0.into_iter().enumerate() {
             let tag = Arc::new(FileTag {
                 name: input.name(),
@@ -108,7 +158,7 @@ impl ChunkSource for Files {
                 start_line: 0,
                 identity: None,
             });
-            chunks(&tag, opened, emit)
+            chunks(&tag, opened, &mut |c| emit(SourceEvent::Lines(c)))
                 .map_err(|source| SourceError { name: tag.name.clone(), source })?;
         }
         Ok(())

@@ -12,7 +12,9 @@
 
 use crate::alert::Alert;
 use crate::parse::client::Key;
-use crate::window::{KeyState, WindowSpec, Windows};
+use crate::rules::WindowSpec;
+use crate::source::Position;
+use crate::window::{KeyState, Windows};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{self, Write};
@@ -21,23 +23,6 @@ use std::path::{Path, PathBuf};
 const MAGIC: &[u8] = b"LOGWARDEN-STATE 1\n";
 /// The state file's name in `state.dir`.
 pub const FILE_NAME: &str = "state.bin";
-
-/// Where reading of one file stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
-    /// The name it was followed under.
-    pub path: String,
-    /// Device number.
-    pub dev: u64,
-    /// Inode number.
-    pub ino: u64,
-    /// CRC-32 of its first bytes, once it had them.
-    pub fingerprint: Option<u32>,
-    /// Offset after the last line whose effects are saved.
-    pub offset: u64,
-    /// Lines before `offset` (for line numbers).
-    pub lines: u64,
-}
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -261,9 +246,7 @@ mod tests {
         }
         let pos = Position {
             path: "/x".into(),
-            dev: 1,
-            ino: 2,
-            fingerprint: Some(3),
+            id: crate::source::FileId { dev: 1, ino: 2, fingerprint: Some(3) },
             offset: 400,
             lines: 4,
         };

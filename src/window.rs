@@ -10,23 +10,14 @@
 //!   key cools down: a key that alerted at `T_a` cools down while
 //!   `T < T_a + cooldown`. The alert carries the exact count.
 //!
-//! Timestamps have one-second resolution, so a key keeps a ring of
-//! `(second, hits)` pairs: at most `window + 1` of them however fast it hits.
+//! Timestamps have one-second resolution, so a key keeps a small vector of
+//! `(second, hits)` pairs sorted by second: at most `window + 1` of them
+//! however fast it hits.
 
 use crate::parse::client::Key;
+use crate::rules::WindowSpec;
 use smallvec::SmallVec;
 use std::collections::HashMap;
-
-/// Threshold, window and cooldown of one rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WindowSpec {
-    /// Events in the window that raise an alert (≥ 1).
-    pub threshold: u32,
-    /// Window length in seconds (≥ 1).
-    pub window: u32,
-    /// Seconds after an alert during which the key does not alert again.
-    pub cooldown: u32,
-}
 
 /// What one event did to its key's window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,10 +282,10 @@ mod tests {
     }
 
     proptest! {
-        /// The ring agrees with the naive model on arbitrary (also
+        /// The windows agree with the naive model on arbitrary (also
         /// out-of-order) event sequences.
         #[test]
-        fn ring_matches_model(
+        fn windows_match_model(
             threshold in 1u32..6, window in 1u32..20, cooldown in 0u32..30,
             steps in proptest::collection::vec(-15i32..8, 1..200)
         ) {

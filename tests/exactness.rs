@@ -66,7 +66,7 @@ fn generate(seed: u64, start: u64, lines: usize) -> String {
 
 /// Alerts as `rule key file line count`, from a plain loop over the lines.
 fn sequential(cfg: &Config, files: &[(String, String)]) -> Vec<String> {
-    let engine = logwarden::app::engine_for(cfg);
+    let engine = cfg.engine();
     let mut windows: Vec<Windows> = cfg.rules.iter().map(|r| Windows::new(r.spec)).collect();
     let mut out = Vec::new();
     for (name, text) in files {

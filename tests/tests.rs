@@ -8,5 +8,6 @@ mod cli;
 mod conformance;
 mod daemon;
 mod exactness;
+mod layers;
 mod syslog;
 mod util;

@@ -9,7 +9,7 @@
 
 use super::Deliver;
 use crate::alert::Alert;
-use crate::config::ExecOutput;
+use crate::template::sanitize;
 use std::io::{self, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,15 +19,26 @@ const CHECK_EVERY: Duration = Duration::from_millis(20);
 /// Standard error kept for the log, per run.
 const STDERR_KEPT: u64 = 4096;
 
+/// Settings of an exec output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecSettings {
+    /// Program and arguments (no shell).
+    pub command: Vec<String>,
+    /// A run is killed after this long.
+    pub timeout: Duration,
+    /// Runs at once, at most.
+    pub max_concurrent: usize,
+}
+
 /// A program run per alert.
 pub struct Exec {
-    cfg: ExecOutput,
+    cfg: ExecSettings,
     running: Vec<(Child, Instant, String)>,
 }
 
 impl Exec {
     /// A runner for a validated output.
-    pub fn new(cfg: ExecOutput) -> Exec {
+    pub fn new(cfg: ExecSettings) -> Exec {
         Exec { cfg, running: Vec::new() }
     }
 
@@ -63,7 +74,7 @@ fn stderr_of(child: &mut Child) -> String {
     if let Some(e) = child.stderr.as_mut() {
         e.take(STDERR_KEPT).read_to_end(&mut buf).unwrap_or(0);
     }
-    crate::alert::sanitize(buf.trim_ascii_end())
+    sanitize(buf.trim_ascii_end())
 }
 
 impl Deliver for Exec {

@@ -13,11 +13,11 @@
 //! are saved with each checkpoint, so held alerts survive a restart.
 
 pub mod exec;
+pub mod jsonl;
 pub mod syslog;
 pub mod webhook;
 
 use crate::alert::Alert;
-use crate::config::OutputConfig;
 use std::collections::{HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -50,31 +50,17 @@ pub trait Deliver: Send {
     }
 }
 
-/// A jsonl file.
-struct Jsonl {
-    path: PathBuf,
-    file: File,
-}
-
-impl Deliver for Jsonl {
-    fn name(&self) -> String {
-        format!("jsonl {}", self.path.display())
-    }
-
-    fn send(&mut self, alert: &Alert) -> io::Result<()> {
-        let line = format!("{}\n", alert.to_json());
-        self.file.write_all(line.as_bytes()).and_then(|()| self.file.flush())
-    }
-
-    /// The ids in the file's last 16 MiB.
-    fn delivered_ids(&self) -> Vec<String> {
-        const TAIL: u64 = 16 << 20;
-        let Ok(bytes) = read_tail(&self.path, TAIL) else { return Vec::new() };
-        bytes
-            .split(|&c| c == b'\n')
-            .filter_map(|l| serde_json::from_slice::<Alert>(l).ok()?.id)
-            .collect()
-    }
+/// One output alerts go to, with its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputConfig {
+    /// The system log.
+    Syslog(syslog::SyslogSettings),
+    /// One JSON object per alert, appended to a file.
+    Jsonl(PathBuf),
+    /// A program run per alert.
+    Exec(exec::ExecSettings),
+    /// An HTTP(S) POST per alert.
+    Webhook(webhook::WebhookSettings),
 }
 
 /// An output that could not be opened.
@@ -95,11 +81,7 @@ pub fn open(configs: &[OutputConfig]) -> Result<Vec<Box<dyn Deliver>>, OutputErr
         .iter()
         .map(|c| -> Result<Box<dyn Deliver>, OutputError> {
             Ok(match c {
-                OutputConfig::Jsonl(path) => {
-                    let file = open_append(path)?;
-                    drop_partial_line(&file, path);
-                    Box::new(Jsonl { path: path.clone(), file })
-                }
+                OutputConfig::Jsonl(path) => Box::new(jsonl::Jsonl::open(path)?),
                 OutputConfig::Syslog(s) => Box::new(syslog::Syslog::new(s.clone())),
                 OutputConfig::Exec(e) => Box::new(exec::Exec::new(e.clone())),
                 OutputConfig::Webhook(w) => Box::new(webhook::Webhook::new(w.clone())),
@@ -311,33 +293,6 @@ fn deliver_loop(mut out: Box<dyn Deliver>, q: &Queue, mut journal: File) {
     }
 }
 
-/// Cuts a last line without newline, left by a crash in the middle of a
-/// write: that alert was not delivered (it is sent again), and the next line
-/// must not be glued to it.
-fn drop_partial_line(file: &File, path: &Path) {
-    let Ok(tail) = read_tail(path, 64 << 10) else { return };
-    if tail.is_empty() || tail.ends_with(b"\n") {
-        return;
-    }
-    let len = file.metadata().map_or(0, |m| m.len());
-    let keep = match memchr::memrchr(b'\n', &tail) {
-        Some(i) => len - tail.len() as u64 + i as u64 + 1,
-        None if len <= tail.len() as u64 => 0,
-        None => return,
-    };
-    if let Err(e) = file.set_len(keep) {
-        tracing::warn!(path = %path.display(), error = %e, "Cannot cut an incomplete last line.");
-    }
-}
-
-fn open_append(path: &Path) -> Result<File, OutputError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|source| OutputError { path: path.display().to_string(), source })
-}
-
 /// Ids in an output's journal (its tail), cutting a long journal back.
 fn read_journal(path: &Path) -> Vec<String> {
     let Ok(bytes) = read_tail(path, JOURNAL_KEEP) else { return Vec::new() };
@@ -352,7 +307,7 @@ fn read_journal(path: &Path) -> Vec<String> {
 }
 
 /// The last `n` bytes of a file.
-fn read_tail(path: &Path, n: u64) -> io::Result<Vec<u8>> {
+pub(crate) fn read_tail(path: &Path, n: u64) -> io::Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = File::open(path)?;
     let len = f.metadata()?.len();
@@ -410,18 +365,5 @@ mod tests {
         let held = running.stop(Duration::from_secs(1));
         assert_eq!(held.len(), 50);
         assert!(held.iter().all(|(_, mask)| *mask == 1));
-    }
-
-    #[test]
-    fn a_line_cut_by_a_crash_is_dropped_at_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("a.jsonl");
-        std::fs::write(&p, b"{\"a\":1}\n{\"b\":").unwrap();
-        let outputs = open(&[OutputConfig::Jsonl(p.clone())]).unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"{\"a\":1}\n");
-        drop(outputs);
-        std::fs::write(&p, b"{\"b\":").unwrap();
-        drop(open(&[OutputConfig::Jsonl(p.clone())]).unwrap());
-        assert_eq!(std::fs::read(&p).unwrap(), b"");
     }
 }

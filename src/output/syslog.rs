@@ -12,8 +12,8 @@
 //! A message longer than the transport takes is cut, with a visible marker.
 
 use super::Deliver;
-use crate::alert::{Alert, sanitize};
-use crate::config::SyslogOutput;
+use crate::alert::Alert;
+use crate::template::sanitize;
 use std::io::{self, Write};
 use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::unix::net::UnixDatagram;
@@ -26,6 +26,86 @@ const MAX_UDP: usize = 2048;
 const CUT_MARKER: &str = "...[cut]";
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Settings of a syslog output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyslogSettings {
+    /// `unix:/dev/log`, `udp://host:port` or `tcp://host:port`.
+    pub target: String,
+    /// `rfc3164` or `rfc5424`.
+    pub format: String,
+    /// Facility number (RFC 5424 §6.2.1).
+    pub facility: u8,
+    /// Severity number, 0 (emerg) to 7 (debug).
+    pub severity: u8,
+    /// TAG / APP-NAME.
+    pub tag: String,
+}
+
+/// RFC 5424 facility names and their numbers.
+pub const FACILITIES: [(&str, u8); 24] = [
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("syslog", 5),
+    ("lpr", 6),
+    ("news", 7),
+    ("uucp", 8),
+    ("cron", 9),
+    ("authpriv", 10),
+    ("ftp", 11),
+    ("ntp", 12),
+    ("security", 13),
+    ("console", 14),
+    ("solaris-cron", 15),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
+
+/// Severity names (with the aliases syslog tools accept) and their numbers.
+pub const SEVERITIES: [(&str, u8); 11] = [
+    ("emerg", 0),
+    ("panic", 0),
+    ("alert", 1),
+    ("crit", 2),
+    ("err", 3),
+    ("error", 3),
+    ("warning", 4),
+    ("warn", 4),
+    ("notice", 5),
+    ("info", 6),
+    ("debug", 7),
+];
+
+/// The number of a facility or severity name in `table`.
+pub fn lookup(table: &[(&str, u8)], name: &str) -> Option<u8> {
+    table.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+/// Whether `target` names a transport: `unix:/path`, `udp://host:port` or
+/// `tcp://host:port`.
+pub fn valid_target(target: &str) -> bool {
+    target.strip_prefix("unix:").is_some_and(|p| p.starts_with('/'))
+        || ["udp://", "tcp://"].iter().any(|s| {
+            target.strip_prefix(s).is_some_and(|hp| {
+                hp.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            })
+        })
+}
+
+/// Whether syslog keeps `tag` whole: 1 to 32 printable ASCII characters
+/// without spaces.
+pub fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty() && tag.len() <= 32 && tag.bytes().all(|c| c.is_ascii_graphic())
+}
+
 /// Where messages go.
 enum Transport {
     Unix(std::path::PathBuf),
@@ -35,7 +115,7 @@ enum Transport {
 
 /// One configured syslog destination with its connection.
 pub struct Syslog {
-    cfg: SyslogOutput,
+    cfg: SyslogSettings,
     transport: Transport,
     hostname: String,
     pid: u32,
@@ -44,7 +124,7 @@ pub struct Syslog {
 
 impl Syslog {
     /// A sender for a validated output (nothing is opened yet).
-    pub fn new(cfg: SyslogOutput) -> Syslog {
+    pub fn new(cfg: SyslogSettings) -> Syslog {
         let t = &cfg.target;
         let transport = if let Some(p) = t.strip_prefix("unix:") {
             Transport::Unix(p.into())
@@ -179,7 +259,7 @@ mod tests {
     }
 
     fn sender(format: &str, target: &str) -> Syslog {
-        Syslog::new(SyslogOutput {
+        Syslog::new(SyslogSettings {
             target: target.into(),
             format: format.into(),
             facility: 1,

@@ -10,11 +10,23 @@
 
 use super::Deliver;
 use crate::alert::Alert;
-use crate::config::WebhookOutput;
+use crate::template::{Mode, Template, Value};
 use std::io;
+use std::time::Duration;
 
-/// Placeholders of a webhook body template, with the alert field each takes.
-const FIELDS: [&str; 11] = [
+/// Settings of a webhook output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// `http://…` or `https://…`.
+    pub url: String,
+    /// Per request.
+    pub timeout: Duration,
+    /// Body template (`{message}` …); `None` posts the alert's JSON.
+    pub body: Option<Template>,
+}
+
+/// Placeholders of a webhook body template (`key` and `client` are the same).
+pub const BODY_VARS: [&str; 11] = [
     "rule",
     "key",
     "client",
@@ -30,13 +42,13 @@ const FIELDS: [&str; 11] = [
 
 /// A webhook destination.
 pub struct Webhook {
-    cfg: WebhookOutput,
+    cfg: WebhookSettings,
     agent: ureq::Agent,
 }
 
 impl Webhook {
     /// A sender for a validated output.
-    pub fn new(cfg: WebhookOutput) -> Webhook {
+    pub fn new(cfg: WebhookSettings) -> Webhook {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(cfg.timeout))
             .http_status_as_error(false)
@@ -47,48 +59,25 @@ impl Webhook {
 }
 
 /// Renders a body template for an alert (values JSON-escaped, no quotes added).
-pub fn render(template: &str, a: &Alert) -> String {
-    let value = |name: &str| -> serde_json::Value {
-        match name {
-            "rule" => a.rule.clone().into(),
-            "key" | "client" => a.key.clone().into(),
-            "count" => a.count.into(),
-            "threshold" => a.threshold.into(),
-            "window_s" => a.window_s.into(),
-            "time" => a.time.clone().into(),
-            "file" => a.file.clone().into(),
-            "line" => a.line.into(),
-            "message" => a.message.clone().into(),
-            _ => a.id.clone().unwrap_or_default().into(),
-        }
-    };
-    let mut out = template.to_string();
-    for name in FIELDS {
-        let pattern = format!("{{{name}}}");
-        if out.contains(&pattern) {
-            let json = value(name).to_string();
-            let text = json.strip_prefix('"').and_then(|j| j.strip_suffix('"')).unwrap_or(&json);
-            out = out.replace(&pattern, text);
-        }
-    }
-    out
+pub fn render(template: &Template, a: &Alert) -> String {
+    template.render(|var| match BODY_VARS[var] {
+        "rule" => Value::Str(a.rule.as_str().into()),
+        "key" | "client" => Value::Str(a.key.as_str().into()),
+        "count" => Value::Num(u64::from(a.count)),
+        "threshold" => Value::Num(u64::from(a.threshold)),
+        "window_s" => Value::Num(u64::from(a.window_s)),
+        "time" => Value::Str(a.time.as_str().into()),
+        "file" => Value::Str(a.file.as_str().into()),
+        "line" => Value::Num(a.line),
+        "message" => Value::Str(a.message.as_str().into()),
+        _ => Value::Str(a.id.as_deref().unwrap_or_default().into()),
+    })
 }
 
-/// Checks a template: only known placeholders, and valid JSON once rendered.
-pub fn check_template(template: &str) -> Result<(), String> {
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        let after = rest.get(open + 1..).unwrap_or("");
-        let name: String =
-            after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-        if after.get(name.len()..).is_some_and(|r| r.starts_with('}'))
-            && !name.is_empty()
-            && !FIELDS.contains(&name.as_str())
-        {
-            return Err(format!("unknown placeholder {{{name}}}: use {}", FIELDS.join(", ")));
-        }
-        rest = after;
-    }
+/// Parses a body template: only known placeholders, and valid JSON once
+/// rendered.
+pub fn parse_body(text: &str) -> Result<Template, String> {
+    let template = Template::parse(text, &BODY_VARS, Mode::Json)?;
     let sample = Alert {
         id: Some("id".into()),
         rule: "r\"".into(),
@@ -101,8 +90,8 @@ pub fn check_template(template: &str) -> Result<(), String> {
         line: 1,
         message: "m \"q\" \\ \n".into(),
     };
-    serde_json::from_str::<serde_json::Value>(&render(template, &sample))
-        .map(|_| ())
+    serde_json::from_str::<serde_json::Value>(&render(&template, &sample))
+        .map(|_| template)
         .map_err(|e| format!("does not give valid JSON ({e}); write placeholders inside JSON strings, e.g. '{{\"text\": \"{{message}}\"}}'"))
 }
 
@@ -152,16 +141,16 @@ mod tests {
             line: 9,
             message: "say \"hi\"\n".into(),
         };
-        assert_eq!(
-            render(r#"{"text": "{message}", "n": {count}}"#, &a),
-            r#"{"text": "say \"hi\"\n", "n": 3}"#
-        );
-        assert!(check_template(r#"{"text": "{message}"}"#).is_ok());
+        let t = parse_body(r#"{"text": "{message}", "n": {count}}"#).unwrap();
+        assert_eq!(render(&t, &a), r#"{"text": "say \"hi\"\n", "n": 3}"#);
+        assert!(parse_body(r#"{"text": "{message}"}"#).is_ok());
         assert!(
-            check_template(r#"{"text": "{nope}"}"#)
-                .unwrap_err()
-                .contains("unknown placeholder {nope}")
+            parse_body(r#"{"text": "{nope}"}"#).unwrap_err().contains("unknown placeholder {nope}")
         );
-        assert!(check_template(r#"{"text": {message}}"#).unwrap_err().contains("valid JSON"));
+        assert!(parse_body(r#"{"text": {message}}"#).unwrap_err().contains("valid JSON"));
+        // One pass: a placeholder inside a value (from the log line) stays text.
+        let t = parse_body(r#"{"m": "{message}", "id": "{id}"}"#).unwrap();
+        let b = Alert { message: "GET /{id}{client}".into(), id: Some("X".into()), ..a };
+        assert_eq!(render(&t, &b), r#"{"m": "GET /{id}{client}", "id": "X"}"#);
     }
 }

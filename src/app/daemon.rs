@@ -1,19 +1,19 @@
 //! The live daemon (`logwarden run`): the follower feeding the pipeline,
 //! saved state restored at start and saved at checkpoints, and alerts
-//! delivered exactly once.
+//! delivered at least once, deduplicated by alert id.
 //!
-//! Exactly once: an alert has a stable id (file, line offset, rule). It is
+//! An alert has a stable id (file, line offset, line checksum, rule). It is
 //! queued for every output (each has its own thread, see [`crate::output`]);
 //! the queues are saved with each checkpoint, so an alert decided before a
 //! crash and not yet delivered is delivered after it. Lines after the last
 //! checkpoint are read again after a crash and decide the same alerts again;
 //! each output journals the ids it took (and a jsonl file holds them too),
-//! so those are not sent again.
+//! so those are not sent again — unless the crash fell between a delivery
+//! and its journal entry.
 
 use crate::alert::Alert;
-use crate::app::{engine_for, summary_text};
 use crate::config::Config;
-use crate::follow::{FollowConfig, Follower};
+use crate::follow::Follower;
 use crate::output::{self, Running};
 use crate::pipeline::{Checkpoint, Restore, Sink};
 use crate::state;
@@ -126,24 +126,13 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<()> {
         }
         None => (None, None),
     };
-    let src = &cfg.source;
-    let follow = FollowConfig {
-        spec: src.spec.clone(),
-        zone: src.zone.clone(),
-        start_at: src.start_at,
-        poll_interval: src.poll_interval,
-        rotate_wait: src.rotate_wait,
-        cleanup_interval: cfg.cleanup_interval,
-        file_events: src.file_events,
-    };
     let (every, beat) = watchdog();
-    let follower = Follower::new(follow, stop, positions)
+    let follower = Follower::new(cfg.follow(), stop, positions)
         .with_wake(wake.0, wake.1)
         .with_heartbeat(every, beat);
-    let engine = engine_for(cfg);
-    tracing::info!(path = %src.path, rules = cfg.rules.len(), "Started.");
+    let engine = cfg.engine();
+    tracing::info!(path = %cfg.source.path, rules = cfg.rules.len(), "Started.");
     notify(&[sd_notify::NotifyState::Ready]);
-    let started = Instant::now();
     let result = engine.run(Box::new(follower), restore, &mut sink);
     let held = sink.outputs.stop(DRAIN_AT_STOP);
     if !held.is_empty() {
@@ -153,7 +142,7 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<()> {
         );
     }
     let summary = result?;
-    tracing::info!("Stopped; {}", summary_text(&summary, started.elapsed().as_secs_f64()));
+    tracing::info!("Stopped; {summary}");
     Ok(())
 }
 

@@ -1,0 +1,126 @@
+//! `logwarden parse`: how each line is understood — what to run when an
+//! alert did or did not fire.
+
+use super::load;
+use crate::app::cli::ParseArgs;
+use crate::config::Overrides;
+use crate::parse::time::rfc3339;
+use crate::parse::{Parser, Record, Skip};
+use crate::rules::RuleSet;
+use crate::source::{Input, Opened};
+use crate::template::sanitize;
+use anyhow::{Context, Result};
+use std::io::{BufRead, BufWriter, Write};
+use std::process::ExitCode;
+
+pub(super) fn parse(config: Option<&std::path::Path>, a: &ParseArgs) -> Result<ExitCode> {
+    let ov = Overrides { format: a.format.clone(), ..Overrides::default() };
+    let cfg = load(config, &ov)?;
+    let parser = cfg.parser();
+    let rules = RuleSet::new(cfg.rules.clone());
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for f in &a.files {
+        let input = Input::from_arg(f);
+        let reader: Box<dyn std::io::Read> =
+            match input.open().with_context(|| format!("cannot open {f}"))? {
+                Opened::File(file) => Box::new(file),
+                Opened::Stream(s) => s,
+            };
+        let mut reader = std::io::BufReader::new(reader);
+        let mut buf = Vec::new();
+        let mut n = 0u64;
+        loop {
+            buf.clear();
+            if reader.read_until(b'\n', &mut buf).with_context(|| format!("reading {f}"))? == 0 {
+                break;
+            }
+            n += 1;
+            let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let text =
+                describe_line(&parser, &rules, cfg.source.max_line_bytes, line, f, n, a.json);
+            if writeln!(out, "{text}").is_err() {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+    out.flush().ok();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line of `parse` output.
+fn describe_line(
+    parser: &Parser,
+    rules: &RuleSet,
+    max: usize,
+    line: &[u8],
+    file: &str,
+    n: u64,
+    json: bool,
+) -> String {
+    let parsed = if line.len() > max { Err(Skip::TooLong) } else { parser.parse(line) };
+    match parsed {
+        Ok(r) => {
+            let matched: Vec<&str> = rules
+                .rules
+                .iter()
+                .filter(|ru| ru.matches(&r, line))
+                .map(|ru| ru.name.as_str())
+                .collect();
+            if json {
+                record_json(&r, file, n, &matched)
+            } else {
+                record_text(&r, file, n, &matched)
+            }
+        }
+        Err(e) if json => {
+            serde_json::json!({"file": file, "line": n, "error": e.describe(), "reason": e.name()})
+                .to_string()
+        }
+        Err(e) => {
+            format!("{}:{n}: error: {} ({})", sanitize(file.as_bytes()), e.describe(), e.name())
+        }
+    }
+}
+
+fn opt(b: Option<&[u8]>) -> serde_json::Value {
+    b.map_or(serde_json::Value::Null, |v| sanitize(v).into())
+}
+
+fn record_json(r: &Record<'_>, file: &str, n: u64, rules: &[&str]) -> String {
+    serde_json::json!({
+        "file": file,
+        "line": n,
+        "format": r.kind.name(),
+        "client": r.client.to_string(),
+        "time": rfc3339(r.time),
+        "method": opt(r.request.map(|_| r.method())),
+        "path": opt(r.request.map(|_| r.path())),
+        "query": opt(r.request.map(|_| r.query())),
+        "request": opt(r.request),
+        "status": r.status,
+        "referer": opt(r.referer),
+        "user_agent": opt(r.user_agent),
+        "vhost": opt(r.vhost),
+        "rules": rules,
+    })
+    .to_string()
+}
+
+fn record_text(r: &Record<'_>, file: &str, n: u64, rules: &[&str]) -> String {
+    let mut s = format!(
+        "{}:{n}: {} client={} time={}",
+        sanitize(file.as_bytes()),
+        r.kind.name(),
+        r.client,
+        rfc3339(r.time)
+    );
+    if let Some(req) = r.request {
+        s.push_str(&format!(" request=\"{}\"", sanitize(req)));
+    }
+    if let Some(st) = r.status {
+        s.push_str(&format!(" status={st}"));
+    }
+    s.push_str(&format!(" rules=[{}]", rules.join(",")));
+    s
+}

@@ -1,0 +1,439 @@
+//! Building the domain objects from the schema: every value checked, every
+//! error naming the file, the line and the key, and saying what is allowed.
+//! Checks that need the file system (a program exists, a time zone is
+//! known) go through [`Host`], so the rest is pure.
+
+use super::schema::{RawConfig, RawDuration, RawOutput, RawRule, RawSource, get};
+use super::{Config, ConfigError, Cx, Host, SourceConfig};
+use crate::alert::MESSAGE_VARS;
+use crate::follow::{PathSpec, StartAt};
+use crate::output::OutputConfig;
+use crate::output::exec::ExecSettings;
+use crate::output::syslog::{self, FACILITIES, SEVERITIES, SyslogSettings};
+use crate::output::webhook::{self, WebhookSettings};
+use crate::parse::client::Cidr;
+use crate::parse::{ClientSource, Format};
+use crate::rules::{FieldSel, Rule, WindowSpec};
+use crate::template::{Mode, Template};
+use std::path::PathBuf;
+use std::time::Duration;
+use toml::Spanned;
+
+/// The configuration the schema describes (`file` and `effective` left
+/// for the caller).
+pub(super) fn config(cx: &Cx, raw: RawConfig, host: &dyn Host) -> Result<Config, ConfigError> {
+    let source = validate_source(cx, &raw.source, host)?;
+    let rules = raw
+        .rule
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| validate_rule(cx, r, &format!("rule[{}]", i + 1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_unique_names(cx, raw.rule.as_deref().unwrap_or_default())?;
+    let outputs = raw
+        .output
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, o)| validate_output(cx, o, &format!("output[{}]", i + 1), host))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cleanup = get(&raw.state.cleanup_interval);
+    let cleanup_interval = duration(cx, cleanup, "state.cleanup_interval")?;
+    if cleanup_interval.is_zero() {
+        return Err(cx.err(cleanup, "state.cleanup_interval", "must be longer than 0 seconds"));
+    }
+    let threads = get(&raw.engine.threads);
+    let n = usize::try_from(*threads.get_ref())
+        .ok()
+        .filter(|n| *n <= 1024)
+        .ok_or_else(|| cx.err(threads, "engine.threads", "must be 0 (one per core) to 1024"))?;
+    Ok(Config {
+        file: None,
+        source,
+        rules,
+        outputs,
+        state_dir: PathBuf::from(get(&raw.state.dir).get_ref()),
+        cleanup_interval,
+        threads: n,
+        effective: String::new(),
+    })
+}
+
+fn validate_source(cx: &Cx, s: &RawSource, host: &dyn Host) -> Result<SourceConfig, ConfigError> {
+    let tz = get(&s.timezone);
+    let name = tz.get_ref();
+    let zone = host.zone(name).ok_or_else(|| {
+        cx.err(tz, "source.timezone", format!("unknown time zone {name:?}: use \"local\", \"UTC\" or an IANA name such as \"Europe/Berlin\""))
+    })?;
+    let client = get(&s.client);
+    let header = match client.get_ref().as_str() {
+        "%h" | "%a" => None,
+        c => match c.strip_prefix("%{").and_then(|r| r.strip_suffix("}i")) {
+            Some(h) if !h.is_empty() => Some(h.to_string()),
+            _ => {
+                return Err(cx.err(client, "source.client", format!("{c:?} is not allowed: use \"%h\", \"%a\" or a header such as \"%{{X-Forwarded-For}}i\"")));
+            }
+        },
+    };
+    let proxies = get(&s.trusted_proxies);
+    let trusted = proxies
+        .get_ref()
+        .iter()
+        .map(|p| {
+            Cidr::parse(p).ok_or_else(|| {
+                cx.err(
+                    proxies,
+                    "source.trusted_proxies",
+                    format!("{p:?} is not an address or block such as \"10.0.0.0/8\""),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let fmt = get(&s.format);
+    let format = Format::from_spec(fmt.get_ref(), header.as_deref())
+        .map_err(|m| cx.err(fmt, "source.format", m))?;
+    let start = get(&s.start_at);
+    let start_at = match start.get_ref().as_str() {
+        "end" => StartAt::End,
+        "beginning" => StartAt::Beginning,
+        o => {
+            return Err(cx.err(
+                start,
+                "source.start_at",
+                format!("{o:?} is not allowed: use \"end\" or \"beginning\""),
+            ));
+        }
+    };
+    let poll = get(&s.poll_interval);
+    let poll_interval = duration(cx, poll, "source.poll_interval")?;
+    if poll_interval.is_zero() {
+        return Err(cx.err(poll, "source.poll_interval", "must be longer than 0 seconds"));
+    }
+    let rw = get(&s.rotate_wait);
+    let rotate_wait = duration(cx, rw, "source.rotate_wait")?;
+    let v6 = get(&s.ipv6_prefix);
+    let ipv6_prefix =
+        u8::try_from(*v6.get_ref()).ok().filter(|p| (1..=128).contains(p)).ok_or_else(|| {
+            cx.err(
+                v6,
+                "source.ipv6_prefix",
+                "must be 1 to 128 (128 = every address apart; 64 groups a /64)",
+            )
+        })?;
+    let max = get(&s.max_line_bytes);
+    let max_line_bytes = usize::try_from(*max.get_ref())
+        .ok()
+        .filter(|m| (256..=crate::source::MAX_LINE_LIMIT).contains(m))
+        .ok_or_else(|| {
+            cx.err(
+                max,
+                "source.max_line_bytes",
+                format!("must be 256 to {}", crate::source::MAX_LINE_LIMIT),
+            )
+        })?;
+    let path = get(&s.path);
+    let spec = PathSpec::parse(path.get_ref())
+        .map_err(|m| cx.err(path, "source.path", format!("{:?} {m}", path.get_ref())))?;
+    Ok(SourceConfig {
+        path: path.get_ref().clone(),
+        zone,
+        format,
+        start_at,
+        poll_interval,
+        rotate_wait,
+        spec,
+        file_events: *get(&s.file_events).get_ref(),
+        client: ClientSource { header, trusted },
+        ipv6_prefix,
+        max_line_bytes,
+    })
+}
+
+fn validate_rule(cx: &Cx, r: &RawRule, at: &str) -> Result<Rule, ConfigError> {
+    let key = |k: &str| format!("{at}.{k}");
+    let name = get(&r.name);
+    if name.get_ref().is_empty() || name.get_ref().chars().any(|c| c.is_control()) {
+        return Err(cx.err(name, &key("name"), "must be non-empty printable text"));
+    }
+    let f = get(&r.field);
+    let field = FieldSel::from_name(f.get_ref()).ok_or_else(|| {
+        cx.err(f, &key("field"), format!("{:?} is not a field: use request, method, path, query, status, user_agent, referer or line", f.get_ref()))
+    })?;
+    if let Some(c) = &r.contains
+        && c.get_ref().is_empty()
+    {
+        return Err(cx.err(c, &key("contains"), "must not be empty"));
+    }
+    let regex = match &r.regex {
+        Some(re) => Some(regex::bytes::Regex::new(re.get_ref()).map_err(|e| {
+            cx.err(re, &key("regex"), format!("is not a valid regular expression: {e}"))
+        })?),
+        None => None,
+    };
+    let t = get(&r.threshold);
+    let threshold = u32::try_from(*t.get_ref()).ok().filter(|t| *t >= 1).ok_or_else(|| {
+        cx.err(t, &key("threshold"), format!("must be at least 1 (got {})", t.get_ref()))
+    })?;
+    let w = get(&r.window);
+    let window = secs_u32(cx, w, &key("window"))?;
+    if window == 0 {
+        return Err(cx.err(w, &key("window"), "must be longer than 0 seconds"));
+    }
+    let cooldown = secs_u32(cx, get(&r.cooldown), &key("cooldown"))?;
+    let k = get(&r.key);
+    if k.get_ref() != "client" {
+        return Err(cx.err(
+            k,
+            &key("key"),
+            format!("{:?} is not supported: use \"client\"", k.get_ref()),
+        ));
+    }
+    let status = match &r.status {
+        Some(s) => s
+            .get_ref()
+            .iter()
+            .map(|v| u16::try_from(*v).ok().filter(|v| (100..=999).contains(v)))
+            .collect::<Option<Vec<u16>>>()
+            .ok_or_else(|| cx.err(s, &key("status"), "must list HTTP status codes (100 to 999)"))?,
+        None => Vec::new(),
+    };
+    let methods = r.method.as_ref().map_or(Vec::new(), |m| {
+        m.get_ref().iter().map(|s| s.to_ascii_uppercase().into_bytes()).collect()
+    });
+    let m = get(&r.message);
+    let message = Template::parse(m.get_ref(), &MESSAGE_VARS, Mode::Text)
+        .map_err(|e| cx.err(m, &key("message"), e))?;
+    Ok(Rule::new(
+        name.get_ref().clone(),
+        field,
+        r.contains.as_ref().map(|c| c.get_ref().clone()),
+        regex,
+        status,
+        methods,
+        WindowSpec { threshold, window, cooldown },
+        message,
+    ))
+}
+
+fn check_unique_names(cx: &Cx, rules: &[RawRule]) -> Result<(), ConfigError> {
+    for (i, r) in rules.iter().enumerate() {
+        let n = get(&r.name);
+        if rules[..i].iter().any(|o| get(&o.name).get_ref() == n.get_ref()) {
+            let msg = format!("{:?} is used by an earlier rule; names must be unique", n.get_ref());
+            return Err(cx.err(n, &format!("rule[{}].name", i + 1), msg));
+        }
+    }
+    Ok(())
+}
+
+fn validate_output(
+    cx: &Cx,
+    o: &RawOutput,
+    at: &str,
+    host: &dyn Host,
+) -> Result<OutputConfig, ConfigError> {
+    let kind = get(&o.kind);
+    match kind.get_ref().as_str() {
+        "syslog" => validate_syslog(cx, o, at),
+        "jsonl" => validate_jsonl(cx, o, at),
+        "exec" => validate_exec(cx, o, at, host),
+        "webhook" => validate_webhook(cx, o, at),
+        other => {
+            let msg = format!(
+                "{other:?} is not an output type: use \"syslog\", \"jsonl\", \"exec\" or \"webhook\""
+            );
+            Err(cx.err(kind, &format!("{at}.type"), msg))
+        }
+    }
+}
+
+fn validate_syslog(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, ConfigError> {
+    let key = |k: &str| format!("{at}.{k}");
+    check_keys(cx, o, at, "syslog")?;
+    let fac = get(&o.facility);
+    // The old script's "user.error" spelling carries the severity too.
+    let (fac_name, sev_from_fac) = match fac.get_ref().split_once('.') {
+        Some((f, s)) => (f, Some(s)),
+        None => (fac.get_ref().as_str(), None),
+    };
+    let facility = syslog::lookup(&FACILITIES, fac_name).ok_or_else(|| {
+        let names: Vec<&str> = FACILITIES.iter().map(|f| f.0).collect();
+        cx.err(
+            fac,
+            &key("facility"),
+            format!("{fac_name:?} is not a facility: use one of {}", names.join(", ")),
+        )
+    })?;
+    let sev = get(&o.severity);
+    let sev_name = match (sev_from_fac, sev.span().is_empty()) {
+        (Some(s), true) => s,
+        _ => sev.get_ref().as_str(),
+    };
+    let severity = syslog::lookup(&SEVERITIES, sev_name).ok_or_else(|| {
+        cx.err(sev, &key("severity"), format!("{sev_name:?} is not a severity: use emerg, alert, crit, err, warning, notice, info or debug"))
+    })?;
+    let tag = get(&o.tag);
+    let t = tag.get_ref();
+    if !syslog::valid_tag(t) {
+        return Err(cx.err(tag, &key("tag"), format!("{t:?} would be cut or mangled by syslog: use 1 to 32 printable ASCII characters without spaces")));
+    }
+    let target = get(&o.target);
+    let tg = target.get_ref();
+    if !syslog::valid_target(tg) {
+        return Err(cx.err(target, &key("target"), format!("{tg:?} is not a syslog target: use \"unix:/dev/log\", \"udp://host:514\" or \"tcp://host:601\"")));
+    }
+    let format = get(&o.format);
+    if !matches!(format.get_ref().as_str(), "rfc3164" | "rfc5424") {
+        return Err(cx.err(
+            format,
+            &key("format"),
+            format!("{:?} is not allowed: use \"rfc3164\" or \"rfc5424\"", format.get_ref()),
+        ));
+    }
+    Ok(OutputConfig::Syslog(SyslogSettings {
+        target: tg.clone(),
+        format: format.get_ref().clone(),
+        facility,
+        severity,
+        tag: t.clone(),
+    }))
+}
+
+/// The keys each output type takes (besides `type`).
+const OUTPUT_KEYS: [(&str, &[&str]); 4] = [
+    ("syslog", &["target", "format", "facility", "severity", "tag"]),
+    ("jsonl", &["path"]),
+    ("exec", &["command", "timeout", "max_concurrent"]),
+    ("webhook", &["url", "timeout", "body"]),
+];
+
+/// Rejects keys that belong to another output type.
+fn check_keys(cx: &Cx, o: &RawOutput, at: &str, kind: &str) -> Result<(), ConfigError> {
+    let present = [
+        ("target", o.target.as_ref().map(Spanned::span)),
+        ("format", o.format.as_ref().map(Spanned::span)),
+        ("facility", o.facility.as_ref().map(Spanned::span)),
+        ("severity", o.severity.as_ref().map(Spanned::span)),
+        ("tag", o.tag.as_ref().map(Spanned::span)),
+        ("path", o.path.as_ref().map(Spanned::span)),
+        ("command", o.command.as_ref().map(Spanned::span)),
+        ("timeout", o.timeout.as_ref().map(Spanned::span)),
+        ("max_concurrent", o.max_concurrent.as_ref().map(Spanned::span)),
+        ("url", o.url.as_ref().map(Spanned::span)),
+        ("body", o.body.as_ref().map(Spanned::span)),
+    ];
+    let allowed = OUTPUT_KEYS.iter().find(|(k, _)| *k == kind).map_or(&[][..], |(_, keys)| *keys);
+    for (name, span) in present {
+        if let Some(span) = span.filter(|_| !allowed.contains(&name)) {
+            let owners: Vec<&str> = OUTPUT_KEYS
+                .iter()
+                .filter(|(_, keys)| keys.contains(&name))
+                .map(|(k, _)| *k)
+                .collect();
+            let msg = format!(
+                "belongs to {} outputs, not to a {kind} output (it takes {})",
+                owners.join(" and "),
+                allowed.join(", ")
+            );
+            return Err(cx.err(&Spanned::new(span, ()), &format!("{at}.{name}"), msg));
+        }
+    }
+    Ok(())
+}
+
+fn validate_webhook(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, ConfigError> {
+    check_keys(cx, o, at, "webhook")?;
+    let key = |k: &str| format!("{at}.{k}");
+    let Some(url) = &o.url else {
+        return Err(cx.err_at(
+            0,
+            &key("url"),
+            "is required for a webhook output, e.g. \"https://hooks.example.com/T000/B000\"".into(),
+        ));
+    };
+    let u = url.get_ref();
+    if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < 10 {
+        return Err(cx.err(url, &key("url"), format!("{u:?} is not an http:// or https:// URL")));
+    }
+    let timeout = match &o.timeout {
+        Some(t) => duration(cx, t, &key("timeout"))?,
+        None => Duration::from_secs(10),
+    };
+    let body = match &o.body {
+        Some(b) => Some(webhook::parse_body(b.get_ref()).map_err(|m| cx.err(b, &key("body"), m))?),
+        None => None,
+    };
+    Ok(OutputConfig::Webhook(WebhookSettings { url: u.clone(), timeout, body }))
+}
+
+fn validate_exec(
+    cx: &Cx,
+    o: &RawOutput,
+    at: &str,
+    host: &dyn Host,
+) -> Result<OutputConfig, ConfigError> {
+    check_keys(cx, o, at, "exec")?;
+    let key = |k: &str| format!("{at}.{k}");
+    let Some(cmd) = &o.command else {
+        return Err(cx.err_at(0, &key("command"), "is required for an exec output: the program and its arguments, e.g. [\"/usr/local/bin/ban\", \"--quiet\"]".into()));
+    };
+    let program = cmd
+        .get_ref()
+        .first()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| cx.err(cmd, &key("command"), "must name a program"))?;
+    if !host.program_exists(program) {
+        return Err(cx.err(
+            cmd,
+            &key("command"),
+            format!(
+                "{program:?} is not an executable file (give a full path, or a program on PATH)"
+            ),
+        ));
+    }
+    let timeout = match &o.timeout {
+        Some(t) => duration(cx, t, &key("timeout"))?,
+        None => Duration::from_secs(30),
+    };
+    if timeout.is_zero() {
+        return Err(cx.err(
+            o.timeout.as_ref().expect("set"),
+            &key("timeout"),
+            "must be longer than 0 seconds",
+        ));
+    }
+    let max_concurrent = match &o.max_concurrent {
+        Some(m) => usize::try_from(*m.get_ref())
+            .ok()
+            .filter(|m| (1..=256).contains(m))
+            .ok_or_else(|| cx.err(m, &key("max_concurrent"), "must be 1 to 256"))?,
+        None => 4,
+    };
+    let command = cmd.get_ref().clone();
+    Ok(OutputConfig::Exec(ExecSettings { command, timeout, max_concurrent }))
+}
+
+fn validate_jsonl(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, ConfigError> {
+    check_keys(cx, o, at, "jsonl")?;
+    match &o.path {
+        Some(p) if !p.get_ref().is_empty() => Ok(OutputConfig::Jsonl(PathBuf::from(p.get_ref()))),
+        Some(p) => Err(cx.err(p, &format!("{at}.path"), "must not be empty")),
+        None => Err(cx.err_at(
+            0,
+            &format!("{at}.path"),
+            "is required for a jsonl output (the file alerts are appended to)".into(),
+        )),
+    }
+}
+
+fn duration(cx: &Cx, v: &Spanned<RawDuration>, key: &str) -> Result<Duration, ConfigError> {
+    v.get_ref().to_duration().map_err(|m| cx.err(v, key, m))
+}
+
+fn secs_u32(cx: &Cx, v: &Spanned<RawDuration>, key: &str) -> Result<u32, ConfigError> {
+    let d = duration(cx, v, key)?;
+    u32::try_from(d.as_secs()).map_err(|_| cx.err(v, key, "is too long (at most 136 years)"))
+}

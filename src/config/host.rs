@@ -1,0 +1,56 @@
+//! What configuration checks ask the file system: whether a program can be
+//! run, which time zones exist. Behind a trait, so the schema's tests run
+//! without one.
+
+use crate::parse::time::Zone;
+use std::path::Path;
+
+/// The checks of a configuration that need the machine it runs on.
+pub trait Host {
+    /// The zone named `name` (`local` for the system's own), if known.
+    fn zone(&self, name: &str) -> Option<Zone>;
+    /// Whether `program` is an executable file, by path or on `PATH`.
+    fn program_exists(&self, program: &str) -> bool;
+}
+
+/// This machine.
+pub struct System;
+
+impl Host for System {
+    fn zone(&self, name: &str) -> Option<Zone> {
+        match name {
+            "local" => Some(Zone::local()),
+            "UTC" | "utc" => Some(Zone::Utc),
+            name => Zone::named(name),
+        }
+    }
+
+    fn program_exists(&self, program: &str) -> bool {
+        use std::os::unix::fs::PermissionsExt;
+        let executable = |p: &Path| {
+            p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        };
+        if program.contains('/') {
+            return executable(Path::new(program));
+        }
+        std::env::var_os("PATH").is_some_and(|paths| {
+            std::env::split_paths(&paths).any(|d| executable(&d.join(program)))
+        })
+    }
+}
+
+/// A machine for tests: only UTC (also as `local`), and the programs `sh`
+/// and `true`.
+#[cfg(test)]
+pub struct Fake;
+
+#[cfg(test)]
+impl Host for Fake {
+    fn zone(&self, name: &str) -> Option<Zone> {
+        matches!(name, "local" | "UTC" | "utc").then_some(Zone::Utc)
+    }
+
+    fn program_exists(&self, program: &str) -> bool {
+        matches!(program, "sh" | "true")
+    }
+}

@@ -1,0 +1,364 @@
+//! Configuration: one TOML file, read into the [`schema`]'s serde structs
+//! (unknown keys rejected), completed with the built-in defaults, then
+//! [`build`]-t into the objects the layers below define. Every error names
+//! the file, the line and the key, and says what is allowed. The built-in
+//! defaults reproduce the old Python script. The file system is consulted
+//! only through [`Host`] ([`host`]).
+
+mod build;
+mod host;
+mod schema;
+
+pub use host::{Host, System};
+pub use schema::RawDuration;
+
+use crate::follow::{FollowConfig, PathSpec, StartAt};
+use crate::output::OutputConfig;
+use crate::parse::time::Zone;
+use crate::parse::{ClientSource, Format, Parser};
+use crate::pipeline::{Engine, EngineSettings};
+use crate::rules::{Rule, RuleSet};
+use schema::RawConfig;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// The file read when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/logwarden/logwarden.toml";
+
+/// A configuration problem, located in its file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A syntax error, unknown key, or bad value.
+    #[error("{file}:{line}: {key}{message}")]
+    Invalid {
+        /// The file (or `built-in defaults`, `command line`).
+        file: String,
+        /// 1-based line of the offending value, 0 when unknown.
+        line: usize,
+        /// The key, as `rule[2].threshold`, followed by ": ", or empty.
+        key: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+}
+
+/// The log source.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Path, strftime pattern (`%Y-%m-%d`) or glob of the log files.
+    pub path: String,
+    /// Zone for today's file name and for times written without offset.
+    pub zone: Zone,
+    /// The line format.
+    pub format: Format,
+    /// Where a first run starts reading.
+    pub start_at: StartAt,
+    /// Polling period where file events are unavailable.
+    pub poll_interval: Duration,
+    /// How long a file that is no longer current is read after it went quiet.
+    pub rotate_wait: Duration,
+    /// How `path` names files.
+    pub spec: PathSpec,
+    /// Use file system events (false: poll every `poll_interval`).
+    pub file_events: bool,
+    /// Where the client address comes from.
+    pub client: ClientSource,
+    /// IPv6 clients are grouped by this prefix length (128 = not grouped).
+    pub ipv6_prefix: u8,
+    /// Longer lines are skipped and counted.
+    pub max_line_bytes: usize,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from (`None` for the built-in defaults).
+    pub file: Option<PathBuf>,
+    /// The log source.
+    pub source: SourceConfig,
+    /// Detection rules, in file order.
+    pub rules: Vec<Rule>,
+    /// Alert outputs.
+    pub outputs: Vec<OutputConfig>,
+    /// Directory for saved state.
+    pub state_dir: PathBuf,
+    /// How often keys with nothing left in their window are evicted.
+    pub cleanup_interval: Duration,
+    /// Worker threads; 0 = one per core.
+    pub threads: usize,
+    effective: String,
+}
+
+/// Options from the command line that replace parts of the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--format`.
+    pub format: Option<String>,
+    /// `--threads`.
+    pub threads: Option<usize>,
+    /// `--target` with its companions: one rule instead of the file's rules.
+    pub rule: Option<RuleOverride>,
+}
+
+/// A single rule defined on the command line.
+#[derive(Debug, Default, Clone)]
+pub struct RuleOverride {
+    /// Literal to look for.
+    pub target: String,
+    /// Field to look in (default `request`).
+    pub field: Option<String>,
+    /// Threshold (default 10).
+    pub threshold: Option<i64>,
+    /// Window (default 10m).
+    pub window: Option<String>,
+    /// Cooldown (default: the window).
+    pub cooldown: Option<String>,
+}
+
+impl Config {
+    /// Loads `path`; without one, [`DEFAULT_PATH`] if it exists, else the defaults.
+    pub fn load(path: Option<&Path>, ov: &Overrides) -> Result<Config, ConfigError> {
+        let path = path.map(Path::to_path_buf).or_else(|| {
+            let d = PathBuf::from(DEFAULT_PATH);
+            d.exists().then_some(d)
+        });
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                Config::parse(&text, Some(&p), ov)
+            }
+            None => Config::parse("", None, ov),
+        }
+    }
+
+    /// Parses configuration text; `file` names it in errors.
+    pub fn parse(text: &str, file: Option<&Path>, ov: &Overrides) -> Result<Config, ConfigError> {
+        Config::parse_with(text, file, ov, &System)
+    }
+
+    /// Parses configuration text, asking `host` what the file system knows.
+    pub fn parse_with(
+        text: &str,
+        file: Option<&Path>,
+        ov: &Overrides,
+        host: &dyn Host,
+    ) -> Result<Config, ConfigError> {
+        let name = file.map_or("built-in defaults".to_string(), |p| p.display().to_string());
+        let cx = Cx { file: &name, text };
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(0, |s| cx.line(s.start));
+            cx.err_at(line, "", e.message().trim_end().to_string())
+        })?;
+        schema::apply_overrides(&mut raw, ov);
+        schema::fill_defaults(&mut raw);
+        let effective = toml::to_string_pretty(&raw).unwrap_or_default();
+        let mut cfg = build::config(&cx, raw, host)?;
+        cfg.file = file.map(Path::to_path_buf);
+        cfg.effective = effective;
+        Ok(cfg)
+    }
+
+    /// The effective configuration (file, overrides and defaults) as TOML.
+    pub fn effective_toml(&self) -> &str {
+        &self.effective
+    }
+
+    /// Worker threads to use: the configured number, or one per core.
+    pub fn worker_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// The line parser the source's settings describe.
+    pub fn parser(&self) -> Parser {
+        let s = &self.source;
+        // Syslog dates have no year: they are read in the current one.
+        let year = i64::from(jiff::ZonedDateTime::now().year());
+        Parser::new(s.format.clone(), s.zone.clone(), year, s.client.clone())
+    }
+
+    /// The engine this configuration describes.
+    pub fn engine(&self) -> Engine {
+        let settings = EngineSettings {
+            ipv6_prefix: self.source.ipv6_prefix,
+            max_line_bytes: self.source.max_line_bytes,
+            threads: self.worker_threads(),
+            cleanup_interval: u32::try_from(self.cleanup_interval.as_secs()).unwrap_or(u32::MAX),
+        };
+        Engine::new(RuleSet::new(self.rules.clone()), self.parser(), settings)
+    }
+
+    /// What the follower of `logwarden run` needs.
+    pub fn follow(&self) -> FollowConfig {
+        let s = &self.source;
+        FollowConfig {
+            spec: s.spec.clone(),
+            zone: s.zone.clone(),
+            start_at: s.start_at,
+            poll_interval: s.poll_interval,
+            rotate_wait: s.rotate_wait,
+            cleanup_interval: self.cleanup_interval,
+            file_events: s.file_events,
+        }
+    }
+}
+
+/// Locates errors in the configuration text.
+struct Cx<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Cx<'_> {
+    fn line(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        1 + self.text.as_bytes()[..end].iter().filter(|&&c| c == b'\n').count()
+    }
+
+    fn err_at(&self, line: usize, key: &str, message: String) -> ConfigError {
+        let file = if line == 0 && self.text.is_empty() {
+            "command line / defaults".to_string()
+        } else {
+            self.file.to_string()
+        };
+        let key = if key.is_empty() { String::new() } else { format!("{key}: ") };
+        ConfigError::Invalid { file, line, key, message }
+    }
+
+    /// An error about the value `v` of `key`.
+    fn err<T>(&self, v: &Spanned<T>, key: &str, message: impl Into<String>) -> ConfigError {
+        let span = v.span();
+        let line = if span.is_empty() && span.start == 0 { 0 } else { self.line(span.start) };
+        self.err_at(line, key, message.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::syslog::SyslogSettings;
+    use crate::rules::WindowSpec;
+
+    /// No file system: the schema and its checks alone.
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let file = Some(Path::new("/etc/lw.toml"));
+        Config::parse_with(text, file, &Overrides::default(), &host::Fake)
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_reproduce_the_old_script() {
+        let c = parse("").unwrap();
+        assert_eq!(c.source.path, "/logs/apache/ssl_www_log-%Y-%m-%d");
+        assert_eq!(c.rules.len(), 1);
+        let r = &c.rules[0];
+        assert_eq!(r.name, "today_download");
+        assert_eq!(r.spec, WindowSpec { threshold: 10, window: 600, cooldown: 600 });
+        assert_eq!(
+            c.outputs,
+            vec![OutputConfig::Syslog(SyslogSettings {
+                target: "unix:/dev/log".into(),
+                format: "rfc3164".into(),
+                facility: 1,
+                severity: 3,
+                tag: "AlbumMonitor".into()
+            })]
+        );
+        assert_eq!(c.cleanup_interval, Duration::from_secs(300));
+        assert!(c.effective_toml().contains("today_download"));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = err("[source]\nformat = \"combined\"\n\n[[rule]]\nthreshold = 0\n");
+        assert_eq!(e, "/etc/lw.toml:5: rule[1].threshold: must be at least 1 (got 0)");
+        let e = err("[[rule]]\ncontains = \"x\"\nwindow = \"0s\"\n");
+        assert!(e.starts_with("/etc/lw.toml:3: rule[1].window: must be longer"), "{e}");
+        let e = err("[[output]]\ntag = \"ThisTagIsMuchTooLongForSyslogToKeepIt\"\n");
+        assert!(e.starts_with("/etc/lw.toml:2: output[1].tag:"), "{e}");
+        let e = err("[[output]]\ntag = \"Album\\u0007\"\n");
+        assert!(e.contains("output[1].tag"), "{e}");
+        let e = err("[source]\nformatt = \"combined\"\n");
+        assert!(e.starts_with("/etc/lw.toml:2: unknown field `formatt`"), "{e}");
+        let e = err("[[rule]]\nregex = \"(\"\n");
+        assert!(e.starts_with("/etc/lw.toml:2: rule[1].regex:"), "{e}");
+        let e = err("[[rule]]\nfield = \"body\"\n");
+        assert!(e.contains("use request, method"), "{e}");
+        let e = err("[[output]]\ntype = \"exec\"\ncommand = [\"/nonexistent/ban\"]\n");
+        assert!(
+            e.starts_with(
+                "/etc/lw.toml:3: output[1].command: \"/nonexistent/ban\" is not an executable"
+            ),
+            "{e}"
+        );
+        let e = err(
+            "[[output]]\ntype = \"exec\"\ncommand = [\"sh\", \"-c\", \"true\"]\nmax_concurrent = 0\n",
+        );
+        assert!(e.contains("output[1].max_concurrent: must be 1 to 256"), "{e}");
+        let e = err("[[output]]\ntimeout = \"1s\"\n");
+        assert!(e.contains("output[1].timeout: belongs to exec and webhook outputs"), "{e}");
+        let e = err("[[output]]\nfacility = \"usr\"\n");
+        assert!(e.contains("not a facility"), "{e}");
+        let e = err("[[rule]]\nmessage = \"{clinet}\"\n");
+        assert!(e.contains("rule[1].message"), "{e}");
+        let e = err("[source]\nformat = \"%h %l\"\n");
+        assert!(e.contains("no %t"), "{e}");
+    }
+
+    #[test]
+    fn old_spellings_and_several_blocks() {
+        let c = parse(
+            "[[rule]]\nname = \"a\"\ncontains = \"x\"\nstatus = [404, 403]\nmethod = [\"post\"]\ncooldown = 0\n\
+             [[rule]]\nname = \"b\"\nregex = \"^/login\"\nfield = \"path\"\nwindow = 60\n\
+             [[output]]\nfacility = \"user.error\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.rules.len(), 2);
+        assert_eq!(c.rules[0].spec.cooldown, 0);
+        assert_eq!(c.rules[1].spec, WindowSpec { threshold: 10, window: 60, cooldown: 60 });
+        let OutputConfig::Syslog(s) = &c.outputs[0] else { panic!("syslog output") };
+        assert_eq!((s.facility, s.severity), (1, 3));
+        let c = parse("[[output]]\ntype = \"jsonl\"\npath = \"/tmp/a.jsonl\"\n").unwrap();
+        assert_eq!(c.outputs, vec![OutputConfig::Jsonl(PathBuf::from("/tmp/a.jsonl"))]);
+        assert!(
+            err("[[output]]\ntype = \"jsonl\"\ntag = \"x\"\npath = \"/a\"\n")
+                .contains("output[1].tag: belongs to syslog")
+        );
+        assert!(err("[[output]]\ntype = \"jsonl\"\n").contains("output[1].path: is required"));
+        assert!(err("[[rule]]\nname = \"a\"\n[[rule]]\nname = \"a\"\n").contains("unique"));
+    }
+
+    #[test]
+    fn overrides_replace_rules() {
+        let ov = Overrides {
+            rule: Some(RuleOverride {
+                target: "/login".into(),
+                threshold: Some(3),
+                ..Default::default()
+            }),
+            threads: Some(2),
+            format: Some("common".into()),
+        };
+        let c = Config::parse_with("[[rule]]\ncontains = \"x\"\n", None, &ov, &host::Fake).unwrap();
+        assert_eq!(c.rules.len(), 1);
+        assert_eq!(c.rules[0].spec.threshold, 3);
+        assert_eq!(c.threads, 2);
+    }
+}

@@ -1,0 +1,193 @@
+//! The configuration schema: the TOML file as serde reads it (unknown keys
+//! rejected, every value with its position in the file), the command-line
+//! overrides, and the built-in defaults. Nothing here checks values or
+//! touches the file system; [`super::build`] does that.
+
+use super::Overrides;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+/// A duration written as seconds (`600`) or as text (`"10m"`, `"1h30m"`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RawDuration {
+    /// Plain seconds.
+    Secs(i64),
+    /// Text: see [`crate::units::parse_duration`].
+    Text(String),
+}
+
+impl RawDuration {
+    /// The duration it stands for; the error says what is allowed.
+    pub fn to_duration(&self) -> Result<std::time::Duration, String> {
+        match self {
+            RawDuration::Secs(s) => crate::units::from_secs(*s),
+            RawDuration::Text(t) => crate::units::parse_duration(t),
+        }
+    }
+}
+
+/// An optional value with its place in the file.
+pub(super) type S<T> = Option<Spanned<T>>;
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub(super) source: RawSource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) rule: Option<Vec<RawRule>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) output: Option<Vec<RawOutput>>,
+    #[serde(default)]
+    pub(super) state: RawState,
+    #[serde(default)]
+    pub(super) engine: RawEngine,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSource {
+    pub(super) path: S<String>,
+    pub(super) timezone: S<String>,
+    pub(super) format: S<String>,
+    pub(super) start_at: S<String>,
+    pub(super) poll_interval: S<RawDuration>,
+    pub(super) rotate_wait: S<RawDuration>,
+    pub(super) file_events: S<bool>,
+    pub(super) client: S<String>,
+    pub(super) trusted_proxies: S<Vec<String>>,
+    pub(super) ipv6_prefix: S<i64>,
+    pub(super) max_line_bytes: S<i64>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub(super) name: S<String>,
+    pub(super) field: S<String>,
+    pub(super) contains: S<String>,
+    pub(super) regex: S<String>,
+    pub(super) threshold: S<i64>,
+    pub(super) window: S<RawDuration>,
+    pub(super) cooldown: S<RawDuration>,
+    pub(super) key: S<String>,
+    pub(super) message: S<String>,
+    pub(super) status: S<Vec<i64>>,
+    pub(super) method: S<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOutput {
+    #[serde(rename = "type")]
+    pub(super) kind: S<String>,
+    pub(super) path: S<String>,
+    pub(super) command: S<Vec<String>>,
+    pub(super) timeout: S<RawDuration>,
+    pub(super) max_concurrent: S<i64>,
+    pub(super) url: S<String>,
+    pub(super) body: S<String>,
+    pub(super) target: S<String>,
+    pub(super) format: S<String>,
+    pub(super) facility: S<String>,
+    pub(super) severity: S<String>,
+    pub(super) tag: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawState {
+    pub(super) dir: S<String>,
+    pub(super) cleanup_interval: S<RawDuration>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEngine {
+    pub(super) threads: S<i64>,
+}
+
+/// A value that comes from no place in the file (a default or an override).
+pub(super) fn sp<T>(v: T) -> S<T> {
+    Some(Spanned::new(0..0, v))
+}
+
+/// Replaces parts of the file with the command line's options.
+pub(super) fn apply_overrides(raw: &mut RawConfig, ov: &Overrides) {
+    if let Some(f) = &ov.format {
+        raw.source.format = sp(f.clone());
+    }
+    if let Some(t) = ov.threads {
+        raw.engine.threads = sp(t as i64);
+    }
+    if let Some(r) = &ov.rule {
+        raw.rule = Some(vec![RawRule {
+            name: sp("command-line".into()),
+            field: r.field.clone().and_then(sp),
+            contains: sp(r.target.clone()),
+            threshold: r.threshold.and_then(sp),
+            window: r.window.clone().and_then(|w| sp(RawDuration::Text(w))),
+            cooldown: r.cooldown.clone().and_then(|c| sp(RawDuration::Text(c))),
+            ..RawRule::default()
+        }]);
+    }
+}
+
+/// Fills every key the file left out with its built-in default.
+pub(super) fn fill_defaults(raw: &mut RawConfig) {
+    let s = &mut raw.source;
+    s.path.get_or_insert_with(|| Spanned::new(0..0, "/logs/apache/ssl_www_log-%Y-%m-%d".into()));
+    s.timezone.get_or_insert_with(|| Spanned::new(0..0, "local".into()));
+    s.format.get_or_insert_with(|| Spanned::new(0..0, "combined".into()));
+    s.start_at.get_or_insert_with(|| Spanned::new(0..0, "end".into()));
+    s.poll_interval.get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("1s".into())));
+    s.rotate_wait.get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("5m".into())));
+    s.file_events.get_or_insert_with(|| Spanned::new(0..0, true));
+    s.client.get_or_insert_with(|| Spanned::new(0..0, "%h".into()));
+    s.trusted_proxies.get_or_insert_with(|| Spanned::new(0..0, Vec::new()));
+    s.ipv6_prefix.get_or_insert_with(|| Spanned::new(0..0, 128));
+    s.max_line_bytes.get_or_insert_with(|| Spanned::new(0..0, 65536));
+    let rules = raw.rule.get_or_insert_with(|| vec![RawRule::default()]);
+    for (i, r) in rules.iter_mut().enumerate() {
+        let name = if i == 0 { "today_download".to_string() } else { format!("rule{}", i + 1) };
+        r.name.get_or_insert_with(|| Spanned::new(0..0, name));
+        r.field.get_or_insert_with(|| Spanned::new(0..0, "request".into()));
+        if r.contains.is_none() && r.regex.is_none() && r.status.is_none() && r.method.is_none() {
+            r.contains = sp("today_download".into());
+        }
+        r.threshold.get_or_insert_with(|| Spanned::new(0..0, 10));
+        r.window.get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("10m".into())));
+        let window = r.window.clone();
+        r.cooldown.get_or_insert_with(|| window.expect("filled above"));
+        r.key.get_or_insert_with(|| Spanned::new(0..0, "client".into()));
+        r.message.get_or_insert_with(|| {
+            Spanned::new(
+                0..0,
+                "SUSPICIOUS ACTIVITY: IP {client} accessed {target} {count} times in {window}"
+                    .into(),
+            )
+        });
+    }
+    let outputs = raw.output.get_or_insert_with(|| vec![RawOutput::default()]);
+    for o in outputs.iter_mut() {
+        o.kind.get_or_insert_with(|| Spanned::new(0..0, "syslog".into()));
+        if o.kind.as_ref().is_some_and(|k| k.get_ref() == "syslog") {
+            o.target.get_or_insert_with(|| Spanned::new(0..0, "unix:/dev/log".into()));
+            o.format.get_or_insert_with(|| Spanned::new(0..0, "rfc3164".into()));
+            o.facility.get_or_insert_with(|| Spanned::new(0..0, "user".into()));
+            o.severity.get_or_insert_with(|| Spanned::new(0..0, "err".into()));
+            o.tag.get_or_insert_with(|| Spanned::new(0..0, "AlbumMonitor".into()));
+        }
+    }
+    raw.state.dir.get_or_insert_with(|| Spanned::new(0..0, "/var/lib/logwarden".into()));
+    raw.state
+        .cleanup_interval
+        .get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("5m".into())));
+    raw.engine.threads.get_or_insert_with(|| Spanned::new(0..0, 0));
+}
+
+/// The value of a filled field.
+pub(super) fn get<T>(v: &S<T>) -> &Spanned<T> {
+    v.as_ref().expect("filled by fill_defaults")
+}

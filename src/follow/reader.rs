@@ -1,0 +1,215 @@
+//! Reading one followed file: positioned reads into owned buffers (never a
+//! mapping: a page past the end of a file truncated under it raises
+//! SIGBUS), whole lines only, truncation and rewriting detected by size and
+//! first-bytes checksum.
+
+use crate::source::{CHUNK_BYTES, Chunk, Data, FileId, FileTag, SourceEvent};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Bytes checksummed to recognise a file.
+const FINGERPRINT_BYTES: usize = 64;
+
+/// A file being followed.
+pub(super) struct Tracked {
+    /// What its chunks carry (its identity may be another file's: a copy
+    /// made by copytruncate goes on as the file it was copied from).
+    pub tag: Arc<FileTag>,
+    pub path: PathBuf,
+    pub file: File,
+    /// The file's own identity.
+    pub id: FileId,
+    /// Start of the first byte not yet handed on (always a line start).
+    pub offset: u64,
+    /// Whether it is still a current file; else when it stopped being one.
+    pub retired_at: Option<Instant>,
+    pub last_growth: Instant,
+}
+
+impl Tracked {
+    /// Detects a truncated or rewritten file (it shrank, or its first bytes
+    /// changed) and restarts it at 0 under a new tag id (`next_id` is
+    /// advanced); returns the old checksum and offset then.
+    pub fn check_rewritten(&mut self, next_id: &mut u64) -> io::Result<Option<(Option<u32>, u64)>> {
+        let len = self.file.metadata()?.len();
+        let fp = fingerprint(&self.file, len);
+        let was = self.id.fingerprint;
+        let replaced = was.is_some() && fp.is_some() && fp != was;
+        if len < self.offset || replaced {
+            tracing::info!(path = %self.path.display(), "Log file was truncated or rewritten; reading it from the start.");
+            let old = (was, self.offset);
+            self.offset = 0;
+            self.id.fingerprint = fp;
+            // New content: line numbers start again.
+            *next_id += 1;
+            self.tag = Arc::new(FileTag {
+                name: self.tag.name.clone(),
+                id: *next_id,
+                start_line: 0,
+                identity: Some(self.id),
+            });
+            return Ok(Some(old));
+        } else if was.is_none() && fp.is_some() {
+            // The file just grew past the checksummed bytes: same file, now recognisable.
+            self.id.fingerprint = fp;
+            self.tag = Arc::new(FileTag {
+                identity: Some(self.id),
+                name: self.tag.name.clone(),
+                ..*self.tag
+            });
+        }
+        Ok(None)
+    }
+
+    /// Reads from the offset to the current size, handing on whole lines.
+    /// Returns whether it grew, or `None` when `emit` asked to stop.
+    pub fn read(&mut self, emit: &mut dyn FnMut(SourceEvent) -> bool) -> io::Result<Option<bool>> {
+        let len = self.file.metadata()?.len();
+        let mut grew = false;
+        let mut skipped_long = 0u32;
+        while self.offset < len {
+            let want = ((len - self.offset) as usize).min(CHUNK_BYTES);
+            let mut buf = vec![0u8; want];
+            let got = self.file.read_at(&mut buf, self.offset)?;
+            buf.truncate(got);
+            if got == 0 {
+                break;
+            }
+            match memchr::memrchr(b'\n', &buf) {
+                Some(i) => {
+                    buf.truncate(i + 1);
+                    let at = self.offset;
+                    self.offset += buf.len() as u64;
+                    grew = true;
+                    self.last_growth = Instant::now();
+                    let skipped = std::mem::take(&mut skipped_long);
+                    if !emit(self.lines(at, buf, skipped)) {
+                        return Ok(None);
+                    }
+                }
+                // A single line longer than a chunk: skip it once its end is there.
+                None if got == CHUNK_BYTES => {
+                    match find_newline(&self.file, self.offset + got as u64, len)? {
+                        Some(end) => {
+                            self.offset = end + 1;
+                            skipped_long += 1;
+                            grew = true;
+                        }
+                        None => break,
+                    }
+                }
+                None => break,
+            }
+        }
+        if skipped_long > 0 && !emit(self.lines(self.offset, Vec::new(), skipped_long)) {
+            return Ok(None);
+        }
+        Ok(Some(grew))
+    }
+
+    fn lines(&self, offset: u64, bytes: Vec<u8>, skipped_long: u32) -> SourceEvent {
+        SourceEvent::Lines(Chunk::new(
+            Arc::clone(&self.tag),
+            offset,
+            Data::Owned(bytes),
+            skipped_long,
+        ))
+    }
+
+    /// Hands on a finished file's last line if it has no newline, then
+    /// says the file is done (so its saved position is dropped). Returns
+    /// false when `emit` asked to stop.
+    pub fn finish(&mut self, emit: &mut dyn FnMut(SourceEvent) -> bool) -> bool {
+        let len = self.file.metadata().map_or(self.offset, |m| m.len());
+        if len > self.offset && len - self.offset <= CHUNK_BYTES as u64 {
+            let mut buf = vec![0u8; (len - self.offset) as usize];
+            if self.file.read_exact_at(&mut buf, self.offset).is_ok()
+                && !emit(self.lines(self.offset, buf, 0))
+            {
+                return false;
+            }
+        }
+        self.offset = len;
+        emit(SourceEvent::FileDone(Arc::clone(&self.tag)))
+    }
+}
+
+/// Checksum of the first bytes, once the file has that many.
+pub(super) fn fingerprint(file: &File, len: u64) -> Option<u32> {
+    if len < FINGERPRINT_BYTES as u64 {
+        return None;
+    }
+    let mut buf = [0u8; FINGERPRINT_BYTES];
+    file.read_exact_at(&mut buf, 0).ok()?;
+    Some(crc32fast::hash(&buf))
+}
+
+/// Where the last line of the first `len` bytes starts (a start at the end
+/// still reads a line that is being written).
+pub(super) fn last_line_start(file: &File, len: u64) -> u64 {
+    let from = len.saturating_sub(CHUNK_BYTES as u64);
+    let mut buf = vec![0u8; (len - from) as usize];
+    if file.read_exact_at(&mut buf, from).is_err() {
+        return len;
+    }
+    match memchr::memrchr(b'\n', &buf) {
+        Some(i) => from + i as u64 + 1,
+        None if from == 0 => 0,
+        None => len,
+    }
+}
+
+/// Newlines in the first `len` bytes (for line numbers when starting at the end).
+pub(super) fn count_lines(file: &File, len: u64) -> u64 {
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    let (mut pos, mut n) = (0u64, 0u64);
+    while pos < len {
+        let want = ((len - pos) as usize).min(CHUNK_BYTES);
+        match file.read_at(&mut buf[..want], pos) {
+            Ok(0) | Err(_) => break,
+            Ok(got) => {
+                n += bytecount::count(&buf[..got], b'\n') as u64;
+                pos += got as u64;
+            }
+        }
+    }
+    n
+}
+
+/// Offset of the first newline at or after `from`, before `len`.
+fn find_newline(file: &File, mut from: u64, len: u64) -> io::Result<Option<u64>> {
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    while from < len {
+        let want = ((len - from) as usize).min(CHUNK_BYTES);
+        let got = file.read_at(&mut buf[..want], from)?;
+        if got == 0 {
+            break;
+        }
+        if let Some(i) = memchr::memchr(b'\n', &buf[..got]) {
+            return Ok(Some(from + i as u64));
+        }
+        from += got as u64;
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_at_end_begins_at_the_last_line_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"a\nb\npartial").unwrap();
+        let f = File::open(&p).unwrap();
+        assert_eq!(last_line_start(&f, 11), 4);
+        assert_eq!(count_lines(&f, 4), 2);
+        std::fs::write(&p, b"a\nb\n").unwrap();
+        assert_eq!(last_line_start(&File::open(&p).unwrap(), 4), 4);
+    }
+}

@@ -1,0 +1,91 @@
+//! jsonl: one JSON object per alert (the fields of `replay --json`, plus
+//! `id`), appended and flushed before the alert counts as delivered. The
+//! file itself records what it received: its ids are read back at start.
+
+use super::{Deliver, OutputError, read_tail};
+use crate::alert::Alert;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// A jsonl file.
+pub struct Jsonl {
+    path: PathBuf,
+    file: File,
+}
+
+impl Jsonl {
+    /// Opens (creates) the file for appending, cutting a line left
+    /// incomplete by a crash.
+    pub fn open(path: &Path) -> Result<Jsonl, OutputError> {
+        let file = open_append(path)?;
+        drop_partial_line(&file, path);
+        Ok(Jsonl { path: path.to_path_buf(), file })
+    }
+}
+
+impl Deliver for Jsonl {
+    fn name(&self) -> String {
+        format!("jsonl {}", self.path.display())
+    }
+
+    fn send(&mut self, alert: &Alert) -> io::Result<()> {
+        let line = format!("{}\n", alert.to_json());
+        self.file.write_all(line.as_bytes()).and_then(|()| self.file.flush())
+    }
+
+    /// The ids in the file's last 16 MiB.
+    fn delivered_ids(&self) -> Vec<String> {
+        const TAIL: u64 = 16 << 20;
+        let Ok(bytes) = read_tail(&self.path, TAIL) else { return Vec::new() };
+        bytes
+            .split(|&c| c == b'\n')
+            .filter_map(|l| serde_json::from_slice::<Alert>(l).ok()?.id)
+            .collect()
+    }
+}
+
+/// Cuts a last line without newline, left by a crash in the middle of a
+/// write: that alert was not delivered (it is sent again), and the next line
+/// must not be glued to it.
+fn drop_partial_line(file: &File, path: &Path) {
+    let Ok(tail) = read_tail(path, 64 << 10) else { return };
+    if tail.is_empty() || tail.ends_with(b"\n") {
+        return;
+    }
+    let len = file.metadata().map_or(0, |m| m.len());
+    let keep = match memchr::memrchr(b'\n', &tail) {
+        Some(i) => len - tail.len() as u64 + i as u64 + 1,
+        None if len <= tail.len() as u64 => 0,
+        None => return,
+    };
+    if let Err(e) = file.set_len(keep) {
+        tracing::warn!(path = %path.display(), error = %e, "Cannot cut an incomplete last line.");
+    }
+}
+
+fn open_append(path: &Path) -> Result<File, OutputError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| OutputError { path: path.display().to_string(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{OutputConfig, open};
+
+    #[test]
+    fn a_line_cut_by_a_crash_is_dropped_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.jsonl");
+        std::fs::write(&p, b"{\"a\":1}\n{\"b\":").unwrap();
+        let outputs = open(&[OutputConfig::Jsonl(p.clone())]).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"{\"a\":1}\n");
+        drop(outputs);
+        std::fs::write(&p, b"{\"b\":").unwrap();
+        drop(open(&[OutputConfig::Jsonl(p.clone())]).unwrap());
+        assert_eq!(std::fs::read(&p).unwrap(), b"");
+    }
+}
