@@ -509,6 +509,8 @@ impl Scanner<'_> {
         let mut by_shard: Vec<Vec<Event>> = vec![Vec::new(); shards.len()];
         for (seq, event) in rx {
             let (stats, max_time) = match event.as_ref() {
+                #[cfg(debug_assertions)]
+                SourceEvent::Lines(_) if test_panic() => panic!("LOGWARDEN_TEST_PANIC=worker"),
                 SourceEvent::Lines(chunk) => self.scan(chunk, &mut by_shard),
                 SourceEvent::Tick { clock } => (ScanStats::default(), *clock),
                 SourceEvent::FileDone(_) | SourceEvent::Checkpoint => (ScanStats::default(), 0),
@@ -570,6 +572,16 @@ impl Scanner<'_> {
         st.lines = lines + u64::from(chunk.skipped_long);
         (st, max_time)
     }
+}
+
+/// A test hook (debug builds only): with `LOGWARDEN_TEST_PANIC=worker`, the
+/// first worker to take a chunk panics (once per process), so tests can
+/// check that a panic ends the process instead of hanging it.
+#[cfg(debug_assertions)]
+fn test_panic() -> bool {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    std::env::var_os("LOGWARDEN_TEST_PANIC").is_some_and(|v| v == "worker")
+        && !DONE.swap(true, std::sync::atomic::Ordering::SeqCst)
 }
 
 /// Which shard owns a key: a seeded hash, fixed for the run.

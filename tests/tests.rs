@@ -10,4 +10,5 @@ mod daemon;
 mod exactness;
 mod layers;
 mod syslog;
+mod trust;
 mod util;

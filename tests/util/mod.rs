@@ -1,5 +1,7 @@
 //! Helpers: run the binary, write temporary files.
 
+pub mod daemon;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

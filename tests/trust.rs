@@ -1,0 +1,55 @@
+//! What a deployment must be able to trust: no hang on a panic, no replay
+//! of old activity after a restart, an allow-list, bounded queues and maps,
+//! honest messages (issue 7).
+
+use crate::util::daemon::{Daemon, Writer};
+use crate::util::{DEADLINE, bin, root, write};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// Waits for a child to exit (never longer than the tests' deadline).
+fn exit_status(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < end, "the process hangs");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A panicking worker ends `replay` with an error instead of a wait forever
+/// (the chunk it took never completes, so more chunks than the pipeline
+/// holds in flight would block the reader).
+#[test]
+fn a_panic_in_a_replay_worker_ends_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read(root().join("examples/access.log")).unwrap();
+    let big = write(dir.path(), "big.log", &example.repeat(200));
+    let mut child = Command::new(bin())
+        .args(["-c", "examples/logwarden.toml", "replay", "--threads", "2", &big])
+        .current_dir(root())
+        .env("LOGWARDEN_TEST_PANIC", "worker")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = exit_status(&mut child);
+    assert!(!status.success(), "{status}");
+}
+
+/// The daemon too: its worker panics on the first lines; the process ends.
+#[test]
+fn a_panic_in_the_daemon_ends_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let config = Daemon::config(dir.path(), p.to_str().unwrap(), "");
+    let mut d = Daemon::start_config(dir.path(), &config, &[("LOGWARDEN_TEST_PANIC", "worker")]);
+    let mut w = Writer::new();
+    let line = w.line("10.1.1.1");
+    w.append_raw(&p, &line);
+    let status = exit_status(&mut d.child);
+    assert!(!status.success(), "{status}");
+    assert!(d.log_text().contains("a thread panicked"), "{}", d.log_text());
+}
