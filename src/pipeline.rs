@@ -569,7 +569,9 @@ impl Scanner<'_> {
                 }
             }
         });
+        // Lines longer than a whole chunk were dropped by the source.
         st.lines = lines + u64::from(chunk.skipped_long);
+        st.skipped[Skip::TooLong.index()] += u64::from(chunk.skipped_long);
         (st, max_time)
     }
 }

@@ -3,7 +3,7 @@
 //! honest messages (issue 7).
 
 use crate::util::daemon::{Daemon, Writer};
-use crate::util::{DEADLINE, bin, root, write};
+use crate::util::{DEADLINE, bin, root, wait_until, write};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -52,4 +52,41 @@ fn a_panic_in_the_daemon_ends_the_process() {
     let status = exit_status(&mut d.child);
     assert!(!status.success(), "{status}");
     assert!(d.log_text().contains("a thread panicked"), "{}", d.log_text());
+}
+
+/// A log with lines of 100 KiB and of 2 MiB (longer than a chunk) between
+/// ordinary ones, each line over `max_line_bytes` counted as `too_long`.
+fn log_with_long_lines() -> Vec<u8> {
+    let mut w = Writer::new();
+    let mut log = w.line("10.0.0.1");
+    for len in [100 << 10, 2 << 20] {
+        let mut long = w.line("10.0.0.2");
+        long.splice(0..0, std::iter::repeat_n(b'x', len));
+        log.extend(long);
+        log.extend(w.line("10.0.0.3"));
+    }
+    log
+}
+
+#[test]
+fn lines_over_max_line_bytes_are_counted_at_every_length_by_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "long.log", &log_with_long_lines());
+    let out = crate::util::run(&["-c", "examples/logwarden.toml", "replay", &f], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("summary: 5 lines"), "{err}");
+    assert!(err.contains("(too_long 2)"), "{err}");
+}
+
+#[test]
+fn lines_over_max_line_bytes_are_counted_at_every_length_by_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    let mut w = Writer::new();
+    w.append_raw(&p, &log_with_long_lines());
+    w.phase(&p, &["10.0.0.4"], 1, 1);
+    d.wait_for_marker(1);
+    let log = d.stop();
+    assert!(log.contains("(too_long 2)"), "{log}");
 }
