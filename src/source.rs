@@ -189,20 +189,37 @@ impl Input {
     }
 
     /// Opens the input, so that a missing file is reported before any work.
+    /// A regular file or a pipe (`<(zcat …)`) is read; a directory or
+    /// another kind of file is an error.
     pub fn open(&self) -> io::Result<Opened> {
         match self {
             Input::Stdin => Ok(Opened::Stream(Box::new(io::stdin()))),
             Input::Path(p) => {
                 let f = File::open(p)?;
+                let kind = f.metadata()?.file_type();
+                if let Some(what) = not_a_log(kind) {
+                    return Err(io::Error::new(io::ErrorKind::InvalidInput, what));
+                }
                 if is_gzip(p) {
                     Ok(Opened::Stream(Box::new(MultiGzDecoder::new(io::BufReader::new(f)))))
-                } else if f.metadata()?.is_file() {
+                } else if kind.is_file() {
                     Ok(Opened::File(f))
                 } else {
                     Ok(Opened::Stream(Box::new(f)))
                 }
             }
         }
+    }
+}
+
+/// Why a file of this type cannot be a log to read: `None` for a regular
+/// file or a pipe.
+pub fn not_a_log(kind: std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    match kind {
+        k if k.is_file() || k.is_fifo() => None,
+        k if k.is_dir() => Some("is a directory, not a log file"),
+        _ => Some("is not a regular file (a device or a socket), not a log file"),
     }
 }
 

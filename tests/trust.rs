@@ -90,3 +90,31 @@ fn lines_over_max_line_bytes_are_counted_at_every_length_by_run() {
     let log = d.stop();
     assert!(log.contains("(too_long 2)"), "{log}");
 }
+
+#[test]
+fn a_directory_is_an_error_for_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = crate::util::run(&["-c", "examples/logwarden.toml", "replay", d], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot open {d}: is a directory, not a log file")), "{err}");
+}
+
+/// `run` warns once about a directory where the log should be, and follows
+/// the file that takes its place.
+#[test]
+fn a_directory_is_a_warning_for_run_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    std::fs::create_dir(&p).unwrap();
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    wait_until("the warning", || d.log_text().contains("is a directory, not a log file"));
+    assert!(!d.log_text().contains("Following log file"), "{}", d.log_text());
+    std::fs::remove_dir(&p).unwrap();
+    let mut w = Writer::new();
+    w.phase(&p, &["10.0.0.1"], 1, 1);
+    d.wait_for_marker(1);
+    let log = d.stop();
+    assert_eq!(log.matches("is a directory").count(), 1, "{log}");
+}

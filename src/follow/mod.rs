@@ -411,8 +411,16 @@ impl Follower {
                 return false;
             }
         };
-        self.reported.remove(&format!("err:{}", path.display()));
         let Ok(md) = file.metadata() else { return false };
+        if !md.is_file() {
+            let what = crate::source::not_a_log(md.file_type())
+                .unwrap_or("is a pipe, which cannot be followed");
+            self.report_once(format!("err:{}", path.display()), || {
+                tracing::warn!(path = %path.display(), "The path {what}; waiting for a regular file there.");
+            });
+            return false;
+        }
+        self.reported.remove(&format!("err:{}", path.display()));
         let id = FileId { dev: md.dev(), ino: md.ino(), fingerprint: fingerprint(&file, md.len()) };
         let (offset, start_line) = start.unwrap_or_else(|| self.start_of(&file, &md, id));
         let name = path.display().to_string();
