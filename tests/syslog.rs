@@ -126,6 +126,40 @@ fn every_transport_and_format_arrives_with_exact_facility_severity_and_tag() {
     }
 }
 
+/// The tag arrives as `logger -t AlbumMonitor` sends it — no process id —
+/// so filters written for the old script keep working; `pid = true` adds it.
+#[test]
+#[ignore = "needs rsyslogd; run by scripts/test"]
+fn the_tag_is_the_one_logger_sends_and_pid_adds_the_process_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Rsyslog::start(dir.path());
+    let sock = format!("{}/log.sock", dir.path().display());
+    let logger = Command::new("logger")
+        .args(["-u", &sock, "-t", "AlbumMonitor", "-p", "local5.warning", "from-logger"])
+        .status()
+        .expect("logger (util-linux) is installed");
+    assert!(logger.success());
+    wait_until("logger's message", || r.received().contains("from-logger"));
+    let tag_of = |marker: &str| {
+        let text = r.received();
+        let line = text.lines().find(|l| l.contains(marker)).unwrap().to_string();
+        line.split(' ').nth(1).unwrap().to_string()
+    };
+    let cfg = config(dir.path(), &format!("unix:{sock}"), "rfc3164", "IP {client} ours");
+    let out = Command::new(bin()).args(["-c", &cfg, "test-alert"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    wait_until("our message", || r.received().contains("ours"));
+    assert_eq!(tag_of("ours"), tag_of("from-logger"));
+    assert_eq!(tag_of("ours"), "tag=AlbumMonitor:");
+    let with_pid = std::fs::read_to_string(&cfg).unwrap().replace("ours", "pid-on") + "pid = true\n";
+    std::fs::write(&cfg, with_pid).unwrap();
+    let out = Command::new(bin()).args(["-c", &cfg, "test-alert"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    wait_until("the message with a pid", || r.received().contains("pid-on"));
+    let tag = tag_of("pid-on");
+    assert!(tag.starts_with("tag=AlbumMonitor[") && tag.ends_with("]:"), "{tag}");
+}
+
 #[test]
 #[ignore = "needs rsyslogd; run by scripts/test"]
 fn attacker_text_arrives_as_one_escaped_line() {

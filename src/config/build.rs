@@ -299,12 +299,13 @@ fn validate_syslog(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, Con
         facility,
         severity,
         tag: t.clone(),
+        pid: *get(&o.pid).get_ref(),
     }))
 }
 
 /// The keys each output type takes (besides `type`).
 const OUTPUT_KEYS: [(&str, &[&str]); 4] = [
-    ("syslog", &["target", "format", "facility", "severity", "tag"]),
+    ("syslog", &["target", "format", "facility", "severity", "tag", "pid"]),
     ("jsonl", &["path"]),
     ("exec", &["command", "timeout", "max_concurrent"]),
     ("webhook", &["url", "timeout", "body"]),
@@ -318,6 +319,7 @@ fn check_keys(cx: &Cx, o: &RawOutput, at: &str, kind: &str) -> Result<(), Config
         ("facility", o.facility.as_ref().map(Spanned::span)),
         ("severity", o.severity.as_ref().map(Spanned::span)),
         ("tag", o.tag.as_ref().map(Spanned::span)),
+        ("pid", o.pid.as_ref().map(Spanned::span)),
         ("path", o.path.as_ref().map(Spanned::span)),
         ("command", o.command.as_ref().map(Spanned::span)),
         ("timeout", o.timeout.as_ref().map(Spanned::span)),

@@ -278,7 +278,8 @@ mod tests {
                 format: "rfc3164".into(),
                 facility: 1,
                 severity: 3,
-                tag: "AlbumMonitor".into()
+                tag: "AlbumMonitor".into(),
+                pid: false,
             })]
         );
         assert_eq!(c.cleanup_interval, Duration::from_secs(300));

@@ -93,6 +93,7 @@ pub(super) struct RawOutput {
     pub(super) facility: S<String>,
     pub(super) severity: S<String>,
     pub(super) tag: S<String>,
+    pub(super) pid: S<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -178,6 +179,7 @@ pub(super) fn fill_defaults(raw: &mut RawConfig) {
             o.facility.get_or_insert_with(|| Spanned::new(0..0, "user".into()));
             o.severity.get_or_insert_with(|| Spanned::new(0..0, "err".into()));
             o.tag.get_or_insert_with(|| Spanned::new(0..0, "AlbumMonitor".into()));
+            o.pid.get_or_insert_with(|| Spanned::new(0..0, false));
         }
     }
     raw.state.dir.get_or_insert_with(|| Spanned::new(0..0, "/var/lib/logwarden".into()));

@@ -39,6 +39,9 @@ pub struct SyslogSettings {
     pub severity: u8,
     /// TAG / APP-NAME.
     pub tag: String,
+    /// Add our process id (`TAG[pid]:`, PROCID); off by default, as
+    /// `logger -t TAG` sends it.
+    pub pid: bool,
 }
 
 /// RFC 5424 facility names and their numbers.
@@ -191,7 +194,8 @@ impl Syslog {
         let head = if self.cfg.format == "rfc5424" {
             let ts =
                 time.map_or("-".to_string(), |t| t.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string());
-            format!("<{pri}>1 {ts} {} {} {} - - ", self.hostname, self.cfg.tag, self.pid)
+            let procid = if self.cfg.pid { self.pid.to_string() } else { "-".to_string() };
+            format!("<{pri}>1 {ts} {} {} {procid} - - ", self.hostname, self.cfg.tag)
         } else {
             // RFC 3164 stamps are local time without a year.
             let local_time = time.map(|t| t.to_zoned_datetime(jiff::tz::TimeZone::system()));
@@ -200,7 +204,8 @@ impl Syslog {
                 |z| z.strftime("%b %e %H:%M:%S").to_string(),
             );
             let host = if local { String::new() } else { format!("{} ", self.hostname) };
-            format!("<{pri}>{ts} {host}{}[{}]: ", self.cfg.tag, self.pid)
+            let pid = if self.cfg.pid { format!("[{}]", self.pid) } else { String::new() };
+            format!("<{pri}>{ts} {host}{}{pid}: ", self.cfg.tag)
         };
         cut([head.as_bytes(), body.as_bytes()].concat(), limit)
     }
@@ -265,12 +270,24 @@ mod tests {
             facility: 1,
             severity: 3,
             tag: "AlbumMonitor".into(),
+            pid: false,
         })
+    }
+
+    fn with_pid(format: &str, target: &str) -> Syslog {
+        let mut s = sender(format, target);
+        s.cfg.pid = true;
+        s
     }
 
     #[test]
     fn rfc5424_has_pri_version_time_host_app() {
         let s = sender("rfc5424", "udp://127.0.0.1:514");
+        let m = String::from_utf8(s.format(&alert("hello"), false, MAX_UDP)).unwrap();
+        let want =
+            format!("<11>1 2026-11-28T20:45:07+00:00 {} AlbumMonitor - - - hello", s.hostname);
+        assert_eq!(m, want);
+        let s = with_pid("rfc5424", "udp://127.0.0.1:514");
         let m = String::from_utf8(s.format(&alert("hello"), false, MAX_UDP)).unwrap();
         let want = format!(
             "<11>1 2026-11-28T20:45:07+00:00 {} AlbumMonitor {} - - hello",
@@ -284,8 +301,11 @@ mod tests {
         let s = sender("rfc3164", "unix:/dev/log");
         let m = String::from_utf8(s.format(&alert("a\nb\r<13>c"), true, MAX_STREAM)).unwrap();
         assert!(m.starts_with("<11>Nov 28 "), "{m}");
-        assert!(m.ends_with(&format!(" AlbumMonitor[{}]: a\\x0ab\\x0d<13>c", s.pid)), "{m}");
+        assert!(m.ends_with(" AlbumMonitor: a\\x0ab\\x0d<13>c"), "{m}");
         assert!(!m.contains('\n'));
+        let s = with_pid("rfc3164", "unix:/dev/log");
+        let m = String::from_utf8(s.format(&alert("a"), true, MAX_STREAM)).unwrap();
+        assert!(m.ends_with(&format!(" AlbumMonitor[{}]: a", s.pid)), "{m}");
     }
 
     #[test]
