@@ -345,6 +345,13 @@ impl<'e> Collector<'e> {
                 p.decisions.sort_by_key(|d| (d.pos, d.rule));
                 self.lines_done(chunk, &p, sink);
             }
+            Some(SourceEvent::Opened { file, offset }) => {
+                self.line_base.insert(file.id, file.start_line);
+                if let Some(id) = file.identity {
+                    let (path, offset, lines) = (file.name.clone(), *offset, file.start_line);
+                    self.positions.insert(file.id, Position { path, id, offset, lines });
+                }
+            }
             Some(SourceEvent::FileDone(tag)) => {
                 self.positions.remove(&tag.id);
             }
@@ -513,7 +520,9 @@ impl Scanner<'_> {
                 SourceEvent::Lines(_) if test_panic() => panic!("LOGWARDEN_TEST_PANIC=worker"),
                 SourceEvent::Lines(chunk) => self.scan(chunk, &mut by_shard),
                 SourceEvent::Tick { clock } => (ScanStats::default(), *clock),
-                SourceEvent::FileDone(_) | SourceEvent::Checkpoint => (ScanStats::default(), 0),
+                SourceEvent::Opened { .. } | SourceEvent::FileDone(_) | SourceEvent::Checkpoint => {
+                    (ScanStats::default(), 0)
+                }
             };
             let snapshot = matches!(*event, SourceEvent::Checkpoint | SourceEvent::Tick { .. });
             for (tx, events) in shards.iter().zip(by_shard.iter_mut()) {

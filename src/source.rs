@@ -113,6 +113,14 @@ impl Chunk {
 
 /// What a source hands the pipeline, in order.
 pub enum SourceEvent {
+    /// A followed file is read from `offset` on (its saved position from now,
+    /// also before any line arrives).
+    Opened {
+        /// The file.
+        file: Arc<FileTag>,
+        /// Where reading starts.
+        offset: u64,
+    },
     /// Whole lines of one file (the last chunk of a finished file may end
     /// without a newline).
     Lines(Chunk),

@@ -151,7 +151,8 @@ fn the_tag_is_the_one_logger_sends_and_pid_adds_the_process_id() {
     wait_until("our message", || r.received().contains("ours"));
     assert_eq!(tag_of("ours"), tag_of("from-logger"));
     assert_eq!(tag_of("ours"), "tag=AlbumMonitor:");
-    let with_pid = std::fs::read_to_string(&cfg).unwrap().replace("ours", "pid-on") + "pid = true\n";
+    let with_pid =
+        std::fs::read_to_string(&cfg).unwrap().replace("ours", "pid-on") + "pid = true\n";
     std::fs::write(&cfg, with_pid).unwrap();
     let out = Command::new(bin()).args(["-c", &cfg, "test-alert"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));

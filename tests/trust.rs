@@ -118,3 +118,75 @@ fn a_directory_is_a_warning_for_run_and_retried() {
     let log = d.stop();
     assert_eq!(log.matches("is a directory").count(), 1, "{log}");
 }
+
+/// Without `LOGWARDEN_LOG`, `run` says when it follows a file and when it
+/// switches to the next; a reload is not a stop; yesterday's dated file at
+/// a restart is finished, not "rotated while stopped".
+#[test]
+fn the_default_log_shows_files_followed_and_switched() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let config = format!(
+        "[source]\npath = \"{d}/log-%Y-%m-%d\"\nstart_at = \"beginning\"\nrotate_wait = \"1h\"\n\
+         [[output]]\ntype = \"jsonl\"\npath = \"{d}/alerts.jsonl\"\n[state]\ndir = \"{d}/state\"\n"
+    );
+    let quiet = [("LOGWARDEN_LOG", "")];
+    let mut w = Writer::new();
+    let day1 = dir.path().join("log-2025-07-01");
+    let line = w.line("10.0.0.1");
+    w.append_raw(&day1, &line);
+    let daemon = Daemon::start_config(dir.path(), &config, &quiet);
+    let following = |path: &std::path::Path| format!("Following log file. path={}", path.display());
+    wait_until("following day 1", || daemon.log_text().contains(&following(&day1)));
+    let day2 = dir.path().join("log-2025-07-02");
+    w.append_raw(&day2, &line);
+    wait_until("following day 2", || daemon.log_text().contains(&following(&day2)));
+    daemon.signal("-HUP");
+    wait_until("the reload", || daemon.log_text().contains("Configuration reloaded"));
+    assert!(daemon.log_text().contains("Reloading the configuration; summary:"));
+    assert!(!daemon.log_text().contains("Stopped"), "{}", daemon.log_text());
+    let log = daemon.stop();
+    assert!(log.contains("Stopped; summary:"), "{log}");
+    let daemon = Daemon::start_config(dir.path(), &config, &quiet);
+    wait_until("day 1 finished", || daemon.log_text().contains("no longer the current one"));
+    let log = daemon.stop();
+    assert!(!log.contains("rotated while stopped"), "{log}");
+}
+
+/// Positions in the saved state, if there is one.
+fn saved_positions(dir: &std::path::Path) -> usize {
+    logwarden::state::load(&dir.join("state")).0.map_or(0, |s| s.positions.len())
+}
+
+/// A first start at the end of today's log, stopped before any new line —
+/// by SIGTERM, a SIGHUP reload, or kill -9 — must not read the old lines at
+/// the next start: one SMS for every attacker still in the window.
+#[test]
+fn a_first_start_at_the_end_is_remembered_before_any_line_arrives() {
+    for stop in ["-TERM", "-HUP", "-KILL"] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("access.log");
+        let mut w = Writer::new();
+        let old: Vec<u8> = (0..12).flat_map(|_| w.line("203.0.113.66")).collect();
+        w.append_raw(&p, &old);
+        let config = Daemon::config(dir.path(), p.to_str().unwrap(), "")
+            .replace("start_at = \"beginning\"", "start_at = \"end\"");
+        let d = Daemon::start_config(dir.path(), &config, &[]);
+        wait_until("the saved position", || saved_positions(dir.path()) == 1);
+        d.signal(stop);
+        let d = if stop == "-HUP" {
+            wait_until("the reload", || d.log_text().contains("Configuration reloaded"));
+            d
+        } else {
+            if stop == "-TERM" {
+                d.stop_after_signal();
+            }
+            Daemon::start_config(dir.path(), &config, &[])
+        };
+        w.phase(&p, &["10.0.0.1"], 1, 1);
+        d.wait_for_marker(1);
+        let old_alerts = d.alerts().iter().filter(|a| a["key"] == "203.0.113.66").count();
+        assert_eq!(old_alerts, 0, "after {stop}: old lines were read again");
+        d.stop();
+    }
+}

@@ -15,7 +15,7 @@ use crate::alert::Alert;
 use crate::config::Config;
 use crate::follow::Follower;
 use crate::output::{self, Running};
-use crate::pipeline::{Checkpoint, Restore, Sink};
+use crate::pipeline::{Checkpoint, Restore, Sink, Summary};
 use crate::state;
 use crate::window::Windows;
 use anyhow::{Context, Result};
@@ -42,11 +42,13 @@ pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
     signal_thread(Arc::clone(&interrupt), Arc::clone(&reload), wake.0.clone())?;
     let mut cfg = first;
     loop {
-        run_once(&cfg, Arc::clone(&interrupt), wake.clone())?;
+        let summary = run_once(&cfg, Arc::clone(&interrupt), wake.clone())?;
         if !reload.swap(false, Ordering::SeqCst) {
+            tracing::info!("Stopped; {summary}");
             notify(&[sd_notify::NotifyState::Stopping]);
             return Ok(());
         }
+        tracing::info!("Reloading the configuration; {summary}");
         notify(&[sd_notify::NotifyState::Reloading]);
         interrupt.store(false, Ordering::SeqCst);
         match Config::load(path, &crate::config::Overrides::default()) {
@@ -90,7 +92,7 @@ fn signal_thread(
 type Wake = (crossbeam_channel::Sender<()>, crossbeam_channel::Receiver<()>);
 
 /// One run of the engine, from saved state to the next interruption.
-fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<()> {
+fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> {
     std::fs::create_dir_all(&cfg.state_dir).with_context(|| {
         format!(
             "cannot create state.dir {} (it must be writable by logwarden)",
@@ -141,9 +143,7 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<()> {
             "Alerts still held for outputs that failed; saved for the next start."
         );
     }
-    let summary = result?;
-    tracing::info!("Stopped; {summary}");
-    Ok(())
+    Ok(result?)
 }
 
 /// Tells systemd (Type=notify) about the service's state; a no-op outside systemd.

@@ -51,11 +51,12 @@ fn check(config: Option<&std::path::Path>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Sets up the daemon's own log: stderr, one line per event, warnings and
-/// errors only unless `LOGWARDEN_LOG` (e.g. `info`, `debug`) says otherwise.
+/// Sets up the daemon's own log: stderr, one line per event — starting,
+/// following a file, switching files, reloading, stopping, and problems —
+/// unless `LOGWARDEN_LOG` (e.g. `warn`, `debug`) says otherwise.
 fn init_log() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOGWARDEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -99,6 +99,9 @@ pub struct Follower {
     series_baseline: Option<Option<DateKey>>,
     /// Files finished (drained and closed), never opened again.
     finished: HashSet<(u64, u64)>,
+    /// Files opened since the last wake-up, to be announced to the pipeline
+    /// (so their positions are saved before any line arrives).
+    opened: Vec<SourceEvent>,
     /// Lines were handed on since the last checkpoint.
     dirty: bool,
     /// A file was opened or finished: save at once, so that a file rotated
@@ -132,6 +135,7 @@ impl Follower {
             saved,
             series_baseline: None,
             finished: HashSet::new(),
+            opened: Vec::new(),
             dirty: false,
             urgent: false,
             last_checkpoint: Instant::now(),
@@ -216,7 +220,12 @@ impl Follower {
                 .find_untracked(|m, fp| id.matches(m.dev(), m.ino(), fp))
                 .or_else(|| self.find_copy(id.fingerprint, pos.offset));
             if let Some(path) = found {
-                tracing::info!(path = %path.display(), was = %pos.path, "Draining a file rotated while stopped.");
+                if path.to_str() == Some(pos.path.as_str()) {
+                    // Still under its name: superseded (yesterday's dated file), not rotated.
+                    tracing::info!(path = %path.display(), "Finishing a file that is no longer the current one.");
+                } else {
+                    tracing::info!(path = %path.display(), was = %pos.path, "Draining a file rotated while stopped.");
+                }
                 self.open_retired(&path, (pos.offset, pos.lines), Some(id));
             }
         }
@@ -427,13 +436,15 @@ impl Follower {
         tracing::info!(path = %name, offset, "Following log file.");
         self.next_id += 1;
         self.urgent = true;
+        let tag = Arc::new(FileTag {
+            name,
+            id: self.next_id,
+            start_line,
+            identity: Some(identity.unwrap_or(id)),
+        });
+        self.opened.push(SourceEvent::Opened { file: Arc::clone(&tag), offset });
         self.tracked.push(Tracked {
-            tag: Arc::new(FileTag {
-                name,
-                id: self.next_id,
-                start_line,
-                identity: Some(identity.unwrap_or(id)),
-            }),
+            tag,
             path: path.to_path_buf(),
             file,
             id,
@@ -473,12 +484,22 @@ impl Follower {
         emit: &mut dyn FnMut(SourceEvent) -> bool,
     ) -> Result<Option<bool>, SourceError> {
         let mut progressed = false;
+        for ev in std::mem::take(&mut self.opened) {
+            self.dirty = true;
+            if !emit(ev) {
+                return Ok(None);
+            }
+        }
         // Retired files first: their lines are older.
         self.tracked.sort_by_key(|t| t.retired_at.is_none());
         for i in 0..self.tracked.len() {
             let was = self.tracked[i].tag.identity;
             match self.tracked[i].check_rewritten(&mut self.next_id) {
                 Ok(Some((fp, offset))) => {
+                    let file = Arc::clone(&self.tracked[i].tag);
+                    if !emit(SourceEvent::Opened { file, offset: 0 }) {
+                        return Ok(None);
+                    }
                     if let (Some(copy), Some(was)) = (self.find_copy(fp, offset), was) {
                         tracing::info!(path = %copy.display(), "Reading the end of the copy made before the truncation.");
                         let lines = File::open(&copy).map_or(0, |f| count_lines(&f, offset));

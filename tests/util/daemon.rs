@@ -42,10 +42,16 @@ impl Daemon {
     pub fn start_config(dir: &Path, config: &str, env: &[(&str, &str)]) -> Daemon {
         let cfg = write(dir, "logwarden.toml", config.as_bytes());
         let log = dir.join("daemon.log");
-        let child = Command::new(bin())
+        let mut cmd = Command::new(bin());
+        // The tests read the daemon's info lines; `("LOGWARDEN_LOG", "")`
+        // leaves the variable unset, for the default level.
+        match env.iter().find(|(k, _)| *k == "LOGWARDEN_LOG") {
+            Some((_, "")) => cmd.env_remove("LOGWARDEN_LOG"),
+            _ => cmd.env("LOGWARDEN_LOG", "info"),
+        };
+        let child = cmd
             .args(["-c", &cfg, "run"])
-            .env("LOGWARDEN_LOG", "info")
-            .envs(env.iter().copied())
+            .envs(env.iter().copied().filter(|(_, v)| !v.is_empty()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
