@@ -136,7 +136,6 @@ fn the_default_log_shows_files_followed_and_switched() {
     let line = w.line("10.0.0.1");
     w.append_raw(&day1, &line);
     let daemon = Daemon::start_config(dir.path(), &config, &quiet);
-    let following = |path: &std::path::Path| format!("Following log file. path={}", path.display());
     wait_until("following day 1", || daemon.log_text().contains(&following(&day1)));
     let day2 = dir.path().join("log-2025-07-02");
     w.append_raw(&day2, &line);
@@ -151,6 +150,11 @@ fn the_default_log_shows_files_followed_and_switched() {
     wait_until("day 1 finished", || daemon.log_text().contains("no longer the current one"));
     let log = daemon.stop();
     assert!(!log.contains("rotated while stopped"), "{log}");
+}
+
+/// What the daemon logs when it starts following `path`.
+fn following(path: &std::path::Path) -> String {
+    format!("Following log file. path={}", path.display())
 }
 
 /// Positions in the saved state, if there is one.
@@ -189,4 +193,69 @@ fn a_first_start_at_the_end_is_remembered_before_any_line_arrives() {
         assert_eq!(old_alerts, 0, "after {stop}: old lines were read again");
         d.stop();
     }
+}
+
+/// The tests' configuration, starting at the end of files found at a first start.
+fn at_end(dir: &std::path::Path, path: &str) -> String {
+    Daemon::config(dir, path, "").replace("start_at = \"beginning\"", "start_at = \"end\"")
+}
+
+/// Files new to the saved state follow `start_at`: another `source.path`
+/// after a configuration change, a file that appeared while stopped. The
+/// successors of known files are read from their beginning: the next dated
+/// file, the new file under a rotated file's name.
+#[test]
+fn files_new_to_the_state_follow_start_at_unless_they_succeed_a_known_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::new();
+    let old: Vec<u8> = (0..12).flat_map(|_| w.line("203.0.113.66")).collect();
+    // State from following a.log; then the configuration names b.log, whose
+    // old lines must not be read.
+    let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    w.append_raw(&a, b"");
+    w.append_raw(&b, &old);
+    let d = Daemon::start_config(dir.path(), &at_end(dir.path(), a.to_str().unwrap()), &[]);
+    wait_until("the saved position", || saved_positions(dir.path()) == 1);
+    d.stop();
+    let d = Daemon::start_config(dir.path(), &at_end(dir.path(), b.to_str().unwrap()), &[]);
+    wait_until("following b.log", || d.log_text().contains(&following(&b)));
+    w.phase(&b, &["10.0.0.1"], 1, 1);
+    d.wait_for_marker(1);
+    // A glob: c.log appeared while stopped, with old lines; a.log was
+    // renamed away and a new a.log holds lines written while stopped.
+    let glob = format!("{}/*.log", dir.path().display());
+    let (c, a1) = (dir.path().join("c.log"), dir.path().join("a.log.1"));
+    d.stop();
+    let d = Daemon::start_config(dir.path(), &at_end(dir.path(), &glob), &[]);
+    wait_until("three saved positions", || saved_positions(dir.path()) == 3);
+    d.kill9();
+    w.append_raw(&c, &old);
+    std::fs::rename(&a, &a1).unwrap();
+    w.phase(&a, &["10.0.0.2"], 1, 2);
+    let d = Daemon::start_config(dir.path(), &at_end(dir.path(), &glob), &[]);
+    d.wait_for_marker(2);
+    wait_until("following c.log", || d.log_text().contains(&following(&c)));
+    w.phase(&c, &["10.0.0.3"], 1, 3);
+    d.wait_for_marker(3);
+    let old_alerts = d.alerts().iter().filter(|a| a["key"] == "203.0.113.66").count();
+    assert_eq!(old_alerts, 0, "old lines of a file new to the state were read");
+    d.stop();
+}
+
+/// The next file of a followed dated series, created while stopped, is read
+/// from its beginning also with `start_at = "end"`.
+#[test]
+fn the_next_dated_file_is_read_from_its_beginning_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let series = format!("{}/log-%Y-%m-%d", dir.path().display());
+    let mut w = Writer::new();
+    let day1 = dir.path().join("log-2025-07-01");
+    w.append_raw(&day1, b"");
+    let d = Daemon::start_config(dir.path(), &at_end(dir.path(), &series), &[]);
+    wait_until("the saved position", || saved_positions(dir.path()) == 1);
+    d.stop();
+    w.phase(&dir.path().join("log-2025-07-02"), &["10.0.0.1"], 1, 1);
+    let d = Daemon::start_config(dir.path(), &at_end(dir.path(), &series), &[]);
+    d.wait_for_marker(1);
+    d.stop();
 }

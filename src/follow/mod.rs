@@ -212,6 +212,10 @@ impl Follower {
     fn adopt_rotated(&mut self) {
         let Some(saved) = self.saved.take() else { return };
         for pos in saved {
+            // Files another configuration followed are left alone.
+            if !self.cfg.spec.covers(Path::new(&pos.path)) {
+                continue;
+            }
             let id = pos.id;
             if self.tracked.iter().any(|t| id.matches(t.id.dev, t.id.ino, t.id.fingerprint)) {
                 continue;
@@ -431,7 +435,7 @@ impl Follower {
         }
         self.reported.remove(&format!("err:{}", path.display()));
         let id = FileId { dev: md.dev(), ino: md.ino(), fingerprint: fingerprint(&file, md.len()) };
-        let (offset, start_line) = start.unwrap_or_else(|| self.start_of(&file, &md, id));
+        let (offset, start_line) = start.unwrap_or_else(|| self.start_of(path, &file, &md, id));
         let name = path.display().to_string();
         tracing::info!(path = %name, offset, "Following log file.");
         self.next_id += 1;
@@ -456,25 +460,36 @@ impl Follower {
     }
 
     /// Where to start reading a newly opened file, and the lines before it:
-    /// its saved position if the state knows it, else its beginning — or its
-    /// end on a first start without state and `start_at = "end"`.
-    fn start_of(&self, file: &File, md: &std::fs::Metadata, id: FileId) -> (u64, u64) {
-        let known = self
-            .saved
-            .as_ref()
-            .and_then(|s| s.iter().find(|p| p.id.matches(id.dev, id.ino, id.fingerprint)));
-        match known {
+    /// its saved position if the state knows it; else, at the first scan,
+    /// where `start_at` says — unless it succeeds a file the state knows
+    /// (the next file of the dated series, or the new file under a rotated
+    /// file's name), which is read from its beginning like any file that
+    /// appears while running.
+    fn start_of(&self, path: &Path, file: &File, md: &std::fs::Metadata, id: FileId) -> (u64, u64) {
+        let saved = self.saved.as_deref().unwrap_or_default();
+        match saved.iter().find(|p| p.id.matches(id.dev, id.ino, id.fingerprint)) {
             Some(p) if p.offset <= md.len() => (p.offset, p.lines),
             Some(_) => (0, 0),
             None if self.first_scan
-                && self.saved.is_none()
-                && self.cfg.start_at == StartAt::End =>
+                && self.cfg.start_at == StartAt::End
+                && !self.succeeds_saved(path, saved) =>
             {
                 let offset = last_line_start(file, md.len());
                 (offset, if offset > 0 { count_lines(file, offset) } else { 0 })
             }
             None => (0, 0),
         }
+    }
+
+    /// Whether `path` takes over from a file in the saved state: it has a
+    /// saved file's name (that file was rotated away while we were stopped),
+    /// or it is a later file of the same dated series.
+    fn succeeds_saved(&self, path: &Path, saved: &[Position]) -> bool {
+        let date = self.cfg.spec.date_of(path);
+        saved.iter().any(|p| {
+            let was = Path::new(&p.path);
+            was == path || date.is_some_and(|d| self.cfg.spec.date_of(was).is_some_and(|w| w < d))
+        })
     }
 
     /// Reads what every file has gained; returns whether anything was read,

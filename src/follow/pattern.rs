@@ -92,21 +92,45 @@ impl PathSpec {
     /// Every file of a dated series with its date (`[Y, m, d, H, M]`), oldest
     /// first; empty for other specs.
     pub fn series(&self) -> Vec<(DateKey, PathBuf)> {
-        let PathSpec::Dated { dir, regex, fields } = self else { return Vec::new() };
+        let PathSpec::Dated { dir, .. } = self else { return Vec::new() };
         let mut v: Vec<(DateKey, PathBuf)> = list(dir)
             .into_iter()
-            .filter_map(|n| {
-                let caps = regex.captures(&n)?;
-                let mut key = [0u32; 5];
-                for (i, f) in fields.iter().enumerate() {
-                    let v: u32 = caps.get(i + 1)?.as_str().parse().ok()?;
-                    key["YmdHM".find(*f)?] = v;
-                }
-                Some((key, dir.join(n)))
-            })
+            .filter_map(|n| Some((self.date_of_name(&n)?, dir.join(n))))
             .collect();
         v.sort();
         v
+    }
+
+    /// Whether `path` is (or was) one of the files this spec names.
+    pub fn covers(&self, path: &Path) -> bool {
+        match self {
+            PathSpec::Plain(p) => p == path,
+            PathSpec::Glob { dir, matcher, .. } => {
+                parent_dir(path) == *dir
+                    && path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| matcher.is_match(n))
+            }
+            PathSpec::Dated { .. } => self.date_of(path).is_some(),
+        }
+    }
+
+    /// The date of `path` if it is a file of this dated series.
+    pub fn date_of(&self, path: &Path) -> Option<DateKey> {
+        let PathSpec::Dated { dir, .. } = self else { return None };
+        (parent_dir(path) == *dir).then_some(())?;
+        self.date_of_name(path.file_name()?.to_str()?)
+    }
+
+    fn date_of_name(&self, name: &str) -> Option<DateKey> {
+        let PathSpec::Dated { regex, fields, .. } = self else { return None };
+        let caps = regex.captures(name)?;
+        let mut key = [0u32; 5];
+        for (i, f) in fields.iter().enumerate() {
+            key["YmdHM".find(*f)?] = caps.get(i + 1)?.as_str().parse().ok()?;
+        }
+        Some(key)
     }
 
     /// The name today's file would have (for "waiting for" messages).
