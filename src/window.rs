@@ -178,6 +178,15 @@ impl Windows {
     pub fn spec(&self) -> &WindowSpec {
         &self.spec
     }
+
+    /// Applies a new threshold and cooldown to the kept windows.
+    ///
+    /// # Panics
+    /// If the window length differs: the slots were cut for the old one.
+    pub fn set_spec(&mut self, spec: WindowSpec) {
+        assert_eq!(spec.window, self.spec.window, "windows are kept only for the same length");
+        self.spec = spec;
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! of old activity after a restart, an allow-list, bounded queues and maps,
 //! honest messages (issue 7).
 
-use crate::util::daemon::{Daemon, Writer};
+use crate::util::daemon::{Daemon, Writer, marker_ip};
 use crate::util::{DEADLINE, bin, root, wait_until, write};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -258,4 +258,66 @@ fn the_next_dated_file_is_read_from_its_beginning_after_a_restart() {
     let d = Daemon::start_config(dir.path(), &at_end(dir.path(), &series), &[]);
     d.wait_for_marker(1);
     d.stop();
+}
+
+/// A new threshold keeps a rule's windows (the hits before the reload still
+/// count); a new window length starts them empty. Both are logged.
+#[test]
+fn a_threshold_change_keeps_the_windows_and_a_window_change_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    let cfg = dir.path().join("logwarden.toml");
+    let mut w = Writer::new();
+    let hits =
+        |w: &mut Writer, n: usize| -> Vec<u8> { (0..n).flat_map(|_| w.line("10.5.5.5")).collect() };
+    let two = hits(&mut w, 2);
+    w.append_raw(&p, &two);
+    w.phase(&p, &["10.0.0.1"], 1, 1);
+    d.wait_for_marker(1);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("threshold = 3", "threshold = 4")).unwrap();
+    d.signal("-HUP");
+    wait_until("the reload", || d.log_text().contains("Configuration reloaded"));
+    let two = hits(&mut w, 2);
+    w.append_raw(&p, &two);
+    wait_until("the alert on the fourth hit", || {
+        d.alerts().iter().any(|a| a["key"] == "10.5.5.5" && a["count"] == 4)
+    });
+    assert!(d.log_text().contains("its windows are kept"), "{}", d.log_text());
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("window = \"10m\"", "window = \"5m\"")).unwrap();
+    d.signal("-HUP");
+    wait_until("the window change", || d.log_text().contains("its windows start empty"));
+    let three = hits(&mut w, 3);
+    w.append_raw(&p, &three);
+    // The marker needs four hits now.
+    let marker: Vec<u8> = (0..4).flat_map(|_| w.line(&marker_ip(2))).collect();
+    w.append_raw(&p, &marker);
+    d.wait_for_marker(2);
+    let counts: Vec<i64> = d
+        .alerts()
+        .iter()
+        .filter(|a| a["key"] == "10.5.5.5")
+        .map(|a| a["count"].as_i64().unwrap())
+        .collect();
+    assert_eq!(counts, [4], "after the window change the count starts again at 1");
+    d.stop();
+}
+
+/// A corrupt state file is moved aside with a warning that says from where
+/// reading resumes, so which lines are skipped.
+#[test]
+fn a_corrupt_state_says_from_where_reading_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    std::fs::write(dir.path().join("state/state.bin"), b"garbage").unwrap();
+    let d = Daemon::start_config(dir.path(), &at_end(dir.path(), p.to_str().unwrap()), &[]);
+    wait_until("the warning", || d.log_text().contains("moved to"));
+    let log = d.stop();
+    assert!(
+        log.contains("reading starts at the end of each log file (start_at = \"end\"): lines written since the last good save are skipped"),
+        "{log}"
+    );
 }

@@ -13,7 +13,7 @@
 
 use crate::alert::Alert;
 use crate::config::Config;
-use crate::follow::Follower;
+use crate::follow::{Follower, StartAt};
 use crate::output::{self, Running};
 use crate::pipeline::{Checkpoint, Restore, Sink, Summary};
 use crate::state;
@@ -32,9 +32,9 @@ const DRAIN_AT_STOP: std::time::Duration = std::time::Duration::from_secs(3);
 ///
 /// SIGHUP reloads the configuration from `path`: the engine stops as on
 /// SIGTERM (saving state), and starts again from that state with the new
-/// configuration, so rules whose name, threshold, window and cooldown did not
-/// change keep their windows. An invalid configuration is reported and the
-/// old one stays in force.
+/// configuration, so rules whose name and window length did not change keep
+/// their windows. An invalid configuration is reported and the old one stays
+/// in force.
 pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
     let interrupt = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
@@ -101,7 +101,15 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
     })?;
     let (saved, warning) = state::load(&cfg.state_dir);
     if let Some(w) = warning {
-        tracing::warn!("Saved state not used: {w}");
+        let resume = match cfg.source.start_at {
+            StartAt::End => {
+                "reading starts at the end of each log file (start_at = \"end\"): lines written since the last good save are skipped"
+            }
+            StartAt::Beginning => {
+                "each log file is read from its beginning (start_at = \"beginning\"): no line is skipped, older ones are counted again"
+            }
+        };
+        tracing::warn!("Saved state not used: {w}; {resume}.");
     }
     let outputs = output::open(&cfg.outputs)?;
     let running = Running::start(outputs, &cfg.state_dir).context("starting the output threads")?;
@@ -170,14 +178,27 @@ fn watchdog() -> (Option<std::time::Duration>, Box<dyn FnMut() + Send>) {
 }
 
 /// Saved windows for the configured rules: a rule keeps its windows when its
-/// name, threshold, window and cooldown are unchanged.
+/// name and window length are unchanged (a new threshold or cooldown applies
+/// to the kept windows); otherwise its windows start empty.
 fn restore_windows(cfg: &Config, mut saved: Vec<(String, Windows)>, watermark: u32) -> Restore {
     let windows = cfg
         .rules
         .iter()
-        .map(|r| match saved.iter().position(|(n, w)| *n == r.name && *w.spec() == r.spec) {
-            Some(i) => saved.swap_remove(i).1,
-            None => Windows::new(r.spec),
+        .map(|r| {
+            let Some(i) = saved.iter().position(|(n, _)| *n == r.name) else {
+                return Windows::new(r.spec);
+            };
+            let (_, mut w) = saved.swap_remove(i);
+            let was = *w.spec();
+            if was.window != r.spec.window {
+                tracing::info!(rule = %r.name, was = was.window, now = r.spec.window, "The rule's window length changed; its windows start empty.");
+                return Windows::new(r.spec);
+            }
+            if was != r.spec {
+                tracing::info!(rule = %r.name, threshold = r.spec.threshold, cooldown = r.spec.cooldown, "The rule's threshold or cooldown changed; its windows are kept.");
+                w.set_spec(r.spec);
+            }
+            w
         })
         .collect();
     Restore { windows, watermark }
