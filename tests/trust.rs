@@ -321,3 +321,32 @@ fn a_corrupt_state_says_from_where_reading_resumes() {
         "{log}"
     );
 }
+
+/// A dated file more than a day ahead of today is not taken as the current
+/// file (today's goes on being followed), and is reported once.
+#[test]
+fn a_dated_file_far_in_the_future_is_not_the_current_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let series = format!("{}/log-%Y-%m-%d", dir.path().display());
+    let day = |offset: i64| {
+        let t = jiff::Timestamp::now().as_second() + offset * 86_400;
+        let t = jiff::Timestamp::from_second(t).unwrap().to_zoned_datetime(jiff::tz::TimeZone::UTC);
+        dir.path().join(t.strftime("log-%Y-%m-%d").to_string())
+    };
+    let (today, future) = (day(0), day(3));
+    let mut w = Writer::new();
+    w.append_raw(&today, b"");
+    w.append_raw(&future, b"");
+    let config = Daemon::config(dir.path(), &series, "").replacen(
+        "[source]\n",
+        "[source]\ntimezone = \"UTC\"\n",
+        1,
+    );
+    let d = Daemon::start_config(dir.path(), &config, &[]);
+    wait_until("the warning", || d.log_text().contains("Dated more than a day after today"));
+    w.phase(&today, &["10.0.0.1"], 1, 1);
+    d.wait_for_marker(1);
+    let log = d.stop();
+    assert_eq!(log.matches("Dated more than a day after today").count(), 1, "{log}");
+    assert!(!log.contains(&following(&future)), "{log}");
+}

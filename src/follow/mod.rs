@@ -31,7 +31,7 @@ pub use pattern::PathSpec;
 use crate::parse::time::Zone;
 use crate::source::{FileId, FileTag, Position, Source, SourceError, SourceEvent};
 use notify::Watcher as _;
-use pattern::{DateKey, list};
+use pattern::{DateKey, later_day, list};
 use reader::{Tracked, count_lines, fingerprint, last_line_start};
 use std::collections::HashSet;
 use std::fs::File;
@@ -239,7 +239,9 @@ impl Follower {
     /// superseded when first seen (two dates within one wake-up) are read
     /// from their beginning and drained like any retired file.
     fn adopt_superseded(&mut self) {
-        let series = self.cfg.spec.series();
+        let limit = self.tomorrow();
+        let mut series = self.cfg.spec.series();
+        series.retain(|(k, _)| !later_day(k, &limit));
         let baseline = *self.series_baseline.get_or_insert(series.last().map(|(k, _)| *k));
         let Some((newest, _)) = series.last() else { return };
         for (key, path) in series.iter().filter(|(k, _)| baseline.is_none_or(|b| *k > b)) {
@@ -340,9 +342,31 @@ impl Follower {
         }
     }
 
+    /// Tomorrow's date (our clock, `timezone`): a dated file may be dated a
+    /// day ahead (another server's zone), not more.
+    fn tomorrow(&self) -> DateKey {
+        let (y, m, d) = self.cfg.zone.date_of(jiff::Timestamp::now().as_second() + 86_400);
+        [u32::try_from(y).unwrap_or(0), u32::from(m), u32::from(d), 0, 0]
+    }
+
+    /// Files of the dated series dated after `limit` are never the current
+    /// file (a wrong clock or name would otherwise end the following of
+    /// today's); each is reported once.
+    fn warn_future(&mut self, limit: DateKey) {
+        for (key, path) in self.cfg.spec.series() {
+            if later_day(&key, &limit) {
+                self.report_once(format!("future:{}", path.display()), || {
+                    tracing::warn!(path = %path.display(), "Dated more than a day after today (our clock); not taken as the current file.");
+                });
+            }
+        }
+    }
+
     /// Finds current files, opens new ones and retires replaced ones.
     fn discover(&mut self) {
-        let heads = self.cfg.spec.current();
+        let limit = self.tomorrow();
+        self.warn_future(limit);
+        let heads = self.cfg.spec.current(limit);
         if heads.is_empty() {
             let now = jiff::Timestamp::now().as_second();
             let expected = self.cfg.spec.expected(&self.cfg.zone, now);

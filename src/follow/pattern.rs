@@ -34,6 +34,12 @@ pub enum PathSpec {
 /// The date fields of a dated file name, in `Y m d H M` order.
 pub type DateKey = [u32; 5];
 
+/// Whether `key` is dated on a later day than `limit` (hours and minutes
+/// aside).
+pub fn later_day(key: &DateKey, limit: &DateKey) -> bool {
+    key[..3] > limit[..3]
+}
+
 /// The directory part of `p`; `.` when it has none.
 pub fn parent_dir(p: &Path) -> PathBuf {
     p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf()
@@ -72,8 +78,9 @@ impl PathSpec {
         }
     }
 
-    /// The paths to follow now (heads). For a dated series: the newest file.
-    pub fn current(&self) -> Vec<PathBuf> {
+    /// The paths to follow now (heads). For a dated series: the newest file
+    /// not dated after `not_after`.
+    pub fn current(&self, not_after: DateKey) -> Vec<PathBuf> {
         match self {
             PathSpec::Plain(p) => vec![p.clone()],
             PathSpec::Glob { dir, matcher, .. } => {
@@ -85,7 +92,11 @@ impl PathSpec {
                 v.sort();
                 v
             }
-            PathSpec::Dated { .. } => self.series().pop().map(|(_, p)| p).into_iter().collect(),
+            PathSpec::Dated { .. } => {
+                let plausible =
+                    self.series().into_iter().filter(|(k, _)| !later_day(k, &not_after));
+                plausible.last().map(|(_, p)| p).into_iter().collect()
+            }
         }
     }
 
@@ -236,7 +247,10 @@ mod tests {
             std::fs::write(dir.path().join(n), b"x\n").unwrap();
         }
         let spec = PathSpec::parse(&format!("{}/log-%Y-%m-%d", dir.path().display())).unwrap();
-        assert_eq!(spec.current(), vec![dir.path().join("log-2025-07-10")]);
+        let far = [2100, 1, 1, 0, 0];
+        assert_eq!(spec.current(far), vec![dir.path().join("log-2025-07-10")]);
+        // A file dated after the limit is not current.
+        assert_eq!(spec.current([2025, 7, 9, 0, 0]), vec![dir.path().join("log-2025-07-09")]);
         let expected = spec.expected(&Zone::Utc, 1_752_105_600);
         assert!(expected.ends_with("log-2025-07-10"), "{expected}");
     }
