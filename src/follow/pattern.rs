@@ -93,9 +93,9 @@ impl PathSpec {
                 v
             }
             PathSpec::Dated { .. } => {
-                let plausible =
-                    self.series().into_iter().filter(|(k, _)| !later_day(k, &not_after));
-                plausible.last().map(|(_, p)| p).into_iter().collect()
+                let mut plausible = self.series();
+                plausible.retain(|(k, _)| !later_day(k, &not_after));
+                plausible.pop().map(|(_, p)| p).into_iter().collect()
             }
         }
     }
