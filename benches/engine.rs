@@ -17,7 +17,12 @@ use std::io::Cursor;
 const LINE: &[u8] = br#"203.0.113.77 - - [09/Jul/2025:14:30:25 +0900] "GET /files/today_download?id=42 HTTP/1.1" 200 51234 "https://www.example.com/" "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0""#;
 
 fn parser(spec: &str) -> Parser {
-    Parser::new(Format::from_spec(spec, None).unwrap(), Zone::Utc, 2025, ClientSource::default())
+    Parser::new(
+        Format::from_spec(spec, None).unwrap(),
+        Zone::Utc,
+        1_700_000_000,
+        ClientSource::default(),
+    )
 }
 
 fn bench_parse(c: &mut Criterion) {

@@ -399,6 +399,7 @@ impl<'e> Collector<'e> {
     /// Renders a finished chunk's decisions.
     fn emit(&mut self, chunk: &Chunk, decisions: &[Decision], line_base: u64, sink: &mut dyn Sink) {
         let engine = self.engine;
+        engine.parser.set_now(chunk.read_at);
         let bytes = chunk.bytes();
         for d in decisions {
             let pos = d.pos as usize;
@@ -542,6 +543,7 @@ impl Scanner<'_> {
     /// # Performance
     /// Lines without a rule's literal are never parsed; no allocation per line.
     fn scan(&self, chunk: &Chunk, by_shard: &mut [Vec<Event>]) -> (ScanStats, u32) {
+        self.parser.set_now(chunk.read_at);
         let bytes = chunk.bytes();
         let mut st = ScanStats::default();
         let mut max_time = 0u32;

@@ -264,7 +264,7 @@ mod tests {
         let p = Parser::new(
             Format::from_spec("combined", None).unwrap(),
             Zone::Utc,
-            2000,
+            1_700_000_000,
             ClientSource::default(),
         );
         p.parse(LINE).unwrap()

@@ -94,12 +94,16 @@ pub struct Chunk {
     pub data: Data,
     /// Lines longer than a chunk, dropped just before these bytes.
     pub skipped_long: u32,
+    /// When it was read (Unix seconds): what dates syslog stamps, which
+    /// carry no year.
+    pub read_at: i64,
 }
 
 impl Chunk {
-    /// A chunk of bytes.
+    /// A chunk of bytes, read now.
     pub fn new(file: Arc<FileTag>, offset: u64, data: Data, skipped_long: u32) -> Chunk {
-        Chunk { file, offset, data, skipped_long }
+        let read_at = jiff::Timestamp::now().as_second();
+        Chunk { file, offset, data, skipped_long, read_at }
     }
 
     /// The chunk's bytes.

@@ -106,7 +106,7 @@ fn the_core_decides_without_io() {
     let parser = Parser::new(
         Format::from_spec("combined", None).unwrap(),
         Zone::Utc,
-        2026,
+        1_700_000_000,
         ClientSource::default(),
     );
     let mut windows = Windows::new(spec);

@@ -85,7 +85,7 @@ fn test_alert(config: Option<&std::path::Path>) -> Result<ExitCode> {
     let parser = Parser::new(
         crate::parse::Format::from_spec("combined", None).map_err(anyhow::Error::msg)?,
         crate::parse::time::Zone::Utc,
-        i64::from(jiff::ZonedDateTime::now().year()),
+        jiff::Timestamp::now().as_second(),
         Default::default(),
     );
     let record = parser

@@ -186,9 +186,8 @@ impl Config {
     /// The line parser the source's settings describe.
     pub fn parser(&self) -> Parser {
         let s = &self.source;
-        // Syslog dates have no year: they are read in the current one.
-        let year = i64::from(jiff::ZonedDateTime::now().year());
-        Parser::new(s.format.clone(), s.zone.clone(), year, s.client.clone())
+        let now = jiff::Timestamp::now().as_second();
+        Parser::new(s.format.clone(), s.zone.clone(), now, s.client.clone())
     }
 
     /// The engine this configuration describes.

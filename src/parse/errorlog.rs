@@ -9,7 +9,7 @@
 
 use super::Skip;
 use super::client::parse_ip;
-use super::time::{Civil, parse_apache_error, parse_nginx, parse_syslog};
+use super::time::{Civil, Today, parse_apache_error, parse_nginx, parse_syslog};
 use memchr::memmem;
 use std::net::IpAddr;
 
@@ -26,8 +26,8 @@ pub struct ErrorLine<'a> {
 
 /// Strips a syslog prefix: `Feb 15 16:23:00 host tag[pid]: ` or, without the
 /// date (journal export), `host tag[pid]: `. Returns the prefix's time and the rest.
-pub fn strip_syslog(line: &[u8], year: i64) -> Option<(Option<Civil>, &[u8])> {
-    let (time, rest) = match parse_syslog(line, year) {
+pub fn strip_syslog(line: &[u8], today: Today) -> Option<(Option<Civil>, &[u8])> {
+    let (time, rest) = match parse_syslog(line, today) {
         Some(t) => (Some(t), line.get(16..)?),
         None => (None, line),
     };
@@ -134,6 +134,12 @@ fn nginx_suffix(tail: &[u8]) -> Option<(IpAddr, Option<&[u8]>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::time::Zone;
+
+    /// 2020-09-13.
+    fn today() -> Today {
+        Today::at(1_600_000_000, &Zone::Utc)
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -168,14 +174,14 @@ mod tests {
     #[test]
     fn syslog_prefixes() {
         let line = b"Feb 15 16:23:00 srv httpd/backend1[22034]: [authz_core:error] [pid 22036] [client 192.0.2.2:59392] AH01630: x";
-        let (t, rest) = strip_syslog(line, 2020).unwrap();
+        let (t, rest) = strip_syslog(line, today()).unwrap();
         let l = apache(rest, t).unwrap();
         assert_eq!((l.client, l.time.day), (ip("192.0.2.2"), 15));
         let (t, rest) =
-            strip_syslog(b"host nginx[23141]: host nginx: 2025/09/07 21:20:40 [error] x", 2020)
+            strip_syslog(b"host nginx[23141]: host nginx: 2025/09/07 21:20:40 [error] x", today())
                 .unwrap();
         assert!(t.is_none());
-        let (_, rest) = strip_syslog(rest, 2020).unwrap();
+        let (_, rest) = strip_syslog(rest, today()).unwrap();
         assert!(rest.starts_with(b"2025/"));
     }
 

@@ -13,7 +13,7 @@ use access::{Field, LogFormat};
 use client::{Cidr, client_from_forwarded, parse_ip};
 use std::cell::Cell;
 use std::net::IpAddr;
-use time::{Civil, LineTime, Zone};
+use time::{Civil, LineTime, Today, Zone};
 
 /// Why a line was skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -196,16 +196,27 @@ pub struct ClientSource {
 pub struct Parser {
     format: Format,
     zone: Zone,
-    year_hint: i64,
+    /// Today's date in `zone`, for syslog stamps (set per chunk).
+    today: Cell<(i64, Today)>,
     client: ClientSource,
     last_time: Cell<Option<([u8; 28], LineTime)>>,
 }
 
 impl Parser {
-    /// A parser; `zone` resolves times written without offset and `year_hint`
-    /// supplies the year of syslog dates, which have none.
-    pub fn new(format: Format, zone: Zone, year_hint: i64, client: ClientSource) -> Parser {
-        Parser { format, zone, year_hint, client, last_time: Cell::new(None) }
+    /// A parser; `zone` resolves times written without offset, and `now`
+    /// (Unix seconds) dates syslog stamps, which have no year (see
+    /// [`Parser::set_now`]).
+    pub fn new(format: Format, zone: Zone, now: i64, client: ClientSource) -> Parser {
+        let today = Cell::new((now, Today::at(now, &zone)));
+        Parser { format, zone, today, client, last_time: Cell::new(None) }
+    }
+
+    /// The time lines are read at (Unix seconds): a syslog stamp is dated
+    /// in its year, or the year before for a date more than a month ahead.
+    pub fn set_now(&self, now: i64) {
+        if self.today.get().0 != now {
+            self.today.set((now, Today::at(now, &self.zone)));
+        }
     }
 
     /// Understands one line (without its newline), reading every field.
@@ -294,7 +305,8 @@ impl Parser {
         let mut rest = line;
         let mut fallback: Option<Civil> = None;
         for _ in 0..2 {
-            let (t, r) = errorlog::strip_syslog(rest, self.year_hint).ok_or(Skip::Malformed)?;
+            let today = self.today.get().1;
+            let (t, r) = errorlog::strip_syslog(rest, today).ok_or(Skip::Malformed)?;
             fallback = fallback.or(t);
             rest = r;
             let parsed = match kind {
@@ -439,7 +451,7 @@ mod tests {
         Parser::new(
             Format::from_spec(spec, None).unwrap(),
             Zone::Utc,
-            2024,
+            1_700_000_000,
             ClientSource::default(),
         )
     }
@@ -482,7 +494,7 @@ mod tests {
             trusted: vec![Cidr::parse("10.0.0.0/8").unwrap()],
         };
         let f = Format::from_spec(spec, client.header.as_deref()).unwrap();
-        let p = Parser::new(f, Zone::Utc, 2024, client);
+        let p = Parser::new(f, Zone::Utc, 1_700_000_000, client);
         let r = p.parse(br#"10.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 1 "7.7.7.7, 1.2.3.4, 10.9.9.9""#).unwrap();
         assert_eq!(r.client.to_string(), "1.2.3.4");
     }
@@ -501,6 +513,27 @@ mod tests {
             Skip::BadTime
         );
         assert_eq!(p.parse(b"").unwrap_err(), Skip::Malformed);
+    }
+
+    /// Syslog stamps have no year: they are dated from the time each chunk
+    /// is read, so at 2027-01-01 00:05 the last seconds of 2026 and the
+    /// first of 2027 fall in one window; a date over a month ahead is last
+    /// year's.
+    #[test]
+    fn yearless_dates_follow_the_clock_across_new_year() {
+        let p = parser("apache_error");
+        let line = |stamp: &str| {
+            format!("{stamp} srv httpd[1]: [error] [client 192.0.2.1] File does not exist: /x")
+        };
+        let epoch = |stamp: &str| p.parse(line(stamp).as_bytes()).map(|r| r.time.epoch);
+        p.set_now(1_798_761_600 - 60); // 2026-12-31 23:59:00 UTC
+        assert_eq!(epoch("Dec 31 23:58:50"), Ok(1_798_761_530));
+        p.set_now(1_798_761_600 + 300); // 2027-01-01 00:05:00 UTC
+        let (dec31, jan1) = (epoch("Dec 31 23:59:55").unwrap(), epoch("Jan  1 00:00:05").unwrap());
+        assert_eq!((dec31, jan1), (1_798_761_595, 1_798_761_605));
+        assert!(jan1 - dec31 <= 600, "both fall in one 10-minute window");
+        assert_eq!(epoch("Jan 20 00:00:00"), Ok(1_798_761_600 + 19 * 86_400));
+        assert_eq!(epoch("Mar  1 00:00:00"), Ok(1_772_323_200), "2026-03-01: last year's");
     }
 
     #[test]

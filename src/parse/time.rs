@@ -283,15 +283,35 @@ pub fn parse_nginx(b: &[u8]) -> Option<Civil> {
     Civil::new(year, d2(&b[5..7])?, d2(&b[8..10])?, h, mi, s)
 }
 
+/// Today's date, for dating syslog stamps, which carry no year.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Today {
+    year: i64,
+    /// Days since 1970-01-01 of today's date.
+    days: i64,
+}
+
+impl Today {
+    /// The date the instant `now` (Unix seconds) has in `zone`.
+    pub fn at(now: i64, zone: &Zone) -> Today {
+        let (year, month, day) = zone.date_of(now);
+        Today { year, days: days_from_civil(year, month, day) }
+    }
+}
+
 /// Parses a syslog (RFC 3164) date `Feb 15 16:23:00` or `Feb  5 16:23:00`,
-/// which has no year: `year` supplies it. Returns the wall time.
-pub fn parse_syslog(b: &[u8], year: i64) -> Option<Civil> {
+/// which has no year: it is `today`'s year, or the year before for a date
+/// more than a month after today (lines written before New Year, read
+/// after it). Returns the wall time.
+pub fn parse_syslog(b: &[u8], today: Today) -> Option<Civil> {
     if b.len() < 15 || b[3] != b' ' || b[6] != b' ' {
         return None;
     }
     let month = month_from_abbr(&b[0..3])?;
     let day = if b[4] == b' ' { d2(&b[5..6])? } else { d2(&b[4..6])? };
     let (h, mi, s) = hms(&b[7..15])?;
+    let ahead = days_from_civil(today.year, month, day) - today.days;
+    let year = if ahead > 31 { today.year - 1 } else { today.year };
     Civil::new(year, month, day, h, mi, s)
 }
 
@@ -337,7 +357,7 @@ mod tests {
         assert!(parse_apache_error(b"Thu Jul 11 01:21:41 13").is_none());
         let n = parse_nginx(b"2015/01/21 10:56:10 [error]").unwrap();
         assert_eq!((n.year, n.month, n.day, n.minute), (2015, 1, 21, 56));
-        let s = parse_syslog(b"Feb  5 16:23:00 srv", 2024).unwrap();
+        let s = parse_syslog(b"Feb  5 16:23:00 srv", Today::at(1_709_251_200, &Zone::Utc)).unwrap();
         assert_eq!((s.year, s.month, s.day), (2024, 2, 5));
     }
 
@@ -393,7 +413,8 @@ mod tests {
             prop_assert!(parse_clf(&b).is_none_or(|t| t.epoch > -2 * 86_400));
             prop_assert!(parse_apache_error(&b).map(epoch).is_none_or(|e| e >= 0));
             prop_assert!(parse_nginx(&b).map(epoch).is_none_or(|e| e >= 0));
-            prop_assert!(parse_syslog(&b, 2020).map(epoch).is_none_or(|e| e >= 0));
+            let today = Today::at(1_600_000_000, &Zone::Utc);
+            prop_assert!(parse_syslog(&b, today).map(epoch).is_none_or(|e| e >= 0));
         }
     }
 }
