@@ -350,3 +350,31 @@ fn a_dated_file_far_in_the_future_is_not_the_current_one() {
     assert_eq!(log.matches("Dated more than a day after today").count(), 1, "{log}");
     assert!(!log.contains(&following(&future)), "{log}");
 }
+
+/// `client = "%h"` and `"%a"` read different fields of a format that logs
+/// both; asking for a field the format lacks is a configuration error.
+#[test]
+fn client_h_and_a_read_their_own_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write(
+        dir.path(),
+        "a.log",
+        b"10.0.0.1 203.0.113.5 - - [29/Nov/2026:10:00:00 +0000] \"GET / HTTP/1.1\" 200 5\n",
+    );
+    let client_of = |client: &str| {
+        let cfg =
+            format!("[source]\nformat = '%h %a %l %u %t \"%r\" %>s %b'\nclient = \"{client}\"\n");
+        let cfg = write(dir.path(), "c.toml", cfg.as_bytes());
+        let out = crate::util::ok(&["-c", &cfg, "parse", "--json", &log]);
+        crate::util::json_lines(&out)[0]["client"].as_str().unwrap().to_string()
+    };
+    assert_eq!(client_of("%h"), "10.0.0.1");
+    assert_eq!(client_of("%a"), "203.0.113.5");
+    let cfg = write(dir.path(), "bad.toml", b"[source]\nformat = \"combined\"\nclient = \"%a\"\n");
+    let out = crate::util::run(&["-c", &cfg, "check"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:3: source.client: is \"%a\", but source.format logs no %a"),
+        "{err}"
+    );
+}

@@ -12,7 +12,7 @@ use crate::output::exec::ExecSettings;
 use crate::output::syslog::{self, FACILITIES, SEVERITIES, SyslogSettings};
 use crate::output::webhook::{self, WebhookSettings};
 use crate::parse::client::Cidr;
-use crate::parse::{ClientSource, Format};
+use crate::parse::{ClientSource, Field, Format};
 use crate::rules::{FieldSel, Rule, WindowSpec};
 use crate::template::{Mode, Template};
 use std::path::PathBuf;
@@ -69,10 +69,13 @@ fn validate_source(cx: &Cx, s: &RawSource, host: &dyn Host) -> Result<SourceConf
         cx.err(tz, "source.timezone", format!("unknown time zone {name:?}: use \"local\", \"UTC\" or an IANA name such as \"Europe/Berlin\""))
     })?;
     let client = get(&s.client);
-    let header = match client.get_ref().as_str() {
-        "%h" | "%a" => None,
+    // A default `%h` takes `%a` where only that is logged; a written one is strict.
+    let explicit = !client.span().is_empty();
+    let (peer, header) = match client.get_ref().as_str() {
+        "%h" => (explicit.then_some(Field::Host), None),
+        "%a" => (Some(Field::Addr), None),
         c => match c.strip_prefix("%{").and_then(|r| r.strip_suffix("}i")) {
-            Some(h) if !h.is_empty() => Some(h.to_string()),
+            Some(h) if !h.is_empty() => (None, Some(h.to_string())),
             _ => {
                 return Err(cx.err(client, "source.client", format!("{c:?} is not allowed: use \"%h\", \"%a\" or a header such as \"%{{X-Forwarded-For}}i\"")));
             }
@@ -95,6 +98,15 @@ fn validate_source(cx: &Cx, s: &RawSource, host: &dyn Host) -> Result<SourceConf
     let fmt = get(&s.format);
     let format = Format::from_spec(fmt.get_ref(), header.as_deref())
         .map_err(|m| cx.err(fmt, "source.format", m))?;
+    if let Some(f) = peer
+        && format.logs(f) == Some(false)
+    {
+        let (name, other) = if f == Field::Addr { ("%a", "%h") } else { ("%h", "%a") };
+        let msg = format!(
+            "is {name:?}, but source.format logs no {name}: use {other:?} or a format with {name}"
+        );
+        return Err(cx.err(client, "source.client", msg));
+    }
     let start = get(&s.start_at);
     let start_at = match start.get_ref().as_str() {
         "end" => StartAt::End,
@@ -146,7 +158,7 @@ fn validate_source(cx: &Cx, s: &RawSource, host: &dyn Host) -> Result<SourceConf
         rotate_wait,
         spec,
         file_events: *get(&s.file_events).get_ref(),
-        client: ClientSource { header, trusted },
+        client: ClientSource { peer, header, trusted },
         ipv6_prefix,
         max_line_bytes,
     })

@@ -155,6 +155,11 @@ impl LogFormat {
         Ok(LogFormat { tokens })
     }
 
+    /// Whether the format logs field `f`.
+    pub fn has(&self, f: Field) -> bool {
+        self.tokens.iter().any(|t| t.field == f)
+    }
+
     /// Reads the fields of one line. A line may end early, after the time,
     /// at a field boundary (a `combined` format also reads `common` lines).
     /// Reading stops after the last field in `needs`, so what follows it is

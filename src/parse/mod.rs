@@ -8,8 +8,8 @@ pub mod client;
 pub mod errorlog;
 pub mod time;
 
-pub use access::Needs;
-use access::{Field, LogFormat};
+use access::LogFormat;
+pub use access::{Field, Needs};
 use client::{Cidr, client_from_forwarded, parse_ip};
 use std::cell::Cell;
 use std::net::IpAddr;
@@ -161,6 +161,15 @@ pub enum Format {
 }
 
 impl Format {
+    /// Whether an access format logs field `f`; `None` for error-log formats
+    /// and `auto`, which find the client themselves.
+    pub fn logs(&self, f: Field) -> Option<bool> {
+        match self {
+            Format::Access(lf, _) => Some(lf.has(f)),
+            _ => None,
+        }
+    }
+
     /// Builds a format from its configuration name or a `LogFormat` string.
     pub fn from_spec(spec: &str, client_header: Option<&str>) -> Result<Format, String> {
         let access =
@@ -184,6 +193,10 @@ impl Format {
 /// Where a line's client comes from.
 #[derive(Debug, Clone, Default)]
 pub struct ClientSource {
+    /// The access-log field of the connecting client: `%h` ([`Field::Host`])
+    /// or `%a` ([`Field::Addr`]); `None`: `%a` where the format logs it,
+    /// else `%h`.
+    pub peer: Option<Field>,
     /// Header carrying the client (`X-Forwarded-For`), if configured.
     pub header: Option<String>,
     /// Proxies whose addresses are skipped in that header.
@@ -243,7 +256,10 @@ impl Parser {
         needs: Needs,
     ) -> Result<Record<'a>, Skip> {
         let v = f.read(line, needs)?;
-        let peer = v.get(Field::Addr).or(v.get(Field::Host));
+        let peer = match self.client.peer {
+            Some(f) => v.get(f),
+            None => v.get(Field::Addr).or(v.get(Field::Host)),
+        };
         let client = match (v.get(Field::ClientHeader), &self.client.header) {
             (Some(h), Some(_)) => {
                 let peer = peer.and_then(parse_ip);
