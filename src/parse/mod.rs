@@ -506,6 +506,7 @@ mod tests {
     fn forwarded_client_with_trusted_proxies() {
         let spec = r#"%h %l %u %t "%r" %>s %b "%{X-Forwarded-For}i""#;
         let client = ClientSource {
+            peer: None,
             header: Some("X-Forwarded-For".into()),
             trusted: vec![Cidr::parse("10.0.0.0/8").unwrap()],
         };
