@@ -150,12 +150,12 @@ pub trait Source: Send {
 
 /// A read failure, naming the file.
 #[derive(Debug, thiserror::Error)]
-#[error("reading {name}: {source}")]
+#[error("reading {name}: {error}")]
 pub struct SourceError {
     /// The file's name.
     pub name: String,
     /// What went wrong.
-    pub source: io::Error,
+    pub error: io::Error,
 }
 
 /// Files read once, in order (what `replay` reads).
@@ -171,7 +171,7 @@ impl Source for Files {
                 identity: None,
             });
             chunks(&tag, opened, &mut |c| emit(SourceEvent::Lines(c)))
-                .map_err(|source| SourceError { name: tag.name.clone(), source })?;
+                .map_err(|error| SourceError { name: tag.name.clone(), error })?;
         }
         Ok(())
     }

@@ -62,12 +62,12 @@ pub struct State {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// Reading or writing failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: String,
         /// The error.
-        source: io::Error,
+        error: io::Error,
     },
     /// The content is not a valid state file.
     #[error("{0}")]
@@ -193,7 +193,7 @@ pub fn decode(bytes: &[u8]) -> Result<State, StateError> {
 pub fn save(dir: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let io_err = |path: &Path| {
         let path = path.display().to_string();
-        move |source| StateError::Io { path, source }
+        move |error| StateError::Io { path, error }
     };
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let tmp = dir.join("state.bin.tmp");

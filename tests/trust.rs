@@ -378,3 +378,57 @@ fn client_h_and_a_read_their_own_fields() {
         "{err}"
     );
 }
+
+/// `check` says whether the log files can be read and the state directory
+/// written, naming each path; it fails (exit 1) when one cannot.
+#[test]
+fn check_says_whether_logs_are_readable_and_state_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write(dir.path(), "access.log", b"");
+    let good =
+        format!("[source]\npath = \"{log}\"\n[state]\ndir = \"{}/state\"\n", dir.path().display());
+    let cfg = write(dir.path(), "good.toml", good.as_bytes());
+    let out = crate::util::run(&["-c", &cfg, "check"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("source {log}: readable")), "{err}");
+    assert!(err.contains("/state: can be created"), "{err}");
+    let bad =
+        format!("[source]\npath = \"{}\"\n[state]\ndir = \"{log}/state\"\n", dir.path().display());
+    let cfg = write(dir.path(), "bad.toml", bad.as_bytes());
+    let out = crate::util::run(&["-c", &cfg, "check"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("source {}: is a directory, not a log file", dir.path().display())),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "state.dir {log}/state: not writable by this user: {log} is not a directory"
+        )),
+        "{err}"
+    );
+}
+
+/// An I/O error names its path once: the OS error is not printed twice.
+#[test]
+fn io_errors_name_the_path_once() {
+    let out = crate::util::run(&["-c", "/nonexistent/logwarden.toml", "check"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim_end(),
+        "logwarden: error: cannot read the configuration /nonexistent/logwarden.toml: No such file or directory (os error 2)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "f", b"");
+    let cfg = format!(
+        "[source]\npath = \"{f}\"\n[state]\ndir = \"{f}/state\"\n[[output]]\ntype = \"jsonl\"\npath = \"{f}/a.jsonl\"\n"
+    );
+    let cfg = write(dir.path(), "c.toml", cfg.as_bytes());
+    let out = crate::util::run(&["-c", &cfg, "run"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("{f}/state")), "{err}");
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+}

@@ -42,13 +42,69 @@ fn open_all(files: &[String]) -> Result<Vec<(Input, Opened)>> {
         .collect()
 }
 
+/// `logwarden check`: the effective configuration, then whether this user
+/// can read the log files and write the state directory (exit 1 if not).
 fn check(config: Option<&std::path::Path>) -> Result<ExitCode> {
     let cfg = load(config, &Overrides::default())?;
     let from =
         cfg.file.as_ref().map_or("built-in defaults".to_string(), |p| p.display().to_string());
     print!("# effective configuration (from {from})\n{}", cfg.effective_toml());
     eprintln!("configuration OK: {} rule(s), {} output(s)", cfg.rules.len(), cfg.outputs.len());
-    Ok(ExitCode::SUCCESS)
+    let readable = check_sources(&cfg);
+    let writable = check_state_dir(&cfg.state_dir);
+    Ok(if readable && writable { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Says whether each file `run` would follow now can be read; false if one cannot.
+fn check_sources(cfg: &Config) -> bool {
+    let files = cfg.follow().current_files();
+    if files.is_empty() {
+        eprintln!("source.path {}: no file there yet; run waits for it", cfg.source.path);
+    }
+    let mut ok = true;
+    for f in files {
+        let opened = std::fs::File::open(&f).and_then(|file| file.metadata());
+        match opened {
+            Ok(md) if md.is_file() => eprintln!("source {}: readable", f.display()),
+            Ok(md) => {
+                ok = false;
+                let what = crate::source::not_a_log(md.file_type()).unwrap_or("is a pipe");
+                eprintln!("source {}: {what}", f.display());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!("source {}: no such file yet; run waits for it", f.display());
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!("source {}: cannot be read by this user: {e}", f.display());
+            }
+        }
+    }
+    ok
+}
+
+/// Says whether the state directory can be written, or created where it is
+/// missing (nothing is left behind).
+fn check_state_dir(dir: &std::path::Path) -> bool {
+    let existing = dir.ancestors().find(|a| a.exists()).unwrap_or(std::path::Path::new("/"));
+    let probe = if existing.is_dir() {
+        tempfile_in(existing)
+    } else {
+        Err(std::io::Error::other(format!("{} is not a directory", existing.display())))
+    };
+    let what = if existing == dir { "writable" } else { "can be created" };
+    match &probe {
+        Ok(()) => eprintln!("state.dir {}: {what}", dir.display()),
+        Err(e) => eprintln!("state.dir {}: not writable by this user: {e}", dir.display()),
+    }
+    probe.is_ok()
+}
+
+/// Creates and removes a file in `dir`.
+fn tempfile_in(dir: &std::path::Path) -> std::io::Result<()> {
+    let p = dir.join(format!(".logwarden-check-{}", std::process::id()));
+    std::fs::File::create(&p)?;
+    std::fs::remove_file(&p)
 }
 
 /// Sets up the daemon's own log: stderr, one line per event — starting,

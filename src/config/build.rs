@@ -280,12 +280,13 @@ fn validate_syslog(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, Con
         )
     })?;
     let sev = get(&o.severity);
-    let sev_name = match (sev_from_fac, sev.span().is_empty()) {
-        (Some(s), true) => s,
-        _ => sev.get_ref().as_str(),
+    // The severity comes from where it is written: `severity`, else `facility`.
+    let (sev_name, sev_at, sev_key) = match (sev_from_fac, sev.span().is_empty()) {
+        (Some(s), true) => (s, fac.span(), "facility"),
+        _ => (sev.get_ref().as_str(), sev.span(), "severity"),
     };
     let severity = syslog::lookup(&SEVERITIES, sev_name).ok_or_else(|| {
-        cx.err(sev, &key("severity"), format!("{sev_name:?} is not a severity: use emerg, alert, crit, err, warning, notice, info or debug"))
+        cx.err(&Spanned::new(sev_at, ()), &key(sev_key), format!("{sev_name:?} is not a severity: use emerg, alert, crit, err, warning, notice, info or debug"))
     })?;
     let tag = get(&o.tag);
     let t = tag.get_ref();

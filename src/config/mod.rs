@@ -7,6 +7,7 @@
 
 mod build;
 mod host;
+mod located;
 mod schema;
 
 pub use host::{Host, System};
@@ -30,12 +31,12 @@ pub const DEFAULT_PATH: &str = "/etc/logwarden/logwarden.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read the configuration {path}: {source}")]
+    #[error("cannot read the configuration {path}: {error}")]
     Read {
         /// The file.
         path: String,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A syntax error, unknown key, or bad value.
     #[error("{file}:{line}: {key}{message}")]
@@ -133,10 +134,8 @@ impl Config {
         });
         match path {
             Some(p) => {
-                let text = std::fs::read_to_string(&p).map_err(|source| ConfigError::Read {
-                    path: p.display().to_string(),
-                    source,
-                })?;
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|error| ConfigError::Read { path: p.display().to_string(), error })?;
                 Config::parse(&text, Some(&p), ov)
             }
             None => Config::parse("", None, ov),
@@ -158,8 +157,10 @@ impl Config {
         let name = file.map_or("built-in defaults".to_string(), |p| p.display().to_string());
         let cx = Cx { file: &name, text };
         let mut raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(0, |s| cx.line(s.start));
-            cx.err_at(line, "", e.message().trim_end().to_string())
+            let at = e.span().map(|s| s.start);
+            let key = at.map_or(String::new(), |at| located::key_at(text, at));
+            let message = located::in_our_words(e.message().trim_end(), &key);
+            cx.err_at(at.map_or(0, |at| cx.line(at)), &key, message)
         })?;
         schema::apply_overrides(&mut raw, ov);
         schema::fill_defaults(&mut raw);
@@ -296,7 +297,10 @@ mod tests {
         let e = err("[[output]]\ntag = \"Album\\u0007\"\n");
         assert!(e.contains("output[1].tag"), "{e}");
         let e = err("[source]\nformatt = \"combined\"\n");
-        assert!(e.starts_with("/etc/lw.toml:2: unknown field `formatt`"), "{e}");
+        assert!(
+            e.starts_with("/etc/lw.toml:2: source.formatt: \"formatt\" is not a known key here; use path, timezone,"),
+            "{e}"
+        );
         let e = err("[[rule]]\nregex = \"(\"\n");
         assert!(e.starts_with("/etc/lw.toml:2: rule[1].regex:"), "{e}");
         let e = err("[[rule]]\nfield = \"body\"\n");
@@ -320,6 +324,36 @@ mod tests {
         assert!(e.contains("rule[1].message"), "{e}");
         let e = err("[source]\nformat = \"%h %l\"\n");
         assert!(e.contains("no %t"), "{e}");
+    }
+
+    #[test]
+    fn type_errors_name_the_key_in_our_words() {
+        let e = err("[[rule]]\ncontains = \"x\"\nthreshold = \"ten\"\n");
+        assert_eq!(
+            e,
+            "/etc/lw.toml:3: rule[1].threshold: must be a whole number (got the text \"ten\")"
+        );
+        assert!(parse("[[rule]]\nwindow = \"10 minutes\"\n").is_ok());
+        let e = err("[[rule]]\nwindow = \"10 minutez\"\n");
+        assert!(
+            e.starts_with("/etc/lw.toml:2: rule[1].window: \"10 minutez\" is not a duration"),
+            "{e}"
+        );
+        assert!(!e.contains("Text("), "{e}");
+        let e = err("[[rule]]\nwindow = true\n");
+        assert!(e.starts_with("/etc/lw.toml:2: rule[1].window: must be a duration"), "{e}");
+        let e = err("[[output]]\ntype = \"syslog\"\nfacility = \"user.eror\"\n");
+        assert!(
+            e.starts_with("/etc/lw.toml:3: output[1].facility: \"eror\" is not a severity"),
+            "{e}"
+        );
+        let e = err("[rule]\nthreshold = 3\n");
+        assert!(e.contains("rule: write [[rule]] (each rule is its own table), not [rule]"), "{e}");
+        let e = err("[source]\nfile_events = \"yes\"\n");
+        assert_eq!(
+            e,
+            "/etc/lw.toml:2: source.file_events: must be true or false (got the text \"yes\")"
+        );
     }
 
     #[test]

@@ -76,6 +76,20 @@ pub struct FollowConfig {
     pub file_events: bool,
 }
 
+impl FollowConfig {
+    /// The files `run` would follow now.
+    pub fn current_files(&self) -> Vec<PathBuf> {
+        self.spec.current(tomorrow(&self.zone))
+    }
+}
+
+/// Tomorrow's date (our clock, `zone`): a dated file may be dated a day
+/// ahead (another server's zone), not more.
+fn tomorrow(zone: &Zone) -> DateKey {
+    let (y, m, d) = zone.date_of(jiff::Timestamp::now().as_second() + 86_400);
+    [u32::try_from(y).unwrap_or(0), u32::from(m), u32::from(d), 0, 0]
+}
+
 /// Follows live files; see the module documentation.
 pub struct Follower {
     cfg: FollowConfig,
@@ -342,11 +356,8 @@ impl Follower {
         }
     }
 
-    /// Tomorrow's date (our clock, `timezone`): a dated file may be dated a
-    /// day ahead (another server's zone), not more.
     fn tomorrow(&self) -> DateKey {
-        let (y, m, d) = self.cfg.zone.date_of(jiff::Timestamp::now().as_second() + 86_400);
-        [u32::try_from(y).unwrap_or(0), u32::from(m), u32::from(d), 0, 0]
+        tomorrow(&self.cfg.zone)
     }
 
     /// Files of the dated series dated after `limit` are never the current

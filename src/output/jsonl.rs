@@ -69,7 +69,7 @@ fn open_append(path: &Path) -> Result<File, OutputError> {
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|source| OutputError { path: path.display().to_string(), source })
+        .map_err(|error| OutputError { path: path.display().to_string(), error })
 }
 
 #[cfg(test)]

@@ -66,13 +66,13 @@ pub enum OutputConfig {
 /// An output that could not be opened.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "cannot open the jsonl output {path}: {source} (check that its directory exists and is writable)"
+    "cannot open the jsonl output {path}: {error} (check that its directory exists and is writable)"
 )]
 pub struct OutputError {
     /// The file.
     pub path: String,
     /// Why.
-    pub source: io::Error,
+    pub error: io::Error,
 }
 
 /// Opens every configured output, in configuration order.
@@ -155,7 +155,10 @@ impl Running {
                     st.remember(&id);
                 }
             }
-            let journal = OpenOptions::new().create(true).append(true).open(&journal_path)?;
+            let journal =
+                OpenOptions::new().create(true).append(true).open(&journal_path).map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot open {}: {e}", journal_path.display()))
+                })?;
             let shared = Arc::clone(&q);
             let t = std::thread::Builder::new()
                 .name(format!("output-{i}"))
