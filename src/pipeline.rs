@@ -21,6 +21,7 @@
 
 use crate::alert::{Alert, Origin};
 use crate::parse::client::Key;
+use crate::parse::normalize::Normalized;
 use crate::parse::{Parser, Skip};
 use crate::rules::RuleSet;
 use crate::source::{Chunk, Position, Source, SourceError, SourceEvent};
@@ -65,6 +66,8 @@ pub struct Summary {
     pub parsed: u64,
     /// Lines skipped, by [`Skip::index`].
     pub skipped: [u64; 5],
+    /// Lines an allow-list kept from a rule's windows.
+    pub allowed: u64,
     /// Events (lines matching a rule).
     pub events: u64,
     /// Events older than their key's window.
@@ -92,7 +95,7 @@ impl std::fmt::Display for Summary {
         let secs = self.elapsed.as_secs_f64();
         write!(
             f,
-            "summary: {} lines, {:.1} MB in {:.2} s ({:.0} MB/s); parsed {}, skipped {}{}; events {}, late {}; alerts {}; evicted {}",
+            "summary: {} lines, {:.1} MB in {:.2} s ({:.0} MB/s); parsed {}, skipped {}{}; allowed {}; events {}, late {}; alerts {}; evicted {}",
             self.lines,
             mb,
             secs,
@@ -100,6 +103,7 @@ impl std::fmt::Display for Summary {
             self.parsed,
             skipped,
             reasons,
+            self.allowed,
             self.events,
             self.late,
             self.alerts,
@@ -111,6 +115,7 @@ impl std::fmt::Display for Summary {
 impl Summary {
     fn add_scan(&mut self, s: &ScanStats) {
         self.parsed += s.parsed;
+        self.allowed += s.allowed;
         self.events += s.events;
         for (a, b) in self.skipped.iter_mut().zip(s.skipped) {
             *a += b;
@@ -145,6 +150,7 @@ struct ScanStats {
     lines: u64,
     parsed: u64,
     skipped: [u64; 5],
+    allowed: u64,
     events: u64,
 }
 
@@ -495,6 +501,14 @@ impl Shard {
     }
 }
 
+/// A worker's reusable buffers: a line decoded from `%XX` while looking for
+/// candidates, and a normalized request.
+#[derive(Default)]
+struct Scratch {
+    decoded: Vec<u8>,
+    norm: Normalized,
+}
+
 /// A worker's view of the engine: its own parser (which caches), shared rules.
 struct Scanner<'e> {
     rules: &'e RuleSet,
@@ -515,11 +529,12 @@ impl Scanner<'_> {
         alerts: &Sender<ToAlerts>,
     ) {
         let mut by_shard: Vec<Vec<Event>> = vec![Vec::new(); shards.len()];
+        let mut scratch = Scratch::default();
         for (seq, event) in rx {
             let (stats, max_time) = match event.as_ref() {
                 #[cfg(debug_assertions)]
                 SourceEvent::Lines(_) if test_panic() => panic!("LOGWARDEN_TEST_PANIC=worker"),
-                SourceEvent::Lines(chunk) => self.scan(chunk, &mut by_shard),
+                SourceEvent::Lines(chunk) => self.scan(chunk, &mut by_shard, &mut scratch),
                 SourceEvent::Tick { clock } => (ScanStats::default(), *clock),
                 SourceEvent::Opened { .. } | SourceEvent::FileDone(_) | SourceEvent::Checkpoint => {
                     (ScanStats::default(), 0)
@@ -542,44 +557,49 @@ impl Scanner<'_> {
     ///
     /// # Performance
     /// Lines without a rule's literal are never parsed; no allocation per line.
-    fn scan(&self, chunk: &Chunk, by_shard: &mut [Vec<Event>]) -> (ScanStats, u32) {
+    fn scan(
+        &self,
+        chunk: &Chunk,
+        by_shard: &mut [Vec<Event>],
+        scratch: &mut Scratch,
+    ) -> (ScanStats, u32) {
         self.parser.set_now(chunk.read_at);
         let bytes = chunk.bytes();
         let mut st = ScanStats::default();
         let mut max_time = 0u32;
         let needs = self.rules.needs();
-        let lines = self.rules.for_each_candidate(bytes, |index, start, end| {
-            let mut line = &bytes[start..end];
-            if let [rest @ .., b'\r'] = line {
-                line = rest;
-            }
-            if line.len() > self.max_line_bytes {
-                st.skipped[Skip::TooLong.index()] += 1;
-                return;
-            }
-            let rec = match self.parser.parse_needed(line, needs) {
-                Ok(r) => r,
-                Err(e) => {
-                    st.skipped[e.index()] += 1;
+        let lines =
+            self.rules.for_each_candidate(bytes, &mut scratch.decoded, |index, start, end| {
+                let mut line = &bytes[start..end];
+                if let [rest @ .., b'\r'] = line {
+                    line = rest;
+                }
+                if line.len() > self.max_line_bytes {
+                    st.skipped[Skip::TooLong.index()] += 1;
                     return;
                 }
-            };
-            let Ok(time) = u32::try_from(rec.time.epoch) else {
-                st.skipped[Skip::BadTime.index()] += 1;
-                return;
-            };
-            st.parsed += 1;
-            let key = Key::of(rec.client, self.ipv6_prefix);
-            for (i, rule) in self.rules.rules.iter().enumerate() {
-                if rule.matches(&rec, line) {
+                let rec = match self.parser.parse_needed(line, needs) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        st.skipped[e.index()] += 1;
+                        return;
+                    }
+                };
+                let Ok(time) = u32::try_from(rec.time.epoch) else {
+                    st.skipped[Skip::BadTime.index()] += 1;
+                    return;
+                };
+                st.parsed += 1;
+                let key = Key::of(rec.client, self.ipv6_prefix);
+                let allowed = self.rules.events(&rec, line, &mut scratch.norm, |i| {
                     st.events += 1;
                     max_time = max_time.max(time);
                     let ev =
                         Event { rule: i as u16, key, time, pos: start as u32, line: index as u32 };
                     by_shard[self.sharding.of(key)].push(ev);
-                }
-            }
-        });
+                });
+                st.allowed += u64::from(allowed);
+            });
         // Lines longer than a whole chunk were dropped by the source.
         st.lines = lines + u64::from(chunk.skipped_long);
         st.skipped[Skip::TooLong.index()] += u64::from(chunk.skipped_long);

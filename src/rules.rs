@@ -6,6 +6,8 @@
 
 use crate::parse::Record;
 use crate::parse::access::{Field, Needs};
+use crate::parse::client::AddrSet;
+use crate::parse::normalize::{Normalized, decode_into, decode_pair};
 use crate::template::Template;
 use aho_corasick::AhoCorasick;
 use memchr::memmem::Finder;
@@ -59,6 +61,86 @@ impl FieldSel {
     }
 }
 
+/// What a rule is made of, as the configuration gives it.
+#[derive(Debug, Clone)]
+pub struct RuleDef {
+    /// Unique name.
+    pub name: String,
+    /// Field looked in.
+    pub field: FieldSel,
+    /// A literal the field must hold.
+    pub contains: Option<String>,
+    /// A bytes regex the field must match.
+    pub regex: Option<String>,
+    /// Only lines with one of these statuses (empty: any).
+    pub status: Vec<u16>,
+    /// Only these methods, upper case (empty: any).
+    pub methods: Vec<Vec<u8>>,
+    /// Threshold, window, cooldown.
+    pub spec: WindowSpec,
+    /// Alert message template.
+    pub message: Template,
+    /// Clients this rule never counts.
+    pub allow: AddrSet,
+    /// Match `request`, `path` and `query` as the server maps them
+    /// (`%XX` decoded, `//`, `/./`, `/../` resolved).
+    pub normalize: bool,
+    /// Match `contains` and `regex` regardless of ASCII case.
+    pub ignore_case: bool,
+}
+
+impl RuleDef {
+    /// A rule looking for `contains` in `field`, with the given spec and
+    /// message, no other filter, normalized and case-sensitive.
+    pub fn new(
+        name: &str,
+        field: FieldSel,
+        contains: &str,
+        spec: WindowSpec,
+        message: Template,
+    ) -> RuleDef {
+        RuleDef {
+            name: name.to_string(),
+            field,
+            contains: Some(contains.to_string()),
+            regex: None,
+            status: Vec::new(),
+            methods: Vec::new(),
+            spec,
+            message,
+            allow: AddrSet::default(),
+            normalize: true,
+            ignore_case: false,
+        }
+    }
+}
+
+/// A literal to search: exact (SIMD `memmem`) or regardless of ASCII case.
+#[derive(Debug, Clone)]
+enum Literal {
+    Exact(Box<Finder<'static>>),
+    Caseless(AhoCorasick),
+}
+
+impl Literal {
+    fn new(text: &str, ignore_case: bool) -> Literal {
+        let caseless = ignore_case
+            .then(|| AhoCorasick::builder().ascii_case_insensitive(true).build([text]).ok())
+            .flatten();
+        match caseless {
+            Some(ac) => Literal::Caseless(ac),
+            None => Literal::Exact(Box::new(Finder::new(text.as_bytes()).into_owned())),
+        }
+    }
+
+    fn is_in(&self, hay: &[u8]) -> bool {
+        match self {
+            Literal::Exact(f) => f.find(hay).is_some(),
+            Literal::Caseless(ac) => ac.is_match(hay),
+        }
+    }
+}
+
 /// One detection rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -66,32 +148,48 @@ pub struct Rule {
     pub name: String,
     /// Field looked in.
     pub field: FieldSel,
-    contains: Option<String>,
-    finder: Option<Finder<'static>>,
-    regex: Option<regex::bytes::Regex>,
-    status: Vec<u16>,
-    methods: Vec<Vec<u8>>,
     /// Threshold, window, cooldown.
     pub spec: WindowSpec,
     /// Alert message template.
     pub message: Template,
+    /// Clients this rule never counts.
+    pub allow: AddrSet,
+    contains: Option<String>,
+    literal: Option<Literal>,
+    regex: Option<regex::bytes::Regex>,
+    status: Vec<u16>,
+    methods: Vec<Vec<u8>>,
+    normalize: bool,
+    ignore_case: bool,
 }
 
 impl Rule {
-    /// Builds a rule from validated parts.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        name: String,
-        field: FieldSel,
-        contains: Option<String>,
-        regex: Option<regex::bytes::Regex>,
-        status: Vec<u16>,
-        methods: Vec<Vec<u8>>,
-        spec: WindowSpec,
-        message: Template,
-    ) -> Rule {
-        let finder = contains.as_ref().map(|c| Finder::new(c.as_bytes()).into_owned());
-        Rule { name, field, contains, finder, regex, status, methods, spec, message }
+    /// Builds a rule; the error says what is wrong with its regex.
+    pub fn new(def: RuleDef) -> Result<Rule, String> {
+        let regex = match &def.regex {
+            Some(r) => Some(
+                regex::bytes::RegexBuilder::new(r)
+                    .case_insensitive(def.ignore_case)
+                    .build()
+                    .map_err(|e| format!("is not a valid regular expression: {e}"))?,
+            ),
+            None => None,
+        };
+        let literal = def.contains.as_deref().map(|c| Literal::new(c, def.ignore_case));
+        Ok(Rule {
+            name: def.name,
+            field: def.field,
+            spec: def.spec,
+            message: def.message,
+            allow: def.allow,
+            contains: def.contains,
+            literal,
+            regex,
+            status: def.status,
+            methods: def.methods,
+            normalize: def.normalize,
+            ignore_case: def.ignore_case,
+        })
     }
 
     /// What the rule looks for, for messages (`{target}`).
@@ -104,23 +202,30 @@ impl Rule {
         }
     }
 
-    /// Whether a parsed line is an event of this rule.
+    /// Whether the rule reads the request normalized.
+    fn normalizes(&self) -> bool {
+        self.normalize && matches!(self.field, FieldSel::Request | FieldSel::Path | FieldSel::Query)
+    }
+
+    /// Whether a parsed line is an event of this rule; `norm` is its
+    /// request normalized, when that differs from the raw one.
     ///
     /// # Performance
-    /// No allocation; one `memmem` search and at most one regex search.
-    pub fn matches(&self, rec: &Record<'_>, line: &[u8]) -> bool {
+    /// No allocation; one literal search and at most one regex search.
+    pub fn matches(&self, rec: &Record<'_>, line: &[u8], norm: Option<&Normalized>) -> bool {
         if !self.status.is_empty() && !rec.status.is_some_and(|s| self.status.contains(&s)) {
             return false;
         }
         if !self.methods.is_empty() && !self.methods.iter().any(|m| m == rec.method()) {
             return false;
         }
+        let norm = norm.filter(|_| self.normalizes());
         let digits;
         let text: &[u8] = match self.field {
-            FieldSel::Request => rec.request.unwrap_or(b""),
+            FieldSel::Request => norm.map_or(rec.request.unwrap_or(b""), |n| n.request()),
             FieldSel::Method => rec.method(),
-            FieldSel::Path => rec.path(),
-            FieldSel::Query => rec.query(),
+            FieldSel::Path => norm.map_or(rec.path(), |n| n.path()),
+            FieldSel::Query => norm.map_or(rec.query(), |n| n.query()),
             FieldSel::Status => match rec.status {
                 Some(s) => {
                     digits = [
@@ -136,8 +241,19 @@ impl Rule {
             FieldSel::Referer => rec.referer.unwrap_or(b""),
             FieldSel::Line => line,
         };
-        self.finder.as_ref().is_none_or(|f| f.find(text).is_some())
+        self.literal.as_ref().is_none_or(|l| l.is_in(text))
             && self.regex.as_ref().is_none_or(|r| r.is_match(text))
+    }
+
+    /// The part of the literal a candidate line must hold raw: all of it,
+    /// or — when normalization may join text across `/` — its longest
+    /// piece without `/`. `None`: any line may match.
+    fn piece(&self) -> Option<&str> {
+        let c = self.contains.as_deref()?;
+        if !self.normalizes() || !c.contains('/') {
+            return Some(c);
+        }
+        c.split('/').max_by_key(|p| p.len()).filter(|p| !p.is_empty())
     }
 }
 
@@ -146,37 +262,85 @@ impl Rule {
 enum Prefilter {
     /// Some rule has no literal: every line is a candidate.
     Every,
-    /// One literal shared by all rules.
+    /// Lines holding one of the rules' literals; with `percent`, also lines
+    /// holding one once `%XX` is decoded (a rule reads normalized requests).
+    /// `bytes` marks the bytes of the literals (in both cases when a rule
+    /// ignores case).
+    Literals { pieces: Pieces, percent: bool, bytes: Box<[bool; 256]> },
+}
+
+/// The literals of a prefilter.
+#[derive(Debug, Clone)]
+enum Pieces {
+    /// One literal, exact: SIMD `memmem`.
     One(Box<Finder<'static>>),
-    /// Several literals, one per rule at least.
+    /// Several literals, or regardless of case.
     Many(AhoCorasick),
 }
 
-/// The configured rules with their chunk-level prefilter.
+impl Pieces {
+    fn find(&self, hay: &[u8]) -> Option<usize> {
+        match self {
+            Pieces::One(f) => f.find(hay),
+            Pieces::Many(ac) => ac.find(hay).map(|m| m.start()),
+        }
+    }
+}
+
+/// The configured rules with their chunk-level prefilter and the global
+/// allow-list.
 #[derive(Debug, Clone)]
 pub struct RuleSet {
     /// The rules, in configuration order (an event names its rule by index).
     pub rules: Vec<Rule>,
+    /// Clients no rule counts.
+    pub allow: AddrSet,
     prefilter: Prefilter,
 }
 
 impl RuleSet {
     /// Builds the set and its prefilter.
     pub fn new(rules: Vec<Rule>) -> RuleSet {
-        let literals: Option<Vec<&str>> = rules.iter().map(|r| r.contains.as_deref()).collect();
-        let prefilter = match literals {
-            Some(mut l) if !l.is_empty() => {
-                l.sort_unstable();
-                l.dedup();
-                if l.len() == 1 {
-                    Prefilter::One(Box::new(Finder::new(l[0].as_bytes()).into_owned()))
+        let prefilter = prefilter(&rules);
+        RuleSet { rules, allow: AddrSet::default(), prefilter }
+    }
+
+    /// The set with a global allow-list.
+    pub fn with_allow(mut self, allow: AddrSet) -> RuleSet {
+        self.allow = allow;
+        self
+    }
+
+    /// Calls `f(i)` for each rule `i` that counts this parsed line; returns
+    /// true when an allow-list kept it from a rule (or from all rules).
+    /// `norm` is scratch space for the normalized request, computed at most
+    /// once and only for a request that needs it.
+    pub fn events(
+        &self,
+        rec: &Record<'_>,
+        line: &[u8],
+        norm: &mut Normalized,
+        mut f: impl FnMut(usize),
+    ) -> bool {
+        if self.allow.contains(rec.client) {
+            return true;
+        }
+        let mut normalized: Option<bool> = None;
+        let mut allowed = false;
+        for (i, r) in self.rules.iter().enumerate() {
+            let n = match r.normalizes() {
+                true => *normalized.get_or_insert_with(|| rec.request.is_some_and(|q| norm.of(q))),
+                false => false,
+            };
+            if r.matches(rec, line, n.then_some(&*norm)) {
+                if r.allow.contains(rec.client) {
+                    allowed = true;
                 } else {
-                    AhoCorasick::new(&l).map_or(Prefilter::Every, Prefilter::Many)
+                    f(i);
                 }
             }
-            _ => Prefilter::Every,
-        };
-        RuleSet { rules, prefilter }
+        }
+        allowed
     }
 
     /// The fields the rules look at, so parsing can stop after them.
@@ -204,21 +368,25 @@ impl RuleSet {
     /// Calls `f(index, start, end)` for each line of `chunk` that may match
     /// a rule, in order: `index` counts the lines before it in the chunk, and
     /// `end` excludes the newline. Returns the number of lines in the chunk.
+    /// `scratch` holds a line decoded from `%XX`.
     ///
     /// # Performance
-    /// One pass: with a literal, a SIMD search for it, with newlines counted
-    /// only between hits; without one, a `memchr` per line.
-    pub fn for_each_candidate(&self, chunk: &[u8], mut f: impl FnMut(u64, usize, usize)) -> u64 {
+    /// One pass: with literals, a SIMD search for them, with newlines counted
+    /// only between hits; where a rule reads normalized requests, also a
+    /// `memchr` for `%`, whose lines are decoded and searched again (only
+    /// they take extra work). Without literals, a `memchr` per line.
+    pub fn for_each_candidate(
+        &self,
+        chunk: &[u8],
+        scratch: &mut Vec<u8>,
+        mut f: impl FnMut(u64, usize, usize),
+    ) -> u64 {
         let line_end =
             |from: usize| memchr::memchr(b'\n', &chunk[from..]).map_or(chunk.len(), |i| from + i);
         let (mut at, mut index) = (0usize, 0u64);
-        loop {
-            let hit = match &self.prefilter {
-                Prefilter::Every => (at < chunk.len()).then_some(at),
-                Prefilter::One(fd) => fd.find(&chunk[at..]).map(|i| at + i),
-                Prefilter::Many(ac) => ac.find(&chunk[at..]).map(|m| at + m.start()),
-            };
-            let Some(hit) = hit else { break };
+        let mut hits = Hits::default();
+        while let Some((hit, via_percent)) = hits.next(&self.prefilter, chunk, at) {
+            let end = line_end(hit);
             let start = match memchr::memrchr(b'\n', &chunk[at..hit]) {
                 Some(i) => {
                     index += bytecount::count(&chunk[at..at + i + 1], b'\n') as u64;
@@ -226,8 +394,9 @@ impl RuleSet {
                 }
                 None => at,
             };
-            let end = line_end(hit);
-            f(index, start, end);
+            if !via_percent || self.decoded_holds_piece(&chunk[start..end], scratch) {
+                f(index, start, end);
+            }
             index += 1;
             at = end + 1;
             if at >= chunk.len() {
@@ -237,6 +406,80 @@ impl RuleSet {
         let unterminated = at < chunk.len() && chunk.last() != Some(&b'\n');
         index + bytecount::count(&chunk[at..], b'\n') as u64 + u64::from(unterminated)
     }
+
+    /// Whether `line`, with `%XX` decoded, holds a literal.
+    fn decoded_holds_piece(&self, line: &[u8], scratch: &mut Vec<u8>) -> bool {
+        let Prefilter::Literals { pieces, .. } = &self.prefilter else { return true };
+        scratch.clear();
+        decode_into(line, scratch);
+        pieces.find(scratch).is_some()
+    }
+}
+
+/// The next literal and the next `%XX` that encodes a byte of a literal
+/// (only such a line can hold a literal once decoded), at or after a
+/// position, each searched again only once the scan has passed it.
+#[derive(Default)]
+struct Hits {
+    /// `None`: not searched yet; `Some(None)`: none left.
+    piece: Option<Option<usize>>,
+    percent: Option<Option<usize>>,
+}
+
+impl Hits {
+    /// The next candidate position at or after `at`, and whether only a `%`
+    /// makes it one.
+    fn next(&mut self, prefilter: &Prefilter, chunk: &[u8], at: usize) -> Option<(usize, bool)> {
+        let Prefilter::Literals { pieces, percent, bytes } = prefilter else {
+            return (at < chunk.len()).then_some((at, false));
+        };
+        let stale = |h: Option<Option<usize>>| h.is_none_or(|p| p.is_some_and(|p| p < at));
+        if stale(self.piece) {
+            self.piece = Some(pieces.find(&chunk[at..]).map(|i| at + i));
+        }
+        if *percent && stale(self.percent) {
+            let encodes_literal_byte = |p: &usize| {
+                decode_pair(chunk.get(p + 1..p + 3)).is_some_and(|b| bytes[usize::from(b)])
+            };
+            self.percent = Some(
+                memchr::memchr_iter(b'%', &chunk[at..]).map(|i| at + i).find(encodes_literal_byte),
+            );
+        }
+        match (self.piece.flatten(), self.percent.flatten().filter(|_| *percent)) {
+            (Some(p), Some(q)) if q < p => Some((q, true)),
+            (Some(p), _) => Some((p, false)),
+            (None, Some(q)) => Some((q, true)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// The prefilter for a set of rules.
+fn prefilter(rules: &[Rule]) -> Prefilter {
+    let pieces: Option<Vec<&str>> = rules.iter().map(Rule::piece).collect();
+    let Some(mut pieces) = pieces.filter(|p| !p.is_empty()) else { return Prefilter::Every };
+    pieces.sort_unstable();
+    pieces.dedup();
+    let pieces_bytes: Vec<u8> = pieces.iter().flat_map(|p| p.bytes()).collect();
+    let caseless = rules.iter().any(|r| r.ignore_case);
+    let percent = rules.iter().any(Rule::normalizes);
+    let pieces = if pieces.len() == 1 && !caseless {
+        Pieces::One(Box::new(Finder::new(pieces[0].as_bytes()).into_owned()))
+    } else {
+        match AhoCorasick::builder().ascii_case_insensitive(caseless).build(&pieces) {
+            Ok(ac) => Pieces::Many(ac),
+            Err(_) => return Prefilter::Every,
+        }
+    };
+    let mut bytes = Box::new([false; 256]);
+    for b in pieces_bytes {
+        bytes[usize::from(b)] = true;
+        if caseless {
+            bytes[usize::from(b.to_ascii_lowercase())] = true;
+            bytes[usize::from(b.to_ascii_uppercase())] = true;
+        }
+    }
+    Prefilter::Literals { pieces, percent, bytes }
 }
 
 #[cfg(test)]
@@ -245,48 +488,118 @@ mod tests {
     use crate::parse::time::Zone;
     use crate::parse::{ClientSource, Format, Parser};
 
+    fn def(field: FieldSel, contains: Option<&str>, regex: Option<&str>) -> RuleDef {
+        let message = Template::parse("{client}", &["client"], crate::template::Mode::Text);
+        let spec = WindowSpec { threshold: 1, window: 1, cooldown: 0 };
+        let mut d = RuleDef::new("r", field, "", spec, message.unwrap());
+        d.contains = contains.map(String::from);
+        d.regex = regex.map(String::from);
+        d
+    }
+
     fn rule(field: FieldSel, contains: Option<&str>, regex: Option<&str>) -> Rule {
-        Rule::new(
-            "r".into(),
-            field,
-            contains.map(String::from),
-            regex.map(|r| regex::bytes::Regex::new(r).unwrap()),
-            vec![],
-            vec![],
-            WindowSpec { threshold: 1, window: 1, cooldown: 0 },
-            Template::parse("{client}", &["client"], crate::template::Mode::Text).unwrap(),
-        )
+        Rule::new(def(field, contains, regex)).unwrap()
     }
 
     const LINE: &[u8] = br#"1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "POST /login?u=today_download HTTP/1.1" 403 1 "http://x/today_download" "ua""#;
 
-    fn rec() -> Record<'static> {
-        let p = Parser::new(
+    fn parser() -> Parser {
+        Parser::new(
             Format::from_spec("combined", None).unwrap(),
             Zone::Utc,
             1_700_000_000,
             ClientSource::default(),
-        );
-        p.parse(LINE).unwrap()
+        )
+    }
+
+    fn rec() -> Record<'static> {
+        parser().parse(LINE).unwrap()
     }
 
     #[test]
     fn fields_select_what_is_searched() {
         let r = rec();
-        assert!(rule(FieldSel::Request, Some("today_download"), None).matches(&r, LINE));
-        assert!(rule(FieldSel::Query, Some("today_download"), None).matches(&r, LINE));
-        assert!(!rule(FieldSel::Path, Some("today_download"), None).matches(&r, LINE));
-        assert!(rule(FieldSel::Path, None, Some("^/login$")).matches(&r, LINE));
-        assert!(rule(FieldSel::Status, Some("403"), None).matches(&r, LINE));
-        assert!(rule(FieldSel::Method, Some("POST"), None).matches(&r, LINE));
-        assert!(rule(FieldSel::UserAgent, Some("ua"), None).matches(&r, LINE));
-        assert!(!rule(FieldSel::UserAgent, Some("today"), None).matches(&r, LINE));
+        let m = |rule: Rule| rule.matches(&r, LINE, None);
+        assert!(m(rule(FieldSel::Request, Some("today_download"), None)));
+        assert!(m(rule(FieldSel::Query, Some("today_download"), None)));
+        assert!(!m(rule(FieldSel::Path, Some("today_download"), None)));
+        assert!(m(rule(FieldSel::Path, None, Some("^/login$"))));
+        assert!(m(rule(FieldSel::Status, Some("403"), None)));
+        assert!(m(rule(FieldSel::Method, Some("POST"), None)));
+        assert!(m(rule(FieldSel::UserAgent, Some("ua"), None)));
+        assert!(!m(rule(FieldSel::UserAgent, Some("today"), None)));
         let mut s = rule(FieldSel::Line, None, None);
         s.status = vec![404];
-        assert!(!s.matches(&r, LINE));
+        assert!(!s.matches(&r, LINE, None));
         s.status = vec![403];
         s.methods = vec![b"GET".to_vec()];
-        assert!(!s.matches(&r, LINE));
+        assert!(!s.matches(&r, LINE, None));
+    }
+
+    /// The rules that count a line, and whether an allow-list kept it out.
+    fn events(set: &RuleSet, line: &[u8]) -> (Vec<usize>, bool) {
+        let p = parser();
+        let r = p.parse(line).unwrap();
+        let mut v = Vec::new();
+        let allowed = set.events(&r, line, &mut Normalized::default(), |i| v.push(i));
+        (v, allowed)
+    }
+
+    fn access(client: &str, request: &str) -> Vec<u8> {
+        format!("{client} - - [10/Oct/2000:13:55:36 -0700] \"{request}\" 200 1 \"-\" \"ua\"")
+            .into_bytes()
+    }
+
+    #[test]
+    fn encoded_and_dotted_requests_count_unless_normalize_is_off() {
+        let on = RuleSet::new(vec![rule(FieldSel::Path, Some("today_download"), None)]);
+        let mut raw = def(FieldSel::Path, Some("today_download"), None);
+        raw.normalize = false;
+        let off = RuleSet::new(vec![Rule::new(raw).unwrap()]);
+        for req in [
+            "GET /today%5Fdownload HTTP/1.1",
+            "GET /%74oday_download HTTP/1.1",
+            "GET /today_%64ownload HTTP/1.1",
+            "GET /x/../today_download HTTP/1.1",
+        ] {
+            let line = access("10.0.0.1", req);
+            assert_eq!(events(&on, &line), (vec![0], false), "{req}");
+            let expect = if req.contains('%') { vec![] } else { vec![0] };
+            assert_eq!(events(&off, &line).0, expect, "{req} with normalize = false");
+        }
+    }
+
+    #[test]
+    fn ignore_case_matches_literals_and_regexes_in_any_case() {
+        let mut d = def(FieldSel::Path, Some("Today_Download"), None);
+        d.ignore_case = true;
+        let mut r = def(FieldSel::Path, None, Some("^/ADMIN"));
+        r.ignore_case = true;
+        let set = RuleSet::new(vec![Rule::new(d).unwrap(), Rule::new(r).unwrap()]);
+        assert_eq!(events(&set, &access("10.0.0.1", "GET /TODAY_download HTTP/1.1")).0, [0]);
+        assert_eq!(events(&set, &access("10.0.0.1", "GET /admin/x HTTP/1.1")).0, [1]);
+        let exact = RuleSet::new(vec![rule(FieldSel::Path, Some("Today_Download"), None)]);
+        assert!(events(&exact, &access("10.0.0.1", "GET /TODAY_download HTTP/1.1")).0.is_empty());
+        let mut scratch = Vec::new();
+        let chunk = b"a TODAY_DOWNLOAD\nb\n";
+        let mut seen = 0;
+        set.for_each_candidate(chunk, &mut scratch, |_, _, _| seen += 1);
+        assert_eq!(seen, 2, "a regex rule makes every line a candidate");
+    }
+
+    #[test]
+    fn allow_lists_keep_clients_out() {
+        let blocks = |b: &[&str]| {
+            AddrSet::new(b.iter().map(|c| crate::parse::client::Cidr::parse(c).unwrap()))
+        };
+        let mut a = rule(FieldSel::Path, Some("/x"), None);
+        a.allow = blocks(&["10.9.0.0/16"]);
+        let b = rule(FieldSel::Path, Some("/x"), None);
+        let set = RuleSet::new(vec![a, b]).with_allow(blocks(&["192.0.2.10", "2001:db8::/32"]));
+        assert_eq!(events(&set, &access("10.0.0.1", "GET /x HTTP/1.1")), (vec![0, 1], false));
+        assert_eq!(events(&set, &access("10.9.1.1", "GET /x HTTP/1.1")), (vec![1], true));
+        assert_eq!(events(&set, &access("192.0.2.10", "GET /x HTTP/1.1")), (vec![], true));
+        assert_eq!(events(&set, &access("2001:db8::5", "GET /x HTTP/1.1")), (vec![], true));
     }
 
     #[test]
@@ -294,7 +607,8 @@ mod tests {
         let chunk = b"a x\nb\nc xx\nd\nx";
         let collect = |set: &RuleSet| {
             let mut v = Vec::new();
-            let n = set.for_each_candidate(chunk, |i, s, e| v.push((i, &chunk[s..e])));
+            let n =
+                set.for_each_candidate(chunk, &mut Vec::new(), |i, s, e| v.push((i, &chunk[s..e])));
             assert_eq!(n, 5, "line count");
             v.into_iter()
                 .map(|(i, l)| {
@@ -316,5 +630,23 @@ mod tests {
         assert_eq!(collect(&many), vec![&b"a x"[..], b"c xx", b"d", b"x"]);
         let every = RuleSet::new(vec![rule(FieldSel::Line, None, Some("b"))]);
         assert_eq!(collect(&every).len(), 5);
+    }
+
+    /// With a rule on a normalized field, a line with `%` is a candidate
+    /// only when its decoded text holds the literal; lines without `%` are
+    /// found by the literal alone.
+    #[test]
+    fn percent_lines_are_candidates_when_decoded_they_hold_the_literal() {
+        let chunk = b"GET /today%5Fdownload\nGET /%E4%B8%8B\nGET /today_download\nplain\n";
+        let set = RuleSet::new(vec![rule(FieldSel::Path, Some("today_download"), None)]);
+        let mut v = Vec::new();
+        set.for_each_candidate(chunk, &mut Vec::new(), |i, _, _| v.push(i));
+        assert_eq!(v, [0, 2]);
+        let mut raw = def(FieldSel::Path, Some("today_download"), None);
+        raw.normalize = false;
+        let set = RuleSet::new(vec![Rule::new(raw).unwrap()]);
+        let mut v = Vec::new();
+        set.for_each_candidate(chunk, &mut Vec::new(), |i, _, _| v.push(i));
+        assert_eq!(v, [2]);
     }
 }

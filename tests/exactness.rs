@@ -74,7 +74,7 @@ fn sequential(cfg: &Config, files: &[(String, String)]) -> Vec<String> {
             let Ok(rec) = engine.parser.parse(line.as_bytes()) else { continue };
             let key = Key::of(rec.client, 128);
             for (i, rule) in cfg.rules.iter().enumerate() {
-                if rule.matches(&rec, line.as_bytes())
+                if rule.matches(&rec, line.as_bytes(), None)
                     && let Outcome::Alert(c) = windows[i].record(key, rec.time.epoch as u32)
                 {
                     out.push(format!("{} {} {name} {} {c}", rule.name, key.render(128), n + 1));

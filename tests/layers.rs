@@ -4,9 +4,10 @@
 
 use crate::util::root;
 use logwarden::parse::client::Key;
+use logwarden::parse::normalize::Normalized;
 use logwarden::parse::time::Zone;
 use logwarden::parse::{ClientSource, Format, Parser};
-use logwarden::rules::{FieldSel, Rule, RuleSet, WindowSpec};
+use logwarden::rules::{FieldSel, Rule, RuleDef, RuleSet, WindowSpec};
 use logwarden::template::{Mode, Template};
 use logwarden::window::{Outcome, Windows};
 use std::path::Path;
@@ -92,16 +93,9 @@ fn the_check_sees_grouped_and_plain_paths() {
 fn the_core_decides_without_io() {
     let message = Template::parse("{client}", &["client"], Mode::Text).unwrap();
     let spec = WindowSpec { threshold: 3, window: 60, cooldown: 60 };
-    let rule = Rule::new(
-        "r".into(),
-        FieldSel::Path,
-        Some("/login".into()),
-        None,
-        vec![401],
-        vec![],
-        spec,
-        message,
-    );
+    let mut def = RuleDef::new("r", FieldSel::Path, "/login", spec, message);
+    def.status = vec![401];
+    let rule = Rule::new(def).unwrap();
     let rules = RuleSet::new(vec![rule]);
     let parser = Parser::new(
         Format::from_spec("combined", None).unwrap(),
@@ -118,10 +112,10 @@ fn the_core_decides_without_io() {
             "192.0.2.7 - - [29/Nov/2026:10:00:{sec:02} +0000] \"POST /login HTTP/1.1\" {status} 9 \"-\" \"x\""
         );
         let rec = parser.parse(line.as_bytes()).unwrap();
-        if rules.rules[0].matches(&rec, line.as_bytes()) {
-            let t = u32::try_from(rec.time.epoch).unwrap();
+        let t = u32::try_from(rec.time.epoch).unwrap();
+        rules.events(&rec, line.as_bytes(), &mut Normalized::default(), |_| {
             outcomes.push(windows.record(Key::of(rec.client, 128), t));
-        }
+        });
     }
     assert_eq!(
         outcomes,

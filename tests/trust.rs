@@ -432,3 +432,94 @@ fn io_errors_name_the_path_once() {
     assert!(err.contains(&format!("{f}/state")), "{err}");
     assert_eq!(err.matches("os error").count(), 1, "{err}");
 }
+
+/// Allowed clients never alert: `[allow]` addresses and blocks, files of
+/// them (re-read on SIGHUP), a rule's own `allow`. Their lines are counted
+/// as `allowed`, and `parse` shows them.
+#[test]
+fn allowed_clients_never_alert_and_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let allow_d = dir.path().join("allow.d");
+    std::fs::create_dir(&allow_d).unwrap();
+    std::fs::write(allow_d.join("office.txt"), "# the office\n10.20.0.0/16\n").unwrap();
+    let extra =
+        format!("[allow]\nclients = [\"192.0.2.10\"]\nfiles = [\"{}/*.txt\"]\n", allow_d.display());
+    let config = Daemon::config(dir.path(), p.to_str().unwrap(), &extra);
+    let d = Daemon::start_config(dir.path(), &config, &[]);
+    let mut w = Writer::new();
+    let hits = |w: &mut Writer, c: &str| -> Vec<u8> { (0..5).flat_map(|_| w.line(c)).collect() };
+    for c in ["192.0.2.10", "10.20.3.4", "198.51.100.200"] {
+        let h = hits(&mut w, c);
+        w.append_raw(&p, &h);
+    }
+    w.phase(&p, &["10.0.0.1"], 1, 1);
+    d.wait_for_marker(1);
+    let keys: Vec<String> = d.alerts().iter().map(|a| a["key"].to_string()).collect();
+    assert!(keys.iter().any(|k| k.contains("198.51.100.200")), "{keys:?}");
+    assert!(!keys.iter().any(|k| k.contains("192.0.2.10") || k.contains("10.20.3.4")), "{keys:?}");
+    // A new file in allow.d, read at SIGHUP.
+    std::fs::write(allow_d.join("monitor.txt"), "203.0.113.9 # monitoring\n").unwrap();
+    d.signal("-HUP");
+    wait_until("the reload", || d.log_text().contains("Configuration reloaded"));
+    assert!(d.log_text().contains("allowed 10;"), "{}", d.log_text());
+    let h = hits(&mut w, "203.0.113.9");
+    w.append_raw(&p, &h);
+    w.phase(&p, &["10.0.0.1"], 1, 2);
+    d.wait_for_marker(2);
+    assert!(!d.alerts().iter().any(|a| a["key"] == "203.0.113.9"));
+    let log = d.stop();
+    assert!(log.contains("allowed 5;"), "{log}");
+    // parse shows it; a bad entry names file, line and entry.
+    let cfg = dir.path().join("logwarden.toml");
+    let out =
+        crate::util::ok(&["-c", cfg.to_str().unwrap(), "parse", "--json", p.to_str().unwrap()]);
+    let first = &crate::util::json_lines(&out)[0];
+    assert_eq!(
+        (first["client"].as_str(), first["allowed"].as_bool()),
+        (Some("192.0.2.10"), Some(true))
+    );
+    std::fs::write(allow_d.join("bad.txt"), "10.0.0.1\n\n10.0.0.300\n").unwrap();
+    let out = crate::util::run(&["-c", cfg.to_str().unwrap(), "check"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let bad = allow_d.join("bad.txt");
+    assert!(
+        err.contains(&format!("{}:3: allow: \"10.0.0.300\" is not an address", bad.display())),
+        "{err}"
+    );
+}
+
+/// URL encoding and dot segments do not evade a rule: Apache serves the
+/// same resource, so the hits count; `normalize = false` matches raw bytes;
+/// `parse --json` shows the normalized path beside the raw request.
+#[test]
+fn encoded_requests_count_as_the_resource_they_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let forms =
+        ["/today%5Fdownload", "/%74oday_download", "/today_%64ownload", "//x/../today_download"];
+    let mut log = String::new();
+    for (i, path) in forms.iter().cycle().take(10).enumerate() {
+        log.push_str(&format!(
+            "203.0.113.7 - - [29/Nov/2026:10:00:{i:02} +0000] \"GET {path} HTTP/1.1\" 200 5 \"-\" \"x\"\n"
+        ));
+    }
+    let f = write(dir.path(), "enc.log", log.as_bytes());
+    let out = crate::util::ok(&["-c", "examples/logwarden.toml", "replay", "--json", &f]);
+    let alerts = crate::util::json_lines(&out);
+    assert_eq!(alerts.len(), 1, "{out}");
+    assert_eq!(
+        (alerts[0]["key"].as_str(), alerts[0]["count"].as_i64()),
+        (Some("203.0.113.7"), Some(10))
+    );
+    let raw = write(
+        dir.path(),
+        "raw.toml",
+        b"[[rule]]\ncontains = \"today_download\"\nnormalize = false\n",
+    );
+    assert_eq!(crate::util::ok(&["-c", &raw, "replay", "--json", &f]), "");
+    let out = crate::util::ok(&["-c", "examples/logwarden.toml", "parse", "--json", &f]);
+    let first = &crate::util::json_lines(&out)[0];
+    assert_eq!(first["request"], "GET /today%5Fdownload HTTP/1.1");
+    assert_eq!(first["normalized_path"], "/today_download");
+    assert_eq!(first["rules"][0], "today_download");
+}

@@ -4,6 +4,7 @@
 use super::load;
 use crate::app::cli::ParseArgs;
 use crate::config::Overrides;
+use crate::parse::normalize::Normalized;
 use crate::parse::time::rfc3339;
 use crate::parse::{Parser, Record, Skip};
 use crate::rules::RuleSet;
@@ -17,7 +18,7 @@ pub(super) fn parse(config: Option<&std::path::Path>, a: &ParseArgs) -> Result<E
     let ov = Overrides { format: a.format.clone(), ..Overrides::default() };
     let cfg = load(config, &ov)?;
     let parser = cfg.parser();
-    let rules = RuleSet::new(cfg.rules.clone());
+    let rules = cfg.rule_set();
     let mut out = BufWriter::new(std::io::stdout().lock());
     for f in &a.files {
         let input = Input::from_arg(f);
@@ -61,17 +62,17 @@ fn describe_line(
     let parsed = if line.len() > max { Err(Skip::TooLong) } else { parser.parse(line) };
     match parsed {
         Ok(r) => {
-            let matched: Vec<&str> = rules
-                .rules
-                .iter()
-                .filter(|ru| ru.matches(&r, line))
-                .map(|ru| ru.name.as_str())
-                .collect();
-            if json {
-                record_json(&r, file, n, &matched)
-            } else {
-                record_text(&r, file, n, &matched)
-            }
+            let mut norm = Normalized::default();
+            let mut matched: Vec<&str> = Vec::new();
+            let allowed =
+                rules.events(&r, line, &mut norm, |i| matched.push(rules.rules[i].name.as_str()));
+            let normalized = r.request.is_some_and(|q| norm.of(q));
+            let seen = Seen {
+                rules: &matched,
+                allowed,
+                normalized_path: if normalized { norm.path() } else { r.path() },
+            };
+            if json { record_json(&r, file, n, &seen) } else { record_text(&r, file, n, &seen) }
         }
         Err(e) if json => {
             serde_json::json!({"file": file, "line": n, "error": e.describe(), "reason": e.name()})
@@ -87,7 +88,17 @@ fn opt(b: Option<&[u8]>) -> serde_json::Value {
     b.map_or(serde_json::Value::Null, |v| sanitize(v).into())
 }
 
-fn record_json(r: &Record<'_>, file: &str, n: u64, rules: &[&str]) -> String {
+/// What the rules make of a line.
+struct Seen<'a> {
+    /// The rules that count it.
+    rules: &'a [&'a str],
+    /// Whether an allow-list kept it from a rule.
+    allowed: bool,
+    /// The path as rules on `path` read it.
+    normalized_path: &'a [u8],
+}
+
+fn record_json(r: &Record<'_>, file: &str, n: u64, seen: &Seen<'_>) -> String {
     serde_json::json!({
         "file": file,
         "line": n,
@@ -102,12 +113,14 @@ fn record_json(r: &Record<'_>, file: &str, n: u64, rules: &[&str]) -> String {
         "referer": opt(r.referer),
         "user_agent": opt(r.user_agent),
         "vhost": opt(r.vhost),
-        "rules": rules,
+        "normalized_path": opt(r.request.map(|_| seen.normalized_path)),
+        "rules": seen.rules,
+        "allowed": seen.allowed,
     })
     .to_string()
 }
 
-fn record_text(r: &Record<'_>, file: &str, n: u64, rules: &[&str]) -> String {
+fn record_text(r: &Record<'_>, file: &str, n: u64, seen: &Seen<'_>) -> String {
     let mut s = format!(
         "{}:{n}: {} client={} time={}",
         sanitize(file.as_bytes()),
@@ -121,6 +134,9 @@ fn record_text(r: &Record<'_>, file: &str, n: u64, rules: &[&str]) -> String {
     if let Some(st) = r.status {
         s.push_str(&format!(" status={st}"));
     }
-    s.push_str(&format!(" rules=[{}]", rules.join(",")));
+    s.push_str(&format!(" rules=[{}]", seen.rules.join(",")));
+    if seen.allowed {
+        s.push_str(" allowed");
+    }
     s
 }

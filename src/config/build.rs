@@ -3,7 +3,7 @@
 //! Checks that need the file system (a program exists, a time zone is
 //! known) go through [`Host`], so the rest is pure.
 
-use super::schema::{RawConfig, RawDuration, RawOutput, RawRule, RawSource, get};
+use super::schema::{RawAllow, RawConfig, RawDuration, RawOutput, RawRule, RawSource, get};
 use super::{Config, ConfigError, Cx, Host, SourceConfig};
 use crate::alert::MESSAGE_VARS;
 use crate::follow::{PathSpec, StartAt};
@@ -11,9 +11,9 @@ use crate::output::OutputConfig;
 use crate::output::exec::ExecSettings;
 use crate::output::syslog::{self, FACILITIES, SEVERITIES, SyslogSettings};
 use crate::output::webhook::{self, WebhookSettings};
-use crate::parse::client::Cidr;
+use crate::parse::client::{AddrSet, Cidr};
 use crate::parse::{ClientSource, Field, Format};
-use crate::rules::{FieldSel, Rule, WindowSpec};
+use crate::rules::{FieldSel, Rule, RuleDef, WindowSpec};
 use crate::template::{Mode, Template};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,6 +40,7 @@ pub(super) fn config(cx: &Cx, raw: RawConfig, host: &dyn Host) -> Result<Config,
         .enumerate()
         .map(|(i, o)| validate_output(cx, o, &format!("output[{}]", i + 1), host))
         .collect::<Result<Vec<_>, _>>()?;
+    let allow = allow_list(cx, &raw.allow, host)?;
     let cleanup = get(&raw.state.cleanup_interval);
     let cleanup_interval = duration(cx, cleanup, "state.cleanup_interval")?;
     if cleanup_interval.is_zero() {
@@ -54,6 +55,7 @@ pub(super) fn config(cx: &Cx, raw: RawConfig, host: &dyn Host) -> Result<Config,
         file: None,
         source,
         rules,
+        allow,
         outputs,
         state_dir: PathBuf::from(get(&raw.state.dir).get_ref()),
         cleanup_interval,
@@ -179,12 +181,32 @@ fn validate_rule(cx: &Cx, r: &RawRule, at: &str) -> Result<Rule, ConfigError> {
     {
         return Err(cx.err(c, &key("contains"), "must not be empty"));
     }
-    let regex = match &r.regex {
-        Some(re) => Some(regex::bytes::Regex::new(re.get_ref()).map_err(|e| {
-            cx.err(re, &key("regex"), format!("is not a valid regular expression: {e}"))
-        })?),
-        None => None,
+    let (status, methods) = rule_filters(cx, r, at)?;
+    let m = get(&r.message);
+    let message = Template::parse(m.get_ref(), &MESSAGE_VARS, Mode::Text)
+        .map_err(|e| cx.err(m, &key("message"), e))?;
+    let def = RuleDef {
+        name: name.get_ref().clone(),
+        field,
+        contains: r.contains.as_ref().map(|c| c.get_ref().clone()),
+        regex: r.regex.as_ref().map(|re| re.get_ref().clone()),
+        status,
+        methods,
+        spec: rule_spec(cx, r, at)?,
+        message,
+        allow: addr_set(cx, get(&r.allow), &key("allow"))?,
+        normalize: *get(&r.normalize).get_ref(),
+        ignore_case: *get(&r.ignore_case).get_ref(),
     };
+    Rule::new(def).map_err(|m| match &r.regex {
+        Some(re) => cx.err(re, &key("regex"), m),
+        None => cx.err_at(0, &key("regex"), m),
+    })
+}
+
+/// Threshold, window and cooldown of a rule.
+fn rule_spec(cx: &Cx, r: &RawRule, at: &str) -> Result<WindowSpec, ConfigError> {
+    let key = |k: &str| format!("{at}.{k}");
     let t = get(&r.threshold);
     let threshold = u32::try_from(*t.get_ref()).ok().filter(|t| *t >= 1).ok_or_else(|| {
         cx.err(t, &key("threshold"), format!("must be at least 1 (got {})", t.get_ref()))
@@ -203,31 +225,77 @@ fn validate_rule(cx: &Cx, r: &RawRule, at: &str) -> Result<Rule, ConfigError> {
             format!("{:?} is not supported: use \"client\"", k.get_ref()),
         ));
     }
+    Ok(WindowSpec { threshold, window, cooldown })
+}
+
+/// The status and method filters of a rule.
+fn rule_filters(cx: &Cx, r: &RawRule, at: &str) -> Result<(Vec<u16>, Vec<Vec<u8>>), ConfigError> {
     let status = match &r.status {
         Some(s) => s
             .get_ref()
             .iter()
             .map(|v| u16::try_from(*v).ok().filter(|v| (100..=999).contains(v)))
             .collect::<Option<Vec<u16>>>()
-            .ok_or_else(|| cx.err(s, &key("status"), "must list HTTP status codes (100 to 999)"))?,
+            .ok_or_else(|| {
+                cx.err(s, &format!("{at}.status"), "must list HTTP status codes (100 to 999)")
+            })?,
         None => Vec::new(),
     };
     let methods = r.method.as_ref().map_or(Vec::new(), |m| {
         m.get_ref().iter().map(|s| s.to_ascii_uppercase().into_bytes()).collect()
     });
-    let m = get(&r.message);
-    let message = Template::parse(m.get_ref(), &MESSAGE_VARS, Mode::Text)
-        .map_err(|e| cx.err(m, &key("message"), e))?;
-    Ok(Rule::new(
-        name.get_ref().clone(),
-        field,
-        r.contains.as_ref().map(|c| c.get_ref().clone()),
-        regex,
-        status,
-        methods,
-        WindowSpec { threshold, window, cooldown },
-        message,
-    ))
+    Ok((status, methods))
+}
+
+/// A list of addresses and blocks; an error names the entry.
+fn addr_set(cx: &Cx, v: &Spanned<Vec<String>>, key: &str) -> Result<AddrSet, ConfigError> {
+    Ok(AddrSet::new(addr_set_entries(cx, v, key)?))
+}
+
+fn not_a_block(entry: &str) -> String {
+    format!(
+        "{entry:?} is not an address or block such as \"192.0.2.10\", \"10.0.0.0/8\" or \"2001:db8::/32\""
+    )
+}
+
+/// The global allow-list: `[allow] clients` and the entries of its files
+/// (one address or block per line, `#` comments); an error in a file names
+/// the file, the line and the entry.
+fn allow_list(cx: &Cx, a: &RawAllow, host: &dyn Host) -> Result<AddrSet, ConfigError> {
+    let mut blocks: Vec<Cidr> = Vec::new();
+    let clients = get(&a.clients);
+    blocks.extend(addr_set_entries(cx, clients, "allow.clients")?);
+    let files = get(&a.files);
+    for pattern in files.get_ref() {
+        let found = host.allow_files(pattern).map_err(|m| cx.err(files, "allow.files", m))?;
+        for (path, text) in found {
+            for (n, raw) in text.lines().enumerate() {
+                let entry = raw.split('#').next().unwrap_or("").trim();
+                if entry.is_empty() {
+                    continue;
+                }
+                let block = Cidr::parse(entry).ok_or_else(|| ConfigError::Invalid {
+                    file: path.display().to_string(),
+                    line: n + 1,
+                    key: "allow: ".into(),
+                    message: not_a_block(entry),
+                })?;
+                blocks.push(block);
+            }
+        }
+    }
+    Ok(AddrSet::new(blocks))
+}
+
+fn addr_set_entries(
+    cx: &Cx,
+    v: &Spanned<Vec<String>>,
+    key: &str,
+) -> Result<Vec<Cidr>, ConfigError> {
+    v.get_ref()
+        .iter()
+        .map(|e| Cidr::parse(e.trim()).ok_or_else(|| cx.err(v, key, not_a_block(e))))
+        .collect()
 }
 
 fn check_unique_names(cx: &Cx, rules: &[RawRule]) -> Result<(), ConfigError> {

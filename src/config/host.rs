@@ -2,8 +2,9 @@
 //! run, which time zones exist. Behind a trait, so the schema's tests run
 //! without one.
 
+use crate::follow::PathSpec;
 use crate::parse::time::Zone;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The checks of a configuration that need the machine it runs on.
 pub trait Host {
@@ -11,6 +12,9 @@ pub trait Host {
     fn zone(&self, name: &str) -> Option<Zone>;
     /// Whether `program` is an executable file, by path or on `PATH`.
     fn program_exists(&self, program: &str) -> bool;
+    /// The files an allow-list pattern names (a path, or a glob in the file
+    /// name: no match is no file), in name order, with their text.
+    fn allow_files(&self, pattern: &str) -> Result<Vec<(PathBuf, String)>, String>;
 }
 
 /// This machine.
@@ -37,6 +41,21 @@ impl Host for System {
             std::env::split_paths(&paths).any(|d| executable(&d.join(program)))
         })
     }
+
+    fn allow_files(&self, pattern: &str) -> Result<Vec<(PathBuf, String)>, String> {
+        let spec = PathSpec::parse(pattern).map_err(|m| format!("{pattern:?} {m}"))?;
+        let paths = match spec {
+            PathSpec::Glob { .. } => spec.current([u32::MAX; 5]),
+            _ => vec![PathBuf::from(pattern)],
+        };
+        paths
+            .into_iter()
+            .map(|p| match std::fs::read_to_string(&p) {
+                Ok(text) => Ok((p, text)),
+                Err(e) => Err(format!("cannot read the allow-list {}: {e}", p.display())),
+            })
+            .collect()
+    }
 }
 
 /// A machine for tests: only UTC (also as `local`), and the programs `sh`
@@ -52,5 +71,16 @@ impl Host for Fake {
 
     fn program_exists(&self, program: &str) -> bool {
         matches!(program, "sh" | "true")
+    }
+
+    /// One file, `/allow.d/a.txt`, for the pattern `/allow.d/*.txt`.
+    fn allow_files(&self, pattern: &str) -> Result<Vec<(PathBuf, String)>, String> {
+        match pattern {
+            "/allow.d/*.txt" => {
+                let text = "# office\n192.0.2.0/24\n\n198.51.100.7 # monitor\n10.0.0.300\n";
+                Ok(vec![(PathBuf::from("/allow.d/a.txt"), text.into())])
+            }
+            _ => Ok(Vec::new()),
+        }
     }
 }

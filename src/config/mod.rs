@@ -15,6 +15,7 @@ pub use schema::RawDuration;
 
 use crate::follow::{FollowConfig, PathSpec, StartAt};
 use crate::output::OutputConfig;
+use crate::parse::client::AddrSet;
 use crate::parse::time::Zone;
 use crate::parse::{ClientSource, Format, Parser};
 use crate::pipeline::{Engine, EngineSettings};
@@ -88,6 +89,8 @@ pub struct Config {
     pub source: SourceConfig,
     /// Detection rules, in file order.
     pub rules: Vec<Rule>,
+    /// Clients no rule counts (`[allow]`).
+    pub allow: AddrSet,
     /// Alert outputs.
     pub outputs: Vec<OutputConfig>,
     /// Directory for saved state.
@@ -199,7 +202,12 @@ impl Config {
             threads: self.worker_threads(),
             cleanup_interval: u32::try_from(self.cleanup_interval.as_secs()).unwrap_or(u32::MAX),
         };
-        Engine::new(RuleSet::new(self.rules.clone()), self.parser(), settings)
+        Engine::new(self.rule_set(), self.parser(), settings)
+    }
+
+    /// The rules with the global allow-list.
+    pub fn rule_set(&self) -> RuleSet {
+        RuleSet::new(self.rules.clone()).with_allow(self.allow.clone())
     }
 
     /// What the follower of `logwarden run` needs.
@@ -354,6 +362,26 @@ mod tests {
             e,
             "/etc/lw.toml:2: source.file_events: must be true or false (got the text \"yes\")"
         );
+    }
+
+    #[test]
+    fn allow_lists_and_their_errors() {
+        let c = parse("[allow]\nclients = [\"192.0.2.10\", \"10.0.0.0/8\"]\nfiles = []\n").unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(c.allow.contains(ip("10.1.2.3")) && c.allow.contains(ip("192.0.2.10")));
+        assert!(!c.allow.contains(ip("192.0.2.11")));
+        let e = err("[allow]\nclients = [\"10.0.0.300\"]\n");
+        assert!(
+            e.starts_with("/etc/lw.toml:2: allow.clients: \"10.0.0.300\" is not an address"),
+            "{e}"
+        );
+        let e = err("[allow]\nfiles = [\"/allow.d/*.txt\"]\n");
+        assert!(e.starts_with("/allow.d/a.txt:5: allow: \"10.0.0.300\" is not an address"), "{e}");
+        let e = err("[[rule]]\nallow = [\"nope\"]\n");
+        assert!(e.starts_with("/etc/lw.toml:2: rule[1].allow: \"nope\" is not an address"), "{e}");
+        let c =
+            parse("[[rule]]\nallow = [\"2001:db8::/32\"]\nnormalize = false\nignore_case = true\n");
+        assert!(c.unwrap().rules[0].allow.contains(ip("2001:db8::1")));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub(super) struct RawConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) output: Option<Vec<RawOutput>>,
     #[serde(default)]
+    pub(super) allow: RawAllow,
+    #[serde(default)]
     pub(super) state: RawState,
     #[serde(default)]
     pub(super) engine: RawEngine,
@@ -75,6 +77,16 @@ pub(super) struct RawRule {
     pub(super) message: S<String>,
     pub(super) status: S<Vec<i64>>,
     pub(super) method: S<Vec<String>>,
+    pub(super) allow: S<Vec<String>>,
+    pub(super) normalize: S<bool>,
+    pub(super) ignore_case: S<bool>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAllow {
+    pub(super) clients: S<Vec<String>>,
+    pub(super) files: S<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -162,6 +174,9 @@ pub(super) fn fill_defaults(raw: &mut RawConfig) {
         let window = r.window.clone();
         r.cooldown.get_or_insert_with(|| window.expect("filled above"));
         r.key.get_or_insert_with(|| Spanned::new(0..0, "client".into()));
+        r.allow.get_or_insert_with(|| Spanned::new(0..0, Vec::new()));
+        r.normalize.get_or_insert_with(|| Spanned::new(0..0, true));
+        r.ignore_case.get_or_insert_with(|| Spanned::new(0..0, false));
         r.message.get_or_insert_with(|| {
             Spanned::new(
                 0..0,
@@ -182,6 +197,8 @@ pub(super) fn fill_defaults(raw: &mut RawConfig) {
             o.pid.get_or_insert_with(|| Spanned::new(0..0, false));
         }
     }
+    raw.allow.clients.get_or_insert_with(|| Spanned::new(0..0, Vec::new()));
+    raw.allow.files.get_or_insert_with(|| Spanned::new(0..0, Vec::new()));
     raw.state.dir.get_or_insert_with(|| Spanned::new(0..0, "/var/lib/logwarden".into()));
     raw.state
         .cleanup_interval

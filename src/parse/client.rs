@@ -135,6 +135,48 @@ impl Cidr {
     }
 }
 
+impl Cidr {
+    /// The first and last key of the block.
+    fn range(&self) -> (u128, u128) {
+        (self.base, self.base | !self.mask)
+    }
+}
+
+/// A set of address blocks (an allow-list), as sorted disjoint ranges of
+/// keys: a look-up is a binary search, however many blocks there are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddrSet {
+    ranges: Vec<(u128, u128)>,
+}
+
+impl AddrSet {
+    /// The set of these blocks (overlaps merged).
+    pub fn new(blocks: impl IntoIterator<Item = Cidr>) -> AddrSet {
+        let mut v: Vec<(u128, u128)> = blocks.into_iter().map(|c| c.range()).collect();
+        v.sort_unstable();
+        let mut ranges: Vec<(u128, u128)> = Vec::with_capacity(v.len());
+        for (lo, hi) in v {
+            match ranges.last_mut() {
+                Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+                _ => ranges.push((lo, hi)),
+            }
+        }
+        AddrSet { ranges }
+    }
+
+    /// True when the set holds no address.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// Whether `ip` is in the set.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let k = Key::of(ip, 128).0;
+        let i = self.ranges.partition_point(|r| r.1 < k);
+        self.ranges.get(i).is_some_and(|r| r.0 <= k)
+    }
+}
+
 /// Picks the client from a proxy header such as `X-Forwarded-For`: the
 /// rightmost address that is not a trusted proxy. `peer` is the connecting
 /// address (`%h`), used when it is itself untrusted.
@@ -165,7 +207,37 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn address_sets_hold_their_blocks() {
+        let blocks = ["10.0.0.0/8", "192.0.2.10", "2001:db8::/32", "10.1.0.0/16", "11.0.0.0/8"];
+        let set = AddrSet::new(blocks.iter().map(|b| Cidr::parse(b).unwrap()));
+        let has = |ip: &str| set.contains(ip.parse().unwrap());
+        assert!(has("10.255.1.2") && has("11.0.0.1") && has("192.0.2.10"));
+        assert!(has("::ffff:192.0.2.10") && has("2001:db8:ffff::1"));
+        assert!(!has("192.0.2.11") && !has("12.0.0.0") && !has("9.255.255.255"));
+        assert!(!has("2001:db9::1") && !has("::1"));
+        assert_eq!(set.ranges.len(), 3, "10/8, 10.1/16 and 11/8 merge into one range");
+        assert!(!AddrSet::default().contains("10.0.0.1".parse().unwrap()));
+    }
+
     proptest! {
+        /// An address set agrees with checking every block.
+        #[test]
+        fn address_sets_match_their_blocks(
+            blocks in proptest::collection::vec((any::<u32>(), 0u8..=32), 0..20),
+            probes in proptest::collection::vec(any::<u32>(), 1..50),
+        ) {
+            let cidrs: Vec<Cidr> = blocks
+                .iter()
+                .map(|(a, b)| Cidr::parse(&format!("{}/{b}", Ipv4Addr::from(*a))).unwrap())
+                .collect();
+            let set = AddrSet::new(cidrs.iter().copied());
+            for p in probes {
+                let ip = IpAddr::V4(Ipv4Addr::from(p));
+                prop_assert_eq!(set.contains(ip), cidrs.iter().any(|c| c.contains(ip)));
+            }
+        }
+
         /// The fast IPv4 path agrees with std on every dotted-quad-like text.
         #[test]
         fn fast_v4_matches_std(parts in proptest::collection::vec("[0-9]{0,4}", 1..6)) {

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod client;
 pub mod errorlog;
+pub mod normalize;
 pub mod time;
 
 use access::LogFormat;
