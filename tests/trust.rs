@@ -523,3 +523,80 @@ fn encoded_requests_count_as_the_resource_they_reach() {
     assert_eq!(first["normalized_path"], "/today_download");
     assert_eq!(first["rules"][0], "today_download");
 }
+
+/// Whether process `pid` is alive (a zombie counts as gone).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| !r.trim_start().starts_with('Z')))
+}
+
+/// An exec action that never reads its standard input, given an alert of
+/// over 64 KiB, blocks neither its output nor the next action; at its
+/// timeout it is killed with what it started, and so is an action still
+/// running when logwarden stops; after a restart no action runs again.
+#[test]
+fn exec_actions_never_block_and_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let p = dir.path().join("access.log");
+    // Each run notes its client, starts a sleeper in the background, notes
+    // its pid, and waits — never reading its input.
+    let script = format!(
+        "echo $LOGWARDEN_CLIENT >> {d}/runs; sleep 300 & echo $! > {d}/sleeper-$LOGWARDEN_CLIENT; wait"
+    );
+    let extra = format!(
+        "[[output]]\ntype = \"exec\"\ncommand = [\"sh\", \"-c\", '{script}']\ntimeout = \"2s\"\n"
+    );
+    let config = Daemon::config(dir.path(), p.to_str().unwrap(), &extra)
+        .replace("max_line_bytes", "x")
+        .replacen("[source]\n", "[source]\nmax_line_bytes = 262144\n", 1)
+        .replace(
+            "cooldown = 0",
+            "cooldown = \"1h\"\nmessage = \"{client} {user_agent} {referer}\"",
+        );
+    let d = Daemon::start_config(dir.path(), &config, &[]);
+    let mut w = Writer::new();
+    let escaped = "\\x01".repeat(8000);
+    let big: Vec<u8> = (0..3)
+        .flat_map(|_| {
+            let line = String::from_utf8(w.line("10.1.1.1")).unwrap();
+            line.replacen("\"t\"", &format!("\"{escaped}\""), 1)
+                .replacen("\"-\"", &format!("\"{escaped}\""), 1)
+                .into_bytes()
+        })
+        .collect();
+    w.append_raw(&p, &big);
+    let runs = || std::fs::read_to_string(dir.path().join("runs")).unwrap_or_default();
+    wait_until("the first action", || runs().contains("10.1.1.1"));
+    wait_until("the jsonl alert", || d.alerts().iter().any(|a| a["key"] == "10.1.1.1"));
+    let alert = d.alerts().into_iter().find(|a| a["key"] == "10.1.1.1").unwrap();
+    assert!(alert.to_string().len() > 64 << 10, "the alert is over 64 KiB");
+    let second: Vec<u8> = (0..3).flat_map(|_| w.line("10.2.2.2")).collect();
+    w.append_raw(&p, &second);
+    wait_until("the second action", || runs().contains("10.2.2.2"));
+    let sleeper = |c: &str| {
+        let f = dir.path().join(format!("sleeper-{c}"));
+        wait_until("the sleeper's pid", || {
+            std::fs::read_to_string(&f).is_ok_and(|s| s.ends_with('\n'))
+        });
+        std::fs::read_to_string(&f).unwrap().trim().to_string()
+    };
+    let first = sleeper("10.1.1.1");
+    wait_until("the timeout to kill the first action's group", || !alive(&first));
+    assert!(d.log_text().contains("Action killed at its timeout"), "{}", d.log_text());
+    // Stopping kills what still runs.
+    let third: Vec<u8> = (0..3).flat_map(|_| w.line("10.3.3.3")).collect();
+    w.append_raw(&p, &third);
+    let pid3 = sleeper("10.3.3.3");
+    assert!(alive(&pid3));
+    let log = d.stop();
+    assert!(!alive(&pid3), "an action outlived logwarden: {log}");
+    // A restart runs nothing again.
+    let d = Daemon::start_config(dir.path(), &config, &[]);
+    w.phase(&p, &["10.0.0.1"], 1, 1);
+    d.wait_for_marker(1);
+    wait_until("the marker's action", || runs().contains(&crate::util::daemon::marker_ip(1)));
+    let d2 = runs();
+    assert_eq!(d2.lines().filter(|l| l.starts_with("10.")).count(), 3, "{d2}");
+    d.stop();
+}

@@ -4,20 +4,25 @@
 //!
 //! An alert counts as delivered once its program started; runs are not
 //! repeated (a ban or an SMS is not idempotent). At most `max_concurrent`
-//! run at once; one running past `timeout` is killed. Exit status and
-//! standard error of every run that did not succeed are logged.
+//! run at once; one running past `timeout` is killed with its process group
+//! (what it started too), and so is every run still going when logwarden
+//! stops. Exit status and standard error of every run that did not succeed
+//! are logged. Writing standard input and reading standard error never
+//! block the output's thread.
 
 use super::Deliver;
 use crate::alert::Alert;
 use crate::template::sanitize;
 use std::io::{self, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How often running programs are checked.
 const CHECK_EVERY: Duration = Duration::from_millis(20);
 /// Standard error kept for the log, per run.
-const STDERR_KEPT: u64 = 4096;
+const STDERR_KEPT: usize = 4096;
 
 /// Settings of an exec output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,10 +35,35 @@ pub struct ExecSettings {
     pub max_concurrent: usize,
 }
 
+/// One running program, in a process group of its own.
+struct Run {
+    child: Child,
+    started: Instant,
+    id: String,
+    /// What it wrote to standard error so far (the first bytes), read by a
+    /// thread while it runs, so a chatty program never blocks on a full pipe.
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Run {
+    /// Kills the program and everything it started (its process group).
+    fn kill(&mut self) {
+        let group = rustix::process::Pid::from_child(&self.child);
+        // Already gone: nothing to kill.
+        rustix::process::kill_process_group(group, rustix::process::Signal::KILL).unwrap_or(());
+        self.child.wait().map(|_| ()).unwrap_or(());
+    }
+
+    fn stderr(&self) -> String {
+        let buf = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
+        sanitize(buf.trim_ascii_end())
+    }
+}
+
 /// A program run per alert.
 pub struct Exec {
     cfg: ExecSettings,
-    running: Vec<(Child, Instant, String)>,
+    running: Vec<Run>,
 }
 
 impl Exec {
@@ -46,35 +76,62 @@ impl Exec {
     fn reap(&mut self) {
         let timeout = self.cfg.timeout;
         let name = self.name();
-        self.running.retain_mut(|(child, started, id)| match child.try_wait() {
+        self.running.retain_mut(|run| match run.child.try_wait() {
             Ok(Some(status)) => {
                 if !status.success() {
-                    let err = stderr_of(child);
+                    let (id, err) = (&run.id, run.stderr());
                     tracing::error!(output = %name, alert = %id, %status, stderr = %err, "Action failed.");
                 }
                 false
             }
-            Ok(None) if started.elapsed() >= timeout => {
-                child.kill().unwrap_or(());
-                child.wait().map(|_| ()).unwrap_or(());
-                tracing::error!(output = %name, alert = %id, ?timeout, "Action killed at its timeout.");
+            Ok(None) if run.started.elapsed() >= timeout => {
+                run.kill();
+                tracing::error!(output = %name, alert = %run.id, ?timeout, "Action killed at its timeout.");
                 false
             }
             Ok(None) => true,
             Err(e) => {
-                tracing::error!(output = %name, alert = %id, error = %e, "Cannot wait for action.");
+                tracing::error!(output = %name, alert = %run.id, error = %e, "Cannot wait for action.");
                 false
             }
         });
     }
-}
 
-fn stderr_of(child: &mut Child) -> String {
-    let mut buf = Vec::new();
-    if let Some(e) = child.stderr.as_mut() {
-        e.take(STDERR_KEPT).read_to_end(&mut buf).unwrap_or(0);
+    /// Starts the program for one alert: the JSON is written to its standard
+    /// input by a thread (a program that never reads it blocks only that
+    /// thread, until it ends or is killed), and its standard error is read
+    /// by another.
+    fn start(&self, alert: &Alert) -> io::Result<Run> {
+        let (program, args) = self.cfg.command.split_first().expect("validated: not empty");
+        let mut child = Command::new(program)
+            .args(args)
+            .envs(env_of(alert))
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let json = format!("{}\n", alert.to_json());
+            // A program that ignores its input may close it early; that is fine.
+            std::thread::Builder::new()
+                .name("exec-stdin".into())
+                .spawn(move || stdin.write_all(json.as_bytes()).unwrap_or(()))?;
+        }
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        if let Some(mut err) = child.stderr.take() {
+            let kept = Arc::clone(&stderr);
+            std::thread::Builder::new().name("exec-stderr".into()).spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = err.read(&mut buf) {
+                    let mut k = kept.lock().unwrap_or_else(PoisonError::into_inner);
+                    let room = STDERR_KEPT.saturating_sub(k.len());
+                    k.extend_from_slice(&buf[..n.min(room)]);
+                }
+            })?;
+        }
+        Ok(Run { child, started: Instant::now(), id: alert.id.clone().unwrap_or_default(), stderr })
     }
-    sanitize(buf.trim_ascii_end())
 }
 
 impl Deliver for Exec {
@@ -84,26 +141,8 @@ impl Deliver for Exec {
 
     fn send(&mut self, alert: &Alert) -> io::Result<()> {
         self.reap();
-        while self.running.len() >= self.cfg.max_concurrent {
-            std::thread::sleep(CHECK_EVERY);
-            self.reap();
-        }
-        let (program, args) = self.cfg.command.split_first().expect("validated: not empty");
-        let mut child = Command::new(program)
-            .args(args)
-            .envs(env_of(alert))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        if let Some(mut stdin) = child.stdin.take() {
-            // A program that ignores its input may close it early; that is fine.
-            stdin
-                .write_all(alert.to_json().as_bytes())
-                .and_then(|()| stdin.write_all(b"\n"))
-                .unwrap_or(());
-        }
-        self.running.push((child, Instant::now(), alert.id.clone().unwrap_or_default()));
+        let run = self.start(alert)?;
+        self.running.push(run);
         Ok(())
     }
 
@@ -112,25 +151,41 @@ impl Deliver for Exec {
         (!self.running.is_empty()).then_some(CHECK_EVERY)
     }
 
+    /// Every slot taken: come back when a run may have ended.
+    fn busy(&mut self) -> Option<Duration> {
+        self.reap();
+        (self.running.len() >= self.cfg.max_concurrent).then_some(CHECK_EVERY)
+    }
+
+    /// Kills what still runs: nothing is left behind when logwarden stops.
+    fn shutdown(&mut self) {
+        for mut run in std::mem::take(&mut self.running) {
+            tracing::warn!(output = %self.name(), alert = %run.id, "Action killed: logwarden is stopping.");
+            run.kill();
+        }
+    }
+
     fn settle(&mut self) -> io::Result<()> {
         let mut result = Ok(());
-        for (mut child, started, _) in std::mem::take(&mut self.running) {
-            let left = self.cfg.timeout.saturating_sub(started.elapsed());
-            let end = Instant::now() + left;
+        for mut run in std::mem::take(&mut self.running) {
+            let end = run.started + self.cfg.timeout;
             let status = loop {
-                if let Some(st) = child.try_wait()? {
+                if let Some(st) = run.child.try_wait()? {
                     break Some(st);
                 }
                 if Instant::now() >= end {
-                    child.kill().unwrap_or(());
-                    child.wait()?;
+                    run.kill();
                     break None;
                 }
                 std::thread::sleep(CHECK_EVERY);
             };
             let err = match status {
                 Some(st) if st.success() => continue,
-                Some(st) => format!("{st}; stderr: {}", stderr_of(&mut child)),
+                Some(st) => {
+                    // Give the reader a moment to take the last of it.
+                    std::thread::sleep(CHECK_EVERY);
+                    format!("{st}; stderr: {}", run.stderr())
+                }
                 None => format!("killed at its timeout of {:?}", self.cfg.timeout),
             };
             result = Err(io::Error::other(err));

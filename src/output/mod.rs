@@ -43,6 +43,12 @@ pub trait Deliver: Send {
     fn idle(&mut self) -> Option<Duration> {
         None
     }
+    /// `Some(d)` when it cannot take an alert now: ask again after `d`.
+    fn busy(&mut self) -> Option<Duration> {
+        None
+    }
+    /// Called once when the output stops: end what it started.
+    fn shutdown(&mut self) {}
     /// Waits for work started by `send` to end and reports how it ended
     /// (for `test-alert`; an exec action runs after `send` returns).
     fn settle(&mut self) -> io::Result<()> {
@@ -245,21 +251,7 @@ fn held(queues: &[Arc<Queue>]) -> Vec<(Alert, u64)> {
 /// and journals the ids it delivered.
 fn deliver_loop(mut out: Box<dyn Deliver>, q: &Queue, mut journal: File) {
     let mut delay = RETRY_FIRST;
-    loop {
-        let alert = loop {
-            let again = out.idle();
-            let s = q.lock();
-            match s.pending.front() {
-                Some(_) if s.closed && s.failing => return,
-                Some(a) => break a.clone(),
-                None if s.closed => return,
-                None => {}
-            }
-            match again {
-                Some(d) => drop(q.wake.wait_timeout(s, d).unwrap_or_else(PoisonError::into_inner)),
-                None => drop(q.wake.wait(s).unwrap_or_else(PoisonError::into_inner)),
-            }
-        };
+    while let Some(alert) = next_alert(out.as_mut(), q) {
         match out.send(&alert) {
             Ok(()) => {
                 if let Some(id) = &alert.id {
@@ -292,6 +284,30 @@ fn deliver_loop(mut out: Box<dyn Deliver>, q: &Queue, mut journal: File) {
                 }
                 delay = (delay * 2).min(RETRY_MAX);
             }
+        }
+    }
+    out.shutdown();
+}
+
+/// The next alert to deliver, once the output can take it; `None` when the
+/// queue is closed and nothing more will be delivered (the queue is empty,
+/// the output fails, or it is busy: what is left stays held).
+fn next_alert(out: &mut dyn Deliver, q: &Queue) -> Option<Alert> {
+    loop {
+        let again = out.idle();
+        let busy = out.busy();
+        let s = q.lock();
+        if s.closed && (s.pending.is_empty() || s.failing || busy.is_some()) {
+            return None;
+        }
+        if busy.is_none()
+            && let Some(a) = s.pending.front()
+        {
+            return Some(a.clone());
+        }
+        match busy.or(again) {
+            Some(d) => drop(q.wake.wait_timeout(s, d).unwrap_or_else(PoisonError::into_inner)),
+            None => drop(q.wake.wait(s).unwrap_or_else(PoisonError::into_inner)),
         }
     }
 }
