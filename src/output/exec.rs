@@ -160,7 +160,7 @@ impl Deliver for Exec {
     /// Kills what still runs: nothing is left behind when logwarden stops.
     fn shutdown(&mut self) {
         for mut run in std::mem::take(&mut self.running) {
-            tracing::warn!(output = %self.name(), alert = %run.id, "Action killed: logwarden is stopping.");
+            tracing::warn!(output = %self.name(), alert = %run.id, "Ending a running action as logwarden stops (its process group is killed).");
             run.kill();
         }
     }
