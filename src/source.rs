@@ -212,8 +212,11 @@ impl Input {
                 if let Some(what) = not_a_log(kind) {
                     return Err(io::Error::new(io::ErrorKind::InvalidInput, what));
                 }
+                let md = f.metadata()?;
                 if is_gzip(p) {
                     Ok(Opened::Stream(Box::new(MultiGzDecoder::new(io::BufReader::new(f)))))
+                } else if kind.is_file() && is_live(&md) {
+                    Ok(Opened::Live(f, md.len()))
                 } else if kind.is_file() {
                     Ok(Opened::File(f))
                 } else {
@@ -235,14 +238,27 @@ pub fn not_a_log(kind: std::fs::FileType) -> Option<&'static str> {
     }
 }
 
+/// A file written to within this long may be truncated under us (a live
+/// log, copytruncated by logrotate): it is read, not mapped, since touching
+/// a mapped page past the end of a truncated file raises SIGBUS.
+const LIVE_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+fn is_live(md: &std::fs::Metadata) -> bool {
+    // A time in the future counts as recent.
+    md.modified().is_ok_and(|t| t.elapsed().map_or(true, |age| age < LIVE_AGE))
+}
+
 fn is_gzip(p: &Path) -> bool {
     p.extension().is_some_and(|e| e == "gz")
 }
 
 /// An opened input.
 pub enum Opened {
-    /// A regular file, to be mapped.
+    /// A regular file not written to lately, to be mapped.
     File(File),
+    /// A regular file written to lately, read (it may shrink under us),
+    /// with its size when opened.
+    Live(File, u64),
     /// Anything read sequentially.
     Stream(Box<dyn Read + Send>),
 }
@@ -256,8 +272,24 @@ pub fn chunks(
 ) -> io::Result<()> {
     match opened {
         Opened::File(f) => mapped_chunks(tag, &f, emit),
-        Opened::Stream(r) => stream_chunks(tag, r, emit),
+        Opened::Live(f, len) => {
+            let read = stream_chunks(tag, Box::new(f), emit)?;
+            if read < len {
+                report_shrink(tag, len, read);
+            }
+            Ok(())
+        }
+        Opened::Stream(r) => stream_chunks(tag, r, emit).map(|_| ()),
     }
+}
+
+/// A file that got shorter while it was read: truncated or rewritten under
+/// us. What was read counts; the rest is gone.
+fn report_shrink(tag: &FileTag, len: u64, now: u64) {
+    tracing::warn!(
+        file = %tag.name,
+        "The file shrank while it was read (from {len} to {now} bytes: truncated under us, e.g. by logrotate's copytruncate); the lines after byte {now} were not read."
+    );
 }
 
 /// Where to cut `b` (which starts at a line start): after its last newline
@@ -293,10 +325,17 @@ fn mapped_chunks(
         let seg_start = pos - pos % ALIGN;
         let seg_len = (len - seg_start).min(SEGMENT_BYTES as u64) as usize;
         let eof = seg_start + seg_len as u64 == len;
-        // SAFETY: the file is opened read-only and treated as immutable while
-        // mapped. replay reads finished logs; a file truncated while mapped
-        // would fault (SIGBUS), which is why the live follower reads growing
-        // files differently.
+        let now = f.metadata()?.len();
+        if now < seg_start + seg_len as u64 {
+            report_shrink(tag, len, now);
+            return Ok(());
+        }
+        // SAFETY: the file is opened read-only and was not written to for
+        // LIVE_AGE (see `is_live`), so it is taken as finished: a file
+        // truncated while mapped would fault (SIGBUS), which is why recently
+        // written files, and every file the live follower reads, are read
+        // with `read` instead. The size is checked again before each
+        // segment is mapped.
         #[allow(unsafe_code)]
         let map = unsafe { MmapOptions::new().offset(seg_start).len(seg_len).map(f)? };
         // Only a hint for read-ahead; reading works without it.
@@ -358,11 +397,12 @@ fn flush_skipped(
     }
 }
 
+/// Cuts a stream into chunks; returns the bytes read.
 fn stream_chunks(
     tag: &Arc<FileTag>,
     mut r: Box<dyn Read + Send>,
     emit: &mut dyn FnMut(Chunk) -> bool,
-) -> io::Result<()> {
+) -> io::Result<u64> {
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES * 2);
     let mut eof = false;
     let mut skipping = false;
@@ -398,7 +438,7 @@ fn stream_chunks(
                 let chunk = Chunk::new(Arc::clone(tag), offset, data, skipped_long);
                 offset += n as u64;
                 if !emit(chunk) {
-                    return Ok(());
+                    return Ok(offset);
                 }
             }
             Some(Cut::Long) => skipping = true,
@@ -407,7 +447,7 @@ fn stream_chunks(
         }
     }
     flush_skipped(tag, offset, skipping, skipped_long, emit);
-    Ok(())
+    Ok(offset + buf.len() as u64)
 }
 
 /// Reads once into the spare capacity of `buf`; returns true at end of input.
@@ -492,6 +532,8 @@ mod tests {
             f.write_all(&text).unwrap();
             let want = expected(&text);
             assert_eq!(lines_of(Opened::File(File::open(f.path()).unwrap())), want);
+            let live = Opened::Live(File::open(f.path()).unwrap(), text.len() as u64);
+            assert_eq!(lines_of(live), want);
             assert_eq!(lines_of(Opened::Stream(Box::new(io::Cursor::new(text.clone())))), want);
         }
     }

@@ -600,3 +600,26 @@ fn exec_actions_never_block_and_leave_nothing_behind() {
     assert_eq!(d2.lines().filter(|l| l.starts_with("10.")).count(), 3, "{d2}");
     d.stop();
 }
+
+/// `replay` of a live log truncated under it (copytruncate) reports the
+/// shrink and ends cleanly with its summary; it never dies of SIGBUS.
+#[test]
+fn replay_of_a_file_that_shrinks_reports_it_and_ends_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read(root().join("examples/access.log")).unwrap();
+    let big = write(dir.path(), "live.log", &example.repeat(600));
+    let status = write(dir.path(), "status.toml", b"[[rule]]\nstatus = [404]\n");
+    let mut child = Command::new(bin())
+        .args(["-c", &status, "replay", "--threads", "1", "--no-progress", &big])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::OpenOptions::new().write(true).open(&big).unwrap().set_len(4096).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(err.contains("The file shrank while it was read"), "{err}");
+    assert!(err.contains("summary:"), "{err}");
+}

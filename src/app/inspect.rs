@@ -24,7 +24,7 @@ pub(super) fn parse(config: Option<&std::path::Path>, a: &ParseArgs) -> Result<E
         let input = Input::from_arg(f);
         let reader: Box<dyn std::io::Read> =
             match input.open().with_context(|| format!("cannot open {f}"))? {
-                Opened::File(file) => Box::new(file),
+                Opened::File(file) | Opened::Live(file, _) => Box::new(file),
                 Opened::Stream(s) => s,
             };
         let mut reader = std::io::BufReader::new(reader);

@@ -18,6 +18,8 @@ use std::process::ExitCode;
 
 /// Runs one command; returns the process exit code.
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    // The daemon says what it does; the other commands only warn.
+    init_log(if matches!(cli.command, Command::Run) { "info" } else { "warn" });
     match cli.command {
         Command::Replay(args) => replay::replay(cli.config.as_deref(), &args),
         Command::Parse(args) => inspect::parse(cli.config.as_deref(), &args),
@@ -107,12 +109,13 @@ fn tempfile_in(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::remove_file(&p)
 }
 
-/// Sets up the daemon's own log: stderr, one line per event — starting,
-/// following a file, switching files, reloading, stopping, and problems —
-/// unless `LOGWARDEN_LOG` (e.g. `warn`, `debug`) says otherwise.
-fn init_log() {
+/// Sets up logwarden's own log: stderr, one line per event, at `default`
+/// level or what `LOGWARDEN_LOG` (e.g. `warn`, `debug`) says. For the
+/// daemon, `info` shows starting, following a file, switching files,
+/// reloading, stopping, and problems.
+fn init_log(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOGWARDEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -122,7 +125,6 @@ fn init_log() {
 
 /// `logwarden run`: follows the configured files until SIGTERM or SIGINT.
 fn run_daemon(config: Option<&std::path::Path>) -> Result<ExitCode> {
-    init_log();
     let cfg = load(config, &Overrides::default())?;
     daemon::run(config, cfg)?;
     Ok(ExitCode::SUCCESS)
