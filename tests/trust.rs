@@ -609,7 +609,7 @@ fn replay_of_a_file_that_shrinks_reports_it_and_ends_cleanly() {
     let example = std::fs::read(root().join("examples/access.log")).unwrap();
     let big = write(dir.path(), "live.log", &example.repeat(600));
     let status = write(dir.path(), "status.toml", b"[[rule]]\nstatus = [404]\n");
-    let mut child = Command::new(bin())
+    let child = Command::new(bin())
         .args(["-c", &status, "replay", "--threads", "1", "--no-progress", &big])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
