@@ -25,6 +25,7 @@ use crate::parse::normalize::Normalized;
 use crate::parse::{Parser, Skip};
 use crate::rules::RuleSet;
 use crate::source::{Chunk, Position, Source, SourceError, SourceEvent};
+use crate::state::codec::Entries;
 use crate::window::{Outcome, Windows};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use std::collections::{BTreeMap, HashMap};
@@ -43,6 +44,9 @@ pub struct EngineSettings {
     pub threads: usize,
     /// Seconds of log time between evictions.
     pub cleanup_interval: u32,
+    /// The source asks for checkpoints: shards track which keys change, so
+    /// saving costs what changed.
+    pub checkpoints: bool,
 }
 
 /// Everything the engine needs besides its inputs.
@@ -76,6 +80,8 @@ pub struct Summary {
     pub alerts: u64,
     /// Keys evicted by the cleanup.
     pub evicted: u64,
+    /// Keys forgotten at a rule's `max_clients`.
+    pub forgotten: u64,
     /// How long the run took.
     pub elapsed: Duration,
 }
@@ -95,7 +101,7 @@ impl std::fmt::Display for Summary {
         let secs = self.elapsed.as_secs_f64();
         write!(
             f,
-            "summary: {} lines, {:.1} MB in {:.2} s ({:.0} MB/s); parsed {}, skipped {}{}; allowed {}; events {}, late {}; alerts {}; evicted {}",
+            "summary: {} lines, {:.1} MB in {:.2} s ({:.0} MB/s); parsed {}, skipped {}{}; allowed {}; events {}, late {}; alerts {}; evicted {}, forgotten {}",
             self.lines,
             mb,
             secs,
@@ -107,7 +113,8 @@ impl std::fmt::Display for Summary {
             self.events,
             self.late,
             self.alerts,
-            self.evicted
+            self.evicted,
+            self.forgotten
         )
     }
 }
@@ -154,13 +161,22 @@ struct ScanStats {
     events: u64,
 }
 
+/// Which windows a shard encodes at a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Save {
+    /// The keys changed since the last save.
+    Changes,
+    /// Every key (for a new base).
+    All,
+}
+
 /// What a shard gets for each chunk (possibly no events).
 struct Batch {
     seq: u64,
     max_time: u32,
     events: Vec<Event>,
-    /// Send a copy of the windows after applying this batch.
-    snapshot: bool,
+    /// Encode the windows after applying this batch.
+    save: Option<Save>,
 }
 
 enum ToAlerts {
@@ -175,8 +191,10 @@ struct Decided {
     decisions: Vec<Decision>,
     late: u64,
     evicted: u64,
+    forgotten: u64,
     watermark: u32,
-    snapshot: Option<Vec<Windows>>,
+    /// Per rule, the entries asked for by `Batch::save`.
+    save: Option<Vec<Entries>>,
 }
 
 /// A source event being completed by the alert thread.
@@ -187,7 +205,7 @@ struct Pending {
     shards_done: usize,
     decisions: Vec<Decision>,
     watermark: u32,
-    snapshots: Vec<Vec<Windows>>,
+    saves: Vec<Vec<Entries>>,
 }
 
 /// Where the alert thread hands its results; it runs on the caller's thread.
@@ -200,12 +218,15 @@ pub trait Sink {
     fn checkpoint(&mut self, _cp: &Checkpoint<'_>) {}
 }
 
-/// State as of one chunk, for saving.
+/// State as of one source event, for saving.
 pub struct Checkpoint<'a> {
     /// Where reading of each followed file stands.
     pub positions: Vec<Position>,
-    /// Windows: per shard, one per rule (in rule order).
-    pub windows: &'a [Vec<Windows>],
+    /// Windows, encoded: per shard, one per rule (in rule order) — every
+    /// key when `full`, else the keys changed since the last checkpoint.
+    pub windows: &'a [Vec<Entries>],
+    /// Whether `windows` holds every key.
+    pub full: bool,
     /// Newest event time of the stream.
     pub watermark: u32,
 }
@@ -319,12 +340,13 @@ impl<'e> Collector<'e> {
                 ToAlerts::Decided(d) => {
                     self.sum.late += d.late;
                     self.sum.evicted += d.evicted;
+                    self.note_forgotten(d.forgotten);
                     let mut decisions = d.decisions;
                     let p = self.pending.entry(d.seq).or_default();
                     p.shards_done += 1;
                     p.decisions.append(&mut decisions);
                     p.watermark = d.watermark;
-                    p.snapshots.extend(d.snapshot);
+                    p.saves.extend(d.save);
                 }
                 ToAlerts::ReadFailed(e) => failure = Some(e),
             }
@@ -361,14 +383,8 @@ impl<'e> Collector<'e> {
             Some(SourceEvent::FileDone(tag)) => {
                 self.positions.remove(&tag.id);
             }
-            Some(SourceEvent::Checkpoint | SourceEvent::Tick { .. }) => {
-                let positions = self.current_positions();
-                sink.checkpoint(&Checkpoint {
-                    positions,
-                    windows: &p.snapshots,
-                    watermark: p.watermark,
-                });
-            }
+            Some(SourceEvent::Checkpoint { full }) => self.checkpoint(&p, *full, sink),
+            Some(SourceEvent::Tick { .. }) => self.checkpoint(&p, false, sink),
             None => {}
         }
     }
@@ -387,6 +403,23 @@ impl<'e> Collector<'e> {
             let path = chunk.file.name.clone();
             self.positions.insert(chunk.file.id, Position { path, id, offset, lines: after });
         }
+    }
+
+    /// Hands the sink the state as of the event just completed.
+    fn checkpoint(&self, p: &Pending, full: bool, sink: &mut dyn Sink) {
+        let positions = self.current_positions();
+        let windows = &p.saves;
+        sink.checkpoint(&Checkpoint { positions, windows, full, watermark: p.watermark });
+    }
+
+    /// Counts keys forgotten at `max_clients`, saying so the first time.
+    fn note_forgotten(&mut self, n: u64) {
+        if n > 0 && self.sum.forgotten == 0 {
+            tracing::warn!(
+                "A rule reached its max_clients; the clients with the fewest hits are forgotten (counted as forgotten in the summary)."
+            );
+        }
+        self.sum.forgotten += n;
     }
 
     /// Positions, one per file (the newest reading of a rewritten file).
@@ -446,7 +479,13 @@ impl Shard {
     /// Shard `index`, with its part of the restored windows.
     fn new(engine: &Engine, restore: Option<&Restore>, sharding: &Sharding, index: usize) -> Shard {
         let rules = &engine.rules.rules;
-        let mut windows: Vec<Windows> = rules.iter().map(|r| Windows::new(r.spec)).collect();
+        let n = sharding.shards;
+        let track = engine.settings.checkpoints;
+        let windows_of = |r: &crate::rules::Rule| {
+            let w = Windows::new(r.spec).with_max_keys(r.max_clients.div_ceil(n));
+            if track { w.tracking() } else { w }
+        };
+        let mut windows: Vec<Windows> = rules.iter().map(windows_of).collect();
         let mut watermark = 0;
         if let Some(r) = restore {
             watermark = r.watermark;
@@ -496,8 +535,22 @@ impl Shard {
             let step = self.cleanup_interval.max(1);
             self.next_cleanup = (self.watermark / step).saturating_add(1).saturating_mul(step);
         }
-        let snapshot = b.snapshot.then(|| self.windows.clone());
-        Decided { seq: b.seq, decisions, late, evicted, watermark: self.watermark, snapshot }
+        let forgotten = self.windows.iter_mut().map(Windows::take_forgotten).sum();
+        let save = b.save.map(|kind| self.windows.iter_mut().map(|w| encode(w, kind)).collect());
+        let watermark = self.watermark;
+        Decided { seq: b.seq, decisions, late, evicted, forgotten, watermark, save }
+    }
+}
+
+/// A shard's windows of one rule, encoded for saving.
+fn encode(w: &mut Windows, kind: Save) -> Entries {
+    match kind {
+        Save::Changes => Entries::changes(w),
+        Save::All => {
+            // Everything is in a new base: the changes so far are in it.
+            w.take_changes(|_, _| {});
+            Entries::all(w)
+        }
     }
 }
 
@@ -536,14 +589,20 @@ impl Scanner<'_> {
                 SourceEvent::Lines(_) if test_panic() => panic!("LOGWARDEN_TEST_PANIC=worker"),
                 SourceEvent::Lines(chunk) => self.scan(chunk, &mut by_shard, &mut scratch),
                 SourceEvent::Tick { clock } => (ScanStats::default(), *clock),
-                SourceEvent::Opened { .. } | SourceEvent::FileDone(_) | SourceEvent::Checkpoint => {
-                    (ScanStats::default(), 0)
-                }
+                SourceEvent::Opened { .. }
+                | SourceEvent::FileDone(_)
+                | SourceEvent::Checkpoint { .. } => (ScanStats::default(), 0),
             };
-            let snapshot = matches!(*event, SourceEvent::Checkpoint | SourceEvent::Tick { .. });
+            let save = match *event {
+                SourceEvent::Checkpoint { full: true } => Some(Save::All),
+                SourceEvent::Checkpoint { full: false } | SourceEvent::Tick { .. } => {
+                    Some(Save::Changes)
+                }
+                _ => None,
+            };
             for (tx, events) in shards.iter().zip(by_shard.iter_mut()) {
                 let events = std::mem::take(events);
-                if tx.send(Batch { seq, max_time, events, snapshot }).is_err() {
+                if tx.send(Batch { seq, max_time, events, save }).is_err() {
                     return;
                 }
             }

@@ -87,6 +87,8 @@ pub struct RuleDef {
     pub normalize: bool,
     /// Match `contains` and `regex` regardless of ASCII case.
     pub ignore_case: bool,
+    /// Clients tracked at most; beyond, those with the fewest hits go.
+    pub max_clients: usize,
 }
 
 impl RuleDef {
@@ -111,9 +113,13 @@ impl RuleDef {
             allow: AddrSet::default(),
             normalize: true,
             ignore_case: false,
+            max_clients: MAX_CLIENTS,
         }
     }
 }
+
+/// Clients a rule tracks at most, by default.
+pub const MAX_CLIENTS: usize = 2_000_000;
 
 /// A literal to search: exact (SIMD `memmem`) or regardless of ASCII case.
 #[derive(Debug, Clone)]
@@ -154,6 +160,8 @@ pub struct Rule {
     pub message: Template,
     /// Clients this rule never counts.
     pub allow: AddrSet,
+    /// Clients tracked at most.
+    pub max_clients: usize,
     contains: Option<String>,
     literal: Option<Literal>,
     regex: Option<regex::bytes::Regex>,
@@ -182,6 +190,7 @@ impl Rule {
             spec: def.spec,
             message: def.message,
             allow: def.allow,
+            max_clients: def.max_clients,
             contains: def.contains,
             literal,
             regex,

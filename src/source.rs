@@ -131,8 +131,12 @@ pub enum SourceEvent {
     /// A followed file is finished (drained and closed): its position is
     /// dropped from the saved state.
     FileDone(Arc<FileTag>),
-    /// Save state once everything before this event is applied.
-    Checkpoint,
+    /// Save state once everything before this event is applied: every key
+    /// (`full`, for a new base) or the keys changed since the last save.
+    Checkpoint {
+        /// Save every key.
+        full: bool,
+    },
     /// No lines for a while: evict clients as if an event had come at
     /// `clock` (the wall clock, Unix seconds), then save state.
     Tick {

@@ -41,11 +41,13 @@ pub struct KeyState {
     count: u32,
     /// `T_a + cooldown` of the last alert; 0 before any alert.
     quiet_until: u32,
+    /// Changed since the windows' changes were last taken.
+    dirty: bool,
 }
 
 impl KeyState {
     fn new(t: u32) -> KeyState {
-        KeyState { slots: SmallVec::new(), newest: t, count: 0, quiet_until: 0 }
+        KeyState { slots: SmallVec::new(), newest: t, count: 0, quiet_until: 0, dirty: false }
     }
 
     /// Applies one event at second `t`.
@@ -94,6 +96,7 @@ impl KeyState {
             newest,
             count,
             quiet_until,
+            dirty: false,
         })
     }
 
@@ -123,18 +126,94 @@ impl KeyState {
 pub struct Windows {
     spec: WindowSpec,
     keys: HashMap<Key, KeyState, foldhash::fast::RandomState>,
+    /// At most this many keys; beyond, those with the fewest hits go.
+    max_keys: usize,
+    /// Keys forgotten at `max_keys` since last asked.
+    forgotten: u64,
+    /// Whether changes are tracked (for saving only what changed).
+    track: bool,
+    /// Keys changed or removed since the changes were last taken.
+    changed: Vec<Key>,
 }
 
 impl Windows {
-    /// Empty windows for a rule.
+    /// Empty windows for a rule, without a limit on keys.
     pub fn new(spec: WindowSpec) -> Windows {
-        Windows { spec, keys: HashMap::default() }
+        Windows {
+            spec,
+            keys: HashMap::default(),
+            max_keys: usize::MAX,
+            forgotten: 0,
+            track: false,
+            changed: Vec::new(),
+        }
+    }
+
+    /// These windows holding at most `max_keys` keys.
+    pub fn with_max_keys(mut self, max_keys: usize) -> Windows {
+        self.max_keys = max_keys.max(1);
+        self
+    }
+
+    /// These windows keeping track of which keys change (see
+    /// [`Windows::take_changes`]).
+    pub fn tracking(mut self) -> Windows {
+        self.track = true;
+        self
     }
 
     /// Applies one event for `key` at second `t`.
     pub fn record(&mut self, key: Key, t: u32) -> Outcome {
+        if self.keys.len() >= self.max_keys && !self.keys.contains_key(&key) {
+            self.forget_fewest();
+        }
         let spec = &self.spec;
-        self.keys.entry(key).or_insert_with(|| KeyState::new(t)).record(t, spec)
+        let state = self.keys.entry(key).or_insert_with(|| KeyState::new(t));
+        let outcome = state.record(t, spec);
+        if self.track && !state.dirty {
+            state.dirty = true;
+            self.changed.push(key);
+        }
+        outcome
+    }
+
+    /// At `max_keys`: forgets about a tenth of the keys, those with the
+    /// fewest hits in their window (of equals, the longest idle), so a flood
+    /// of new clients costs the least for what is counted. The cut-off is
+    /// taken from a sample of the keys (the map's order is seeded, so any
+    /// part is a fair sample), which keeps the extra memory small.
+    fn forget_fewest(&mut self) {
+        const SAMPLE: usize = 4096;
+        let mut sample: Vec<(u32, u32)> =
+            self.keys.values().take(SAMPLE).map(|s| (s.count, s.newest)).collect();
+        let at = sample.len() / 10;
+        let (_, &mut cut, _) = sample.select_nth_unstable(at);
+        // Many keys alike (a flood of one-hit clients in one second) must
+        // not all go: of those equal to the cut-off, only enough for a tenth.
+        let below = sample.iter().filter(|x| **x < cut).count();
+        let mut equal_budget = (self.keys.len() / 10)
+            .saturating_sub(below * self.keys.len() / sample.len().max(1))
+            .max(1);
+        let before = self.keys.len();
+        let (track, changed) = (self.track, &mut self.changed);
+        self.keys.retain(|k, s| {
+            let v = (s.count, s.newest);
+            let go = v < cut || (v == cut && equal_budget > 0);
+            if v == cut && go {
+                equal_budget -= 1;
+            }
+            // A dirty key is listed already.
+            if go && track && !s.dirty {
+                changed.push(*k);
+            }
+            !go
+        });
+        self.forgotten += (before - self.keys.len()) as u64;
+    }
+
+    /// Keys forgotten at `max_keys` since the last call.
+    pub fn take_forgotten(&mut self) -> u64 {
+        std::mem::take(&mut self.forgotten)
     }
 
     /// Forgets keys with nothing left to decide (see `KeyState::forgettable`);
@@ -142,11 +221,39 @@ impl Windows {
     pub fn evict(&mut self, watermark: u32) -> usize {
         let before = self.keys.len();
         let spec = self.spec;
-        self.keys.retain(|_, k| !k.forgettable(watermark, &spec));
+        let (track, changed) = (self.track, &mut self.changed);
+        self.keys.retain(|k, s| {
+            let keep = !s.forgettable(watermark, &spec);
+            if !keep && track && !s.dirty {
+                changed.push(*k);
+            }
+            keep
+        });
         if self.keys.capacity() > 4 * self.keys.len().max(1024) {
             self.keys.shrink_to_fit();
         }
         before - self.keys.len()
+    }
+
+    /// Calls `f` with each key changed since the last call and its state
+    /// now (`None`: removed), once per key, and starts tracking afresh.
+    pub fn take_changes(&mut self, mut f: impl FnMut(Key, Option<&KeyState>)) {
+        for key in std::mem::take(&mut self.changed) {
+            match self.keys.get_mut(&key) {
+                Some(state) if state.dirty => {
+                    state.dirty = false;
+                    f(key, Some(state));
+                }
+                // Already given (listed twice: removed, then added again).
+                Some(_) => {}
+                None => f(key, None),
+            }
+        }
+    }
+
+    /// Removes a key (applying saved changes).
+    pub fn remove(&mut self, key: Key) {
+        self.keys.remove(&key);
     }
 
     /// Number of keys held.
@@ -236,6 +343,48 @@ mod tests {
             }
         }
         assert!(w.get(Key(7)).unwrap().slots.len() <= 6);
+    }
+
+    #[test]
+    fn at_max_keys_the_fewest_hits_go_first() {
+        let mut w = Windows::new(WindowSpec { threshold: 100, window: 600, cooldown: 0 })
+            .with_max_keys(1000)
+            .tracking();
+        for k in 0..10u128 {
+            for t in 0..5 {
+                w.record(Key(k), 1000 + t);
+            }
+        }
+        for k in 10..100_000u128 {
+            w.record(Key(k), 2000);
+            assert!(w.len() <= 1000);
+        }
+        assert!((0..10).all(|k| w.get(Key(k)).is_some_and(|s| s.count() == 5)));
+        let forgotten = w.take_forgotten();
+        assert_eq!(forgotten as usize, 100_000 - w.len(), "every key forgotten is counted");
+        assert!(w.len() >= 800, "about a tenth goes at a time: {}", w.len());
+        let mut removed = 0;
+        w.take_changes(|_, s| removed += usize::from(s.is_none()));
+        assert_eq!(removed as u64, forgotten, "forgotten keys are saved as removed");
+    }
+
+    #[test]
+    fn changes_are_taken_once_per_key() {
+        let mut w = Windows::new(SPEC).tracking();
+        w.record(Key(1), 100);
+        w.record(Key(1), 101);
+        w.record(Key(2), 100);
+        let mut seen = Vec::new();
+        w.take_changes(|k, s| seen.push((k, s.map(KeyState::count))));
+        seen.sort();
+        assert_eq!(seen, [(Key(1), Some(2)), (Key(2), Some(1))]);
+        w.take_changes(|_, _| panic!("nothing changed"));
+        w.record(Key(2), 130);
+        assert_eq!(w.evict(125), 1);
+        let mut seen = Vec::new();
+        w.take_changes(|k, s| seen.push((k, s.map(KeyState::count))));
+        seen.sort();
+        assert_eq!(seen, [(Key(1), None), (Key(2), Some(1))]);
     }
 
     #[test]

@@ -419,16 +419,15 @@ fn tells_systemd_ready_watchdog_and_stopping() {
 
 /// File offsets in the saved state.
 fn saved_offsets(dir: &Path) -> Vec<u64> {
-    let Ok(bytes) = std::fs::read(dir.join("state/state.bin")) else { return Vec::new() };
-    logwarden::state::decode(&bytes)
+    logwarden::state::load(&dir.join("state"))
+        .0
         .map(|s| s.positions.iter().map(|p| p.offset).collect())
         .unwrap_or_default()
 }
 
 /// Keys in the saved state, by rule.
 fn saved_keys(dir: &Path) -> Option<usize> {
-    let bytes = std::fs::read(dir.join("state/state.bin")).ok()?;
-    let state = logwarden::state::decode(&bytes).ok()?;
+    let state = logwarden::state::load(&dir.join("state")).0?;
     Some(state.rules.iter().map(|(_, w)| w.len()).sum())
 }
 

@@ -72,12 +72,13 @@ fn sequential(cfg: &Config, files: &[(String, String)]) -> Vec<String> {
     for (name, text) in files {
         for (n, line) in text.lines().enumerate() {
             let Ok(rec) = engine.parser.parse(line.as_bytes()) else { continue };
-            let key = Key::of(rec.client, 128);
+            let prefix = cfg.source.ipv6_prefix;
+            let key = Key::of(rec.client, prefix);
             for (i, rule) in cfg.rules.iter().enumerate() {
                 if rule.matches(&rec, line.as_bytes(), None)
                     && let Outcome::Alert(c) = windows[i].record(key, rec.time.epoch as u32)
                 {
-                    out.push(format!("{} {} {name} {} {c}", rule.name, key.render(128), n + 1));
+                    out.push(format!("{} {} {name} {} {c}", rule.name, key.render(prefix), n + 1));
                 }
             }
         }

@@ -16,10 +16,11 @@ use crate::config::Config;
 use crate::follow::{Follower, StartAt};
 use crate::output::{self, Running};
 use crate::pipeline::{Checkpoint, Restore, Sink, Summary};
-use crate::state;
+use crate::rules::WindowSpec;
+use crate::state::{self, Snapshot, Store};
 use crate::window::Windows;
 use anyhow::{Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -112,12 +113,16 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
         tracing::warn!("Saved state not used: {w}; {resume}.");
     }
     let outputs = output::open(&cfg.outputs)?;
-    let running = Running::start(outputs, &cfg.state_dir).context("starting the output threads")?;
-    let names: Vec<String> = cfg.rules.iter().map(|r| r.name.clone()).collect();
+    let running = Running::start(outputs, &cfg.outputs, &cfg.state_dir)
+        .context("starting the output threads")?;
+    // The first checkpoint writes a new base for this configuration's rules.
+    let want_full = Arc::new(AtomicBool::new(true));
     let mut sink = DaemonSink {
         outputs: running,
-        state_dir: cfg.state_dir.clone(),
-        names,
+        store: Store::new(&cfg.state_dir),
+        rules: cfg.rules.iter().map(|r| (r.name.clone(), r.spec)).collect(),
+        queued: Vec::new(),
+        want_full: Arc::clone(&want_full),
         save_failing: false,
         stopping: Arc::clone(&stop),
     };
@@ -130,7 +135,7 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
             );
             let all = sink.outputs.all();
             for (alert, mask) in s.outbox {
-                sink.outputs.push(&alert, if mask & all == 0 { all } else { mask & all });
+                sink.outputs.push(&Arc::new(alert), if mask & all == 0 { all } else { mask & all });
             }
             (Some(s.positions), Some(restore_windows(cfg, s.rules, s.watermark)))
         }
@@ -139,8 +144,10 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
     let (every, beat) = watchdog();
     let follower = Follower::new(cfg.follow(), stop, positions)
         .with_wake(wake.0, wake.1)
-        .with_heartbeat(every, beat);
-    let engine = cfg.engine();
+        .with_heartbeat(every, beat)
+        .with_full_checkpoints(want_full);
+    let mut engine = cfg.engine();
+    engine.settings.checkpoints = true;
     tracing::info!(path = %cfg.source.path, rules = cfg.rules.len(), "Started.");
     notify(&[sd_notify::NotifyState::Ready]);
     let result = engine.run(Box::new(follower), restore, &mut sink);
@@ -207,8 +214,13 @@ fn restore_windows(cfg: &Config, mut saved: Vec<(String, Windows)>, watermark: u
 /// Hands alerts to the outputs and saves checkpoints, on the alert thread.
 struct DaemonSink {
     outputs: Running,
-    state_dir: PathBuf,
-    names: Vec<String>,
+    store: Store,
+    /// The rules' names and specs, in order, for the base.
+    rules: Vec<(String, WindowSpec)>,
+    /// Alerts queued since the last save, with the outputs that queued them.
+    queued: Vec<(Arc<Alert>, u64)>,
+    /// Asks the follower for a full checkpoint (a new base).
+    want_full: Arc<AtomicBool>,
     save_failing: bool,
     /// Set when the daemon stops: the last checkpoint first lets the
     /// outputs deliver what they hold.
@@ -217,23 +229,46 @@ struct DaemonSink {
 
 impl Sink for DaemonSink {
     fn alert(&mut self, alert: Alert) {
-        self.outputs.push(&alert, self.outputs.all());
+        let alert = Arc::new(alert);
+        let queued = self.outputs.push(&alert, self.outputs.all());
+        if queued != 0 {
+            self.queued.push((alert, queued));
+        }
     }
 
+    /// Saves what changed (a record of the change log) or, when asked,
+    /// everything (a new base). Either way the cost follows what changed or
+    /// what is held, and reading goes on meanwhile in the other threads.
     fn checkpoint(&mut self, cp: &Checkpoint<'_>) {
         if self.stopping.load(Ordering::SeqCst) {
             self.outputs.drain(DRAIN_AT_STOP);
         }
-        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        let held = self.outputs.held();
-        let bytes = state::encode(&cp.positions, &held, cp.watermark, &names, cp.windows);
-        match state::save(&self.state_dir, &bytes) {
-            Ok(()) => self.save_failing = false,
-            Err(e) if !self.save_failing => {
-                self.save_failing = true;
-                tracing::error!(error = %e, "Cannot save state; retrying at the next checkpoint.");
+        let delivered = self.outputs.take_delivered();
+        let snap =
+            Snapshot { positions: &cp.positions, watermark: cp.watermark, shards: cp.windows };
+        let result = if cp.full {
+            let rules: Vec<(&str, WindowSpec)> =
+                self.rules.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+            self.store.write_base(&snap, &self.outputs.held(), &rules)
+        } else {
+            self.store.append(&snap, &self.queued, &delivered)
+        };
+        // Saved, or to be saved whole by the next checkpoint.
+        self.queued.clear();
+        match result {
+            Ok(()) => {
+                self.save_failing = false;
+                if self.store.wants_base() {
+                    self.want_full.store(true, Ordering::SeqCst);
+                }
             }
-            Err(_) => {}
+            Err(e) => {
+                self.want_full.store(true, Ordering::SeqCst);
+                if !self.save_failing {
+                    self.save_failing = true;
+                    tracing::error!(error = %e, "Cannot save state; retrying at the next checkpoint.");
+                }
+            }
         }
     }
 }

@@ -7,10 +7,10 @@ use super::schema::{RawAllow, RawConfig, RawDuration, RawOutput, RawRule, RawSou
 use super::{Config, ConfigError, Cx, Host, SourceConfig};
 use crate::alert::MESSAGE_VARS;
 use crate::follow::{PathSpec, StartAt};
-use crate::output::OutputConfig;
 use crate::output::exec::ExecSettings;
 use crate::output::syslog::{self, FACILITIES, SEVERITIES, SyslogSettings};
 use crate::output::webhook::{self, WebhookSettings};
+use crate::output::{OutputConfig, OutputKind};
 use crate::parse::client::{AddrSet, Cidr};
 use crate::parse::{ClientSource, Field, Format};
 use crate::rules::{FieldSel, Rule, RuleDef, WindowSpec};
@@ -197,6 +197,13 @@ fn validate_rule(cx: &Cx, r: &RawRule, at: &str) -> Result<Rule, ConfigError> {
         allow: addr_set(cx, get(&r.allow), &key("allow"))?,
         normalize: *get(&r.normalize).get_ref(),
         ignore_case: *get(&r.ignore_case).get_ref(),
+        max_clients: {
+            let m = get(&r.max_clients);
+            usize::try_from(*m.get_ref())
+                .ok()
+                .filter(|m| (1..=1_000_000_000).contains(m))
+                .ok_or_else(|| cx.err(m, &key("max_clients"), "must be 1 to 1000000000"))?
+        },
     };
     Rule::new(def).map_err(|m| match &r.regex {
         Some(re) => cx.err(re, &key("regex"), m),
@@ -316,21 +323,27 @@ fn validate_output(
     host: &dyn Host,
 ) -> Result<OutputConfig, ConfigError> {
     let kind = get(&o.kind);
-    match kind.get_ref().as_str() {
-        "syslog" => validate_syslog(cx, o, at),
-        "jsonl" => validate_jsonl(cx, o, at),
-        "exec" => validate_exec(cx, o, at, host),
-        "webhook" => validate_webhook(cx, o, at),
+    let kind = match kind.get_ref().as_str() {
+        "syslog" => validate_syslog(cx, o, at)?,
+        "jsonl" => validate_jsonl(cx, o, at)?,
+        "exec" => validate_exec(cx, o, at, host)?,
+        "webhook" => validate_webhook(cx, o, at)?,
         other => {
             let msg = format!(
                 "{other:?} is not an output type: use \"syslog\", \"jsonl\", \"exec\" or \"webhook\""
             );
-            Err(cx.err(kind, &format!("{at}.type"), msg))
+            return Err(cx.err(kind, &format!("{at}.type"), msg));
         }
-    }
+    };
+    let m = get(&o.max_queued);
+    let max_queued = usize::try_from(*m.get_ref())
+        .ok()
+        .filter(|m| (1..=10_000_000).contains(m))
+        .ok_or_else(|| cx.err(m, &format!("{at}.max_queued"), "must be 1 to 10000000"))?;
+    Ok(OutputConfig { kind, max_queued })
 }
 
-fn validate_syslog(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, ConfigError> {
+fn validate_syslog(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputKind, ConfigError> {
     let key = |k: &str| format!("{at}.{k}");
     check_keys(cx, o, at, "syslog")?;
     let fac = get(&o.facility);
@@ -374,7 +387,7 @@ fn validate_syslog(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, Con
             format!("{:?} is not allowed: use \"rfc3164\" or \"rfc5424\"", format.get_ref()),
         ));
     }
-    Ok(OutputConfig::Syslog(SyslogSettings {
+    Ok(OutputKind::Syslog(SyslogSettings {
         target: tg.clone(),
         format: format.get_ref().clone(),
         facility,
@@ -427,7 +440,7 @@ fn check_keys(cx: &Cx, o: &RawOutput, at: &str, kind: &str) -> Result<(), Config
     Ok(())
 }
 
-fn validate_webhook(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, ConfigError> {
+fn validate_webhook(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputKind, ConfigError> {
     check_keys(cx, o, at, "webhook")?;
     let key = |k: &str| format!("{at}.{k}");
     let Some(url) = &o.url else {
@@ -449,7 +462,7 @@ fn validate_webhook(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, Co
         Some(b) => Some(webhook::parse_body(b.get_ref()).map_err(|m| cx.err(b, &key("body"), m))?),
         None => None,
     };
-    Ok(OutputConfig::Webhook(WebhookSettings { url: u.clone(), timeout, body }))
+    Ok(OutputKind::Webhook(WebhookSettings { url: u.clone(), timeout, body }))
 }
 
 fn validate_exec(
@@ -457,7 +470,7 @@ fn validate_exec(
     o: &RawOutput,
     at: &str,
     host: &dyn Host,
-) -> Result<OutputConfig, ConfigError> {
+) -> Result<OutputKind, ConfigError> {
     check_keys(cx, o, at, "exec")?;
     let key = |k: &str| format!("{at}.{k}");
     let Some(cmd) = &o.command else {
@@ -496,13 +509,13 @@ fn validate_exec(
         None => 4,
     };
     let command = cmd.get_ref().clone();
-    Ok(OutputConfig::Exec(ExecSettings { command, timeout, max_concurrent }))
+    Ok(OutputKind::Exec(ExecSettings { command, timeout, max_concurrent }))
 }
 
-fn validate_jsonl(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputConfig, ConfigError> {
+fn validate_jsonl(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputKind, ConfigError> {
     check_keys(cx, o, at, "jsonl")?;
     match &o.path {
-        Some(p) if !p.get_ref().is_empty() => Ok(OutputConfig::Jsonl(PathBuf::from(p.get_ref()))),
+        Some(p) if !p.get_ref().is_empty() => Ok(OutputKind::Jsonl(PathBuf::from(p.get_ref()))),
         Some(p) => Err(cx.err(p, &format!("{at}.path"), "must not be empty")),
         None => Err(cx.err_at(
             0,

@@ -201,6 +201,7 @@ impl Config {
             max_line_bytes: self.source.max_line_bytes,
             threads: self.worker_threads(),
             cleanup_interval: u32::try_from(self.cleanup_interval.as_secs()).unwrap_or(u32::MAX),
+            checkpoints: false,
         };
         Engine::new(self.rule_set(), self.parser(), settings)
     }
@@ -258,6 +259,7 @@ impl Cx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::OutputKind;
     use crate::output::syslog::SyslogSettings;
     use crate::rules::WindowSpec;
 
@@ -281,14 +283,17 @@ mod tests {
         assert_eq!(r.spec, WindowSpec { threshold: 10, window: 600, cooldown: 600 });
         assert_eq!(
             c.outputs,
-            vec![OutputConfig::Syslog(SyslogSettings {
-                target: "unix:/dev/log".into(),
-                format: "rfc3164".into(),
-                facility: 1,
-                severity: 3,
-                tag: "AlbumMonitor".into(),
-                pid: false,
-            })]
+            vec![OutputConfig {
+                max_queued: 100_000,
+                kind: OutputKind::Syslog(SyslogSettings {
+                    target: "unix:/dev/log".into(),
+                    format: "rfc3164".into(),
+                    facility: 1,
+                    severity: 3,
+                    tag: "AlbumMonitor".into(),
+                    pid: false,
+                })
+            }]
         );
         assert_eq!(c.cleanup_interval, Duration::from_secs(300));
         assert!(c.effective_toml().contains("today_download"));
@@ -395,10 +400,10 @@ mod tests {
         assert_eq!(c.rules.len(), 2);
         assert_eq!(c.rules[0].spec.cooldown, 0);
         assert_eq!(c.rules[1].spec, WindowSpec { threshold: 10, window: 60, cooldown: 60 });
-        let OutputConfig::Syslog(s) = &c.outputs[0] else { panic!("syslog output") };
+        let OutputKind::Syslog(s) = &c.outputs[0].kind else { panic!("syslog output") };
         assert_eq!((s.facility, s.severity), (1, 3));
         let c = parse("[[output]]\ntype = \"jsonl\"\npath = \"/tmp/a.jsonl\"\n").unwrap();
-        assert_eq!(c.outputs, vec![OutputConfig::Jsonl(PathBuf::from("/tmp/a.jsonl"))]);
+        assert_eq!(c.outputs[0].kind, OutputKind::Jsonl(PathBuf::from("/tmp/a.jsonl")));
         assert!(
             err("[[output]]\ntype = \"jsonl\"\ntag = \"x\"\npath = \"/a\"\n")
                 .contains("output[1].tag: belongs to syslog")

@@ -80,6 +80,7 @@ pub(super) struct RawRule {
     pub(super) allow: S<Vec<String>>,
     pub(super) normalize: S<bool>,
     pub(super) ignore_case: S<bool>,
+    pub(super) max_clients: S<i64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -106,6 +107,7 @@ pub(super) struct RawOutput {
     pub(super) severity: S<String>,
     pub(super) tag: S<String>,
     pub(super) pid: S<bool>,
+    pub(super) max_queued: S<i64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -159,7 +161,7 @@ pub(super) fn fill_defaults(raw: &mut RawConfig) {
     s.file_events.get_or_insert_with(|| Spanned::new(0..0, true));
     s.client.get_or_insert_with(|| Spanned::new(0..0, "%h".into()));
     s.trusted_proxies.get_or_insert_with(|| Spanned::new(0..0, Vec::new()));
-    s.ipv6_prefix.get_or_insert_with(|| Spanned::new(0..0, 128));
+    s.ipv6_prefix.get_or_insert_with(|| Spanned::new(0..0, 64));
     s.max_line_bytes.get_or_insert_with(|| Spanned::new(0..0, 65536));
     let rules = raw.rule.get_or_insert_with(|| vec![RawRule::default()]);
     for (i, r) in rules.iter_mut().enumerate() {
@@ -177,6 +179,8 @@ pub(super) fn fill_defaults(raw: &mut RawConfig) {
         r.allow.get_or_insert_with(|| Spanned::new(0..0, Vec::new()));
         r.normalize.get_or_insert_with(|| Spanned::new(0..0, true));
         r.ignore_case.get_or_insert_with(|| Spanned::new(0..0, false));
+        let max = crate::rules::MAX_CLIENTS as i64;
+        r.max_clients.get_or_insert_with(|| Spanned::new(0..0, max));
         r.message.get_or_insert_with(|| {
             Spanned::new(
                 0..0,
@@ -188,6 +192,8 @@ pub(super) fn fill_defaults(raw: &mut RawConfig) {
     let outputs = raw.output.get_or_insert_with(|| vec![RawOutput::default()]);
     for o in outputs.iter_mut() {
         o.kind.get_or_insert_with(|| Spanned::new(0..0, "syslog".into()));
+        let max = crate::output::MAX_QUEUED as i64;
+        o.max_queued.get_or_insert_with(|| Spanned::new(0..0, max));
         if o.kind.as_ref().is_some_and(|k| k.get_ref() == "syslog") {
             o.target.get_or_insert_with(|| Spanned::new(0..0, "unix:/dev/log".into()));
             o.format.get_or_insert_with(|| Spanned::new(0..0, "rfc3164".into()));

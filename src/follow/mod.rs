@@ -128,6 +128,8 @@ pub struct Follower {
     heartbeat_every: Option<Duration>,
     /// When lines last arrived, or the last idle tick.
     last_activity: Instant,
+    /// The next checkpoint saves everything.
+    want_full: Arc<AtomicBool>,
 }
 
 impl Follower {
@@ -155,6 +157,7 @@ impl Follower {
             last_checkpoint: Instant::now(),
             heartbeat: None,
             heartbeat_every: None,
+            want_full: Arc::new(AtomicBool::new(false)),
             last_activity: Instant::now(),
         }
     }
@@ -211,12 +214,20 @@ impl Follower {
         wait
     }
 
-    /// Asks the pipeline to save state once what was read so far is done.
+    /// Asks the pipeline to save state once what was read so far is done:
+    /// everything when asked for (a new base), else what changed.
     fn checkpoint(&mut self) -> SourceEvent {
         self.dirty = false;
         self.urgent = false;
         self.last_checkpoint = Instant::now();
-        SourceEvent::Checkpoint
+        SourceEvent::Checkpoint { full: self.want_full.swap(false, Ordering::SeqCst) }
+    }
+
+    /// Shares the flag that asks for a full checkpoint (a new base): the
+    /// state store sets it when its change log has grown.
+    pub fn with_full_checkpoints(mut self, flag: Arc<AtomicBool>) -> Follower {
+        self.want_full = flag;
+        self
     }
 
     /// Files of the saved state that are not current any more (rotated while
@@ -601,7 +612,8 @@ impl Source for Follower {
     ) -> Result<(), SourceError> {
         loop {
             if self.stop.load(Ordering::SeqCst) {
-                // Saves the final state once everything read so far is done.
+                // Saves the final state, whole, once everything read so far is done.
+                self.want_full.store(true, Ordering::SeqCst);
                 let last = self.checkpoint();
                 emit(last);
                 return Ok(());

@@ -74,18 +74,22 @@ fn open_append(path: &Path) -> Result<File, OutputError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{OutputConfig, open};
+    use super::super::{MAX_QUEUED, OutputConfig, OutputKind, open};
+
+    fn jsonl(p: &std::path::Path) -> OutputConfig {
+        OutputConfig { kind: OutputKind::Jsonl(p.to_path_buf()), max_queued: MAX_QUEUED }
+    }
 
     #[test]
     fn a_line_cut_by_a_crash_is_dropped_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.jsonl");
         std::fs::write(&p, b"{\"a\":1}\n{\"b\":").unwrap();
-        let outputs = open(&[OutputConfig::Jsonl(p.clone())]).unwrap();
+        let outputs = open(&[jsonl(&p)]).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"{\"a\":1}\n");
         drop(outputs);
         std::fs::write(&p, b"{\"b\":").unwrap();
-        drop(open(&[OutputConfig::Jsonl(p.clone())]).unwrap());
+        drop(open(&[jsonl(&p)]).unwrap());
         assert_eq!(std::fs::read(&p).unwrap(), b"");
     }
 }

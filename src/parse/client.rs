@@ -27,6 +27,16 @@ impl Key {
         self.0 & V4_MASK == V4_MAPPED
     }
 
+    /// The IPv4 address of an IPv4 key, as a number.
+    pub fn v4_bits(self) -> Option<u32> {
+        self.is_v4().then_some(self.0 as u32)
+    }
+
+    /// The key of an IPv4 address given as a number.
+    pub fn from_v4_bits(v4: u32) -> Key {
+        Key(V4_MAPPED | u128::from(v4))
+    }
+
     /// Renders the key: `1.2.3.4`, `2001:db8::1`, or `2001:db8:1::/48` for a
     /// grouped IPv6 prefix.
     pub fn render(self, v6_prefix: u8) -> String {

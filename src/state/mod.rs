@@ -1,0 +1,553 @@
+//! State: what survives a restart — for each followed file its identity and
+//! the offset after the last line whose effects are saved, the windows of
+//! every live client, and alerts decided but not yet delivered (the outbox).
+//!
+//! Saving costs what changed, not what is kept. Two files in `state.dir`:
+//! - `state.bin`, the base: everything as of one checkpoint, written whole —
+//!   temporary file, fsync, rename, fsync of the directory — when the daemon
+//!   starts, when it stops, and when the change log has outgrown the base;
+//! - `state.wal`, the change log: one record per checkpoint (at most about
+//!   one a second while lines flow) with the file positions, the alerts
+//!   queued and delivered since the last record, and the windows of the
+//!   keys that changed or were removed ([`codec`]); appended and synced.
+//!
+//! A record carries its length and a CRC-32: one cut short by a crash is
+//! ignored, so the state is that of the last whole checkpoint. The change
+//! log names the base it follows (a random generation), so a log left from
+//! before a new base is never applied to it. A base that fails any check is
+//! moved aside and the daemon starts fresh.
+
+pub mod codec;
+
+use crate::alert::Alert;
+use crate::rules::WindowSpec;
+use crate::source::Position;
+use crate::window::Windows;
+use codec::{Entries, Reader};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const MAGIC_V1: &[u8] = b"LOGWARDEN-STATE 1\n";
+const MAGIC: &[u8] = b"LOGWARDEN-STATE 2\n";
+const WAL_MAGIC: &[u8] = b"LOGWARDEN-WAL 2\n";
+/// The base's name in `state.dir`.
+pub const FILE_NAME: &str = "state.bin";
+/// The change log's name in `state.dir`.
+pub const WAL_NAME: &str = "state.wal";
+/// The change log is folded into a new base past this size, or twice the
+/// base's, whichever is larger.
+const WAL_MIN_FOLD: u64 = 64 << 20;
+
+/// Everything saved.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// File positions.
+    pub positions: Vec<Position>,
+    /// Alerts not yet delivered everywhere, oldest first, each with a bit per
+    /// output that still needs it.
+    pub outbox: Vec<(Alert, u64)>,
+    /// Newest event time of the stream.
+    pub watermark: u32,
+    /// Windows by rule name.
+    pub rules: Vec<(String, Windows)>,
+}
+
+/// Why a state file was not used or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Reading or writing failed.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        error: io::Error,
+    },
+    /// The content is not a valid state file.
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+fn corrupt(what: &str) -> StateError {
+    StateError::Corrupt(format!("not a valid logwarden state file: {what}"))
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError {
+    let path = path.display().to_string();
+    move |error| StateError::Io { path, error }
+}
+
+#[derive(Serialize, Deserialize)]
+struct BaseHeader {
+    #[serde(default)]
+    generation: u64,
+    positions: Vec<Position>,
+    outbox: Vec<Alert>,
+    /// For each outbox alert, a bit per output that still needs it.
+    #[serde(default)]
+    held_for: Vec<u64>,
+    watermark: u32,
+    rules: Vec<RuleHeader>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RuleHeader {
+    name: String,
+    threshold: u32,
+    window: u32,
+    cooldown: u32,
+    keys: u64,
+}
+
+impl RuleHeader {
+    fn spec(&self) -> WindowSpec {
+        WindowSpec { threshold: self.threshold, window: self.window, cooldown: self.cooldown }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RecordHeader {
+    positions: Vec<Position>,
+    watermark: u32,
+    queued: Vec<Alert>,
+    queued_for: Vec<u64>,
+    /// Per output, the ids it took.
+    delivered: Vec<(usize, Vec<String>)>,
+    /// Entries per rule.
+    entries: Vec<u64>,
+}
+
+/// A checkpoint to save: positions after, and windows as of, one source event.
+pub struct Snapshot<'a> {
+    /// Where reading of each followed file stands.
+    pub positions: &'a [Position],
+    /// Newest event time of the stream.
+    pub watermark: u32,
+    /// Per shard, per rule: the entries (all of them for a base, the
+    /// changes for a record).
+    pub shards: &'a [Vec<Entries>],
+}
+
+/// Writes the state: bases and change records.
+pub struct Store {
+    dir: PathBuf,
+    generation: u64,
+    wal: Option<File>,
+    wal_len: u64,
+    base_len: u64,
+}
+
+impl Store {
+    /// A store for `dir`; nothing is written until the first base.
+    pub fn new(dir: &Path) -> Store {
+        Store { dir: dir.to_path_buf(), generation: 0, wal: None, wal_len: 0, base_len: 0 }
+    }
+
+    /// Whether the change log has outgrown the base: the next checkpoint
+    /// should write a new base.
+    pub fn wants_base(&self) -> bool {
+        self.wal.is_none() || self.wal_len > WAL_MIN_FOLD.max(2 * self.base_len)
+    }
+
+    /// Writes a new base — everything in `snap` (all entries), the held
+    /// `outbox`, the rules — and starts an empty change log after it.
+    pub fn write_base(
+        &mut self,
+        snap: &Snapshot<'_>,
+        outbox: &[(Arc<Alert>, u64)],
+        rules: &[(&str, WindowSpec)],
+    ) -> Result<(), StateError> {
+        let generation = new_generation();
+        let rule_headers = rules
+            .iter()
+            .enumerate()
+            .map(|(r, (name, spec))| RuleHeader {
+                name: name.to_string(),
+                threshold: spec.threshold,
+                window: spec.window,
+                cooldown: spec.cooldown,
+                keys: snap.shards.iter().map(|s| s.get(r).map_or(0, |e| e.count)).sum(),
+            })
+            .collect();
+        let header = BaseHeader {
+            generation,
+            positions: snap.positions.to_vec(),
+            outbox: outbox.iter().map(|(a, _)| Alert::clone(a)).collect(),
+            held_for: outbox.iter().map(|(_, m)| *m).collect(),
+            watermark: snap.watermark,
+            rules: rule_headers,
+        };
+        let mut out = MAGIC.to_vec();
+        put_json(&mut out, &header);
+        for r in 0..rules.len() {
+            for shard in snap.shards {
+                out.extend_from_slice(shard.get(r).map_or(&[][..], |e| &e.bytes));
+            }
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        write_atomically(&self.dir, FILE_NAME, &out)?;
+        let mut wal = WAL_MAGIC.to_vec();
+        wal.extend_from_slice(&generation.to_le_bytes());
+        write_atomically(&self.dir, WAL_NAME, &wal)?;
+        let path = self.dir.join(WAL_NAME);
+        self.wal = Some(OpenOptions::new().append(true).open(&path).map_err(io_err(&path))?);
+        (self.generation, self.wal_len, self.base_len) = (generation, 0, out.len() as u64);
+        Ok(())
+    }
+
+    /// Appends the changes of one checkpoint, synced: the positions, the
+    /// alerts queued (with the outputs that queued them) and delivered since
+    /// the last record, and the entries of `snap` (the changed keys).
+    pub fn append(
+        &mut self,
+        snap: &Snapshot<'_>,
+        queued: &[(Arc<Alert>, u64)],
+        delivered: &[(usize, Vec<String>)],
+    ) -> Result<(), StateError> {
+        let rules = snap.shards.first().map_or(0, Vec::len);
+        let header = RecordHeader {
+            positions: snap.positions.to_vec(),
+            watermark: snap.watermark,
+            queued: queued.iter().map(|(a, _)| Alert::clone(a)).collect(),
+            queued_for: queued.iter().map(|(_, m)| *m).collect(),
+            delivered: delivered.to_vec(),
+            entries: (0..rules).map(|r| snap.shards.iter().map(|s| s[r].count).sum()).collect(),
+        };
+        let mut payload = Vec::new();
+        put_json(&mut payload, &header);
+        for r in 0..rules {
+            for shard in snap.shards {
+                payload.extend_from_slice(&shard[r].bytes);
+            }
+        }
+        let mut record = Vec::with_capacity(payload.len() + 8);
+        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        record.extend_from_slice(&payload);
+        let path = self.dir.join(WAL_NAME);
+        let wal = self.wal.as_mut().ok_or_else(|| corrupt("no base written yet"))?;
+        wal.write_all(&record).and_then(|()| wal.sync_data()).map_err(io_err(&path))?;
+        self.wal_len += record.len() as u64;
+        Ok(())
+    }
+}
+
+/// A generation number for a new base: the time, in nanoseconds.
+fn new_generation() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(1, |d| d.as_nanos() as u64) | 1
+}
+
+fn put_json<T: Serialize>(out: &mut Vec<u8>, v: &T) {
+    let json = serde_json::to_vec(v).expect("state header serializes");
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+}
+
+fn get_json<T: for<'de> Deserialize<'de>>(r: &mut Reader<'_>) -> Result<T, StateError> {
+    let len = usize::try_from(r.u64()?).map_err(|_| corrupt("header too long"))?;
+    let json = r.bytes(len)?;
+    serde_json::from_slice(json).map_err(|e| corrupt(&format!("header: {e}")))
+}
+
+/// Writes `dir/name` so that a crash leaves the old or the new content.
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let target = dir.join(name);
+    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, &target).map_err(io_err(&target))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+}
+
+/// Decodes a base; returns the state and its generation.
+pub fn decode(bytes: &[u8]) -> Result<(State, u64), StateError> {
+    let (v1, body) = match (bytes.strip_prefix(MAGIC), bytes.strip_prefix(MAGIC_V1)) {
+        (Some(b), _) => (false, b),
+        (None, Some(b)) => (true, b),
+        (None, None) => return Err(corrupt("wrong magic line")),
+    };
+    let (body, crc) = body.split_last_chunk::<4>().ok_or_else(|| corrupt("it ends early"))?;
+    if crc32fast::hash(&bytes[..bytes.len() - 4]) != u32::from_le_bytes(*crc) {
+        return Err(corrupt("checksum mismatch"));
+    }
+    let mut r = Reader(body);
+    let header: BaseHeader = get_json(&mut r)?;
+    let mut rules = Vec::new();
+    for h in &header.rules {
+        let mut w = Windows::new(h.spec());
+        if v1 {
+            codec::apply_v1(&mut r, h.keys, &mut w)?;
+        } else {
+            codec::apply(&mut r, h.keys, &mut w)?;
+        }
+        rules.push((h.name.clone(), w));
+    }
+    if !r.0.is_empty() {
+        return Err(corrupt("trailing bytes"));
+    }
+    let masks = header.held_for.into_iter().chain(std::iter::repeat(u64::MAX));
+    let outbox = header.outbox.into_iter().zip(masks).collect();
+    let state = State { positions: header.positions, outbox, watermark: header.watermark, rules };
+    Ok((state, header.generation))
+}
+
+/// Applies the change log `bytes` that follows base `generation`; returns
+/// how many records were applied. Records after one that is cut short or
+/// damaged (a crash while it was written) are ignored.
+pub fn apply_log(state: &mut State, generation: u64, bytes: &[u8]) -> usize {
+    let Some(rest) = bytes.strip_prefix(WAL_MAGIC) else { return 0 };
+    let mut r = Reader(rest);
+    if r.u64().ok() != Some(generation) {
+        return 0;
+    }
+    let mut outbox = Outbox::new(std::mem::take(&mut state.outbox));
+    let mut applied = 0;
+    while let Ok(payload) = next_record(&mut r) {
+        let mut p = Reader(payload);
+        let Ok(header) = get_json::<RecordHeader>(&mut p) else { break };
+        let windows = state.rules.iter_mut().map(|(_, w)| w);
+        let entries_ok =
+            windows.zip(&header.entries).try_for_each(|(w, &count)| codec::apply(&mut p, count, w));
+        if entries_ok.is_err() {
+            break;
+        }
+        state.positions = header.positions;
+        state.watermark = header.watermark;
+        outbox.queue(header.queued.into_iter().zip(header.queued_for));
+        outbox.deliver(header.delivered);
+        applied += 1;
+    }
+    state.outbox = outbox.into_vec();
+    applied
+}
+
+/// The next whole record's payload.
+fn next_record<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], StateError> {
+    let len = r.u32()? as usize;
+    let crc = r.u32()?;
+    let all: &'a [u8] = r.0;
+    let payload = all.get(..len).ok_or_else(|| corrupt("a record ends early"))?;
+    if crc32fast::hash(payload) != crc {
+        return Err(corrupt("a record's checksum"));
+    }
+    r.0 = &all[len..];
+    Ok(payload)
+}
+
+/// The outbox while changes are applied: alerts by id.
+struct Outbox {
+    alerts: Vec<(Alert, u64)>,
+    at: HashMap<String, usize>,
+}
+
+impl Outbox {
+    fn new(alerts: Vec<(Alert, u64)>) -> Outbox {
+        let at =
+            alerts.iter().enumerate().filter_map(|(i, (a, _))| Some((a.id.clone()?, i))).collect();
+        Outbox { alerts, at }
+    }
+
+    fn queue(&mut self, queued: impl Iterator<Item = (Alert, u64)>) {
+        for (alert, mask) in queued {
+            match alert.id.as_ref().and_then(|id| self.at.get(id)) {
+                Some(&i) => self.alerts[i].1 |= mask,
+                None => {
+                    if let Some(id) = &alert.id {
+                        self.at.insert(id.clone(), self.alerts.len());
+                    }
+                    self.alerts.push((alert, mask));
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, delivered: Vec<(usize, Vec<String>)>) {
+        for (output, ids) in delivered {
+            for id in ids {
+                if let Some(&i) = self.at.get(&id) {
+                    self.alerts[i].1 &= !(1u64 << output.min(63));
+                }
+            }
+        }
+    }
+
+    fn into_vec(self) -> Vec<(Alert, u64)> {
+        self.alerts.into_iter().filter(|(_, m)| *m != 0).collect()
+    }
+}
+
+/// Loads the state in `dir` (the base and its change log): `None` when
+/// there is none. A corrupt or unreadable base is moved aside (its new name
+/// is in the warning) so that the daemon starts fresh rather than refusing
+/// to run.
+pub fn load(dir: &Path) -> (Option<State>, Option<String>) {
+    let path = dir.join(FILE_NAME);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return (None, None),
+        Err(e) => {
+            return (
+                None,
+                Some(format!("cannot read {}: {e}; starting without saved state", path.display())),
+            );
+        }
+    };
+    match decode(&bytes) {
+        Ok((mut state, generation)) => {
+            if let Ok(log) = std::fs::read(dir.join(WAL_NAME)) {
+                apply_log(&mut state, generation, &log);
+            }
+            (Some(state), None)
+        }
+        Err(e) => {
+            let aside = PathBuf::from(format!("{}.corrupt", path.display()));
+            let moved = std::fs::rename(&path, &aside).map_or_else(
+                |m| format!("could not move it aside ({m})"),
+                |()| format!("moved to {}", aside.display()),
+            );
+            (None, Some(format!("{}: {e}; {moved}; starting without saved state", path.display())))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::client::Key;
+    use crate::source::FileId;
+
+    const SPEC: WindowSpec = WindowSpec { threshold: 3, window: 60, cooldown: 60 };
+
+    fn position(offset: u64) -> Position {
+        let id = FileId { dev: 1, ino: 2, fingerprint: Some(3) };
+        Position { path: "/x".into(), id, offset, lines: 4 }
+    }
+
+    fn alert(id: &str) -> Arc<Alert> {
+        Arc::new(Alert {
+            id: Some(id.into()),
+            rule: "r".into(),
+            key: "k".into(),
+            count: 3,
+            threshold: 3,
+            window_s: 60,
+            time: "t".into(),
+            file: "f".into(),
+            line: 1,
+            message: "m".into(),
+        })
+    }
+
+    /// Two shards of one rule, tracking changes.
+    fn shards() -> Vec<Windows> {
+        let (mut a, mut b) = (Windows::new(SPEC).tracking(), Windows::new(SPEC).tracking());
+        for t in [100, 110, 110, 120] {
+            a.record(Key(1), t);
+            b.record(Key(2), t + 5);
+        }
+        vec![a, b]
+    }
+
+    #[test]
+    fn base_and_changes_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut windows = shards();
+        let mut store = Store::new(dir.path());
+        assert!(store.wants_base());
+        let all: Vec<Vec<Entries>> = windows.iter().map(|w| vec![Entries::all(w)]).collect();
+        let snap = Snapshot { positions: &[position(400)], watermark: 125, shards: &all };
+        store.write_base(&snap, &[(alert("a1"), 0b11)], &[("r", SPEC)]).unwrap();
+        windows.iter_mut().for_each(|w| w.take_changes(|_, _| {}));
+        // Changes: key 1 gets a hit, key 2 is evicted, key 3 is new.
+        windows[0].record(Key(1), 130);
+        windows[1].evict(1000);
+        windows[1].record(Key(3), 200);
+        let changes: Vec<Vec<Entries>> =
+            windows.iter_mut().map(|w| vec![Entries::changes(w)]).collect();
+        assert_eq!(changes.iter().map(|c| c[0].count).sum::<u64>(), 3);
+        let snap = Snapshot { positions: &[position(900)], watermark: 200, shards: &changes };
+        let delivered = vec![(0, vec!["a1".to_string()])];
+        store.append(&snap, &[(alert("a2"), 0b01)], &delivered).unwrap();
+        assert!(!store.wants_base());
+        let (state, warning) = load(dir.path());
+        assert!(warning.is_none());
+        let s = state.unwrap();
+        assert_eq!((s.positions[0].offset, s.watermark), (900, 200));
+        let w = &s.rules[0].1;
+        assert_eq!(w.get(Key(1)).unwrap().count(), 5);
+        assert!(w.get(Key(2)).is_none() && w.get(Key(3)).is_some());
+        let outbox: Vec<(&str, u64)> =
+            s.outbox.iter().map(|(a, m)| (a.id.as_deref().unwrap(), *m)).collect();
+        assert_eq!(outbox, [("a1", 0b10), ("a2", 0b01)]);
+    }
+
+    #[test]
+    fn a_record_cut_short_and_a_log_of_another_base_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut windows = shards();
+        let mut store = Store::new(dir.path());
+        let all: Vec<Vec<Entries>> = windows.iter().map(|w| vec![Entries::all(w)]).collect();
+        let snap = Snapshot { positions: &[position(400)], watermark: 125, shards: &all };
+        store.write_base(&snap, &[], &[("r", SPEC)]).unwrap();
+        windows[0].record(Key(9), 130);
+        let changes: Vec<Vec<Entries>> =
+            windows.iter_mut().map(|w| vec![Entries::changes(w)]).collect();
+        let snap = Snapshot { positions: &[position(500)], watermark: 130, shards: &changes };
+        store.append(&snap, &[], &[]).unwrap();
+        store.append(&snap, &[], &[]).unwrap();
+        let log = dir.path().join(WAL_NAME);
+        let full = std::fs::read(&log).unwrap();
+        // The second record cut in the middle, as by a crash.
+        std::fs::write(&log, &full[..full.len() - 5]).unwrap();
+        let s = load(dir.path()).0.unwrap();
+        assert_eq!(s.positions[0].offset, 500);
+        assert!(s.rules[0].1.get(Key(9)).is_some());
+        // A log following another base changes nothing.
+        let (base, generation) =
+            decode(&std::fs::read(dir.path().join(FILE_NAME)).unwrap()).unwrap();
+        let mut other = base.clone();
+        assert_eq!(apply_log(&mut other, generation + 2, &full), 0);
+        assert_eq!(other.positions[0].offset, 400);
+    }
+
+    #[test]
+    fn any_damage_to_a_base_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let windows = shards();
+        let all: Vec<Vec<Entries>> = windows.iter().map(|w| vec![Entries::all(w)]).collect();
+        let snap = Snapshot { positions: &[position(400)], watermark: 125, shards: &all };
+        Store::new(dir.path()).write_base(&snap, &[], &[("r", SPEC)]).unwrap();
+        let good = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
+        assert!(decode(&good).is_ok());
+        for i in (0..good.len()).step_by(7) {
+            let mut bad = good.clone();
+            bad[i] ^= 0x40;
+            assert!(decode(&bad).is_err(), "flip at {i}");
+        }
+        assert!(decode(&good[..good.len() - 1]).is_err());
+        assert!(decode(b"").is_err());
+    }
+
+    #[test]
+    fn corrupt_files_are_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let windows = shards();
+        let all: Vec<Vec<Entries>> = windows.iter().map(|w| vec![Entries::all(w)]).collect();
+        let snap = Snapshot { positions: &[position(400)], watermark: 125, shards: &all };
+        Store::new(dir.path()).write_base(&snap, &[], &[("r", SPEC)]).unwrap();
+        assert!(load(dir.path()).0.is_some());
+        std::fs::write(dir.path().join(FILE_NAME), b"garbage").unwrap();
+        let (state, warning) = load(dir.path());
+        assert!(state.is_none());
+        assert!(warning.unwrap().contains("moved to"));
+        assert!(dir.path().join("state.bin.corrupt").exists());
+        assert_eq!(load(dir.path()).0.map(|s| s.watermark), None);
+    }
+}
