@@ -384,7 +384,7 @@ impl<'e> Collector<'e> {
                 self.positions.remove(&tag.id);
             }
             Some(SourceEvent::Checkpoint { full }) => self.checkpoint(&p, *full, sink),
-            Some(SourceEvent::Tick { .. }) => self.checkpoint(&p, false, sink),
+            Some(SourceEvent::Tick { .. }) => self.checkpoint(&p, true, sink),
             None => {}
         }
     }
@@ -593,11 +593,13 @@ impl Scanner<'_> {
                 | SourceEvent::FileDone(_)
                 | SourceEvent::Checkpoint { .. } => (ScanStats::default(), 0),
             };
+            // An idle tick's save is whole: a new base without the clients
+            // the cleanup has just forgotten, written while nothing else goes on.
             let save = match *event {
-                SourceEvent::Checkpoint { full: true } => Some(Save::All),
-                SourceEvent::Checkpoint { full: false } | SourceEvent::Tick { .. } => {
-                    Some(Save::Changes)
+                SourceEvent::Checkpoint { full: true } | SourceEvent::Tick { .. } => {
+                    Some(Save::All)
                 }
+                SourceEvent::Checkpoint { full: false } => Some(Save::Changes),
                 _ => None,
             };
             for (tx, events) in shards.iter().zip(by_shard.iter_mut()) {

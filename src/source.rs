@@ -138,7 +138,7 @@ pub enum SourceEvent {
         full: bool,
     },
     /// No lines for a while: evict clients as if an event had come at
-    /// `clock` (the wall clock, Unix seconds), then save state.
+    /// `clock` (the wall clock, Unix seconds), then save state whole.
     Tick {
         /// Unix seconds.
         clock: u32,

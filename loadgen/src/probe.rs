@@ -24,9 +24,11 @@ pub fn run(p: &Probe, count: u32, pause: Duration) -> Result<()> {
     let mut times = Vec::with_capacity(count as usize);
     let salt = std::process::id() % 250;
     for i in 0..count {
-        // A client no one used before: 2001:db8:<salt>:<i>::1.
-        let client =
-            std::net::Ipv6Addr::new(0x2001, 0xdb8, salt as u16, i as u16, 0, 0, 0, 1).to_string();
+        // A client no one used before, from the benchmarking block
+        // 198.18.0.0/15 (an IPv4 address is its own key, whatever the IPv6
+        // grouping).
+        let n = (salt * 512 + i) % (1 << 17);
+        let client = std::net::Ipv4Addr::from(0xC612_0000 | n).to_string();
         let stamp = jiff::Timestamp::now().strftime("%d/%b/%Y:%H:%M:%S +0000").to_string();
         let line = format!(
             "{client} - - [{stamp}] \"GET /{} HTTP/1.1\" 200 5 \"-\" \"probe\"\n",

@@ -5,7 +5,7 @@
 
 use crate::source::{CHUNK_BYTES, Chunk, Data, FileId, FileTag, SourceEvent};
 use std::fs::File;
-use std::io;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -73,12 +73,12 @@ impl Tracked {
         let mut skipped_long = 0u32;
         while self.offset < len {
             let want = ((len - self.offset) as usize).min(CHUNK_BYTES);
-            let mut buf = vec![0u8; want];
-            let got = self.file.read_at(&mut buf, self.offset)?;
-            buf.truncate(got);
+            let buf = self.read_at(self.offset, want)?;
+            let got = buf.len();
             if got == 0 {
                 break;
             }
+            let mut buf = buf;
             match memchr::memrchr(b'\n', &buf) {
                 Some(i) => {
                     buf.truncate(i + 1);
@@ -109,6 +109,16 @@ impl Tracked {
             return Ok(None);
         }
         Ok(Some(grew))
+    }
+
+    /// Up to `want` bytes from `offset` (fewer at the end of the file),
+    /// into a buffer that is not zeroed first (`read_to_end` fills spare
+    /// capacity as it reads).
+    fn read_at(&mut self, offset: u64, want: usize) -> io::Result<Vec<u8>> {
+        self.file.seek(SeekFrom::Start(offset))?;
+        let mut buf = Vec::with_capacity(want);
+        (&self.file).take(want as u64).read_to_end(&mut buf)?;
+        Ok(buf)
     }
 
     fn lines(&self, offset: u64, bytes: Vec<u8>, skipped_long: u32) -> SourceEvent {

@@ -18,13 +18,15 @@ impl Normalized {
     /// nothing to change (no `%`, `//` or `/.` in its target), in which case
     /// the raw request is the normalized one and the buffers are left as is.
     pub fn of(&mut self, request: &[u8]) -> bool {
+        // The method and the protocol hold no `%`, `//` or `/.`: the whole
+        // line can be checked at once, and most requests end here.
+        if !needs_work(request) {
+            return false;
+        }
         let Some(sp) = memchr::memchr(b' ', request) else { return false };
         let after = &request[sp + 1..];
         let end = memchr::memrchr(b' ', after).unwrap_or(after.len());
         let target = &after[..end];
-        if !needs_work(target) {
-            return false;
-        }
         let (path, query) = match memchr::memchr(b'?', target) {
             Some(q) => (&target[..q], Some(&target[q + 1..])),
             None => (target, None),
@@ -71,11 +73,11 @@ impl Normalized {
     }
 }
 
-/// Whether a target holds something normalization changes.
-fn needs_work(target: &[u8]) -> bool {
-    memchr::memchr(b'%', target).is_some()
-        || memchr::memmem::find(target, b"//").is_some()
-        || memchr::memmem::find(target, b"/.").is_some()
+/// Whether a request holds something normalization changes: a `%`, `//`
+/// or `/.` (`memchr2` jumps from one `%` or `/` to the next).
+fn needs_work(b: &[u8]) -> bool {
+    memchr::memchr2_iter(b'%', b'/', b)
+        .any(|i| b[i] == b'%' || matches!(b.get(i + 1), Some(b'/' | b'.')))
 }
 
 /// Appends `b` with every `%XX` (two hex digits) decoded; other `%` stay.

@@ -1,9 +1,8 @@
 //! The binary form of windows: one entry per key, compact since a flood
-//! of clients means a million of them. An entry is a tag byte (bit 0: an
-//! IPv6 key, bit 1: the key was removed), the key (4 or 16 bytes), then for
-//! a key kept its `T`, the end of its cooldown, its slot count and the
-//! slots as (`T` − second, hits), all as LEB128 varints: about 13 bytes for
-//! a client with one hit.
+//! of clients means a million of them. An entry is a tag byte (0: an IPv4
+//! key, 1: IPv6), the key (4 or 16 bytes), its `T`, the end of its
+//! cooldown, its slot count and the slots as (`T` − second, hits), all as
+//! LEB128 varints: about 13 bytes for a client with one hit.
 
 use super::{StateError, corrupt};
 use crate::parse::client::Key;
@@ -11,7 +10,6 @@ use crate::rules::WindowSpec;
 use crate::window::{KeyState, Windows};
 
 const V6: u8 = 1;
-const REMOVED: u8 = 2;
 
 /// Entries of one rule's windows (a shard's part), encoded.
 #[derive(Debug, Default, Clone)]
@@ -34,33 +32,30 @@ impl Entries {
     pub fn all(w: &Windows) -> Entries {
         let mut e = Entries::default();
         for (key, state) in w.iter() {
-            e.put(*key, Some(state));
+            e.put(*key, state);
         }
         e
     }
 
-    fn put(&mut self, key: Key, state: Option<&KeyState>) {
+    fn put(&mut self, key: Key, state: &KeyState) {
         let out = &mut self.bytes;
-        let removed = if state.is_none() { REMOVED } else { 0 };
         match key.v4_bits() {
             Some(v4) => {
-                out.push(removed);
+                out.push(0);
                 out.extend_from_slice(&v4.to_le_bytes());
             }
             None => {
-                out.push(removed | V6);
+                out.push(V6);
                 out.extend_from_slice(&key.0.to_le_bytes());
             }
         }
-        if let Some(s) = state {
-            let (newest, quiet, slots) = s.parts();
-            put_varint(out, newest);
-            put_varint(out, quiet);
-            put_varint(out, slots.len() as u32);
-            for &(t, hits) in slots {
-                put_varint(out, newest - t);
-                put_varint(out, hits);
-            }
+        let (newest, quiet, slots) = state.parts();
+        put_varint(out, newest);
+        put_varint(out, quiet);
+        put_varint(out, slots.len() as u32);
+        for &(t, hits) in slots {
+            put_varint(out, newest - t);
+            put_varint(out, hits);
         }
         self.count += 1;
     }
@@ -122,18 +117,11 @@ pub(super) fn apply(r: &mut Reader<'_>, count: u64, w: &mut Windows) -> Result<(
     let spec = *w.spec();
     for _ in 0..count {
         let [tag] = r.take::<1>()?;
-        if tag & !(V6 | REMOVED) != 0 {
-            return Err(corrupt("unknown entry tag"));
-        }
-        let key = if tag & V6 != 0 {
-            Key(u128::from_le_bytes(r.take::<16>()?))
-        } else {
-            Key::from_v4_bits(r.u32()?)
+        let key = match tag {
+            0 => Key::from_v4_bits(r.u32()?),
+            V6 => Key(u128::from_le_bytes(r.take::<16>()?)),
+            _ => return Err(corrupt("unknown entry tag")),
         };
-        if tag & REMOVED != 0 {
-            w.remove(key);
-            continue;
-        }
         let (newest, quiet) = (r.varint()?, r.varint()?);
         let n = r.varint()?;
         if n > spec.window.saturating_add(1) {
