@@ -83,12 +83,14 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError {
     move |error| StateError::Io { path, error }
 }
 
+/// The base's header; `A` is `Alert` when read, `&Alert` when written (no
+/// copies of what may be a hundred thousand held alerts).
 #[derive(Serialize, Deserialize)]
-struct BaseHeader {
+struct BaseHeader<A> {
     #[serde(default)]
     generation: u64,
     positions: Vec<Position>,
-    outbox: Vec<Alert>,
+    outbox: Vec<A>,
     /// For each outbox alert, a bit per output that still needs it.
     #[serde(default)]
     held_for: Vec<u64>,
@@ -111,11 +113,12 @@ impl RuleHeader {
     }
 }
 
+/// A change record's header; `A` as for [`BaseHeader`].
 #[derive(Serialize, Deserialize)]
-struct RecordHeader {
+struct RecordHeader<A> {
     positions: Vec<Position>,
     watermark: u32,
-    queued: Vec<Alert>,
+    queued: Vec<A>,
     queued_for: Vec<u64>,
     /// Per output, the ids it took.
     delivered: Vec<(usize, Vec<String>)>,
@@ -178,7 +181,7 @@ impl Store {
         let header = BaseHeader {
             generation,
             positions: snap.positions.to_vec(),
-            outbox: outbox.iter().map(|(a, _)| Alert::clone(a)).collect(),
+            outbox: outbox.iter().map(|(a, _)| a.as_ref()).collect(),
             held_for: outbox.iter().map(|(_, m)| *m).collect(),
             watermark: snap.watermark,
             rules: rule_headers,
@@ -215,7 +218,7 @@ impl Store {
         let header = RecordHeader {
             positions: snap.positions.to_vec(),
             watermark: snap.watermark,
-            queued: queued.iter().map(|(a, _)| Alert::clone(a)).collect(),
+            queued: queued.iter().map(|(a, _)| a.as_ref()).collect(),
             queued_for: queued.iter().map(|(_, m)| *m).collect(),
             delivered: delivered.to_vec(),
             entries: (0..rules).map(|r| snap.shards.iter().map(|s| s[r].count).sum()).collect(),
@@ -227,14 +230,17 @@ impl Store {
                 payload.extend_from_slice(&shard[r].bytes);
             }
         }
-        let mut record = Vec::with_capacity(payload.len() + 8);
-        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        record.extend_from_slice(&payload);
+        let len = u32::try_from(payload.len()).map_err(|_| corrupt("a record over 4 GiB"))?;
+        let mut head = len.to_le_bytes().to_vec();
+        head.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         let path = self.dir.join(WAL_NAME);
         let wal = self.wal.as_mut().ok_or_else(|| corrupt("no base written yet"))?;
-        wal.write_all(&record).and_then(|()| wal.sync_data()).map_err(io_err(&path))?;
-        self.wal_len += record.len() as u64;
+        // A crash between the writes leaves a record cut short: ignored.
+        wal.write_all(&head)
+            .and_then(|()| wal.write_all(&payload))
+            .and_then(|()| wal.sync_data())
+            .map_err(io_err(&path))?;
+        self.wal_len += (head.len() + payload.len()) as u64;
         Ok(())
     }
 }
@@ -245,10 +251,14 @@ fn new_generation() -> u64 {
     now.map_or(1, |d| d.as_nanos() as u64) | 1
 }
 
+/// Appends `v` as JSON after its length, serialized in place (a header
+/// may hold a hundred thousand alerts: no second copy).
 fn put_json<T: Serialize>(out: &mut Vec<u8>, v: &T) {
-    let json = serde_json::to_vec(v).expect("state header serializes");
-    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-    out.extend_from_slice(&json);
+    let at = out.len();
+    out.extend_from_slice(&[0; 8]);
+    serde_json::to_writer(&mut *out, v).expect("state header serializes");
+    let len = (out.len() - at - 8) as u64;
+    out[at..at + 8].copy_from_slice(&len.to_le_bytes());
 }
 
 fn get_json<T: for<'de> Deserialize<'de>>(r: &mut Reader<'_>) -> Result<T, StateError> {
@@ -280,7 +290,7 @@ pub fn decode(bytes: &[u8]) -> Result<(State, u64), StateError> {
         return Err(corrupt("checksum mismatch"));
     }
     let mut r = Reader(body);
-    let header: BaseHeader = get_json(&mut r)?;
+    let header: BaseHeader<Alert> = get_json(&mut r)?;
     let mut rules = Vec::new();
     for h in &header.rules {
         let mut w = Windows::new(h.spec());
@@ -313,7 +323,7 @@ pub fn apply_log(state: &mut State, generation: u64, bytes: &[u8]) -> usize {
     let mut applied = 0;
     while let Ok(payload) = next_record(&mut r) {
         let mut p = Reader(payload);
-        let Ok(header) = get_json::<RecordHeader>(&mut p) else { break };
+        let Ok(header) = get_json::<RecordHeader<Alert>>(&mut p) else { break };
         let windows = state.rules.iter_mut().map(|(_, w)| w);
         let entries_ok =
             windows.zip(&header.entries).try_for_each(|(w, &count)| codec::apply(&mut p, count, w));
