@@ -10,7 +10,7 @@
 //! shows that the daemon has read everything before it.
 
 use crate::util::daemon::{Daemon, Writer, marker_ip};
-use crate::util::{DEADLINE, json_lines, ok, wait_until, write};
+use crate::util::{DEADLINE, json_lines, ok, wait_until, webhook_server, write};
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -535,40 +535,6 @@ fn a_stuck_output_blocks_neither_the_others_nor_reading() {
     assert_like_replay(&d, &w);
     let log = d.stop();
     assert!(!log.contains("Action killed"), "{log}");
-}
-
-/// A small HTTP server on loopback: answers 500 to the first `fail` requests,
-/// then 200; records the bodies it accepted.
-fn webhook_server(fail: usize) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{BufRead, BufReader, Read};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let record = std::sync::Arc::clone(&accepted);
-    std::thread::spawn(move || {
-        for (n, stream) in listener.incoming().enumerate() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut len = 0;
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|r| r > 2) {
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                line.clear();
-            }
-            let mut body = vec![0u8; len];
-            reader.read_exact(&mut body).unwrap_or(());
-            let status = if n < fail { "500 Internal Server Error" } else { "200 OK" };
-            if n >= fail {
-                record.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
-            }
-            let reply =
-                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            std::io::Write::write_all(&mut stream, reply.as_bytes()).unwrap_or(());
-        }
-    });
-    (port, accepted)
 }
 
 #[test]

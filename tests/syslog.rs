@@ -260,3 +260,77 @@ fn alerts_held_while_rsyslogd_restarts_arrive_once() {
         );
     }
 }
+
+/// Syslog across kill -9: alerts decided again from lines read again after
+/// the crash (the state is set back to a checkpoint from before them) reach
+/// rsyslogd once, over TCP and the local socket.
+#[test]
+#[ignore = "needs rsyslogd; run by scripts/test"]
+fn no_syslog_alert_twice_across_kill9() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Rsyslog::start(dir.path());
+    let log = dir.path().join("access.log");
+    std::fs::write(&log, b"").unwrap();
+    let d = dir.path().display();
+    let cfg_text = format!(
+        "[source]\npath = \"{}\"\nstart_at = \"beginning\"\n[state]\ndir = \"{d}/state\"\n\
+         [[rule]]\ncontains = \"today_download\"\nthreshold = 2\ncooldown = \"1h\"\nmessage = 'hit {{client}}'\n\
+         [[output]]\ntype = \"syslog\"\ntarget = \"tcp://127.0.0.1:{}\"\ntag = \"ViaTcp\"\n\
+         [[output]]\ntype = \"syslog\"\ntarget = \"unix:{d}/log.sock\"\ntag = \"ViaUnix\"\n",
+        log.display(),
+        r.tcp,
+    );
+    let cfg = write(dir.path(), "c.toml", cfg_text.as_bytes());
+    let start =
+        || Command::new(bin()).args(["-c", &cfg, "run"]).stderr(Stdio::null()).spawn().unwrap();
+    let hit = |client: u32| {
+        let line = format!(
+            "10.2.0.{client} - - [28/Nov/2026:10:00:00 +0000] \"GET /today_download HTTP/1.1\" 200 5\n"
+        );
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        std::io::Write::write_all(&mut f, line.repeat(2).as_bytes()).unwrap();
+    };
+    let count = |tag: &str, client: u32| {
+        let needle = format!("hit 10.2.0.{client}");
+        r.received().lines().filter(|l| l.contains(tag) && l.ends_with(&needle)).count()
+    };
+    let mut daemon = start();
+    hit(1);
+    wait_until("the first alert", || count("ViaTcp", 1) == 1 && count("ViaUnix", 1) == 1);
+    std::thread::sleep(Duration::from_millis(1500));
+    let state = dir.path().join("state");
+    let saved: Vec<(std::path::PathBuf, Vec<u8>)> = ["state.bin", "state.wal"]
+        .iter()
+        .map(|n| (state.join(n), std::fs::read(state.join(n)).unwrap()))
+        .collect();
+    for c in 2..=11 {
+        hit(c);
+    }
+    let journaled = |n: usize| {
+        std::fs::read_to_string(state.join(format!("delivered-{n}.ids"))).unwrap_or_default()
+    };
+    wait_until("every alert taken", || {
+        (2..=11).all(|c| count("ViaTcp", c) == 1 && count("ViaUnix", c) == 1)
+            && (0..2).all(|n| journaled(n).lines().count() >= 11)
+    });
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    for (path, bytes) in &saved {
+        std::fs::write(path, bytes).unwrap();
+    }
+    let mut daemon = start();
+    hit(12);
+    wait_until("the alert after the restart", || {
+        count("ViaTcp", 12) == 1 && count("ViaUnix", 12) == 1
+    });
+    for c in 1..=12 {
+        assert_eq!(
+            (count("ViaTcp", c), count("ViaUnix", c)),
+            (1, 1),
+            "client {c}: {}",
+            r.received()
+        );
+    }
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+}

@@ -623,3 +623,75 @@ fn replay_of_a_file_that_shrinks_reports_it_and_ends_cleanly() {
     assert!(err.contains("The file shrank while it was read"), "{err}");
     assert!(err.contains("summary:"), "{err}");
 }
+
+/// Every output kind across kill -9: alerts decided again from lines read
+/// again after the crash reach no output twice. The state is set back to a
+/// checkpoint from before the alerts, as if the crash had come just before
+/// the next checkpoint, so every alert is decided a second time.
+#[test]
+fn no_output_gets_an_alert_twice_across_kill9() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let p = dir.path().join("access.log");
+    let (port, accepted) = crate::util::webhook_server(0);
+    let extra = format!(
+        "[[output]]\ntype = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo $LOGWARDEN_ID >> {d}/runs\"]\n\
+         [[output]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n"
+    );
+    let config = Daemon::config(dir.path(), p.to_str().unwrap(), &extra)
+        .replace("cooldown = 0", "cooldown = \"1h\"");
+    let daemon = Daemon::start_config(dir.path(), &config, &[]);
+    let mut w = Writer::new();
+    w.phase(&p, &["10.0.0.1"], 2, 1);
+    daemon.wait_for_marker(1);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let state = dir.path().join("state");
+    let saved: Vec<(std::path::PathBuf, Vec<u8>)> = ["state.bin", "state.wal"]
+        .iter()
+        .map(|n| (state.join(n), std::fs::read(state.join(n)).unwrap()))
+        .collect();
+    let clients: Vec<String> = (1..=20).map(|i| format!("203.0.113.{i}")).collect();
+    for c in &clients {
+        let hits: Vec<u8> = (0..3).flat_map(|_| w.line(c)).collect();
+        w.append_raw(&p, &hits);
+    }
+    let runs = || std::fs::read_to_string(dir.path().join("runs")).unwrap_or_default();
+    let journaled = |n: usize| {
+        std::fs::read_to_string(state.join(format!("delivered-{n}.ids"))).unwrap_or_default()
+    };
+    wait_until("every output took every alert", || {
+        (0..3).all(|n| journaled(n).lines().filter(|l| l.contains("-today_download")).count() >= 21)
+            && accepted.lock().unwrap().len() >= 21
+            && runs().lines().count() >= 21
+    });
+    daemon.kill9();
+    for (path, bytes) in &saved {
+        std::fs::write(path, bytes).unwrap();
+    }
+    let daemon = Daemon::start_config(dir.path(), &config, &[]);
+    w.phase(&p, &["10.0.0.2"], 1, 2);
+    daemon.wait_for_marker(2);
+    wait_until("the marker through the webhook and the action", || {
+        let m = crate::util::daemon::marker_ip(2);
+        accepted.lock().unwrap().iter().any(|b| b.contains(&m)) && runs().lines().count() >= 22
+    });
+    let once = |ids: Vec<String>, what: &str| {
+        let unique: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "{what} got an alert twice: {ids:?}");
+        assert_eq!(ids.len(), 22, "{what}: {ids:?}");
+    };
+    once(daemon.alerts().iter().map(|a| a["id"].as_str().unwrap().to_string()).collect(), "jsonl");
+    once(runs().lines().map(str::to_string).collect(), "exec");
+    let bodies = accepted.lock().unwrap().clone();
+    let hook_ids = bodies
+        .iter()
+        .map(|b| {
+            serde_json::from_str::<serde_json::Value>(b).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    once(hook_ids, "webhook");
+    daemon.stop();
+}
