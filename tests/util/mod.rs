@@ -105,3 +105,13 @@ pub fn webhook_server(fail: usize) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<
     });
     (port, accepted)
 }
+
+/// A child process killed when dropped, so a failing test leaves none behind.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        self.0.kill().unwrap_or(());
+        self.0.wait().map(|_| ()).unwrap_or(());
+    }
+}
