@@ -281,8 +281,9 @@ fn no_syslog_alert_twice_across_kill9() {
         r.tcp,
     );
     let cfg = write(dir.path(), "c.toml", cfg_text.as_bytes());
-    let start =
-        || Command::new(bin()).args(["-c", &cfg, "run"]).stderr(Stdio::null()).spawn().unwrap();
+    let start = || {
+        Reaped(Command::new(bin()).args(["-c", &cfg, "run"]).stderr(Stdio::null()).spawn().unwrap())
+    };
     let hit = |client: u32| {
         let line = format!(
             "10.2.0.{client} - - [28/Nov/2026:10:00:00 +0000] \"GET /today_download HTTP/1.1\" 200 5\n"
@@ -294,7 +295,7 @@ fn no_syslog_alert_twice_across_kill9() {
         let needle = format!("hit 10.2.0.{client}");
         r.received().lines().filter(|l| l.contains(tag) && l.ends_with(&needle)).count()
     };
-    let mut daemon = start();
+    let daemon = start();
     hit(1);
     wait_until("the first alert", || count("ViaTcp", 1) == 1 && count("ViaUnix", 1) == 1);
     std::thread::sleep(Duration::from_millis(1500));
@@ -313,12 +314,11 @@ fn no_syslog_alert_twice_across_kill9() {
         (2..=11).all(|c| count("ViaTcp", c) == 1 && count("ViaUnix", c) == 1)
             && (0..2).all(|n| journaled(n).lines().count() >= 11)
     });
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
+    drop(daemon);
     for (path, bytes) in &saved {
         std::fs::write(path, bytes).unwrap();
     }
-    let mut daemon = start();
+    let _daemon = start();
     hit(12);
     wait_until("the alert after the restart", || {
         count("ViaTcp", 12) == 1 && count("ViaUnix", 12) == 1
