@@ -7,7 +7,7 @@
 //! `#[ignore]`d in a plain `cargo test` (rsyslogd may be missing);
 //! `scripts/test` installs rsyslog and runs them.
 
-use crate::util::{bin, wait_until, write};
+use crate::util::{Reaped, bin, wait_until, write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -331,6 +331,4 @@ fn no_syslog_alert_twice_across_kill9() {
             r.received()
         );
     }
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
 }
