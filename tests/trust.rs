@@ -695,3 +695,34 @@ fn no_output_gets_an_alert_twice_across_kill9() {
     once(hook_ids, "webhook");
     daemon.stop();
 }
+
+/// A queue holds at most `max_queued` alerts for an output that is down;
+/// beyond, new alerts for it are dropped, counted, and logged once per
+/// outage, while the other outputs and the reading go on; the held ones
+/// are saved and come back at the next start.
+#[test]
+fn a_full_queue_drops_counts_and_logs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let p = dir.path().join("access.log");
+    let extra = format!(
+        "[[output]]\ntype = \"syslog\"\ntarget = \"unix:{d}/missing.sock\"\nmax_queued = 3\n"
+    );
+    let config = Daemon::config(dir.path(), p.to_str().unwrap(), &extra)
+        .replace("cooldown = 0", "cooldown = \"1h\"");
+    let daemon = Daemon::start_config(dir.path(), &config, &[]);
+    let mut w = Writer::new();
+    for i in 1..=10 {
+        let hits: Vec<u8> = (0..3).flat_map(|_| w.line(&format!("203.0.113.{i}"))).collect();
+        w.append_raw(&p, &hits);
+    }
+    w.phase(&p, &["10.0.0.1"], 1, 1);
+    daemon.wait_for_marker(1);
+    assert_eq!(daemon.alerts().len(), 11, "jsonl got every alert");
+    wait_until("the drop report", || daemon.log_text().contains("Queue full"));
+    let log = daemon.stop();
+    assert_eq!(log.matches("Queue full").count(), 1, "{log}");
+    assert!(log.contains("held=3"), "{log}");
+    let saved = logwarden::state::load(&dir.path().join("state")).0.unwrap();
+    assert_eq!(saved.outbox.len(), 3, "the three held alerts are saved");
+}
