@@ -726,3 +726,45 @@ fn a_full_queue_drops_counts_and_logs_once() {
     let saved = logwarden::state::load(&dir.path().join("state")).0.unwrap();
     assert_eq!(saved.outbox.len(), 3, "the three held alerts are saved");
 }
+
+/// A rule tracks at most `max_clients` clients: beyond, those with the
+/// fewest hits are forgotten first, counted in the summary and reported once;
+/// the heavy hitter is still caught.
+#[test]
+fn max_clients_forgets_the_fewest_hits_first_and_says_so_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = String::new();
+    for i in 0..2000 {
+        let s = i % 60;
+        log.push_str(&format!(
+            "10.7.{}.{} - - [29/Nov/2026:10:00:{s:02} +0000] \"GET /today_download HTTP/1.1\" 200 5\n",
+            i / 250,
+            i % 250
+        ));
+        if i % 100 == 0 {
+            log.push_str(&format!(
+                "203.0.113.66 - - [29/Nov/2026:10:00:{s:02} +0000] \"GET /today_download HTTP/1.1\" 200 5\n"
+            ));
+        }
+    }
+    let f = write(dir.path(), "many.log", log.as_bytes());
+    let cfg = write(
+        dir.path(),
+        "c.toml",
+        b"[[rule]]\ncontains = \"today_download\"\nthreshold = 10\nmax_clients = 100\n",
+    );
+    let out = crate::util::run(&["-c", &cfg, "replay", "--json", "--threads", "1", &f], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("reached its max_clients").count(), 1, "{err}");
+    let summary = err.lines().find(|l| l.starts_with("summary:")).unwrap();
+    let forgotten: u64 = summary
+        .split("forgotten ")
+        .nth(1)
+        .and_then(|t| t.trim().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .unwrap();
+    assert!(forgotten >= 1900, "{err}");
+    let alerts = crate::util::json_lines(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["key"], "203.0.113.66");
+}
