@@ -528,6 +528,29 @@ mod tests {
         assert_eq!(other.positions[0].offset, 400);
     }
 
+    /// A state file of the first format (fixed-width entries) still loads.
+    #[test]
+    fn a_first_format_state_loads() {
+        let header = serde_json::json!({
+            "positions": [{"path": "/x", "dev": 1, "ino": 2, "fingerprint": 3, "offset": 400, "lines": 4}],
+            "outbox": [], "held_for": [], "watermark": 125,
+            "rules": [{"name": "r", "threshold": 3, "window": 60, "cooldown": 60, "keys": 1}]
+        })
+        .to_string();
+        let mut bytes = MAGIC_V1.to_vec();
+        bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&7u128.to_le_bytes());
+        for v in [120u32, 0, 2, 100, 1, 120, 2] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        let (s, generation) = decode(&bytes).unwrap();
+        assert_eq!((s.positions[0].offset, s.watermark, generation), (400, 125, 0));
+        assert_eq!(s.rules[0].1.get(Key(7)).unwrap().count(), 3);
+    }
+
     #[test]
     fn any_damage_to_a_base_is_detected() {
         let dir = tempfile::tempdir().unwrap();
