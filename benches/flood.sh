@@ -15,9 +15,8 @@ SHARED=${SHARED:-$HERE/../shared}
 OUT=${OUT:-/tmp/lwflood}
 STRESS=${STRESS:-/tmp/lwbench/stress.log}
 [ -x /usr/bin/time ] || { echo "flood.sh: GNU time is missing (apt-get install time)" >&2; exit 1; }
-cargo build --release --quiet --manifest-path "$HERE/Cargo.toml" --workspace
-LW=${LW:-$HERE/target/release/logwarden}
-LG=$HERE/target/release/loadgen
+. "$HERE/benches/lib.sh"
+build
 if [ ! -s "$STRESS" ]; then
   [ -f "$SHARED/bench/gen_apache_log.py" ] || { echo "flood.sh: no log generator at $SHARED/bench" >&2; exit 1; }
   mkdir -p "$(dirname "$STRESS")"
@@ -26,19 +25,7 @@ if [ ! -s "$STRESS" ]; then
 fi
 LINES=$(wc -l < "$STRESS")
 rm -rf "$OUT" && mkdir -p "$OUT"
-cat > "$OUT/logwarden.toml" <<TOML
-[source]
-path = "$OUT/access.log"
-start_at = "beginning"
-[[rule]]
-contains = "today_download"
-threshold = 10
-[[output]]
-type = "jsonl"
-path = "$OUT/alerts.jsonl"
-[state]
-dir = "$OUT/state"
-TOML
+write_config "$OUT" 10
 
 echo "== replay of the same file"
 /usr/bin/time -f "%M %e" -o "$OUT/replay.time" "$LW" -c "$OUT/logwarden.toml" replay --no-progress "$STRESS" > /dev/null 2> "$OUT/replay.log"

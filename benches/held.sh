@@ -14,26 +14,12 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-/tmp/lwheld}
 CLIENTS=${CLIENTS:-200000}
 [ -x /usr/bin/time ] || { echo "held.sh: GNU time is missing (apt-get install time)" >&2; exit 1; }
-cargo build --release --quiet --manifest-path "$HERE/Cargo.toml" --workspace
-LW=${LW:-$HERE/target/release/logwarden}
-LG=$HERE/target/release/loadgen
+. "$HERE/benches/lib.sh"
+build
 rm -rf "$OUT" && mkdir -p "$OUT"
-cat > "$OUT/logwarden.toml" <<TOML
-[source]
-path = "$OUT/access.log"
-start_at = "beginning"
-[[rule]]
-contains = "today_download"
-threshold = 1
-[[output]]
-type = "syslog"
-target = "unix:$OUT/missing.sock"
-[[output]]
-type = "jsonl"
-path = "$OUT/alerts.jsonl"
-[state]
-dir = "$OUT/state"
-TOML
+write_config "$OUT" 1 "[[output]]
+type = \"syslog\"
+target = \"unix:$OUT/missing.sock\""
 python3 - "$CLIENTS" > "$OUT/flood.log" <<'PY'
 import sys
 n = int(sys.argv[1])

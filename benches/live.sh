@@ -15,23 +15,10 @@ OUT=${OUT:-/tmp/lwlive}
 IDLE_SECS=${IDLE_SECS:-60}
 LINES=${LINES:-5000000}
 rm -rf "$OUT" && mkdir -p "$OUT"
-cargo build --release --quiet --manifest-path "$HERE/Cargo.toml" --workspace
-LW=$HERE/target/release/logwarden
-LG=$HERE/target/release/loadgen
+. "$HERE/benches/lib.sh"
+build
 
-cat > "$OUT/logwarden.toml" <<TOML
-[source]
-path = "$OUT/access.log"
-start_at = "beginning"
-[[rule]]
-contains = "today_download"
-threshold = 10
-[[output]]
-type = "jsonl"
-path = "$OUT/alerts.jsonl"
-[state]
-dir = "$OUT/state"
-TOML
+write_config "$OUT" 10
 : > "$OUT/access.log"
 LOGWARDEN_LOG=info "$LW" -c "$OUT/logwarden.toml" run 2> "$OUT/daemon.log" &
 PID=$!

@@ -467,15 +467,21 @@ mod tests {
         vec![a, b]
     }
 
+    /// Writes a base of `windows` (offset 400, watermark 125) in `dir`.
+    fn base_of(dir: &Path, windows: &[Windows]) -> Store {
+        let all: Vec<Vec<Entries>> = windows.iter().map(|w| vec![Entries::all(w)]).collect();
+        let snap = Snapshot { positions: &[position(400)], watermark: 125, shards: &all };
+        let mut store = Store::new(dir);
+        store.write_base(&snap, &[(alert("a1"), 0b11)], &[("r", SPEC)]).unwrap();
+        store
+    }
+
     #[test]
     fn base_and_changes_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let mut windows = shards();
-        let mut store = Store::new(dir.path());
-        assert!(store.wants_base());
-        let all: Vec<Vec<Entries>> = windows.iter().map(|w| vec![Entries::all(w)]).collect();
-        let snap = Snapshot { positions: &[position(400)], watermark: 125, shards: &all };
-        store.write_base(&snap, &[(alert("a1"), 0b11)], &[("r", SPEC)]).unwrap();
+        assert!(Store::new(dir.path()).wants_base());
+        let mut store = base_of(dir.path(), &windows);
         windows.iter_mut().for_each(|w| w.take_changes(|_, _| {}));
         // Changes: key 1 gets a hit, key 3 is new.
         windows[0].record(Key(1), 130);
@@ -503,10 +509,7 @@ mod tests {
     fn a_record_cut_short_and_a_log_of_another_base_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let mut windows = shards();
-        let mut store = Store::new(dir.path());
-        let all: Vec<Vec<Entries>> = windows.iter().map(|w| vec![Entries::all(w)]).collect();
-        let snap = Snapshot { positions: &[position(400)], watermark: 125, shards: &all };
-        store.write_base(&snap, &[], &[("r", SPEC)]).unwrap();
+        let mut store = base_of(dir.path(), &windows);
         windows[0].record(Key(9), 130);
         let changes: Vec<Vec<Entries>> =
             windows.iter_mut().map(|w| vec![Entries::changes(w)]).collect();
@@ -554,10 +557,7 @@ mod tests {
     #[test]
     fn any_damage_to_a_base_is_detected() {
         let dir = tempfile::tempdir().unwrap();
-        let windows = shards();
-        let all: Vec<Vec<Entries>> = windows.iter().map(|w| vec![Entries::all(w)]).collect();
-        let snap = Snapshot { positions: &[position(400)], watermark: 125, shards: &all };
-        Store::new(dir.path()).write_base(&snap, &[], &[("r", SPEC)]).unwrap();
+        base_of(dir.path(), &shards());
         let good = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
         assert!(decode(&good).is_ok());
         for i in (0..good.len()).step_by(7) {
@@ -572,10 +572,7 @@ mod tests {
     #[test]
     fn corrupt_files_are_moved_aside() {
         let dir = tempfile::tempdir().unwrap();
-        let windows = shards();
-        let all: Vec<Vec<Entries>> = windows.iter().map(|w| vec![Entries::all(w)]).collect();
-        let snap = Snapshot { positions: &[position(400)], watermark: 125, shards: &all };
-        Store::new(dir.path()).write_base(&snap, &[], &[("r", SPEC)]).unwrap();
+        base_of(dir.path(), &shards());
         assert!(load(dir.path()).0.is_some());
         std::fs::write(dir.path().join(FILE_NAME), b"garbage").unwrap();
         let (state, warning) = load(dir.path());
