@@ -5,15 +5,18 @@
 //!    ▲                          └──────────── chunk stats ───────────────────────────▲ │
 //!    └───────────────────────────────── in-flight tokens ────────────────────────────────┘
 //! ```
-//! - The reader numbers the source's events (`seq`: chunks of lines, a
-//!   finished file, a checkpoint, an idle tick), holding a token per event
-//!   in flight, which bounds memory.
+//! - The reader numbers the source's events (`seq`: a file opened, chunks
+//!   of lines, a file finished, a checkpoint, an idle tick), holding a token
+//!   per event in flight, which bounds memory.
 //! - A worker finds a chunk's candidate lines, parses them and matches
 //!   rules, and splits the events of its chunk by a seeded hash of the key.
 //! - Each shard owns the windows of its keys (no locks) and applies chunks
 //!   strictly in `seq` order, so decisions are the same for any thread count.
 //! - The alert thread (the caller's) waits until every shard has finished a
 //!   chunk, then turns that chunk's decisions into alerts in line order.
+//! - At a checkpoint each shard encodes its own windows — the keys changed
+//!   since the last one, or all of them for a new base — and the alert
+//!   thread hands them, with the positions, to the sink.
 //!
 //! Keys with nothing left to decide are evicted each `cleanup_interval` of
 //! log time, measured by the watermark (the newest event time so far), which
