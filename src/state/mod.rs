@@ -34,8 +34,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const MAGIC_V1: &[u8] = b"LOGWARDEN-STATE 1\n";
-const MAGIC: &[u8] = b"LOGWARDEN-STATE 2\n";
-const WAL_MAGIC: &[u8] = b"LOGWARDEN-WAL 2\n";
+/// The first line of a base.
+pub const MAGIC: &[u8] = b"LOGWARDEN-STATE 2\n";
+/// The first line of a change log.
+pub const WAL_MAGIC: &[u8] = b"LOGWARDEN-WAL 2\n";
 /// The base's name in `state.dir`.
 pub const FILE_NAME: &str = "state.bin";
 /// The change log's name in `state.dir`.
