@@ -211,9 +211,19 @@ impl Rule {
         }
     }
 
-    /// Whether the rule reads the request normalized.
+    /// Whether the rule reads the request normalized: only a rule that
+    /// searches the request's text does.
     fn normalizes(&self) -> bool {
-        self.normalize && matches!(self.field, FieldSel::Request | FieldSel::Path | FieldSel::Query)
+        self.normalize
+            && (self.literal.is_some() || self.regex.is_some())
+            && matches!(self.field, FieldSel::Request | FieldSel::Path | FieldSel::Query)
+    }
+
+    /// Whether a line's status and method are ones the rule looks for
+    /// (checked before any text, which may need normalizing).
+    fn admits(&self, rec: &Record<'_>) -> bool {
+        (self.status.is_empty() || rec.status.is_some_and(|s| self.status.contains(&s)))
+            && (self.methods.is_empty() || self.methods.iter().any(|m| m == rec.method()))
     }
 
     /// Whether a parsed line is an event of this rule; `norm` is its
@@ -222,12 +232,11 @@ impl Rule {
     /// # Performance
     /// No allocation; one literal search and at most one regex search.
     pub fn matches(&self, rec: &Record<'_>, line: &[u8], norm: Option<&Normalized>) -> bool {
-        if !self.status.is_empty() && !rec.status.is_some_and(|s| self.status.contains(&s)) {
-            return false;
-        }
-        if !self.methods.is_empty() && !self.methods.iter().any(|m| m == rec.method()) {
-            return false;
-        }
+        self.admits(rec) && self.text_matches(rec, line, norm)
+    }
+
+    /// Whether the field the rule searches holds its literal and regex.
+    fn text_matches(&self, rec: &Record<'_>, line: &[u8], norm: Option<&Normalized>) -> bool {
         let norm = norm.filter(|_| self.normalizes());
         let digits;
         let text: &[u8] = match self.field {
@@ -337,11 +346,14 @@ impl RuleSet {
         let mut normalized: Option<bool> = None;
         let mut allowed = false;
         for (i, r) in self.rules.iter().enumerate() {
+            if !r.admits(rec) {
+                continue;
+            }
             let n = match r.normalizes() {
                 true => *normalized.get_or_insert_with(|| rec.request.is_some_and(|q| norm.of(q))),
                 false => false,
             };
-            if r.matches(rec, line, n.then_some(&*norm)) {
+            if r.text_matches(rec, line, n.then_some(&*norm)) {
                 if r.allow.contains(rec.client) {
                     allowed = true;
                 } else {
@@ -543,6 +555,17 @@ mod tests {
         s.status = vec![403];
         s.methods = vec![b"GET".to_vec()];
         assert!(!s.matches(&r, LINE, None));
+    }
+
+    /// Only a rule that searches the request's text pays for normalizing
+    /// it; a status-only rule does not (it ran for every line of a 404 rule).
+    #[test]
+    fn only_rules_that_search_the_request_normalize_it() {
+        let mut status_only = rule(FieldSel::Request, None, None);
+        status_only.status = vec![404];
+        assert!(!status_only.normalizes());
+        assert!(rule(FieldSel::Request, Some("today"), None).normalizes());
+        assert!(!rule(FieldSel::UserAgent, Some("today"), None).normalizes());
     }
 
     /// The rules that count a line, and whether an allow-list kept it out.
