@@ -132,8 +132,9 @@ pub struct Windows {
     forgotten: u64,
     /// Whether changes are tracked (for saving only what changed).
     track: bool,
-    /// Keys that became dirty since the changes were last taken.
-    changed: Vec<Key>,
+    /// Keys that became dirty since the changes were last taken, while
+    /// they are few; `None` once they are many (the map is walked instead).
+    changed: Option<Vec<Key>>,
 }
 
 impl Windows {
@@ -145,7 +146,7 @@ impl Windows {
             max_keys: usize::MAX,
             forgotten: 0,
             track: false,
-            changed: Vec::new(),
+            changed: Some(Vec::new()),
         }
     }
 
@@ -168,11 +169,18 @@ impl Windows {
             self.forget_fewest();
         }
         let spec = &self.spec;
+        let many = self.keys.len() / 8;
         let state = self.keys.entry(key).or_insert_with(|| KeyState::new(t));
         let outcome = state.record(t, spec);
         if self.track && !state.dirty {
             state.dirty = true;
-            self.changed.push(key);
+            // Past an eighth of the keys, listing them costs more than
+            // walking the map when the changes are taken.
+            match &mut self.changed {
+                Some(list) if list.len() <= many => list.push(key),
+                Some(_) => self.changed = None,
+                None => {}
+            }
         }
         outcome
     }
@@ -230,18 +238,17 @@ impl Windows {
     ///
     /// # Performance
     /// Proportional to what changed: the changed keys are looked up one by
-    /// one, or — when they are more than an eighth of all keys, as in a flood
-    /// of new clients — the map is walked in order, which costs less than
-    /// that many scattered look-ups.
+    /// one, or — when they became more than an eighth of all keys, as in a
+    /// flood of new clients — the map is walked in order, which costs less
+    /// than that many scattered look-ups (and the list is not kept).
     pub fn take_changes(&mut self, mut f: impl FnMut(Key, &KeyState)) {
-        let changed = std::mem::take(&mut self.changed);
-        if changed.len() > self.keys.len() / 8 {
+        let Some(changed) = self.changed.replace(Vec::new()) else {
             for (key, state) in self.keys.iter_mut().filter(|(_, s)| s.dirty) {
                 state.dirty = false;
                 f(*key, state);
             }
             return;
-        }
+        };
         for key in changed {
             if let Some(state) = self.keys.get_mut(&key).filter(|s| s.dirty) {
                 state.dirty = false;
