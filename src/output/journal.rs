@@ -141,4 +141,45 @@ mod tests {
         assert!(ids.iter().all(|i| i.len() == 50), "no line cut in the middle");
         assert!(!dir.path().join("delivered-0.ids.tmp").exists());
     }
+
+    /// What the tracing macros write, kept for a test to read.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A journal that cannot be written (a full disk: `/dev/full`) says so
+    /// once, naming its path, and counts nothing as written.
+    #[test]
+    fn a_write_error_is_logged_once() {
+        let path = PathBuf::from("/dev/full");
+        let file = OpenOptions::new().append(true).open(&path).unwrap();
+        let mut j = Journal {
+            path,
+            file,
+            len: 0,
+            unsynced: false,
+            last_sync: Instant::now(),
+            failing: false,
+        };
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            j.record("a");
+            j.record("b");
+        });
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("Cannot write the journal").count(), 1, "{text}");
+        assert!(text.contains("/dev/full"), "{text}");
+        assert_eq!(j.len, 0);
+    }
 }
