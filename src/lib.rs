@@ -5,19 +5,21 @@
 //! client, time, request) → [`rules`] (which lines are events) → [`window`]
 //! (exact per-key counting) → [`alert`] (what is reported) → [`output`]
 //! (syslog, jsonl, exec, webhook). [`pipeline`] wires the engine's stages to
-//! threads; [`state`] saves what survives a restart; [`config`] builds all
+//! threads; [`state`] saves what survives a restart; [`farm`] reaches the
+//! Redis a web farm's nodes count together through; [`config`] builds all
 //! of them from the TOML file; [`app`] implements the commands, the live
 //! daemon among them.
 //!
 //! Dependencies point one way. From the bottom, each module imports only
 //! modules listed before it (a test, `tests/layers.rs`, checks this):
 //! [`units`], [`template`], [`parse`], [`rules`], [`window`], [`alert`],
-//! [`source`], [`follow`], [`state`], [`pipeline`], [`output`], [`config`],
+//! [`source`], [`follow`], [`state`], [`farm`], [`pipeline`], [`output`], [`config`],
 //! [`app`]. `parse`, `rules` and `window` do no I/O and read no clock.
 
 pub mod alert;
 pub mod app;
 pub mod config;
+pub mod farm;
 pub mod follow;
 pub mod output;
 pub mod parse;

@@ -13,8 +13,8 @@ use logwarden::window::{Outcome, Windows};
 use std::path::Path;
 
 /// The modules from the bottom up: a module may use only those before it.
-const ORDER: [&str; 13] = [
-    "units", "template", "parse", "rules", "window", "alert", "source", "follow", "state",
+const ORDER: [&str; 14] = [
+    "units", "template", "parse", "rules", "window", "alert", "source", "follow", "state", "farm",
     "pipeline", "output", "config", "app",
 ];
 

@@ -1,13 +1,15 @@
 //! Integration tests: the real binary against real files.
 //!
-//! Tests that read `../shared/` or need `rsyslogd` are `#[ignore]`d (a plain
-//! clone has no `../shared`); `scripts/test` (the README's test command, also
-//! run by `.ci/run`) installs rsyslog and runs them with `-- --ignored`.
+//! Tests that read `../shared/` or need `rsyslogd` or `redis-server` are
+//! `#[ignore]`d (a plain clone has no `../shared`); `scripts/test` (the
+//! README's test command, also run by `.ci/run`) installs rsyslog and Redis
+//! and runs them with `-- --ignored`.
 
 mod cli;
 mod conformance;
 mod daemon;
 mod exactness;
+mod farm;
 mod layers;
 mod syslog;
 mod trust;

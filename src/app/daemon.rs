@@ -149,6 +149,11 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
     let mut engine = cfg.engine();
     engine.settings.checkpoints = true;
     tracing::info!(path = %cfg.source.path, rules = cfg.rules.len(), "Started.");
+    if cfg.cluster.is_some() {
+        tracing::warn!(
+            "[cluster] is set, but this version does not share windows through Redis yet: this node decides alone."
+        );
+    }
     notify(&[sd_notify::NotifyState::Ready]);
     let result = engine.run(Box::new(follower), restore, &mut sink);
     let held = sink.outputs.stop(DRAIN_AT_STOP);

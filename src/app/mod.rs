@@ -54,7 +54,25 @@ fn check(config: Option<&std::path::Path>) -> Result<ExitCode> {
     eprintln!("configuration OK: {} rule(s), {} output(s)", cfg.rules.len(), cfg.outputs.len());
     let readable = check_sources(&cfg);
     let writable = check_state_dir(&cfg.state_dir);
-    Ok(if readable && writable { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let farm = cfg.cluster.as_ref().is_none_or(check_farm);
+    Ok(if readable && writable && farm { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Says whether the farm's Redis answers, and what it is; false if it does
+/// not, or if a cluster does not serve every hash slot.
+fn check_farm(s: &crate::farm::FarmSettings) -> bool {
+    use crate::farm::{Topology, probe};
+    eprintln!("cluster: node {:?}, key prefix {:?}", s.node, s.prefix);
+    match probe(s) {
+        Ok(p) => {
+            eprintln!("cluster: {p}");
+            !matches!(p.topology, Topology::Cluster { ok: false, .. })
+        }
+        Err(e) => {
+            eprintln!("cluster: {e}");
+            false
+        }
+    }
 }
 
 /// Says whether each file `run` would follow now can be read; false if one cannot.

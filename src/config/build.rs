@@ -3,9 +3,12 @@
 //! Checks that need the file system (a program exists, a time zone is
 //! known) go through [`Host`], so the rest is pure.
 
-use super::schema::{RawAllow, RawConfig, RawDuration, RawOutput, RawRule, RawSource, get};
+use super::schema::{
+    RawAllow, RawCluster, RawConfig, RawDuration, RawOutput, RawRedis, RawRule, RawSource, get,
+};
 use super::{Config, ConfigError, Cx, Host, SourceConfig};
 use crate::alert::MESSAGE_VARS;
+use crate::farm::FarmSettings;
 use crate::follow::{PathSpec, StartAt};
 use crate::output::exec::ExecSettings;
 use crate::output::syslog::{self, FACILITIES, SEVERITIES, SyslogSettings};
@@ -51,6 +54,7 @@ pub(super) fn config(cx: &Cx, raw: RawConfig, host: &dyn Host) -> Result<Config,
         .ok()
         .filter(|n| *n <= 1024)
         .ok_or_else(|| cx.err(threads, "engine.threads", "must be 0 (one per core) to 1024"))?;
+    let cluster = raw.cluster.as_ref().map(|c| validate_cluster(cx, c)).transpose()?;
     Ok(Config {
         file: None,
         source,
@@ -60,8 +64,50 @@ pub(super) fn config(cx: &Cx, raw: RawConfig, host: &dyn Host) -> Result<Config,
         state_dir: PathBuf::from(get(&raw.state.dir).get_ref()),
         cleanup_interval,
         threads: n,
+        cluster,
         effective: String::new(),
     })
+}
+
+/// `[cluster]`: Redis URLs the client library accepts, and a node name and
+/// key prefix that cannot break the key layout (no `{`, `}`, `:` or space).
+fn validate_cluster(cx: &Cx, c: &RawCluster) -> Result<FarmSettings, ConfigError> {
+    let Some(redis) = &c.redis else {
+        return Err(cx.err_at(cx.table_line("cluster"), "cluster.redis", "is required: the farm's Redis URL, such as \"redis://127.0.0.1:6379/0\", or a Redis Cluster's seed nodes".into()));
+    };
+    let urls = match redis.get_ref() {
+        RawRedis::One(u) => vec![u.clone()],
+        RawRedis::Many(v) => v.clone(),
+    };
+    if urls.is_empty() {
+        return Err(cx.err(redis, "cluster.redis", "lists no URL"));
+    }
+    for u in &urls {
+        if let Err(e) = redis::IntoConnectionInfo::into_connection_info(u.as_str()) {
+            let shown = crate::farm::redacted(u);
+            return Err(cx.err(redis, "cluster.redis", format!("{shown:?} is not a Redis URL ({e}); write redis://[:password@]host[:port][/db], rediss:// for TLS")));
+        }
+    }
+    let name = |v: &Spanned<String>, key: &str| {
+        let t = v.get_ref();
+        let bad = |ch: char| ch.is_whitespace() || ch.is_control() || "{}:".contains(ch);
+        if t.is_empty() || t.len() > 64 || t.chars().any(bad) {
+            return Err(cx.err(
+                v,
+                key,
+                format!("{t:?}: must be 1 to 64 characters without spaces, '{{', '}}' or ':'"),
+            ));
+        }
+        Ok(t.clone())
+    };
+    let node = name(get(&c.node), "cluster.node")?;
+    let prefix = name(get(&c.prefix), "cluster.prefix")?;
+    let t = get(&c.timeout);
+    let timeout = duration(cx, t, "cluster.timeout")?;
+    if timeout < Duration::from_millis(1) || timeout > Duration::from_secs(60) {
+        return Err(cx.err(t, "cluster.timeout", "must be 1ms to 60s"));
+    }
+    Ok(FarmSettings { redis: urls, node, prefix, timeout })
 }
 
 fn validate_source(cx: &Cx, s: &RawSource, host: &dyn Host) -> Result<SourceConfig, ConfigError> {

@@ -15,12 +15,18 @@ pub trait Host {
     /// The files an allow-list pattern names (a path, or a glob in the file
     /// name: no match is no file), in name order, with their text.
     fn allow_files(&self, pattern: &str) -> Result<Vec<(PathBuf, String)>, String>;
+    /// This machine's name (a farm node's default name).
+    fn host_name(&self) -> String;
 }
 
 /// This machine.
 pub struct System;
 
 impl Host for System {
+    fn host_name(&self) -> String {
+        rustix::system::uname().nodename().to_string_lossy().into_owned()
+    }
+
     fn zone(&self, name: &str) -> Option<Zone> {
         match name {
             "local" => Some(Zone::local()),
@@ -65,6 +71,10 @@ pub struct Fake;
 
 #[cfg(test)]
 impl Host for Fake {
+    fn host_name(&self) -> String {
+        "web01".into()
+    }
+
     fn zone(&self, name: &str) -> Option<Zone> {
         matches!(name, "local" | "UTC" | "utc").then_some(Zone::Utc)
     }

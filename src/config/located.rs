@@ -67,6 +67,9 @@ pub(super) fn in_our_words(message: &str, key: &str) -> String {
         return "must be a duration: seconds (600) or text such as \"30s\", \"10m\" or \"1h30m\""
             .into();
     }
+    if message.starts_with("data did not match any variant of untagged enum RawRedis") {
+        return "must be a Redis URL in quotes (\"redis://host:6379/0\"), or a list of them (a Redis Cluster's seed nodes)".into();
+    }
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let (field, allowed) = rest.split_once("`, expected ").unwrap_or((rest, ""));
         let field = field.trim_end_matches('`');

@@ -99,6 +99,8 @@ pub struct Config {
     pub cleanup_interval: Duration,
     /// Worker threads; 0 = one per core.
     pub threads: usize,
+    /// The farm's Redis (`[cluster]`), if this node is part of one.
+    pub cluster: Option<crate::farm::FarmSettings>,
     effective: String,
 }
 
@@ -166,8 +168,8 @@ impl Config {
             cx.err_at(at.map_or(0, |at| cx.line(at)), &key, message)
         })?;
         schema::apply_overrides(&mut raw, ov);
-        schema::fill_defaults(&mut raw);
-        let effective = toml::to_string_pretty(&raw).unwrap_or_default();
+        schema::fill_defaults(&mut raw, &host.host_name());
+        let effective = schema::effective_toml(&mut raw);
         let mut cfg = build::config(&cx, raw, host)?;
         cfg.file = file.map(Path::to_path_buf);
         cfg.effective = effective;
@@ -246,6 +248,12 @@ impl Cx<'_> {
         };
         let key = if key.is_empty() { String::new() } else { format!("{key}: ") };
         ConfigError::Invalid { file, line, key, message }
+    }
+
+    /// The line of the table header `[name]` (0 when there is none).
+    fn table_line(&self, name: &str) -> usize {
+        let header = format!("[{name}]");
+        self.text.lines().position(|l| l.trim() == header).map_or(0, |i| i + 1)
     }
 
     /// An error about the value `v` of `key`.
@@ -337,6 +345,39 @@ mod tests {
         assert!(e.contains("rule[1].message"), "{e}");
         let e = err("[source]\nformat = \"%h %l\"\n");
         assert!(e.contains("no %t"), "{e}");
+    }
+
+    #[test]
+    fn cluster_settings_and_their_errors() {
+        assert_eq!(parse("").unwrap().cluster, None);
+        let c = parse("[cluster]\nredis = \"redis://:pw@10.0.0.5:6379/0\"\n").unwrap();
+        let farm = c.cluster.clone().unwrap();
+        assert_eq!(farm.redis, ["redis://:pw@10.0.0.5:6379/0"]);
+        assert_eq!((farm.node.as_str(), farm.prefix.as_str()), ("web01", "logwarden"));
+        assert_eq!(farm.timeout, Duration::from_millis(250));
+        assert!(c.effective_toml().contains("redis = \"redis://:***@10.0.0.5:6379/0\""));
+        let seeds = "[cluster]\nredis = [\"redis://a:7000\", \"redis://b:7000\"]\nnode = \"w2\"\n";
+        assert_eq!(parse(seeds).unwrap().cluster.unwrap().redis.len(), 2);
+        let e = err("[cluster]\nnode = \"w\"\n");
+        assert!(e.starts_with("/etc/lw.toml:1: cluster.redis: is required"), "{e}");
+        let e = err("[cluster]\nredis = \"http://:pw@x\"\n");
+        assert!(
+            e.starts_with("/etc/lw.toml:2: cluster.redis: \"http://:***@x\" is not a Redis URL"),
+            "{e}"
+        );
+        let e = err("[cluster]\nredis = 6379\n");
+        assert!(e.contains("cluster.redis: must be a Redis URL in quotes"), "{e}");
+        let e = err("[cluster]\nredis = \"redis://a\"\nnode = \"web{1}\"\n");
+        assert!(e.starts_with("/etc/lw.toml:3: cluster.node: \"web{1}\": must be 1 to 64"), "{e}");
+        let e = err("[cluster]\nredis = \"redis://a\"\ntimeout = \"2m\"\n");
+        assert!(e.starts_with("/etc/lw.toml:3: cluster.timeout: must be 1ms to 60s"), "{e}");
+        let e = err("[cluster]\nredis = \"redis://a\"\nnodes = \"x\"\n");
+        assert!(
+            e.contains(
+                "cluster.nodes: \"nodes\" is not a known key here; use redis, node, prefix, timeout"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -27,6 +27,16 @@ impl RawDuration {
     }
 }
 
+/// `cluster.redis`: one URL, or a Redis Cluster's seed nodes.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RawRedis {
+    /// One URL.
+    One(String),
+    /// Several URLs.
+    Many(Vec<String>),
+}
+
 /// An optional value with its place in the file.
 pub(super) type S<T> = Option<Spanned<T>>;
 
@@ -45,6 +55,8 @@ pub(super) struct RawConfig {
     pub(super) state: RawState,
     #[serde(default)]
     pub(super) engine: RawEngine,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) cluster: Option<RawCluster>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -119,8 +131,37 @@ pub(super) struct RawState {
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    pub(super) redis: S<RawRedis>,
+    pub(super) node: S<String>,
+    pub(super) prefix: S<String>,
+    pub(super) timeout: S<RawDuration>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawEngine {
     pub(super) threads: S<i64>,
+}
+
+/// The configuration as TOML, with the passwords in Redis URLs hidden (it
+/// is printed by `check`).
+pub(super) fn effective_toml(raw: &mut RawConfig) -> String {
+    let redis = raw.cluster.as_mut().and_then(|c| c.redis.as_mut());
+    let saved = redis.map(|r| {
+        let hidden = match r.get_ref() {
+            RawRedis::One(u) => RawRedis::One(crate::farm::redacted(u)),
+            RawRedis::Many(v) => {
+                RawRedis::Many(v.iter().map(|u| crate::farm::redacted(u)).collect())
+            }
+        };
+        std::mem::replace(r.get_mut(), hidden)
+    });
+    let text = toml::to_string_pretty(raw).unwrap_or_default();
+    if let (Some(saved), Some(r)) = (saved, raw.cluster.as_mut().and_then(|c| c.redis.as_mut())) {
+        *r.get_mut() = saved;
+    }
+    text
 }
 
 /// A value that comes from no place in the file (a default or an override).
@@ -149,8 +190,14 @@ pub(super) fn apply_overrides(raw: &mut RawConfig, ov: &Overrides) {
     }
 }
 
-/// Fills every key the file left out with its built-in default.
-pub(super) fn fill_defaults(raw: &mut RawConfig) {
+/// Fills every key the file left out with its built-in default; `host_name`
+/// names this node in a farm.
+pub(super) fn fill_defaults(raw: &mut RawConfig, host_name: &str) {
+    if let Some(c) = raw.cluster.as_mut() {
+        c.node.get_or_insert_with(|| Spanned::new(0..0, host_name.to_string()));
+        c.prefix.get_or_insert_with(|| Spanned::new(0..0, "logwarden".into()));
+        c.timeout.get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("250ms".into())));
+    }
     let s = &mut raw.source;
     s.path.get_or_insert_with(|| Spanned::new(0..0, "/logs/apache/ssl_www_log-%Y-%m-%d".into()));
     s.timezone.get_or_insert_with(|| Spanned::new(0..0, "local".into()));

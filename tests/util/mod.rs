@@ -1,6 +1,7 @@
 //! Helpers: run the binary, write temporary files.
 
 pub mod daemon;
+pub mod redis;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,174 @@
+//! The farm: the servers of a web farm counting one client's hits together
+//! through Redis (`[cluster]`). This part holds the settings and asks Redis
+//! what answers — a single server or a Redis Cluster — for `check`.
+
+use std::time::Duration;
+
+/// `[cluster]`: where the farm's Redis is and who this node is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FarmSettings {
+    /// One Redis URL, or the seed nodes of a Redis Cluster.
+    pub redis: Vec<String>,
+    /// This server's name, unique in the farm.
+    pub node: String,
+    /// Prefix of every key, so several farms can share one Redis.
+    pub prefix: String,
+    /// A round trip slower than this counts as an outage.
+    pub timeout: Duration,
+}
+
+/// What answered at the configured address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topology {
+    /// One Redis server (cluster mode off).
+    Single,
+    /// A Redis Cluster with this many masters that serve slots.
+    Cluster {
+        /// Masters that serve hash slots and are not marked failed.
+        masters: usize,
+        /// Whether the cluster says all slots are served (`cluster_state:ok`).
+        ok: bool,
+    },
+}
+
+/// The answer of a Redis that was reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// The URL that answered, password hidden.
+    pub url: String,
+    /// A single server or a cluster.
+    pub topology: Topology,
+    /// The server's `redis_version`.
+    pub version: String,
+}
+
+/// Why the farm's Redis could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FarmError {
+    /// No URL answered; each one's error, password hidden.
+    #[error("no Redis answered: {}", .0.join("; "))]
+    Unreachable(Vec<String>),
+    /// Several URLs name servers that are not one cluster.
+    #[error(
+        "{0} is a single Redis server, not a Redis Cluster node: give one URL for a single server, several only for a cluster's seed nodes"
+    )]
+    NotACluster(String),
+}
+
+/// Connects to the first URL that answers within the timeout and asks what
+/// it is: its version and whether it is part of a Redis Cluster (then how
+/// many masters serve slots, and whether all slots are served).
+pub fn probe(s: &FarmSettings) -> Result<Probe, FarmError> {
+    let mut errors = Vec::new();
+    for url in &s.redis {
+        match probe_one(url, s.timeout) {
+            Ok(p) if s.redis.len() > 1 && p.topology == Topology::Single => {
+                return Err(FarmError::NotACluster(p.url));
+            }
+            Ok(p) => return Ok(p),
+            Err(e) if e.is_timeout() => {
+                errors.push(format!(
+                    "{}: no answer within {:?} (cluster.timeout)",
+                    redacted(url),
+                    s.timeout
+                ));
+            }
+            Err(e) => errors.push(format!("{}: {e}", redacted(url))),
+        }
+    }
+    Err(FarmError::Unreachable(errors))
+}
+
+fn probe_one(url: &str, timeout: Duration) -> redis::RedisResult<Probe> {
+    let client = redis::Client::open(url)?;
+    let mut con = client.get_connection_with_timeout(timeout)?;
+    con.set_read_timeout(Some(timeout))?;
+    con.set_write_timeout(Some(timeout))?;
+    let info: String = redis::cmd("INFO").query(&mut con)?;
+    let version = info_field(&info, "redis_version").unwrap_or("unknown").to_string();
+    let topology = if info_field(&info, "cluster_enabled") == Some("1") {
+        let state: String = redis::cmd("CLUSTER").arg("INFO").query(&mut con)?;
+        let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut con)?;
+        let ok = info_field(&state, "cluster_state") == Some("ok");
+        Topology::Cluster { masters: serving_masters(&nodes), ok }
+    } else {
+        Topology::Single
+    };
+    Ok(Probe { url: redacted(url), topology, version })
+}
+
+/// A `field:value` line of an `INFO` reply.
+fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
+    info.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':')).map(str::trim)
+}
+
+/// Masters in a `CLUSTER NODES` reply that serve slots and are not failed:
+/// a line is `id addr flags master ping pong epoch state slot…`.
+fn serving_masters(nodes: &str) -> usize {
+    nodes
+        .lines()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .filter(|f| f.len() > 8)
+        .filter(|f| f[2].split(',').any(|x| x == "master") && !f[2].contains("fail"))
+        .count()
+}
+
+/// `url` with its password, if any, replaced by `***` (for messages).
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
+    let Some((userinfo, host)) = authority.rsplit_once('@') else { return url.to_string() };
+    let Some((user, _)) = userinfo.split_once(':') else { return url.to_string() };
+    let path = path.map_or(String::new(), |p| format!("/{p}"));
+    format!("{scheme}://{user}:***@{host}{path}")
+}
+
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.topology {
+            Topology::Single => {
+                write!(f, "{}: answers, a single server (Redis {})", self.url, self.version)
+            }
+            Topology::Cluster { masters, ok } => write!(
+                f,
+                "{}: answers, a Redis Cluster of {masters} master(s){} (Redis {})",
+                self.url,
+                if ok {
+                    ""
+                } else {
+                    ", but not every hash slot is served (cluster_state is not ok)"
+                },
+                self.version
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(redacted("redis://:secret@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(redacted("rediss://me:pw@h/1"), "rediss://me:***@h/1");
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redacted("redis+unix:///run/redis.sock"), "redis+unix:///run/redis.sock");
+        assert_eq!(redacted("redis://me@h:1"), "redis://me@h:1");
+        assert_eq!(redacted("redis://:p@ss@h"), "redis://:***@h");
+    }
+
+    #[test]
+    fn masters_that_serve_slots_are_counted() {
+        let nodes = "a 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460\n\
+                     b 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922\n\
+                     c 127.0.0.1:7002@17002 master,fail - 0 0 3 disconnected 10923-16383\n\
+                     d 127.0.0.1:7003@17003 slave a 0 0 1 connected\n\
+                     e 127.0.0.1:7004@17004 master - 0 0 0 connected\n";
+        assert_eq!(serving_masters(nodes), 2);
+        let info = "# Server\r\nredis_version:7.0.15\r\ncluster_enabled:0\r\n";
+        assert_eq!(info_field(info, "redis_version"), Some("7.0.15"));
+        assert_eq!(info_field(info, "cluster_enabled"), Some("0"));
+        assert_eq!(info_field(info, "redis"), None);
+    }
+}
