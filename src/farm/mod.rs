@@ -1,6 +1,9 @@
 //! The farm: the servers of a web farm counting one client's hits together
-//! through Redis (`[cluster]`). This part holds the settings and asks Redis
-//! what answers — a single server or a Redis Cluster — for `check`.
+//! through Redis (`[cluster]`): the settings, what answers at the address
+//! (a single server or a Redis Cluster, for `check`), and the [`link`] that
+//! applies a node's events to the farm-wide windows.
+
+pub mod link;
 
 use std::time::Duration;
 
