@@ -55,6 +55,13 @@ pub struct Alert {
     pub line: u64,
     /// The rendered message.
     pub message: String,
+    /// In a farm (`[cluster]`): the node whose line raised it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// In a farm: `"farm"` when decided on the farm-wide window, `"local"`
+    /// when this node decided alone (Redis did not answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// Where an alert's line is and what it said.
@@ -82,6 +89,8 @@ impl Alert {
             file: at.file.to_string(),
             line: at.line,
             message: String::new(),
+            node: None,
+            scope: None,
         };
         let message = rule.message.render(|var| a.value(MESSAGE_VARS[var], rule, at.record));
         a.message = message;

@@ -23,6 +23,7 @@
 //! every shard sees identically.
 
 use crate::alert::{Alert, Origin};
+use crate::farm::link::{Hit, Link};
 use crate::parse::client::Key;
 use crate::parse::normalize::Normalized;
 use crate::parse::{Parser, Skip};
@@ -85,6 +86,9 @@ pub struct Summary {
     pub evicted: u64,
     /// Keys forgotten at a rule's `max_clients`.
     pub forgotten: u64,
+    /// In a farm: events the farm had applied before (read again after a
+    /// crash), and events this node decided alone (Redis did not answer).
+    pub farm: Option<FarmCounts>,
     /// How long the run took.
     pub elapsed: Duration,
 }
@@ -118,8 +122,21 @@ impl std::fmt::Display for Summary {
             self.alerts,
             self.evicted,
             self.forgotten
-        )
+        )?;
+        match &self.farm {
+            Some(c) => write!(f, "; farm: repeated {}, decided alone {}", c.repeated, c.alone),
+            None => Ok(()),
+        }
     }
+}
+
+/// A farm node's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FarmCounts {
+    /// Events the farm had applied before.
+    pub repeated: u64,
+    /// Events decided on this node's windows alone.
+    pub alone: u64,
 }
 
 impl Summary {
@@ -192,6 +209,8 @@ enum ToAlerts {
 struct Decided {
     seq: u64,
     decisions: Vec<Decision>,
+    /// The chunk's events, for the farm (empty without one).
+    events: Vec<Event>,
     late: u64,
     evicted: u64,
     forgotten: u64,
@@ -207,6 +226,8 @@ struct Pending {
     lines: u64,
     shards_done: usize,
     decisions: Vec<Decision>,
+    events: Vec<Event>,
+    late: u64,
     watermark: u32,
     saves: Vec<Vec<Entries>>,
 }
@@ -257,7 +278,21 @@ impl Engine {
         restore: Option<Restore>,
         sink: &mut dyn Sink,
     ) -> Result<Summary, SourceError> {
+        self.run_in_farm(source, restore, sink, None)
+    }
+
+    /// Like [`Engine::run`]; with a `farm`, each chunk's events are decided
+    /// on the farm-wide windows, or on this node's own while Redis does not
+    /// answer.
+    pub fn run_in_farm(
+        &self,
+        source: Box<dyn Source>,
+        restore: Option<Restore>,
+        sink: &mut dyn Sink,
+        farm: Option<&mut Link>,
+    ) -> Result<Summary, SourceError> {
         let started = Instant::now();
+        let ship = farm.is_some();
         let n = self.settings.threads.max(1);
         // A fresh seed per run: which shard owns a key is not predictable
         // from outside (keys are attacker-chosen), yet fixed within the run.
@@ -285,13 +320,13 @@ impl Engine {
             }
             drop(shard_txs);
             for (i, (_, rx)) in shard_chans.into_iter().enumerate() {
-                let shard = Shard::new(self, restore, &sharding, i);
+                let shard = Shard::new(self, restore, &sharding, i, ship);
                 let atx = alert_tx.clone();
                 s.spawn(move || shard.run(&rx, &atx));
             }
             drop(alert_tx);
             drop(event_rx);
-            let mut summary = Collector::new(self, n).run(&alert_rx, &token_rx, sink)?;
+            let mut summary = Collector::new(self, n, farm).run(&alert_rx, &token_rx, sink)?;
             summary.elapsed = started.elapsed();
             Ok(summary)
         })
@@ -301,6 +336,7 @@ impl Engine {
 /// The alert thread's bookkeeping.
 struct Collector<'e> {
     engine: &'e Engine,
+    farm: Option<&'e mut Link>,
     shards: usize,
     sum: Summary,
     pending: HashMap<u64, Pending>,
@@ -312,11 +348,13 @@ struct Collector<'e> {
 }
 
 impl<'e> Collector<'e> {
-    fn new(engine: &'e Engine, shards: usize) -> Collector<'e> {
+    fn new(engine: &'e Engine, shards: usize, farm: Option<&'e mut Link>) -> Collector<'e> {
+        let farm_counts = farm.is_some().then(FarmCounts::default);
         Collector {
             engine,
+            farm,
             shards,
-            sum: Summary::default(),
+            sum: Summary { farm: farm_counts, ..Summary::default() },
             pending: HashMap::new(),
             next: 0,
             line_base: HashMap::new(),
@@ -341,13 +379,14 @@ impl<'e> Collector<'e> {
                     p.lines = stats.lines;
                 }
                 ToAlerts::Decided(d) => {
-                    self.sum.late += d.late;
                     self.sum.evicted += d.evicted;
                     self.note_forgotten(d.forgotten);
-                    let mut decisions = d.decisions;
+                    let (mut decisions, mut events) = (d.decisions, d.events);
                     let p = self.pending.entry(d.seq).or_default();
                     p.shards_done += 1;
+                    p.late += d.late;
                     p.decisions.append(&mut decisions);
+                    p.events.append(&mut events);
                     p.watermark = d.watermark;
                     p.saves.extend(d.save);
                 }
@@ -373,8 +412,9 @@ impl<'e> Collector<'e> {
     fn complete(&mut self, mut p: Pending, sink: &mut dyn Sink) {
         match p.event.take().as_deref() {
             Some(SourceEvent::Lines(chunk)) => {
+                let scope = self.farm_decides(chunk, &mut p);
                 p.decisions.sort_by_key(|d| (d.pos, d.rule));
-                self.lines_done(chunk, &p, sink);
+                self.lines_done(chunk, &p, scope, sink);
             }
             Some(SourceEvent::Opened { file, offset }) => {
                 self.line_base.insert(file.id, file.start_line);
@@ -392,10 +432,57 @@ impl<'e> Collector<'e> {
         }
     }
 
+    /// In a farm, the farm's decisions on the chunk's events replace this
+    /// node's own, unless Redis does not answer; returns the alerts' scope
+    /// (`None` outside a farm). Counts the late events of whichever decided.
+    fn farm_decides(&mut self, chunk: &Chunk, p: &mut Pending) -> Option<&'static str> {
+        let (Some(link), Some(counts)) = (self.farm.as_deref_mut(), self.sum.farm.as_mut()) else {
+            self.sum.late += p.late;
+            return None;
+        };
+        p.events.sort_unstable_by_key(|e| (e.pos, e.rule));
+        let hits: Vec<Hit> = p
+            .events
+            .iter()
+            .map(|e| Hit {
+                rule: e.rule,
+                key: e.key,
+                time: e.time,
+                offset: chunk.offset + u64::from(e.pos),
+            })
+            .collect();
+        // The file, for the farm's record of what each node applied: its
+        // identity, with the checksum of its first bytes, which changes when
+        // a copytruncate starts it again.
+        let decided = match chunk.file.identity {
+            Some(id) => {
+                let file = format!("{:x}-{:x}-{:08x}", id.dev, id.ino, id.fingerprint.unwrap_or(0));
+                link.decide(&file, &hits).ok()
+            }
+            None => None,
+        };
+        let Some(d) = decided else {
+            self.sum.late += p.late;
+            counts.alone += hits.len() as u64;
+            return Some("local");
+        };
+        self.sum.late += d.late;
+        counts.repeated += d.repeated;
+        p.decisions = d
+            .alerts
+            .iter()
+            .map(|a| {
+                let e = p.events[a.hit];
+                Decision { rule: e.rule, key: e.key, count: a.count, pos: e.pos, line: e.line }
+            })
+            .collect();
+        Some("farm")
+    }
+
     /// A chunk is done: its alerts, counters and the position after it.
-    fn lines_done(&mut self, chunk: &Chunk, p: &Pending, sink: &mut dyn Sink) {
+    fn lines_done(&mut self, chunk: &Chunk, p: &Pending, scope: Option<&str>, sink: &mut dyn Sink) {
         let base = *self.line_base.entry(chunk.file.id).or_insert(chunk.file.start_line);
-        self.emit(chunk, &p.decisions, base, sink);
+        self.emit(chunk, &p.decisions, base, scope, sink);
         let after = base + p.lines;
         self.line_base.insert(chunk.file.id, after);
         self.sum.lines += p.lines;
@@ -439,7 +526,14 @@ impl<'e> Collector<'e> {
     }
 
     /// Renders a finished chunk's decisions.
-    fn emit(&mut self, chunk: &Chunk, decisions: &[Decision], line_base: u64, sink: &mut dyn Sink) {
+    fn emit(
+        &mut self,
+        chunk: &Chunk,
+        decisions: &[Decision],
+        line_base: u64,
+        scope: Option<&str>,
+        sink: &mut dyn Sink,
+    ) {
         let engine = self.engine;
         engine.parser.set_now(chunk.read_at);
         let bytes = chunk.bytes();
@@ -465,6 +559,10 @@ impl<'e> Collector<'e> {
                 let (dev, ino) = (id.dev, id.ino);
                 format!("{dev:x}-{ino:x}-{at}-{:08x}-{}", crc32fast::hash(line), rule.name)
             });
+            if let (Some(scope), Some(link)) = (scope, self.farm.as_deref()) {
+                alert.node = Some(link.node().to_string());
+                alert.scope = Some(scope.to_string());
+            }
             sink.alert(alert);
         }
     }
@@ -473,6 +571,8 @@ impl<'e> Collector<'e> {
 /// A shard: the windows of the keys that hash to it, owned by one thread.
 struct Shard {
     windows: Vec<Windows>,
+    /// In a farm: hand the events on, for the farm to decide.
+    ship: bool,
     cleanup_interval: u32,
     watermark: u32,
     next_cleanup: u32,
@@ -480,7 +580,13 @@ struct Shard {
 
 impl Shard {
     /// Shard `index`, with its part of the restored windows.
-    fn new(engine: &Engine, restore: Option<&Restore>, sharding: &Sharding, index: usize) -> Shard {
+    fn new(
+        engine: &Engine,
+        restore: Option<&Restore>,
+        sharding: &Sharding,
+        index: usize,
+        ship: bool,
+    ) -> Shard {
         let rules = &engine.rules.rules;
         let n = sharding.shards;
         let track = engine.settings.checkpoints;
@@ -501,7 +607,7 @@ impl Shard {
             }
         }
         let cleanup_interval = engine.settings.cleanup_interval;
-        Shard { windows, cleanup_interval, watermark, next_cleanup: 0 }
+        Shard { windows, ship, cleanup_interval, watermark, next_cleanup: 0 }
     }
 
     /// Shard thread: applies batches strictly in `seq` order.
@@ -541,7 +647,8 @@ impl Shard {
         let forgotten = self.windows.iter_mut().map(Windows::take_forgotten).sum();
         let save = b.save.map(|kind| self.windows.iter_mut().map(|w| encode(w, kind)).collect());
         let watermark = self.watermark;
-        Decided { seq: b.seq, decisions, late, evicted, forgotten, watermark, save }
+        let events = if self.ship { b.events } else { Vec::new() };
+        Decided { seq: b.seq, decisions, events, late, evicted, forgotten, watermark, save }
     }
 }
 

@@ -545,7 +545,7 @@ fn exec_actions_never_block_and_leave_nothing_behind() {
         "echo $LOGWARDEN_CLIENT >> {d}/runs; sleep 300 & echo $! > {d}/sleeper-$LOGWARDEN_CLIENT; wait"
     );
     let extra = format!(
-        "[[output]]\ntype = \"exec\"\ncommand = [\"sh\", \"-c\", '{script}']\ntimeout = \"2s\"\n"
+        "[[output]]\ntype = \"exec\"\ncommand = [\"sh\", \"-c\", '{script}']\ntimeout = \"4s\"\n"
     );
     let config = Daemon::config(dir.path(), p.to_str().unwrap(), &extra)
         .replace("max_line_bytes", "x")

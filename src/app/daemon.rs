@@ -13,6 +13,7 @@
 
 use crate::alert::Alert;
 use crate::config::Config;
+use crate::farm::link::Link;
 use crate::follow::{Follower, StartAt};
 use crate::output::{self, Running};
 use crate::pipeline::{Checkpoint, Restore, Sink, Summary};
@@ -149,13 +150,14 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
     let mut engine = cfg.engine();
     engine.settings.checkpoints = true;
     tracing::info!(path = %cfg.source.path, rules = cfg.rules.len(), "Started.");
-    if cfg.cluster.is_some() {
-        tracing::warn!(
-            "[cluster] is set, but this version does not share windows through Redis yet: this node decides alone."
-        );
-    }
+    let mut farm = cfg.cluster.clone().map(|c| {
+        let rules = cfg.rules.iter().map(|r| (r.name.clone(), r.spec)).collect();
+        let redis = crate::farm::redacted(&c.redis[0]);
+        tracing::info!(node = %c.node, redis = %redis, "Deciding with the farm.");
+        Link::new(c, rules, engine.settings.ipv6_prefix)
+    });
     notify(&[sd_notify::NotifyState::Ready]);
-    let result = engine.run(Box::new(follower), restore, &mut sink);
+    let result = engine.run_in_farm(Box::new(follower), restore, &mut sink, farm.as_mut());
     let held = sink.outputs.stop(DRAIN_AT_STOP);
     if !held.is_empty() {
         tracing::warn!(
@@ -245,6 +247,12 @@ impl Sink for DaemonSink {
     /// everything (a new base). Either way the cost follows what changed or
     /// what is held, and reading goes on meanwhile in the other threads.
     fn checkpoint(&mut self, cp: &Checkpoint<'_>) {
+        // A test hook (debug builds only): with LOGWARDEN_TEST_NO_SAVE set,
+        // nothing is saved, as if the process died before each save.
+        #[cfg(debug_assertions)]
+        if std::env::var_os("LOGWARDEN_TEST_NO_SAVE").is_some() {
+            return;
+        }
         if self.stopping.load(Ordering::SeqCst) {
             self.outputs.drain(DRAIN_AT_STOP);
         }

@@ -111,6 +111,11 @@ impl Link {
         Link { settings, rules, ipv6_prefix, script, conn: None, outage: None }
     }
 
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.settings.node
+    }
+
     /// Whether the last call reached Redis.
     pub fn is_up(&self) -> bool {
         self.outage.is_none()
@@ -127,25 +132,26 @@ impl Link {
             return Err(Unavailable);
         }
         let origin = format!("{} {file}", self.settings.node);
-        if self.conn.is_none() {
-            match connect(&self.settings) {
-                Ok(c) => self.conn = Some(c),
-                Err(e) => {
-                    self.failed(&e);
-                    return Err(Unavailable);
+        // A connection kept from before may have died with a restarted
+        // Redis: then one new connection is tried before giving up (a call
+        // applied twice is harmless, the farm skips what it has applied).
+        let mut fresh = false;
+        loop {
+            if self.conn.is_none() {
+                match connect(&self.settings) {
+                    Ok(c) => (self.conn, fresh) = (Some(c), true),
+                    Err(e) => return Err(self.failed(&e)),
                 }
             }
-        }
-        let by_sha = matches!(self.conn, Some(Conn::Single(_)));
-        let calls = self.calls(&origin, hits, by_sha);
-        match self.round_trip(&calls) {
-            Ok(replies) => {
-                self.recovered();
-                Ok(decisions(&calls, &replies))
-            }
-            Err(e) => {
-                self.failed(&e);
-                Err(Unavailable)
+            let by_sha = matches!(self.conn, Some(Conn::Single(_)));
+            let calls = self.calls(&origin, hits, by_sha);
+            match self.round_trip(&calls) {
+                Ok(replies) => {
+                    self.recovered();
+                    return Ok(decisions(&calls, &replies));
+                }
+                Err(_) if !fresh => self.conn = None,
+                Err(e) => return Err(self.failed(&e)),
             }
         }
     }
@@ -192,7 +198,7 @@ impl Link {
         replies.into_iter().collect()
     }
 
-    fn failed(&mut self, e: &redis::RedisError) {
+    fn failed(&mut self, e: &redis::RedisError) -> Unavailable {
         self.conn = None;
         let now = Instant::now();
         let url = super::redacted(&self.settings.redis[0]);
@@ -206,6 +212,7 @@ impl Link {
                 (since, now + next, next)
             }
         });
+        Unavailable
     }
 
     fn recovered(&mut self) {

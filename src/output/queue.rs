@@ -323,6 +323,8 @@ mod tests {
             file: "f".into(),
             line: n,
             message: "m".into(),
+            node: None,
+            scope: None,
         })
     }
 

@@ -260,6 +260,8 @@ mod tests {
             file: "f".into(),
             line: 1,
             message: message.into(),
+            node: None,
+            scope: None,
         }
     }
 

@@ -89,6 +89,8 @@ pub fn parse_body(text: &str) -> Result<Template, String> {
         file: "f".into(),
         line: 1,
         message: "m \"q\" \\ \n".into(),
+        node: Some("web01".into()),
+        scope: Some("farm".into()),
     };
     serde_json::from_str::<serde_json::Value>(&render(&template, &sample))
         .map(|_| template)
@@ -140,6 +142,8 @@ mod tests {
             file: "f".into(),
             line: 9,
             message: "say \"hi\"\n".into(),
+            node: None,
+            scope: None,
         };
         let t = parse_body(r#"{"text": "{message}", "n": {count}}"#).unwrap();
         assert_eq!(render(&t, &a), r#"{"text": "say \"hi\"\n", "n": 3}"#);

@@ -456,6 +456,8 @@ mod tests {
             file: "f".into(),
             line: 1,
             message: "m".into(),
+            node: None,
+            scope: None,
         })
     }
 

@@ -29,7 +29,11 @@ impl Redis {
     /// Starts a server keeping nothing on disk, with `args` added
     /// (`["--requirepass", "pw"]`), and waits until it answers.
     pub fn start(dir: &Path, args: &[&str]) -> Redis {
-        let port = free_port();
+        Redis::start_on(free_port(), dir, args)
+    }
+
+    /// The same on a given port (to start a stopped server again).
+    pub fn start_on(port: u16, dir: &Path, args: &[&str]) -> Redis {
         let p = port.to_string();
         let d = dir.display().to_string();
         let log = format!("{d}/redis-{port}.log");
