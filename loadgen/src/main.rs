@@ -60,6 +60,30 @@ enum Mode {
         #[arg(long)]
         now: bool,
     },
+    /// Write the logs of a web farm: one generated stream — what the load
+    /// balancer receives — spread over the nodes' logs as a balancer does,
+    /// and the farm-wide expected alerts (the model over the whole stream).
+    Farm {
+        #[command(flatten)]
+        g: GenArgs,
+        /// Number of nodes.
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Path pattern: `{n}` is the node (1 to N), strftime fields as for
+        /// `live` (`farm/web{n}/ssl_www_log-%Y-%m-%d`).
+        #[arg(long)]
+        path: String,
+        /// How requests are spread over the nodes.
+        #[arg(long, value_enum, default_value = "round-robin")]
+        spread: Spread,
+        /// Lines per second of wall time over the whole farm (0 = as fast
+        /// as possible).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Stamp lines with the wall clock instead of `--start` + rate.
+        #[arg(long)]
+        now: bool,
+    },
     /// Measure alert latency: append `--threshold` target lines for a fresh
     /// client, time until its alert appears in a jsonl output; repeat.
     Probe {
@@ -85,6 +109,14 @@ enum Mode {
         #[arg(long, default_value_t = 10_000)]
         timeout_ms: u64,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Spread {
+    /// Node 1, 2, …, N, 1, …
+    RoundRobin,
+    /// A node at random for each request (seeded).
+    Random,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -198,6 +230,9 @@ fn main() -> Result<()> {
         Mode::File { g, out } => file_mode(&g, &out),
         Mode::Live { g, path, rate, rotate, rotate_every, now } => {
             live_mode(&g, &path, rate, rotate, rotate_every, now)
+        }
+        Mode::Farm { g, nodes, path, spread, rate, now } => {
+            farm_mode(&g, &path, nodes.max(1), spread, rate, now)
         }
         Mode::Probe { path, alerts, count, threshold, target, pause_ms, timeout_ms } => {
             let p = probe::Probe {
@@ -329,6 +364,69 @@ fn live_mode(
         }
     }
     if let Some(mut f) = file.take() {
+        f.flush()?;
+    }
+    finish(g, &model, n, started)
+}
+
+fn farm_mode(
+    g: &GenArgs,
+    pattern: &str,
+    nodes: usize,
+    spread: Spread,
+    rate: f64,
+    now: bool,
+) -> Result<()> {
+    let mut plan = g.plan()?;
+    if now {
+        plan.start = jiff::Timestamp::now().as_second();
+    }
+    let (offset, seed) = (plan.offset, plan.seed);
+    let mut gen_ = Generator::new(plan);
+    let mut model = model::Model::new(g.threshold, g.window, g.cooldown.unwrap_or(g.window));
+    let started = Instant::now();
+    let mut line = Vec::with_capacity(512);
+    let capacity = if rate > 0.0 { 0 } else { 1 << 20 };
+    // Per node: the file written now and its name.
+    let mut files: Vec<Option<(String, BufWriter<File>)>> = (0..nodes).map(|_| None).collect();
+    let mut pick = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut n = 0u64;
+    while let Some(ev) = gen_.next_line(&mut line) {
+        let node = match spread {
+            Spread::RoundRobin => (n % nodes as u64) as usize,
+            Spread::Random => {
+                pick ^= pick << 13;
+                pick ^= pick >> 7;
+                pick ^= pick << 17;
+                (pick % nodes as u64) as usize
+            }
+        };
+        n += 1;
+        if let Some((ip, et)) = ev {
+            model.record(ip, et, n);
+        }
+        let path =
+            dated(&pattern.replace("{n}", &(node + 1).to_string()), gen_.last_time(), offset);
+        let slot = &mut files[node];
+        if slot.as_ref().is_none_or(|(p, _)| *p != path) {
+            if let Some((_, mut f)) = slot.take() {
+                f.flush()?;
+            }
+            if let Some(dir) = Path::new(&path).parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            *slot = Some((path.clone(), BufWriter::with_capacity(capacity, open_append(&path)?)));
+        }
+        slot.as_mut().expect("opened").1.write_all(&line)?;
+        if rate > 0.0 {
+            let due = Duration::from_secs_f64(n as f64 / rate);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    for (_, mut f) in files.into_iter().flatten() {
         f.flush()?;
     }
     finish(g, &model, n, started)

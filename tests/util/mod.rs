@@ -7,6 +7,21 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// Path of the load generator (`loadgen`), built once for the tests that
+/// use it (beside the logwarden binary under test).
+pub fn loadgen() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--package", "loadgen"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "building loadgen failed");
+    });
+    Path::new(bin()).with_file_name("loadgen")
+}
+
 /// Path of the logwarden binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_logwarden")
