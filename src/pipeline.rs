@@ -124,7 +124,11 @@ impl std::fmt::Display for Summary {
             self.forgotten
         )?;
         match &self.farm {
-            Some(c) => write!(f, "; farm: repeated {}, decided alone {}", c.repeated, c.alone),
+            Some(c) => write!(
+                f,
+                "; farm: repeated {}, decided alone {}, round trips {}",
+                c.repeated, c.alone, c.round_trips
+            ),
             None => Ok(()),
         }
     }
@@ -137,6 +141,8 @@ pub struct FarmCounts {
     pub repeated: u64,
     /// Events decided on this node's windows alone.
     pub alone: u64,
+    /// Pipelines sent to Redis and answered.
+    pub round_trips: u64,
 }
 
 impl Summary {
@@ -228,6 +234,8 @@ struct Pending {
     decisions: Vec<Decision>,
     events: Vec<Event>,
     late: u64,
+    /// In a farm: who decided the chunk's alerts (`"farm"` or `"local"`).
+    scope: Option<&'static str>,
     watermark: u32,
     saves: Vec<Vec<Entries>>,
 }
@@ -370,41 +378,60 @@ impl<'e> Collector<'e> {
         sink: &mut dyn Sink,
     ) -> Result<Summary, SourceError> {
         let mut failure = None;
-        for msg in rx {
-            match msg {
-                ToAlerts::Scanned { seq, event, stats } => {
-                    self.sum.add_scan(&stats);
-                    let p = self.pending.entry(seq).or_default();
-                    p.event = Some(event);
-                    p.lines = stats.lines;
+        while let Ok(first) = rx.recv() {
+            // What else has arrived meanwhile (in a farm, during a round
+            // trip) is taken too, so chunks ready together complete together.
+            for msg in std::iter::once(first).chain(rx.try_iter()) {
+                if let Some(e) = self.take(msg) {
+                    failure = Some(e);
                 }
-                ToAlerts::Decided(d) => {
-                    self.sum.evicted += d.evicted;
-                    self.note_forgotten(d.forgotten);
-                    let (mut decisions, mut events) = (d.decisions, d.events);
-                    let p = self.pending.entry(d.seq).or_default();
-                    p.shards_done += 1;
-                    p.late += d.late;
-                    p.decisions.append(&mut decisions);
-                    p.events.append(&mut events);
-                    p.watermark = d.watermark;
-                    p.saves.extend(d.save);
-                }
-                ToAlerts::ReadFailed(e) => failure = Some(e),
             }
+            let mut ready = Vec::new();
             while self
                 .pending
                 .get(&self.next)
                 .is_some_and(|p| p.event.is_some() && p.shards_done == self.shards)
             {
-                let p = self.pending.remove(&self.next).expect("checked");
+                ready.push(self.pending.remove(&self.next).expect("checked"));
+                self.next += 1;
+            }
+            // Chunks that are ready together go to the farm together: a
+            // client's hits in several chunks cost one window update.
+            self.farm_decides(&mut ready);
+            for p in ready {
                 self.complete(p, sink);
                 // Frees the reader to send one more event.
                 tokens.recv().unwrap_or(());
-                self.next += 1;
             }
         }
         failure.map_or(Ok(self.sum), Err)
+    }
+
+    /// Files a thread's message under its source event; a read failure is
+    /// returned.
+    fn take(&mut self, msg: ToAlerts) -> Option<SourceError> {
+        match msg {
+            ToAlerts::Scanned { seq, event, stats } => {
+                self.sum.add_scan(&stats);
+                let p = self.pending.entry(seq).or_default();
+                p.event = Some(event);
+                p.lines = stats.lines;
+            }
+            ToAlerts::Decided(d) => {
+                self.sum.evicted += d.evicted;
+                self.note_forgotten(d.forgotten);
+                let (mut decisions, mut events) = (d.decisions, d.events);
+                let p = self.pending.entry(d.seq).or_default();
+                p.shards_done += 1;
+                p.late += d.late;
+                p.decisions.append(&mut decisions);
+                p.events.append(&mut events);
+                p.watermark = d.watermark;
+                p.saves.extend(d.save);
+            }
+            ToAlerts::ReadFailed(e) => return Some(e),
+        }
+        None
     }
 
     /// Finishes one source event: a chunk's alerts, counters and position;
@@ -412,9 +439,9 @@ impl<'e> Collector<'e> {
     fn complete(&mut self, mut p: Pending, sink: &mut dyn Sink) {
         match p.event.take().as_deref() {
             Some(SourceEvent::Lines(chunk)) => {
-                let scope = self.farm_decides(chunk, &mut p);
+                self.sum.late += p.late;
                 p.decisions.sort_by_key(|d| (d.pos, d.rule));
-                self.lines_done(chunk, &p, scope, sink);
+                self.lines_done(chunk, &p, p.scope, sink);
             }
             Some(SourceEvent::Opened { file, offset }) => {
                 self.line_base.insert(file.id, file.start_line);
@@ -432,51 +459,75 @@ impl<'e> Collector<'e> {
         }
     }
 
-    /// In a farm, the farm's decisions on the chunk's events replace this
-    /// node's own, unless Redis does not answer; returns the alerts' scope
-    /// (`None` outside a farm). Counts the late events of whichever decided.
-    fn farm_decides(&mut self, chunk: &Chunk, p: &mut Pending) -> Option<&'static str> {
-        let (Some(link), Some(counts)) = (self.farm.as_deref_mut(), self.sum.farm.as_mut()) else {
-            self.sum.late += p.late;
-            return None;
+    /// In a farm, the farm's decisions on the events of each run of chunks
+    /// of one file replace this node's own, unless Redis does not answer;
+    /// sets each chunk's alert scope and late count accordingly.
+    fn farm_decides(&mut self, ready: &mut [Pending]) {
+        if self.farm.is_none() {
+            return;
+        }
+        let file_of = |p: &Pending| match p.event.as_deref() {
+            Some(SourceEvent::Lines(c)) => Some(c.file.id),
+            _ => None,
         };
-        p.events.sort_unstable_by_key(|e| (e.pos, e.rule));
-        let hits: Vec<Hit> = p
-            .events
-            .iter()
-            .map(|e| Hit {
-                rule: e.rule,
-                key: e.key,
-                time: e.time,
-                offset: chunk.offset + u64::from(e.pos),
-            })
-            .collect();
+        let mut start = 0;
+        while start < ready.len() {
+            let Some(file) = file_of(&ready[start]) else {
+                start += 1;
+                continue;
+            };
+            let end = (start..ready.len())
+                .find(|&i| file_of(&ready[i]) != Some(file))
+                .unwrap_or(ready.len());
+            self.farm_decides_run(&mut ready[start..end]);
+            start = end;
+        }
+    }
+
+    /// One round trip for consecutive chunks of one file.
+    fn farm_decides_run(&mut self, run: &mut [Pending]) {
+        let (Some(link), Some(counts)) = (self.farm.as_deref_mut(), self.sum.farm.as_mut()) else {
+            return;
+        };
+        let mut hits = Vec::new();
+        let mut from = Vec::new(); // (chunk in the run, event) of each hit
+        let mut identity = None;
+        for (k, p) in run.iter_mut().enumerate() {
+            let Some(SourceEvent::Lines(chunk)) = p.event.as_deref() else { continue };
+            identity = chunk.file.identity;
+            p.events.sort_unstable_by_key(|e| (e.pos, e.rule));
+            for (j, e) in p.events.iter().enumerate() {
+                let offset = chunk.offset + u64::from(e.pos);
+                hits.push(Hit { rule: e.rule, key: e.key, time: e.time, offset });
+                from.push((k, j));
+            }
+        }
         // The file, for the farm's record of what each node applied: its
         // identity, with the checksum of its first bytes, which changes when
         // a copytruncate starts it again.
-        let decided = match chunk.file.identity {
-            Some(id) => {
-                let file = format!("{:x}-{:x}-{:08x}", id.dev, id.ino, id.fingerprint.unwrap_or(0));
-                link.decide(&file, &hits).ok()
-            }
-            None => None,
-        };
+        let decided = identity.and_then(|id| {
+            let file = format!("{:x}-{:x}-{:08x}", id.dev, id.ino, id.fingerprint.unwrap_or(0));
+            let d = link.decide(&file, &hits).ok();
+            counts.round_trips = link.round_trips();
+            d
+        });
         let Some(d) = decided else {
-            self.sum.late += p.late;
             counts.alone += hits.len() as u64;
-            return Some("local");
+            run.iter_mut().for_each(|p| p.scope = Some("local"));
+            return;
         };
-        self.sum.late += d.late;
         counts.repeated += d.repeated;
-        p.decisions = d
-            .alerts
-            .iter()
-            .map(|a| {
-                let e = p.events[a.hit];
-                Decision { rule: e.rule, key: e.key, count: a.count, pos: e.pos, line: e.line }
-            })
-            .collect();
-        Some("farm")
+        for (i, p) in run.iter_mut().enumerate() {
+            p.scope = Some("farm");
+            p.decisions.clear();
+            p.late = if i == 0 { d.late } else { 0 };
+        }
+        for a in &d.alerts {
+            let (k, j) = from[a.hit];
+            let e = run[k].events[j];
+            let d = Decision { rule: e.rule, key: e.key, count: a.count, pos: e.pos, line: e.line };
+            run[k].decisions.push(d);
+        }
     }
 
     /// A chunk is done: its alerts, counters and the position after it.

@@ -98,6 +98,16 @@ fn farm_windows_decide_as_one_nodes_windows() {
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path(), &[]);
     decide_as_one_node(vec![redis.url()]);
+    // Memory in Redis is bounded: every window expires once its window and
+    // cooldown have passed (2 × window + cooldown after its last change).
+    let mut con = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("t:*").query(&mut con).unwrap();
+    assert_eq!(keys.len(), 16, "{keys:?}");
+    for k in keys {
+        let ttl: i64 = redis::cmd("PTTL").arg(&k).query(&mut con).unwrap();
+        let most = if k.ends_with(":r0") { 55_000 } else { 20_000 };
+        assert!(ttl > 0 && ttl <= most, "{k}: {ttl} ms");
+    }
 }
 
 /// The same through a three-master Redis Cluster (the clients' windows

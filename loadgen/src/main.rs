@@ -108,6 +108,10 @@ enum Mode {
         /// Give up on one alert after this many milliseconds.
         #[arg(long, default_value_t = 10_000)]
         timeout_ms: u64,
+        /// Number of the first probe client in 198.18.0.0/15 (default: from
+        /// the process id); concurrent probes of one farm need their own.
+        #[arg(long)]
+        first: Option<u32>,
     },
 }
 
@@ -234,13 +238,14 @@ fn main() -> Result<()> {
         Mode::Farm { g, nodes, path, spread, rate, now } => {
             farm_mode(&g, &path, nodes.max(1), spread, rate, now)
         }
-        Mode::Probe { path, alerts, count, threshold, target, pause_ms, timeout_ms } => {
+        Mode::Probe { path, alerts, count, threshold, target, pause_ms, timeout_ms, first } => {
             let p = probe::Probe {
                 path,
                 alerts,
                 threshold,
                 target,
                 timeout: Duration::from_millis(timeout_ms),
+                first,
             };
             probe::run(&p, count, Duration::from_millis(pause_ms))
         }

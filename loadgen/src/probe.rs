@@ -14,6 +14,9 @@ pub struct Probe {
     pub threshold: u32,
     pub target: String,
     pub timeout: Duration,
+    /// The first probe client's number in 198.18.0.0/15 (default: from the
+    /// process id, so concurrent probes differ).
+    pub first: Option<u32>,
 }
 
 /// Times `count` alerts and prints median, p99 and maximum.
@@ -22,12 +25,12 @@ pub fn run(p: &Probe, count: u32, pause: Duration) -> Result<()> {
         OpenOptions::new().create(true).append(true).open(&p.path).context("opening the log")?;
     let mut seen = File::open(&p.alerts).map(|f| f.metadata().map_or(0, |m| m.len())).unwrap_or(0);
     let mut times = Vec::with_capacity(count as usize);
-    let salt = std::process::id() % 250;
+    let first = p.first.unwrap_or(std::process::id() % 250 * 512);
     for i in 0..count {
         // A client no one used before, from the benchmarking block
         // 198.18.0.0/15 (an IPv4 address is its own key, whatever the IPv6
         // grouping).
-        let n = (salt * 512 + i) % (1 << 17);
+        let n = first.wrapping_add(i) % (1 << 17);
         let client = std::net::Ipv4Addr::from(0xC612_0000 | n).to_string();
         let stamp = jiff::Timestamp::now().strftime("%d/%b/%Y:%H:%M:%S +0000").to_string();
         let line = format!(

@@ -101,6 +101,8 @@ pub struct Link {
     conn: Option<Conn>,
     /// Since when Redis has not answered, and when to try again.
     outage: Option<(Instant, Instant, Duration)>,
+    /// Pipelines sent and answered.
+    round_trips: u64,
 }
 
 impl Link {
@@ -108,12 +110,17 @@ impl Link {
     /// the first events.
     pub fn new(settings: FarmSettings, rules: Vec<(String, WindowSpec)>, ipv6_prefix: u8) -> Link {
         let script = redis::Script::new(WINDOW_LUA);
-        Link { settings, rules, ipv6_prefix, script, conn: None, outage: None }
+        Link { settings, rules, ipv6_prefix, script, conn: None, outage: None, round_trips: 0 }
     }
 
     /// This node's name.
     pub fn node(&self) -> &str {
         &self.settings.node
+    }
+
+    /// Pipelines sent to Redis and answered so far.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips
     }
 
     /// Whether the last call reached Redis.
@@ -143,12 +150,12 @@ impl Link {
                     Err(e) => return Err(self.failed(&e)),
                 }
             }
-            let by_sha = matches!(self.conn, Some(Conn::Single(_)));
-            let calls = self.calls(&origin, hits, by_sha);
-            match self.round_trip(&calls) {
+            let windows = Link::windows(hits);
+            let commands = self.commands(&origin, &windows, hits);
+            match self.round_trip(&commands) {
                 Ok(replies) => {
                     self.recovered();
-                    return Ok(decisions(&calls, &replies));
+                    return Ok(decisions(&windows, &replies));
                 }
                 Err(_) if !fresh => self.conn = None,
                 Err(e) => return Err(self.failed(&e)),
@@ -156,42 +163,70 @@ impl Link {
         }
     }
 
-    /// One script call per (rule, client), with its groups.
-    fn calls(&self, origin: &str, hits: &[Hit], by_sha: bool) -> Vec<Call> {
+    /// The chunk's events per (rule, client), each with its groups.
+    fn windows(hits: &[Hit]) -> Vec<Window> {
         let mut order: Vec<usize> = (0..hits.len()).collect();
         order.sort_by_key(|&i| (hits[i].rule, hits[i].key.0));
-        let mut calls: Vec<Call> = Vec::new();
+        let mut windows: Vec<Window> = Vec::new();
         for i in order {
             let h = hits[i];
-            let same = calls.last().is_some_and(|c| c.rule == h.rule && c.key == h.key);
-            if !same {
-                calls.push(Call { rule: h.rule, key: h.key, groups: Vec::new(), cmd: Cmd::new() });
+            if windows.last().is_none_or(|w| (w.rule, w.key) != (h.rule, h.key)) {
+                windows.push(Window { rule: h.rule, key: h.key, groups: Vec::new() });
             }
-            let call = calls.last_mut().expect("pushed above");
-            match call.groups.last_mut() {
+            let w = windows.last_mut().expect("pushed above");
+            match w.groups.last_mut() {
                 Some(g) if hits[g[0]].time == h.time => g.push(i),
-                _ => call.groups.push(vec![i]),
+                _ => w.groups.push(vec![i]),
             }
         }
-        for c in &mut calls {
-            c.cmd_for(self, origin, hits, by_sha);
-        }
-        calls
+        windows
+    }
+
+    /// The script calls: on a single server one for the whole chunk (by
+    /// EVALSHA), in a cluster one per window (by EVAL: a script's keys must
+    /// share a hash slot, and a cluster pipeline cannot recover NOSCRIPT).
+    fn commands(&self, origin: &str, windows: &[Window], hits: &[Hit]) -> Vec<(usize, Cmd)> {
+        let single = matches!(self.conn, Some(Conn::Single(_)));
+        let per_call = if single { windows.len().max(1) } else { 1 };
+        windows
+            .chunks(per_call)
+            .map(|part| {
+                let mut cmd = if single { redis::cmd("EVALSHA") } else { redis::cmd("EVAL") };
+                match single {
+                    true => cmd.arg(self.script.get_hash()),
+                    false => cmd.arg(WINDOW_LUA),
+                };
+                cmd.arg(part.len());
+                for w in part {
+                    let (name, _) = &self.rules[usize::from(w.rule)];
+                    let client = w.key.render(self.ipv6_prefix);
+                    cmd.arg(format!("{}:{{{client}}}:{name}", self.settings.prefix));
+                }
+                cmd.arg(origin);
+                for w in part {
+                    w.args(&self.rules[usize::from(w.rule)].1, hits, &mut cmd);
+                }
+                (part.len(), cmd)
+            })
+            .collect()
     }
 
     /// Sends the calls; loads the script where a server did not know it,
     /// and sends those calls again (they were not applied).
-    fn round_trip(&mut self, calls: &[Call]) -> RedisResult<Vec<Value>> {
+    fn round_trip(&mut self, commands: &[(usize, Cmd)]) -> RedisResult<Vec<Value>> {
         let Some(conn) = self.conn.as_mut() else { return Err(not_connected()) };
-        let cmds: Vec<Cmd> = calls.iter().map(|c| c.cmd.clone()).collect();
+        let cmds: Vec<Cmd> = commands.iter().map(|(_, c)| c.clone()).collect();
         let mut replies = conn.run(&cmds)?;
+        self.round_trips += 1;
         let missing: Vec<usize> = (0..replies.len())
             .filter(|&i| replies[i].as_ref().is_err_and(|e| e.code() == Some("NOSCRIPT")))
             .collect();
         if !missing.is_empty() {
             conn.load()?;
             let again: Vec<Cmd> = missing.iter().map(|&i| cmds[i].clone()).collect();
-            for (i, r) in missing.into_iter().zip(conn.run(&again)?) {
+            let replies_again = conn.run(&again)?;
+            self.round_trips += 1;
+            for (i, r) in missing.into_iter().zip(replies_again) {
                 replies[i] = r;
             }
         }
@@ -223,51 +258,47 @@ impl Link {
     }
 }
 
-/// One script call: a rule's events of one client, grouped.
-struct Call {
+/// A rule's events of one client in a chunk, grouped.
+struct Window {
     rule: u16,
     key: Key,
     /// Indices of the hits, one group per run of one second.
     groups: Vec<Vec<usize>>,
-    cmd: Cmd,
 }
 
-impl Call {
-    /// The call as EVALSHA (`by_sha`) or EVAL with the script's text.
-    fn cmd_for(&mut self, link: &Link, origin: &str, hits: &[Hit], by_sha: bool) {
-        let (name, spec) = &link.rules[usize::from(self.rule)];
-        let client = self.key.render(link.ipv6_prefix);
-        let key = format!("{}:{{{client}}}:{name}", link.settings.prefix);
+impl Window {
+    /// The script's arguments for this window (see `window.lua`).
+    fn args(&self, spec: &WindowSpec, hits: &[Hit], cmd: &mut Cmd) {
         let ttl_ms = (2 * u64::from(spec.window) + u64::from(spec.cooldown)).max(1) * 1000;
-        let mut cmd = if by_sha { redis::cmd("EVALSHA") } else { redis::cmd("EVAL") };
-        match by_sha {
-            true => cmd.arg(link.script.get_hash()),
-            false => cmd.arg(WINDOW_LUA),
-        };
-        cmd.arg(1).arg(key);
-        cmd.arg(spec.window).arg(spec.threshold).arg(spec.cooldown).arg(ttl_ms).arg(origin);
+        cmd.arg(spec.window).arg(spec.threshold).arg(spec.cooldown).arg(ttl_ms);
+        cmd.arg(self.groups.len());
         for g in &self.groups {
             cmd.arg(hits[g[0]].time).arg(g.len());
             for &i in g {
                 cmd.arg(hits[i].offset);
             }
         }
-        self.cmd = cmd;
     }
 }
 
-/// The decisions in the scripts' replies.
-fn decisions(calls: &[Call], replies: &[Value]) -> FarmDecisions {
+/// The decisions in the scripts' replies: per window, in order, late,
+/// repeated, the number of alerts and each alert's group, hit and count.
+fn decisions(windows: &[Window], replies: &[Value]) -> FarmDecisions {
     let mut d = FarmDecisions::default();
-    for (call, reply) in calls.iter().zip(replies) {
-        let Value::Array(v) = reply else { continue };
-        let n: Vec<i64> = v.iter().map(|x| if let Value::Int(i) = x { *i } else { -1 }).collect();
-        d.late += n.first().copied().unwrap_or(0).max(0) as u64;
-        d.repeated += n.get(1).copied().unwrap_or(0).max(0) as u64;
-        for a in n.get(2..).unwrap_or_default().chunks_exact(3) {
-            let group = call.groups.get((a[0] - 1) as usize);
-            if let Some(&hit) = group.and_then(|g| g.get((a[1] - 1) as usize)) {
-                d.alerts.push(FarmAlert { hit, count: a[2] as u32 });
+    let numbers = replies.iter().flat_map(|r| match r {
+        Value::Array(v) => v.as_slice(),
+        _ => &[],
+    });
+    let mut n = numbers.map(|x| if let Value::Int(i) = x { *i } else { 0 });
+    for w in windows {
+        d.late += n.next().unwrap_or(0).max(0) as u64;
+        d.repeated += n.next().unwrap_or(0).max(0) as u64;
+        for _ in 0..n.next().unwrap_or(0) {
+            let (g, h, count) = (n.next(), n.next(), n.next());
+            let group = g.and_then(|g| w.groups.get(usize::try_from(g - 1).ok()?));
+            let hit = group.and_then(|grp| grp.get(usize::try_from(h? - 1).ok()?));
+            if let (Some(&hit), Some(count)) = (hit, count) {
+                d.alerts.push(FarmAlert { hit, count: count as u32 });
             }
         }
     }

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# A web farm on this machine: NODES (default 4) `logwarden run`, each
+# following its own log, against one local redis-server. `loadgen farm`
+# writes LINES lines (default 2M, 2 % of them hits) spread round robin over
+# the nodes' logs, appended at once. Measured twice, without [cluster] and
+# with it: how long each node took to decide its last line (a probe client's
+# alert on that node), lines/s per node and in all; with the farm also the
+# Redis round trips (the nodes' summaries) and commands (Redis's INFO) per
+# second, and the alert latency through the farm (loadgen probe, 200 alerts
+# on one node). Goals: a node with [cluster] follows >= 0.7x as many lines/s
+# as without; p99 alert latency <= 100 ms.
+#
+#   benches/farm.sh                # about a minute
+#   NODES=2 LINES=4000000 benches/farm.sh
+#
+# Needs: redis-server (apt-get install redis-server), python3.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-/tmp/lwfarm}
+NODES=${NODES:-4}
+LINES=${LINES:-2000000}
+command -v redis-server >/dev/null || { echo "farm.sh: redis-server is missing (apt-get install redis-server)" >&2; exit 1; }
+. "$HERE/benches/lib.sh"
+build
+rm -rf "$OUT" && mkdir -p "$OUT"
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --logfile "$OUT/redis.log" &
+REDIS=$!
+PIDS=""
+trap 'kill $REDIS $PIDS 2>/dev/null || true' EXIT
+for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+
+"$LG" farm --nodes "$NODES" --path "$OUT/gen/web{n}/access.log" --lines "$LINES" 2>/dev/null
+
+redis_calls() {  # script calls Redis has run (EVALSHA and EVAL)
+  redis-cli -p "$PORT" info commandstats | tr -d '\r' |
+    sed -n 's/^cmdstat_eval\(sha\)\{0,1\}:calls=\([0-9]*\).*/\2/p' | awk '{ t += $1 } END { print t + 0 }'
+}
+redis_cpu() {  # CPU seconds Redis has used
+  redis-cli -p "$PORT" info cpu | tr -d '\r' |
+    awk -F: '/^used_cpu_(sys|user):/ { t += $2 } END { print t + 0 }'
+}
+
+# run_farm LABEL CLUSTER(0|1): starts the nodes, appends the logs, waits for
+# each node's probe alert, prints the figures, and leaves the nodes running.
+run_farm() {
+  local label=$1 cluster=$2 n d start
+  PIDS=""
+  for n in $(seq "$NODES"); do
+    d=$OUT/$label/web$n
+    mkdir -p "$d"
+    local extra=""
+    [ "$cluster" = 1 ] && extra="[cluster]
+redis = \"redis://127.0.0.1:$PORT\"
+node = \"web$n\"
+prefix = \"$label\""
+    write_config "$d" 10 "$extra"
+    : > "$d/access.log"
+    LOGWARDEN_LOG=info "$LW" -c "$d/logwarden.toml" run 2> "$d/daemon.log" > /dev/null &
+    PIDS="$PIDS $!"
+  done
+  for n in $(seq "$NODES"); do
+    for _ in $(seq 200); do grep -q "Following" "$OUT/$label/web$n/daemon.log" && break; sleep 0.05; done
+  done
+  local commands_before cpu_before
+  commands_before=$(redis_calls)
+  cpu_before=$(redis_cpu)
+  start=$(date +%s.%N)
+  local cats=""
+  for n in $(seq "$NODES"); do
+    cat "$OUT/gen/web$n/access.log" >> "$OUT/$label/web$n/access.log" &
+    cats="$cats $!"
+  done
+  wait $cats
+  for n in $(seq "$NODES"); do
+    d=$OUT/$label/web$n
+    ( "$LG" probe --path "$d/access.log" --alerts "$d/alerts.jsonl" --count 1 --first $((n * 1000)) \
+        --timeout-ms 300000 > /dev/null && date +%s.%N > "$d/done" ) &
+  done
+  for n in $(seq "$NODES"); do
+    for _ in $(seq 6000); do [ -s "$OUT/$label/web$n/done" ] && break; sleep 0.05; done
+  done
+  local commands_after cpu_after
+  commands_after=$(redis_calls)
+  cpu_after=$(redis_cpu)
+  python3 - "$OUT/$label" "$NODES" "$start" "$commands_before" "$commands_after" "$cluster" "$cpu_before" "$cpu_after" <<'PY'
+import os, sys
+out, nodes, start, cb, ca, cluster = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1"
+cpu = float(sys.argv[8]) - float(sys.argv[7])
+total, slowest = 0, 0.0
+for n in range(1, nodes + 1):
+    d = os.path.join(out, "web%d" % n)
+    lines = sum(1 for _ in open(os.path.join(d, "access.log"), "rb"))
+    secs = float(open(os.path.join(d, "done")).read()) - start
+    total += lines
+    slowest = max(slowest, secs)
+    print("  web%d: %d lines in %.2f s: %.0f lines/s" % (n, lines, secs, lines / secs))
+print("  farm: %d lines in %.2f s: %.0f lines/s" % (total, slowest, total / slowest))
+with open(os.path.join(out, "rate"), "w") as f:
+    f.write("%f\n" % (total / slowest / nodes))
+if cluster:
+    print("  Redis script calls: %d, %.0f per second; Redis used %.2f s of CPU" % (ca - cb, (ca - cb) / slowest, cpu))
+PY
+}
+
+stop_farm() {  # LABEL: stops the nodes, prints their round trips
+  kill -TERM $PIDS; wait $PIDS 2>/dev/null || true
+  PIDS=""
+  { grep -h "round trips" "$OUT/$1"/web*/daemon.log || true; } | sed 's/.*round trips \([0-9]*\).*/\1/' |
+    awk '{ t += $1 } END { if (NR) printf "  Redis round trips: %d in all (the nodes\x27 summaries)\n", t }'
+}
+
+echo "== without [cluster]"
+run_farm alone 0
+stop_farm alone
+echo "== with [cluster] (one local Redis)"
+run_farm farm 1
+echo "== alert latency through the farm (web1, 200 alerts)"
+"$LG" probe --path "$OUT/farm/web1/access.log" --alerts "$OUT/farm/web1/alerts.jsonl" --count 200 --first 50000
+stop_farm farm
+python3 - "$(cat "$OUT/alone/rate")" "$(cat "$OUT/farm/rate")" <<'PY'
+import sys
+alone, farm = float(sys.argv[1]), float(sys.argv[2])
+r = farm / alone
+print("a node with [cluster] follows %.2fx the lines/s of one without (target >= 0.7x: %s)" % (r, "met" if r >= 0.7 else "MISSED"))
+PY
