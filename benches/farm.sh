@@ -103,7 +103,12 @@ if cluster:
 PY
 }
 
-stop_farm() {  # LABEL: stops the nodes, prints their round trips
+stop_farm() {  # LABEL: stops the nodes, prints their CPU time and round trips
+  local ticks=0 p
+  for p in $PIDS; do
+    ticks=$((ticks + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+  done
+  echo "  the nodes used $(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }') s of CPU"
   kill -TERM $PIDS; wait $PIDS 2>/dev/null || true
   PIDS=""
   { grep -h "round trips" "$OUT/$1"/web*/daemon.log || true; } | sed 's/.*round trips \([0-9]*\).*/\1/' |

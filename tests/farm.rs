@@ -377,7 +377,20 @@ fn without_redis_a_node_decides_alone_until_it_answers_again() {
 fn a_node_killed_and_started_again_counts_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path(), &[]);
-    let mut farm = Farm::start(&redis.url(), 4);
+    killed_node_counts_nothing_twice(&redis.url());
+}
+
+/// The same through a three-master Redis Cluster.
+#[test]
+#[ignore = "needs redis-server; run by scripts/test"]
+fn a_node_killed_and_started_again_counts_nothing_twice_in_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    killed_node_counts_nothing_twice(&cluster.seeds()[1]);
+}
+
+fn killed_node_counts_nothing_twice(redis: &str) {
+    let mut farm = Farm::start(redis, 4);
     let rounds: [(u32, Option<u64>); 3] = [(1, Some(2500)), (2, Some(300)), (3, None)];
     for (round, delay) in rounds {
         if delay.is_none() {

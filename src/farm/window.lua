@@ -17,20 +17,17 @@
 -- in the window), s (flat list: second, hits, ascending), o (per origin,
 -- the offset of the last line applied: lines at or before it are repeats
 -- after a crash and are not applied again).
--- Drops the seconds before T - window.
+-- Drops the seconds before T - window (in place: they are the first ones).
 local function prune(st, window)
-  local oldest = st.T - window
-  local keep, gone = {}, 0
-  for j = 1, #st.s, 2 do
-    if st.s[j] >= oldest then
-      keep[#keep + 1] = st.s[j]
-      keep[#keep + 1] = st.s[j + 1]
-    else
-      gone = gone + st.s[j + 1]
-    end
+  local s, oldest = st.s, st.T - window
+  local gone = 0
+  while gone < #s and s[gone + 1] < oldest do gone = gone + 2 end
+  if gone > 0 then
+    for j = 2, gone, 2 do st.c = st.c - s[j] end
+    local n = #s
+    for j = gone + 1, n do s[j - gone] = s[j] end
+    for j = n - gone + 1, n do s[j] = nil end
   end
-  st.s = keep
-  st.c = st.c - gone
 end
 
 -- Adds m hits at second t, keeping the seconds ascending.
@@ -62,7 +59,9 @@ for _, key in ipairs(KEYS) do
     st = { T = -1, q = 0, c = 0, s = {}, o = {} }
   end
   local done = st.o[origin] or -1
-  local late, repeated, alerts = 0, 0, {}
+  -- The key's results: late, repeated, alerts, then the alerts themselves.
+  local at = #out
+  out[at + 1], out[at + 2], out[at + 3] = 0, 0, 0
   for g = 1, groups do
     local t, n = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
     local first = n + 1 -- the first hit not applied before
@@ -70,12 +69,12 @@ for _, key in ipairs(KEYS) do
       if tonumber(ARGV[i + 1 + k]) > done then first = k break end
     end
     local m = n - first + 1
-    repeated = repeated + (n - m)
+    out[at + 2] = out[at + 2] + (n - m)
     if m > 0 then
       done = tonumber(ARGV[i + 1 + n])
       if st.T < 0 then st.T = t end
       if t + window < st.T then
-        late = late + m
+        out[at + 1] = out[at + 1] + m
       else
         if t > st.T then
           st.T = t
@@ -88,10 +87,11 @@ for _, key in ipairs(KEYS) do
           local to = from
           if cooldown == 0 then to = st.c end
           for count = from, to do
-            alerts[#alerts + 1] = g
-            alerts[#alerts + 1] = first - 1 + count - before
-            alerts[#alerts + 1] = count
+            out[#out + 1] = g
+            out[#out + 1] = first - 1 + count - before
+            out[#out + 1] = count
           end
+          out[at + 3] = out[at + 3] + (to - from + 1)
           st.q = st.T + cooldown
         end
       end
@@ -100,9 +100,5 @@ for _, key in ipairs(KEYS) do
   end
   st.o[origin] = done
   redis.call('SET', key, cmsgpack.pack(st), 'PX', ttl)
-  out[#out + 1] = late
-  out[#out + 1] = repeated
-  out[#out + 1] = #alerts / 3
-  for _, v in ipairs(alerts) do out[#out + 1] = v end
 end
 return out
