@@ -185,6 +185,15 @@ struct GenArgs {
 }
 
 impl GenArgs {
+    /// The plan, its first line stamped now when `now`.
+    fn plan_from(&self, now: bool) -> Result<Plan> {
+        let mut plan = self.plan()?;
+        if now {
+            plan.start = jiff::Timestamp::now().as_second();
+        }
+        Ok(plan)
+    }
+
     fn plan(&self) -> Result<Plan> {
         let start: jiff::Timestamp = self.start.parse().context("--start is not RFC 3339")?;
         let offset = self
@@ -319,10 +328,7 @@ fn live_mode(
     every: u64,
     now: bool,
 ) -> Result<()> {
-    let mut plan = g.plan()?;
-    if now {
-        plan.start = jiff::Timestamp::now().as_second();
-    }
+    let plan = g.plan_from(now)?;
     let offset = plan.offset;
     let mut gen_ = Generator::new(plan);
     let mut model = model::Model::new(g.threshold, g.window, g.cooldown.unwrap_or(g.window));
@@ -361,12 +367,7 @@ fn live_mode(
             }
             rotate_file(r, Path::new(&current), n / every.max(1))?;
         }
-        if rate > 0.0 {
-            let due = Duration::from_secs_f64(n as f64 / rate);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
+        pace(rate, n, started);
     }
     if let Some(mut f) = file.take() {
         f.flush()?;
@@ -382,10 +383,7 @@ fn farm_mode(
     rate: f64,
     now: bool,
 ) -> Result<()> {
-    let mut plan = g.plan()?;
-    if now {
-        plan.start = jiff::Timestamp::now().as_second();
-    }
+    let plan = g.plan_from(now)?;
     let (offset, seed) = (plan.offset, plan.seed);
     let mut gen_ = Generator::new(plan);
     let mut model = model::Model::new(g.threshold, g.window, g.cooldown.unwrap_or(g.window));
@@ -424,17 +422,22 @@ fn farm_mode(
             *slot = Some((path.clone(), BufWriter::with_capacity(capacity, open_append(&path)?)));
         }
         slot.as_mut().expect("opened").1.write_all(&line)?;
-        if rate > 0.0 {
-            let due = Duration::from_secs_f64(n as f64 / rate);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
+        pace(rate, n, started);
     }
     for (_, mut f) in files.into_iter().flatten() {
         f.flush()?;
     }
     finish(g, &model, n, started)
+}
+
+/// At `rate` lines per second (0: no limit), waits until line `n` is due.
+fn pace(rate: f64, n: u64, started: Instant) {
+    if rate > 0.0 {
+        let due = Duration::from_secs_f64(n as f64 / rate);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
 }
 
 fn open_append(path: &str) -> Result<File> {
