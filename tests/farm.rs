@@ -341,6 +341,25 @@ fn without_redis_a_node_decides_alone_until_it_answers_again() {
     let mut farm = Farm::start(&redis.url(), 2);
     farm.settle(1);
     drop(redis);
+    let _redis = alone_until_it_answers(&mut farm, || Redis::start_on(port, dir.path(), &[]));
+}
+
+/// The same with a three-master Redis Cluster, all of whose nodes stop and
+/// start again.
+#[test]
+#[ignore = "needs redis-server; run by scripts/test"]
+fn without_the_cluster_a_node_decides_alone_until_it_answers_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path());
+    let mut farm = Farm::start(&cluster.seeds()[0], 2);
+    farm.settle(1);
+    let ports = cluster.stop();
+    let _cluster = alone_until_it_answers(&mut farm, || Cluster::restart(dir.path(), &ports));
+}
+
+/// With Redis stopped: local alerts and one log line; then `restart` it
+/// and see farm decisions resume. Returns what `restart` started.
+fn alone_until_it_answers<T>(farm: &mut Farm, restart: impl FnOnce() -> T) -> T {
     farm.hits(0, "203.0.113.10", 10);
     wait_until("the local alert", || !farm.alerts_for("203.0.113.10").is_empty());
     let a = farm.alerts_for("203.0.113.10");
@@ -353,7 +372,7 @@ fn without_redis_a_node_decides_alone_until_it_answers_again() {
     farm.hits(0, "203.0.113.11", 10);
     wait_until("the second local alert", || !farm.alerts_for("203.0.113.11").is_empty());
     assert_eq!(farm.log(0).matches("Redis does not answer").count(), 1, "{}", farm.log(0));
-    let _redis = Redis::start_on(port, dir.path(), &[]);
+    let started = restart();
     // The node tries again when it has events and its backoff has passed.
     wait_until("farm decisions again", || {
         farm.hits(0, "192.0.2.1", 1);
@@ -364,6 +383,7 @@ fn without_redis_a_node_decides_alone_until_it_answers_again() {
     wait_until("the farm alert", || !farm.alerts_for("203.0.113.12").is_empty());
     let a = farm.alerts_for("203.0.113.12");
     assert_eq!((a[0]["count"].as_u64(), a[0]["scope"].as_str()), (Some(10), Some("farm")), "{a:?}");
+    started
 }
 
 /// A client with 5 hits on one node, that node killed with `kill -9` and

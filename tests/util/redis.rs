@@ -71,8 +71,8 @@ impl Cluster {
     pub fn start(dir: &Path) -> Cluster {
         let nodes: Vec<Redis> = (0..3)
             .map(|i| {
-                let conf = format!("{}/nodes-{i}.conf", dir.display());
-                Redis::start(dir, &["--cluster-enabled", "yes", "--cluster-config-file", &conf])
+                let args = Cluster::args(dir, i);
+                Redis::start(dir, &args.iter().map(String::as_str).collect::<Vec<_>>())
             })
             .collect();
         let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
@@ -83,7 +83,41 @@ impl Cluster {
             .output()
             .expect("run redis-cli");
         assert!(out.status.success(), "redis-cli --cluster create: {out:?}");
-        for n in &nodes {
+        let cluster = Cluster { nodes };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// A node's arguments: its own cluster configuration file in `dir`.
+    fn args(dir: &Path, i: usize) -> [String; 4] {
+        let conf = format!("{}/nodes-{i}.conf", dir.display());
+        ["--cluster-enabled".into(), "yes".into(), "--cluster-config-file".into(), conf]
+    }
+
+    /// Stops every node (`kill -9`); [`Cluster::restart`] brings them back.
+    pub fn stop(&mut self) -> Vec<u16> {
+        self.nodes.drain(..).map(|n| n.port).collect()
+    }
+
+    /// Starts the nodes again on their ports, from their cluster
+    /// configuration files (the slots as before, no data), and waits until
+    /// every slot is served.
+    pub fn restart(dir: &Path, ports: &[u16]) -> Cluster {
+        let nodes = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| {
+                let args = Cluster::args(dir, i);
+                Redis::start_on(p, dir, &args.iter().map(String::as_str).collect::<Vec<_>>())
+            })
+            .collect();
+        let cluster = Cluster { nodes };
+        cluster.wait_ok();
+        cluster
+    }
+
+    fn wait_ok(&self) {
+        for n in &self.nodes {
             wait_until("cluster_state:ok", || {
                 let out = Command::new("redis-cli")
                     .args(["-p", &n.port.to_string(), "cluster", "info"])
@@ -92,7 +126,6 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok")
             });
         }
-        Cluster { nodes }
     }
 
     /// The nodes' URLs, as seed nodes.
