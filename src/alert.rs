@@ -58,10 +58,19 @@ pub struct Alert {
     /// In a farm (`[cluster]`): the node whose line raised it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
-    /// In a farm: `"farm"` when decided on the farm-wide window, `"local"`
-    /// when this node decided alone (Redis did not answer).
+    /// In a farm: who decided it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
+    pub scope: Option<Scope>,
+}
+
+/// Who decided a farm node's alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// The farm-wide window (`"farm"`).
+    Farm,
+    /// This node alone: Redis did not answer (`"local"`).
+    Local,
 }
 
 /// Where an alert's line is and what it said.

@@ -22,7 +22,7 @@
 //! log time, measured by the watermark (the newest event time so far), which
 //! every shard sees identically.
 
-use crate::alert::{Alert, Origin};
+use crate::alert::{Alert, Origin, Scope};
 use crate::farm::link::{Hit, Link};
 use crate::parse::client::Key;
 use crate::parse::normalize::Normalized;
@@ -234,8 +234,8 @@ struct Pending {
     decisions: Vec<Decision>,
     events: Vec<Event>,
     late: u64,
-    /// In a farm: who decided the chunk's alerts (`"farm"` or `"local"`).
-    scope: Option<&'static str>,
+    /// In a farm: who decided the chunk's alerts.
+    scope: Option<Scope>,
     watermark: u32,
     saves: Vec<Vec<Entries>>,
 }
@@ -404,6 +404,9 @@ impl<'e> Collector<'e> {
                 tokens.recv().unwrap_or(());
             }
         }
+        if let (Some(counts), Some(link)) = (self.sum.farm.as_mut(), self.farm.as_deref()) {
+            counts.round_trips = link.round_trips();
+        }
         failure.map_or(Ok(self.sum), Err)
     }
 
@@ -441,7 +444,7 @@ impl<'e> Collector<'e> {
             Some(SourceEvent::Lines(chunk)) => {
                 self.sum.late += p.late;
                 p.decisions.sort_by_key(|d| (d.pos, d.rule));
-                self.lines_done(chunk, &p, p.scope, sink);
+                self.lines_done(chunk, &p, sink);
             }
             Some(SourceEvent::Opened { file, offset }) => {
                 self.line_base.insert(file.id, file.start_line);
@@ -470,17 +473,10 @@ impl<'e> Collector<'e> {
             Some(SourceEvent::Lines(c)) => Some(c.file.id),
             _ => None,
         };
-        let mut start = 0;
-        while start < ready.len() {
-            let Some(file) = file_of(&ready[start]) else {
-                start += 1;
-                continue;
-            };
-            let end = (start..ready.len())
-                .find(|&i| file_of(&ready[i]) != Some(file))
-                .unwrap_or(ready.len());
-            self.farm_decides_run(&mut ready[start..end]);
-            start = end;
+        for run in ready.chunk_by_mut(|a, b| file_of(a) == file_of(b)) {
+            if file_of(&run[0]).is_some() {
+                self.farm_decides_run(run);
+            }
         }
     }
 
@@ -507,18 +503,16 @@ impl<'e> Collector<'e> {
         // a copytruncate starts it again.
         let decided = identity.and_then(|id| {
             let file = format!("{:x}-{:x}-{:08x}", id.dev, id.ino, id.fingerprint.unwrap_or(0));
-            let d = link.decide(&file, &hits).ok();
-            counts.round_trips = link.round_trips();
-            d
+            link.decide(&file, &hits).ok()
         });
         let Some(d) = decided else {
             counts.alone += hits.len() as u64;
-            run.iter_mut().for_each(|p| p.scope = Some("local"));
+            run.iter_mut().for_each(|p| p.scope = Some(Scope::Local));
             return;
         };
         counts.repeated += d.repeated;
         for (i, p) in run.iter_mut().enumerate() {
-            p.scope = Some("farm");
+            p.scope = Some(Scope::Farm);
             p.decisions.clear();
             p.late = if i == 0 { d.late } else { 0 };
         }
@@ -531,9 +525,9 @@ impl<'e> Collector<'e> {
     }
 
     /// A chunk is done: its alerts, counters and the position after it.
-    fn lines_done(&mut self, chunk: &Chunk, p: &Pending, scope: Option<&str>, sink: &mut dyn Sink) {
+    fn lines_done(&mut self, chunk: &Chunk, p: &Pending, sink: &mut dyn Sink) {
         let base = *self.line_base.entry(chunk.file.id).or_insert(chunk.file.start_line);
-        self.emit(chunk, &p.decisions, base, scope, sink);
+        self.emit(chunk, &p.decisions, base, p.scope, sink);
         let after = base + p.lines;
         self.line_base.insert(chunk.file.id, after);
         self.sum.lines += p.lines;
@@ -582,7 +576,7 @@ impl<'e> Collector<'e> {
         chunk: &Chunk,
         decisions: &[Decision],
         line_base: u64,
-        scope: Option<&str>,
+        scope: Option<Scope>,
         sink: &mut dyn Sink,
     ) {
         let engine = self.engine;
@@ -612,7 +606,7 @@ impl<'e> Collector<'e> {
             });
             if let (Some(scope), Some(link)) = (scope, self.farm.as_deref()) {
                 alert.node = Some(link.node().to_string());
-                alert.scope = Some(scope.to_string());
+                alert.scope = Some(scope);
             }
             sink.alert(alert);
         }

@@ -1,11 +1,13 @@
-//! The farm's Redis, as `check` sees it: a single server, a Redis Cluster,
-//! and no answer. The tests that start `redis-server` are `#[ignore]`d in a
-//! plain `cargo test` (it may be missing); `scripts/test` installs it and
-//! runs them.
+//! The web farm: `check` against a single Redis, a Redis Cluster and no
+//! answer; the farm's windows in Redis against one node's; four
+//! `logwarden run` nodes counting together, across `kill -9`, outages and
+//! `loadgen farm`'s model. The tests that start `redis-server` are
+//! `#[ignore]`d in a plain `cargo test` (it may be missing); `scripts/test`
+//! installs it and runs them.
 
 use crate::util::daemon::Daemon;
 use crate::util::redis::{Cluster, Redis};
-use crate::util::{run, wait_until, write};
+use crate::util::{free_port, run, wait_until, write};
 
 /// `check` with a `[cluster]` of `redis` (a TOML value): exit code, stdout,
 /// stderr.
@@ -48,7 +50,7 @@ fn check_says_a_single_redis_answers() {
 fn check_says_a_cluster_answers() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(dir.path());
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = free_port();
     let mut seeds = vec![format!("redis://127.0.0.1:{closed}")];
     seeds.extend(cluster.seeds());
     let (code, _, stderr) = check(dir.path(), &format!("{seeds:?}"));
@@ -65,7 +67,7 @@ fn check_says_a_cluster_answers() {
 #[test]
 fn check_fails_when_redis_does_not_answer() {
     let dir = tempfile::tempdir().unwrap();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = free_port();
     let (code, _, stderr) = check(dir.path(), &format!("\"redis://127.0.0.1:{closed}\""));
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
@@ -509,4 +511,27 @@ fn a_live_farm_alerts_as_loadgen_farms_model() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert_alerts_are_the_models(&mut farm, &expect, 10);
+}
+
+/// A Redis that takes connections but never answers (a listener that never
+/// accepts): `check` says it gave no answer within the timeout, and a node
+/// keeps reading and alerts alone.
+#[test]
+fn a_redis_that_never_answers_stalls_nothing() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = check(dir.path(), &format!("{url:?}"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(": no answer within 250ms (cluster.timeout)"), "{stderr}");
+    let mut farm = Farm::start(&url, 1);
+    farm.hits(0, "203.0.113.10", 10);
+    wait_until("the local alert", || !farm.alerts_for("203.0.113.10").is_empty());
+    let a = farm.alerts_for("203.0.113.10");
+    assert_eq!(
+        (a[0]["count"].as_u64(), a[0]["scope"].as_str()),
+        (Some(10), Some("local")),
+        "{a:?}"
+    );
+    assert!(farm.log(0).contains("Redis does not answer"), "{}", farm.log(0));
 }

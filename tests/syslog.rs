@@ -7,7 +7,7 @@
 //! `#[ignore]`d in a plain `cargo test` (rsyslogd may be missing);
 //! `scripts/test` installs rsyslog and runs them.
 
-use crate::util::{Reaped, bin, wait_until, write};
+use crate::util::{Reaped, bin, free_port, wait_until, write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -20,10 +20,6 @@ struct Rsyslog {
     conf: String,
     udp: u16,
     tcp: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Rsyslog {

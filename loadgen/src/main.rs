@@ -390,8 +390,12 @@ fn farm_mode(
     let started = Instant::now();
     let mut line = Vec::with_capacity(512);
     let capacity = if rate > 0.0 { 0 } else { 1 << 20 };
-    // Per node: the file written now and its name.
+    // Per node: its path pattern, and the file written now with its name.
+    let patterns: Vec<String> =
+        (1..=nodes).map(|k| pattern.replace("{n}", &k.to_string())).collect();
     let mut files: Vec<Option<(String, BufWriter<File>)>> = (0..nodes).map(|_| None).collect();
+    // The names change at most once a day: computed again per second only.
+    let (mut paths, mut paths_time) = (Vec::new(), None);
     let mut pick = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut n = 0u64;
     while let Some(ev) = gen_.next_line(&mut line) {
@@ -408,18 +412,22 @@ fn farm_mode(
         if let Some((ip, et)) = ev {
             model.record(ip, et, n);
         }
-        let path =
-            dated(&pattern.replace("{n}", &(node + 1).to_string()), gen_.last_time(), offset);
+        let t = gen_.last_time();
+        if paths_time != Some(t) {
+            paths = patterns.iter().map(|p| dated(p, t, offset)).collect();
+            paths_time = Some(t);
+        }
+        let path = &paths[node];
         let slot = &mut files[node];
-        if slot.as_ref().is_none_or(|(p, _)| *p != path) {
+        if slot.as_ref().is_none_or(|(p, _)| p != path) {
             if let Some((_, mut f)) = slot.take() {
                 f.flush()?;
             }
-            if let Some(dir) = Path::new(&path).parent() {
+            if let Some(dir) = Path::new(path).parent() {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
             }
-            *slot = Some((path.clone(), BufWriter::with_capacity(capacity, open_append(&path)?)));
+            *slot = Some((path.clone(), BufWriter::with_capacity(capacity, open_append(path)?)));
         }
         slot.as_mut().expect("opened").1.write_all(&line)?;
         pace(rate, n, started);

@@ -1,10 +1,12 @@
-//! The link to the farm's Redis: a chunk's events go out as one script call
-//! per (rule, client) — consecutive events of a client at one second as one
-//! group — all in one pipelined round trip, and the farm's decisions come
-//! back. When Redis does not answer, the caller decides alone; the link
-//! says so once, and tries again after a backoff (1 s, doubling to 30 s).
+//! The link to the farm's Redis: a chunk's events go out grouped by (rule,
+//! client) — consecutive events of a client at one second as one group —
+//! in one pipelined round trip (one script call for the whole chunk on a
+//! single server, one per (rule, client) in a cluster), and the farm's
+//! decisions come back. When Redis does not answer, the caller decides
+//! alone; the link says so once, and tries again after a backoff (1 s,
+//! doubling to 30 s).
 
-use super::{FarmSettings, Probe, Topology};
+use super::{FarmSettings, Topology};
 use crate::parse::client::Key;
 use crate::rules::WindowSpec;
 use redis::{Cmd, RedisResult, Value};
@@ -123,11 +125,6 @@ impl Link {
         self.round_trips
     }
 
-    /// Whether the last call reached Redis.
-    pub fn is_up(&self) -> bool {
-        self.outage.is_none()
-    }
-
     /// Applies this node's `hits` from the file `file` (in line order) to
     /// the farm's windows; returns the farm's decisions, or
     /// [`Unavailable`] at once while Redis is down.
@@ -143,6 +140,7 @@ impl Link {
         // Redis: then one new connection is tried before giving up (a call
         // applied twice is harmless, the farm skips what it has applied).
         let mut fresh = false;
+        let windows = Link::windows(hits);
         loop {
             if self.conn.is_none() {
                 match connect(&self.settings) {
@@ -150,7 +148,6 @@ impl Link {
                     Err(e) => return Err(self.failed(&e)),
                 }
             }
-            let windows = Link::windows(hits);
             let commands = self.commands(&origin, &windows, hits);
             match self.round_trip(&commands) {
                 Ok(replies) => {
@@ -185,7 +182,7 @@ impl Link {
     /// The script calls: on a single server one for the whole chunk (by
     /// EVALSHA), in a cluster one per window (by EVAL: a script's keys must
     /// share a hash slot, and a cluster pipeline cannot recover NOSCRIPT).
-    fn commands(&self, origin: &str, windows: &[Window], hits: &[Hit]) -> Vec<(usize, Cmd)> {
+    fn commands(&self, origin: &str, windows: &[Window], hits: &[Hit]) -> Vec<Cmd> {
         let single = matches!(self.conn, Some(Conn::Single(_)));
         let per_call = if single { windows.len().max(1) } else { 1 };
         windows
@@ -206,17 +203,16 @@ impl Link {
                 for w in part {
                     w.args(&self.rules[usize::from(w.rule)].1, hits, &mut cmd);
                 }
-                (part.len(), cmd)
+                cmd
             })
             .collect()
     }
 
     /// Sends the calls; loads the script where a server did not know it,
     /// and sends those calls again (they were not applied).
-    fn round_trip(&mut self, commands: &[(usize, Cmd)]) -> RedisResult<Vec<Value>> {
+    fn round_trip(&mut self, cmds: &[Cmd]) -> RedisResult<Vec<Value>> {
         let Some(conn) = self.conn.as_mut() else { return Err(not_connected()) };
-        let cmds: Vec<Cmd> = commands.iter().map(|(_, c)| c.clone()).collect();
-        let mut replies = conn.run(&cmds)?;
+        let mut replies = conn.run(cmds)?;
         self.round_trips += 1;
         let missing: Vec<usize> = (0..replies.len())
             .filter(|&i| replies[i].as_ref().is_err_and(|e| e.code() == Some("NOSCRIPT")))
@@ -309,24 +305,18 @@ fn not_connected() -> redis::RedisError {
     std::io::Error::new(std::io::ErrorKind::NotConnected, "not connected").into()
 }
 
-/// A connection of the kind that answers: a single server, or a cluster
-/// client over the seed nodes (one round of retries, so an outage costs at
-/// most about two timeouts).
+/// A connection of the kind that answers: to the single server that
+/// answered the probe (that connection, its timeouts set), or a cluster
+/// client over the seed nodes (one retry).
 fn connect(s: &FarmSettings) -> RedisResult<Conn> {
-    let probe: Probe = super::probe(s).map_err(|e| {
+    let (probe, con) = super::reach(s).map_err(|e| {
         redis::RedisError::from(std::io::Error::new(
             std::io::ErrorKind::NotConnected,
             e.to_string(),
         ))
     })?;
     match probe.topology {
-        Topology::Single => {
-            let client = redis::Client::open(s.redis[0].as_str())?;
-            let c = client.get_connection_with_timeout(s.timeout)?;
-            c.set_read_timeout(Some(s.timeout))?;
-            c.set_write_timeout(Some(s.timeout))?;
-            Ok(Conn::Single(c))
-        }
+        Topology::Single => Ok(Conn::Single(con)),
         Topology::Cluster { .. } => {
             let client = redis::cluster::ClusterClient::builder(s.redis.clone())
                 .connection_timeout(s.timeout)

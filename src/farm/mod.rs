@@ -62,13 +62,18 @@ pub enum FarmError {
 /// it is: its version and whether it is part of a Redis Cluster (then how
 /// many masters serve slots, and whether all slots are served).
 pub fn probe(s: &FarmSettings) -> Result<Probe, FarmError> {
+    reach(s).map(|(p, _)| p)
+}
+
+/// Like [`probe`], keeping the connection to the URL that answered.
+fn reach(s: &FarmSettings) -> Result<(Probe, redis::Connection), FarmError> {
     let mut errors = Vec::new();
     for url in &s.redis {
         match probe_one(url, s.timeout) {
-            Ok(p) if s.redis.len() > 1 && p.topology == Topology::Single => {
+            Ok((p, _)) if s.redis.len() > 1 && p.topology == Topology::Single => {
                 return Err(FarmError::NotACluster(p.url));
             }
-            Ok(p) => return Ok(p),
+            Ok(answer) => return Ok(answer),
             Err(e) if e.is_timeout() => {
                 errors.push(format!(
                     "{}: no answer within {:?} (cluster.timeout)",
@@ -82,7 +87,7 @@ pub fn probe(s: &FarmSettings) -> Result<Probe, FarmError> {
     Err(FarmError::Unreachable(errors))
 }
 
-fn probe_one(url: &str, timeout: Duration) -> redis::RedisResult<Probe> {
+fn probe_one(url: &str, timeout: Duration) -> redis::RedisResult<(Probe, redis::Connection)> {
     let client = redis::Client::open(url)?;
     let mut con = client.get_connection_with_timeout(timeout)?;
     con.set_read_timeout(Some(timeout))?;
@@ -97,7 +102,7 @@ fn probe_one(url: &str, timeout: Duration) -> redis::RedisResult<Probe> {
     } else {
         Topology::Single
     };
-    Ok(Probe { url: redacted(url), topology, version })
+    Ok((Probe { url: redacted(url), topology, version }, con))
 }
 
 /// A `field:value` line of an `INFO` reply.

@@ -1,7 +1,8 @@
 -- The farm-wide windows of a chunk's clients, applied atomically: the same
 -- semantics as src/window.rs (KeyState::record), over the events of every
--- node. Called by EVALSHA once per chunk on a single server, once per
--- (rule, client) in a Redis Cluster (a script's keys share one hash slot).
+-- node. Called once per chunk on a single server (by EVALSHA), once per
+-- (rule, client) in a Redis Cluster (by EVAL: a script's keys must share
+-- one hash slot).
 --
 -- KEYS     the windows (MessagePack strings that expire), one per (rule,
 --          client)

@@ -73,12 +73,11 @@ impl Tracked {
         let mut skipped_long = 0u32;
         while self.offset < len {
             let want = ((len - self.offset) as usize).min(CHUNK_BYTES);
-            let buf = self.read_at(self.offset, want)?;
+            let mut buf = self.read_at(self.offset, want)?;
             let got = buf.len();
             if got == 0 {
                 break;
             }
-            let mut buf = buf;
             match memchr::memrchr(b'\n', &buf) {
                 Some(i) => {
                     buf.truncate(i + 1);

@@ -90,7 +90,7 @@ pub fn parse_body(text: &str) -> Result<Template, String> {
         line: 1,
         message: "m \"q\" \\ \n".into(),
         node: Some("web01".into()),
-        scope: Some("farm".into()),
+        scope: Some(crate::alert::Scope::Farm),
     };
     serde_json::from_str::<serde_json::Value>(&render(&template, &sample))
         .map(|_| template)

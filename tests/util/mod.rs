@@ -7,6 +7,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// A loopback port nothing listens on now (free to bind, or closed to
+/// connect to).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// Path of the load generator (`loadgen`), built once for the tests that
 /// use it (beside the logwarden binary under test).
 pub fn loadgen() -> PathBuf {

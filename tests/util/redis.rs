@@ -17,8 +17,7 @@ pub struct Redis {
 /// A free port whose cluster bus port (port + 10000) is free too.
 fn free_port() -> u16 {
     loop {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
+        let port = super::free_port();
         if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
             return port;
         }
