@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 
 /// The script that applies a client's events to its farm-wide window.
 const WINDOW_LUA: &str = include_str!("window.lua");
+/// Windows per script call on a single server: Redis runs one call at a
+/// time, so a node catching up must not hold it (and every other node's
+/// alerts) for long, nor wait longer than `timeout` for one reply. About
+/// 10 µs of Redis time each (benches/farm.sh): a few ms a call.
+const WINDOWS_PER_CALL: usize = 256;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -98,6 +103,8 @@ impl Conn {
 pub struct Link {
     settings: FarmSettings,
     rules: Vec<(String, WindowSpec)>,
+    /// The rules as the script's arguments.
+    specs: (Vec<u8>, String),
     ipv6_prefix: u8,
     script: redis::Script,
     conn: Option<Conn>,
@@ -112,7 +119,17 @@ impl Link {
     /// the first events.
     pub fn new(settings: FarmSettings, rules: Vec<(String, WindowSpec)>, ipv6_prefix: u8) -> Link {
         let script = redis::Script::new(WINDOW_LUA);
-        Link { settings, rules, ipv6_prefix, script, conn: None, outage: None, round_trips: 0 }
+        let specs = specs_args(&rules);
+        Link {
+            settings,
+            rules,
+            specs,
+            ipv6_prefix,
+            script,
+            conn: None,
+            outage: None,
+            round_trips: 0,
+        }
     }
 
     /// This node's name.
@@ -179,12 +196,12 @@ impl Link {
         windows
     }
 
-    /// The script calls: on a single server one for the whole chunk (by
-    /// EVALSHA), in a cluster one per window (by EVAL: a script's keys must
+    /// The script calls: on a single server one per [`WINDOWS_PER_CALL`]
+    /// windows (by EVALSHA), in a cluster one per window (by EVAL: a script's keys must
     /// share a hash slot, and a cluster pipeline cannot recover NOSCRIPT).
     fn commands(&self, origin: &str, windows: &[Window], hits: &[Hit]) -> Vec<Cmd> {
         let single = matches!(self.conn, Some(Conn::Single(_)));
-        let per_call = if single { windows.len().max(1) } else { 1 };
+        let per_call = if single { WINDOWS_PER_CALL } else { 1 };
         windows
             .chunks(per_call)
             .map(|part| {
@@ -199,9 +216,9 @@ impl Link {
                     let client = w.key.render(self.ipv6_prefix);
                     cmd.arg(format!("{}:{{{client}}}:{name}", self.settings.prefix));
                 }
-                cmd.arg(origin);
+                cmd.arg(origin).arg(&self.specs.0).arg(&self.specs.1);
                 for w in part {
-                    w.args(&self.rules[usize::from(w.rule)].1, hits, &mut cmd);
+                    cmd.arg(w.events(hits));
                 }
                 cmd
             })
@@ -263,18 +280,44 @@ struct Window {
 }
 
 impl Window {
-    /// The script's arguments for this window (see `window.lua`).
-    fn args(&self, spec: &WindowSpec, hits: &[Hit], cmd: &mut Cmd) {
-        let ttl_ms = (2 * u64::from(spec.window) + u64::from(spec.cooldown)).max(1) * 1000;
-        cmd.arg(spec.window).arg(spec.threshold).arg(spec.cooldown).arg(ttl_ms);
-        cmd.arg(self.groups.len());
+    /// The script's argument for this window's events (see `window.lua`).
+    fn events(&self, hits: &[Hit]) -> Vec<u8> {
+        let n: usize = self.groups.iter().map(Vec::len).sum();
+        let mut arg = Vec::with_capacity(6 + 8 * self.groups.len() + 8 * n);
+        arg.extend_from_slice(&self.rule.to_le_bytes());
+        arg.extend_from_slice(&len32(self.groups.len()).to_le_bytes());
         for g in &self.groups {
-            cmd.arg(hits[g[0]].time).arg(g.len());
+            arg.extend_from_slice(&hits[g[0]].time.to_le_bytes());
+            arg.extend_from_slice(&len32(g.len()).to_le_bytes());
             for &i in g {
-                cmd.arg(hits[i].offset);
+                // Offsets travel as doubles (Lua's numbers): exact below 2^53 bytes.
+                arg.extend_from_slice(&(hits[i].offset as f64).to_le_bytes());
             }
         }
+        arg
     }
+}
+
+/// The script's arguments describing the rules, in the engine's order:
+/// window, threshold and cooldown; and the windows' times to live in ms, as
+/// text (Redis reads a number given to SET from text: passed as a Lua
+/// number it would be formatted first, for every window).
+fn specs_args(rules: &[(String, WindowSpec)]) -> (Vec<u8>, String) {
+    let mut specs = Vec::with_capacity(12 * rules.len());
+    let mut ttls = Vec::with_capacity(rules.len());
+    for (_, spec) in rules {
+        specs.extend_from_slice(&spec.window.to_le_bytes());
+        specs.extend_from_slice(&spec.threshold.to_le_bytes());
+        specs.extend_from_slice(&spec.cooldown.to_le_bytes());
+        let ttl_ms = (2 * u64::from(spec.window) + u64::from(spec.cooldown)).max(1) * 1000;
+        ttls.push(ttl_ms.to_string());
+    }
+    (specs, ttls.join(" "))
+}
+
+/// A count as the script's 32-bit field (a chunk's lines are far fewer).
+fn len32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// The decisions in the scripts' replies: per window, in order, late,

@@ -56,6 +56,45 @@ impl Redis {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+
+    /// Starts a server that speaks only TLS, its certificate (for
+    /// 127.0.0.1) signed by a new CA; returns it and the CA's file.
+    pub fn start_tls(dir: &Path) -> (Redis, std::path::PathBuf) {
+        let (ca, cert, key) = tls_files(dir);
+        let port = free_port().to_string();
+        let (cert, key, ca_arg) =
+            (cert.to_str().unwrap(), key.to_str().unwrap(), ca.to_str().unwrap());
+        let args = ["--port", "0", "--tls-port", &port, "--tls-auth-clients", "no"];
+        let files = ["--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", ca_arg];
+        let all: Vec<&str> = args.iter().chain(&files).copied().collect();
+        (Redis::start_on(port.parse().unwrap(), dir, &all), ca)
+    }
+}
+
+/// A CA and a server certificate and key for 127.0.0.1, made by `openssl`
+/// in `dir`: (CA, certificate, key).
+fn tls_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let f = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let (ca_key, ca, key, csr, cert, ext) =
+        (f("ca.key"), f("ca.pem"), f("srv.key"), f("srv.csr"), f("srv.pem"), f("srv.ext"));
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    let steps: [&[&str]; 3] = [
+        &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &ca_key, "-out", &ca],
+        &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr],
+        &["x509", "-req", "-in", &csr, "-CA", &ca, "-CAkey", &ca_key, "-CAcreateserial"],
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        let mut cmd = Command::new("openssl");
+        cmd.args(*step).args(["-days", "2"]).stdin(Stdio::null());
+        match i {
+            0 => cmd.args(["-subj", "/CN=logwarden test CA"]),
+            1 => cmd.args(["-subj", "/CN=127.0.0.1"]),
+            _ => cmd.args(["-out", &cert, "-extfile", &ext]),
+        };
+        let out = cmd.output().expect("run openssl (apt-get install openssl)");
+        assert!(out.status.success(), "openssl {step:?}: {out:?}");
+    }
+    (ca.into(), cert.into(), key.into())
 }
 
 /// A Redis Cluster of three masters, no replicas.
