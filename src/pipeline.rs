@@ -86,6 +86,8 @@ pub struct Summary {
     pub evicted: u64,
     /// Keys forgotten at a rule's `max_clients`.
     pub forgotten: u64,
+    /// Per rule, in rule order.
+    pub rules: Vec<RuleCounts>,
     /// In a farm: events the farm had applied before (read again after a
     /// crash), and events this node decided alone (Redis did not answer).
     pub farm: Option<FarmCounts>,
@@ -134,6 +136,47 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// One rule's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuleCounts {
+    /// Events (lines the rule counts).
+    pub events: u64,
+    /// Events older than their key's window.
+    pub late: u64,
+    /// Alerts raised.
+    pub alerts: u64,
+    /// Clients whose windows are held now.
+    pub clients: u64,
+}
+
+/// How things stand, handed to a sink that asks for it (a status page)
+/// after each source event is completed.
+pub struct Status<'a> {
+    /// The counters so far.
+    pub summary: &'a Summary,
+    /// The files followed now.
+    pub files: &'a [FileStatus],
+    /// Newest event time of the stream (Unix seconds; 0 before any).
+    pub watermark: u32,
+    /// After a [`SourceEvent::Probe`]: per rule, the clients with the most
+    /// events in the window that ends at the watermark, most first.
+    pub nearest: Option<&'a [Vec<(Key, u32)>]>,
+}
+
+/// Where reading of one followed file stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStatus {
+    /// The name it is followed under.
+    pub path: String,
+    /// Offset after the last line decided.
+    pub offset: u64,
+    /// Newest time of its lines parsed so far (Unix seconds; 0 before any).
+    pub newest: u32,
+}
+
+/// Clients listed per rule after a probe.
+pub const NEAREST: usize = 20;
+
 /// A farm node's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FarmCounts {
@@ -143,6 +186,10 @@ pub struct FarmCounts {
     pub alone: u64,
     /// Pipelines sent to Redis and answered.
     pub round_trips: u64,
+    /// Time spent in those round trips, in µs.
+    pub round_trip_micros: u64,
+    /// Times Redis stopped answering.
+    pub outages: u64,
 }
 
 impl Summary {
@@ -181,6 +228,8 @@ struct Decision {
 #[derive(Debug, Default, Clone, Copy)]
 struct ScanStats {
     lines: u64,
+    /// Newest time of the lines parsed.
+    newest: u32,
     parsed: u64,
     skipped: [u64; 5],
     allowed: u64,
@@ -203,6 +252,8 @@ struct Batch {
     events: Vec<Event>,
     /// Encode the windows after applying this batch.
     save: Option<Save>,
+    /// List the clients nearest the threshold after applying this batch.
+    probe: bool,
 }
 
 enum ToAlerts {
@@ -214,6 +265,11 @@ enum ToAlerts {
 /// A shard's results for one chunk.
 struct Decided {
     seq: u64,
+    shard: usize,
+    /// Per rule: events applied, late events, clients held after.
+    tally: Vec<RuleCounts>,
+    /// Per rule, after a probe: this shard's clients nearest the threshold.
+    nearest: Option<Vec<Vec<(Key, u32)>>>,
     decisions: Vec<Decision>,
     /// The chunk's events, for the farm (empty without one).
     events: Vec<Event>,
@@ -238,6 +294,9 @@ struct Pending {
     scope: Option<Scope>,
     watermark: u32,
     saves: Vec<Vec<Entries>>,
+    /// Per rule, summed over the shards (clients are kept apart).
+    tally: Vec<RuleCounts>,
+    nearest: Option<Vec<Vec<(Key, u32)>>>,
 }
 
 /// Where the alert thread hands its results; it runs on the caller's thread.
@@ -248,6 +307,13 @@ pub trait Sink {
     fn progress(&mut self, _bytes: u64) {}
     /// A consistent state: positions after, and windows as of, the same chunk.
     fn checkpoint(&mut self, _cp: &Checkpoint<'_>) {}
+    /// Whether the sink wants [`Sink::status`] (building it costs a little
+    /// per chunk: the positions are gathered).
+    fn wants_status(&self) -> bool {
+        false
+    }
+    /// How things stand after a source event was completed.
+    fn status(&mut self, _s: &Status<'_>) {}
 }
 
 /// State as of one source event, for saving.
@@ -356,6 +422,12 @@ struct Collector<'e> {
     line_base: HashMap<u64, u64>,
     /// Followed files' positions, by file id.
     positions: HashMap<u64, Position>,
+    /// Per shard, per rule: clients held, as last reported.
+    clients: Vec<Vec<u64>>,
+    /// Newest line time parsed, by file id.
+    newest: HashMap<u64, u32>,
+    /// Newest event time reported.
+    watermark: u32,
 }
 
 impl<'e> Collector<'e> {
@@ -365,11 +437,18 @@ impl<'e> Collector<'e> {
             engine,
             farm,
             shards,
-            sum: Summary { farm: farm_counts, ..Summary::default() },
+            sum: Summary {
+                farm: farm_counts,
+                rules: vec![RuleCounts::default(); engine.rules.rules.len()],
+                ..Summary::default()
+            },
             pending: HashMap::new(),
             next: 0,
             line_base: HashMap::new(),
             positions: HashMap::new(),
+            clients: vec![Vec::new(); shards],
+            newest: HashMap::new(),
+            watermark: 0,
         }
     }
 
@@ -407,9 +486,6 @@ impl<'e> Collector<'e> {
                 tokens.recv().unwrap_or(());
             }
         }
-        if let (Some(counts), Some(link)) = (self.sum.farm.as_mut(), self.farm.as_deref()) {
-            counts.round_trips = link.round_trips();
-        }
         failure.map_or(Ok(self.sum), Err)
     }
 
@@ -419,6 +495,10 @@ impl<'e> Collector<'e> {
         match msg {
             ToAlerts::Scanned { seq, event, stats } => {
                 self.sum.add_scan(&stats);
+                if let SourceEvent::Lines(c) = event.as_ref() {
+                    let newest = self.newest.entry(c.file.id).or_default();
+                    *newest = (*newest).max(stats.newest);
+                }
                 let p = self.pending.entry(seq).or_default();
                 p.event = Some(event);
                 p.lines = stats.lines;
@@ -434,6 +514,18 @@ impl<'e> Collector<'e> {
                 p.events.append(&mut events);
                 p.watermark = d.watermark;
                 p.saves.extend(d.save);
+                p.tally.resize(d.tally.len(), RuleCounts::default());
+                for (a, b) in p.tally.iter_mut().zip(&d.tally) {
+                    a.events += b.events;
+                    a.late += b.late;
+                }
+                self.clients[d.shard] = d.tally.iter().map(|t| t.clients).collect();
+                if let Some(mut lists) = d.nearest {
+                    let all = p.nearest.get_or_insert_with(|| vec![Vec::new(); lists.len()]);
+                    for (a, b) in all.iter_mut().zip(&mut lists) {
+                        a.append(b);
+                    }
+                }
             }
             ToAlerts::ReadFailed(e) => return Some(e),
         }
@@ -458,11 +550,46 @@ impl<'e> Collector<'e> {
             }
             Some(SourceEvent::FileDone(tag)) => {
                 self.positions.remove(&tag.id);
+                self.newest.remove(&tag.id);
             }
             Some(SourceEvent::Checkpoint { full }) => self.checkpoint(&p, *full, sink),
             Some(SourceEvent::Tick { .. }) => self.checkpoint(&p, true, sink),
-            None => {}
+            Some(SourceEvent::Probe) | None => {}
         }
+        if sink.wants_status() {
+            self.status(&mut p, sink);
+        }
+    }
+
+    /// Hands the sink how things stand, the nearest clients merged over the
+    /// shards after a probe.
+    fn status(&mut self, p: &mut Pending, sink: &mut dyn Sink) {
+        for (r, counts) in self.sum.rules.iter_mut().enumerate() {
+            counts.clients = self.clients.iter().filter_map(|c| c.get(r)).sum();
+        }
+        if let Some(lists) = p.nearest.as_mut() {
+            for l in lists.iter_mut() {
+                l.sort_unstable_by_key(|&(k, c)| (std::cmp::Reverse(c), k));
+                l.truncate(NEAREST);
+            }
+        }
+        let mut ids: Vec<&u64> = self.positions.keys().collect();
+        ids.sort_unstable();
+        let files: Vec<FileStatus> = ids
+            .into_iter()
+            .map(|id| FileStatus {
+                path: self.positions[id].path.clone(),
+                offset: self.positions[id].offset,
+                newest: self.newest.get(id).copied().unwrap_or(0),
+            })
+            .collect();
+        self.watermark = self.watermark.max(p.watermark);
+        sink.status(&Status {
+            summary: &self.sum,
+            files: &files,
+            watermark: self.watermark,
+            nearest: p.nearest.as_deref(),
+        });
     }
 
     /// In a farm, the farm's decisions on the events of each run of chunks
@@ -508,6 +635,7 @@ impl<'e> Collector<'e> {
             let file = format!("{:x}-{:x}-{:08x}", id.dev, id.ino, id.fingerprint.unwrap_or(0));
             link.decide(&file, &hits).ok()
         });
+        (counts.round_trips, counts.round_trip_micros, counts.outages) = link.counts();
         let Some(d) = decided else {
             counts.alone += hits.len() as u64;
             run.iter_mut().for_each(|p| p.scope = Some(Scope::Local));
@@ -518,6 +646,9 @@ impl<'e> Collector<'e> {
             p.scope = Some(Scope::Farm);
             p.decisions.clear();
             p.late = if i == 0 { d.late } else { 0 };
+            for (r, t) in p.tally.iter_mut().enumerate() {
+                t.late = if i == 0 { d.late_by_rule.get(r).copied().unwrap_or(0) } else { 0 };
+            }
         }
         for a in &d.alerts {
             let (k, j) = from[a.hit];
@@ -531,6 +662,10 @@ impl<'e> Collector<'e> {
     fn lines_done(&mut self, chunk: &Chunk, p: &Pending, sink: &mut dyn Sink) {
         let base = *self.line_base.entry(chunk.file.id).or_insert(chunk.file.start_line);
         self.emit(chunk, &p.decisions, base, p.scope, sink);
+        for (sum, add) in self.sum.rules.iter_mut().zip(&p.tally) {
+            sum.events += add.events;
+            sum.late += add.late;
+        }
         let after = base + p.lines;
         self.line_base.insert(chunk.file.id, after);
         self.sum.lines += p.lines;
@@ -597,6 +732,9 @@ impl<'e> Collector<'e> {
                 record: &record,
             };
             self.sum.alerts += 1;
+            if let Some(counts) = self.sum.rules.get_mut(usize::from(d.rule)) {
+                counts.alerts += 1;
+            }
             let key = d.key.render(engine.settings.ipv6_prefix);
             let mut alert = Alert::new(rule, key, d.count, &origin);
             // Stable across restarts — the same line (by its checksum) at the
@@ -618,6 +756,7 @@ impl<'e> Collector<'e> {
 
 /// A shard: the windows of the keys that hash to it, owned by one thread.
 struct Shard {
+    index: usize,
     windows: Vec<Windows>,
     /// In a farm: hand the events on, for the farm to decide.
     ship: bool,
@@ -655,7 +794,7 @@ impl Shard {
             }
         }
         let cleanup_interval = engine.settings.cleanup_interval;
-        Shard { windows, ship, cleanup_interval, watermark, next_cleanup: 0 }
+        Shard { index, windows, ship, cleanup_interval, watermark, next_cleanup: 0 }
     }
 
     /// Shard thread: applies batches strictly in `seq` order.
@@ -675,9 +814,15 @@ impl Shard {
 
     fn apply(&mut self, b: Batch) -> Decided {
         let (mut decisions, mut late) = (Vec::new(), 0u64);
+        let mut tally = vec![RuleCounts::default(); self.windows.len()];
         for ev in &b.events {
+            let t = &mut tally[usize::from(ev.rule)];
+            t.events += 1;
             match self.windows[usize::from(ev.rule)].record(ev.key, ev.time) {
-                Outcome::Late => late += 1,
+                Outcome::Late => {
+                    late += 1;
+                    t.late += 1;
+                }
                 Outcome::Counted(_) => {}
                 Outcome::Alert(count) => {
                     let (rule, key, pos, line) = (ev.rule, ev.key, ev.pos, ev.line);
@@ -695,8 +840,26 @@ impl Shard {
         let forgotten = self.windows.iter_mut().map(Windows::take_forgotten).sum();
         let save = b.save.map(|kind| self.windows.iter_mut().map(|w| encode(w, kind)).collect());
         let watermark = self.watermark;
+        for (t, w) in tally.iter_mut().zip(&self.windows) {
+            t.clients = w.len() as u64;
+        }
+        let nearest =
+            b.probe.then(|| self.windows.iter().map(|w| w.top(NEAREST, watermark)).collect());
         let events = if self.ship { b.events } else { Vec::new() };
-        Decided { seq: b.seq, decisions, events, late, evicted, forgotten, watermark, save }
+        let (seq, shard) = (b.seq, self.index);
+        Decided {
+            seq,
+            shard,
+            tally,
+            nearest,
+            decisions,
+            events,
+            late,
+            evicted,
+            forgotten,
+            watermark,
+            save,
+        }
     }
 }
 
@@ -749,7 +912,8 @@ impl Scanner<'_> {
                 SourceEvent::Tick { clock } => (ScanStats::default(), *clock),
                 SourceEvent::Opened { .. }
                 | SourceEvent::FileDone(_)
-                | SourceEvent::Checkpoint { .. } => (ScanStats::default(), 0),
+                | SourceEvent::Checkpoint { .. }
+                | SourceEvent::Probe => (ScanStats::default(), 0),
             };
             // An idle tick's save is whole: a new base without the clients
             // the cleanup has just forgotten, written while nothing else goes on.
@@ -760,12 +924,14 @@ impl Scanner<'_> {
                 SourceEvent::Checkpoint { full: false } => Some(Save::Changes),
                 _ => None,
             };
+            let probe = matches!(*event, SourceEvent::Probe);
             for (tx, events) in shards.iter().zip(by_shard.iter_mut()) {
                 let events = std::mem::take(events);
-                if tx.send(Batch { seq, max_time, events, save }).is_err() {
+                if tx.send(Batch { seq, max_time, events, save, probe }).is_err() {
                     return;
                 }
             }
+            let stats = ScanStats { newest: max_time, ..stats };
             if alerts.send(ToAlerts::Scanned { seq, event, stats }).is_err() {
                 return;
             }

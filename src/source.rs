@@ -143,6 +143,9 @@ pub enum SourceEvent {
         /// Unix seconds.
         clock: u32,
     },
+    /// Someone asks how things stand (a status page): each shard reports
+    /// its clients nearest the threshold, as of every event before this one.
+    Probe,
 }
 
 /// Produces events for the pipeline's reader thread.

@@ -110,6 +110,11 @@ impl KeyState {
         self.count
     }
 
+    /// Events at or after second `oldest`.
+    pub fn count_since(&self, oldest: u32) -> u32 {
+        self.slots.iter().rev().take_while(|s| s.0 >= oldest).map(|s| s.1).sum()
+    }
+
     /// Whether forgetting this key cannot change any decision unless a line
     /// arrives more than one window behind `watermark` (the newest event time
     /// of the whole stream): all its events are over two windows old and its
@@ -277,6 +282,26 @@ impl Windows {
         self.keys.iter()
     }
 
+    /// The `n` keys with the most events in the window that ends at `now`
+    /// (`[now − window, now]`), most first (ties by key); keys with none are
+    /// left out. One pass over the keys, keeping `n`.
+    pub fn top(&self, n: usize, now: u32) -> Vec<(Key, u32)> {
+        let rank = |&(k, c): &(Key, u32)| (c, std::cmp::Reverse(k));
+        let oldest = now.saturating_sub(self.spec.window);
+        let mut best: Vec<(Key, u32)> = Vec::with_capacity(n + 1);
+        for (key, state) in &self.keys {
+            let entry = (*key, state.count_since(oldest));
+            if entry.1 == 0
+                || best.len() == n && best.last().is_some_and(|l| rank(&entry) <= rank(l))
+            {
+                continue;
+            }
+            best.insert(best.partition_point(|b| rank(b) > rank(&entry)), entry);
+            best.truncate(n);
+        }
+        best
+    }
+
     /// Sets the state of a key (restoring saved state).
     pub fn insert(&mut self, key: Key, state: KeyState) {
         self.keys.insert(key, state);
@@ -307,6 +332,26 @@ mod tests {
     fn run(spec: WindowSpec, times: &[u32]) -> Vec<Outcome> {
         let mut w = Windows::new(spec);
         times.iter().map(|&t| w.record(Key(1), t)).collect()
+    }
+
+    #[test]
+    fn top_lists_the_keys_with_most_events_in_the_window_ending_now() {
+        let spec = WindowSpec { threshold: 100, window: 10, cooldown: 0 };
+        let mut w = Windows::new(spec);
+        for (k, hits) in [(1u128, 3u32), (2, 5), (3, 1), (4, 5), (5, 2)] {
+            for _ in 0..hits {
+                w.record(Key(k), 100);
+            }
+        }
+        w.record(Key(6), 80); // outside [95, 105]
+        w.record(Key(6), 80);
+        w.record(Key(6), 80);
+        w.record(Key(6), 80);
+        w.record(Key(6), 80);
+        w.record(Key(6), 80);
+        assert_eq!(w.top(3, 105), vec![(Key(2), 5), (Key(4), 5), (Key(1), 3)]);
+        assert_eq!(w.top(10, 105).len(), 5, "keys with no event in the window are left out");
+        assert_eq!(w.top(10, 111), vec![], "all older than now − window");
     }
 
     #[test]

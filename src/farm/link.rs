@@ -51,6 +51,8 @@ pub struct FarmDecisions {
     pub alerts: Vec<FarmAlert>,
     /// Events older than their farm window's `T − window`.
     pub late: u64,
+    /// The same by rule index.
+    pub late_by_rule: Vec<u64>,
     /// Events the farm had applied before (lines read again after a crash).
     pub repeated: u64,
 }
@@ -110,8 +112,10 @@ pub struct Link {
     conn: Option<Conn>,
     /// Since when Redis has not answered, and when to try again.
     outage: Option<(Instant, Instant, Duration)>,
-    /// Pipelines sent and answered.
+    /// Pipelines sent and answered, the time they took (µs), and outages.
     round_trips: u64,
+    round_trip_micros: u64,
+    outages: u64,
 }
 
 impl Link {
@@ -129,6 +133,8 @@ impl Link {
             conn: None,
             outage: None,
             round_trips: 0,
+            round_trip_micros: 0,
+            outages: 0,
         }
     }
 
@@ -137,9 +143,10 @@ impl Link {
         &self.settings.node
     }
 
-    /// Pipelines sent to Redis and answered so far.
-    pub fn round_trips(&self) -> u64 {
-        self.round_trips
+    /// Pipelines sent to Redis and answered so far, the time they took in
+    /// µs, and the outages begun.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (self.round_trips, self.round_trip_micros, self.outages)
     }
 
     /// Applies this node's `hits` from the file `file` (in line order) to
@@ -229,8 +236,10 @@ impl Link {
     /// and sends those calls again (they were not applied).
     fn round_trip(&mut self, cmds: &[Cmd]) -> RedisResult<Vec<Value>> {
         let Some(conn) = self.conn.as_mut() else { return Err(not_connected()) };
+        let started = Instant::now();
         let mut replies = conn.run(cmds)?;
         self.round_trips += 1;
+        self.round_trip_micros += started.elapsed().as_micros() as u64;
         let missing: Vec<usize> = (0..replies.len())
             .filter(|&i| replies[i].as_ref().is_err_and(|e| e.code() == Some("NOSCRIPT")))
             .collect();
@@ -252,6 +261,7 @@ impl Link {
         let url = super::redacted(&self.settings.redis[0]);
         self.outage = Some(match self.outage {
             None => {
+                self.outages += 1;
                 tracing::warn!(redis = %url, error = %e, "Redis does not answer: this node decides alone (alerts marked \"scope\": \"local\") and tries again.");
                 (now, now + FIRST_BACKOFF, FIRST_BACKOFF)
             }
@@ -330,7 +340,13 @@ fn decisions(windows: &[Window], replies: &[Value]) -> FarmDecisions {
     });
     let mut n = numbers.map(|x| if let Value::Int(i) = x { *i } else { 0 });
     for w in windows {
-        d.late += n.next().unwrap_or(0).max(0) as u64;
+        let late = n.next().unwrap_or(0).max(0) as u64;
+        d.late += late;
+        let r = usize::from(w.rule);
+        if d.late_by_rule.len() <= r {
+            d.late_by_rule.resize(r + 1, 0);
+        }
+        d.late_by_rule[r] += late;
         d.repeated += n.next().unwrap_or(0).max(0) as u64;
         for _ in 0..n.next().unwrap_or(0) {
             let (g, h, count) = (n.next(), n.next(), n.next());

@@ -130,6 +130,8 @@ pub struct Follower {
     last_activity: Instant,
     /// The next checkpoint saves everything.
     want_full: Arc<AtomicBool>,
+    /// Set (with a wake-up) to ask for a [`SourceEvent::Probe`].
+    want_probe: Arc<AtomicBool>,
 }
 
 impl Follower {
@@ -158,6 +160,7 @@ impl Follower {
             heartbeat: None,
             heartbeat_every: None,
             want_full: Arc::new(AtomicBool::new(false)),
+            want_probe: Arc::new(AtomicBool::new(false)),
             last_activity: Instant::now(),
         }
     }
@@ -227,6 +230,13 @@ impl Follower {
     /// state store sets it when its change log has grown.
     pub fn with_full_checkpoints(mut self, flag: Arc<AtomicBool>) -> Follower {
         self.want_full = flag;
+        self
+    }
+
+    /// Shares the flag that asks for a probe (set it, then wake the
+    /// follower): a status page wants the clients nearest the threshold.
+    pub fn with_probes(mut self, flag: Arc<AtomicBool>) -> Follower {
+        self.want_probe = flag;
         self
     }
 
@@ -624,6 +634,9 @@ impl Source for Follower {
             self.ensure_watch();
             self.discover();
             let read = self.read_all(emit)?;
+            if self.want_probe.swap(false, Ordering::SeqCst) && !emit(SourceEvent::Probe) {
+                return Ok(());
+            }
             if self.dirty && (self.urgent || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY) {
                 let cp = self.checkpoint();
                 if !emit(cp) {

@@ -16,7 +16,7 @@ mod queue;
 pub mod syslog;
 pub mod webhook;
 
-pub use queue::Running;
+pub use queue::{OutputStats, OutputsView, Running};
 
 use crate::alert::Alert;
 use std::fs::File;

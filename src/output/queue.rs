@@ -37,6 +37,11 @@ struct QueueState {
     pending: VecDeque<Arc<Alert>>,
     closed: bool,
     failing: bool,
+    /// Since when deliveries fail (the first failure of this outage).
+    failing_since: Option<Instant>,
+    /// Alerts delivered, and failed attempts, in all.
+    delivered_total: u64,
+    failures_total: u64,
     /// Ids this output already took (recently): never sent to it again.
     taken: HashSet<String>,
     taken_order: VecDeque<String>,
@@ -65,6 +70,49 @@ impl Queue {
     fn lock(&self) -> MutexGuard<'_, QueueState> {
         // A panicking output thread must not take alerts down with it.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One output's counters, as a status page shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputStats {
+    /// The output's name (`syslog`, `jsonl /path`, …).
+    pub name: String,
+    /// Alerts delivered.
+    pub delivered: u64,
+    /// Failed attempts to deliver.
+    pub failures: u64,
+    /// Alerts waiting.
+    pub queued: u64,
+    /// Alerts dropped at a full queue.
+    pub dropped: u64,
+    /// How long deliveries have been failing, while they do.
+    pub failing_for: Option<Duration>,
+}
+
+/// A view of the outputs' queues that any thread may read.
+#[derive(Clone)]
+pub struct OutputsView {
+    queues: Vec<Arc<Queue>>,
+}
+
+impl OutputsView {
+    /// Each output's counters, in configuration order.
+    pub fn stats(&self) -> Vec<OutputStats> {
+        self.queues
+            .iter()
+            .map(|q| {
+                let s = q.lock();
+                OutputStats {
+                    name: q.name.clone(),
+                    delivered: s.delivered_total,
+                    failures: s.failures_total,
+                    queued: s.pending.len() as u64,
+                    dropped: s.dropped_total,
+                    failing_for: s.failing_since.map(|t| t.elapsed()),
+                }
+            })
+            .collect()
     }
 }
 
@@ -133,6 +181,11 @@ impl Running {
             q.wake.notify_one();
         }
         queued
+    }
+
+    /// A view of the queues for other threads (a status page).
+    pub fn view(&self) -> OutputsView {
+        OutputsView { queues: self.queues.clone() }
     }
 
     /// Every output's bit.
@@ -230,6 +283,8 @@ fn deliver_loop(mut out: Box<dyn Deliver>, q: &Queue, mut journal: Journal) {
                     s.delivered.push(id.clone());
                 }
                 s.pending.pop_front();
+                s.delivered_total += 1;
+                s.failing_since = None;
                 if std::mem::take(&mut s.failing) {
                     tracing::warn!(output = %q.name, held = s.pending.len(), "Output works again; delivering held alerts.");
                 }
@@ -241,6 +296,8 @@ fn deliver_loop(mut out: Box<dyn Deliver>, q: &Queue, mut journal: Journal) {
             }
             Err(e) => {
                 let mut s = q.lock();
+                s.failures_total += 1;
+                s.failing_since.get_or_insert_with(Instant::now);
                 if !s.failing {
                     s.failing = true;
                     tracing::error!(output = %q.name, error = %e, "Cannot deliver alerts; holding them and retrying.");
