@@ -21,6 +21,7 @@ pub mod app;
 pub mod config;
 pub mod farm;
 pub mod follow;
+pub mod observe;
 pub mod output;
 pub mod parse;
 pub mod pipeline;

@@ -11,6 +11,7 @@ mod daemon;
 mod exactness;
 mod farm;
 mod layers;
+mod observe;
 mod syslog;
 mod trust;
 mod util;

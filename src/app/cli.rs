@@ -29,6 +29,8 @@ pub enum Command {
     Run,
     /// Send one sample alert through every configured output and report each result.
     TestAlert,
+    /// Show how the running daemon stands (from its [http] endpoint); exit 1 when unhealthy.
+    Status,
 }
 
 /// `logwarden replay`.

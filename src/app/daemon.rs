@@ -15,8 +15,10 @@ use crate::alert::Alert;
 use crate::config::Config;
 use crate::farm::link::Link;
 use crate::follow::{Follower, StartAt};
+use crate::observe::http::Server;
+use crate::observe::{Board, RuleInfo};
 use crate::output::{self, Running};
-use crate::pipeline::{Checkpoint, Restore, Sink, Summary};
+use crate::pipeline::{Checkpoint, Restore, Sink, Status, Summary};
 use crate::rules::WindowSpec;
 use crate::state::{self, Snapshot, Store};
 use crate::window::Windows;
@@ -118,7 +120,34 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
         .context("starting the output threads")?;
     // The first checkpoint writes a new base for this configuration's rules.
     let want_full = Arc::new(AtomicBool::new(true));
+    let probe = Arc::new(AtomicBool::new(false));
+    let (board, _server) = match &cfg.http {
+        Some(h) => {
+            let rules = cfg.rules.iter().map(|r| RuleInfo { name: r.name.clone(), spec: r.spec });
+            let node = cfg.cluster.as_ref().map(|c| c.node.clone());
+            let board = Arc::new(Board::new(
+                node,
+                rules.collect(),
+                running.view(),
+                h.unhealthy_after,
+                Arc::clone(&probe),
+                wake.0.clone(),
+            ));
+            let server = Server::start(h.listen, h.token.clone(), Arc::clone(&board))
+                .with_context(|| {
+                    format!(
+                        "cannot listen on http.listen {} (is the port taken? choose another)",
+                        h.listen
+                    )
+                })?;
+            tracing::info!(address = %server.addr(), "Serving /metrics, /healthz, /api/status and the status page.");
+            (Some(board), Some(server))
+        }
+        None => (None, None),
+    };
     let mut sink = DaemonSink {
+        board,
+        ipv6_prefix: cfg.source.ipv6_prefix,
         outputs: running,
         store: Store::new(&cfg.state_dir),
         rules: cfg.rules.iter().map(|r| (r.name.clone(), r.spec)).collect(),
@@ -146,7 +175,8 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
     let follower = Follower::new(cfg.follow(), stop, positions)
         .with_wake(wake.0, wake.1)
         .with_heartbeat(every, beat)
-        .with_full_checkpoints(want_full);
+        .with_full_checkpoints(want_full)
+        .with_probes(probe);
     let mut engine = cfg.engine();
     engine.settings.checkpoints = true;
     tracing::info!(path = %cfg.source.path, rules = cfg.rules.len(), "Started.");
@@ -220,6 +250,9 @@ fn restore_windows(cfg: &Config, mut saved: Vec<(String, Windows)>, watermark: u
 
 /// Hands alerts to the outputs and saves checkpoints, on the alert thread.
 struct DaemonSink {
+    /// The status page's board, with `[http]`.
+    board: Option<Arc<Board>>,
+    ipv6_prefix: u8,
     outputs: Running,
     store: Store,
     /// The rules' names and specs, in order, for the base.
@@ -235,8 +268,21 @@ struct DaemonSink {
 }
 
 impl Sink for DaemonSink {
+    fn wants_status(&self) -> bool {
+        self.board.is_some()
+    }
+
+    fn status(&mut self, s: &Status<'_>) {
+        if let Some(b) = &self.board {
+            b.publish(s, |k| k.render(self.ipv6_prefix));
+        }
+    }
+
     fn alert(&mut self, alert: Alert) {
         let alert = Arc::new(alert);
+        if let Some(b) = &self.board {
+            b.alert(&alert);
+        }
         let queued = self.outputs.push(&alert, self.outputs.all());
         if queued != 0 {
             self.queued.push((alert, queued));
@@ -256,6 +302,7 @@ impl Sink for DaemonSink {
         if self.stopping.load(Ordering::SeqCst) {
             self.outputs.drain(DRAIN_AT_STOP);
         }
+        let started = Instant::now();
         let delivered = self.outputs.take_delivered();
         let snap =
             Snapshot { positions: &cp.positions, watermark: cp.watermark, shards: cp.windows };
@@ -268,6 +315,9 @@ impl Sink for DaemonSink {
         };
         // Saved, or to be saved whole by the next checkpoint.
         self.queued.clear();
+        if let Some(b) = &self.board {
+            b.saved(started.elapsed());
+        }
         match result {
             Ok(()) => {
                 self.save_failing = false;

@@ -1,12 +1,13 @@
 //! The commands: the binary's edge, where configuration, files, clock and
 //! terminal meet the pure core. Errors here are `anyhow` with context.
-//! [`cli`] mirrors the flags; [`replay`], [`inspect`] (`parse`) and
-//! [`daemon`] (`run`) are the larger commands.
+//! [`cli`] mirrors the flags; [`replay`], [`inspect`] (`parse`),
+//! [`daemon`] (`run`) and [`status`] are the larger commands.
 
 pub mod cli;
 pub mod daemon;
 mod inspect;
 mod replay;
+mod status;
 
 use crate::alert::Alert;
 use crate::config::{Config, Overrides};
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check => check(cli.config.as_deref()),
         Command::Run => run_daemon(cli.config.as_deref()),
         Command::TestAlert => test_alert(cli.config.as_deref()),
+        Command::Status => status::status(cli.config.as_deref()),
     }
 }
 

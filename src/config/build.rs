@@ -4,12 +4,14 @@
 //! known) go through [`Host`], so the rest is pure.
 
 use super::schema::{
-    RawAllow, RawCluster, RawConfig, RawDuration, RawOutput, RawRedis, RawRule, RawSource, get,
+    RawAllow, RawCluster, RawConfig, RawDuration, RawHttp, RawOutput, RawRedis, RawRule, RawSource,
+    get,
 };
 use super::{Config, ConfigError, Cx, Host, SourceConfig};
 use crate::alert::MESSAGE_VARS;
 use crate::farm::FarmSettings;
 use crate::follow::{PathSpec, StartAt};
+use crate::observe::HttpSettings;
 use crate::output::exec::ExecSettings;
 use crate::output::syslog::{self, FACILITIES, SEVERITIES, SyslogSettings};
 use crate::output::webhook::{self, WebhookSettings};
@@ -55,6 +57,7 @@ pub(super) fn config(cx: &Cx, raw: RawConfig, host: &dyn Host) -> Result<Config,
         .filter(|n| *n <= 1024)
         .ok_or_else(|| cx.err(threads, "engine.threads", "must be 0 (one per core) to 1024"))?;
     let cluster = raw.cluster.as_ref().map(|c| validate_cluster(cx, c)).transpose()?;
+    let http = raw.http.as_ref().map(|h| validate_http(cx, h)).transpose()?;
     Ok(Config {
         file: None,
         source,
@@ -65,8 +68,47 @@ pub(super) fn config(cx: &Cx, raw: RawConfig, host: &dyn Host) -> Result<Config,
         cleanup_interval,
         threads: n,
         cluster,
+        http,
         effective: String::new(),
     })
+}
+
+/// `[http]`: an address to listen on, and a token wherever others than
+/// this machine's users could reach it.
+fn validate_http(cx: &Cx, h: &RawHttp) -> Result<HttpSettings, ConfigError> {
+    let l = get(&h.listen);
+    let listen: std::net::SocketAddr = l.get_ref().parse().map_err(|_| {
+        cx.err(
+            l,
+            "http.listen",
+            format!(
+                "{:?} is not an address and port: write \"127.0.0.1:9745\" or \"[::1]:9745\"",
+                l.get_ref()
+            ),
+        )
+    })?;
+    let token = match &h.token {
+        Some(t) => {
+            let v = t.get_ref();
+            if v.is_empty()
+                || v.len() > 256
+                || v.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(cx.err(t, "http.token", "must be 1 to 256 characters without spaces"));
+            }
+            Some(v.clone())
+        }
+        None if !listen.ip().is_loopback() => {
+            let msg = format!(
+                "a token is required when http.listen is not a loopback address ({listen}): anyone who reaches it would see clients and alerts; set http.token"
+            );
+            return Err(cx.err(l, "http.token", msg));
+        }
+        None => None,
+    };
+    let u = get(&h.unhealthy_after);
+    let unhealthy_after = duration(cx, u, "http.unhealthy_after")?;
+    Ok(HttpSettings { listen, token, unhealthy_after })
 }
 
 /// `[cluster]`: Redis URLs the client library accepts, and a node name and

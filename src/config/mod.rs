@@ -101,6 +101,8 @@ pub struct Config {
     pub threads: usize,
     /// The farm's Redis (`[cluster]`), if this node is part of one.
     pub cluster: Option<crate::farm::FarmSettings>,
+    /// The HTTP endpoint (`[http]`), if any.
+    pub http: Option<crate::observe::HttpSettings>,
     effective: String,
 }
 
@@ -345,6 +347,24 @@ mod tests {
         assert!(e.contains("rule[1].message"), "{e}");
         let e = err("[source]\nformat = \"%h %l\"\n");
         assert!(e.contains("no %t"), "{e}");
+    }
+
+    #[test]
+    fn http_settings_and_their_errors() {
+        assert_eq!(parse("").unwrap().http, None);
+        let h = parse("[http]\n").unwrap().http.unwrap();
+        assert_eq!(h.listen.to_string(), "127.0.0.1:9745");
+        assert_eq!((h.token, h.unhealthy_after), (None, Duration::from_secs(60)));
+        let c = parse("[http]\nlisten = \"0.0.0.0:9000\"\ntoken = \"abc123\"\n").unwrap();
+        assert_eq!(c.http.as_ref().unwrap().token.as_deref(), Some("abc123"));
+        assert!(c.effective_toml().contains("token = \"***\""), "{}", c.effective_toml());
+        assert!(!c.effective_toml().contains("abc123"));
+        let e = err("[http]\nlisten = \"0.0.0.0:9000\"\n");
+        assert!(e.starts_with("/etc/lw.toml:2: http.token: a token is required when http.listen is not a loopback address (0.0.0.0:9000)"), "{e}");
+        let e = err("[http]\nlisten = \"localhost\"\n");
+        assert!(e.contains("http.listen: \"localhost\" is not an address and port"), "{e}");
+        let e = err("[http]\ntoken = \"a b\"\n");
+        assert!(e.contains("http.token: must be 1 to 256 characters without spaces"), "{e}");
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub(super) struct RawConfig {
     pub(super) engine: RawEngine,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) cluster: Option<RawCluster>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) http: Option<RawHttp>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -140,13 +142,32 @@ pub(super) struct RawCluster {
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    pub(super) listen: S<String>,
+    pub(super) token: S<String>,
+    pub(super) unhealthy_after: S<RawDuration>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawEngine {
     pub(super) threads: S<i64>,
 }
 
-/// The configuration as TOML, with the passwords in Redis URLs hidden (it
-/// is printed by `check`).
+/// The configuration as TOML, with the passwords in Redis URLs and the
+/// HTTP token hidden (it is printed by `check`).
 pub(super) fn effective_toml(raw: &mut RawConfig) -> String {
+    let token = raw.http.as_mut().and_then(|h| h.token.as_mut());
+    let saved_token = token.map(|t| std::mem::replace(t.get_mut(), "***".into()));
+    let text = effective_toml_redis(raw);
+    if let (Some(saved), Some(t)) = (saved_token, raw.http.as_mut().and_then(|h| h.token.as_mut()))
+    {
+        *t.get_mut() = saved;
+    }
+    text
+}
+
+fn effective_toml_redis(raw: &mut RawConfig) -> String {
     let redis = raw.cluster.as_mut().and_then(|c| c.redis.as_mut());
     let saved = redis.map(|r| {
         let hidden = match r.get_ref() {
@@ -197,6 +218,10 @@ pub(super) fn fill_defaults(raw: &mut RawConfig, host_name: &str) {
         c.node.get_or_insert_with(|| Spanned::new(0..0, host_name.to_string()));
         c.prefix.get_or_insert_with(|| Spanned::new(0..0, "logwarden".into()));
         c.timeout.get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("250ms".into())));
+    }
+    if let Some(h) = raw.http.as_mut() {
+        h.listen.get_or_insert_with(|| Spanned::new(0..0, "127.0.0.1:9745".into()));
+        h.unhealthy_after.get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("1m".into())));
     }
     let s = &mut raw.source;
     s.path.get_or_insert_with(|| Spanned::new(0..0, "/logs/apache/ssl_www_log-%Y-%m-%d".into()));

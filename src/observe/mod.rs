@@ -1,0 +1,242 @@
+//! What a running daemon shows about itself: the engine's counters, the
+//! files it follows, the clients nearest each threshold, recent alerts and
+//! the outputs' state. The alert thread writes them on a [`Board`] once per
+//! source event (never per line); the HTTP thread ([`http`]) reads the board
+//! and serves it as Prometheus metrics ([`metrics`]), a health check, JSON
+//! ([`status`]) and a status page.
+
+pub mod http;
+pub mod metrics;
+pub mod status;
+
+use crate::alert::Alert;
+use crate::output::OutputsView;
+use crate::pipeline::{FileStatus, NEAREST, Status, Summary};
+use crate::rules::WindowSpec;
+use prometheus_client::metrics::histogram::Histogram;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Recent alerts kept for the status page.
+pub const RECENT_ALERTS: usize = 100;
+/// Throughput points: one per 10 s over 15 minutes.
+const POINT_EVERY: Duration = Duration::from_secs(10);
+const POINTS: usize = 90;
+/// State save durations' buckets, in seconds (1 ms to 16 s).
+const SAVE_BUCKETS: [f64; 8] = [0.001, 0.004, 0.016, 0.064, 0.25, 1.0, 4.0, 16.0];
+/// A probe unanswered this long means the engine does not follow.
+pub const PROBE_TOO_LONG: Duration = Duration::from_secs(10);
+
+/// `[http]`: where the endpoint listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Address and port.
+    pub listen: std::net::SocketAddr,
+    /// Required as a bearer token (or `?token=`) when set.
+    pub token: Option<String>,
+    /// An output failing longer than this makes `/healthz` answer 503.
+    pub unhealthy_after: Duration,
+}
+
+/// One rule as the board shows it.
+#[derive(Debug, Clone)]
+pub struct RuleInfo {
+    /// Its name.
+    pub name: String,
+    /// Its threshold, window and cooldown.
+    pub spec: WindowSpec,
+}
+
+/// The shared view of a running daemon.
+pub struct Board {
+    /// The node's name in a farm.
+    pub node: Option<String>,
+    /// The rules, in order.
+    pub rules: Vec<RuleInfo>,
+    started: Instant,
+    outputs: OutputsView,
+    unhealthy_after: Duration,
+    state: Mutex<Published>,
+    /// Signalled when a probe's answer is published.
+    answered: Condvar,
+    /// How long state saves take, in seconds.
+    pub saves: Histogram,
+    /// Asks the follower for a probe (with a wake-up).
+    probe: Arc<AtomicBool>,
+    wake: crossbeam_channel::Sender<()>,
+}
+
+/// What the alert thread last published.
+#[derive(Default)]
+struct Published {
+    summary: Summary,
+    files: Vec<FileStatus>,
+    watermark: u32,
+    /// Per rule, the clients nearest the threshold (rendered).
+    nearest: Vec<Vec<(String, u32)>>,
+    nearest_at: Option<SystemTime>,
+    alerts: VecDeque<Arc<Alert>>,
+    /// (Unix seconds, lines read so far).
+    points: VecDeque<(u64, u64)>,
+    last_point: Option<Instant>,
+    probe_asked: Option<Instant>,
+}
+
+impl Board {
+    /// A board for a daemon with `rules` and `outputs` (unhealthy when one
+    /// fails longer than `unhealthy_after`); `probe` and `wake` reach the
+    /// follower.
+    pub fn new(
+        node: Option<String>,
+        rules: Vec<RuleInfo>,
+        outputs: OutputsView,
+        unhealthy_after: Duration,
+        probe: Arc<AtomicBool>,
+        wake: crossbeam_channel::Sender<()>,
+    ) -> Board {
+        Board {
+            node,
+            rules,
+            started: Instant::now(),
+            outputs,
+            unhealthy_after,
+            state: Mutex::new(Published::default()),
+            answered: Condvar::new(),
+            saves: Histogram::new(SAVE_BUCKETS),
+            probe,
+            wake,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Published> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How things stand after a source event (from the alert thread).
+    pub fn publish(&self, s: &Status<'_>, render: impl Fn(crate::parse::client::Key) -> String) {
+        let mut st = self.lock();
+        st.summary.clone_from(s.summary);
+        st.files = s.files.to_vec();
+        st.watermark = s.watermark;
+        if let Some(lists) = s.nearest {
+            st.nearest = lists
+                .iter()
+                .map(|l| l.iter().take(NEAREST).map(|&(k, c)| (render(k), c)).collect())
+                .collect();
+            st.nearest_at = Some(SystemTime::now());
+            st.probe_asked = None;
+            self.answered.notify_all();
+        }
+        st.sample();
+    }
+
+    /// An alert raised (from the alert thread).
+    pub fn alert(&self, a: &Arc<Alert>) {
+        let mut st = self.lock();
+        if st.alerts.len() == RECENT_ALERTS {
+            st.alerts.pop_front();
+        }
+        st.alerts.push_back(Arc::clone(a));
+    }
+
+    /// A state save took `took`.
+    pub fn saved(&self, took: Duration) {
+        self.saves.observe(took.as_secs_f64());
+    }
+
+    /// Asks the engine for the clients nearest the threshold; they come
+    /// with the next published status. Waits up to `wait` for them.
+    pub fn ask_probe(&self, wait: Duration) {
+        let mut st = self.lock();
+        st.probe_asked.get_or_insert_with(Instant::now);
+        self.probe.store(true, Ordering::SeqCst);
+        // A full channel already holds a wake-up.
+        self.wake.try_send(()).unwrap_or(());
+        let end = Instant::now() + wait;
+        while st.probe_asked.is_some() && Instant::now() < end {
+            let left = end.saturating_duration_since(Instant::now());
+            st = self.answered.wait_timeout(st, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+
+    /// Why the daemon is not healthy; empty when it is.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(asked) = self.lock().probe_asked
+            && asked.elapsed() > PROBE_TOO_LONG
+        {
+            let secs = asked.elapsed().as_secs();
+            out.push(format!("not following: the engine has not answered for {secs} s"));
+        }
+        for o in self.outputs.stats() {
+            if let Some(f) = o.failing_for.filter(|f| *f > self.unhealthy_after) {
+                out.push(format!("output {} has been failing for {} s", o.name, f.as_secs()));
+            }
+        }
+        out
+    }
+
+    /// Seconds since the daemon started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The outputs' counters.
+    pub fn outputs(&self) -> Vec<crate::output::OutputStats> {
+        self.outputs.stats()
+    }
+
+    /// A copy of what was published, for one response.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut st = self.lock();
+        st.sample();
+        Snapshot {
+            summary: st.summary.clone(),
+            files: st.files.clone(),
+            watermark: st.watermark,
+            nearest: st.nearest.clone(),
+            nearest_at: st.nearest_at,
+            alerts: st.alerts.iter().cloned().collect(),
+            points: st.points.iter().copied().collect(),
+        }
+    }
+}
+
+/// A copy of the board's published state.
+pub struct Snapshot {
+    /// The engine's counters.
+    pub summary: Summary,
+    /// The files followed.
+    pub files: Vec<FileStatus>,
+    /// Newest event time (Unix seconds; 0 before any).
+    pub watermark: u32,
+    /// Per rule, the clients nearest the threshold, as of `nearest_at`.
+    pub nearest: Vec<Vec<(String, u32)>>,
+    /// When the engine listed them.
+    pub nearest_at: Option<SystemTime>,
+    /// Recent alerts, oldest first.
+    pub alerts: Vec<Arc<Alert>>,
+    /// (Unix seconds, lines read so far), one per 10 s.
+    pub points: Vec<(u64, u64)>,
+}
+
+impl Published {
+    /// Adds a throughput point when one is due.
+    fn sample(&mut self) {
+        if self.last_point.is_some_and(|t| t.elapsed() < POINT_EVERY) {
+            return;
+        }
+        self.last_point = Some(Instant::now());
+        if self.points.len() == POINTS {
+            self.points.pop_front();
+        }
+        self.points.push_back((unix_now(), self.summary.lines));
+    }
+}
+
+/// The wall clock in Unix seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,173 @@
+//! The daemon's HTTP endpoint (`[http]`): metrics, health, status and
+//! `logwarden status`, against a running `logwarden run`.
+
+use crate::util::daemon::Daemon;
+use crate::util::{free_port, http_get, run, wait_until, write};
+use std::path::Path;
+
+/// A daemon following `dir/access.log` with `[http]` on a free port and
+/// `extra` appended to its configuration; returns it and the port.
+fn start(dir: &Path, extra: &str) -> (Daemon, u16) {
+    write(dir, "access.log", b"");
+    let port = free_port();
+    let path = dir.join("access.log");
+    let config = Daemon::config(dir, path.to_str().unwrap(), "")
+        .replace("threshold = 3", "threshold = 10")
+        + &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{extra}");
+    let d = Daemon::start_config(dir, &config, &[]);
+    wait_until("the HTTP endpoint", || http_get(port, "/healthz", None).is_some());
+    (d, port)
+}
+
+fn line(client: &str, request: &str) -> String {
+    let stamp = jiff::Timestamp::now().strftime("%d/%b/%Y:%H:%M:%S +0000");
+    format!("{client} - - [{stamp}] \"GET {request} HTTP/1.1\" 200 5 \"-\" \"test\"\n")
+}
+
+fn append(dir: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(dir.join("access.log")).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// The value of one sample of `/metrics` (`name{labels} value`).
+fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// 100 known lines — 12 hits of one client, 2 of an allowed client, 3
+/// malformed lines with the rule's text, 83 other requests — give exactly
+/// these metrics.
+#[test]
+fn metrics_count_exactly_the_lines_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, port) = start(dir.path(), "[allow]\nclients = [\"192.0.2.9\"]\n");
+    let mut text = String::new();
+    for i in 0..83 {
+        text += &line(&format!("10.0.1.{}", i % 50), "/index.html");
+    }
+    for _ in 0..12 {
+        text += &line("203.0.113.5", "/today_download");
+    }
+    text += &line("192.0.2.9", "/today_download");
+    text += &line("192.0.2.9", "/today_download");
+    for _ in 0..3 {
+        text += "this line is not a log line but says today_download\n";
+    }
+    append(dir.path(), &text);
+    let get = || http_get(port, "/metrics", None).unwrap().1;
+    wait_until("100 lines read", || metric(&get(), "logwarden_lines_read_total") == Some(100.0));
+    let m = get();
+    let size = std::fs::metadata(dir.path().join("access.log")).unwrap().len() as f64;
+    let path = dir.path().join("access.log").display().to_string();
+    let jsonl = format!("jsonl {}/alerts.jsonl", dir.path().display());
+    for (sample, want) in [
+        ("logwarden_lines_read_total".to_string(), 100.0),
+        ("logwarden_lines_skipped_total{reason=\"malformed\"}".into(), 3.0),
+        ("logwarden_lines_skipped_total{reason=\"bad_time\"}".into(), 0.0),
+        ("logwarden_lines_allowed_total".into(), 2.0),
+        ("logwarden_events_total{rule=\"today_download\"}".into(), 12.0),
+        ("logwarden_late_events_total{rule=\"today_download\"}".into(), 0.0),
+        // No cooldown in the tests' configuration: hits 10, 11 and 12 alert.
+        ("logwarden_alerts_total{rule=\"today_download\"}".into(), 3.0),
+        ("logwarden_clients{rule=\"today_download\"}".into(), 1.0),
+        (format!("logwarden_file_offset_bytes{{path=\"{path}\"}}"), size),
+        (format!("logwarden_file_size_bytes{{path=\"{path}\"}}"), size),
+        (format!("logwarden_output_failures_total{{output=\"{jsonl}\"}}"), 0.0),
+        (format!("logwarden_output_dropped_total{{output=\"{jsonl}\"}}"), 0.0),
+    ] {
+        assert_eq!(metric(&m, &sample), Some(want), "{sample} in\n{m}");
+    }
+    let delivered = format!("logwarden_output_delivered_total{{output=\"{jsonl}\"}}");
+    wait_until("the alerts delivered", || metric(&get(), &delivered) == Some(3.0));
+    let delay = metric(&m, "logwarden_log_delay_seconds").unwrap();
+    assert!((0.0..30.0).contains(&delay), "{delay}");
+    assert!(m.contains("logwarden_build_info{version=\""), "{m}");
+    assert!(m.contains("# TYPE logwarden_state_save_seconds histogram"), "{m}");
+    assert!(m.ends_with("# EOF\n"), "{m}");
+    daemon.stop();
+}
+
+/// `/api/status` lists the client nearest the threshold with its exact
+/// count, escapes nothing itself (JSON), and `logwarden status` prints it.
+#[test]
+fn status_lists_the_clients_nearest_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, port) = start(dir.path(), "");
+    let mut text = String::new();
+    for _ in 0..7 {
+        text += &line("203.0.113.7", "/today_download?<script>x</script>");
+    }
+    for _ in 0..3 {
+        text += &line("203.0.113.8", "/today_download");
+    }
+    append(dir.path(), &text);
+    let status = || {
+        let (code, body) = http_get(port, "/api/status", None).unwrap();
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    wait_until("10 events", || status()["rules"][0]["events"] == 10);
+    let s = status();
+    let near = &s["rules"][0]["nearest"];
+    assert_eq!(near[0]["client"], "203.0.113.7", "{s}");
+    assert_eq!(near[0]["count"], 7, "{s}");
+    assert_eq!(near[1]["client"], "203.0.113.8", "{s}");
+    assert_eq!(near[1]["count"], 3, "{s}");
+    assert_eq!(s["rules"][0]["threshold"], 10);
+    assert_eq!(s["problems"], serde_json::json!([]));
+    assert_eq!(s["outputs"][0]["state"], "ok");
+    let cfg = dir.path().join("logwarden.toml");
+    let out = run(&["-c", cfg.to_str().unwrap(), "status"], b"");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(printed.contains("healthy"), "{printed}");
+    assert!(printed.lines().any(|l| l.contains("203.0.113.7") && l.contains(" 7 ")), "{printed}");
+    daemon.stop();
+}
+
+/// `/healthz` answers 200 while the only output works, and 503 with the
+/// reason once it has failed for longer than `http.unhealthy_after`.
+#[test]
+fn healthz_turns_503_when_the_only_output_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "access.log", b"");
+    let port = free_port();
+    let dead = free_port(); // nothing listens there: every delivery fails
+    let path = dir.path().join("access.log");
+    let config = format!(
+        "[source]\npath = \"{}\"\nstart_at = \"beginning\"\npoll_interval = \"100ms\"\n\
+         [[rule]]\ncontains = \"today_download\"\nthreshold = 2\nwindow = \"10m\"\n\
+         [[output]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{dead}/hook\"\ntimeout = \"1s\"\n\
+         [state]\ndir = \"{}/state\"\n[http]\nlisten = \"127.0.0.1:{port}\"\nunhealthy_after = \"1s\"\n",
+        path.display(),
+        dir.path().display()
+    );
+    let daemon = Daemon::start_config(dir.path(), &config, &[]);
+    wait_until("the HTTP endpoint", || http_get(port, "/healthz", None).is_some());
+    assert_eq!(http_get(port, "/healthz", None).unwrap(), (200, "ok\n".into()));
+    append(dir.path(), &(line("203.0.113.9", "/today_download").repeat(2)));
+    wait_until("503", || http_get(port, "/healthz", None).unwrap().0 == 503);
+    let (_, body) = http_get(port, "/healthz", None).unwrap();
+    assert!(body.contains("output webhook") && body.contains("has been failing for"), "{body}");
+    let m = http_get(port, "/metrics", None).unwrap().1;
+    assert!(
+        m.lines().any(|l| l.starts_with("logwarden_output_queued{") && l.ends_with(" 1")),
+        "{m}"
+    );
+    daemon.stop();
+}
+
+/// With `http.token`, a request without it is refused (401); with it as a
+/// bearer token it is answered.
+#[test]
+fn a_token_guards_every_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, port) = start(dir.path(), "token = \"s3cret-token\"\n");
+    for path in ["/", "/metrics", "/healthz", "/api/status"] {
+        assert_eq!(http_get(port, path, None).unwrap().0, 401, "{path}");
+        assert_eq!(http_get(port, path, Some("s3cret-token")).unwrap().0, 200, "{path}");
+        assert_eq!(http_get(port, &format!("{path}?token=s3cret-token"), None).unwrap().0, 200);
+    }
+    daemon.stop();
+}
