@@ -171,3 +171,64 @@ fn a_token_guards_every_path() {
     }
     daemon.stop();
 }
+
+/// Headless Chromium (`chromium`, installed by `scripts/test`) at
+/// `url`: the DOM after the page's scripts ran, and a screenshot kept as
+/// `target/screenshots/NAME.png`.
+pub fn browse(url: &str, name: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let shots = crate::util::root().join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let chromium = |extra: &[&str]| {
+        let out = std::process::Command::new("chromium")
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(["--window-size=1000,1200", "--virtual-time-budget=5000"])
+            .args(extra)
+            .arg(url)
+            .output()
+            .expect("run chromium (apt-get install chromium)");
+        assert!(out.status.success(), "chromium {extra:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    chromium(&[&format!("--screenshot={}", shots.join(format!("{name}.png")).display())]);
+    chromium(&["--dump-dom"])
+}
+
+/// The status page in a real browser: the client nearest the threshold and
+/// its count are on it, and text from log lines (a request with a
+/// `<script>`, a user agent with an `<img onerror>`) shows as text.
+#[test]
+#[ignore = "needs chromium; run by scripts/test"]
+fn the_status_page_shows_the_clients_and_escapes_the_log_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, port) = start(dir.path(), "");
+    let config = std::fs::read_to_string(dir.path().join("logwarden.toml")).unwrap().replace(
+        "cooldown = 0\n",
+        "cooldown = 0\nmessage = \"{client} asked {request} as {user_agent}\"\n",
+    );
+    daemon.stop();
+    let daemon = Daemon::start_config(dir.path(), &config, &[]);
+    wait_until("the HTTP endpoint", || http_get(port, "/healthz", None).is_some());
+    let stamp = jiff::Timestamp::now().strftime("%d/%b/%Y:%H:%M:%S +0000");
+    let attack = format!(
+        "203.0.113.66 - - [{stamp}] \"GET /today_download?<script>document.title='pwned'</script> HTTP/1.1\" 200 5 \"-\" \"<img src=x onerror=document.title='pwned'>\"\n"
+    );
+    append(dir.path(), &attack.repeat(10));
+    append(dir.path(), &line("203.0.113.67", "/today_download").repeat(4));
+    wait_until("the alert", || !daemon.alerts().is_empty());
+    let dom = browse(&format!("http://127.0.0.1:{port}/"), "status-page");
+    assert!(dom.contains("<title>logwarden</title>"), "the page's scripts ran untouched:\n{dom}");
+    assert!(
+        dom.contains("<td class=\"wrap client\">203.0.113.66</td><td class=\"n count\">10</td>"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("<td class=\"wrap client\">203.0.113.67</td><td class=\"n count\">4</td>"),
+        "{dom}"
+    );
+    assert!(dom.contains("&lt;script&gt;document.title='pwned'&lt;/script&gt;"), "{dom}");
+    assert!(dom.contains("&lt;img src=x onerror=document.title='pwned'&gt;"), "{dom}");
+    assert!(!dom.contains("<script>document.title") && !dom.contains("<img src=x"), "{dom}");
+    daemon.stop();
+}
