@@ -51,6 +51,9 @@ pub struct EngineSettings {
     /// The source asks for checkpoints: shards track which keys change, so
     /// saving costs what changed.
     pub checkpoints: bool,
+    /// Hand the sink each client's peak (most events its window held) when
+    /// the client is dropped and at the end ([`Sink::peaks`]; a report).
+    pub peaks: bool,
 }
 
 /// Everything the engine needs besides its inputs.
@@ -86,6 +89,8 @@ pub struct Summary {
     pub evicted: u64,
     /// Keys forgotten at a rule's `max_clients`.
     pub forgotten: u64,
+    /// Oldest and newest event time (Unix seconds), once there are events.
+    pub span: Option<(u32, u32)>,
     /// Per rule, in rule order.
     pub rules: Vec<RuleCounts>,
     /// In a farm: events the farm had applied before (read again after a
@@ -170,7 +175,7 @@ pub struct FileStatus {
     pub path: String,
     /// Offset after the last line decided.
     pub offset: u64,
-    /// Newest time of its lines parsed so far (Unix seconds; 0 before any).
+    /// Newest time of its events so far (Unix seconds; 0 before any).
     pub newest: u32,
 }
 
@@ -194,6 +199,10 @@ pub struct FarmCounts {
 
 impl Summary {
     fn add_scan(&mut self, s: &ScanStats) {
+        if s.events > 0 {
+            let (a, b) = self.span.unwrap_or((s.oldest, s.newest));
+            self.span = Some((a.min(s.oldest), b.max(s.newest)));
+        }
         self.parsed += s.parsed;
         self.allowed += s.allowed;
         self.events += s.events;
@@ -225,11 +234,13 @@ struct Decision {
     line: u32,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct ScanStats {
     lines: u64,
-    /// Newest time of the lines parsed.
+    /// Newest event time.
     newest: u32,
+    /// Oldest event time (`u32::MAX` without events).
+    oldest: u32,
     parsed: u64,
     skipped: [u64; 5],
     allowed: u64,
@@ -256,9 +267,29 @@ struct Batch {
     probe: bool,
 }
 
+impl Default for ScanStats {
+    fn default() -> ScanStats {
+        ScanStats {
+            lines: 0,
+            newest: 0,
+            oldest: u32::MAX,
+            parsed: 0,
+            skipped: [0; 5],
+            allowed: 0,
+            events: 0,
+        }
+    }
+}
+
 enum ToAlerts {
-    Scanned { seq: u64, event: Arc<SourceEvent>, stats: ScanStats },
+    Scanned {
+        seq: u64,
+        event: Arc<SourceEvent>,
+        stats: ScanStats,
+    },
     Decided(Decided),
+    /// A shard's clients still held at the end, per rule, with their peaks.
+    Peaks(Vec<Vec<(Key, u32)>>),
     ReadFailed(SourceError),
 }
 
@@ -270,6 +301,8 @@ struct Decided {
     tally: Vec<RuleCounts>,
     /// Per rule, after a probe: this shard's clients nearest the threshold.
     nearest: Option<Vec<Vec<(Key, u32)>>>,
+    /// Per rule, with peaks asked for: the clients dropped, with their peaks.
+    peaks: Vec<Vec<(Key, u32)>>,
     decisions: Vec<Decision>,
     /// The chunk's events, for the farm (empty without one).
     events: Vec<Event>,
@@ -314,6 +347,10 @@ pub trait Sink {
     }
     /// How things stand after a source event was completed.
     fn status(&mut self, _s: &Status<'_>) {}
+    /// With [`EngineSettings::peaks`]: clients of rule `rule` and the most
+    /// events their window held, as they are dropped and at the end (a
+    /// client dropped and seen again comes again).
+    fn peaks(&mut self, _rule: usize, _peaks: &[(Key, u32)]) {}
 }
 
 /// State as of one source event, for saving.
@@ -424,7 +461,7 @@ struct Collector<'e> {
     positions: HashMap<u64, Position>,
     /// Per shard, per rule: clients held, as last reported.
     clients: Vec<Vec<u64>>,
-    /// Newest line time parsed, by file id.
+    /// Newest event time, by file id.
     newest: HashMap<u64, u32>,
     /// Newest event time reported.
     watermark: u32,
@@ -464,7 +501,7 @@ impl<'e> Collector<'e> {
             // What else has arrived meanwhile (in a farm, during a round
             // trip) is taken too, so chunks ready together complete together.
             for msg in std::iter::once(first).chain(rx.try_iter()) {
-                if let Some(e) = self.take(msg) {
+                if let Some(e) = self.take(msg, sink) {
                     failure = Some(e);
                 }
             }
@@ -491,7 +528,7 @@ impl<'e> Collector<'e> {
 
     /// Files a thread's message under its source event; a read failure is
     /// returned.
-    fn take(&mut self, msg: ToAlerts) -> Option<SourceError> {
+    fn take(&mut self, msg: ToAlerts, sink: &mut dyn Sink) -> Option<SourceError> {
         match msg {
             ToAlerts::Scanned { seq, event, stats } => {
                 self.sum.add_scan(&stats);
@@ -504,6 +541,9 @@ impl<'e> Collector<'e> {
                 p.lines = stats.lines;
             }
             ToAlerts::Decided(d) => {
+                for (rule, peaks) in d.peaks.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
+                    sink.peaks(rule, peaks);
+                }
                 self.sum.evicted += d.evicted;
                 self.note_forgotten(d.forgotten);
                 let (mut decisions, mut events) = (d.decisions, d.events);
@@ -525,6 +565,11 @@ impl<'e> Collector<'e> {
                     for (a, b) in all.iter_mut().zip(&mut lists) {
                         a.append(b);
                     }
+                }
+            }
+            ToAlerts::Peaks(lists) => {
+                for (rule, peaks) in lists.iter().enumerate() {
+                    sink.peaks(rule, peaks);
                 }
             }
             ToAlerts::ReadFailed(e) => return Some(e),
@@ -758,6 +803,8 @@ impl<'e> Collector<'e> {
 struct Shard {
     index: usize,
     windows: Vec<Windows>,
+    /// Hand on the peaks of dropped clients (a report).
+    peaks: bool,
     /// In a farm: hand the events on, for the farm to decide.
     ship: bool,
     cleanup_interval: u32,
@@ -777,9 +824,11 @@ impl Shard {
         let rules = &engine.rules.rules;
         let n = sharding.shards;
         let track = engine.settings.checkpoints;
+        let peaks = engine.settings.peaks;
         let windows_of = |r: &crate::rules::Rule| {
             let w = Windows::new(r.spec).with_max_keys(r.max_clients.div_ceil(n));
-            if track { w.tracking() } else { w }
+            let w = if track { w.tracking() } else { w };
+            if peaks { w.with_peaks() } else { w }
         };
         let mut windows: Vec<Windows> = rules.iter().map(windows_of).collect();
         let mut watermark = 0;
@@ -794,7 +843,7 @@ impl Shard {
             }
         }
         let cleanup_interval = engine.settings.cleanup_interval;
-        Shard { index, windows, ship, cleanup_interval, watermark, next_cleanup: 0 }
+        Shard { index, windows, peaks, ship, cleanup_interval, watermark, next_cleanup: 0 }
     }
 
     /// Shard thread: applies batches strictly in `seq` order.
@@ -809,6 +858,10 @@ impl Shard {
                     return;
                 }
             }
+        }
+        if self.peaks {
+            let held = self.windows.iter().map(Windows::held_peaks).collect();
+            alerts.send(ToAlerts::Peaks(held)).unwrap_or(());
         }
     }
 
@@ -838,6 +891,10 @@ impl Shard {
             self.next_cleanup = (self.watermark / step).saturating_add(1).saturating_mul(step);
         }
         let forgotten = self.windows.iter_mut().map(Windows::take_forgotten).sum();
+        let peaks = match self.peaks {
+            true => self.windows.iter_mut().map(Windows::take_peaks).collect(),
+            false => Vec::new(),
+        };
         let save = b.save.map(|kind| self.windows.iter_mut().map(|w| encode(w, kind)).collect());
         let watermark = self.watermark;
         for (t, w) in tally.iter_mut().zip(&self.windows) {
@@ -852,6 +909,7 @@ impl Shard {
             shard,
             tally,
             nearest,
+            peaks,
             decisions,
             events,
             late,
@@ -979,6 +1037,7 @@ impl Scanner<'_> {
                 let allowed = self.rules.events(&rec, line, &mut scratch.norm, |i| {
                     st.events += 1;
                     max_time = max_time.max(time);
+                    st.oldest = st.oldest.min(time);
                     let ev =
                         Event { rule: i as u16, key, time, pos: start as u32, line: index as u32 };
                     by_shard[self.sharding.of(key)].push(ev);

@@ -41,13 +41,22 @@ pub struct KeyState {
     count: u32,
     /// `T_a + cooldown` of the last alert; 0 before any alert.
     quiet_until: u32,
+    /// The most events its window has held.
+    peak: u32,
     /// Changed since the windows' changes were last taken.
     dirty: bool,
 }
 
 impl KeyState {
     fn new(t: u32) -> KeyState {
-        KeyState { slots: SmallVec::new(), newest: t, count: 0, quiet_until: 0, dirty: false }
+        KeyState {
+            slots: SmallVec::new(),
+            newest: t,
+            count: 0,
+            quiet_until: 0,
+            peak: 0,
+            dirty: false,
+        }
     }
 
     /// Applies one event at second `t`.
@@ -67,6 +76,7 @@ impl KeyState {
             None => self.slots.insert(0, (t, 1)),
         }
         self.count += 1;
+        self.peak = self.peak.max(self.count);
         if self.count >= spec.threshold && self.newest >= self.quiet_until {
             self.quiet_until = self.newest.saturating_add(spec.cooldown);
             return Outcome::Alert(self.count);
@@ -96,6 +106,7 @@ impl KeyState {
             newest,
             count,
             quiet_until,
+            peak: count,
             dirty: false,
         })
     }
@@ -140,6 +151,9 @@ pub struct Windows {
     /// Keys that became dirty since the changes were last taken, while
     /// they are few; `None` once they are many (the map is walked instead).
     changed: Option<Vec<Key>>,
+    /// When asked for (a report): the peaks of the keys evicted or
+    /// forgotten since last taken.
+    peaks: Option<Vec<(Key, u32)>>,
 }
 
 impl Windows {
@@ -152,7 +166,26 @@ impl Windows {
             forgotten: 0,
             track: false,
             changed: Some(Vec::new()),
+            peaks: None,
         }
+    }
+
+    /// These windows keeping the peak of each key they drop, for
+    /// [`Windows::take_peaks`].
+    pub fn with_peaks(mut self) -> Windows {
+        self.peaks = Some(Vec::new());
+        self
+    }
+
+    /// The peaks (most events a window held) of the keys dropped since the
+    /// last call; empty unless made [`Windows::with_peaks`].
+    pub fn take_peaks(&mut self) -> Vec<(Key, u32)> {
+        self.peaks.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// The peak of every key held now.
+    pub fn held_peaks(&self) -> Vec<(Key, u32)> {
+        self.keys.iter().map(|(k, s)| (*k, s.peak)).collect()
     }
 
     /// These windows holding at most `max_keys` keys.
@@ -208,11 +241,15 @@ impl Windows {
             .saturating_sub(below * self.keys.len() / sample.len().max(1))
             .max(1);
         let before = self.keys.len();
-        self.keys.retain(|_, s| {
+        let peaks = &mut self.peaks;
+        self.keys.retain(|k, s| {
             let v = (s.count, s.newest);
             let go = v < cut || (v == cut && equal_budget > 0);
             if v == cut && go {
                 equal_budget -= 1;
+            }
+            if let (true, Some(p)) = (go, peaks.as_mut()) {
+                p.push((*k, s.peak));
             }
             !go
         });
@@ -229,7 +266,14 @@ impl Windows {
     pub fn evict(&mut self, watermark: u32) -> usize {
         let before = self.keys.len();
         let spec = self.spec;
-        self.keys.retain(|_, s| !s.forgettable(watermark, &spec));
+        let peaks = &mut self.peaks;
+        self.keys.retain(|k, s| {
+            let go = s.forgettable(watermark, &spec);
+            if let (true, Some(p)) = (go, peaks.as_mut()) {
+                p.push((*k, s.peak));
+            }
+            !go
+        });
         if self.keys.capacity() > 4 * self.keys.len().max(1024) {
             self.keys.shrink_to_fit();
         }
@@ -352,6 +396,22 @@ mod tests {
         assert_eq!(w.top(3, 105), vec![(Key(2), 5), (Key(4), 5), (Key(1), 3)]);
         assert_eq!(w.top(10, 105).len(), 5, "keys with no event in the window are left out");
         assert_eq!(w.top(10, 111), vec![], "all older than now − window");
+    }
+
+    #[test]
+    fn windows_with_peaks_hand_on_the_peak_of_each_key_they_drop() {
+        let mut w = Windows::new(SPEC).with_peaks();
+        for t in [100, 101, 102, 150] {
+            w.record(Key(1), t);
+        }
+        w.record(Key(2), 100);
+        assert_eq!(w.held_peaks().len(), 2);
+        assert_eq!(w.evict(1000), 2);
+        let mut dropped = w.take_peaks();
+        dropped.sort_unstable();
+        assert_eq!(dropped, vec![(Key(1), 3), (Key(2), 1)], "the most a window held, not the last");
+        assert!(w.take_peaks().is_empty());
+        assert!(Windows::new(SPEC).take_peaks().is_empty());
     }
 
     #[test]

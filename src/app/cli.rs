@@ -63,6 +63,9 @@ pub struct ReplayArgs {
     /// Never show the progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Also write a self-contained HTML report of the scan to this file.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<std::path::PathBuf>,
     /// Log files, read in the order given (`-` = standard input; `.gz` is decompressed).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<String>,

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod daemon;
 mod inspect;
 mod replay;
+mod report;
 mod status;
 
 use crate::alert::Alert;

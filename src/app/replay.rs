@@ -4,7 +4,9 @@
 use super::{load, open_all};
 use crate::alert::Alert;
 use crate::app::cli::ReplayArgs;
+use crate::app::report::Report;
 use crate::config::{Overrides, RuleOverride};
+use crate::parse::client::Key;
 use crate::pipeline::Sink;
 use crate::source::Files;
 use anyhow::{Context, Result};
@@ -25,7 +27,9 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
         }),
     };
     let cfg = load(config, &ov)?;
-    let engine = cfg.engine();
+    let mut engine = cfg.engine();
+    engine.settings.peaks = a.report.is_some();
+    let report = a.report.as_ref().map(|_| Report::new(&cfg.rules, cfg.source.ipv6_prefix));
     let inputs = open_all(&a.files)?;
     let total: u64 = a
         .files
@@ -40,9 +44,14 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
         json: a.json,
         bar,
         error: None,
+        report,
     };
     let summary = engine.run(Box::new(Files(inputs)), None, &mut sink)?;
     sink.bar.finish_and_clear();
+    if let (Some(path), Some(report)) = (&a.report, &sink.report) {
+        std::fs::write(path, report.html(&a.files, &summary))
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
     if let Some(e) = sink.error
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {
@@ -58,10 +67,14 @@ struct ReplaySink<W: Write> {
     json: bool,
     bar: ProgressBar,
     error: Option<std::io::Error>,
+    report: Option<Report>,
 }
 
 impl<W: Write> Sink for ReplaySink<W> {
     fn alert(&mut self, al: Alert) {
+        if let Some(r) = self.report.as_mut() {
+            r.alert(&al);
+        }
         let line = if self.json { al.to_json() } else { al.to_text() };
         if let Err(e) = writeln!(self.out, "{line}").and_then(|()| self.out.flush()) {
             self.error.get_or_insert(e);
@@ -70,6 +83,12 @@ impl<W: Write> Sink for ReplaySink<W> {
 
     fn progress(&mut self, bytes: u64) {
         self.bar.set_position(bytes);
+    }
+
+    fn peaks(&mut self, rule: usize, peaks: &[(Key, u32)]) {
+        if let Some(r) = self.report.as_mut() {
+            r.peaks(rule, peaks);
+        }
     }
 }
 

@@ -88,7 +88,8 @@ pub fn render(d: &StatusDoc) -> String {
     );
     for f in &d.files {
         let size = f.size.map_or("?".to_string(), |s| s.to_string());
-        let delay = f.delay_seconds.map(|s| format!(", newest line {s} s ago")).unwrap_or_default();
+        let delay =
+            f.delay_seconds.map(|s| format!(", newest event {s} s ago")).unwrap_or_default();
         o += &format!("file {}: at {} of {size} bytes{delay}\n", shown(&f.path), f.offset);
     }
     for r in &d.rules {

@@ -206,6 +206,7 @@ impl Config {
             threads: self.worker_threads(),
             cleanup_interval: u32::try_from(self.cleanup_interval.as_secs()).unwrap_or(u32::MAX),
             checkpoints: false,
+            peaks: false,
         };
         Engine::new(self.rule_set(), self.parser(), settings)
     }

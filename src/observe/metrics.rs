@@ -62,7 +62,7 @@ fn lines(reg: &mut Registry, s: &Snapshot) {
     if s.watermark > 0 {
         delay.set(unix_now() as f64 - f64::from(s.watermark));
     }
-    reg.register("log_delay_seconds", "Wall clock minus the newest line's time", delay);
+    reg.register("log_delay_seconds", "Wall clock minus the newest event time", delay);
 }
 
 fn rules(reg: &mut Registry, board: &Board, s: &Snapshot) {

@@ -54,7 +54,7 @@ pub struct FileDoc {
     pub offset: u64,
     /// Its size now (absent when it cannot be read).
     pub size: Option<u64>,
-    /// Wall clock minus its newest line's time, in seconds.
+    /// Wall clock minus its newest event's time, in seconds.
     pub delay_seconds: Option<i64>,
 }
 
