@@ -41,22 +41,13 @@ pub struct KeyState {
     count: u32,
     /// `T_a + cooldown` of the last alert; 0 before any alert.
     quiet_until: u32,
-    /// The most events its window has held.
-    peak: u32,
     /// Changed since the windows' changes were last taken.
     dirty: bool,
 }
 
 impl KeyState {
     fn new(t: u32) -> KeyState {
-        KeyState {
-            slots: SmallVec::new(),
-            newest: t,
-            count: 0,
-            quiet_until: 0,
-            peak: 0,
-            dirty: false,
-        }
+        KeyState { slots: SmallVec::new(), newest: t, count: 0, quiet_until: 0, dirty: false }
     }
 
     /// Applies one event at second `t`.
@@ -76,7 +67,6 @@ impl KeyState {
             None => self.slots.insert(0, (t, 1)),
         }
         self.count += 1;
-        self.peak = self.peak.max(self.count);
         if self.count >= spec.threshold && self.newest >= self.quiet_until {
             self.quiet_until = self.newest.saturating_add(spec.cooldown);
             return Outcome::Alert(self.count);
@@ -106,7 +96,6 @@ impl KeyState {
             newest,
             count,
             quiet_until,
-            peak: count,
             dirty: false,
         })
     }
@@ -151,9 +140,24 @@ pub struct Windows {
     /// Keys that became dirty since the changes were last taken, while
     /// they are few; `None` once they are many (the map is walked instead).
     changed: Option<Vec<Key>>,
-    /// When asked for (a report): the peaks of the keys evicted or
-    /// forgotten since last taken.
-    peaks: Option<Vec<(Key, u32)>>,
+    /// When asked for (a report): each key's peak, the most events its
+    /// window held (kept apart, so the states stay small for the daemon).
+    peaks: Option<Peaks>,
+}
+
+/// Peaks of the keys held, and of those dropped since last taken.
+#[derive(Debug, Clone, Default)]
+struct Peaks {
+    held: HashMap<Key, u32, foldhash::fast::RandomState>,
+    dropped: Vec<(Key, u32)>,
+}
+
+impl Peaks {
+    fn drop_key(&mut self, key: &Key) {
+        if let Some(p) = self.held.remove(key) {
+            self.dropped.push((*key, p));
+        }
+    }
 }
 
 impl Windows {
@@ -173,19 +177,20 @@ impl Windows {
     /// These windows keeping the peak of each key they drop, for
     /// [`Windows::take_peaks`].
     pub fn with_peaks(mut self) -> Windows {
-        self.peaks = Some(Vec::new());
+        self.peaks = Some(Peaks::default());
         self
     }
 
     /// The peaks (most events a window held) of the keys dropped since the
     /// last call; empty unless made [`Windows::with_peaks`].
     pub fn take_peaks(&mut self) -> Vec<(Key, u32)> {
-        self.peaks.as_mut().map(std::mem::take).unwrap_or_default()
+        self.peaks.as_mut().map(|p| std::mem::take(&mut p.dropped)).unwrap_or_default()
     }
 
     /// The peak of every key held now.
     pub fn held_peaks(&self) -> Vec<(Key, u32)> {
-        self.keys.iter().map(|(k, s)| (*k, s.peak)).collect()
+        let held = self.peaks.as_ref().map(|p| p.held.iter().map(|(k, v)| (*k, *v)).collect());
+        held.unwrap_or_default()
     }
 
     /// These windows holding at most `max_keys` keys.
@@ -210,6 +215,10 @@ impl Windows {
         let many = self.keys.len() / 8;
         let state = self.keys.entry(key).or_insert_with(|| KeyState::new(t));
         let outcome = state.record(t, spec);
+        if let Some(p) = self.peaks.as_mut() {
+            let peak = p.held.entry(key).or_default();
+            *peak = (*peak).max(state.count);
+        }
         if self.track && !state.dirty {
             state.dirty = true;
             // Past an eighth of the keys, listing them costs more than
@@ -249,7 +258,7 @@ impl Windows {
                 equal_budget -= 1;
             }
             if let (true, Some(p)) = (go, peaks.as_mut()) {
-                p.push((*k, s.peak));
+                p.drop_key(k);
             }
             !go
         });
@@ -270,7 +279,7 @@ impl Windows {
         self.keys.retain(|k, s| {
             let go = s.forgettable(watermark, &spec);
             if let (true, Some(p)) = (go, peaks.as_mut()) {
-                p.push((*k, s.peak));
+                p.drop_key(k);
             }
             !go
         });
