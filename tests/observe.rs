@@ -317,3 +317,37 @@ fn the_report_renders_in_a_browser() {
     assert!(dom.contains("&lt;script&gt;document.title='pwned'&lt;/script&gt;"), "{dom}");
     assert!(!dom.contains("<script>document.title"), "{dom}");
 }
+
+/// `logwarden demo` for a few seconds: it says where its page is, the page
+/// answers while it runs, at least one alert is printed, and its
+/// temporary directory is gone afterwards.
+#[test]
+fn the_demo_shows_alerts_and_its_page_then_cleans_up() {
+    use std::io::{BufRead, BufReader};
+    let port = free_port();
+    let mut child = std::process::Command::new(crate::util::bin())
+        .args(["demo", "--duration", "5s", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.contains(&format!("status page at http://127.0.0.1:{port}/")), "{first}");
+    let dir = first.split("written to ").nth(1).unwrap().split(';').next().unwrap().to_string();
+    assert!(Path::new(&dir).is_dir(), "{first}");
+    wait_until("the page", || {
+        http_get(port, "/", None)
+            .is_some_and(|(c, b)| c == 200 && b.contains("<title>logwarden</title>"))
+    });
+    let rest: Vec<String> = out.lines().map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.starts_with("ALERT ") && l.contains("[today_download]")),
+        "{rest:?}"
+    );
+    assert!(rest.last().unwrap().starts_with("demo over: "), "{rest:?}");
+    assert!(!Path::new(&dir).exists(), "{dir} is left behind");
+}

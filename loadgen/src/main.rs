@@ -9,13 +9,12 @@
 //! The expected alerts come from [`model`], a deliberately naive sliding-window
 //! model written independently of logwarden's engine.
 
-mod generate;
-mod model;
 mod probe;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use generate::{Generator, Plan, Style};
+use loadgen::generate::{Generator, Plan, Style};
+use loadgen::model;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};

@@ -19,6 +19,8 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Watch live detection: generated traffic, its alerts and the status page, in a temporary directory.
+    Demo(DemoArgs),
     /// Run the engine over log files and print each alert.
     Replay(ReplayArgs),
     /// Show how each log line is understood.
@@ -69,6 +71,20 @@ pub struct ReplayArgs {
     /// Log files, read in the order given (`-` = standard input; `.gz` is decompressed).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<String>,
+}
+
+/// `logwarden demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How long to run, e.g. 60s or 5m.
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub duration: String,
+    /// Where the status page listens.
+    #[arg(long, default_value = "127.0.0.1:9745", value_name = "ADDR:PORT")]
+    pub listen: String,
+    /// Lines written per second.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub rate: u32,
 }
 
 /// `logwarden parse`.

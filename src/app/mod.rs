@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod daemon;
+mod demo;
 mod inspect;
 mod replay;
 mod report;
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     // The daemon says what it does; the other commands only warn.
     init_log(if matches!(cli.command, Command::Run) { "info" } else { "warn" });
     match cli.command {
+        Command::Demo(args) => demo::demo(&args),
         Command::Replay(args) => replay::replay(cli.config.as_deref(), &args),
         Command::Parse(args) => inspect::parse(cli.config.as_deref(), &args),
         Command::Check => check(cli.config.as_deref()),
