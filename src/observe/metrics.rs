@@ -66,39 +66,50 @@ fn lines(reg: &mut Registry, s: &Snapshot) {
 }
 
 fn rules(reg: &mut Registry, board: &Board, s: &Snapshot) {
-    let events = Family::<Labels, Counter>::default();
-    let late = Family::<Labels, Counter>::default();
-    let alerts = Family::<Labels, Counter>::default();
-    let clients = Family::<Labels, Gauge>::default();
-    for (info, c) in board.rules.iter().zip(&s.summary.rules) {
-        let l = vec![("rule", info.name.clone())];
-        events.get_or_create(&l).inc_by(c.events);
-        late.get_or_create(&l).inc_by(c.late);
-        alerts.get_or_create(&l).inc_by(c.alerts);
-        clients.get_or_create(&l).set(i64::try_from(c.clients).unwrap_or(i64::MAX));
-    }
-    reg.register("events", "Lines a rule counts", events);
-    reg.register("late_events", "Events older than their client's window", late);
-    reg.register("alerts", "Alerts raised", alerts);
-    reg.register("clients", "Clients whose windows are held now", clients);
+    let rows = board.rules.iter().zip(&s.summary.rules);
+    let rows = rows.map(|(info, c)| (info.name.clone(), [c.events, c.late, c.alerts], c.clients));
+    let names = [
+        ("events", "Lines a rule counts"),
+        ("late_events", "Events older than their client's window"),
+        ("alerts", "Alerts raised"),
+        ("clients", "Clients whose windows are held now"),
+    ];
+    labelled(reg, "rule", rows, names);
 }
 
 fn outputs(reg: &mut Registry, board: &Board) {
-    let delivered = Family::<Labels, Counter>::default();
-    let failures = Family::<Labels, Counter>::default();
-    let dropped = Family::<Labels, Counter>::default();
-    let queued = Family::<Labels, Gauge>::default();
-    for o in board.outputs() {
-        let l = vec![("output", o.name.clone())];
-        delivered.get_or_create(&l).inc_by(o.delivered);
-        failures.get_or_create(&l).inc_by(o.failures);
-        dropped.get_or_create(&l).inc_by(o.dropped);
-        queued.get_or_create(&l).set(i64::try_from(o.queued).unwrap_or(i64::MAX));
+    let rows = board.outputs().into_iter();
+    let rows = rows.map(|o| (o.name, [o.delivered, o.failures, o.dropped], o.queued));
+    let names = [
+        ("output_delivered", "Alerts an output delivered"),
+        ("output_failures", "Failed attempts to deliver"),
+        ("output_dropped", "Alerts dropped at a full queue"),
+        ("output_queued", "Alerts waiting for an output"),
+    ];
+    labelled(reg, "output", rows, names);
+}
+
+/// Three counters and a gauge over one label (a rule, an output), one row
+/// per value of the label; `names` in that order.
+fn labelled(
+    reg: &mut Registry,
+    label: &'static str,
+    rows: impl Iterator<Item = (String, [u64; 3], u64)>,
+    names: [(&str, &str); 4],
+) {
+    let counters: [Family<Labels, Counter>; 3] = Default::default();
+    let gauge = Family::<Labels, Gauge>::default();
+    for (value, counts, now) in rows {
+        let l = vec![(label, value)];
+        for (family, v) in counters.iter().zip(counts) {
+            family.get_or_create(&l).inc_by(v);
+        }
+        gauge.get_or_create(&l).set(i64::try_from(now).unwrap_or(i64::MAX));
     }
-    reg.register("output_delivered", "Alerts an output delivered", delivered);
-    reg.register("output_failures", "Failed attempts to deliver", failures);
-    reg.register("output_dropped", "Alerts dropped at a full queue", dropped);
-    reg.register("output_queued", "Alerts waiting for an output", queued);
+    for (family, (name, help)) in counters.into_iter().zip(names) {
+        reg.register(name, help, family);
+    }
+    reg.register(names[3].0, names[3].1, gauge);
 }
 
 fn files(reg: &mut Registry, s: &Snapshot) {
