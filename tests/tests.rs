@@ -12,6 +12,7 @@ mod exactness;
 mod farm;
 mod layers;
 mod observe;
+mod rules;
 mod syslog;
 mod trust;
 mod util;

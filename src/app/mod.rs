@@ -56,6 +56,9 @@ fn check(config: Option<&std::path::Path>) -> Result<ExitCode> {
     let from =
         cfg.file.as_ref().map_or("built-in defaults".to_string(), |p| p.display().to_string());
     print!("# effective configuration (from {from})\n{}", cfg.effective_toml());
+    for (path, n) in &cfg.included {
+        eprintln!("include {}: {n} rule(s)", path.display());
+    }
     eprintln!("configuration OK: {} rule(s), {} output(s)", cfg.rules.len(), cfg.outputs.len());
     let readable = check_sources(&cfg);
     let writable = check_state_dir(&cfg.state_dir);

@@ -4,8 +4,8 @@
 //! known) go through [`Host`], so the rest is pure.
 
 use super::schema::{
-    RawAllow, RawCluster, RawConfig, RawDuration, RawHttp, RawOutput, RawRedis, RawRule, RawSource,
-    get,
+    self, RawAllow, RawCluster, RawConfig, RawDuration, RawHttp, RawInclude, RawOutput, RawRedis,
+    RawRule, RawSource, get,
 };
 use super::{Config, ConfigError, Cx, Host, SourceConfig};
 use crate::alert::MESSAGE_VARS;
@@ -69,6 +69,7 @@ pub(super) fn config(cx: &Cx, raw: RawConfig, host: &dyn Host) -> Result<Config,
         threads: n,
         cluster,
         http,
+        included: Vec::new(),
         effective: String::new(),
     })
 }
@@ -109,6 +110,39 @@ fn validate_http(cx: &Cx, h: &RawHttp) -> Result<HttpSettings, ConfigError> {
     let u = get(&h.unhealthy_after);
     let unhealthy_after = duration(cx, u, "http.unhealthy_after")?;
     Ok(HttpSettings { listen, token, unhealthy_after })
+}
+
+/// An included file's rules (validated against its own text, so errors
+/// name it and its lines; unnamed ones are named after the file) and
+/// allow-list entries, added to `cfg`.
+pub(super) fn include(
+    cx: &Cx,
+    path: &std::path::Path,
+    mut inc: RawInclude,
+    cfg: &mut Config,
+    host: &dyn Host,
+) -> Result<(), ConfigError> {
+    let stem = path.file_stem().map_or("included".into(), |s| s.to_string_lossy().into_owned());
+    let rules = inc.rule.as_deref_mut().unwrap_or_default();
+    let n = rules.len();
+    for (i, r) in rules.iter_mut().enumerate() {
+        let name = if n == 1 { stem.clone() } else { format!("{stem}-{}", i + 1) };
+        schema::fill_rule(r, name);
+        let rule = validate_rule(cx, r, &format!("rule[{}]", i + 1))?;
+        if cfg.rules.iter().any(|o| o.name == rule.name) {
+            let msg = format!("{:?} is used by an earlier rule; names must be unique", rule.name);
+            return Err(cx.err(get(&r.name), &format!("rule[{}].name", i + 1), msg));
+        }
+        cfg.rules.push(rule);
+    }
+    if let Some(mut a) = inc.allow {
+        a.clients.get_or_insert_with(|| Spanned::new(0..0, Vec::new()));
+        a.files.get_or_insert_with(|| Spanned::new(0..0, Vec::new()));
+        let blocks = allow_blocks(cx, &a, host)?;
+        cfg.allow = std::mem::take(&mut cfg.allow).with(blocks);
+    }
+    cfg.included.push((path.to_path_buf(), n));
+    Ok(())
 }
 
 /// `[cluster]`: Redis URLs the client library accepts, and a node name and
@@ -357,12 +391,17 @@ fn not_a_block(entry: &str) -> String {
 /// (one address or block per line, `#` comments); an error in a file names
 /// the file, the line and the entry.
 fn allow_list(cx: &Cx, a: &RawAllow, host: &dyn Host) -> Result<AddrSet, ConfigError> {
+    Ok(AddrSet::new(allow_blocks(cx, a, host)?))
+}
+
+/// The blocks of an `[allow]` table.
+fn allow_blocks(cx: &Cx, a: &RawAllow, host: &dyn Host) -> Result<Vec<Cidr>, ConfigError> {
     let mut blocks: Vec<Cidr> = Vec::new();
     let clients = get(&a.clients);
     blocks.extend(addr_set_entries(cx, clients, "allow.clients")?);
     let files = get(&a.files);
     for pattern in files.get_ref() {
-        let found = host.allow_files(pattern).map_err(|m| cx.err(files, "allow.files", m))?;
+        let found = host.files(pattern).map_err(|m| cx.err(files, "allow.files", m))?;
         for (path, text) in found {
             for (n, raw) in text.lines().enumerate() {
                 let entry = raw.split('#').next().unwrap_or("").trim();
@@ -379,7 +418,7 @@ fn allow_list(cx: &Cx, a: &RawAllow, host: &dyn Host) -> Result<AddrSet, ConfigE
             }
         }
     }
-    Ok(AddrSet::new(blocks))
+    Ok(blocks)
 }
 
 fn addr_set_entries(

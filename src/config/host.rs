@@ -12,9 +12,10 @@ pub trait Host {
     fn zone(&self, name: &str) -> Option<Zone>;
     /// Whether `program` is an executable file, by path or on `PATH`.
     fn program_exists(&self, program: &str) -> bool;
-    /// The files an allow-list pattern names (a path, or a glob in the file
-    /// name: no match is no file), in name order, with their text.
-    fn allow_files(&self, pattern: &str) -> Result<Vec<(PathBuf, String)>, String>;
+    /// The files a pattern names (a path, or a glob in the file name: no
+    /// match is no file), in name order, with their text: allow-lists and
+    /// included rule files.
+    fn files(&self, pattern: &str) -> Result<Vec<(PathBuf, String)>, String>;
     /// This machine's name (a farm node's default name).
     fn host_name(&self) -> String;
 }
@@ -48,17 +49,18 @@ impl Host for System {
         })
     }
 
-    fn allow_files(&self, pattern: &str) -> Result<Vec<(PathBuf, String)>, String> {
+    fn files(&self, pattern: &str) -> Result<Vec<(PathBuf, String)>, String> {
         let spec = PathSpec::parse(pattern).map_err(|m| format!("{pattern:?} {m}"))?;
-        let paths = match spec {
+        let mut paths = match spec {
             PathSpec::Glob { .. } => spec.current([u32::MAX; 5]),
             _ => vec![PathBuf::from(pattern)],
         };
+        paths.sort();
         paths
             .into_iter()
             .map(|p| match std::fs::read_to_string(&p) {
                 Ok(text) => Ok((p, text)),
-                Err(e) => Err(format!("cannot read the allow-list {}: {e}", p.display())),
+                Err(e) => Err(format!("cannot read {}: {e}", p.display())),
             })
             .collect()
     }
@@ -83,13 +85,23 @@ impl Host for Fake {
         matches!(program, "sh" | "true")
     }
 
-    /// One file, `/allow.d/a.txt`, for the pattern `/allow.d/*.txt`.
-    fn allow_files(&self, pattern: &str) -> Result<Vec<(PathBuf, String)>, String> {
+    /// `/allow.d/a.txt` for `/allow.d/*.txt`; two rule files for
+    /// `/rules.d/*.toml`; one with an error on its third line for
+    /// `/bad.d/*.toml`.
+    fn files(&self, pattern: &str) -> Result<Vec<(PathBuf, String)>, String> {
+        let one = |path: &str, text: &str| Ok(vec![(PathBuf::from(path), text.to_string())]);
         match pattern {
             "/allow.d/*.txt" => {
-                let text = "# office\n192.0.2.0/24\n\n198.51.100.7 # monitor\n10.0.0.300\n";
-                Ok(vec![(PathBuf::from("/allow.d/a.txt"), text.into())])
+                one("/allow.d/a.txt", "# office\n192.0.2.0/24\n\n198.51.100.7 # monitor\n10.0.0.300\n")
             }
+            "/rules.d/*.toml" => Ok(vec![
+                (PathBuf::from("/rules.d/10-env.toml"), "[[rule]]\ncontains = \"/.env\"\nthreshold = 2\n".into()),
+                (
+                    PathBuf::from("/rules.d/20-login.toml"),
+                    "[[rule]]\nname = \"login\"\nmethod = [\"POST\"]\nstatus = [401]\n[allow]\nclients = [\"192.0.2.1\"]\n".into(),
+                ),
+            ]),
+            "/bad.d/*.toml" => one("/bad.d/x.toml", "[[rule]]\ncontains = \"x\"\nthreshold = 0\n"),
             _ => Ok(Vec::new()),
         }
     }

@@ -103,6 +103,8 @@ pub struct Config {
     pub cluster: Option<crate::farm::FarmSettings>,
     /// The HTTP endpoint (`[http]`), if any.
     pub http: Option<crate::observe::HttpSettings>,
+    /// The files `include` loaded, in order, with their number of rules.
+    pub included: Vec<(PathBuf, usize)>,
     effective: String,
 }
 
@@ -163,16 +165,25 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let name = file.map_or("built-in defaults".to_string(), |p| p.display().to_string());
         let cx = Cx { file: &name, text };
-        let mut raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let at = e.span().map(|s| s.start);
-            let key = at.map_or(String::new(), |at| located::key_at(text, at));
-            let message = located::in_our_words(e.message().trim_end(), &key);
-            cx.err_at(at.map_or(0, |at| cx.line(at)), &key, message)
-        })?;
+        let mut raw: RawConfig = cx.toml()?;
         schema::apply_overrides(&mut raw, ov);
+        // A rule from the command line replaces the files' rules, included ones too.
+        let included = match ov.rule {
+            Some(_) => Vec::new(),
+            None => read_included(&cx, raw.include.as_ref(), host)?,
+        };
+        // Rules of their own in included files: no built-in default rule.
+        if raw.rule.is_none() && included.iter().any(|(_, _, r)| r.rule.is_some()) {
+            raw.rule = Some(Vec::new());
+        }
         schema::fill_defaults(&mut raw, &host.host_name());
         let effective = schema::effective_toml(&mut raw);
         let mut cfg = build::config(&cx, raw, host)?;
+        for (path, text, inc) in included {
+            let name = path.display().to_string();
+            let cx = Cx { file: &name, text: &text };
+            build::include(&cx, &path, inc, &mut cfg, host)?;
+        }
         cfg.file = file.map(Path::to_path_buf);
         cfg.effective = effective;
         Ok(cfg)
@@ -237,7 +248,36 @@ struct Cx<'a> {
     text: &'a str,
 }
 
+/// The files `include` names, parsed, in order: (path, text, contents).
+fn read_included(
+    cx: &Cx,
+    include: Option<&toml::Spanned<Vec<String>>>,
+    host: &dyn Host,
+) -> Result<Vec<(PathBuf, String, schema::RawInclude)>, ConfigError> {
+    let Some(patterns) = include else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for pattern in patterns.get_ref() {
+        let files = host.files(pattern).map_err(|m| cx.err(patterns, "include", m))?;
+        for (path, text) in files {
+            let name = path.display().to_string();
+            let inc = Cx { file: &name, text: &text }.toml()?;
+            out.push((path, text, inc));
+        }
+    }
+    Ok(out)
+}
+
 impl Cx<'_> {
+    /// The text as TOML of type `T`; errors located in it.
+    fn toml<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        toml::from_str(self.text).map_err(|e| {
+            let at = e.span().map(|s| s.start);
+            let key = at.map_or(String::new(), |at| located::key_at(self.text, at));
+            let message = located::in_our_words(e.message().trim_end(), &key);
+            self.err_at(at.map_or(0, |at| self.line(at)), &key, message)
+        })
+    }
+
     fn line(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
         1 + self.text.as_bytes()[..end].iter().filter(|&&c| c == b'\n').count()
@@ -348,6 +388,34 @@ mod tests {
         assert!(e.contains("rule[1].message"), "{e}");
         let e = err("[source]\nformat = \"%h %l\"\n");
         assert!(e.contains("no %t"), "{e}");
+    }
+
+    #[test]
+    fn included_files_add_rules_and_allow_entries_in_file_name_order() {
+        let c = parse("include = [\"/rules.d/*.toml\"]\n").unwrap();
+        let names: Vec<&str> = c.rules.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["10-env", "login"], "no built-in rule beside included ones");
+        assert_eq!(c.rules[0].spec.threshold, 2);
+        assert_eq!(c.rules[1].spec.threshold, 10, "defaults fill an included rule too");
+        assert!(c.allow.contains("192.0.2.1".parse().unwrap()));
+        assert_eq!(c.included.len(), 2);
+        let with_own = "include = [\"/rules.d/*.toml\"]\n[[rule]]\nname = \"mine\"\n";
+        let names: Vec<String> =
+            parse(with_own).unwrap().rules.into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["mine", "10-env", "login"]);
+        let e = err("include = [\"/bad.d/*.toml\"]\n");
+        assert!(e.starts_with("/bad.d/x.toml:3: rule[1].threshold: "), "{e}");
+        let e = err("include = [\"/rules.d/*.toml\"]\n[[rule]]\nname = \"login\"\n");
+        assert!(
+            e.starts_with(
+                "/rules.d/20-login.toml:2: rule[1].name: \"login\" is used by an earlier rule"
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            parse("include = [\"/none.d/*.toml\"]\n").unwrap().rules[0].name,
+            "today_download"
+        );
     }
 
     #[test]

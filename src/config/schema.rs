@@ -43,6 +43,8 @@ pub(super) type S<T> = Option<Spanned<T>>;
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) include: S<Vec<String>>,
     #[serde(default)]
     pub(super) source: RawSource,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,6 +97,16 @@ pub(super) struct RawRule {
     pub(super) normalize: S<bool>,
     pub(super) ignore_case: S<bool>,
     pub(super) max_clients: S<i64>,
+}
+
+/// A file named by `include`: more rules and allow-list entries.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInclude {
+    #[serde(default)]
+    pub(super) rule: Option<Vec<RawRule>>,
+    #[serde(default)]
+    pub(super) allow: Option<RawAllow>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -238,28 +250,7 @@ pub(super) fn fill_defaults(raw: &mut RawConfig, host_name: &str) {
     let rules = raw.rule.get_or_insert_with(|| vec![RawRule::default()]);
     for (i, r) in rules.iter_mut().enumerate() {
         let name = if i == 0 { "today_download".to_string() } else { format!("rule{}", i + 1) };
-        r.name.get_or_insert_with(|| Spanned::new(0..0, name));
-        r.field.get_or_insert_with(|| Spanned::new(0..0, "request".into()));
-        if r.contains.is_none() && r.regex.is_none() && r.status.is_none() && r.method.is_none() {
-            r.contains = sp("today_download".into());
-        }
-        r.threshold.get_or_insert_with(|| Spanned::new(0..0, 10));
-        r.window.get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("10m".into())));
-        let window = r.window.clone();
-        r.cooldown.get_or_insert_with(|| window.expect("filled above"));
-        r.key.get_or_insert_with(|| Spanned::new(0..0, "client".into()));
-        r.allow.get_or_insert_with(|| Spanned::new(0..0, Vec::new()));
-        r.normalize.get_or_insert_with(|| Spanned::new(0..0, true));
-        r.ignore_case.get_or_insert_with(|| Spanned::new(0..0, false));
-        let max = crate::rules::MAX_CLIENTS as i64;
-        r.max_clients.get_or_insert_with(|| Spanned::new(0..0, max));
-        r.message.get_or_insert_with(|| {
-            Spanned::new(
-                0..0,
-                "SUSPICIOUS ACTIVITY: IP {client} accessed {target} {count} times in {window}"
-                    .into(),
-            )
-        });
+        fill_rule(r, name);
     }
     let outputs = raw.output.get_or_insert_with(|| vec![RawOutput::default()]);
     for o in outputs.iter_mut() {
@@ -282,6 +273,31 @@ pub(super) fn fill_defaults(raw: &mut RawConfig, host_name: &str) {
         .cleanup_interval
         .get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("5m".into())));
     raw.engine.threads.get_or_insert_with(|| Spanned::new(0..0, 0));
+}
+
+/// Fills the keys a rule left out; `name` when it has none.
+pub(super) fn fill_rule(r: &mut RawRule, name: String) {
+    r.name.get_or_insert_with(|| Spanned::new(0..0, name));
+    r.field.get_or_insert_with(|| Spanned::new(0..0, "request".into()));
+    if r.contains.is_none() && r.regex.is_none() && r.status.is_none() && r.method.is_none() {
+        r.contains = sp("today_download".into());
+    }
+    r.threshold.get_or_insert_with(|| Spanned::new(0..0, 10));
+    r.window.get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("10m".into())));
+    let window = r.window.clone();
+    r.cooldown.get_or_insert_with(|| window.expect("filled above"));
+    r.key.get_or_insert_with(|| Spanned::new(0..0, "client".into()));
+    r.allow.get_or_insert_with(|| Spanned::new(0..0, Vec::new()));
+    r.normalize.get_or_insert_with(|| Spanned::new(0..0, true));
+    r.ignore_case.get_or_insert_with(|| Spanned::new(0..0, false));
+    let max = crate::rules::MAX_CLIENTS as i64;
+    r.max_clients.get_or_insert_with(|| Spanned::new(0..0, max));
+    r.message.get_or_insert_with(|| {
+        Spanned::new(
+            0..0,
+            "SUSPICIOUS ACTIVITY: IP {client} accessed {target} {count} times in {window}".into(),
+        )
+    });
 }
 
 /// The value of a filled field.

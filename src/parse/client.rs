@@ -162,7 +162,17 @@ pub struct AddrSet {
 impl AddrSet {
     /// The set of these blocks (overlaps merged).
     pub fn new(blocks: impl IntoIterator<Item = Cidr>) -> AddrSet {
-        let mut v: Vec<(u128, u128)> = blocks.into_iter().map(|c| c.range()).collect();
+        AddrSet::merged(blocks.into_iter().map(|c| c.range()).collect())
+    }
+
+    /// This set with `blocks` added.
+    pub fn with(self, blocks: impl IntoIterator<Item = Cidr>) -> AddrSet {
+        let mut v = self.ranges;
+        v.extend(blocks.into_iter().map(|c| c.range()));
+        AddrSet::merged(v)
+    }
+
+    fn merged(mut v: Vec<(u128, u128)>) -> AddrSet {
         v.sort_unstable();
         let mut ranges: Vec<(u128, u128)> = Vec::with_capacity(v.len());
         for (lo, hi) in v {

@@ -1,0 +1,94 @@
+//! Rule files (`include`) and the example rules in `examples/rules.d/`.
+
+use crate::util::daemon::Daemon;
+use crate::util::{root, run, wait_until, write};
+
+/// Each example rule raises exactly one alert on its own test log, and no
+/// other example rule fires there.
+#[test]
+fn each_example_rule_catches_its_test_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules_d = root().join("examples/rules.d");
+    let cfg = write(
+        dir.path(),
+        "lw.toml",
+        format!("include = [\"{}/*.toml\"]\n", rules_d.display()).as_bytes(),
+    );
+    for (log, rule) in [
+        ("sensitive-files.log", "sensitive-files"),
+        ("path-traversal.log", "path-traversal"),
+        ("login-brute-force.log", "login-brute-force"),
+        ("today-download.log", "today_download"),
+    ] {
+        let path = rules_d.join(log);
+        let out = run(&["-c", &cfg, "replay", "--json", path.to_str().unwrap()], b"");
+        assert!(out.status.success(), "{out:?}");
+        let alerts = crate::util::json_lines(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(alerts.len(), 1, "{log}: {alerts:?}");
+        assert_eq!(alerts[0]["rule"], rule, "{log}: {alerts:?}");
+    }
+}
+
+/// An error in an included file names that file and its line; `check`
+/// lists the files it included.
+#[test]
+fn an_error_in_an_included_file_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("rules.d");
+    std::fs::create_dir(&d).unwrap();
+    write(&d, "a.toml", b"[[rule]]\ncontains = \"/a\"\n");
+    write(&d, "b.toml", b"# b\n[[rule]]\ncontains = \"/b\"\nwindow = \"ten minutes\"\n");
+    let cfg = write(
+        dir.path(),
+        "lw.toml",
+        format!(
+            "include = [\"{}/*.toml\"]\n[state]\ndir = \"{}\"\n",
+            d.display(),
+            dir.path().display()
+        )
+        .as_bytes(),
+    );
+    let out = run(&["-c", &cfg, "check"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("{}/b.toml:4: rule[1].window: ", d.display())), "{err}");
+    write(&d, "b.toml", b"[[rule]]\ncontains = \"/b\"\n");
+    let out = run(&["-c", &cfg, "check"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("include {}/a.toml: 1 rule(s)", d.display())), "{err}");
+    assert!(err.contains("configuration OK: 2 rule(s)"), "{err}");
+}
+
+/// `run` with rule files: a rule file added later counts after SIGHUP.
+#[test]
+fn run_reads_rule_files_again_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("rules.d");
+    std::fs::create_dir(&d).unwrap();
+    write(&d, "10-a.toml", b"[[rule]]\ncontains = \"/alpha\"\nthreshold = 2\n");
+    let log = write(dir.path(), "access.log", b"");
+    let config = Daemon::config(dir.path(), &log, "").replace(
+        "[[rule]]\ncontains = \"today_download\"\nthreshold = 3\nwindow = \"10m\"\ncooldown = 0\n",
+        "",
+    );
+    let config = format!("include = [\"{}/*.toml\"]\n{config}", d.display());
+    let daemon = Daemon::start_config(dir.path(), &config, &[]);
+    let line = |client: &str, path: &str| {
+        let stamp = jiff::Timestamp::now().strftime("%d/%b/%Y:%H:%M:%S +0000");
+        format!("{client} - - [{stamp}] \"GET {path} HTTP/1.1\" 200 5 \"-\" \"t\"\n")
+    };
+    let append = |text: String| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    append(line("10.1.1.1", "/alpha").repeat(2) + &line("10.2.2.2", "/beta").repeat(2));
+    wait_until("the first rule's alert", || daemon.alerts().iter().any(|a| a["rule"] == "10-a"));
+    assert!(daemon.alerts().iter().all(|a| a["rule"] == "10-a"), "{:?}", daemon.alerts());
+    write(&d, "20-b.toml", b"[[rule]]\ncontains = \"/beta\"\nthreshold = 2\n");
+    daemon.signal("-HUP");
+    wait_until("the reload", || daemon.log_text().contains("Configuration reloaded"));
+    append(line("10.3.3.3", "/beta").repeat(2));
+    wait_until("the new rule's alert", || daemon.alerts().iter().any(|a| a["rule"] == "20-b"));
+    daemon.stop();
+}
