@@ -40,6 +40,8 @@ pub enum FieldSel {
     UserAgent,
     /// The Referer header.
     Referer,
+    /// The virtual host (`%v`, `%V`), where the format logs one.
+    Vhost,
     /// The whole line.
     Line,
 }
@@ -55,6 +57,7 @@ impl FieldSel {
             "status" => FieldSel::Status,
             "user_agent" => FieldSel::UserAgent,
             "referer" => FieldSel::Referer,
+            "vhost" => FieldSel::Vhost,
             "line" => FieldSel::Line,
             _ => return None,
         })
@@ -257,6 +260,7 @@ impl Rule {
             },
             FieldSel::UserAgent => rec.user_agent.unwrap_or(b""),
             FieldSel::Referer => rec.referer.unwrap_or(b""),
+            FieldSel::Vhost => rec.vhost.unwrap_or(b""),
             FieldSel::Line => line,
         };
         self.literal.as_ref().is_none_or(|l| l.is_in(text))
@@ -374,6 +378,7 @@ impl RuleSet {
                 FieldSel::Status => n.with(Field::Status),
                 FieldSel::UserAgent => n.with(Field::UserAgent),
                 FieldSel::Referer => n.with(Field::Referer),
+                FieldSel::Vhost => n.with(Field::VHost),
                 FieldSel::Line => n,
             };
             if !r.status.is_empty() {

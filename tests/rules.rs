@@ -92,3 +92,35 @@ fn run_reads_rule_files_again_on_sighup() {
     wait_until("the new rule's alert", || daemon.alerts().iter().any(|a| a["rule"] == "20-b"));
     daemon.stop();
 }
+
+/// `field = "vhost"` on `vhost_combined`: a rule that watches one virtual
+/// host counts only its lines.
+#[test]
+fn a_rule_on_the_virtual_host_counts_that_host_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for (i, vhost) in
+        ["shop.example:443", "blog.example:443", "shop.example:443", "shop.example:443"]
+            .iter()
+            .enumerate()
+    {
+        text += &format!(
+            "{vhost} 203.0.113.9 - - [08/Jul/2025:15:00:0{i} +0000] \"GET /cart HTTP/1.1\" 200 5 \"-\" \"t\"\n"
+        );
+    }
+    let log = write(dir.path(), "access.log", text.as_bytes());
+    let cfg = write(
+        dir.path(),
+        "lw.toml",
+        b"[source]\nformat = \"vhost_combined\"\n[[rule]]\nname = \"shop\"\nfield = \"vhost\"\ncontains = \"shop.\"\nthreshold = 3\n",
+    );
+    let out = run(&["-c", &cfg, "replay", "--json", &log], b"");
+    assert!(out.status.success(), "{out:?}");
+    let alerts = crate::util::json_lines(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(
+        (alerts[0]["count"].as_u64(), alerts[0]["line"].as_u64()),
+        (Some(3), Some(4)),
+        "{alerts:?}"
+    );
+}

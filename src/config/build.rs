@@ -37,6 +37,9 @@ pub(super) fn config(cx: &Cx, raw: RawConfig, host: &dyn Host) -> Result<Config,
         .map(|(i, r)| validate_rule(cx, r, &format!("rule[{}]", i + 1)))
         .collect::<Result<Vec<_>, _>>()?;
     check_unique_names(cx, raw.rule.as_deref().unwrap_or_default())?;
+    for (i, (r, rule)) in raw.rule.as_deref().unwrap_or_default().iter().zip(&rules).enumerate() {
+        check_field_logged(cx, r, rule, &source, i)?;
+    }
     let outputs = raw
         .output
         .as_deref()
@@ -129,6 +132,7 @@ pub(super) fn include(
         let name = if n == 1 { stem.clone() } else { format!("{stem}-{}", i + 1) };
         schema::fill_rule(r, name);
         let rule = validate_rule(cx, r, &format!("rule[{}]", i + 1))?;
+        check_field_logged(cx, r, &rule, &cfg.source, i)?;
         if cfg.rules.iter().any(|o| o.name == rule.name) {
             let msg = format!("{:?} is used by an earlier rule; names must be unique", rule.name);
             return Err(cx.err(get(&r.name), &format!("rule[{}].name", i + 1), msg));
@@ -296,7 +300,7 @@ fn validate_rule(cx: &Cx, r: &RawRule, at: &str) -> Result<Rule, ConfigError> {
     }
     let f = get(&r.field);
     let field = FieldSel::from_name(f.get_ref()).ok_or_else(|| {
-        cx.err(f, &key("field"), format!("{:?} is not a field: use request, method, path, query, status, user_agent, referer or line", f.get_ref()))
+        cx.err(f, &key("field"), format!("{:?} is not a field: use request, method, path, query, status, user_agent, referer, vhost or line", f.get_ref()))
     })?;
     if let Some(c) = &r.contains
         && c.get_ref().is_empty()
@@ -430,6 +434,21 @@ fn addr_set_entries(
         .iter()
         .map(|e| Cidr::parse(e.trim()).ok_or_else(|| cx.err(v, key, not_a_block(e))))
         .collect()
+}
+
+/// A rule on the virtual host (rule `i`, from 0) needs a format that logs one.
+fn check_field_logged(
+    cx: &Cx,
+    r: &RawRule,
+    rule: &Rule,
+    source: &SourceConfig,
+    i: usize,
+) -> Result<(), ConfigError> {
+    if rule.field == FieldSel::Vhost && source.format.logs(Field::VHost) == Some(false) {
+        let msg = "\"vhost\": source.format logs no virtual host; vhost_combined and formats with %v or %V do";
+        return Err(cx.err(get(&r.field), &format!("rule[{}].field", i + 1), msg));
+    }
+    Ok(())
 }
 
 fn check_unique_names(cx: &Cx, rules: &[RawRule]) -> Result<(), ConfigError> {

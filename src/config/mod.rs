@@ -419,6 +419,21 @@ mod tests {
     }
 
     #[test]
+    fn a_vhost_rule_needs_a_format_that_logs_the_virtual_host() {
+        let ok = "[source]\nformat = \"vhost_combined\"\n[[rule]]\nfield = \"vhost\"\ncontains = \"shop\"\n";
+        assert_eq!(parse(ok).unwrap().rules[0].field, crate::rules::FieldSel::Vhost);
+        let e = err("[[rule]]\nfield = \"vhost\"\ncontains = \"shop\"\n");
+        assert!(e.starts_with("/etc/lw.toml:2: rule[1].field: \"vhost\": source.format logs no virtual host; vhost_combined"), "{e}");
+        let e = err("[[rule]]\nfield = \"host\"\n");
+        assert!(
+            e.contains(
+                "use request, method, path, query, status, user_agent, referer, vhost or line"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn http_settings_and_their_errors() {
         assert_eq!(parse("").unwrap().http, None);
         let h = parse("[http]\n").unwrap().http.unwrap();
