@@ -351,3 +351,28 @@ fn the_demo_shows_alerts_and_its_page_then_cleans_up() {
     assert!(rest.last().unwrap().starts_with("demo over: "), "{rest:?}");
     assert!(!Path::new(&dir).exists(), "{dir} is left behind");
 }
+
+/// A client that trickles its request a byte at a time is cut off after a
+/// few seconds; the next request is answered.
+#[test]
+fn a_trickling_client_does_not_hold_the_endpoint() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, port) = start(dir.path(), "");
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let started = std::time::Instant::now();
+    let mut cut = false;
+    for b in
+        b"GET /metrics HTTP/1.1\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    {
+        if slow.write_all(&[*b]).is_err() {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert!(cut, "still connected after {:?}", started.elapsed());
+    assert!(started.elapsed() < std::time::Duration::from_secs(8), "{:?}", started.elapsed());
+    assert_eq!(http_get(port, "/healthz", None).unwrap().0, 200);
+    daemon.stop();
+}

@@ -17,6 +17,9 @@ const PAGE: &str = include_str!("page.html");
 /// The longest request head read.
 const MAX_HEAD: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// The whole head must arrive within this: a client trickling a byte at a
+/// time cannot hold the thread longer.
+const HEAD_DEADLINE: Duration = Duration::from_secs(3);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `/api/status` waits for the engine's nearest clients.
 const PROBE_WAIT: Duration = Duration::from_secs(2);
@@ -143,9 +146,13 @@ fn route(path: &str, board: &Board) -> Reply {
 fn read_head(stream: &mut TcpStream) -> io::Result<String> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
+    let started = std::time::Instant::now();
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
         if head.len() >= MAX_HEAD {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "request head too long"));
+        }
+        if started.elapsed() > HEAD_DEADLINE {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "request head too slow"));
         }
         let n = stream.read(&mut buf)?;
         if n == 0 {
