@@ -42,6 +42,10 @@ pub enum FieldSel {
     Referer,
     /// The virtual host (`%v`, `%V`), where the format logs one.
     Vhost,
+    /// The authenticated user (`%u`; `-` when none).
+    User,
+    /// The Host header (`%{Host}i`).
+    Host,
     /// The whole line.
     Line,
 }
@@ -58,6 +62,8 @@ impl FieldSel {
             "user_agent" => FieldSel::UserAgent,
             "referer" => FieldSel::Referer,
             "vhost" => FieldSel::Vhost,
+            "user" => FieldSel::User,
+            "host" => FieldSel::Host,
             "line" => FieldSel::Line,
             _ => return None,
         })
@@ -261,6 +267,8 @@ impl Rule {
             FieldSel::UserAgent => rec.user_agent.unwrap_or(b""),
             FieldSel::Referer => rec.referer.unwrap_or(b""),
             FieldSel::Vhost => rec.vhost.unwrap_or(b""),
+            FieldSel::User => rec.user.unwrap_or(b""),
+            FieldSel::Host => rec.host.unwrap_or(b""),
             FieldSel::Line => line,
         };
         self.literal.as_ref().is_none_or(|l| l.is_in(text))
@@ -379,6 +387,8 @@ impl RuleSet {
                 FieldSel::UserAgent => n.with(Field::UserAgent),
                 FieldSel::Referer => n.with(Field::Referer),
                 FieldSel::Vhost => n.with(Field::VHost),
+                FieldSel::User => n.with(Field::User),
+                FieldSel::Host => n.with(Field::HostHeader),
                 FieldSel::Line => n,
             };
             if !r.status.is_empty() {

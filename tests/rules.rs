@@ -124,3 +124,43 @@ fn a_rule_on_the_virtual_host_counts_that_host_only() {
         "{alerts:?}"
     );
 }
+
+/// `field = "user"` and `field = "host"`: `parse --json` shows both, and
+/// rules on them count only the lines they match.
+#[test]
+fn rules_on_the_user_and_the_host_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for (i, (user, host)) in
+        [("admin", "a.example"), ("bob", "b.example"), ("admin", "b.example"), ("-", "a.example")]
+            .iter()
+            .enumerate()
+    {
+        text += &format!(
+            "203.0.113.9 - {user} [08/Jul/2025:15:00:0{i} +0000] \"POST /login HTTP/1.1\" 401 5 \"{host}\"\n"
+        );
+    }
+    let log = write(dir.path(), "access.log", text.as_bytes());
+    let format = r#"format = '%h %l %u %t \"%r\" %>s %b \"%{Host}i\"'"#;
+    let cfg = write(
+        dir.path(),
+        "lw.toml",
+        format!("[source]\n{format}\n[[rule]]\nname = \"admin\"\nfield = \"user\"\ncontains = \"admin\"\nthreshold = 2\n[[rule]]\nname = \"a-site\"\nfield = \"host\"\ncontains = \"a.example\"\nthreshold = 2\n").as_bytes(),
+    );
+    let out = run(&["-c", &cfg, "parse", "--json", &log], b"");
+    let lines = crate::util::json_lines(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        (lines[0]["user"].as_str(), lines[0]["host"].as_str()),
+        (Some("admin"), Some("a.example")),
+        "{lines:?}"
+    );
+    assert_eq!(lines[0]["rules"], serde_json::json!(["admin", "a-site"]), "{lines:?}");
+    assert_eq!(lines[1]["rules"], serde_json::json!([]), "{lines:?}");
+    let out = run(&["-c", &cfg, "replay", "--json", &log], b"");
+    let alerts = crate::util::json_lines(&String::from_utf8_lossy(&out.stdout));
+    let got: Vec<(String, u64)> = alerts
+        .iter()
+        .map(|a| (a["rule"].as_str().unwrap().to_string(), a["line"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(got, [("admin".to_string(), 3), ("a-site".to_string(), 4)], "{alerts:?}");
+}

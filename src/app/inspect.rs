@@ -113,6 +113,8 @@ fn record_json(r: &Record<'_>, file: &str, n: u64, seen: &Seen<'_>) -> String {
         "referer": opt(r.referer),
         "user_agent": opt(r.user_agent),
         "vhost": opt(r.vhost),
+        "user": opt(r.user),
+        "host": opt(r.host),
         "normalized_path": opt(r.request.map(|_| seen.normalized_path)),
         "rules": seen.rules,
         "allowed": seen.allowed,

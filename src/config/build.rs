@@ -300,7 +300,7 @@ fn validate_rule(cx: &Cx, r: &RawRule, at: &str) -> Result<Rule, ConfigError> {
     }
     let f = get(&r.field);
     let field = FieldSel::from_name(f.get_ref()).ok_or_else(|| {
-        cx.err(f, &key("field"), format!("{:?} is not a field: use request, method, path, query, status, user_agent, referer, vhost or line", f.get_ref()))
+        cx.err(f, &key("field"), format!("{:?} is not a field: use request, method, path, query, status, user_agent, referer, vhost, user, host or line", f.get_ref()))
     })?;
     if let Some(c) = &r.contains
         && c.get_ref().is_empty()
@@ -436,7 +436,8 @@ fn addr_set_entries(
         .collect()
 }
 
-/// A rule on the virtual host (rule `i`, from 0) needs a format that logs one.
+/// A rule on the virtual host, the user or the Host header (rule `i`, from
+/// 0) needs a format that logs it.
 fn check_field_logged(
     cx: &Cx,
     r: &RawRule,
@@ -444,8 +445,19 @@ fn check_field_logged(
     source: &SourceConfig,
     i: usize,
 ) -> Result<(), ConfigError> {
-    if rule.field == FieldSel::Vhost && source.format.logs(Field::VHost) == Some(false) {
-        let msg = "\"vhost\": source.format logs no virtual host; vhost_combined and formats with %v or %V do";
+    let (field, name, carriers) = match rule.field {
+        FieldSel::Vhost => {
+            (Field::VHost, "virtual host", "vhost_combined and formats with %v or %V")
+        }
+        FieldSel::User => {
+            (Field::User, "user", "common, combined, vhost_combined and formats with %u")
+        }
+        FieldSel::Host => (Field::HostHeader, "Host header", "formats with %{Host}i"),
+        _ => return Ok(()),
+    };
+    if source.format.logs(field) == Some(false) {
+        let msg =
+            format!("{:?}: source.format logs no {name}; {carriers} do", get(&r.field).get_ref());
         return Err(cx.err(get(&r.field), &format!("rule[{}].field", i + 1), msg));
     }
     Ok(())

@@ -419,18 +419,21 @@ mod tests {
     }
 
     #[test]
-    fn a_vhost_rule_needs_a_format_that_logs_the_virtual_host() {
+    fn vhost_user_and_host_rules_need_a_format_that_logs_them() {
         let ok = "[source]\nformat = \"vhost_combined\"\n[[rule]]\nfield = \"vhost\"\ncontains = \"shop\"\n";
         assert_eq!(parse(ok).unwrap().rules[0].field, crate::rules::FieldSel::Vhost);
         let e = err("[[rule]]\nfield = \"vhost\"\ncontains = \"shop\"\n");
         assert!(e.starts_with("/etc/lw.toml:2: rule[1].field: \"vhost\": source.format logs no virtual host; vhost_combined"), "{e}");
-        let e = err("[[rule]]\nfield = \"host\"\n");
+        let e = err("[[rule]]\nfield = \"cookie\"\n");
+        assert!(e.contains("use request, method, path, query, status, user_agent, referer, vhost, user, host or line"), "{e}");
         assert!(
-            e.contains(
-                "use request, method, path, query, status, user_agent, referer, vhost or line"
-            ),
-            "{e}"
+            parse("[[rule]]\nfield = \"user\"\ncontains = \"admin\"\n").is_ok(),
+            "combined logs %u"
         );
+        let e = err("[[rule]]\nfield = \"host\"\ncontains = \"x\"\n");
+        assert!(e.contains("rule[1].field: \"host\": source.format logs no Host header; formats with %{Host}i do"), "{e}");
+        let with_host = "[source]\nformat = '%h %l %u %t \"%r\" %>s %b \"%{Host}i\"'\n[[rule]]\nfield = \"host\"\ncontains = \"x\"\n";
+        assert!(parse(with_host).is_ok());
     }
 
     #[test]

@@ -38,12 +38,16 @@ pub enum Field {
     ClientHeader,
     /// `%v` / `%V`: virtual host.
     VHost,
+    /// `%u`: the authenticated user (`-` when none).
+    User,
+    /// `%{Host}i`: the Host header.
+    HostHeader,
     /// Any other directive (`%l %u %b %O %D %T %p …`): read and ignored.
     Other,
 }
 
 /// Number of distinct [`Field`] values (the size of a value table).
-const N_FIELDS: usize = 10;
+const N_FIELDS: usize = 12;
 
 /// A set of fields a caller needs; reading stops after the last of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +222,8 @@ fn directive(
             Field::Referer
         } else if n.eq_ignore_ascii_case(b"User-Agent") {
             Field::UserAgent
+        } else if n.eq_ignore_ascii_case(b"Host") {
+            Field::HostHeader
         } else {
             Field::Other
         }
@@ -229,10 +235,11 @@ fn directive(
         b'r' => Field::Request,
         b's' => Field::Status,
         b'v' | b'V' => Field::VHost,
+        b'u' => Field::User,
         b'i' => header(name),
         b'a' | b'A' | b'b' | b'B' | b'C' | b'D' | b'e' | b'f' | b'H' | b'I' | b'k' | b'l'
         | b'L' | b'm' | b'n' | b'o' | b'O' | b'p' | b'P' | b'q' | b'R' | b'S' | b'T' | b't'
-        | b'u' | b'U' | b'X' => Field::Other,
+        | b'U' | b'X' => Field::Other,
         other => {
             return Err(format!("unknown directive %{} in the format", char::from(other)));
         }

@@ -115,6 +115,10 @@ pub struct Record<'a> {
     pub user_agent: Option<&'a [u8]>,
     /// The virtual host, where the format has one.
     pub vhost: Option<&'a [u8]>,
+    /// The authenticated user (`%u`), where the format has it (`-`: none).
+    pub user: Option<&'a [u8]>,
+    /// The Host header (`%{Host}i`), where the format logs it.
+    pub host: Option<&'a [u8]>,
 }
 
 impl<'a> Record<'a> {
@@ -283,6 +287,8 @@ impl Parser {
             referer: v.get(Field::Referer),
             user_agent: v.get(Field::UserAgent),
             vhost: v.get(Field::VHost),
+            user: v.get(Field::User),
+            host: v.get(Field::HostHeader),
         })
     }
 
@@ -347,6 +353,8 @@ impl Parser {
             referer: None,
             user_agent: None,
             vhost: None,
+            user: None,
+            host: None,
         })
     }
 
@@ -421,7 +429,8 @@ impl Parser {
             (None, Some(_)) => Kind::Combined,
             (None, None) => Kind::Common,
         };
-        Ok(Record { kind, client, time, request, status, referer, user_agent, vhost })
+        let (user, host) = (None, None);
+        Ok(Record { kind, client, time, request, status, referer, user_agent, vhost, user, host })
     }
 }
 
