@@ -1,7 +1,7 @@
 //! Rule files (`include`) and the example rules in `examples/rules.d/`.
 
 use crate::util::daemon::Daemon;
-use crate::util::{root, run, wait_until, write};
+use crate::util::{replay_alerts, root, run, wait_until, write};
 
 /// Each example rule raises exactly one alert on its own test log, and no
 /// other example rule fires there.
@@ -20,10 +20,7 @@ fn each_example_rule_catches_its_test_log() {
         ("login-brute-force.log", "login-brute-force"),
         ("today-download.log", "today_download"),
     ] {
-        let path = rules_d.join(log);
-        let out = run(&["-c", &cfg, "replay", "--json", path.to_str().unwrap()], b"");
-        assert!(out.status.success(), "{out:?}");
-        let alerts = crate::util::json_lines(&String::from_utf8_lossy(&out.stdout));
+        let alerts = replay_alerts(&cfg, rules_d.join(log).to_str().unwrap());
         assert_eq!(alerts.len(), 1, "{log}: {alerts:?}");
         assert_eq!(alerts[0]["rule"], rule, "{log}: {alerts:?}");
     }
@@ -114,9 +111,7 @@ fn a_rule_on_the_virtual_host_counts_that_host_only() {
         "lw.toml",
         b"[source]\nformat = \"vhost_combined\"\n[[rule]]\nname = \"shop\"\nfield = \"vhost\"\ncontains = \"shop.\"\nthreshold = 3\n",
     );
-    let out = run(&["-c", &cfg, "replay", "--json", &log], b"");
-    assert!(out.status.success(), "{out:?}");
-    let alerts = crate::util::json_lines(&String::from_utf8_lossy(&out.stdout));
+    let alerts = replay_alerts(&cfg, &log);
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(
         (alerts[0]["count"].as_u64(), alerts[0]["line"].as_u64()),
@@ -156,8 +151,7 @@ fn rules_on_the_user_and_the_host_header() {
     );
     assert_eq!(lines[0]["rules"], serde_json::json!(["admin", "a-site"]), "{lines:?}");
     assert_eq!(lines[1]["rules"], serde_json::json!([]), "{lines:?}");
-    let out = run(&["-c", &cfg, "replay", "--json", &log], b"");
-    let alerts = crate::util::json_lines(&String::from_utf8_lossy(&out.stdout));
+    let alerts = replay_alerts(&cfg, &log);
     let got: Vec<(String, u64)> = alerts
         .iter()
         .map(|a| (a["rule"].as_str().unwrap().to_string(), a["line"].as_u64().unwrap()))

@@ -152,3 +152,10 @@ pub fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, Stri
     let code = head.split(' ').nth(1)?.parse().ok()?;
     Some((code, body.to_string()))
 }
+
+/// `logwarden -c CFG replay --json LOG`, which must succeed: its alerts.
+pub fn replay_alerts(cfg: &str, log: &str) -> Vec<serde_json::Value> {
+    let out = run(&["-c", cfg, "replay", "--json", log], b"");
+    assert!(out.status.success(), "{out:?}");
+    json_lines(&String::from_utf8_lossy(&out.stdout))
+}
