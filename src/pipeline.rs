@@ -306,7 +306,6 @@ struct Decided {
     decisions: Vec<Decision>,
     /// The chunk's events, for the farm (empty without one).
     events: Vec<Event>,
-    late: u64,
     evicted: u64,
     forgotten: u64,
     watermark: u32,
@@ -322,7 +321,6 @@ struct Pending {
     shards_done: usize,
     decisions: Vec<Decision>,
     events: Vec<Event>,
-    late: u64,
     /// In a farm: who decided the chunk's alerts.
     scope: Option<Scope>,
     watermark: u32,
@@ -549,7 +547,6 @@ impl<'e> Collector<'e> {
                 let (mut decisions, mut events) = (d.decisions, d.events);
                 let p = self.pending.entry(d.seq).or_default();
                 p.shards_done += 1;
-                p.late += d.late;
                 p.decisions.append(&mut decisions);
                 p.events.append(&mut events);
                 p.watermark = d.watermark;
@@ -582,7 +579,6 @@ impl<'e> Collector<'e> {
     fn complete(&mut self, mut p: Pending, sink: &mut dyn Sink) {
         match p.event.take().as_deref() {
             Some(SourceEvent::Lines(chunk)) => {
-                self.sum.late += p.late;
                 p.decisions.sort_by_key(|d| (d.pos, d.rule));
                 self.lines_done(chunk, &p, sink);
             }
@@ -601,6 +597,9 @@ impl<'e> Collector<'e> {
             Some(SourceEvent::Tick { .. }) => self.checkpoint(&p, true, sink),
             Some(SourceEvent::Probe) | None => {}
         }
+        for (r, counts) in self.sum.rules.iter_mut().enumerate() {
+            counts.clients = self.clients.iter().filter_map(|c| c.get(r)).sum();
+        }
         if sink.wants_status() {
             self.status(&mut p, sink);
         }
@@ -609,9 +608,6 @@ impl<'e> Collector<'e> {
     /// Hands the sink how things stand, the nearest clients merged over the
     /// shards after a probe.
     fn status(&mut self, p: &mut Pending, sink: &mut dyn Sink) {
-        for (r, counts) in self.sum.rules.iter_mut().enumerate() {
-            counts.clients = self.clients.iter().filter_map(|c| c.get(r)).sum();
-        }
         if let Some(lists) = p.nearest.as_mut() {
             for l in lists.iter_mut() {
                 l.sort_unstable_by_key(|&(k, c)| (std::cmp::Reverse(c), k));
@@ -639,7 +635,7 @@ impl<'e> Collector<'e> {
 
     /// In a farm, the farm's decisions on the events of each run of chunks
     /// of one file replace this node's own, unless Redis does not answer;
-    /// sets each chunk's alert scope and late count accordingly.
+    /// sets each chunk's alert scope and late counts accordingly.
     fn farm_decides(&mut self, ready: &mut [Pending]) {
         if self.farm.is_none() {
             return;
@@ -690,7 +686,6 @@ impl<'e> Collector<'e> {
         for (i, p) in run.iter_mut().enumerate() {
             p.scope = Some(Scope::Farm);
             p.decisions.clear();
-            p.late = if i == 0 { d.late } else { 0 };
             for (r, t) in p.tally.iter_mut().enumerate() {
                 t.late = if i == 0 { d.late_by_rule.get(r).copied().unwrap_or(0) } else { 0 };
             }
@@ -710,6 +705,7 @@ impl<'e> Collector<'e> {
         for (sum, add) in self.sum.rules.iter_mut().zip(&p.tally) {
             sum.events += add.events;
             sum.late += add.late;
+            self.sum.late += add.late;
         }
         let after = base + p.lines;
         self.line_base.insert(chunk.file.id, after);
@@ -866,16 +862,13 @@ impl Shard {
     }
 
     fn apply(&mut self, b: Batch) -> Decided {
-        let (mut decisions, mut late) = (Vec::new(), 0u64);
+        let mut decisions = Vec::new();
         let mut tally = vec![RuleCounts::default(); self.windows.len()];
         for ev in &b.events {
             let t = &mut tally[usize::from(ev.rule)];
             t.events += 1;
             match self.windows[usize::from(ev.rule)].record(ev.key, ev.time) {
-                Outcome::Late => {
-                    late += 1;
-                    t.late += 1;
-                }
+                Outcome::Late => t.late += 1,
                 Outcome::Counted(_) => {}
                 Outcome::Alert(count) => {
                     let (rule, key, pos, line) = (ev.rule, ev.key, ev.pos, ev.line);
@@ -912,7 +905,6 @@ impl Shard {
             peaks,
             decisions,
             events,
-            late,
             evicted,
             forgotten,
             watermark,
@@ -966,7 +958,10 @@ impl Scanner<'_> {
             let (stats, max_time) = match event.as_ref() {
                 #[cfg(debug_assertions)]
                 SourceEvent::Lines(_) if test_panic() => panic!("LOGWARDEN_TEST_PANIC=worker"),
-                SourceEvent::Lines(chunk) => self.scan(chunk, &mut by_shard, &mut scratch),
+                SourceEvent::Lines(chunk) => {
+                    let st = self.scan(chunk, &mut by_shard, &mut scratch);
+                    (st, st.newest)
+                }
                 SourceEvent::Tick { clock } => (ScanStats::default(), *clock),
                 SourceEvent::Opened { .. }
                 | SourceEvent::FileDone(_)
@@ -989,27 +984,21 @@ impl Scanner<'_> {
                     return;
                 }
             }
-            let stats = ScanStats { newest: max_time, ..stats };
             if alerts.send(ToAlerts::Scanned { seq, event, stats }).is_err() {
                 return;
             }
         }
     }
 
-    /// Finds the events of one chunk; returns counters and the newest event time.
+    /// Finds the events of one chunk; returns counters (with the newest and
+    /// oldest event time).
     ///
     /// # Performance
     /// Lines without a rule's literal are never parsed; no allocation per line.
-    fn scan(
-        &self,
-        chunk: &Chunk,
-        by_shard: &mut [Vec<Event>],
-        scratch: &mut Scratch,
-    ) -> (ScanStats, u32) {
+    fn scan(&self, chunk: &Chunk, by_shard: &mut [Vec<Event>], scratch: &mut Scratch) -> ScanStats {
         self.parser.set_now(chunk.read_at);
         let bytes = chunk.bytes();
         let mut st = ScanStats::default();
-        let mut max_time = 0u32;
         let needs = self.rules.needs();
         let lines =
             self.rules.for_each_candidate(bytes, &mut scratch.decoded, |index, start, end| {
@@ -1036,7 +1025,7 @@ impl Scanner<'_> {
                 let key = Key::of(rec.client, self.ipv6_prefix);
                 let allowed = self.rules.events(&rec, line, &mut scratch.norm, |i| {
                     st.events += 1;
-                    max_time = max_time.max(time);
+                    st.newest = st.newest.max(time);
                     st.oldest = st.oldest.min(time);
                     let ev =
                         Event { rule: i as u16, key, time, pos: start as u32, line: index as u32 };
@@ -1047,7 +1036,7 @@ impl Scanner<'_> {
         // Lines longer than a whole chunk were dropped by the source.
         st.lines = lines + u64::from(chunk.skipped_long);
         st.skipped[Skip::TooLong.index()] += u64::from(chunk.skipped_long);
-        (st, max_time)
+        st
     }
 }
 

@@ -8,11 +8,17 @@ use std::path::Path;
 /// A daemon following `dir/access.log` with `[http]` on a free port and
 /// `extra` appended to its configuration; returns it and the port.
 fn start(dir: &Path, extra: &str) -> (Daemon, u16) {
+    start_with_rule(dir, "", extra)
+}
+
+/// The same with `rule_extra` added to the rule (a message template).
+fn start_with_rule(dir: &Path, rule_extra: &str, extra: &str) -> (Daemon, u16) {
     write(dir, "access.log", b"");
     let port = free_port();
     let path = dir.join("access.log");
     let config = Daemon::config(dir, path.to_str().unwrap(), "")
         .replace("threshold = 3", "threshold = 10")
+        .replace("cooldown = 0\n", &format!("cooldown = 0\n{rule_extra}"))
         + &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{extra}");
     let d = Daemon::start_config(dir, &config, &[]);
     wait_until("the HTTP endpoint", || http_get(port, "/healthz", None).is_some());
@@ -89,7 +95,7 @@ fn metrics_count_exactly_the_lines_written() {
 }
 
 /// `/api/status` lists the client nearest the threshold with its exact
-/// count, escapes nothing itself (JSON), and `logwarden status` prints it.
+/// count, and `logwarden status` prints it.
 #[test]
 fn status_lists_the_clients_nearest_the_threshold() {
     let dir = tempfile::tempdir().unwrap();
@@ -202,14 +208,8 @@ pub fn browse(url: &str, name: &str) -> String {
 #[ignore = "needs chromium; run by scripts/test"]
 fn the_status_page_shows_the_clients_and_escapes_the_log_text() {
     let dir = tempfile::tempdir().unwrap();
-    let (daemon, port) = start(dir.path(), "");
-    let config = std::fs::read_to_string(dir.path().join("logwarden.toml")).unwrap().replace(
-        "cooldown = 0\n",
-        "cooldown = 0\nmessage = \"{client} asked {request} as {user_agent}\"\n",
-    );
-    daemon.stop();
-    let daemon = Daemon::start_config(dir.path(), &config, &[]);
-    wait_until("the HTTP endpoint", || http_get(port, "/healthz", None).is_some());
+    let message = "message = \"{client} asked {request} as {user_agent}\"\n";
+    let (daemon, port) = start_with_rule(dir.path(), message, "");
     let stamp = jiff::Timestamp::now().strftime("%d/%b/%Y:%H:%M:%S +0000");
     let attack = format!(
         "203.0.113.66 - - [{stamp}] \"GET /today_download?<script>document.title='pwned'</script> HTTP/1.1\" 200 5 \"-\" \"<img src=x onerror=document.title='pwned'>\"\n"

@@ -31,10 +31,10 @@ pub fn demo(a: &DemoArgs) -> Result<ExitCode> {
     let today = jiff::Timestamp::now().strftime("ssl_www_log-%Y-%m-%d").to_string();
     std::fs::write(dir.0.join(today), b"").context("cannot create the demo's log file")?;
     println!(
-        "logwarden demo: status page at http://{}/ — traffic is written to {}; Ctrl-C stops it{}.",
+        "logwarden demo: status page at http://{}/ — traffic is written to {}; Ctrl-C stops it (or after {}).",
         a.listen,
         dir.0.display(),
-        format_args!(" (or after {})", crate::units::human_duration(duration.as_secs()))
+        crate::units::human_duration(duration.as_secs())
     );
     let stop = Arc::new(AtomicBool::new(false));
     let writer = spawn("demo-traffic", {
@@ -105,15 +105,22 @@ fn write_traffic(dir: &Path, rate: u32, duration: Duration, stop: &AtomicBool) -
     let started = Instant::now();
     let mut line = Vec::new();
     let mut n = 0u64;
+    // The file of the day the last line went to: opened again only when a
+    // line's day changes (at midnight UTC).
+    let mut file: Option<(String, std::fs::File)> = None;
     while !stop.load(Ordering::SeqCst) && generator.next_line(&mut line).is_some() {
         let due = started + Duration::from_secs_f64(n as f64 / rate);
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
         let day = jiff::Timestamp::from_second(generator.last_time())
-            .map(|t| t.strftime("%Y-%m-%d").to_string())
+            .map(|t| t.strftime("ssl_www_log-%Y-%m-%d").to_string())
             .unwrap_or_default();
-        let path = dir.join(format!("ssl_www_log-{day}"));
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
-        f.write_all(&line)?;
+        if file.as_ref().is_none_or(|(open, _)| *open != day) {
+            let f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(&day))?;
+            file = Some((day, f));
+        }
+        if let Some((_, f)) = file.as_mut() {
+            f.write_all(&line)?;
+        }
         n += 1;
     }
     Ok(n)

@@ -27,8 +27,9 @@ pub struct Report {
     /// Per rule: how many clients that found the map full peaked at each
     /// count (in the distribution, not listed).
     overflow: Vec<BTreeMap<u32, u64>>,
-    /// (Unix seconds, rule) of every alert.
-    alert_times: Vec<(i64, usize)>,
+    /// Alerts per hour (Unix seconds / 3600): bounded by the span, not by
+    /// how many alerts there are.
+    alert_hours: BTreeMap<i64, u64>,
     /// Alerts per (rule, client).
     alerts_of: HashMap<(usize, String), u64>,
     first_alerts: Vec<Alert>,
@@ -46,7 +47,7 @@ impl Report {
             peaks: vec![HashMap::new(); rules.len()],
             caps: rules.iter().map(|r| r.max_clients).collect(),
             overflow: vec![BTreeMap::new(); rules.len()],
-            alert_times: Vec::new(),
+            alert_hours: BTreeMap::new(),
             alerts_of: HashMap::new(),
             first_alerts: Vec::new(),
         }
@@ -56,7 +57,7 @@ impl Report {
     pub fn alert(&mut self, a: &Alert) {
         let rule = self.rules.iter().position(|r| r.0 == a.rule).unwrap_or(0);
         if let Ok(t) = a.time.parse::<jiff::Timestamp>() {
-            self.alert_times.push((t.as_second(), rule));
+            *self.alert_hours.entry(t.as_second().div_euclid(3_600)).or_default() += 1;
         }
         *self.alerts_of.entry((rule, a.key.clone())).or_default() += 1;
         if self.first_alerts.len() < LISTED_ALERTS {
@@ -124,26 +125,21 @@ impl Report {
             ).unwrap_or(());
         }
         let skipped: u64 = sum.skipped.iter().sum();
+        // (name, value, a skip reason under "lines skipped")
         let mut rows = vec![
-            ("lines read", sum.lines),
-            ("lines parsed", sum.parsed),
-            ("lines skipped", skipped),
+            ("lines read", sum.lines, false),
+            ("lines parsed", sum.parsed, false),
+            ("lines skipped", skipped, false),
         ];
-        for r in Skip::ALL {
-            rows.push((r.name(), sum.skipped[r.index()]));
-        }
+        rows.extend(Skip::ALL.map(|r| (r.name(), sum.skipped[r.index()], true)));
         rows.extend([
-            ("lines allowed", sum.allowed),
-            ("events", sum.events),
-            ("late events", sum.late),
-            ("alerts", sum.alerts),
+            ("lines allowed", sum.allowed, false),
+            ("events", sum.events, false),
+            ("late events", sum.late, false),
+            ("alerts", sum.alerts, false),
         ]);
-        for (name, v) in rows {
-            let class = if name.starts_with("lines") || name.contains("event") || name == "alerts" {
-                ""
-            } else {
-                " class=\"sub\""
-            };
+        for (name, v, reason) in rows {
+            let class = if reason { " class=\"sub\"" } else { "" };
             writeln!(
                 h,
                 "<tr{class}><td>{name}</td><td class=\"n\" id=\"{}\">{v}</td><td></td></tr>",
@@ -165,10 +161,10 @@ impl Report {
         let (from, to) = (i64::from(a) / step * step, i64::from(b) / step * step);
         let n = usize::try_from((to - from) / step + 1).unwrap_or(1).min(10_000);
         let mut bins = vec![0u64; n];
-        for &(t, _) in &self.alert_times {
-            if let Some(bin) = usize::try_from((t - from) / step).ok().and_then(|i| bins.get_mut(i))
-            {
-                *bin += 1;
+        for (&hour, &alerts) in &self.alert_hours {
+            let bin = usize::try_from((hour * 3_600 - from) / step).ok();
+            if let Some(bin) = bin.and_then(|i| bins.get_mut(i)) {
+                *bin += alerts;
             }
         }
         let unit = if step == 3_600 { "hour" } else { "day" };

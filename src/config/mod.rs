@@ -177,7 +177,7 @@ impl Config {
             raw.rule = Some(Vec::new());
         }
         schema::fill_defaults(&mut raw, &host.host_name());
-        let effective = schema::effective_toml(&mut raw);
+        let effective = schema::effective_toml(&raw);
         let mut cfg = build::config(&cx, raw, host)?;
         for (path, text, inc) in included {
             let name = path.display().to_string();

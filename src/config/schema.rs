@@ -146,6 +146,7 @@ pub(super) struct RawState {
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCluster {
+    #[serde(serialize_with = "hidden_redis")]
     pub(super) redis: S<RawRedis>,
     pub(super) node: S<String>,
     pub(super) prefix: S<String>,
@@ -156,6 +157,7 @@ pub(super) struct RawCluster {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHttp {
     pub(super) listen: S<String>,
+    #[serde(serialize_with = "hidden_token")]
     pub(super) token: S<String>,
     pub(super) unhealthy_after: S<RawDuration>,
 }
@@ -167,34 +169,27 @@ pub(super) struct RawEngine {
 }
 
 /// The configuration as TOML, with the passwords in Redis URLs and the
-/// HTTP token hidden (it is printed by `check`).
-pub(super) fn effective_toml(raw: &mut RawConfig) -> String {
-    let token = raw.http.as_mut().and_then(|h| h.token.as_mut());
-    let saved_token = token.map(|t| std::mem::replace(t.get_mut(), "***".into()));
-    let text = effective_toml_redis(raw);
-    if let (Some(saved), Some(t)) = (saved_token, raw.http.as_mut().and_then(|h| h.token.as_mut()))
-    {
-        *t.get_mut() = saved;
-    }
-    text
+/// HTTP token hidden (it is printed by `check`; the secret fields
+/// serialize hidden: `hidden_token`, `hidden_redis`).
+pub(super) fn effective_toml(raw: &RawConfig) -> String {
+    toml::to_string_pretty(raw).unwrap_or_default()
 }
 
-fn effective_toml_redis(raw: &mut RawConfig) -> String {
-    let redis = raw.cluster.as_mut().and_then(|c| c.redis.as_mut());
-    let saved = redis.map(|r| {
-        let hidden = match r.get_ref() {
-            RawRedis::One(u) => RawRedis::One(crate::farm::redacted(u)),
-            RawRedis::Many(v) => {
-                RawRedis::Many(v.iter().map(|u| crate::farm::redacted(u)).collect())
-            }
-        };
-        std::mem::replace(r.get_mut(), hidden)
-    });
-    let text = toml::to_string_pretty(raw).unwrap_or_default();
-    if let (Some(saved), Some(r)) = (saved, raw.cluster.as_mut().and_then(|c| c.redis.as_mut())) {
-        *r.get_mut() = saved;
+/// `http.token`, as printed: `***`.
+fn hidden_token<Z: serde::Serializer>(v: &S<String>, z: Z) -> Result<Z::Ok, Z::Error> {
+    match v {
+        Some(_) => z.serialize_str("***"),
+        None => z.serialize_none(),
     }
-    text
+}
+
+/// `cluster.redis`, as printed: the URLs without their passwords.
+fn hidden_redis<Z: serde::Serializer>(v: &S<RawRedis>, z: Z) -> Result<Z::Ok, Z::Error> {
+    match v.as_ref().map(Spanned::get_ref) {
+        Some(RawRedis::One(u)) => z.serialize_str(&crate::farm::redacted(u)),
+        Some(RawRedis::Many(urls)) => z.collect_seq(urls.iter().map(|u| crate::farm::redacted(u))),
+        None => z.serialize_none(),
+    }
 }
 
 /// A value that comes from no place in the file (a default or an override).

@@ -49,12 +49,17 @@ pub struct FarmAlert {
 pub struct FarmDecisions {
     /// Alerts, in no particular order.
     pub alerts: Vec<FarmAlert>,
-    /// Events older than their farm window's `T − window`.
-    pub late: u64,
-    /// The same by rule index.
+    /// Events older than their farm window's `T − window`, by rule index.
     pub late_by_rule: Vec<u64>,
     /// Events the farm had applied before (lines read again after a crash).
     pub repeated: u64,
+}
+
+impl FarmDecisions {
+    /// Late events of every rule.
+    pub fn late(&self) -> u64 {
+        self.late_by_rule.iter().sum()
+    }
 }
 
 /// Redis did not answer in time, or is waited for after an outage.
@@ -341,7 +346,6 @@ fn decisions(windows: &[Window], replies: &[Value]) -> FarmDecisions {
     let mut n = numbers.map(|x| if let Value::Int(i) = x { *i } else { 0 });
     for w in windows {
         let late = n.next().unwrap_or(0).max(0) as u64;
-        d.late += late;
         let r = usize::from(w.rule);
         if d.late_by_rule.len() <= r {
             d.late_by_rule.resize(r + 1, 0);

@@ -191,6 +191,8 @@ impl Board {
     /// A copy of what was published, for one response.
     pub fn snapshot(&self) -> Snapshot {
         let mut st = self.lock();
+        // An idle engine publishes nothing: the requests take the
+        // throughput points then (the lines read since the last one).
         st.sample();
         Snapshot {
             summary: st.summary.clone(),
