@@ -42,7 +42,7 @@ fn bench_parse(c: &mut Criterion) {
 }
 
 fn bench_window(c: &mut Criterion) {
-    let spec = WindowSpec { threshold: 10, window: 600, cooldown: 600 };
+    let spec = WindowSpec { threshold: 10, window: 600, cooldown: 600, distinct: false };
     c.bench_function("window/record_10k_keys", |b| {
         let mut w = Windows::new(spec);
         let mut i = 0u32;

@@ -12,8 +12,12 @@ use crate::units::human_duration;
 use serde::{Deserialize, Serialize};
 
 /// The placeholders of a rule's message template.
-pub const MESSAGE_VARS: [&str; 15] = [
+pub const MESSAGE_VARS: [&str; 19] = [
     "client",
+    "key",
+    "vhost",
+    "user",
+    "host",
     "target",
     "count",
     "window",
@@ -39,7 +43,8 @@ pub struct Alert {
     pub id: Option<String>,
     /// Rule name.
     pub rule: String,
-    /// The key that crossed the threshold (the client, or its IPv6 prefix).
+    /// The key that crossed the threshold: the client (or its IPv6 prefix),
+    /// or the rule's key parts separated by spaces.
     pub key: String,
     /// Events in the window when it fired.
     pub count: u32,
@@ -109,7 +114,12 @@ impl Alert {
     /// The value of a message placeholder (one of [`MESSAGE_VARS`]).
     fn value<'a>(&'a self, var: &str, rule: &'a Rule, r: &Record<'a>) -> Value<'a> {
         match var {
-            "client" => Value::Str(self.key.as_str().into()),
+            "client" if rule.by_client() => Value::Str(self.key.as_str().into()),
+            "client" => Value::Str(r.client.to_string().into()),
+            "key" => Value::Str(self.key.as_str().into()),
+            "vhost" => Value::Bytes(r.vhost.unwrap_or(b"-")),
+            "user" => Value::Bytes(r.user.unwrap_or(b"-")),
+            "host" => Value::Bytes(r.host.unwrap_or(b"-")),
             "target" => Value::Str(rule.target().into()),
             "count" => Value::Num(u64::from(self.count)),
             "window" => Value::Str(human_duration(u64::from(self.window_s)).into()),

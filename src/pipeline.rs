@@ -165,7 +165,7 @@ pub struct Status<'a> {
     pub watermark: u32,
     /// After a [`SourceEvent::Probe`]: per rule, the clients with the most
     /// events in the window that ends at the watermark, most first.
-    pub nearest: Option<&'a [Vec<(Key, u32)>]>,
+    pub nearest: Option<&'a [Vec<(String, u32)>]>,
 }
 
 /// Where reading of one followed file stands.
@@ -217,6 +217,8 @@ impl Summary {
 struct Event {
     rule: u16,
     key: Key,
+    /// The counted field's value, for a rule counting distinct values.
+    value: u128,
     time: u32,
     /// Byte offset of the line start in its chunk.
     pos: u32,
@@ -228,7 +230,6 @@ struct Event {
 #[derive(Debug, Clone, Copy)]
 struct Decision {
     rule: u16,
-    key: Key,
     count: u32,
     pos: u32,
     line: u32,
@@ -265,6 +266,9 @@ struct Batch {
     save: Option<Save>,
     /// List the clients nearest the threshold after applying this batch.
     probe: bool,
+    /// The chunk, where a rule counts per more than the client: the shard
+    /// reads the names of new keys from its lines.
+    chunk: Option<Arc<SourceEvent>>,
 }
 
 impl Default for ScanStats {
@@ -289,7 +293,7 @@ enum ToAlerts {
     },
     Decided(Decided),
     /// A shard's clients still held at the end, per rule, with their peaks.
-    Peaks(Vec<Vec<(Key, u32)>>),
+    Peaks(Vec<Vec<(String, u32)>>),
     ReadFailed(SourceError),
 }
 
@@ -300,9 +304,9 @@ struct Decided {
     /// Per rule: events applied, late events, clients held after.
     tally: Vec<RuleCounts>,
     /// Per rule, after a probe: this shard's clients nearest the threshold.
-    nearest: Option<Vec<Vec<(Key, u32)>>>,
+    nearest: Option<Vec<Vec<(String, u32)>>>,
     /// Per rule, with peaks asked for: the clients dropped, with their peaks.
-    peaks: Vec<Vec<(Key, u32)>>,
+    peaks: Vec<Vec<(String, u32)>>,
     decisions: Vec<Decision>,
     /// The chunk's events, for the farm (empty without one).
     events: Vec<Event>,
@@ -327,7 +331,7 @@ struct Pending {
     saves: Vec<Vec<Entries>>,
     /// Per rule, summed over the shards (clients are kept apart).
     tally: Vec<RuleCounts>,
-    nearest: Option<Vec<Vec<(Key, u32)>>>,
+    nearest: Option<Vec<Vec<(String, u32)>>>,
 }
 
 /// Where the alert thread hands its results; it runs on the caller's thread.
@@ -348,7 +352,7 @@ pub trait Sink {
     /// With [`EngineSettings::peaks`]: clients of rule `rule` and the most
     /// events their window held, as they are dropped and at the end (a
     /// client dropped and seen again comes again).
-    fn peaks(&mut self, _rule: usize, _peaks: &[(Key, u32)]) {}
+    fn peaks(&mut self, _rule: usize, _peaks: &[(String, u32)]) {}
 }
 
 /// State as of one source event, for saving.
@@ -610,7 +614,7 @@ impl<'e> Collector<'e> {
     fn status(&mut self, p: &mut Pending, sink: &mut dyn Sink) {
         if let Some(lists) = p.nearest.as_mut() {
             for l in lists.iter_mut() {
-                l.sort_unstable_by_key(|&(k, c)| (std::cmp::Reverse(c), k));
+                l.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
                 l.truncate(NEAREST);
             }
         }
@@ -693,7 +697,7 @@ impl<'e> Collector<'e> {
         for a in &d.alerts {
             let (k, j) = from[a.hit];
             let e = run[k].events[j];
-            let d = Decision { rule: e.rule, key: e.key, count: a.count, pos: e.pos, line: e.line };
+            let d = Decision { rule: e.rule, count: a.count, pos: e.pos, line: e.line };
             run[k].decisions.push(d);
         }
     }
@@ -762,9 +766,7 @@ impl<'e> Collector<'e> {
         engine.parser.set_now(chunk.read_at);
         let bytes = chunk.bytes();
         for d in decisions {
-            let pos = d.pos as usize;
-            let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
-            let line = bytes[pos..end].strip_suffix(b"\r").unwrap_or(&bytes[pos..end]);
+            let line = line_at(bytes, d.pos as usize);
             let Ok(record) = engine.parser.parse(line) else { continue };
             let rule = &engine.rules.rules[usize::from(d.rule)];
             let origin = Origin {
@@ -776,7 +778,8 @@ impl<'e> Collector<'e> {
             if let Some(counts) = self.sum.rules.get_mut(usize::from(d.rule)) {
                 counts.alerts += 1;
             }
-            let key = d.key.render(engine.settings.ipv6_prefix);
+            let client = Key::of(record.client, engine.settings.ipv6_prefix);
+            let key = rule.key_text(&record, client, engine.settings.ipv6_prefix);
             let mut alert = Alert::new(rule, key, d.count, &origin);
             // Stable across restarts — the same line (by its checksum) at the
             // same offset of the same file, same rule — and different for new
@@ -796,9 +799,16 @@ impl<'e> Collector<'e> {
 }
 
 /// A shard: the windows of the keys that hash to it, owned by one thread.
-struct Shard {
+struct Shard<'e> {
     index: usize,
+    rules: &'e RuleSet,
+    ipv6_prefix: u8,
     windows: Vec<Windows>,
+    /// Per rule that counts per more than the client: the names of the keys
+    /// held (for the nearest clients and peaks), read from a line of each.
+    names: Vec<Option<Names>>,
+    /// Reads those lines (this thread's own; it caches).
+    parser: Parser,
     /// Hand on the peaks of dropped clients (a report).
     peaks: bool,
     /// In a farm: hand the events on, for the farm to decide.
@@ -808,15 +818,15 @@ struct Shard {
     next_cleanup: u32,
 }
 
-impl Shard {
+impl<'e> Shard<'e> {
     /// Shard `index`, with its part of the restored windows.
     fn new(
-        engine: &Engine,
+        engine: &'e Engine,
         restore: Option<&Restore>,
         sharding: &Sharding,
         index: usize,
         ship: bool,
-    ) -> Shard {
+    ) -> Shard<'e> {
         let rules = &engine.rules.rules;
         let n = sharding.shards;
         let track = engine.settings.checkpoints;
@@ -833,13 +843,71 @@ impl Shard {
             for (mine, saved) in windows.iter_mut().zip(&r.windows) {
                 for (key, state) in saved.iter() {
                     if sharding.of(*key) == index {
-                        mine.insert(*key, state.clone());
+                        mine.insert_values(*key, state.clone(), saved.values(key).to_vec());
                     }
                 }
             }
         }
-        let cleanup_interval = engine.settings.cleanup_interval;
-        Shard { index, windows, peaks, ship, cleanup_interval, watermark, next_cleanup: 0 }
+        let names = rules.iter().map(|r| (!r.by_client()).then(Names::default)).collect();
+        Shard {
+            index,
+            rules: &engine.rules,
+            ipv6_prefix: engine.settings.ipv6_prefix,
+            windows,
+            names,
+            parser: engine.parser.clone(),
+            peaks,
+            ship,
+            cleanup_interval: engine.settings.cleanup_interval,
+            watermark,
+            next_cleanup: 0,
+        }
+    }
+
+    /// The name of a key of rule `rule`: the client, or the parts read from
+    /// one of its lines (a key restored from saved state and not seen since
+    /// shows as `#` and its hash).
+    fn name(&self, rule: usize, key: Key) -> String {
+        match &self.names[rule] {
+            None => key.render(self.ipv6_prefix),
+            Some(names) => {
+                names.get(&key).map_or_else(|| format!("#{:032x}", key.0), |n| n.to_string())
+            }
+        }
+    }
+
+    /// Names rendered for a list of keys of each rule.
+    fn named(&self, lists: Vec<Vec<(Key, u32)>>) -> Vec<Vec<(String, u32)>> {
+        let name = |(r, l): (usize, Vec<(Key, u32)>)| {
+            l.into_iter().map(|(k, c)| (self.name(r, k), c)).collect()
+        };
+        lists.into_iter().enumerate().map(name).collect()
+    }
+
+    /// Learns the name of a new key of a rule counting per more than the
+    /// client, from the event's line.
+    fn learn_name(&mut self, ev: &Event, chunk: Option<&SourceEvent>) {
+        let rule = usize::from(ev.rule);
+        let (Some(names), Some(SourceEvent::Lines(chunk))) = (&mut self.names[rule], chunk) else {
+            return;
+        };
+        if names.contains_key(&ev.key) {
+            return;
+        }
+        self.parser.set_now(chunk.read_at);
+        let Ok(rec) = self.parser.parse(line_at(chunk.bytes(), ev.pos as usize)) else { return };
+        let prefix = self.ipv6_prefix;
+        let r = &self.rules.rules[rule];
+        names.insert(ev.key, r.key_text(&rec, Key::of(rec.client, prefix), prefix).into());
+    }
+
+    /// Forgets the names of keys no longer held.
+    fn prune_names(&mut self) {
+        for (names, w) in self.names.iter_mut().zip(&self.windows) {
+            if let Some(n) = names.as_mut().filter(|n| n.len() > w.len()) {
+                n.retain(|k, _| w.get(*k).is_some());
+            }
+        }
     }
 
     /// Shard thread: applies batches strictly in `seq` order.
@@ -856,7 +924,7 @@ impl Shard {
             }
         }
         if self.peaks {
-            let held = self.windows.iter().map(Windows::held_peaks).collect();
+            let held = self.named(self.windows.iter().map(Windows::held_peaks).collect());
             alerts.send(ToAlerts::Peaks(held)).unwrap_or(());
         }
     }
@@ -867,12 +935,15 @@ impl Shard {
         for ev in &b.events {
             let t = &mut tally[usize::from(ev.rule)];
             t.events += 1;
-            match self.windows[usize::from(ev.rule)].record(ev.key, ev.time) {
+            let outcome =
+                self.windows[usize::from(ev.rule)].record_value(ev.key, ev.time, ev.value);
+            self.learn_name(ev, b.chunk.as_deref());
+            match outcome {
                 Outcome::Late => t.late += 1,
                 Outcome::Counted(_) => {}
                 Outcome::Alert(count) => {
-                    let (rule, key, pos, line) = (ev.rule, ev.key, ev.pos, ev.line);
-                    decisions.push(Decision { rule, key, count, pos, line });
+                    let (rule, pos, line) = (ev.rule, ev.pos, ev.line);
+                    decisions.push(Decision { rule, count, pos, line });
                 }
             }
         }
@@ -885,7 +956,10 @@ impl Shard {
         }
         let forgotten = self.windows.iter_mut().map(Windows::take_forgotten).sum();
         let peaks = match self.peaks {
-            true => self.windows.iter_mut().map(Windows::take_peaks).collect(),
+            true => {
+                let dropped = self.windows.iter_mut().map(Windows::take_peaks).collect();
+                self.named(dropped)
+            }
             false => Vec::new(),
         };
         let save = b.save.map(|kind| self.windows.iter_mut().map(|w| encode(w, kind)).collect());
@@ -893,8 +967,10 @@ impl Shard {
         for (t, w) in tally.iter_mut().zip(&self.windows) {
             t.clients = w.len() as u64;
         }
-        let nearest =
-            b.probe.then(|| self.windows.iter().map(|w| w.top(NEAREST, watermark)).collect());
+        let nearest = b
+            .probe
+            .then(|| self.named(self.windows.iter().map(|w| w.top(NEAREST, watermark)).collect()));
+        self.prune_names();
         let events = if self.ship { b.events } else { Vec::new() };
         let (seq, shard) = (b.seq, self.index);
         Decided {
@@ -978,9 +1054,11 @@ impl Scanner<'_> {
                 _ => None,
             };
             let probe = matches!(*event, SourceEvent::Probe);
+            let named = self.rules.rules.iter().any(|r| !r.by_client());
             for (tx, events) in shards.iter().zip(by_shard.iter_mut()) {
                 let events = std::mem::take(events);
-                if tx.send(Batch { seq, max_time, events, save, probe }).is_err() {
+                let chunk = (named && !events.is_empty()).then(|| event.clone());
+                if tx.send(Batch { seq, max_time, events, save, probe, chunk }).is_err() {
                     return;
                 }
             }
@@ -1022,13 +1100,19 @@ impl Scanner<'_> {
                     return;
                 };
                 st.parsed += 1;
-                let key = Key::of(rec.client, self.ipv6_prefix);
+                let client = Key::of(rec.client, self.ipv6_prefix);
+                let rules = &self.rules.rules;
                 let allowed = self.rules.events(&rec, line, &mut scratch.norm, |i| {
+                    let (Some(key), Some(value)) =
+                        (rules[i].key_of(&rec, client), rules[i].value_of(&rec))
+                    else {
+                        return;
+                    };
                     st.events += 1;
                     st.newest = st.newest.max(time);
                     st.oldest = st.oldest.min(time);
-                    let ev =
-                        Event { rule: i as u16, key, time, pos: start as u32, line: index as u32 };
+                    let (pos, line) = (start as u32, index as u32);
+                    let ev = Event { rule: i as u16, key, value, time, pos, line };
                     by_shard[self.sharding.of(key)].push(ev);
                 });
                 st.allowed += u64::from(allowed);
@@ -1039,6 +1123,16 @@ impl Scanner<'_> {
         st
     }
 }
+
+/// The line that starts at `pos` of a chunk, without its line end.
+fn line_at(bytes: &[u8], pos: usize) -> &[u8] {
+    let rest = bytes.get(pos..).unwrap_or_default();
+    let line = &rest[..memchr::memchr(b'\n', rest).unwrap_or(rest.len())];
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Names of keys of one rule, by key.
+type Names = HashMap<Key, Box<str>, foldhash::fast::RandomState>;
 
 /// A test hook (debug builds only): with `LOGWARDEN_TEST_PANIC=worker`, the
 /// first worker to take a chunk panics (once per process), so tests can

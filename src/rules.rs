@@ -6,9 +6,9 @@
 
 use crate::parse::Record;
 use crate::parse::access::{Field, Needs};
-use crate::parse::client::AddrSet;
+use crate::parse::client::{AddrSet, Key};
 use crate::parse::normalize::{Normalized, decode_into, decode_pair};
-use crate::template::Template;
+use crate::template::{Template, sanitize};
 use aho_corasick::AhoCorasick;
 use memchr::memmem::Finder;
 
@@ -21,6 +21,8 @@ pub struct WindowSpec {
     pub window: u32,
     /// Seconds after an alert during which the key does not alert again.
     pub cooldown: u32,
+    /// Count distinct values of a field (`distinct = "path"`), not events.
+    pub distinct: bool,
 }
 
 /// The field a rule looks in.
@@ -46,6 +48,8 @@ pub enum FieldSel {
     User,
     /// The Host header (`%{Host}i`).
     Host,
+    /// Another header the format logs (`header:Name`), by its slot.
+    Header(u8),
     /// The whole line.
     Line,
 }
@@ -68,6 +72,50 @@ impl FieldSel {
             _ => return None,
         })
     }
+
+    /// The field's raw bytes in a line, for the fields that are text of the
+    /// request (`None` for `status` and `line`, and where the line has none).
+    fn text<'a>(self, rec: &Record<'a>) -> Option<&'a [u8]> {
+        match self {
+            FieldSel::Request => rec.request,
+            FieldSel::Method => rec.request.map(|_| rec.method()),
+            FieldSel::Path => rec.request.map(|_| rec.path()),
+            FieldSel::Query => rec.request.map(|_| rec.query()),
+            FieldSel::UserAgent => rec.user_agent,
+            FieldSel::Referer => rec.referer,
+            FieldSel::Vhost => rec.vhost,
+            FieldSel::User => rec.user,
+            FieldSel::Host => rec.host,
+            FieldSel::Header(k) => rec.headers.get(usize::from(k)).copied().flatten(),
+            FieldSel::Status | FieldSel::Line => None,
+        }
+    }
+
+    /// The parser fields this one is read from.
+    fn needs(self, n: Needs) -> Needs {
+        match self {
+            FieldSel::Request | FieldSel::Method | FieldSel::Path | FieldSel::Query => {
+                n.with(Field::Request)
+            }
+            FieldSel::Status => n.with(Field::Status),
+            FieldSel::UserAgent => n.with(Field::UserAgent),
+            FieldSel::Referer => n.with(Field::Referer),
+            FieldSel::Vhost => n.with(Field::VHost),
+            FieldSel::User => n.with(Field::User),
+            FieldSel::Host => n.with(Field::HostHeader),
+            FieldSel::Header(k) => n.with(Field::header(k)),
+            FieldSel::Line => n,
+        }
+    }
+}
+
+/// One part of a rule's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPart {
+    /// The client address (its IPv6 prefix where configured).
+    Client,
+    /// A text field; a line where it is absent, empty or `-` is no event.
+    Field(FieldSel),
 }
 
 /// What a rule is made of, as the configuration gives it.
@@ -98,6 +146,10 @@ pub struct RuleDef {
     pub ignore_case: bool,
     /// Clients tracked at most; beyond, those with the fewest hits go.
     pub max_clients: usize,
+    /// What the rule counts per: `[Client]` by default.
+    pub key: Vec<KeyPart>,
+    /// Count distinct values of this field instead of events.
+    pub distinct: Option<FieldSel>,
 }
 
 impl RuleDef {
@@ -123,6 +175,8 @@ impl RuleDef {
             normalize: true,
             ignore_case: false,
             max_clients: MAX_CLIENTS,
+            key: vec![KeyPart::Client],
+            distinct: None,
         }
     }
 }
@@ -171,6 +225,10 @@ pub struct Rule {
     pub allow: AddrSet,
     /// Clients tracked at most.
     pub max_clients: usize,
+    /// What the rule counts per.
+    pub key: Vec<KeyPart>,
+    /// The field whose distinct values are counted, if any.
+    pub distinct: Option<FieldSel>,
     contains: Option<String>,
     literal: Option<Literal>,
     regex: Option<regex::bytes::Regex>,
@@ -200,6 +258,8 @@ impl Rule {
             message: def.message,
             allow: def.allow,
             max_clients: def.max_clients,
+            key: def.key,
+            distinct: def.distinct,
             contains: def.contains,
             literal,
             regex,
@@ -248,12 +308,11 @@ impl Rule {
     fn text_matches(&self, rec: &Record<'_>, line: &[u8], norm: Option<&Normalized>) -> bool {
         let norm = norm.filter(|_| self.normalizes());
         let digits;
-        let text: &[u8] = match self.field {
-            FieldSel::Request => norm.map_or(rec.request.unwrap_or(b""), |n| n.request()),
-            FieldSel::Method => rec.method(),
-            FieldSel::Path => norm.map_or(rec.path(), |n| n.path()),
-            FieldSel::Query => norm.map_or(rec.query(), |n| n.query()),
-            FieldSel::Status => match rec.status {
+        let text: &[u8] = match (self.field, norm) {
+            (FieldSel::Request, Some(n)) => n.request(),
+            (FieldSel::Path, Some(n)) => n.path(),
+            (FieldSel::Query, Some(n)) => n.query(),
+            (FieldSel::Status, _) => match rec.status {
                 Some(s) => {
                     digits = [
                         (s / 100 % 10) as u8 + b'0',
@@ -264,15 +323,66 @@ impl Rule {
                 }
                 None => b"",
             },
-            FieldSel::UserAgent => rec.user_agent.unwrap_or(b""),
-            FieldSel::Referer => rec.referer.unwrap_or(b""),
-            FieldSel::Vhost => rec.vhost.unwrap_or(b""),
-            FieldSel::User => rec.user.unwrap_or(b""),
-            FieldSel::Host => rec.host.unwrap_or(b""),
-            FieldSel::Line => line,
+            (FieldSel::Line, _) => line,
+            (f, _) => f.text(rec).unwrap_or(b""),
         };
         self.literal.as_ref().is_none_or(|l| l.is_in(text))
             && self.regex.as_ref().is_none_or(|r| r.is_match(text))
+    }
+
+    /// Whether the rule counts per client (the default key).
+    pub fn by_client(&self) -> bool {
+        self.key == [KeyPart::Client]
+    }
+
+    /// The key a line counts under, given its client's key; `None` when a
+    /// key field is absent, empty or `-` (a per-user rule ignores lines
+    /// without a user).
+    ///
+    /// A key of other parts is the first 128 bits of a SHA-256 of them:
+    /// fixed (saved state and farm nodes agree on it) and, since the parts
+    /// are attacker-chosen, not open to crafted collisions.
+    pub fn key_of(&self, rec: &Record<'_>, client: Key) -> Option<Key> {
+        if self.by_client() {
+            return Some(client);
+        }
+        let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+        for part in &self.key {
+            match part {
+                KeyPart::Client => {
+                    h.update(&[0]);
+                    h.update(&client.0.to_le_bytes());
+                }
+                KeyPart::Field(f) => {
+                    let v = f.text(rec).filter(|v| !v.is_empty() && *v != b"-")?;
+                    h.update(&[1]);
+                    h.update(&(v.len() as u64).to_le_bytes());
+                    h.update(v);
+                }
+            }
+        }
+        Some(Key(first_128(h)))
+    }
+
+    /// The value a rule counting distinct values counts for a line (0 for
+    /// other rules): 128 bits of a SHA-256 of the field, as for keys;
+    /// `None` when the line has no such field.
+    pub fn value_of(&self, rec: &Record<'_>) -> Option<u128> {
+        let Some(f) = self.distinct else { return Some(0) };
+        let v = f.text(rec).filter(|v| !v.is_empty())?;
+        let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+        h.update(v);
+        Some(first_128(h))
+    }
+
+    /// The key of a line as text: the client, or the parts separated by
+    /// spaces (control characters and invalid UTF-8 escaped).
+    pub fn key_text(&self, rec: &Record<'_>, client: Key, v6_prefix: u8) -> String {
+        let part = |p: &KeyPart| match p {
+            KeyPart::Client => client.render(v6_prefix),
+            KeyPart::Field(f) => sanitize(f.text(rec).unwrap_or(b"-")),
+        };
+        self.key.iter().map(part).collect::<Vec<_>>().join(" ")
     }
 
     /// The part of the literal a candidate line must hold raw: all of it,
@@ -285,6 +395,14 @@ impl Rule {
         }
         c.split('/').max_by_key(|p| p.len()).filter(|p| !p.is_empty())
     }
+}
+
+/// The first 128 bits of a SHA-256.
+fn first_128(h: ring::digest::Context) -> u128 {
+    let digest = h.finish();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest.as_ref()[..16]);
+    u128::from_le_bytes(first)
 }
 
 /// How candidate lines are found in a chunk.
@@ -379,18 +497,15 @@ impl RuleSet {
     /// The fields the rules look at, so parsing can stop after them.
     pub fn needs(&self) -> Needs {
         self.rules.iter().fold(Needs::BASE, |mut n, r| {
-            n = match r.field {
-                FieldSel::Request | FieldSel::Method | FieldSel::Path | FieldSel::Query => {
-                    n.with(Field::Request)
+            n = r.field.needs(n);
+            if let Some(d) = r.distinct {
+                n = d.needs(n);
+            }
+            for part in &r.key {
+                if let KeyPart::Field(f) = part {
+                    n = f.needs(n);
                 }
-                FieldSel::Status => n.with(Field::Status),
-                FieldSel::UserAgent => n.with(Field::UserAgent),
-                FieldSel::Referer => n.with(Field::Referer),
-                FieldSel::Vhost => n.with(Field::VHost),
-                FieldSel::User => n.with(Field::User),
-                FieldSel::Host => n.with(Field::HostHeader),
-                FieldSel::Line => n,
-            };
+            }
             if !r.status.is_empty() {
                 n = n.with(Field::Status);
             }
@@ -526,7 +641,7 @@ mod tests {
 
     fn def(field: FieldSel, contains: Option<&str>, regex: Option<&str>) -> RuleDef {
         let message = Template::parse("{client}", &["client"], crate::template::Mode::Text);
-        let spec = WindowSpec { threshold: 1, window: 1, cooldown: 0 };
+        let spec = WindowSpec { threshold: 1, window: 1, cooldown: 0, distinct: false };
         let mut d = RuleDef::new("r", field, "", spec, message.unwrap());
         d.contains = contains.map(String::from);
         d.regex = regex.map(String::from);

@@ -13,6 +13,15 @@
 //! Timestamps have one-second resolution, so a key keeps a small vector of
 //! `(second, hits)` pairs sorted by second: at most `window + 1` of them
 //! however fast it hits.
+//!
+//! A rule with `distinct` counts the distinct values (paths, say) among the
+//! key's events in `[T − window, T]` instead, under the same rules for late
+//! events and cooldown. Per key it keeps each value with the time it was
+//! last seen, but at most `threshold` of them — those seen last: whether
+//! `threshold` values lie in the window depends only on those, since a
+//! value dropped for a later one leaves the window no later than it. So an
+//! alert's count is the threshold (the number of distinct values up to
+//! it), and memory per key is bounded by the threshold.
 
 use crate::parse::client::Key;
 use crate::rules::WindowSpec;
@@ -67,6 +76,39 @@ impl KeyState {
             None => self.slots.insert(0, (t, 1)),
         }
         self.count += 1;
+        self.decide(spec)
+    }
+
+    /// Applies one event at second `t` with `value` to a key that counts
+    /// distinct values, kept in `values` as `(last seen, value)`.
+    fn record_value(
+        &mut self,
+        t: u32,
+        value: u128,
+        values: &mut Values,
+        spec: &WindowSpec,
+    ) -> Outcome {
+        if u64::from(t) + u64::from(spec.window) < u64::from(self.newest) {
+            return Outcome::Late;
+        }
+        self.newest = self.newest.max(t);
+        match values.iter_mut().find(|v| v.1 == value) {
+            Some(v) => v.0 = v.0.max(t),
+            None => values.push((t, value)),
+        }
+        let oldest = self.newest.saturating_sub(spec.window);
+        values.retain(|v| v.0 >= oldest);
+        if values.len() > spec.threshold as usize
+            && let Some(i) = values.iter().enumerate().min_by_key(|(_, v)| v.0).map(|(i, _)| i)
+        {
+            values.swap_remove(i);
+        }
+        self.count = values.len() as u32;
+        self.decide(spec)
+    }
+
+    /// Whether the window, as it now holds `count`, alerts.
+    fn decide(&mut self, spec: &WindowSpec) -> Outcome {
         if self.count >= spec.threshold && self.newest >= self.quiet_until {
             self.quiet_until = self.newest.saturating_add(spec.cooldown);
             return Outcome::Alert(self.count);
@@ -143,7 +185,13 @@ pub struct Windows {
     /// When asked for (a report): each key's peak, the most events its
     /// window held (kept apart, so the states stay small for the daemon).
     peaks: Option<Peaks>,
+    /// For a rule counting distinct values: each key's values.
+    values: Option<HashMap<Key, Values, foldhash::fast::RandomState>>,
 }
+
+/// A key's distinct values with the time each was last seen (at most the
+/// threshold of them).
+pub type Values = Vec<(u32, u128)>;
 
 /// Peaks of the keys held, and of those dropped since last taken.
 #[derive(Debug, Clone, Default)]
@@ -160,6 +208,21 @@ impl Peaks {
     }
 }
 
+/// What goes with a key that is dropped: its values, and its peak to the
+/// dropped peaks.
+fn dropped(
+    key: &Key,
+    peaks: &mut Option<Peaks>,
+    values: &mut Option<HashMap<Key, Values, foldhash::fast::RandomState>>,
+) {
+    if let Some(p) = peaks.as_mut() {
+        p.drop_key(key);
+    }
+    if let Some(v) = values.as_mut() {
+        v.remove(key);
+    }
+}
+
 impl Windows {
     /// Empty windows for a rule, without a limit on keys.
     pub fn new(spec: WindowSpec) -> Windows {
@@ -171,6 +234,7 @@ impl Windows {
             track: false,
             changed: Some(Vec::new()),
             peaks: None,
+            values: spec.distinct.then(HashMap::default),
         }
     }
 
@@ -208,13 +272,22 @@ impl Windows {
 
     /// Applies one event for `key` at second `t`.
     pub fn record(&mut self, key: Key, t: u32) -> Outcome {
+        self.record_value(key, t, 0)
+    }
+
+    /// Applies one event for `key` at second `t` whose counted field has
+    /// `value` (ignored unless the rule counts distinct values).
+    pub fn record_value(&mut self, key: Key, t: u32, value: u128) -> Outcome {
         if self.keys.len() >= self.max_keys && !self.keys.contains_key(&key) {
             self.forget_fewest();
         }
         let spec = &self.spec;
         let many = self.keys.len() / 8;
         let state = self.keys.entry(key).or_insert_with(|| KeyState::new(t));
-        let outcome = state.record(t, spec);
+        let outcome = match self.values.as_mut() {
+            Some(values) => state.record_value(t, value, values.entry(key).or_default(), spec),
+            None => state.record(t, spec),
+        };
         if let Some(p) = self.peaks.as_mut() {
             let peak = p.held.entry(key).or_default();
             *peak = (*peak).max(state.count);
@@ -250,15 +323,15 @@ impl Windows {
             .saturating_sub(below * self.keys.len() / sample.len().max(1))
             .max(1);
         let before = self.keys.len();
-        let peaks = &mut self.peaks;
+        let (peaks, values) = (&mut self.peaks, &mut self.values);
         self.keys.retain(|k, s| {
             let v = (s.count, s.newest);
             let go = v < cut || (v == cut && equal_budget > 0);
             if v == cut && go {
                 equal_budget -= 1;
             }
-            if let (true, Some(p)) = (go, peaks.as_mut()) {
-                p.drop_key(k);
+            if go {
+                dropped(k, peaks, values);
             }
             !go
         });
@@ -275,16 +348,19 @@ impl Windows {
     pub fn evict(&mut self, watermark: u32) -> usize {
         let before = self.keys.len();
         let spec = self.spec;
-        let peaks = &mut self.peaks;
+        let (peaks, values) = (&mut self.peaks, &mut self.values);
         self.keys.retain(|k, s| {
             let go = s.forgettable(watermark, &spec);
-            if let (true, Some(p)) = (go, peaks.as_mut()) {
-                p.drop_key(k);
+            if go {
+                dropped(k, peaks, values);
             }
             !go
         });
         if self.keys.capacity() > 4 * self.keys.len().max(1024) {
             self.keys.shrink_to_fit();
+            if let Some(v) = self.values.as_mut() {
+                v.shrink_to_fit();
+            }
         }
         before - self.keys.len()
     }
@@ -300,17 +376,24 @@ impl Windows {
     /// flood of new clients — the map is walked in order, which costs less
     /// than that many scattered look-ups (and the list is not kept).
     pub fn take_changes(&mut self, mut f: impl FnMut(Key, &KeyState)) {
+        self.take_changes_with_values(|k, s, _| f(k, s));
+    }
+
+    /// Like [`Windows::take_changes`], with each key's distinct values.
+    pub fn take_changes_with_values(&mut self, mut f: impl FnMut(Key, &KeyState, &[(u32, u128)])) {
+        let values = self.values.as_ref();
+        let values_of = |k: &Key| values.and_then(|v| v.get(k)).map_or(&[][..], Vec::as_slice);
         let Some(changed) = self.changed.replace(Vec::new()) else {
             for (key, state) in self.keys.iter_mut().filter(|(_, s)| s.dirty) {
                 state.dirty = false;
-                f(*key, state);
+                f(*key, state, values_of(key));
             }
             return;
         };
         for key in changed {
             if let Some(state) = self.keys.get_mut(&key).filter(|s| s.dirty) {
                 state.dirty = false;
-                f(key, state);
+                f(key, state, values_of(&key));
             }
         }
     }
@@ -343,7 +426,7 @@ impl Windows {
         let oldest = now.saturating_sub(self.spec.window);
         let mut best: Vec<(Key, u32)> = Vec::with_capacity(n + 1);
         for (key, state) in &self.keys {
-            let entry = (*key, state.count_since(oldest));
+            let entry = (*key, self.count_since(key, state, oldest));
             if entry.1 == 0
                 || best.len() == n && best.last().is_some_and(|l| rank(&entry) <= rank(l))
             {
@@ -355,8 +438,33 @@ impl Windows {
         best
     }
 
+    /// Events (or distinct values) of a key at or after second `oldest`.
+    fn count_since(&self, key: &Key, state: &KeyState, oldest: u32) -> u32 {
+        match self.values.as_ref() {
+            Some(values) => {
+                let v = values.get(key).map_or(&[][..], Vec::as_slice);
+                v.iter().filter(|v| v.0 >= oldest).count() as u32
+            }
+            None => state.count_since(oldest),
+        }
+    }
+
+    /// A key's distinct values (empty unless the rule counts them).
+    pub fn values(&self, key: &Key) -> &[(u32, u128)] {
+        self.values.as_ref().and_then(|v| v.get(key)).map_or(&[], Vec::as_slice)
+    }
+
     /// Sets the state of a key (restoring saved state).
     pub fn insert(&mut self, key: Key, state: KeyState) {
+        self.keys.insert(key, state);
+    }
+
+    /// Sets the state and distinct values of a key (restoring saved state).
+    pub fn insert_values(&mut self, key: Key, mut state: KeyState, values: Values) {
+        if let Some(v) = self.values.as_mut() {
+            state.count = values.len() as u32;
+            v.insert(key, values);
+        }
         self.keys.insert(key, state);
     }
 
@@ -380,7 +488,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const SPEC: WindowSpec = WindowSpec { threshold: 3, window: 10, cooldown: 10 };
+    const SPEC: WindowSpec = WindowSpec { threshold: 3, window: 10, cooldown: 10, distinct: false };
 
     fn run(spec: WindowSpec, times: &[u32]) -> Vec<Outcome> {
         let mut w = Windows::new(spec);
@@ -389,7 +497,7 @@ mod tests {
 
     #[test]
     fn top_lists_the_keys_with_most_events_in_the_window_ending_now() {
-        let spec = WindowSpec { threshold: 100, window: 10, cooldown: 0 };
+        let spec = WindowSpec { threshold: 100, window: 10, cooldown: 0, distinct: false };
         let mut w = Windows::new(spec);
         for (k, hits) in [(1u128, 3u32), (2, 5), (3, 1), (4, 5), (5, 2)] {
             for _ in 0..hits {
@@ -451,7 +559,12 @@ mod tests {
 
     #[test]
     fn memory_per_key_is_bounded() {
-        let mut w = Windows::new(WindowSpec { threshold: u32::MAX, window: 5, cooldown: 0 });
+        let mut w = Windows::new(WindowSpec {
+            threshold: u32::MAX,
+            window: 5,
+            cooldown: 0,
+            distinct: false,
+        });
         for t in 0..10_000u32 {
             for _ in 0..100 {
                 w.record(Key(7), t / 3);
@@ -462,9 +575,10 @@ mod tests {
 
     #[test]
     fn at_max_keys_the_fewest_hits_go_first() {
-        let mut w = Windows::new(WindowSpec { threshold: 100, window: 600, cooldown: 0 })
-            .with_max_keys(1000)
-            .tracking();
+        let mut w =
+            Windows::new(WindowSpec { threshold: 100, window: 600, cooldown: 0, distinct: false })
+                .with_max_keys(1000)
+                .tracking();
         for k in 0..10u128 {
             for t in 0..5 {
                 w.record(Key(k), 1000 + t);
@@ -559,7 +673,85 @@ mod tests {
         out
     }
 
+    /// The naive model of a distinct count: every `(time, value)` kept, the
+    /// distinct values in the window recounted from scratch, reported up to
+    /// the threshold.
+    fn model_distinct(spec: WindowSpec, events: &[(u32, u128)]) -> Vec<Outcome> {
+        let mut kept: Vec<(u32, u128)> = Vec::new();
+        let mut newest: Option<u32> = None;
+        let mut alerted: Option<u32> = None;
+        let mut out = Vec::new();
+        for &(t, v) in events {
+            if newest.is_some_and(|n| i64::from(t) < i64::from(n) - i64::from(spec.window)) {
+                out.push(Outcome::Late);
+                continue;
+            }
+            let tt = newest.map_or(t, |n| n.max(t));
+            newest = Some(tt);
+            kept.push((t, v));
+            let lo = i64::from(tt) - i64::from(spec.window);
+            let mut seen: Vec<u128> =
+                kept.iter().filter(|e| i64::from(e.0) >= lo).map(|e| e.1).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            let count = (seen.len() as u32).min(spec.threshold);
+            let cooling =
+                alerted.is_some_and(|a| i64::from(tt) < i64::from(a) + i64::from(spec.cooldown));
+            if count >= spec.threshold && !cooling {
+                alerted = Some(tt);
+                out.push(Outcome::Alert(count));
+            } else {
+                out.push(Outcome::Counted(count));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_distinct_count_counts_values_not_events() {
+        let spec = WindowSpec { threshold: 3, window: 10, cooldown: 10, distinct: true };
+        let mut w = Windows::new(spec);
+        let k = Key(7);
+        assert_eq!(w.record_value(k, 100, 1), Outcome::Counted(1));
+        assert_eq!(w.record_value(k, 101, 1), Outcome::Counted(1), "the same path again");
+        assert_eq!(w.record_value(k, 102, 2), Outcome::Counted(2));
+        assert_eq!(w.record_value(k, 112, 3), Outcome::Counted(2), "path 1 left the window");
+        assert_eq!(w.record_value(k, 112, 4), Outcome::Alert(3));
+        assert_eq!(w.values(&k).len(), 3);
+        for v in 5..100 {
+            w.record_value(k, 113, v);
+        }
+        assert_eq!(w.values(&k).len(), 3, "at most the threshold of values per key");
+        assert_eq!(w.record_value(k, 100, 1000), Outcome::Late);
+        assert_eq!(w.top(5, 113), vec![(k, 3)]);
+        assert_eq!(w.evict(1000), 1);
+        assert!(w.values(&k).is_empty(), "the values go with the key");
+    }
+
     proptest! {
+        /// A distinct count agrees with its naive model on arbitrary (also
+        /// out-of-order) events with repeated values, with the values kept
+        /// per key bounded by the threshold.
+        #[test]
+        fn distinct_counts_match_model(
+            threshold in 1u32..6, window in 1u32..20, cooldown in 0u32..30,
+            steps in proptest::collection::vec((-15i32..8, 0u128..8), 1..200)
+        ) {
+            let spec = WindowSpec { threshold, window, cooldown, distinct: true };
+            let mut t = 1000i64;
+            let events: Vec<(u32, u128)> = steps
+                .iter()
+                .map(|(d, v)| { t = (t + i64::from(*d)).max(0); (t as u32, *v) })
+                .collect();
+            let mut w = Windows::new(spec);
+            let mut got = Vec::new();
+            for &(t, v) in &events {
+                got.push(w.record_value(Key(1), t, v));
+                prop_assert!(w.values(&Key(1)).len() <= threshold as usize);
+            }
+            prop_assert_eq!(got, model_distinct(spec, &events));
+        }
+
         /// The windows agree with the naive model on arbitrary (also
         /// out-of-order) event sequences.
         #[test]
@@ -567,7 +759,7 @@ mod tests {
             threshold in 1u32..6, window in 1u32..20, cooldown in 0u32..30,
             steps in proptest::collection::vec(-15i32..8, 1..200)
         ) {
-            let spec = WindowSpec { threshold, window, cooldown };
+            let spec = WindowSpec { threshold, window, cooldown, distinct: false };
             let mut t = 1000i64;
             let times: Vec<u32> = steps.iter().map(|d| { t = (t + i64::from(*d)).max(0); t as u32 }).collect();
             prop_assert_eq!(run(spec, &times), model(spec, &times));
@@ -580,7 +772,7 @@ mod tests {
             window in 1u32..20, steps in proptest::collection::vec((0u128..4, 0u32..6), 1..300),
             every in 1usize..20
         ) {
-            let spec = WindowSpec { threshold: 3, window, cooldown: window * 2 };
+            let spec = WindowSpec { threshold: 3, window, cooldown: window * 2, distinct: false };
             let (mut a, mut b) = (Windows::new(spec), Windows::new(spec));
             let mut head = 0u32;
             for (i, (k, d)) in steps.iter().enumerate() {

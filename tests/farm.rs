@@ -129,8 +129,8 @@ fn decide_as_one_node(redis: Vec<String>) {
     use logwarden::rules::WindowSpec;
     use logwarden::window::{Outcome, Windows};
     let specs = [
-        WindowSpec { threshold: 5, window: 20, cooldown: 15 },
-        WindowSpec { threshold: 3, window: 10, cooldown: 0 },
+        WindowSpec { threshold: 5, window: 20, cooldown: 15, distinct: false },
+        WindowSpec { threshold: 3, window: 10, cooldown: 0, distinct: false },
     ];
     let settings = |node: &str| FarmSettings {
         redis: redis.clone(),

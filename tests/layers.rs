@@ -92,7 +92,7 @@ fn the_check_sees_grouped_and_plain_paths() {
 #[test]
 fn the_core_decides_without_io() {
     let message = Template::parse("{client}", &["client"], Mode::Text).unwrap();
-    let spec = WindowSpec { threshold: 3, window: 60, cooldown: 60 };
+    let spec = WindowSpec { threshold: 3, window: 60, cooldown: 60, distinct: false };
     let mut def = RuleDef::new("r", FieldSel::Path, "/login", spec, message);
     def.status = vec![401];
     let rule = Rule::new(def).unwrap();

@@ -18,6 +18,8 @@ fn each_example_rule_catches_its_test_log() {
         ("sensitive-files.log", "sensitive-files"),
         ("path-traversal.log", "path-traversal"),
         ("login-brute-force.log", "login-brute-force"),
+        ("login-per-user.log", "login-brute-force-per-user"),
+        ("scanner-404s.log", "scanner-404s"),
         ("today-download.log", "today_download"),
     ] {
         let alerts = replay_alerts(&cfg, rules_d.join(log).to_str().unwrap());
@@ -157,4 +159,143 @@ fn rules_on_the_user_and_the_host_header() {
         .map(|a| (a["rule"].as_str().unwrap().to_string(), a["line"].as_u64().unwrap()))
         .collect();
     assert_eq!(got, [("admin".to_string(), 3), ("a-site".to_string(), 4)], "{alerts:?}");
+}
+
+/// The lines of [`keys_distinct_and_headers_in_replay_and_run`], in two
+/// parts: per-user logins, 404s of two clients, and a header rule.
+fn keyed_lines() -> (String, String) {
+    let line = |s: u32, client: &str, user: &str, req: &str, status: u16, tenant: &str| {
+        format!(
+            "{client} - {user} [08/Jul/2025:15:00:{s:02} +0000] \"{req}\" {status} 5 \"-\" \"t\" \"{tenant}\"\n"
+        )
+    };
+    let login = "POST /login HTTP/1.1";
+    let mut first = String::new();
+    for (s, client) in ["10.0.1.1", "10.0.1.2"].iter().enumerate() {
+        first += &line(s as u32, client, "alice", login, 401, "-");
+    }
+    for s in 2..7 {
+        first += &line(s, "10.0.2.1", "-", login, 401, "-"); // no user: not counted
+    }
+    for (s, path) in [(7, "/a"), (8, "/a"), (9, "/a"), (10, "/b")] {
+        first += &line(s, "10.0.0.5", "-", &format!("GET {path} HTTP/1.1"), 404, "-");
+    }
+    first += &line(11, "10.0.0.7", "-", "GET / HTTP/1.1", 200, "acme");
+    let mut second = String::new();
+    for (s, client) in ["10.0.1.3", "10.0.1.4"].iter().enumerate() {
+        second += &line(20 + s as u32, client, "alice", login, 401, "-");
+    }
+    for s in 22..25 {
+        second += &line(s, "10.0.3.1", "bob", login, 401, "-");
+    }
+    for s in 25..35 {
+        second += &line(s, "10.0.0.6", "-", "GET /x HTTP/1.1", 404, "-");
+    }
+    second += &line(35, "10.0.0.5", "-", "GET /c HTTP/1.1", 404, "-");
+    second += &line(36, "10.0.0.7", "-", "GET / HTTP/1.1", 200, "acme");
+    second += &line(37, "10.0.0.8", "-", "GET / HTTP/1.1", 200, "acme");
+    second += &line(38, "10.0.0.8", "-", "GET / HTTP/1.1", 200, "other");
+    (first, second)
+}
+
+const KEYED_RULES: &str = r#"
+[[rule]]
+name = "per-user"
+field = "path"
+contains = "/login"
+status = [401]
+key = "user"
+threshold = 4
+message = "{user} failed {count} times, last from {client} ({key})"
+[[rule]]
+name = "scanner"
+field = "status"
+status = [404]
+distinct = "path"
+threshold = 3
+window = "1m"
+[[rule]]
+name = "tenant"
+field = "header:X-Tenant"
+contains = "acme"
+key = ["client", "header:X-Tenant"]
+threshold = 2
+message = "{key}"
+"#;
+
+const KEYED_FORMAT: &str =
+    r#"format = '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" "%{X-Tenant}i"'"#;
+
+/// Per-user keys (many addresses, `-` ignored), a distinct-path count
+/// (repeated paths count once) and a rule on a logged header keyed by
+/// client and header: `replay` raises exactly the expected alerts, and
+/// `run` — stopped between the two halves of the log and started again,
+/// so the distinct paths come back from its saved state — raises the same.
+#[test]
+fn keys_distinct_and_headers_in_replay_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = keyed_lines();
+    let whole = write(dir.path(), "whole.log", (first.clone() + &second).as_bytes());
+    let cfg = write(
+        dir.path(),
+        "replay.toml",
+        format!("[source]\n{KEYED_FORMAT}\n{KEYED_RULES}").as_bytes(),
+    );
+    let summary = |alerts: &[serde_json::Value]| -> Vec<(String, String, u64, String)> {
+        let mut v: Vec<_> = alerts
+            .iter()
+            .map(|a| {
+                let s = |k: &str| a[k].as_str().unwrap_or_default().to_string();
+                (s("rule"), s("key"), a["count"].as_u64().unwrap(), s("message"))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let expected = vec![
+        (
+            "per-user".to_string(),
+            "alice".to_string(),
+            4,
+            "alice failed 4 times, last from 10.0.1.4 (alice)".to_string(),
+        ),
+        (
+            "scanner".to_string(),
+            "10.0.0.5".to_string(),
+            3,
+            "SUSPICIOUS ACTIVITY: IP 10.0.0.5 accessed status [404] 3 times in 1 minute"
+                .to_string(),
+        ),
+        ("tenant".to_string(), "10.0.0.7 acme".to_string(), 2, "10.0.0.7 acme".to_string()),
+    ];
+    assert_eq!(summary(&replay_alerts(&cfg, &whole)), expected);
+
+    // Three hits of the daemon config's own rule mark the end of each part.
+    let marker = |n: u32, s: u32| {
+        let ip = crate::util::daemon::marker_ip(n);
+        format!("{ip} - - [08/Jul/2025:15:00:{s:02} +0000] \"GET /today_download HTTP/1.1\" 200 5 \"-\" \"t\" \"-\"\n").repeat(3)
+    };
+    let log = write(dir.path(), "access.log", (first + &marker(1, 12)).as_bytes());
+    let config = Daemon::config(dir.path(), &log, "").replacen(
+        "[source]\n",
+        &format!("[source]\n{KEYED_FORMAT}\n"),
+        1,
+    ) + KEYED_RULES;
+    let keyed = |d: &Daemon| {
+        let all = d.alerts();
+        all.into_iter().filter(|a| a["rule"] != "today_download").collect::<Vec<_>>()
+    };
+    let daemon = Daemon::start_config(dir.path(), &config, &[]);
+    daemon.wait_for_marker(1);
+    assert!(keyed(&daemon).is_empty(), "{:?}", daemon.alerts());
+    daemon.stop();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all((second + &marker(2, 39)).as_bytes()).unwrap();
+    }
+    let daemon = Daemon::start_config(dir.path(), &config, &[]);
+    daemon.wait_for_marker(2);
+    assert_eq!(summary(&keyed(&daemon)), expected);
+    daemon.stop();
 }

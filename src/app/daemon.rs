@@ -147,7 +147,6 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
     };
     let mut sink = DaemonSink {
         board,
-        ipv6_prefix: cfg.source.ipv6_prefix,
         outputs: running,
         store: Store::new(&cfg.state_dir),
         rules: cfg.rules.iter().map(|r| (r.name.clone(), r.spec)).collect(),
@@ -223,7 +222,8 @@ fn watchdog() -> (Option<std::time::Duration>, Box<dyn FnMut() + Send>) {
 
 /// Saved windows for the configured rules: a rule keeps its windows when its
 /// name and window length are unchanged (a new threshold or cooldown applies
-/// to the kept windows); otherwise its windows start empty.
+/// to the kept windows, except the threshold of a distinct count); otherwise
+/// its windows start empty.
 fn restore_windows(cfg: &Config, mut saved: Vec<(String, Windows)>, watermark: u32) -> Restore {
     let windows = cfg
         .rules
@@ -236,6 +236,11 @@ fn restore_windows(cfg: &Config, mut saved: Vec<(String, Windows)>, watermark: u
             let was = *w.spec();
             if was.window != r.spec.window {
                 tracing::info!(rule = %r.name, was = was.window, now = r.spec.window, "The rule's window length changed; its windows start empty.");
+                return Windows::new(r.spec);
+            }
+            // A distinct count keeps only `threshold` values per key.
+            if was.distinct != r.spec.distinct || (r.spec.distinct && was.threshold != r.spec.threshold) {
+                tracing::info!(rule = %r.name, "The rule's distinct count or its threshold changed; its windows start empty.");
                 return Windows::new(r.spec);
             }
             if was != r.spec {
@@ -252,7 +257,6 @@ fn restore_windows(cfg: &Config, mut saved: Vec<(String, Windows)>, watermark: u
 struct DaemonSink {
     /// The status page's board, with `[http]`.
     board: Option<Arc<Board>>,
-    ipv6_prefix: u8,
     outputs: Running,
     store: Store,
     /// The rules' names and specs, in order, for the base.
@@ -274,7 +278,7 @@ impl Sink for DaemonSink {
 
     fn status(&mut self, s: &Status<'_>) {
         if let Some(b) = &self.board {
-            b.publish(s, |k| k.render(self.ipv6_prefix));
+            b.publish(s);
         }
     }
 

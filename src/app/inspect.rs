@@ -4,6 +4,7 @@
 use super::load;
 use crate::app::cli::ParseArgs;
 use crate::config::Overrides;
+use crate::parse::client::Key;
 use crate::parse::normalize::Normalized;
 use crate::parse::time::rfc3339;
 use crate::parse::{Parser, Record, Skip};
@@ -20,6 +21,7 @@ pub(super) fn parse(config: Option<&std::path::Path>, a: &ParseArgs) -> Result<E
     let parser = cfg.parser();
     let rules = cfg.rule_set();
     let mut out = BufWriter::new(std::io::stdout().lock());
+    let limits = (cfg.source.max_line_bytes, cfg.source.ipv6_prefix);
     for f in &a.files {
         let input = Input::from_arg(f);
         let reader: Box<dyn std::io::Read> =
@@ -38,8 +40,7 @@ pub(super) fn parse(config: Option<&std::path::Path>, a: &ParseArgs) -> Result<E
             n += 1;
             let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let text =
-                describe_line(&parser, &rules, cfg.source.max_line_bytes, line, f, n, a.json);
+            let text = describe_line(&parser, &rules, limits, line, f, n, a.json);
             if writeln!(out, "{text}").is_err() {
                 return Ok(ExitCode::SUCCESS);
             }
@@ -53,7 +54,7 @@ pub(super) fn parse(config: Option<&std::path::Path>, a: &ParseArgs) -> Result<E
 fn describe_line(
     parser: &Parser,
     rules: &RuleSet,
-    max: usize,
+    (max, prefix): (usize, u8),
     line: &[u8],
     file: &str,
     n: u64,
@@ -64,11 +65,20 @@ fn describe_line(
         Ok(r) => {
             let mut norm = Normalized::default();
             let mut matched: Vec<&str> = Vec::new();
-            let allowed =
-                rules.events(&r, line, &mut norm, |i| matched.push(rules.rules[i].name.as_str()));
+            let mut keys: Vec<String> = Vec::new();
+            let client = Key::of(r.client, prefix);
+            let allowed = rules.events(&r, line, &mut norm, |i| {
+                let rule = &rules.rules[i];
+                if rule.key_of(&r, client).is_some() {
+                    matched.push(rule.name.as_str());
+                    keys.push(rule.key_text(&r, client, prefix));
+                }
+            });
             let normalized = r.request.is_some_and(|q| norm.of(q));
             let seen = Seen {
                 rules: &matched,
+                keys: &keys,
+                headers: parser.header_names(),
                 allowed,
                 normalized_path: if normalized { norm.path() } else { r.path() },
             };
@@ -92,6 +102,10 @@ fn opt(b: Option<&[u8]>) -> serde_json::Value {
 struct Seen<'a> {
     /// The rules that count it.
     rules: &'a [&'a str],
+    /// The key each of them counts it under.
+    keys: &'a [String],
+    /// The names of the other headers the format logs.
+    headers: &'a [String],
     /// Whether an allow-list kept it from a rule.
     allowed: bool,
     /// The path as rules on `path` read it.
@@ -115,8 +129,10 @@ fn record_json(r: &Record<'_>, file: &str, n: u64, seen: &Seen<'_>) -> String {
         "vhost": opt(r.vhost),
         "user": opt(r.user),
         "host": opt(r.host),
+        "headers": seen.headers.iter().zip(r.headers).map(|(h, v)| (h.clone(), opt(v))).collect::<serde_json::Map<_, _>>(),
         "normalized_path": opt(r.request.map(|_| seen.normalized_path)),
         "rules": seen.rules,
+        "keys": seen.keys,
         "allowed": seen.allowed,
     })
     .to_string()

@@ -6,7 +6,6 @@ use crate::alert::Alert;
 use crate::app::cli::ReplayArgs;
 use crate::app::report::Report;
 use crate::config::{Overrides, RuleOverride};
-use crate::parse::client::Key;
 use crate::pipeline::Sink;
 use crate::source::Files;
 use anyhow::{Context, Result};
@@ -29,7 +28,7 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
     let cfg = load(config, &ov)?;
     let mut engine = cfg.engine();
     engine.settings.peaks = a.report.is_some();
-    let report = a.report.as_ref().map(|_| Report::new(&cfg.rules, cfg.source.ipv6_prefix));
+    let report = a.report.as_ref().map(|_| Report::new(&cfg.rules));
     let inputs = open_all(&a.files)?;
     let total: u64 = a
         .files
@@ -85,7 +84,7 @@ impl<W: Write> Sink for ReplaySink<W> {
         self.bar.set_position(bytes);
     }
 
-    fn peaks(&mut self, rule: usize, peaks: &[(Key, u32)]) {
+    fn peaks(&mut self, rule: usize, peaks: &[(String, u32)]) {
         if let Some(r) = self.report.as_mut() {
             r.peaks(rule, peaks);
         }

@@ -5,7 +5,6 @@
 
 use crate::alert::Alert;
 use crate::parse::Skip;
-use crate::parse::client::Key;
 use crate::pipeline::Summary;
 use crate::rules::Rule;
 use std::collections::{BTreeMap, HashMap};
@@ -19,10 +18,9 @@ const LISTED_ALERTS: usize = 100;
 /// What the report gathers during the scan.
 pub struct Report {
     rules: Vec<(String, u32, u32)>,
-    ipv6_prefix: u8,
     /// Per rule: each client's peak (most events a window of it held),
     /// at most the rule's `max_clients` clients.
-    peaks: Vec<HashMap<Key, u32>>,
+    peaks: Vec<HashMap<String, u32>>,
     caps: Vec<usize>,
     /// Per rule: how many clients that found the map full peaked at each
     /// count (in the distribution, not listed).
@@ -36,14 +34,13 @@ pub struct Report {
 }
 
 impl Report {
-    /// A report for `rules`, clients rendered with `ipv6_prefix`.
-    pub fn new(rules: &[Rule], ipv6_prefix: u8) -> Report {
+    /// A report for `rules`.
+    pub fn new(rules: &[Rule]) -> Report {
         Report {
             rules: rules
                 .iter()
                 .map(|r| (r.name.clone(), r.spec.threshold, r.spec.window))
                 .collect(),
-            ipv6_prefix,
             peaks: vec![HashMap::new(); rules.len()],
             caps: rules.iter().map(|r| r.max_clients).collect(),
             overflow: vec![BTreeMap::new(); rules.len()],
@@ -66,16 +63,16 @@ impl Report {
     }
 
     /// Peaks of clients of rule `rule` (dropped, or held at the end).
-    pub fn peaks(&mut self, rule: usize, peaks: &[(Key, u32)]) {
+    pub fn peaks(&mut self, rule: usize, peaks: &[(String, u32)]) {
         let (Some(map), Some(&cap)) = (self.peaks.get_mut(rule), self.caps.get(rule)) else {
             return;
         };
-        for &(k, p) in peaks {
-            let full = map.len() >= cap;
-            match map.get_mut(&k) {
+        for (k, p) in peaks {
+            let (full, p) = (map.len() >= cap, *p);
+            match map.get_mut(k) {
                 Some(old) => *old = (*old).max(p),
                 None if !full => {
-                    map.insert(k, p);
+                    map.insert(k.clone(), p);
                 }
                 None => *self.overflow[rule].entry(p).or_default() += 1,
             }
@@ -184,11 +181,11 @@ impl Report {
             counts.events, counts.alerts, counts.late
         )
         .unwrap_or(());
-        let mut top: Vec<(&Key, &u32)> = self.peaks[r].iter().collect();
-        top.sort_unstable_by_key(|&(k, p)| (std::cmp::Reverse(*p), *k));
+        let mut top: Vec<(&String, &u32)> = self.peaks[r].iter().collect();
+        top.sort_unstable_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
         h.push_str("<table class=\"top\"><tr><th>client</th><th class=\"n\">peak in a window</th><th class=\"n\">alerts</th><th></th></tr>\n");
         for (k, p) in top.into_iter().take(TOP) {
-            let client = k.render(self.ipv6_prefix);
+            let client = k;
             let alerts = self.alerts_of.get(&(r, client.clone())).copied().unwrap_or(0);
             let width =
                 (u64::from(*p).min(u64::from(*threshold)) * 200) / u64::from((*threshold).max(1));
@@ -196,7 +193,7 @@ impl Report {
             writeln!(
                 h,
                 "<tr><td class=\"client\">{}</td><td class=\"n peak\">{p}</td><td class=\"n\">{alerts}</td><td><span class=\"bar{hot}\" style=\"width:{width}px\"></span></td></tr>",
-                esc(&client)
+                esc(client)
             ).unwrap_or(());
         }
         h.push_str("</table>\n");

@@ -4,8 +4,8 @@
 //! known) go through [`Host`], so the rest is pure.
 
 use super::schema::{
-    self, RawAllow, RawCluster, RawConfig, RawDuration, RawHttp, RawInclude, RawOutput, RawRedis,
-    RawRule, RawSource, get,
+    self, Names, RawAllow, RawCluster, RawConfig, RawDuration, RawHttp, RawInclude, RawOutput,
+    RawRedis, RawRule, RawSource, get,
 };
 use super::{Config, ConfigError, Cx, Host, SourceConfig};
 use crate::alert::MESSAGE_VARS;
@@ -18,7 +18,7 @@ use crate::output::webhook::{self, WebhookSettings};
 use crate::output::{OutputConfig, OutputKind};
 use crate::parse::client::{AddrSet, Cidr};
 use crate::parse::{ClientSource, Field, Format};
-use crate::rules::{FieldSel, Rule, RuleDef, WindowSpec};
+use crate::rules::{FieldSel, KeyPart, Rule, RuleDef, WindowSpec};
 use crate::template::{Mode, Template};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,12 +34,12 @@ pub(super) fn config(cx: &Cx, raw: RawConfig, host: &dyn Host) -> Result<Config,
         .unwrap_or_default()
         .iter()
         .enumerate()
-        .map(|(i, r)| validate_rule(cx, r, &format!("rule[{}]", i + 1)))
+        .map(|(i, r)| {
+            let farm = raw.cluster.is_some();
+            validate_rule(cx, r, &format!("rule[{}]", i + 1), (&source.format, farm))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     check_unique_names(cx, raw.rule.as_deref().unwrap_or_default())?;
-    for (i, (r, rule)) in raw.rule.as_deref().unwrap_or_default().iter().zip(&rules).enumerate() {
-        check_field_logged(cx, r, rule, &source, i)?;
-    }
     let outputs = raw
         .output
         .as_deref()
@@ -131,8 +131,8 @@ pub(super) fn include(
     for (i, r) in rules.iter_mut().enumerate() {
         let name = if n == 1 { stem.clone() } else { format!("{stem}-{}", i + 1) };
         schema::fill_rule(r, name);
-        let rule = validate_rule(cx, r, &format!("rule[{}]", i + 1))?;
-        check_field_logged(cx, r, &rule, &cfg.source, i)?;
+        let on = (&cfg.source.format, cfg.cluster.is_some());
+        let rule = validate_rule(cx, r, &format!("rule[{}]", i + 1), on)?;
         if cfg.rules.iter().any(|o| o.name == rule.name) {
             let msg = format!("{:?} is used by an earlier rule; names must be unique", rule.name);
             return Err(cx.err(get(&r.name), &format!("rule[{}].name", i + 1), msg));
@@ -292,16 +292,20 @@ fn validate_source(cx: &Cx, s: &RawSource, host: &dyn Host) -> Result<SourceConf
     })
 }
 
-fn validate_rule(cx: &Cx, r: &RawRule, at: &str) -> Result<Rule, ConfigError> {
+/// Rule `r` (at `at`) for lines of `format`, in a farm or not.
+fn validate_rule(
+    cx: &Cx,
+    r: &RawRule,
+    at: &str,
+    (format, farm): (&Format, bool),
+) -> Result<Rule, ConfigError> {
     let key = |k: &str| format!("{at}.{k}");
     let name = get(&r.name);
     if name.get_ref().is_empty() || name.get_ref().chars().any(|c| c.is_control()) {
         return Err(cx.err(name, &key("name"), "must be non-empty printable text"));
     }
     let f = get(&r.field);
-    let field = FieldSel::from_name(f.get_ref()).ok_or_else(|| {
-        cx.err(f, &key("field"), format!("{:?} is not a field: use request, method, path, query, status, user_agent, referer, vhost, user, host or line", f.get_ref()))
-    })?;
+    let field = field_sel(f.get_ref(), format).map_err(|m| cx.err(f, &key("field"), m))?;
     if let Some(c) = &r.contains
         && c.get_ref().is_empty()
     {
@@ -330,6 +334,18 @@ fn validate_rule(cx: &Cx, r: &RawRule, at: &str) -> Result<Rule, ConfigError> {
                 .filter(|m| (1..=1_000_000_000).contains(m))
                 .ok_or_else(|| cx.err(m, &key("max_clients"), "must be 1 to 1000000000"))?
         },
+        key: key_parts(cx, get(&r.key), &key("key"), format)?,
+        distinct: match &r.distinct {
+            Some(d) if farm => {
+                let msg = "is not available with [cluster] yet: the farm's Redis script counts \
+                           events; run this rule on a node without [cluster]";
+                return Err(cx.err(d, &key("distinct"), msg));
+            }
+            Some(d) => {
+                Some(text_field(d.get_ref(), format).map_err(|m| cx.err(d, &key("distinct"), m))?)
+            }
+            None => None,
+        },
     };
     Rule::new(def).map_err(|m| match &r.regex {
         Some(re) => cx.err(re, &key("regex"), m),
@@ -350,15 +366,7 @@ fn rule_spec(cx: &Cx, r: &RawRule, at: &str) -> Result<WindowSpec, ConfigError> 
         return Err(cx.err(w, &key("window"), "must be longer than 0 seconds"));
     }
     let cooldown = secs_u32(cx, get(&r.cooldown), &key("cooldown"))?;
-    let k = get(&r.key);
-    if k.get_ref() != "client" {
-        return Err(cx.err(
-            k,
-            &key("key"),
-            format!("{:?} is not supported: use \"client\"", k.get_ref()),
-        ));
-    }
-    Ok(WindowSpec { threshold, window, cooldown })
+    Ok(WindowSpec { threshold, window, cooldown, distinct: r.distinct.is_some() })
 }
 
 /// The status and method filters of a rule.
@@ -436,31 +444,88 @@ fn addr_set_entries(
         .collect()
 }
 
-/// A rule on the virtual host, the user or the Host header (rule `i`, from
-/// 0) needs a format that logs it.
-fn check_field_logged(
-    cx: &Cx,
-    r: &RawRule,
-    rule: &Rule,
-    source: &SourceConfig,
-    i: usize,
-) -> Result<(), ConfigError> {
-    let (field, name, carriers) = match rule.field {
-        FieldSel::Vhost => {
-            (Field::VHost, "virtual host", "vhost_combined and formats with %v or %V")
-        }
-        FieldSel::User => {
-            (Field::User, "user", "common, combined, vhost_combined and formats with %u")
-        }
-        FieldSel::Host => (Field::HostHeader, "Host header", "formats with %{Host}i"),
-        _ => return Ok(()),
+/// The field named `name` (`path`, `header:X-Api-Key`, …) in lines of
+/// `format`; the error says what is wrong and which formats carry it.
+fn field_sel(name: &str, format: &Format) -> Result<FieldSel, String> {
+    let logged = |f: FieldSel, field: Field, what: &str, carriers: &str| match format.logs(field) {
+        Some(false) => Err(format!("{name:?}: source.format logs no {what}; {carriers} do")),
+        _ => Ok(f),
     };
-    if source.format.logs(field) == Some(false) {
-        let msg =
-            format!("{:?}: source.format logs no {name}; {carriers} do", get(&r.field).get_ref());
-        return Err(cx.err(get(&r.field), &format!("rule[{}].field", i + 1), msg));
+    if let Some(header) = name.strip_prefix("header:") {
+        return header_sel(name, header, format);
     }
-    Ok(())
+    match FieldSel::from_name(name) {
+        Some(f @ FieldSel::Vhost) => {
+            logged(f, Field::VHost, "virtual host", "vhost_combined and formats with %v or %V")
+        }
+        Some(f @ FieldSel::User) => {
+            logged(f, Field::User, "user", "common, combined, vhost_combined and formats with %u")
+        }
+        Some(f @ FieldSel::Host) => {
+            logged(f, Field::HostHeader, "Host header", "formats with %{Host}i")
+        }
+        Some(f) => Ok(f),
+        None => Err(format!(
+            "{name:?} is not a field: use request, method, path, query, status, user_agent, \
+             referer, vhost, user, host, header:Name (a header the format logs as %{{Name}}i) \
+             or line"
+        )),
+    }
+}
+
+/// The field of header `header` (from field `name`, `header:…`).
+fn header_sel(name: &str, header: &str, format: &Format) -> Result<FieldSel, String> {
+    let known = [("User-Agent", "user_agent"), ("Referer", "referer"), ("Host", "host")];
+    if let Some((_, f)) = known.iter().find(|(h, _)| h.eq_ignore_ascii_case(header)) {
+        return field_sel(f, format);
+    }
+    let Format::Access(lf, _) = format else {
+        return Err(format!("{name:?}: only access log formats log headers"));
+    };
+    if let Some(slot) = lf.header_slot(header) {
+        return Ok(FieldSel::Header(slot));
+    }
+    Err(match lf.headers().iter().any(|h| h.eq_ignore_ascii_case(header)) {
+        true => format!(
+            "{name:?}: rules can read the first {} headers of a format besides User-Agent, \
+             Referer and Host ({}); move it before the others",
+            crate::parse::MAX_HEADERS,
+            lf.headers()[..crate::parse::MAX_HEADERS].join(", ")
+        ),
+        false => format!(
+            "{name:?}: source.format logs no {header} header (the client header does not \
+             count); add \"%{{{header}}}i\" to the format"
+        ),
+    })
+}
+
+/// A field a key or a distinct count is made of: not `status` or `line`.
+fn text_field(name: &str, format: &Format) -> Result<FieldSel, String> {
+    match field_sel(name, format)? {
+        FieldSel::Status | FieldSel::Line => Err(format!(
+            "{name:?} cannot be used here: use a text field such as path, user or vhost"
+        )),
+        f => Ok(f),
+    }
+}
+
+/// The parts of a rule's `key`.
+fn key_parts(
+    cx: &Cx,
+    k: &Spanned<Names>,
+    at: &str,
+    format: &Format,
+) -> Result<Vec<KeyPart>, ConfigError> {
+    let names = k.get_ref().list();
+    if names.is_empty() {
+        return Err(cx.err(k, at, "must name at least one field"));
+    }
+    let part = |n: &str| match n {
+        "client" => Ok(KeyPart::Client),
+        n => text_field(n, format).map(KeyPart::Field),
+    };
+    let parts = names.into_iter().map(part).collect::<Result<Vec<_>, _>>();
+    parts.map_err(|m| cx.err(k, at, m))
 }
 
 fn check_unique_names(cx: &Cx, rules: &[RawRule]) -> Result<(), ConfigError> {

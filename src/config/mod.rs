@@ -331,7 +331,10 @@ mod tests {
         assert_eq!(c.rules.len(), 1);
         let r = &c.rules[0];
         assert_eq!(r.name, "today_download");
-        assert_eq!(r.spec, WindowSpec { threshold: 10, window: 600, cooldown: 600 });
+        assert_eq!(
+            r.spec,
+            WindowSpec { threshold: 10, window: 600, cooldown: 600, distinct: false }
+        );
         assert_eq!(
             c.outputs,
             vec![OutputConfig {
@@ -425,7 +428,7 @@ mod tests {
         let e = err("[[rule]]\nfield = \"vhost\"\ncontains = \"shop\"\n");
         assert!(e.starts_with("/etc/lw.toml:2: rule[1].field: \"vhost\": source.format logs no virtual host; vhost_combined"), "{e}");
         let e = err("[[rule]]\nfield = \"cookie\"\n");
-        assert!(e.contains("use request, method, path, query, status, user_agent, referer, vhost, user, host or line"), "{e}");
+        assert!(e.contains("use request, method, path, query, status, user_agent, referer, vhost, user, host, header:Name"), "{e}");
         assert!(
             parse("[[rule]]\nfield = \"user\"\ncontains = \"admin\"\n").is_ok(),
             "combined logs %u"
@@ -434,6 +437,45 @@ mod tests {
         assert!(e.contains("rule[1].field: \"host\": source.format logs no Host header; formats with %{Host}i do"), "{e}");
         let with_host = "[source]\nformat = '%h %l %u %t \"%r\" %>s %b \"%{Host}i\"'\n[[rule]]\nfield = \"host\"\ncontains = \"x\"\n";
         assert!(parse(with_host).is_ok());
+    }
+
+    #[test]
+    fn header_fields_keys_and_distinct_counts() {
+        use crate::rules::{FieldSel, KeyPart};
+        let format =
+            "[source]\nformat = '%h %l %u %t \"%r\" %>s %b \"%{X-Api-Key}i\" \"%{User-Agent}i\"'\n";
+        let c = parse(&format!("{format}[[rule]]\nfield = \"header:x-api-key\"\ncontains = \"k\"\nkey = [\"client\", \"header:X-Api-Key\"]\n")).unwrap();
+        assert_eq!(c.rules[0].field, FieldSel::Header(0));
+        assert_eq!(c.rules[0].key, [KeyPart::Client, KeyPart::Field(FieldSel::Header(0))]);
+        let ua =
+            parse(&format!("{format}[[rule]]\nfield = \"header:User-Agent\"\ncontains = \"k\"\n"))
+                .unwrap();
+        assert_eq!(ua.rules[0].field, FieldSel::UserAgent);
+        let e = err(&format!("{format}[[rule]]\nfield = \"header:Cookie\"\n"));
+        assert!(
+            e.contains("rule[1].field: \"header:Cookie\": source.format logs no Cookie header"),
+            "{e}"
+        );
+        assert!(e.contains("add \"%{Cookie}i\" to the format"), "{e}");
+        let e = err("[source]\nformat = \"apache_error\"\n[[rule]]\nfield = \"header:X\"\n");
+        assert!(e.contains("only access log formats log headers"), "{e}");
+        let user = parse("[[rule]]\nkey = \"user\"\n").unwrap();
+        assert_eq!(user.rules[0].key, [KeyPart::Field(FieldSel::User)]);
+        assert!(!user.rules[0].by_client());
+        let e = err("[[rule]]\nkey = [\"client\", \"status\"]\n");
+        assert!(e.contains("rule[1].key: \"status\" cannot be used here"), "{e}");
+        let e = err("[[rule]]\nkey = []\n");
+        assert!(e.contains("rule[1].key: must name at least one field"), "{e}");
+        let e = err("[[rule]]\nkey = \"vhost\"\n");
+        assert!(e.contains("source.format logs no virtual host"), "{e}");
+        let d = parse("[[rule]]\nstatus = [404]\ndistinct = \"path\"\nthreshold = 20\n").unwrap();
+        assert_eq!((d.rules[0].distinct, d.rules[0].spec.distinct), (Some(FieldSel::Path), true));
+        let e = err("[[rule]]\nstatus = [404]\ndistinct = \"line\"\n");
+        assert!(e.contains("rule[1].distinct: \"line\" cannot be used here"), "{e}");
+        let e = err(
+            "[cluster]\nredis = \"redis://127.0.0.1\"\n[[rule]]\nstatus = [404]\ndistinct = \"path\"\n",
+        );
+        assert!(e.contains("rule[1].distinct: is not available with [cluster]"), "{e}");
     }
 
     #[test]
@@ -547,7 +589,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.rules.len(), 2);
         assert_eq!(c.rules[0].spec.cooldown, 0);
-        assert_eq!(c.rules[1].spec, WindowSpec { threshold: 10, window: 60, cooldown: 60 });
+        assert_eq!(
+            c.rules[1].spec,
+            WindowSpec { threshold: 10, window: 60, cooldown: 60, distinct: false }
+        );
         let OutputKind::Syslog(s) = &c.outputs[0].kind else { panic!("syslog output") };
         assert_eq!((s.facility, s.severity), (1, 3));
         let c = parse("[[output]]\ntype = \"jsonl\"\npath = \"/tmp/a.jsonl\"\n").unwrap();

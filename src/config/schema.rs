@@ -89,7 +89,8 @@ pub(super) struct RawRule {
     pub(super) threshold: S<i64>,
     pub(super) window: S<RawDuration>,
     pub(super) cooldown: S<RawDuration>,
-    pub(super) key: S<String>,
+    pub(super) key: S<Names>,
+    pub(super) distinct: S<String>,
     pub(super) message: S<String>,
     pub(super) status: S<Vec<i64>>,
     pub(super) method: S<Vec<String>>,
@@ -97,6 +98,24 @@ pub(super) struct RawRule {
     pub(super) normalize: S<bool>,
     pub(super) ignore_case: S<bool>,
     pub(super) max_clients: S<i64>,
+}
+
+/// One name or a list of names (`key = "user"`, `key = ["client", "vhost"]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub(super) enum Names {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Names {
+    /// The names, in order.
+    pub(super) fn list(&self) -> Vec<&str> {
+        match self {
+            Names::One(n) => vec![n.as_str()],
+            Names::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 /// A file named by `include`: more rules and allow-list entries.
@@ -281,7 +300,7 @@ pub(super) fn fill_rule(r: &mut RawRule, name: String) {
     r.window.get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("10m".into())));
     let window = r.window.clone();
     r.cooldown.get_or_insert_with(|| window.expect("filled above"));
-    r.key.get_or_insert_with(|| Spanned::new(0..0, "client".into()));
+    r.key.get_or_insert_with(|| Spanned::new(0..0, Names::One("client".into())));
     r.allow.get_or_insert_with(|| Spanned::new(0..0, Vec::new()));
     r.normalize.get_or_insert_with(|| Spanned::new(0..0, true));
     r.ignore_case.get_or_insert_with(|| Spanned::new(0..0, false));

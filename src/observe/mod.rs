@@ -115,16 +115,13 @@ impl Board {
     }
 
     /// How things stand after a source event (from the alert thread).
-    pub fn publish(&self, s: &Status<'_>, render: impl Fn(crate::parse::client::Key) -> String) {
+    pub fn publish(&self, s: &Status<'_>) {
         let mut st = self.lock();
         st.summary.clone_from(s.summary);
         st.files = s.files.to_vec();
         st.watermark = s.watermark;
         if let Some(lists) = s.nearest {
-            st.nearest = lists
-                .iter()
-                .map(|l| l.iter().take(NEAREST).map(|&(k, c)| (render(k), c)).collect())
-                .collect();
+            st.nearest = lists.iter().map(|l| l.iter().take(NEAREST).cloned().collect()).collect();
             st.nearest_at = Some(SystemTime::now());
             st.probe_asked = None;
             self.answered.notify_all();

@@ -42,12 +42,35 @@ pub enum Field {
     User,
     /// `%{Host}i`: the Host header.
     HostHeader,
+    /// The first other header the format logs (`%{Name}i`), in order.
+    Header0,
+    /// The second other header.
+    Header1,
+    /// The third other header.
+    Header2,
+    /// The fourth other header.
+    Header3,
     /// Any other directive (`%l %u %b %O %D %T %p …`): read and ignored.
     Other,
 }
 
 /// Number of distinct [`Field`] values (the size of a value table).
-const N_FIELDS: usize = 12;
+const N_FIELDS: usize = 16;
+
+/// Other headers (`%{Name}i`) a format may log for rules to read.
+pub const MAX_HEADERS: usize = 4;
+
+impl Field {
+    /// The field of the `k`-th other header (`k` < [`MAX_HEADERS`]).
+    pub fn header(k: u8) -> Field {
+        match k {
+            0 => Field::Header0,
+            1 => Field::Header1,
+            2 => Field::Header2,
+            _ => Field::Header3,
+        }
+    }
+}
 
 /// A set of fields a caller needs; reading stops after the last of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +110,9 @@ struct Token {
 #[derive(Debug, Clone)]
 pub struct LogFormat {
     tokens: Vec<Token>,
+    /// Names of the other headers, in order; the first [`MAX_HEADERS`] are
+    /// read ([`Field::header`]), the rest ignored.
+    headers: Vec<String>,
 }
 
 /// Values read from one line, indexed by [`Field`].
@@ -106,6 +132,7 @@ impl LogFormat {
     pub fn compile(spec: &str, client_header: Option<&str>) -> Result<LogFormat, String> {
         let b = spec.as_bytes();
         let mut tokens = Vec::new();
+        let mut headers: Vec<String> = Vec::new();
         let mut lit = Vec::new();
         let mut i = 0;
         while i < b.len() {
@@ -123,7 +150,7 @@ impl LogFormat {
                     i += 2;
                 }
                 b'%' => {
-                    let (field, next) = directive(b, i + 1, client_header)?;
+                    let (field, next) = directive(b, i + 1, client_header, &mut headers)?;
                     if lit.is_empty() && !tokens.is_empty() {
                         return Err(format!(
                             "directives must be separated by text; two meet at byte {i} of {spec:?}"
@@ -156,12 +183,23 @@ impl LogFormat {
             let next = tokens.get(k + 1).map_or(&lit, |t| &t.literal);
             tokens[k].stop = next.first().copied();
         }
-        Ok(LogFormat { tokens })
+        Ok(LogFormat { tokens, headers })
     }
 
     /// Whether the format logs field `f`.
     pub fn has(&self, f: Field) -> bool {
         self.tokens.iter().any(|t| t.field == f)
+    }
+
+    /// The slot of another header the format logs (`%{Name}i`, any case).
+    pub fn header_slot(&self, name: &str) -> Option<u8> {
+        let k = self.headers.iter().position(|h| h.eq_ignore_ascii_case(name))?;
+        (k < MAX_HEADERS).then_some(k as u8)
+    }
+
+    /// The other headers the format logs, in order (slots first).
+    pub fn headers(&self) -> &[String] {
+        &self.headers
     }
 
     /// Reads the fields of one line. A line may end early, after the time,
@@ -200,10 +238,13 @@ impl LogFormat {
 }
 
 /// Parses the directive after a `%` at `b[i..]`; returns it and the index after it.
+/// Another header gets the next of the [`MAX_HEADERS`] slots in `headers`
+/// (beyond them it is read and ignored).
 fn directive(
     b: &[u8],
     mut i: usize,
     client_header: Option<&str>,
+    headers: &mut Vec<String>,
 ) -> Result<(Field, usize), String> {
     let mut name: &[u8] = b"";
     while matches!(b.get(i), Some(b'<' | b'>' | b'!' | b',' | b'0'..=b'9')) {
@@ -215,7 +256,7 @@ fn directive(
         i += end + 1;
     }
     let c = *b.get(i).ok_or("the format ends with a lone %")?;
-    let header = |n: &[u8]| {
+    let mut header = |n: &[u8]| {
         if client_header.is_some_and(|h| h.as_bytes().eq_ignore_ascii_case(n)) {
             Field::ClientHeader
         } else if n.eq_ignore_ascii_case(b"Referer") {
@@ -225,7 +266,15 @@ fn directive(
         } else if n.eq_ignore_ascii_case(b"Host") {
             Field::HostHeader
         } else {
-            Field::Other
+            let name = String::from_utf8_lossy(n);
+            let k = match headers.iter().position(|h| h.eq_ignore_ascii_case(&name)) {
+                Some(k) => k,
+                None => {
+                    headers.push(name.into_owned());
+                    headers.len() - 1
+                }
+            };
+            if k < MAX_HEADERS { Field::header(k as u8) } else { Field::Other }
         }
     };
     let field = match c {

@@ -9,8 +9,7 @@ pub mod errorlog;
 pub mod normalize;
 pub mod time;
 
-use access::LogFormat;
-pub use access::{Field, Needs};
+pub use access::{Field, LogFormat, MAX_HEADERS, Needs};
 use client::{Cidr, client_from_forwarded, parse_ip};
 use std::cell::Cell;
 use std::net::IpAddr;
@@ -119,6 +118,8 @@ pub struct Record<'a> {
     pub user: Option<&'a [u8]>,
     /// The Host header (`%{Host}i`), where the format logs it.
     pub host: Option<&'a [u8]>,
+    /// Other headers the format logs, by slot ([`LogFormat::header_slot`]).
+    pub headers: [Option<&'a [u8]>; MAX_HEADERS],
 }
 
 impl<'a> Record<'a> {
@@ -229,6 +230,14 @@ impl Parser {
         Parser { format, zone, today, client, last_time: Cell::new(None) }
     }
 
+    /// The names of the other headers lines carry ([`Record::headers`]).
+    pub fn header_names(&self) -> &[String] {
+        match &self.format {
+            Format::Access(f, _) => &f.headers()[..f.headers().len().min(MAX_HEADERS)],
+            _ => &[],
+        }
+    }
+
     /// The time lines are read at (Unix seconds): a syslog stamp is dated
     /// in its year, or the year before for a date more than a month ahead.
     pub fn set_now(&self, now: i64) {
@@ -289,6 +298,7 @@ impl Parser {
             vhost: v.get(Field::VHost),
             user: v.get(Field::User),
             host: v.get(Field::HostHeader),
+            headers: std::array::from_fn(|k| v.get(Field::header(k as u8))),
         })
     }
 
@@ -355,6 +365,7 @@ impl Parser {
             vhost: None,
             user: None,
             host: None,
+            headers: [None; MAX_HEADERS],
         })
     }
 
@@ -429,8 +440,20 @@ impl Parser {
             (None, Some(_)) => Kind::Combined,
             (None, None) => Kind::Common,
         };
-        let (user, host) = (None, None);
-        Ok(Record { kind, client, time, request, status, referer, user_agent, vhost, user, host })
+        let (user, host, headers) = (None, None, [None; MAX_HEADERS]);
+        Ok(Record {
+            kind,
+            client,
+            time,
+            request,
+            status,
+            referer,
+            user_agent,
+            vhost,
+            user,
+            host,
+            headers,
+        })
     }
 }
 

@@ -2,7 +2,9 @@
 //! of clients means a million of them. An entry is a tag byte (0: an IPv4
 //! key, 1: IPv6), the key (4 or 16 bytes), its `T`, the end of its
 //! cooldown, its slot count and the slots as (`T` − second, hits), all as
-//! LEB128 varints: about 13 bytes for a client with one hit.
+//! LEB128 varints: about 13 bytes for a client with one hit. A rule counting
+//! distinct values adds their count and each value as (`T` − last seen,
+//! 16 bytes).
 
 use super::{StateError, corrupt};
 use crate::parse::client::Key;
@@ -24,7 +26,10 @@ impl Entries {
     /// The keys changed (or removed) since the last call, as entries.
     pub fn changes(w: &mut Windows) -> Entries {
         let mut e = Entries::default();
-        w.take_changes(|key, state| e.put(key, state));
+        let distinct = w.spec().distinct;
+        w.take_changes_with_values(|key, state, values| {
+            e.put(key, state, distinct.then_some(values))
+        });
         e
     }
 
@@ -32,12 +37,13 @@ impl Entries {
     pub fn all(w: &Windows) -> Entries {
         let mut e = Entries::default();
         for (key, state) in w.iter() {
-            e.put(*key, state);
+            e.put(*key, state, w.spec().distinct.then(|| w.values(key)));
         }
         e
     }
 
-    fn put(&mut self, key: Key, state: &KeyState) {
+    /// One entry; `values` for a rule counting distinct values.
+    fn put(&mut self, key: Key, state: &KeyState, values: Option<&[(u32, u128)]>) {
         let out = &mut self.bytes;
         match key.v4_bits() {
             Some(v4) => {
@@ -56,6 +62,13 @@ impl Entries {
         for &(t, hits) in slots {
             put_varint(out, newest - t);
             put_varint(out, hits);
+        }
+        if let Some(values) = values {
+            put_varint(out, values.len() as u32);
+            for &(t, v) in values {
+                put_varint(out, newest.saturating_sub(t));
+                out.extend_from_slice(&v.to_le_bytes());
+            }
         }
         self.count += 1;
     }
@@ -136,9 +149,28 @@ pub(super) fn apply(r: &mut Reader<'_>, count: u64, w: &mut Windows) -> Result<(
             .collect::<Result<Vec<_>, StateError>>()?;
         let state = KeyState::from_parts(newest, quiet, &slots, &spec)
             .ok_or_else(|| corrupt("window slots"))?;
-        w.insert(key, state);
+        let values = if spec.distinct { distinct_values(r, newest, &spec)? } else { Vec::new() };
+        w.insert_values(key, state, values);
     }
     Ok(())
+}
+
+/// A key's distinct values (after its slots).
+fn distinct_values(
+    r: &mut Reader<'_>,
+    newest: u32,
+    spec: &WindowSpec,
+) -> Result<Vec<(u32, u128)>, StateError> {
+    let n = r.varint()?;
+    if n > spec.threshold {
+        return Err(corrupt("distinct value count"));
+    }
+    (0..n)
+        .map(|_| {
+            let t = newest.checked_sub(r.varint()?).ok_or_else(|| corrupt("value time"))?;
+            Ok((t, u128::from_le_bytes(r.take::<16>()?)))
+        })
+        .collect()
 }
 
 /// Applies `count` entries of the first state format (fixed-width fields).
@@ -163,10 +195,11 @@ pub(super) fn apply_v1(r: &mut Reader<'_>, count: u64, w: &mut Windows) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::window::Outcome;
 
     #[test]
     fn entries_round_trip_small() {
-        let spec = WindowSpec { threshold: 3, window: 600, cooldown: 600 };
+        let spec = WindowSpec { threshold: 3, window: 600, cooldown: 600, distinct: false };
         let mut w = Windows::new(spec).tracking();
         for t in [1_700_000_000, 1_700_000_000, 1_700_000_300] {
             w.record(Key::from_v4_bits(0x0a00_0001), t);
@@ -185,5 +218,25 @@ mod tests {
         assert!(e.bytes.len() <= 14, "a one-hit IPv4 client takes {} bytes", e.bytes.len());
         let mut r = Reader(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]);
         assert!(r.varint().is_err());
+    }
+
+    #[test]
+    fn distinct_values_round_trip() {
+        let spec = WindowSpec { threshold: 3, window: 600, cooldown: 600, distinct: true };
+        let mut w = Windows::new(spec).tracking();
+        let k = Key::from_v4_bits(0x0a00_0001);
+        for (t, v) in [(1_700_000_000, 5u128 << 100), (1_700_000_010, 6), (1_700_000_020, 5 << 100)]
+        {
+            w.record_value(k, t, v);
+        }
+        for e in [Entries::all(&w), Entries::changes(&mut w)] {
+            let mut back = Windows::new(spec);
+            apply(&mut Reader(&e.bytes), e.count, &mut back).unwrap();
+            let mut values = back.values(&k).to_vec();
+            values.sort_unstable();
+            assert_eq!(values, [(1_700_000_010, 6), (1_700_000_020, 5 << 100)]);
+            assert_eq!(back.get(k).unwrap().count(), 2);
+            assert_eq!(back.record_value(k, 1_700_000_030, 7), Outcome::Alert(3));
+        }
     }
 }

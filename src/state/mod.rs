@@ -106,12 +106,16 @@ struct RuleHeader {
     threshold: u32,
     window: u32,
     cooldown: u32,
+    /// Counts distinct values (absent in states written before they could).
+    #[serde(default)]
+    distinct: bool,
     keys: u64,
 }
 
 impl RuleHeader {
     fn spec(&self) -> WindowSpec {
-        WindowSpec { threshold: self.threshold, window: self.window, cooldown: self.cooldown }
+        let (threshold, window, cooldown) = (self.threshold, self.window, self.cooldown);
+        WindowSpec { threshold, window, cooldown, distinct: self.distinct }
     }
 }
 
@@ -177,6 +181,7 @@ impl Store {
                 threshold: spec.threshold,
                 window: spec.window,
                 cooldown: spec.cooldown,
+                distinct: spec.distinct,
                 keys: snap.shards.iter().map(|s| s.get(r).map_or(0, |e| e.count)).sum(),
             })
             .collect();
@@ -437,7 +442,7 @@ mod tests {
     use crate::parse::client::Key;
     use crate::source::FileId;
 
-    const SPEC: WindowSpec = WindowSpec { threshold: 3, window: 60, cooldown: 60 };
+    const SPEC: WindowSpec = WindowSpec { threshold: 3, window: 60, cooldown: 60, distinct: false };
 
     fn position(offset: u64) -> Position {
         let id = FileId { dev: 1, ino: 2, fingerprint: Some(3) };
