@@ -97,7 +97,7 @@ fn bench_pipeline(c: &mut Criterion) {
             b.iter(|| {
                 let input =
                     vec![(Input::Stdin, Opened::Stream(Box::new(Cursor::new(data.clone()))))];
-                engine.run(Box::new(Files(input)), None, &mut Count(0)).unwrap().alerts
+                engine.run(Box::new(Files::new(input)), None, &mut Count(0)).unwrap().alerts
             })
         });
     }

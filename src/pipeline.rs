@@ -28,7 +28,7 @@ use crate::parse::client::Key;
 use crate::parse::normalize::Normalized;
 use crate::parse::{Parser, Skip};
 use crate::rules::RuleSet;
-use crate::source::{Chunk, Position, Source, SourceError, SourceEvent};
+use crate::source::{Chunk, FileTag, Position, Source, SourceError, SourceEvent};
 use crate::state::codec::Entries;
 use crate::window::{Outcome, Windows};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
@@ -42,8 +42,6 @@ use std::time::{Duration, Instant};
 pub struct EngineSettings {
     /// IPv6 clients are grouped by this prefix length (128 = not grouped).
     pub ipv6_prefix: u8,
-    /// Longer lines are skipped.
-    pub max_line_bytes: usize,
     /// Worker (and shard) threads.
     pub threads: usize,
     /// Seconds of log time between evictions.
@@ -60,8 +58,9 @@ pub struct EngineSettings {
 pub struct Engine {
     /// The rules.
     pub rules: RuleSet,
-    /// The line parser.
-    pub parser: Parser,
+    /// The configured sources' names and parsers, by index
+    /// ([`crate::source::FileTag::source`]).
+    pub sources: Vec<(String, Parser)>,
     /// Threads, limits, cleanup.
     pub settings: EngineSettings,
 }
@@ -377,9 +376,23 @@ pub struct Restore {
 }
 
 impl Engine {
-    /// An engine with these rules, parser and settings.
+    /// An engine with these rules, one source's parser, and settings.
     pub fn new(rules: RuleSet, parser: Parser, settings: EngineSettings) -> Engine {
-        Engine { rules, parser, settings }
+        Engine::with_sources(rules, vec![("default".to_string(), parser)], settings)
+    }
+
+    /// An engine reading several sources, each with its name and parser.
+    pub fn with_sources(
+        rules: RuleSet,
+        sources: Vec<(String, Parser)>,
+        settings: EngineSettings,
+    ) -> Engine {
+        Engine { rules, sources, settings }
+    }
+
+    /// The parser of source `index` (the first for an unknown index).
+    pub fn parser(&self, index: usize) -> &Parser {
+        &self.sources.get(index).unwrap_or(&self.sources[0]).1
     }
 
     /// Runs a source's events through the engine, from `restore`d windows
@@ -427,9 +440,8 @@ impl Engine {
                 let (rx, txs, atx) = (event_rx.clone(), shard_txs.clone(), alert_tx.clone());
                 let scanner = Scanner {
                     rules: &self.rules,
-                    parser: self.parser.clone(),
+                    parsers: self.sources.iter().map(|s| s.1.clone()).collect(),
                     ipv6_prefix: self.settings.ipv6_prefix,
-                    max_line_bytes: self.settings.max_line_bytes,
                     sharding: &sharding,
                 };
                 s.spawn(move || scanner.work(&rx, &txs, &atx));
@@ -590,7 +602,8 @@ impl<'e> Collector<'e> {
                 self.line_base.insert(file.id, file.start_line);
                 if let Some(id) = file.identity {
                     let (path, offset, lines) = (file.name.clone(), *offset, file.start_line);
-                    self.positions.insert(file.id, Position { path, id, offset, lines });
+                    let source = self.source_name(file);
+                    self.positions.insert(file.id, Position { source, path, id, offset, lines });
                 }
             }
             Some(SourceEvent::FileDone(tag)) => {
@@ -718,8 +731,9 @@ impl<'e> Collector<'e> {
         sink.progress(self.sum.bytes);
         if let Some(id) = chunk.file.identity {
             let offset = chunk.offset + chunk.bytes().len() as u64;
-            let path = chunk.file.name.clone();
-            self.positions.insert(chunk.file.id, Position { path, id, offset, lines: after });
+            let (path, source) = (chunk.file.name.clone(), self.source_name(&chunk.file));
+            let lines = after;
+            self.positions.insert(chunk.file.id, Position { source, path, id, offset, lines });
         }
     }
 
@@ -741,6 +755,12 @@ impl<'e> Collector<'e> {
     }
 
     /// Positions, one per file (the newest reading of a rewritten file).
+    /// The name of the source a file is read as.
+    fn source_name(&self, file: &FileTag) -> String {
+        let sources = &self.engine.sources;
+        sources.get(file.source).map_or_else(String::new, |s| s.0.clone())
+    }
+
     fn current_positions(&self) -> Vec<Position> {
         let mut ids: Vec<&u64> = self.positions.keys().collect();
         ids.sort_unstable();
@@ -763,11 +783,12 @@ impl<'e> Collector<'e> {
         sink: &mut dyn Sink,
     ) {
         let engine = self.engine;
-        engine.parser.set_now(chunk.read_at);
+        let parser = engine.parser(chunk.file.source);
+        parser.set_now(chunk.read_at);
         let bytes = chunk.bytes();
         for d in decisions {
             let line = line_at(bytes, d.pos as usize);
-            let Ok(record) = engine.parser.parse(line) else { continue };
+            let Ok(record) = parser.parse(line) else { continue };
             let rule = &engine.rules.rules[usize::from(d.rule)];
             let origin = Origin {
                 file: &chunk.file.name,
@@ -807,8 +828,8 @@ struct Shard<'e> {
     /// Per rule that counts per more than the client: the names of the keys
     /// held (for the nearest clients and peaks), read from a line of each.
     names: Vec<Option<Names>>,
-    /// Reads those lines (this thread's own; it caches).
-    parser: Parser,
+    /// Reads those lines, per source (this thread's own; they cache).
+    parsers: Vec<Parser>,
     /// Hand on the peaks of dropped clients (a report).
     peaks: bool,
     /// In a farm: hand the events on, for the farm to decide.
@@ -855,7 +876,7 @@ impl<'e> Shard<'e> {
             ipv6_prefix: engine.settings.ipv6_prefix,
             windows,
             names,
-            parser: engine.parser.clone(),
+            parsers: engine.sources.iter().map(|s| s.1.clone()).collect(),
             peaks,
             ship,
             cleanup_interval: engine.settings.cleanup_interval,
@@ -894,8 +915,9 @@ impl<'e> Shard<'e> {
         if names.contains_key(&ev.key) {
             return;
         }
-        self.parser.set_now(chunk.read_at);
-        let Ok(rec) = self.parser.parse(line_at(chunk.bytes(), ev.pos as usize)) else { return };
+        let parser = self.parsers.get(chunk.file.source).unwrap_or(&self.parsers[0]);
+        parser.set_now(chunk.read_at);
+        let Ok(rec) = parser.parse(line_at(chunk.bytes(), ev.pos as usize)) else { return };
         let prefix = self.ipv6_prefix;
         let r = &self.rules.rules[rule];
         names.insert(ev.key, r.key_text(&rec, Key::of(rec.client, prefix), prefix).into());
@@ -1012,9 +1034,9 @@ struct Scratch {
 /// A worker's view of the engine: its own parser (which caches), shared rules.
 struct Scanner<'e> {
     rules: &'e RuleSet,
-    parser: Parser,
+    /// Per source (this thread's own; they cache).
+    parsers: Vec<Parser>,
     ipv6_prefix: u8,
-    max_line_bytes: usize,
     sharding: &'e Sharding,
 }
 
@@ -1074,7 +1096,10 @@ impl Scanner<'_> {
     /// # Performance
     /// Lines without a rule's literal are never parsed; no allocation per line.
     fn scan(&self, chunk: &Chunk, by_shard: &mut [Vec<Event>], scratch: &mut Scratch) -> ScanStats {
-        self.parser.set_now(chunk.read_at);
+        let source = chunk.file.source;
+        let parser = self.parsers.get(source).unwrap_or(&self.parsers[0]);
+        parser.set_now(chunk.read_at);
+        let max_line = parser.max_line();
         let bytes = chunk.bytes();
         let mut st = ScanStats::default();
         let needs = self.rules.needs();
@@ -1084,11 +1109,11 @@ impl Scanner<'_> {
                 if let [rest @ .., b'\r'] = line {
                     line = rest;
                 }
-                if line.len() > self.max_line_bytes {
+                if line.len() > max_line {
                     st.skipped[Skip::TooLong.index()] += 1;
                     return;
                 }
-                let rec = match self.parser.parse_needed(line, needs) {
+                let rec = match parser.parse_needed(line, needs) {
                     Ok(r) => r,
                     Err(e) => {
                         st.skipped[e.index()] += 1;
@@ -1102,7 +1127,7 @@ impl Scanner<'_> {
                 st.parsed += 1;
                 let client = Key::of(rec.client, self.ipv6_prefix);
                 let rules = &self.rules.rules;
-                let allowed = self.rules.events(&rec, line, &mut scratch.norm, |i| {
+                let allowed = self.rules.events(&rec, source, line, &mut scratch.norm, |i| {
                     let (Some(key), Some(value)) =
                         (rules[i].key_of(&rec, client), rules[i].value_of(&rec))
                     else {

@@ -150,6 +150,8 @@ pub struct RuleDef {
     pub key: Vec<KeyPart>,
     /// Count distinct values of this field instead of events.
     pub distinct: Option<FieldSel>,
+    /// The sources it reads, as a bit mask by source index (`None`: all).
+    pub sources: Option<u64>,
 }
 
 impl RuleDef {
@@ -177,6 +179,7 @@ impl RuleDef {
             max_clients: MAX_CLIENTS,
             key: vec![KeyPart::Client],
             distinct: None,
+            sources: None,
         }
     }
 }
@@ -229,6 +232,8 @@ pub struct Rule {
     pub key: Vec<KeyPart>,
     /// The field whose distinct values are counted, if any.
     pub distinct: Option<FieldSel>,
+    /// The sources it reads (bit mask by index; `None`: all).
+    pub sources: Option<u64>,
     contains: Option<String>,
     literal: Option<Literal>,
     regex: Option<regex::bytes::Regex>,
@@ -260,6 +265,7 @@ impl Rule {
             max_clients: def.max_clients,
             key: def.key,
             distinct: def.distinct,
+            sources: def.sources,
             contains: def.contains,
             literal,
             regex,
@@ -328,6 +334,11 @@ impl Rule {
         };
         self.literal.as_ref().is_none_or(|l| l.is_in(text))
             && self.regex.as_ref().is_none_or(|r| r.is_match(text))
+    }
+
+    /// Whether the rule reads source `index`.
+    pub fn reads(&self, index: usize) -> bool {
+        self.sources.is_none_or(|m| index < 64 && m >> index & 1 == 1)
     }
 
     /// Whether the rule counts per client (the default key).
@@ -459,13 +470,15 @@ impl RuleSet {
         self
     }
 
-    /// Calls `f(i)` for each rule `i` that counts this parsed line; returns
-    /// true when an allow-list kept it from a rule (or from all rules).
-    /// `norm` is scratch space for the normalized request, computed at most
-    /// once and only for a request that needs it.
+    /// Calls `f(i)` for each rule `i` that counts this parsed line of
+    /// source `source` (by index); returns true when an allow-list kept it
+    /// from a rule (or from all rules). `norm` is scratch space for the
+    /// normalized request, computed at most once and only for a request
+    /// that needs it.
     pub fn events(
         &self,
         rec: &Record<'_>,
+        source: usize,
         line: &[u8],
         norm: &mut Normalized,
         mut f: impl FnMut(usize),
@@ -476,7 +489,7 @@ impl RuleSet {
         let mut normalized: Option<bool> = None;
         let mut allowed = false;
         for (i, r) in self.rules.iter().enumerate() {
-            if !r.admits(rec) {
+            if !r.reads(source) || !r.admits(rec) {
                 continue;
             }
             let n = match r.normalizes() {
@@ -703,7 +716,7 @@ mod tests {
         let p = parser();
         let r = p.parse(line).unwrap();
         let mut v = Vec::new();
-        let allowed = set.events(&r, line, &mut Normalized::default(), |i| v.push(i));
+        let allowed = set.events(&r, 0, line, &mut Normalized::default(), |i| v.push(i));
         (v, allowed)
     }
 

@@ -59,6 +59,10 @@ impl FileId {
 /// Where reading of one followed file stands (saved with the state).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
+    /// The source it belongs to (empty in states written before sources
+    /// had names: the first source's).
+    #[serde(default)]
+    pub source: String,
     /// The name it was followed under.
     pub path: String,
     /// The file.
@@ -82,6 +86,8 @@ pub struct FileTag {
     /// The identity of a followed file, whose position is saved; `None` for
     /// replayed inputs.
     pub identity: Option<FileId>,
+    /// The index of the configured source it is read as.
+    pub source: usize,
 }
 
 /// A run of whole lines from one file.
@@ -165,17 +171,30 @@ pub struct SourceError {
     pub error: io::Error,
 }
 
-/// Files read once, in order (what `replay` reads).
-pub struct Files(pub Vec<(Input, Opened)>);
+/// Files read once, in order, as one source (what `replay` reads).
+pub struct Files {
+    /// The files.
+    pub inputs: Vec<(Input, Opened)>,
+    /// The index of the source they are read as.
+    pub source: usize,
+}
+
+impl Files {
+    /// The files, read as the first source.
+    pub fn new(inputs: Vec<(Input, Opened)>) -> Files {
+        Files { inputs, source: 0 }
+    }
+}
 
 impl Source for Files {
     fn run(self: Box<Self>, emit: &mut dyn FnMut(SourceEvent) -> bool) -> Result<(), SourceError> {
-        for (i, (input, opened)) in self.0.into_iter().enumerate() {
+        for (i, (input, opened)) in self.inputs.into_iter().enumerate() {
             let tag = Arc::new(FileTag {
                 name: input.name(),
                 id: i as u64,
                 start_line: 0,
                 identity: None,
+                source: self.source,
             });
             chunks(&tag, opened, &mut |c| emit(SourceEvent::Lines(c)))
                 .map_err(|error| SourceError { name: tag.name.clone(), error })?;
@@ -484,7 +503,8 @@ mod tests {
     /// Reassembles lines from chunks; long lines show as "<long>".
     fn lines_of(opened: Opened) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        let tag = Arc::new(FileTag { name: "t".into(), id: 0, start_line: 0, identity: None });
+        let tag =
+            Arc::new(FileTag { name: "t".into(), id: 0, start_line: 0, identity: None, source: 0 });
         chunks(&tag, opened, &mut |c| {
             for _ in 0..c.skipped_long {
                 out.push(b"<long>".to_vec());

@@ -71,8 +71,8 @@ fn sequential(cfg: &Config, files: &[(String, String)]) -> Vec<String> {
     let mut out = Vec::new();
     for (name, text) in files {
         for (n, line) in text.lines().enumerate() {
-            let Ok(rec) = engine.parser.parse(line.as_bytes()) else { continue };
-            let prefix = cfg.source.ipv6_prefix;
+            let Ok(rec) = engine.parser(0).parse(line.as_bytes()) else { continue };
+            let prefix = cfg.sources[0].ipv6_prefix;
             let key = Key::of(rec.client, prefix);
             for (i, rule) in cfg.rules.iter().enumerate() {
                 if rule.matches(&rec, line.as_bytes(), None)

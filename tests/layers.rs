@@ -113,7 +113,7 @@ fn the_core_decides_without_io() {
         );
         let rec = parser.parse(line.as_bytes()).unwrap();
         let t = u32::try_from(rec.time.epoch).unwrap();
-        rules.events(&rec, line.as_bytes(), &mut Normalized::default(), |_| {
+        rules.events(&rec, 0, line.as_bytes(), &mut Normalized::default(), |_| {
             outcomes.push(windows.record(Key::of(rec.client, 128), t));
         });
     }

@@ -1,7 +1,7 @@
 //! Rule files (`include`) and the example rules in `examples/rules.d/`.
 
 use crate::util::daemon::Daemon;
-use crate::util::{replay_alerts, root, run, wait_until, write};
+use crate::util::{replay_alerts, replay_alerts_with, root, run, wait_until, write};
 
 /// Each example rule raises exactly one alert on its own test log, and no
 /// other example rule fires there.
@@ -298,4 +298,138 @@ fn keys_distinct_and_headers_in_replay_and_run() {
     daemon.wait_for_marker(2);
     assert_eq!(summary(&keyed(&daemon)), expected);
     daemon.stop();
+}
+
+/// Two `[[source]]` blocks with different formats: the sources' lines as
+/// `(www, api)`, the api log in `vhost_combined`.
+fn two_sources_lines(s0: u32, hits: &[(&str, &str, &str)]) -> (String, String) {
+    let (mut www, mut api) = (String::new(), String::new());
+    for (i, (source, client, path)) in hits.iter().enumerate() {
+        let t = format!("[08/Jul/2025:15:00:{:02} +0000]", s0 + i as u32);
+        let req = format!("\"GET {path} HTTP/1.1\" 200 5 \"-\" \"t\"\n");
+        match *source {
+            "www" => www += &format!("{client} - - {t} {req}"),
+            _ => api += &format!("api.example:443 {client} - - {t} {req}"),
+        }
+    }
+    (www, api)
+}
+
+const TWO_SOURCES_RULES: &str = r#"
+[[rule]]
+name = "both"
+contains = "/x"
+threshold = 4
+[[rule]]
+name = "api-only"
+sources = ["api"]
+contains = "/y"
+threshold = 2
+[[rule]]
+name = "www-only"
+sources = ["www"]
+contains = "/y"
+threshold = 2
+"#;
+
+/// `run` follows two sources with different formats at once: one client's
+/// hits in both count together for a rule that reads both, a rule limited
+/// to one source counts only its lines, and after a restart each source
+/// resumes from its own saved position (nothing is read twice).
+#[test]
+fn run_follows_several_sources_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (www, api) = two_sources_lines(
+        0,
+        &[
+            ("www", "10.0.0.1", "/x"),
+            ("api", "10.0.0.1", "/x"),
+            ("www", "10.0.0.1", "/x"),
+            ("api", "10.0.0.1", "/x"),
+            ("www", "10.0.0.2", "/y"),
+            ("api", "10.0.0.2", "/y"),
+            ("api", "10.0.0.3", "/y"),
+            ("api", "10.0.0.3", "/y"),
+        ],
+    );
+    let www_log = write(dir.path(), "www.log", www.as_bytes());
+    let api_log = write(dir.path(), "api.log", api.as_bytes());
+    let source = |name: &str, path: &str, format: &str| {
+        format!(
+            "[[source]]\nname = \"{name}\"\npath = \"{path}\"\nformat = \"{format}\"\nstart_at = \"beginning\"\npoll_interval = \"100ms\"\n"
+        )
+    };
+    let d = dir.path().display();
+    let config = format!(
+        "{}{}{TWO_SOURCES_RULES}[[output]]\ntype = \"jsonl\"\npath = \"{d}/alerts.jsonl\"\n[state]\ndir = \"{d}/state\"\n",
+        source("www", &www_log, "combined"),
+        source("api", &api_log, "vhost_combined"),
+    );
+    let got = |daemon: &Daemon| {
+        let mut v: Vec<(String, String, u64)> = daemon
+            .alerts()
+            .iter()
+            .map(|a| {
+                let s = |k: &str| a[k].as_str().unwrap().to_string();
+                (s("rule"), s("key"), a["count"].as_u64().unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let daemon = Daemon::start_config(dir.path(), &config, &[]);
+    wait_until("two alerts", || daemon.alerts().len() >= 2);
+    let first = vec![
+        ("api-only".to_string(), "10.0.0.3".to_string(), 2),
+        ("both".to_string(), "10.0.0.1".to_string(), 4),
+    ];
+    assert_eq!(got(&daemon), first);
+    daemon.stop();
+    let (www2, api2) = two_sources_lines(
+        20,
+        &[("www", "10.0.0.4", "/y"), ("api", "10.0.0.4", "/x"), ("www", "10.0.0.4", "/y")],
+    );
+    for (path, text) in [(&www_log, www2), (&api_log, api2)] {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+    let daemon = Daemon::start_config(dir.path(), &config, &[]);
+    wait_until("the third alert", || daemon.alerts().len() >= 3);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut all = first;
+    all.push(("www-only".to_string(), "10.0.0.4".to_string(), 2));
+    all.sort();
+    assert_eq!(got(&daemon), all, "each source resumed where it stood");
+    let log = daemon.stop();
+    for (path, text) in [(&www_log, &www), (&api_log, &api)] {
+        let resumed = format!("path={path} offset={}", text.len());
+        assert!(log.contains(&resumed), "{resumed} not in {log}");
+    }
+}
+
+/// `replay --source NAME` reads files as that source: its format and the
+/// rules that read it.
+#[test]
+fn replay_reads_files_as_the_source_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, api) = two_sources_lines(
+        0,
+        &[("api", "10.0.0.3", "/y"), ("api", "10.0.0.3", "/y"), ("api", "10.0.0.5", "/x")],
+    );
+    let api_log = write(dir.path(), "api.log", api.as_bytes());
+    let cfg = write(
+        dir.path(),
+        "lw.toml",
+        format!("[[source]]\nname = \"www\"\npath = \"/w\"\n[[source]]\nname = \"api\"\npath = \"/a\"\nformat = \"vhost_combined\"\n{TWO_SOURCES_RULES}").as_bytes(),
+    );
+    let alerts = replay_alerts_with(&cfg, &api_log, &["--source", "api"]);
+    let rules: Vec<&str> = alerts.iter().map(|a| a["rule"].as_str().unwrap()).collect();
+    assert_eq!(rules, ["api-only"], "{alerts:?}");
+    let out = run(&["-c", &cfg, "replay", "--json", &api_log], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.stdout.is_empty() && err.contains("skipped 3"), "read as www: {err}");
+    let out = run(&["-c", &cfg, "replay", "--source", "web", &api_log], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("the sources are www, api"), "{err}");
 }

@@ -41,7 +41,11 @@ pub struct ReplayArgs {
     /// Print one JSON object per alert.
     #[arg(long)]
     pub json: bool,
-    /// Line format (overrides source.format).
+    /// Read the files as this configured source: its format, time zone and
+    /// client, and the rules that read it [default: the first source].
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+    /// Line format (overrides the source's format).
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
     /// Worker threads [default: engine.threads; 0 = one per core].
@@ -90,7 +94,11 @@ pub struct DemoArgs {
 /// `logwarden parse`.
 #[derive(Debug, Args)]
 pub struct ParseArgs {
-    /// Line format (overrides source.format).
+    /// Read the files as this configured source: its format, time zone and
+    /// client, and the rules that read it [default: the first source].
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+    /// Line format (overrides the source's format).
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
     /// Print one JSON object per line.

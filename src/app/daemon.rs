@@ -14,12 +14,13 @@
 use crate::alert::Alert;
 use crate::config::Config;
 use crate::farm::link::Link;
-use crate::follow::{Follower, StartAt};
+use crate::follow::{Follower, Several, StartAt};
 use crate::observe::http::Server;
 use crate::observe::{Board, RuleInfo};
 use crate::output::{self, Running};
 use crate::pipeline::{Checkpoint, Restore, Sink, Status, Summary};
 use crate::rules::WindowSpec;
+use crate::source::{Position, Source};
 use crate::state::{self, Snapshot, Store};
 use crate::window::Windows;
 use anyhow::{Context, Result};
@@ -105,13 +106,15 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
     })?;
     let (saved, warning) = state::load(&cfg.state_dir);
     if let Some(w) = warning {
-        let resume = match cfg.source.start_at {
-            StartAt::End => {
+        let starts: Vec<StartAt> = cfg.sources.iter().map(|s| s.start_at).collect();
+        let resume = match starts[..] {
+            _ if starts.iter().all(|s| *s == StartAt::End) => {
                 "reading starts at the end of each log file (start_at = \"end\"): lines written since the last good save are skipped"
             }
-            StartAt::Beginning => {
+            _ if starts.iter().all(|s| *s == StartAt::Beginning) => {
                 "each log file is read from its beginning (start_at = \"beginning\"): no line is skipped, older ones are counted again"
             }
+            _ => "each source starts where its start_at says",
         };
         tracing::warn!("Saved state not used: {w}; {resume}.");
     }
@@ -170,15 +173,13 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
         }
         None => (None, None),
     };
-    let (every, beat) = watchdog();
-    let follower = Follower::new(cfg.follow(), stop, positions)
-        .with_wake(wake.0, wake.1)
-        .with_heartbeat(every, beat)
-        .with_full_checkpoints(want_full)
-        .with_probes(probe);
+    let source = followers(cfg, &stop, positions, wake, (want_full, probe));
     let mut engine = cfg.engine();
     engine.settings.checkpoints = true;
-    tracing::info!(path = %cfg.source.path, rules = cfg.rules.len(), "Started.");
+    for s in &cfg.sources {
+        tracing::info!(source = %s.name, path = %s.path, "Following.");
+    }
+    tracing::info!(rules = cfg.rules.len(), "Started.");
     let mut farm = cfg.cluster.clone().map(|c| {
         let rules = cfg.rules.iter().map(|r| (r.name.clone(), r.spec)).collect();
         let redis = crate::farm::redacted(&c.redis[0]);
@@ -186,7 +187,7 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
         Link::new(c, rules, engine.settings.ipv6_prefix)
     });
     notify(&[sd_notify::NotifyState::Ready]);
-    let result = engine.run_in_farm(Box::new(follower), restore, &mut sink, farm.as_mut());
+    let result = engine.run_in_farm(source, restore, &mut sink, farm.as_mut());
     let held = sink.outputs.stop(DRAIN_AT_STOP);
     if !held.is_empty() {
         tracing::warn!(
@@ -195,6 +196,47 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
         );
     }
     Ok(result?)
+}
+
+/// The reader of every source: a follower each (on its own thread when
+/// there are several), resuming from its own saved positions. Positions
+/// saved before sources had names belong to the first source. They share
+/// the stop flag and the flags asking for a full checkpoint and a probe
+/// (`flags`); the daemon's wake-ups reach them all; the first one proves
+/// to the service manager that reading goes on.
+fn followers(
+    cfg: &Config,
+    stop: &Arc<AtomicBool>,
+    positions: Option<Vec<Position>>,
+    wake: Wake,
+    (want_full, probe): (Arc<AtomicBool>, Arc<AtomicBool>),
+) -> Box<dyn Source> {
+    let (every, beat) = watchdog();
+    let mut beat = Some(beat);
+    let several = cfg.sources.len() > 1;
+    let mut wakes = Vec::new();
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    for (i, s) in cfg.sources.iter().enumerate() {
+        let mine = positions.as_ref().map(|all| {
+            let ours = |p: &&Position| p.source == s.name || (p.source.is_empty() && i == 0);
+            all.iter().filter(ours).cloned().collect()
+        });
+        let (tx, rx) = if several { crossbeam_channel::bounded(1) } else { wake.clone() };
+        wakes.push(tx.clone());
+        let mut f = Follower::new(cfg.follow(i), Arc::clone(stop), mine)
+            .for_source(i)
+            .with_wake(tx, rx)
+            .with_full_checkpoints(Arc::clone(&want_full))
+            .with_probes(Arc::clone(&probe));
+        if let Some(beat) = beat.take() {
+            f = f.with_heartbeat(every, beat);
+        }
+        sources.push(Box::new(f));
+    }
+    match several {
+        false => sources.pop().expect("at least one source"),
+        true => Box::new(Several { sources, wake: wake.1, wakes, stop: Arc::clone(stop) }),
+    }
 }
 
 /// Tells systemd (Type=notify) about the service's state; a no-op outside systemd.

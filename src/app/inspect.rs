@@ -18,10 +18,11 @@ use std::process::ExitCode;
 pub(super) fn parse(config: Option<&std::path::Path>, a: &ParseArgs) -> Result<ExitCode> {
     let ov = Overrides { format: a.format.clone(), ..Overrides::default() };
     let cfg = load(config, &ov)?;
-    let parser = cfg.parser();
+    let source = cfg.source_index(a.source.as_deref()).map_err(anyhow::Error::msg)?;
+    let parser = cfg.parser(source);
     let rules = cfg.rule_set();
     let mut out = BufWriter::new(std::io::stdout().lock());
-    let limits = (cfg.source.max_line_bytes, cfg.source.ipv6_prefix);
+    let limits = (source, cfg.sources[source].ipv6_prefix);
     for f in &a.files {
         let input = Input::from_arg(f);
         let reader: Box<dyn std::io::Read> =
@@ -54,20 +55,21 @@ pub(super) fn parse(config: Option<&std::path::Path>, a: &ParseArgs) -> Result<E
 fn describe_line(
     parser: &Parser,
     rules: &RuleSet,
-    (max, prefix): (usize, u8),
+    (source, prefix): (usize, u8),
     line: &[u8],
     file: &str,
     n: u64,
     json: bool,
 ) -> String {
-    let parsed = if line.len() > max { Err(Skip::TooLong) } else { parser.parse(line) };
+    let parsed =
+        if line.len() > parser.max_line() { Err(Skip::TooLong) } else { parser.parse(line) };
     match parsed {
         Ok(r) => {
             let mut norm = Normalized::default();
             let mut matched: Vec<&str> = Vec::new();
             let mut keys: Vec<String> = Vec::new();
             let client = Key::of(r.client, prefix);
-            let allowed = rules.events(&r, line, &mut norm, |i| {
+            let allowed = rules.events(&r, source, line, &mut norm, |i| {
                 let rule = &rules.rules[i];
                 if rule.key_of(&r, client).is_some() {
                     matched.push(rule.name.as_str());
@@ -78,7 +80,7 @@ fn describe_line(
             let seen = Seen {
                 rules: &matched,
                 keys: &keys,
-                headers: parser.header_names(),
+                headers: &parser.headers(),
                 allowed,
                 normalized_path: if normalized { norm.path() } else { r.path() },
             };
@@ -104,8 +106,8 @@ struct Seen<'a> {
     rules: &'a [&'a str],
     /// The key each of them counts it under.
     keys: &'a [String],
-    /// The names of the other headers the format logs.
-    headers: &'a [String],
+    /// The other headers the format logs, with their slots.
+    headers: &'a [(&'a str, usize)],
     /// Whether an allow-list kept it from a rule.
     allowed: bool,
     /// The path as rules on `path` read it.
@@ -129,7 +131,7 @@ fn record_json(r: &Record<'_>, file: &str, n: u64, seen: &Seen<'_>) -> String {
         "vhost": opt(r.vhost),
         "user": opt(r.user),
         "host": opt(r.host),
-        "headers": seen.headers.iter().zip(r.headers).map(|(h, v)| (h.clone(), opt(v))).collect::<serde_json::Map<_, _>>(),
+        "headers": seen.headers.iter().map(|&(h, k)| (h.to_string(), opt(r.headers[k]))).collect::<serde_json::Map<_, _>>(),
         "normalized_path": opt(r.request.map(|_| seen.normalized_path)),
         "rules": seen.rules,
         "keys": seen.keys,

@@ -85,26 +85,38 @@ fn check_farm(s: &crate::farm::FarmSettings) -> bool {
 
 /// Says whether each file `run` would follow now can be read; false if one cannot.
 fn check_sources(cfg: &Config) -> bool {
-    let files = cfg.follow().current_files();
+    // Every source is checked and reported, also after a failing one.
+    let each: Vec<bool> = (0..cfg.sources.len()).map(|i| check_source(cfg, i)).collect();
+    each.into_iter().all(|ok| ok)
+}
+
+/// [`check_sources`] for source `i`.
+fn check_source(cfg: &Config, i: usize) -> bool {
+    let s = &cfg.sources[i];
+    let label = match s.name.as_str() {
+        "default" => "source".to_string(),
+        name => format!("source {name}"),
+    };
+    let files = cfg.follow(i).current_files();
     if files.is_empty() {
-        eprintln!("source.path {}: no file there yet; run waits for it", cfg.source.path);
+        eprintln!("{label}.path {}: no file there yet; run waits for it", s.path);
     }
     let mut ok = true;
     for f in files {
         let opened = std::fs::File::open(&f).and_then(|file| file.metadata());
         match opened {
-            Ok(md) if md.is_file() => eprintln!("source {}: readable", f.display()),
+            Ok(md) if md.is_file() => eprintln!("{label} {}: readable", f.display()),
             Ok(md) => {
                 ok = false;
                 let what = crate::source::not_a_log(md.file_type()).unwrap_or("is a pipe");
-                eprintln!("source {}: {what}", f.display());
+                eprintln!("{label} {}: {what}", f.display());
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                eprintln!("source {}: no such file yet; run waits for it", f.display());
+                eprintln!("{label} {}: no such file yet; run waits for it", f.display());
             }
             Err(e) => {
                 ok = false;
-                eprintln!("source {}: cannot be read by this user: {e}", f.display());
+                eprintln!("{label} {}: cannot be read by this user: {e}", f.display());
             }
         }
     }

@@ -26,6 +26,7 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
         }),
     };
     let cfg = load(config, &ov)?;
+    let source = cfg.source_index(a.source.as_deref()).map_err(anyhow::Error::msg)?;
     let mut engine = cfg.engine();
     engine.settings.peaks = a.report.is_some();
     let report = a.report.as_ref().map(|_| Report::new(&cfg.rules));
@@ -45,7 +46,7 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
         error: None,
         report,
     };
-    let summary = engine.run(Box::new(Files(inputs)), None, &mut sink)?;
+    let summary = engine.run(Box::new(Files { inputs, source }), None, &mut sink)?;
     sink.bar.finish_and_clear();
     if let (Some(path), Some(report)) = (&a.report, &sink.report) {
         std::fs::write(path, report.html(&a.files, &summary))

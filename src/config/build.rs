@@ -5,7 +5,7 @@
 
 use super::schema::{
     self, Names, RawAllow, RawCluster, RawConfig, RawDuration, RawHttp, RawInclude, RawOutput,
-    RawRedis, RawRule, RawSource, get,
+    RawRedis, RawRule, RawSource, RawSources, get,
 };
 use super::{Config, ConfigError, Cx, Host, SourceConfig};
 use crate::alert::MESSAGE_VARS;
@@ -27,7 +27,7 @@ use toml::Spanned;
 /// The configuration the schema describes (`file` and `effective` left
 /// for the caller).
 pub(super) fn config(cx: &Cx, raw: RawConfig, host: &dyn Host) -> Result<Config, ConfigError> {
-    let source = validate_source(cx, &raw.source, host)?;
+    let sources = validate_sources(cx, &raw.source, host)?;
     let rules = raw
         .rule
         .as_deref()
@@ -36,7 +36,7 @@ pub(super) fn config(cx: &Cx, raw: RawConfig, host: &dyn Host) -> Result<Config,
         .enumerate()
         .map(|(i, r)| {
             let farm = raw.cluster.is_some();
-            validate_rule(cx, r, &format!("rule[{}]", i + 1), (&source.format, farm))
+            validate_rule(cx, r, &format!("rule[{}]", i + 1), (&sources, farm))
         })
         .collect::<Result<Vec<_>, _>>()?;
     check_unique_names(cx, raw.rule.as_deref().unwrap_or_default())?;
@@ -63,7 +63,7 @@ pub(super) fn config(cx: &Cx, raw: RawConfig, host: &dyn Host) -> Result<Config,
     let http = raw.http.as_ref().map(|h| validate_http(cx, h)).transpose()?;
     Ok(Config {
         file: None,
-        source,
+        sources,
         rules,
         allow,
         outputs,
@@ -131,7 +131,7 @@ pub(super) fn include(
     for (i, r) in rules.iter_mut().enumerate() {
         let name = if n == 1 { stem.clone() } else { format!("{stem}-{}", i + 1) };
         schema::fill_rule(r, name);
-        let on = (&cfg.source.format, cfg.cluster.is_some());
+        let on = (&cfg.sources[..], cfg.cluster.is_some());
         let rule = validate_rule(cx, r, &format!("rule[{}]", i + 1), on)?;
         if cfg.rules.iter().any(|o| o.name == rule.name) {
             let msg = format!("{:?} is used by an earlier rule; names must be unique", rule.name);
@@ -190,11 +190,77 @@ fn validate_cluster(cx: &Cx, c: &RawCluster) -> Result<FarmSettings, ConfigError
     Ok(FarmSettings { redis: urls, node, prefix, timeout })
 }
 
-fn validate_source(cx: &Cx, s: &RawSource, host: &dyn Host) -> Result<SourceConfig, ConfigError> {
+/// The sources: names unique, paths apart, one IPv6 prefix (a rule counts
+/// a client across its sources under one key), and one slot per other
+/// header in all their formats.
+fn validate_sources(
+    cx: &Cx,
+    raw: &RawSources,
+    host: &dyn Host,
+) -> Result<Vec<SourceConfig>, ConfigError> {
+    let mut slots = Vec::new();
+    let mut out: Vec<SourceConfig> = Vec::new();
+    for (at, s) in raw.each() {
+        let src = validate_source(cx, s, &at, host, &mut slots)?;
+        let key = |k: &str| format!("{at}.{k}");
+        if let Some(o) = out.iter().find(|o| o.name == src.name) {
+            let msg = format!("{:?} names an earlier source too; names must be unique", o.name);
+            return Err(cx.err(get(&s.name), &key("name"), msg));
+        }
+        if let Some(o) = out.iter().find(|o| o.path == src.path) {
+            let msg = format!("is source {:?}'s path too; each source reads its own files", o.name);
+            return Err(cx.err(get(&s.path), &key("path"), msg));
+        }
+        if let Some(o) = out.first().filter(|o| o.ipv6_prefix != src.ipv6_prefix) {
+            let msg = format!(
+                "must be the same in every source (source {:?} has {}): a rule counts a client \
+                 across its sources under one key",
+                o.name, o.ipv6_prefix
+            );
+            return Err(cx.err(get(&s.ipv6_prefix), &key("ipv6_prefix"), msg));
+        }
+        out.push(src);
+    }
+    if out.len() > MAX_SOURCES {
+        let msg = format!("at most {MAX_SOURCES} sources");
+        return Err(cx.err_at(cx.table_line("[source]"), "source", msg));
+    }
+    Ok(out)
+}
+
+/// Sources a configuration may have (a rule's sources are a bit mask).
+pub const MAX_SOURCES: usize = 64;
+
+/// A source's name: `default` for a lone `[source]`, required in
+/// `[[source]]` blocks; letters, digits, `-`, `_` and `.`.
+fn source_name(cx: &Cx, s: &RawSource, at: &str) -> Result<String, ConfigError> {
+    let Some(n) = &s.name else {
+        let msg = "is required in [[source]] blocks: a name rules can list in `sources`";
+        return Err(cx.err(get(&s.path), &format!("{at}.name"), msg));
+    };
+    let ok = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    if n.get_ref().is_empty() || !n.get_ref().chars().all(ok) {
+        let msg = format!("{:?} is not a name: use letters, digits, -, _ and .", n.get_ref());
+        return Err(cx.err(n, &format!("{at}.name"), msg));
+    }
+    Ok(n.get_ref().clone())
+}
+
+/// One source (`at`: `source` or `source[i]`), other headers' slots shared
+/// through `slots`.
+fn validate_source(
+    cx: &Cx,
+    s: &RawSource,
+    at: &str,
+    host: &dyn Host,
+    slots: &mut Vec<String>,
+) -> Result<SourceConfig, ConfigError> {
+    let key = |k: &str| format!("{at}.{k}");
+    let name = source_name(cx, s, at)?;
     let tz = get(&s.timezone);
-    let name = tz.get_ref();
-    let zone = host.zone(name).ok_or_else(|| {
-        cx.err(tz, "source.timezone", format!("unknown time zone {name:?}: use \"local\", \"UTC\" or an IANA name such as \"Europe/Berlin\""))
+    let zone_name = tz.get_ref();
+    let zone = host.zone(zone_name).ok_or_else(|| {
+        cx.err(tz, &key("timezone"), format!("unknown time zone {zone_name:?}: use \"local\", \"UTC\" or an IANA name such as \"Europe/Berlin\""))
     })?;
     let client = get(&s.client);
     // A default `%h` takes `%a` where only that is logged; a written one is strict.
@@ -205,7 +271,7 @@ fn validate_source(cx: &Cx, s: &RawSource, host: &dyn Host) -> Result<SourceConf
         c => match c.strip_prefix("%{").and_then(|r| r.strip_suffix("}i")) {
             Some(h) if !h.is_empty() => (None, Some(h.to_string())),
             _ => {
-                return Err(cx.err(client, "source.client", format!("{c:?} is not allowed: use \"%h\", \"%a\" or a header such as \"%{{X-Forwarded-For}}i\"")));
+                return Err(cx.err(client, &key("client"), format!("{c:?} is not allowed: use \"%h\", \"%a\" or a header such as \"%{{X-Forwarded-For}}i\"")));
             }
         },
     };
@@ -217,23 +283,22 @@ fn validate_source(cx: &Cx, s: &RawSource, host: &dyn Host) -> Result<SourceConf
             Cidr::parse(p).ok_or_else(|| {
                 cx.err(
                     proxies,
-                    "source.trusted_proxies",
+                    &key("trusted_proxies"),
                     format!("{p:?} is not an address or block such as \"10.0.0.0/8\""),
                 )
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let fmt = get(&s.format);
-    let format = Format::from_spec(fmt.get_ref(), header.as_deref())
-        .map_err(|m| cx.err(fmt, "source.format", m))?;
+    let format = Format::from_spec_sharing(fmt.get_ref(), header.as_deref(), slots)
+        .map_err(|m| cx.err(fmt, &key("format"), m))?;
     if let Some(f) = peer
         && format.logs(f) == Some(false)
     {
-        let (name, other) = if f == Field::Addr { ("%a", "%h") } else { ("%h", "%a") };
-        let msg = format!(
-            "is {name:?}, but source.format logs no {name}: use {other:?} or a format with {name}"
-        );
-        return Err(cx.err(client, "source.client", msg));
+        let (d, other) = if f == Field::Addr { ("%a", "%h") } else { ("%h", "%a") };
+        let msg =
+            format!("is {d:?}, but {at}.format logs no {d}: use {other:?} or a format with {d}");
+        return Err(cx.err(client, &key("client"), msg));
     }
     let start = get(&s.start_at);
     let start_at = match start.get_ref().as_str() {
@@ -242,18 +307,18 @@ fn validate_source(cx: &Cx, s: &RawSource, host: &dyn Host) -> Result<SourceConf
         o => {
             return Err(cx.err(
                 start,
-                "source.start_at",
+                &key("start_at"),
                 format!("{o:?} is not allowed: use \"end\" or \"beginning\""),
             ));
         }
     };
     let poll = get(&s.poll_interval);
-    let poll_interval = duration(cx, poll, "source.poll_interval")?;
+    let poll_interval = duration(cx, poll, &key("poll_interval"))?;
     if poll_interval.is_zero() {
-        return Err(cx.err(poll, "source.poll_interval", "must be longer than 0 seconds"));
+        return Err(cx.err(poll, &key("poll_interval"), "must be longer than 0 seconds"));
     }
     let rw = get(&s.rotate_wait);
-    let rotate_wait = duration(cx, rw, "source.rotate_wait")?;
+    let rotate_wait = duration(cx, rw, &key("rotate_wait"))?;
     let v6 = get(&s.ipv6_prefix);
     let ipv6_prefix =
         u8::try_from(*v6.get_ref()).ok().filter(|p| (1..=128).contains(p)).ok_or_else(|| {
@@ -270,14 +335,15 @@ fn validate_source(cx: &Cx, s: &RawSource, host: &dyn Host) -> Result<SourceConf
         .ok_or_else(|| {
             cx.err(
                 max,
-                "source.max_line_bytes",
+                &key("max_line_bytes"),
                 format!("must be 256 to {}", crate::source::MAX_LINE_LIMIT),
             )
         })?;
     let path = get(&s.path);
     let spec = PathSpec::parse(path.get_ref())
-        .map_err(|m| cx.err(path, "source.path", format!("{:?} {m}", path.get_ref())))?;
+        .map_err(|m| cx.err(path, &key("path"), format!("{:?} {m}", path.get_ref())))?;
     Ok(SourceConfig {
+        name,
         path: path.get_ref().clone(),
         zone,
         format,
@@ -292,18 +358,21 @@ fn validate_source(cx: &Cx, s: &RawSource, host: &dyn Host) -> Result<SourceConf
     })
 }
 
-/// Rule `r` (at `at`) for lines of `format`, in a farm or not.
+/// Rule `r` (at `at`) for lines of the configured `sources`, in a farm or
+/// not.
 fn validate_rule(
     cx: &Cx,
     r: &RawRule,
     at: &str,
-    (format, farm): (&Format, bool),
+    (sources, farm): (&[SourceConfig], bool),
 ) -> Result<Rule, ConfigError> {
     let key = |k: &str| format!("{at}.{k}");
     let name = get(&r.name);
     if name.get_ref().is_empty() || name.get_ref().chars().any(|c| c.is_control()) {
         return Err(cx.err(name, &key("name"), "must be non-empty printable text"));
     }
+    let (mask, reads) = rule_sources(cx, r, &key("sources"), sources)?;
+    let format = &Reads(reads);
     let f = get(&r.field);
     let field = field_sel(f.get_ref(), format).map_err(|m| cx.err(f, &key("field"), m))?;
     if let Some(c) = &r.contains
@@ -335,6 +404,7 @@ fn validate_rule(
                 .ok_or_else(|| cx.err(m, &key("max_clients"), "must be 1 to 1000000000"))?
         },
         key: key_parts(cx, get(&r.key), &key("key"), format)?,
+        sources: mask,
         distinct: match &r.distinct {
             Some(d) if farm => {
                 let msg = "is not available with [cluster] yet: the farm's Redis script counts \
@@ -444,15 +514,68 @@ fn addr_set_entries(
         .collect()
 }
 
-/// The field named `name` (`path`, `header:X-Api-Key`, …) in lines of
-/// `format`; the error says what is wrong and which formats carry it.
-fn field_sel(name: &str, format: &Format) -> Result<FieldSel, String> {
+/// The sources a rule reads: all, or those its `sources` names (`at`), as
+/// a bit mask (`None`: all) and the sources themselves.
+fn rule_sources<'s>(
+    cx: &Cx,
+    r: &RawRule,
+    at: &str,
+    sources: &'s [SourceConfig],
+) -> Result<(Option<u64>, Vec<&'s SourceConfig>), ConfigError> {
+    let Some(names) = &r.sources else { return Ok((None, sources.iter().collect())) };
+    if names.get_ref().is_empty() {
+        return Err(cx.err(names, at, "lists no source; leave it out to read every source"));
+    }
+    let mut mask = 0u64;
+    for n in names.get_ref() {
+        let i = sources.iter().position(|s| s.name == *n).ok_or_else(|| {
+            let known: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+            cx.err(
+                names,
+                at,
+                format!("{n:?} is not a source; the sources are {}", known.join(", ")),
+            )
+        })?;
+        mask |= 1 << i;
+    }
+    let reads = sources.iter().enumerate().filter(|(i, _)| mask >> i & 1 == 1);
+    Ok((Some(mask), reads.map(|(_, s)| s).collect()))
+}
+
+/// The formats of the sources a rule reads, for checking its fields.
+struct Reads<'s>(Vec<&'s SourceConfig>);
+
+impl Reads<'_> {
+    /// `f` for each source's format and the name of its `format` key for
+    /// messages; the first error, or the answer (the same for all: other
+    /// headers have one slot in all formats).
+    fn each<T>(&self, f: impl Fn(&Format, &str) -> Result<T, String>) -> Result<T, String> {
+        let mut answer = Err("reads no source".to_string());
+        for s in &self.0 {
+            let label = match s.name.as_str() {
+                "default" => "source.format".to_string(),
+                n => format!("source {n:?}'s format"),
+            };
+            answer = Ok(f(&s.format, &label)?);
+        }
+        answer
+    }
+}
+
+/// The field named `name` (`path`, `header:X-Api-Key`, …) in lines of the
+/// formats; the error says what is wrong and which formats carry it.
+fn field_sel(name: &str, formats: &Reads<'_>) -> Result<FieldSel, String> {
+    formats.each(|format, label| field_in(name, format, label))
+}
+
+/// The field named `name` in lines of `format` (called `label`).
+fn field_in(name: &str, format: &Format, label: &str) -> Result<FieldSel, String> {
     let logged = |f: FieldSel, field: Field, what: &str, carriers: &str| match format.logs(field) {
-        Some(false) => Err(format!("{name:?}: source.format logs no {what}; {carriers} do")),
+        Some(false) => Err(format!("{name:?}: {label} logs no {what}; {carriers} do")),
         _ => Ok(f),
     };
     if let Some(header) = name.strip_prefix("header:") {
-        return header_sel(name, header, format);
+        return header_sel(name, header, format, label);
     }
     match FieldSel::from_name(name) {
         Some(f @ FieldSel::Vhost) => {
@@ -474,33 +597,38 @@ fn field_sel(name: &str, format: &Format) -> Result<FieldSel, String> {
 }
 
 /// The field of header `header` (from field `name`, `header:…`).
-fn header_sel(name: &str, header: &str, format: &Format) -> Result<FieldSel, String> {
+fn header_sel(name: &str, header: &str, format: &Format, label: &str) -> Result<FieldSel, String> {
     let known = [("User-Agent", "user_agent"), ("Referer", "referer"), ("Host", "host")];
     if let Some((_, f)) = known.iter().find(|(h, _)| h.eq_ignore_ascii_case(header)) {
-        return field_sel(f, format);
+        return field_in(f, format, label);
     }
     let Format::Access(lf, _) = format else {
-        return Err(format!("{name:?}: only access log formats log headers"));
+        return Err(format!("{name:?}: only access log formats log headers ({label} is not one)"));
     };
     if let Some(slot) = lf.header_slot(header) {
         return Ok(FieldSel::Header(slot));
     }
-    Err(match lf.headers().iter().any(|h| h.eq_ignore_ascii_case(header)) {
+    Err(match lf.headers().iter().any(|h| h.0.eq_ignore_ascii_case(header)) {
         true => format!(
-            "{name:?}: rules can read the first {} headers of a format besides User-Agent, \
-             Referer and Host ({}); move it before the others",
+            "{name:?}: rules can read {} headers besides User-Agent, Referer and Host, the \
+             first the formats log ({}); move it before the others",
             crate::parse::MAX_HEADERS,
-            lf.headers()[..crate::parse::MAX_HEADERS].join(", ")
+            lf.headers()
+                .iter()
+                .filter(|h| h.1.is_some())
+                .map(|h| h.0.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         false => format!(
-            "{name:?}: source.format logs no {header} header (the client header does not \
-             count); add \"%{{{header}}}i\" to the format"
+            "{name:?}: {label} logs no {header} header (the client header does not count); \
+             add \"%{{{header}}}i\" to the format"
         ),
     })
 }
 
 /// A field a key or a distinct count is made of: not `status` or `line`.
-fn text_field(name: &str, format: &Format) -> Result<FieldSel, String> {
+fn text_field(name: &str, format: &Reads<'_>) -> Result<FieldSel, String> {
     match field_sel(name, format)? {
         FieldSel::Status | FieldSel::Line => Err(format!(
             "{name:?} cannot be used here: use a text field such as path, user or vhost"
@@ -514,7 +642,7 @@ fn key_parts(
     cx: &Cx,
     k: &Spanned<Names>,
     at: &str,
-    format: &Format,
+    format: &Reads<'_>,
 ) -> Result<Vec<KeyPart>, ConfigError> {
     let names = k.get_ref().list();
     if names.is_empty() {

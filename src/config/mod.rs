@@ -56,6 +56,8 @@ pub enum ConfigError {
 /// The log source.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
+    /// Its name (`default` for a lone `[source]`), for rules' `sources`.
+    pub name: String,
     /// Path, strftime pattern (`%Y-%m-%d`) or glob of the log files.
     pub path: String,
     /// Zone for today's file name and for times written without offset.
@@ -85,8 +87,8 @@ pub struct SourceConfig {
 pub struct Config {
     /// Where it was read from (`None` for the built-in defaults).
     pub file: Option<PathBuf>,
-    /// The log source.
-    pub source: SourceConfig,
+    /// The log sources (at least one), in order.
+    pub sources: Vec<SourceConfig>,
     /// Detection rules, in file order.
     pub rules: Vec<Rule>,
     /// Clients no rule counts (`[allow]`).
@@ -202,24 +204,37 @@ impl Config {
         }
     }
 
-    /// The line parser the source's settings describe.
-    pub fn parser(&self) -> Parser {
-        let s = &self.source;
+    /// The line parser source `index`'s settings describe.
+    pub fn parser(&self, index: usize) -> Parser {
+        let s = &self.sources[index];
         let now = jiff::Timestamp::now().as_second();
         Parser::new(s.format.clone(), s.zone.clone(), now, s.client.clone())
+            .with_max_line(s.max_line_bytes)
+    }
+
+    /// The index of the source called `name` (`None`: the first); the
+    /// error lists the names.
+    pub fn source_index(&self, name: Option<&str>) -> Result<usize, String> {
+        let Some(name) = name else { return Ok(0) };
+        self.sources.iter().position(|s| s.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
+            format!("no source is called {name:?}; the sources are {}", names.join(", "))
+        })
     }
 
     /// The engine this configuration describes.
     pub fn engine(&self) -> Engine {
         let settings = EngineSettings {
-            ipv6_prefix: self.source.ipv6_prefix,
-            max_line_bytes: self.source.max_line_bytes,
+            // The same in every source (checked).
+            ipv6_prefix: self.sources[0].ipv6_prefix,
             threads: self.worker_threads(),
             cleanup_interval: u32::try_from(self.cleanup_interval.as_secs()).unwrap_or(u32::MAX),
             checkpoints: false,
             peaks: false,
         };
-        Engine::new(self.rule_set(), self.parser(), settings)
+        let sources =
+            (0..self.sources.len()).map(|i| (self.sources[i].name.clone(), self.parser(i)));
+        Engine::with_sources(self.rule_set(), sources.collect(), settings)
     }
 
     /// The rules with the global allow-list.
@@ -227,9 +242,9 @@ impl Config {
         RuleSet::new(self.rules.clone()).with_allow(self.allow.clone())
     }
 
-    /// What the follower of `logwarden run` needs.
-    pub fn follow(&self) -> FollowConfig {
-        let s = &self.source;
+    /// What the follower of source `index` needs.
+    pub fn follow(&self, index: usize) -> FollowConfig {
+        let s = &self.sources[index];
         FollowConfig {
             spec: s.spec.clone(),
             zone: s.zone.clone(),
@@ -327,7 +342,8 @@ mod tests {
     #[test]
     fn defaults_reproduce_the_old_script() {
         let c = parse("").unwrap();
-        assert_eq!(c.source.path, "/logs/apache/ssl_www_log-%Y-%m-%d");
+        assert_eq!(c.sources[0].path, "/logs/apache/ssl_www_log-%Y-%m-%d");
+        assert_eq!(c.sources[0].name, "default");
         assert_eq!(c.rules.len(), 1);
         let r = &c.rules[0];
         assert_eq!(r.name, "today_download");
@@ -365,7 +381,7 @@ mod tests {
         assert!(e.contains("output[1].tag"), "{e}");
         let e = err("[source]\nformatt = \"combined\"\n");
         assert!(
-            e.starts_with("/etc/lw.toml:2: source.formatt: \"formatt\" is not a known key here; use path, timezone,"),
+            e.starts_with("/etc/lw.toml:2: source.formatt: \"formatt\" is not a known key here; use name, path, timezone,"),
             "{e}"
         );
         let e = err("[[rule]]\nregex = \"(\"\n");
@@ -476,6 +492,64 @@ mod tests {
             "[cluster]\nredis = \"redis://127.0.0.1\"\n[[rule]]\nstatus = [404]\ndistinct = \"path\"\n",
         );
         assert!(e.contains("rule[1].distinct: is not available with [cluster]"), "{e}");
+    }
+
+    #[test]
+    fn several_sources_and_the_rules_that_read_them() {
+        let two = "[[source]]\nname = \"www\"\npath = \"/l/www.log\"\n\
+                   [[source]]\nname = \"api\"\npath = \"/l/api.log\"\nformat = \"vhost_combined\"\n";
+        let c = parse(&format!("{two}[[rule]]\nsources = [\"api\"]\nfield = \"vhost\"\ncontains = \"a\"\n[[rule]]\ncontains = \"b\"\n")).unwrap();
+        let names: Vec<&str> = c.sources.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["www", "api"]);
+        assert_eq!((c.rules[0].sources, c.rules[1].sources), (Some(0b10), None));
+        assert!(!c.rules[0].reads(0) && c.rules[0].reads(1) && c.rules[1].reads(0));
+        assert_eq!(c.source_index(Some("api")), Ok(1));
+        assert_eq!(c.source_index(None), Ok(0));
+        assert!(c.source_index(Some("x")).unwrap_err().contains("the sources are www, api"));
+        let e = err(&format!("{two}[[rule]]\nfield = \"vhost\"\ncontains = \"a\"\n"));
+        assert!(
+            e.contains("rule[1].field: \"vhost\": source \"www\"'s format logs no virtual host"),
+            "{e}"
+        );
+        let e = err(&format!("{two}[[rule]]\nsources = [\"web\"]\n"));
+        assert!(
+            e.contains("rule[1].sources: \"web\" is not a source; the sources are www, api"),
+            "{e}"
+        );
+        let e = err(&format!("{two}[[rule]]\nsources = []\n"));
+        assert!(e.contains("rule[1].sources: lists no source"), "{e}");
+        let e = err(
+            "[[source]]\nname = \"a\"\npath = \"/x\"\n[[source]]\nname = \"a\"\npath = \"/y\"\n",
+        );
+        assert!(
+            e.starts_with("/etc/lw.toml:5: source[2].name: \"a\" names an earlier source too"),
+            "{e}"
+        );
+        let e = err(
+            "[[source]]\nname = \"a\"\npath = \"/x\"\n[[source]]\nname = \"b\"\npath = \"/x\"\n",
+        );
+        assert!(e.contains("source[2].path: is source \"a\"'s path too"), "{e}");
+        let e = err("[[source]]\npath = \"/x\"\n");
+        assert!(e.contains("source[1].name: is required in [[source]] blocks"), "{e}");
+        let e = err("[[source]]\nname = \"a b\"\npath = \"/x\"\n");
+        assert!(e.contains("source[1].name: \"a b\" is not a name"), "{e}");
+        let e = err(
+            "[[source]]\nname = \"a\"\npath = \"/x\"\n[[source]]\nname = \"b\"\npath = \"/y\"\nipv6_prefix = 48\n",
+        );
+        assert!(e.contains("source[2].ipv6_prefix: must be the same in every source"), "{e}");
+        let e = err("[[source]]\nname = \"a\"\npath = \"/x\"\nformatt = 1\n");
+        assert!(e.contains("source[1].formatt: \"formatt\" is not a known key here"), "{e}");
+        // A header has one slot in every format that logs it.
+        let h = "[[source]]\nname = \"a\"\npath = \"/x\"\nformat = '%h %t \"%{X-A}i\" \"%{X-B}i\"'\n\
+                 [[source]]\nname = \"b\"\npath = \"/y\"\nformat = '%h %t \"%{X-B}i\"'\n";
+        let c = parse(&format!("{h}[[rule]]\nfield = \"header:X-B\"\ncontains = \"z\"\n")).unwrap();
+        assert_eq!(c.rules[0].field, crate::rules::FieldSel::Header(1));
+        let e = err(&format!("{h}[[rule]]\nfield = \"header:X-A\"\ncontains = \"z\"\n"));
+        assert!(e.contains("source \"b\"'s format logs no X-A header"), "{e}");
+        let only_a = parse(&format!(
+            "{h}[[rule]]\nsources = [\"a\"]\nfield = \"header:X-A\"\ncontains = \"z\"\n"
+        ));
+        assert!(only_a.is_ok());
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub(super) struct RawConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) include: S<Vec<String>>,
     #[serde(default)]
-    pub(super) source: RawSource,
+    pub(super) source: RawSources,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) rule: Option<Vec<RawRule>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,9 +63,68 @@ pub(super) struct RawConfig {
     pub(super) http: Option<RawHttp>,
 }
 
+/// `[source]` (one source, named `default` unless it says otherwise) or
+/// `[[source]]` blocks (each with a name).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(super) enum RawSources {
+    One(Box<RawSource>),
+    Many(Vec<RawSource>),
+}
+
+impl Default for RawSources {
+    fn default() -> RawSources {
+        RawSources::One(Box::default())
+    }
+}
+
+impl RawSources {
+    /// The sources with the names their settings are reported under
+    /// (`source` or `source[2]`).
+    pub(super) fn each(&self) -> Vec<(String, &RawSource)> {
+        match self {
+            RawSources::One(s) => vec![("source".to_string(), &**s)],
+            RawSources::Many(v) => {
+                v.iter().enumerate().map(|(i, s)| (format!("source[{}]", i + 1), s)).collect()
+            }
+        }
+    }
+
+    fn each_mut(&mut self) -> Vec<&mut RawSource> {
+        match self {
+            RawSources::One(s) => vec![&mut **s],
+            RawSources::Many(v) => v.iter_mut().collect(),
+        }
+    }
+}
+
+// By hand rather than `#[serde(untagged)]`, which would replace the errors
+// of a source's keys ("formatt is not a known key here") by "no variant".
+impl<'de> Deserialize<'de> for RawSources {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawSources, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RawSources;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a [source] table or [[source]] blocks")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<RawSources, A::Error> {
+                RawSource::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(|s| RawSources::One(Box::new(s)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, s: A) -> Result<RawSources, A::Error> {
+                Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(s))
+                    .map(RawSources::Many)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSource {
+    pub(super) name: S<String>,
     pub(super) path: S<String>,
     pub(super) timezone: S<String>,
     pub(super) format: S<String>,
@@ -98,6 +157,7 @@ pub(super) struct RawRule {
     pub(super) normalize: S<bool>,
     pub(super) ignore_case: S<bool>,
     pub(super) max_clients: S<i64>,
+    pub(super) sources: S<Vec<String>>,
 }
 
 /// One name or a list of names (`key = "user"`, `key = ["client", "vhost"]`).
@@ -219,7 +279,9 @@ pub(super) fn sp<T>(v: T) -> S<T> {
 /// Replaces parts of the file with the command line's options.
 pub(super) fn apply_overrides(raw: &mut RawConfig, ov: &Overrides) {
     if let Some(f) = &ov.format {
-        raw.source.format = sp(f.clone());
+        for s in raw.source.each_mut() {
+            s.format = sp(f.clone());
+        }
     }
     if let Some(t) = ov.threads {
         raw.engine.threads = sp(t as i64);
@@ -249,18 +311,10 @@ pub(super) fn fill_defaults(raw: &mut RawConfig, host_name: &str) {
         h.listen.get_or_insert_with(|| Spanned::new(0..0, "127.0.0.1:9745".into()));
         h.unhealthy_after.get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("1m".into())));
     }
-    let s = &mut raw.source;
-    s.path.get_or_insert_with(|| Spanned::new(0..0, "/logs/apache/ssl_www_log-%Y-%m-%d".into()));
-    s.timezone.get_or_insert_with(|| Spanned::new(0..0, "local".into()));
-    s.format.get_or_insert_with(|| Spanned::new(0..0, "combined".into()));
-    s.start_at.get_or_insert_with(|| Spanned::new(0..0, "end".into()));
-    s.poll_interval.get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("1s".into())));
-    s.rotate_wait.get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("5m".into())));
-    s.file_events.get_or_insert_with(|| Spanned::new(0..0, true));
-    s.client.get_or_insert_with(|| Spanned::new(0..0, "%h".into()));
-    s.trusted_proxies.get_or_insert_with(|| Spanned::new(0..0, Vec::new()));
-    s.ipv6_prefix.get_or_insert_with(|| Spanned::new(0..0, 64));
-    s.max_line_bytes.get_or_insert_with(|| Spanned::new(0..0, 65536));
+    let one = matches!(raw.source, RawSources::One(_));
+    for s in raw.source.each_mut() {
+        fill_source(s, one);
+    }
     let rules = raw.rule.get_or_insert_with(|| vec![RawRule::default()]);
     for (i, r) in rules.iter_mut().enumerate() {
         let name = if i == 0 { "today_download".to_string() } else { format!("rule{}", i + 1) };
@@ -287,6 +341,24 @@ pub(super) fn fill_defaults(raw: &mut RawConfig, host_name: &str) {
         .cleanup_interval
         .get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("5m".into())));
     raw.engine.threads.get_or_insert_with(|| Spanned::new(0..0, 0));
+}
+
+/// Fills the keys a source left out; a lone `[source]` is named `default`.
+fn fill_source(s: &mut RawSource, one: bool) {
+    if one {
+        s.name.get_or_insert_with(|| Spanned::new(0..0, "default".into()));
+    }
+    s.path.get_or_insert_with(|| Spanned::new(0..0, "/logs/apache/ssl_www_log-%Y-%m-%d".into()));
+    s.timezone.get_or_insert_with(|| Spanned::new(0..0, "local".into()));
+    s.format.get_or_insert_with(|| Spanned::new(0..0, "combined".into()));
+    s.start_at.get_or_insert_with(|| Spanned::new(0..0, "end".into()));
+    s.poll_interval.get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("1s".into())));
+    s.rotate_wait.get_or_insert_with(|| Spanned::new(0..0, RawDuration::Text("5m".into())));
+    s.file_events.get_or_insert_with(|| Spanned::new(0..0, true));
+    s.client.get_or_insert_with(|| Spanned::new(0..0, "%h".into()));
+    s.trusted_proxies.get_or_insert_with(|| Spanned::new(0..0, Vec::new()));
+    s.ipv6_prefix.get_or_insert_with(|| Spanned::new(0..0, 64));
+    s.max_line_bytes.get_or_insert_with(|| Spanned::new(0..0, 65536));
 }
 
 /// Fills the keys a rule left out; `name` when it has none.

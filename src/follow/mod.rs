@@ -25,8 +25,10 @@
 
 mod pattern;
 mod reader;
+mod several;
 
 pub use pattern::PathSpec;
+pub use several::Several;
 
 use crate::parse::time::Zone;
 use crate::source::{FileId, FileTag, Position, Source, SourceError, SourceEvent};
@@ -94,6 +96,10 @@ fn tomorrow(zone: &Zone) -> DateKey {
 pub struct Follower {
     cfg: FollowConfig,
     tracked: Vec<Tracked>,
+    /// The index of the configured source it follows.
+    source: usize,
+    /// The last file tag id given; ids of source `i` start at `i << 48`, so
+    /// they are unique across the sources' followers.
     next_id: u64,
     first_scan: bool,
     stop: Arc<AtomicBool>,
@@ -142,6 +148,7 @@ impl Follower {
         Follower {
             cfg,
             tracked: Vec::new(),
+            source: 0,
             next_id: 0,
             first_scan: true,
             stop,
@@ -174,6 +181,13 @@ impl Follower {
     ) -> Follower {
         self.heartbeat = Some(beat);
         self.heartbeat_every = every;
+        self
+    }
+
+    /// This follower reads source `index` of the configuration.
+    pub fn for_source(mut self, index: usize) -> Follower {
+        self.source = index;
+        self.next_id = (index as u64) << 48;
         self
     }
 
@@ -501,6 +515,7 @@ impl Follower {
             id: self.next_id,
             start_line,
             identity: Some(identity.unwrap_or(id)),
+            source: self.source,
         });
         self.opened.push(SourceEvent::Opened { file: Arc::clone(&tag), offset });
         self.tracked.push(Tracked {

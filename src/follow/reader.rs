@@ -51,6 +51,7 @@ impl Tracked {
                 id: *next_id,
                 start_line: 0,
                 identity: Some(self.id),
+                source: self.tag.source,
             });
             return Ok(Some(old));
         } else if was.is_none() && fp.is_some() {

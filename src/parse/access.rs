@@ -61,6 +61,14 @@ const N_FIELDS: usize = 16;
 pub const MAX_HEADERS: usize = 4;
 
 impl Field {
+    /// Whether it is another header's slot, or another header past them.
+    fn is_header_slot(self) -> bool {
+        matches!(
+            self,
+            Field::Header0 | Field::Header1 | Field::Header2 | Field::Header3 | Field::Other
+        )
+    }
+
     /// The field of the `k`-th other header (`k` < [`MAX_HEADERS`]).
     pub fn header(k: u8) -> Field {
         match k {
@@ -110,9 +118,9 @@ struct Token {
 #[derive(Debug, Clone)]
 pub struct LogFormat {
     tokens: Vec<Token>,
-    /// Names of the other headers, in order; the first [`MAX_HEADERS`] are
-    /// read ([`Field::header`]), the rest ignored.
-    headers: Vec<String>,
+    /// The other headers it logs, in order, each with its slot
+    /// ([`Field::header`]) or `None` past the [`MAX_HEADERS`] slots.
+    headers: Vec<(String, Option<u8>)>,
 }
 
 /// Values read from one line, indexed by [`Field`].
@@ -130,9 +138,20 @@ impl LogFormat {
     /// Compiles a format string as pasted from httpd.conf (`\"` is a quote).
     /// `client_header` names the header that carries the client, if any.
     pub fn compile(spec: &str, client_header: Option<&str>) -> Result<LogFormat, String> {
+        LogFormat::compile_sharing(spec, client_header, &mut Vec::new())
+    }
+
+    /// Like [`LogFormat::compile`], with the slots of other headers taken
+    /// from `slots`, shared by several formats (so a header has one slot in
+    /// all of them), and new headers added there.
+    pub fn compile_sharing(
+        spec: &str,
+        client_header: Option<&str>,
+        slots: &mut Vec<String>,
+    ) -> Result<LogFormat, String> {
         let b = spec.as_bytes();
         let mut tokens = Vec::new();
-        let mut headers: Vec<String> = Vec::new();
+        let mut headers: Vec<(String, Option<u8>)> = Vec::new();
         let mut lit = Vec::new();
         let mut i = 0;
         while i < b.len() {
@@ -150,7 +169,14 @@ impl LogFormat {
                     i += 2;
                 }
                 b'%' => {
-                    let (field, next) = directive(b, i + 1, client_header, &mut headers)?;
+                    let (field, next) = directive(b, i + 1, client_header, slots)?;
+                    if let Some(name) = header_name(b, i + 1).filter(|_| field.is_header_slot()) {
+                        let slot = slots.iter().position(|h| h.eq_ignore_ascii_case(&name));
+                        let slot = slot.filter(|k| *k < MAX_HEADERS).map(|k| k as u8);
+                        if !headers.iter().any(|h| h.0.eq_ignore_ascii_case(&name)) {
+                            headers.push((name, slot));
+                        }
+                    }
                     if lit.is_empty() && !tokens.is_empty() {
                         return Err(format!(
                             "directives must be separated by text; two meet at byte {i} of {spec:?}"
@@ -193,12 +219,11 @@ impl LogFormat {
 
     /// The slot of another header the format logs (`%{Name}i`, any case).
     pub fn header_slot(&self, name: &str) -> Option<u8> {
-        let k = self.headers.iter().position(|h| h.eq_ignore_ascii_case(name))?;
-        (k < MAX_HEADERS).then_some(k as u8)
+        self.headers.iter().find(|h| h.0.eq_ignore_ascii_case(name)).and_then(|h| h.1)
     }
 
-    /// The other headers the format logs, in order (slots first).
-    pub fn headers(&self) -> &[String] {
+    /// The other headers the format logs, in order, with their slots.
+    pub fn headers(&self) -> &[(String, Option<u8>)] {
         &self.headers
     }
 
@@ -238,8 +263,18 @@ impl LogFormat {
 }
 
 /// Parses the directive after a `%` at `b[i..]`; returns it and the index after it.
-/// Another header gets the next of the [`MAX_HEADERS`] slots in `headers`
-/// (beyond them it is read and ignored).
+/// The name of a `%{Name}i` directive after the `%` at `b[i..]`.
+fn header_name(b: &[u8], mut i: usize) -> Option<String> {
+    while matches!(b.get(i), Some(b'<' | b'>' | b'!' | b',' | b'0'..=b'9')) {
+        i += 1;
+    }
+    let rest = b.get(i..)?.strip_prefix(b"{")?;
+    let end = memchr::memchr(b'}', rest)?;
+    (rest.get(end + 1) == Some(&b'i')).then(|| String::from_utf8_lossy(&rest[..end]).into_owned())
+}
+
+/// Another header gets its slot in `headers`, shared by the formats, or
+/// the next free one (beyond [`MAX_HEADERS`] it is read and ignored).
 fn directive(
     b: &[u8],
     mut i: usize,

@@ -178,8 +178,20 @@ impl Format {
 
     /// Builds a format from its configuration name or a `LogFormat` string.
     pub fn from_spec(spec: &str, client_header: Option<&str>) -> Result<Format, String> {
-        let access =
-            |s: &str, k| Ok(Format::Access(Box::new(LogFormat::compile(s, client_header)?), k));
+        Format::from_spec_sharing(spec, client_header, &mut Vec::new())
+    }
+
+    /// Like [`Format::from_spec`], other headers' slots shared through
+    /// `slots` (see [`LogFormat::compile_sharing`]).
+    pub fn from_spec_sharing(
+        spec: &str,
+        client_header: Option<&str>,
+        slots: &mut Vec<String>,
+    ) -> Result<Format, String> {
+        let mut access = |s: &str, k| {
+            let f = LogFormat::compile_sharing(s, client_header, slots)?;
+            Ok(Format::Access(Box::new(f), k))
+        };
         match spec {
             "common" => access(access::COMMON, Kind::Common),
             "combined" => access(access::COMBINED, Kind::Combined),
@@ -219,6 +231,8 @@ pub struct Parser {
     today: Cell<(i64, Today)>,
     client: ClientSource,
     last_time: Cell<Option<([u8; 28], LineTime)>>,
+    /// Longer lines are skipped by the engine ([`Skip::TooLong`]).
+    max_line: usize,
 }
 
 impl Parser {
@@ -227,14 +241,30 @@ impl Parser {
     /// [`Parser::set_now`]).
     pub fn new(format: Format, zone: Zone, now: i64, client: ClientSource) -> Parser {
         let today = Cell::new((now, Today::at(now, &zone)));
-        Parser { format, zone, today, client, last_time: Cell::new(None) }
+        Parser { format, zone, today, client, last_time: Cell::new(None), max_line: usize::MAX }
     }
 
-    /// The names of the other headers lines carry ([`Record::headers`]).
-    pub fn header_names(&self) -> &[String] {
+    /// This parser, its lines at most `bytes` long.
+    pub fn with_max_line(mut self, bytes: usize) -> Parser {
+        self.max_line = bytes;
+        self
+    }
+
+    /// The longest line it reads.
+    pub fn max_line(&self) -> usize {
+        self.max_line
+    }
+
+    /// The other headers lines carry, with their slots in
+    /// [`Record::headers`].
+    pub fn headers(&self) -> Vec<(&str, usize)> {
         match &self.format {
-            Format::Access(f, _) => &f.headers()[..f.headers().len().min(MAX_HEADERS)],
-            _ => &[],
+            Format::Access(f, _) => f
+                .headers()
+                .iter()
+                .filter_map(|(name, slot)| Some((name.as_str(), usize::from((*slot)?))))
+                .collect(),
+            _ => Vec::new(),
         }
     }
 

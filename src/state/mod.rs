@@ -446,7 +446,7 @@ mod tests {
 
     fn position(offset: u64) -> Position {
         let id = FileId { dev: 1, ino: 2, fingerprint: Some(3) };
-        Position { path: "/x".into(), id, offset, lines: 4 }
+        Position { source: "default".into(), path: "/x".into(), id, offset, lines: 4 }
     }
 
     fn alert(id: &str) -> Arc<Alert> {

@@ -155,7 +155,13 @@ pub fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, Stri
 
 /// `logwarden -c CFG replay --json LOG`, which must succeed: its alerts.
 pub fn replay_alerts(cfg: &str, log: &str) -> Vec<serde_json::Value> {
-    let out = run(&["-c", cfg, "replay", "--json", log], b"");
+    replay_alerts_with(cfg, log, &[])
+}
+
+/// [`replay_alerts`] with further options.
+pub fn replay_alerts_with(cfg: &str, log: &str, options: &[&str]) -> Vec<serde_json::Value> {
+    let args = [&["-c", cfg, "replay", "--json", log][..], options].concat();
+    let out = run(&args, b"");
     assert!(out.status.success(), "{out:?}");
     json_lines(&String::from_utf8_lossy(&out.stdout))
 }
