@@ -26,6 +26,20 @@ status = [404]
 threshold = 4
 window = 90
 
+[[rule]]
+name = "scan"
+status = [404]
+distinct = "path"
+threshold = 3
+window = 90
+
+[[rule]]
+name = "user"
+contains = "today_download"
+key = "user"
+threshold = 6
+window = "2m"
+
 [state]
 cleanup_interval = "1m"
 "#;
@@ -51,11 +65,16 @@ fn generate(seed: u64, start: u64, lines: usize) -> String {
         } else {
             format!("10.0.{}.{}", r % 3, (r >> 8) % 60)
         };
-        let path = if (r >> 16) % 4 == 0 { "/today_download?f=1" } else { "/index.html" };
+        let path = match (r >> 16) % 8 {
+            0 | 1 => "/today_download?f=1".to_string(),
+            2 => format!("/p{}", (r >> 28) % 9),
+            _ => "/index.html".to_string(),
+        };
+        let user = if (r >> 32) % 3 == 0 { format!("u{}", (r >> 36) % 5) } else { "-".into() };
         let status = if (r >> 20) % 5 == 0 { 404 } else { 200 };
         writeln!(
             out,
-            r#"{client} - - [{}] "GET {path} HTTP/1.1" {status} 512 "-" "agent {} \"q\"""#,
+            r#"{client} - {user} [{}] "GET {path} HTTP/1.1" {status} 512 "-" "agent {} \"q\"""#,
             dt.strftime("%d/%b/%Y:%H:%M:%S %z"),
             "x".repeat((r >> 24) as usize % 200)
         )
@@ -64,7 +83,8 @@ fn generate(seed: u64, start: u64, lines: usize) -> String {
     out
 }
 
-/// Alerts as `rule key file line count`, from a plain loop over the lines.
+/// Alerts as `rule key file line count`, from a plain loop over the lines
+/// (rules keyed by the user and counting distinct paths too).
 fn sequential(cfg: &Config, files: &[(String, String)]) -> Vec<String> {
     let engine = cfg.engine();
     let mut windows: Vec<Windows> = cfg.rules.iter().map(|r| Windows::new(r.spec)).collect();
@@ -75,10 +95,14 @@ fn sequential(cfg: &Config, files: &[(String, String)]) -> Vec<String> {
             let prefix = cfg.sources[0].ipv6_prefix;
             let key = Key::of(rec.client, prefix);
             for (i, rule) in cfg.rules.iter().enumerate() {
+                let (Some(k), Some(v)) = (rule.key_of(&rec, key), rule.value_of(&rec)) else {
+                    continue;
+                };
                 if rule.matches(&rec, line.as_bytes(), None)
-                    && let Outcome::Alert(c) = windows[i].record(key, rec.time.epoch as u32)
+                    && let Outcome::Alert(c) = windows[i].record_value(k, rec.time.epoch as u32, v)
                 {
-                    out.push(format!("{} {} {name} {} {c}", rule.name, key.render(prefix), n + 1));
+                    let key = rule.key_text(&rec, key, prefix);
+                    out.push(format!("{} {key} {name} {} {c}", rule.name, n + 1));
                 }
             }
         }
@@ -101,6 +125,10 @@ fn every_thread_count_decides_like_a_sequential_loop() {
     let cfg = Config::parse(CONFIG, None, &Overrides::default()).unwrap();
     let want = sequential(&cfg, &files);
     assert!(want.len() > 100, "the generated log should raise many alerts, got {}", want.len());
+    for rule in ["scan", "user"] {
+        let n = want.iter().filter(|a| a.starts_with(&format!("{rule} "))).count();
+        assert!(n > 10, "rule {rule} should raise alerts too, got {n}");
+    }
     let names: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
     for threads in ["1", "2", "3", "8"] {
         let mut args = vec!["-c", &cfg_path, "replay", "--json", "--threads", threads];
