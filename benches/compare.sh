@@ -6,6 +6,7 @@
 #   benches/compare.sh            # 1M-line file + stress file (about 3 minutes)
 #   OUT=/tmp/lwbench RUNS=5 benches/compare.sh
 #   SKIP_STRESS=1 benches/compare.sh
+#   BEFORE=/path/to/older/logwarden benches/compare.sh   # also: the old rule alone, that build vs this one
 #
 # Needs: cargo, python3, hyperfine, ripgrep, GNU time (apt-get install
 # hyperfine ripgrep time); fail2ban is optional.
@@ -49,6 +50,11 @@ time_it lw_literal_1core "taskset -c 0 $LW replay --no-progress --threads 1 $F"
 time_it lw_status_1core "taskset -c 0 $LW -c $OUT/status.toml replay --no-progress --threads 1 $F"
 time_it lw_status_1thread "$LW -c $OUT/status.toml replay --no-progress --threads 1 $F"
 time_it lw_status_2threads "$LW -c $OUT/status.toml replay --no-progress --threads 2 $F"
+if [ -n "${BEFORE:-}" ]; then  # the old rule alone (the default configuration), both builds
+  time_it before_literal "$BEFORE replay --no-progress $F"
+  [ -n "${SKIP_STRESS:-}" ] || time_it before_stress "$BEFORE replay --no-progress $OUT/stress.log"
+  [ -n "${SKIP_STRESS:-}" ] || time_it lw_stress "$LW replay --no-progress $OUT/stress.log"
+fi
 RUNS=1 time_it seed_baseline "python3 $SHARED/bench/seed_baseline.py $F"
 if command -v fail2ban-regex >/dev/null; then
   RUNS=1 time_it fail2ban "fail2ban-regex --print-no-missed $F $SHARED/bench/fail2ban/today-download.conf"
@@ -73,13 +79,15 @@ import json, os, sys
 out, f = sys.argv[1], sys.argv[2]
 size = os.path.getsize(f) / 1e6
 med = {}
-for name in ["rg", "lw_literal", "lw_literal_1core", "lw_status_1core", "lw_status_1thread", "lw_status_2threads", "seed_baseline", "fail2ban"]:
+for name in ["rg", "lw_literal", "lw_literal_1core", "lw_status_1core", "lw_status_1thread", "lw_status_2threads", "seed_baseline", "fail2ban", "before_literal", "before_stress", "lw_stress"]:
     p = os.path.join(out, name + ".json")
     if os.path.exists(p):
         med[name] = json.load(open(p))["results"][0]["median"]
 print("| run | median s | MB/s | x rg -c |")
 print("|---|---:|---:|---:|")
 for k, v in med.items():
+    if k.startswith("before") or k.endswith("stress"):
+        continue
     print("| %s | %.3f | %.0f | %.2f |" % (k, v, size / v, v / med["rg"]))
 print()
 print("replay / rg -c (target <= 2.5): %.2f" % (med["lw_literal"] / med["rg"]))
@@ -90,6 +98,10 @@ if "seed_baseline" in med:
     print("old script's algorithm / replay: %.0fx slower" % (med["seed_baseline"] / med["lw_literal"]))
 if "fail2ban" in med:
     print("fail2ban-regex / replay: %.0fx slower" % (med["fail2ban"] / med["lw_literal"]))
+if "before_literal" in med:
+    print("old rule alone, this build / BEFORE build: %.3f (1M-line file)" % (med["lw_literal"] / med["before_literal"]))
+if "before_stress" in med:
+    print("old rule alone, this build / BEFORE build: %.3f (stress file: every line an event, 1M clients)" % (med["lw_stress"] / med["before_stress"]))
 rss = os.path.join(out, "stress.rss")
 if os.path.exists(rss):
     print("stress file peak RSS: %.0f MB (target < 150); %s" % (int(open(rss).read().split()[-1]) / 1024, open(os.path.join(out, "stress.summary")).read().strip()))

@@ -216,14 +216,17 @@ impl Summary {
 struct Event {
     rule: u16,
     key: Key,
-    /// The counted field's value, for a rule counting distinct values.
-    value: u128,
     time: u32,
     /// Byte offset of the line start in its chunk.
     pos: u32,
-    /// Lines before it in its chunk.
-    line: u32,
+    /// For a rule counting distinct values, the index of the line's value
+    /// in its batch's `values` (else [`NO_VALUE`]): kept apart, so an event
+    /// stays 32 bytes.
+    value: u32,
 }
+
+/// [`Event::value`] of a rule that counts events.
+const NO_VALUE: u32 = u32::MAX;
 
 /// A shard's alert decision, to be rendered by the alert thread.
 #[derive(Debug, Clone, Copy)]
@@ -231,7 +234,6 @@ struct Decision {
     rule: u16,
     count: u32,
     pos: u32,
-    line: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -268,6 +270,15 @@ struct Batch {
     /// The chunk, where a rule counts per more than the client: the shard
     /// reads the names of new keys from its lines.
     chunk: Option<Arc<SourceEvent>>,
+    /// The chunk's values of fields counted distinct ([`Event::value`]).
+    values: Arc<Vec<u128>>,
+}
+
+impl Batch {
+    /// The counted field's value of an event (0 for a rule counting events).
+    fn value(&self, ev: &Event) -> u128 {
+        self.values.get(ev.value as usize).copied().unwrap_or(0)
+    }
 }
 
 impl Default for ScanStats {
@@ -710,7 +721,7 @@ impl<'e> Collector<'e> {
         for a in &d.alerts {
             let (k, j) = from[a.hit];
             let e = run[k].events[j];
-            let d = Decision { rule: e.rule, count: a.count, pos: e.pos, line: e.line };
+            let d = Decision { rule: e.rule, count: a.count, pos: e.pos };
             run[k].decisions.push(d);
         }
     }
@@ -786,13 +797,18 @@ impl<'e> Collector<'e> {
         let parser = engine.parser(chunk.file.source);
         parser.set_now(chunk.read_at);
         let bytes = chunk.bytes();
+        // Decisions come in line order: their line numbers are counted on.
+        let (mut counted_to, mut lines_before) = (0usize, 0u64);
         for d in decisions {
-            let line = line_at(bytes, d.pos as usize);
+            let pos = (d.pos as usize).min(bytes.len());
+            lines_before += bytecount::count(&bytes[counted_to.min(pos)..pos], b'\n') as u64;
+            counted_to = counted_to.max(pos);
+            let line = line_at(bytes, pos);
             let Ok(record) = parser.parse(line) else { continue };
             let rule = &engine.rules.rules[usize::from(d.rule)];
             let origin = Origin {
                 file: &chunk.file.name,
-                line: line_base + u64::from(chunk.skipped_long) + u64::from(d.line) + 1,
+                line: line_base + u64::from(chunk.skipped_long) + lines_before + 1,
                 record: &record,
             };
             self.sum.alerts += 1;
@@ -958,14 +974,14 @@ impl<'e> Shard<'e> {
             let t = &mut tally[usize::from(ev.rule)];
             t.events += 1;
             let outcome =
-                self.windows[usize::from(ev.rule)].record_value(ev.key, ev.time, ev.value);
+                self.windows[usize::from(ev.rule)].record_value(ev.key, ev.time, b.value(ev));
             self.learn_name(ev, b.chunk.as_deref());
             match outcome {
                 Outcome::Late => t.late += 1,
                 Outcome::Counted(_) => {}
                 Outcome::Alert(count) => {
-                    let (rule, pos, line) = (ev.rule, ev.pos, ev.line);
-                    decisions.push(Decision { rule, count, pos, line });
+                    let (rule, pos) = (ev.rule, ev.pos);
+                    decisions.push(Decision { rule, count, pos });
                 }
             }
         }
@@ -1024,11 +1040,13 @@ fn encode(w: &mut Windows, kind: Save) -> Entries {
 }
 
 /// A worker's reusable buffers: a line decoded from `%XX` while looking for
-/// candidates, and a normalized request.
+/// candidates, a normalized request, the chunk's distinct values.
 #[derive(Default)]
 struct Scratch {
     decoded: Vec<u8>,
     norm: Normalized,
+    /// Values of fields counted distinct, for the chunk's batches.
+    values: Vec<u128>,
 }
 
 /// A worker's view of the engine: its own parser (which caches), shared rules.
@@ -1077,10 +1095,13 @@ impl Scanner<'_> {
             };
             let probe = matches!(*event, SourceEvent::Probe);
             let named = self.rules.rules.iter().any(|r| !r.by_client());
+            let values = Arc::new(std::mem::take(&mut scratch.values));
             for (tx, events) in shards.iter().zip(by_shard.iter_mut()) {
                 let events = std::mem::take(events);
                 let chunk = (named && !events.is_empty()).then(|| event.clone());
-                if tx.send(Batch { seq, max_time, events, save, probe, chunk }).is_err() {
+                let values = Arc::clone(&values);
+                let batch = Batch { seq, max_time, events, save, probe, chunk, values };
+                if tx.send(batch).is_err() {
                     return;
                 }
             }
@@ -1103,45 +1124,50 @@ impl Scanner<'_> {
         let bytes = chunk.bytes();
         let mut st = ScanStats::default();
         let needs = self.rules.needs();
-        let lines =
-            self.rules.for_each_candidate(bytes, &mut scratch.decoded, |index, start, end| {
-                let mut line = &bytes[start..end];
-                if let [rest @ .., b'\r'] = line {
-                    line = rest;
-                }
-                if line.len() > max_line {
-                    st.skipped[Skip::TooLong.index()] += 1;
+        let lines = self.rules.for_each_candidate(bytes, &mut scratch.decoded, |_, start, end| {
+            let mut line = &bytes[start..end];
+            if let [rest @ .., b'\r'] = line {
+                line = rest;
+            }
+            if line.len() > max_line {
+                st.skipped[Skip::TooLong.index()] += 1;
+                return;
+            }
+            // Borrowed, not moved out: a record is some 200 bytes.
+            let parsed = parser.parse_needed(line, needs);
+            let rec = match &parsed {
+                Ok(r) => r,
+                Err(e) => {
+                    st.skipped[e.index()] += 1;
                     return;
                 }
-                let rec = match parser.parse_needed(line, needs) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        st.skipped[e.index()] += 1;
-                        return;
+            };
+            let Ok(time) = u32::try_from(rec.time.epoch) else {
+                st.skipped[Skip::BadTime.index()] += 1;
+                return;
+            };
+            st.parsed += 1;
+            let client = Key::of(rec.client, self.ipv6_prefix);
+            let rules = &self.rules.rules;
+            let values = &mut scratch.values;
+            let allowed = self.rules.events(rec, source, line, &mut scratch.norm, |i| {
+                let Some(key) = rules[i].key_of(rec, client) else { return };
+                let value = match rules[i].distinct {
+                    None => NO_VALUE,
+                    Some(_) => {
+                        let Some(v) = rules[i].value_of(rec) else { return };
+                        values.push(v);
+                        (values.len() - 1) as u32
                     }
                 };
-                let Ok(time) = u32::try_from(rec.time.epoch) else {
-                    st.skipped[Skip::BadTime.index()] += 1;
-                    return;
-                };
-                st.parsed += 1;
-                let client = Key::of(rec.client, self.ipv6_prefix);
-                let rules = &self.rules.rules;
-                let allowed = self.rules.events(&rec, source, line, &mut scratch.norm, |i| {
-                    let (Some(key), Some(value)) =
-                        (rules[i].key_of(&rec, client), rules[i].value_of(&rec))
-                    else {
-                        return;
-                    };
-                    st.events += 1;
-                    st.newest = st.newest.max(time);
-                    st.oldest = st.oldest.min(time);
-                    let (pos, line) = (start as u32, index as u32);
-                    let ev = Event { rule: i as u16, key, value, time, pos, line };
-                    by_shard[self.sharding.of(key)].push(ev);
-                });
-                st.allowed += u64::from(allowed);
+                st.events += 1;
+                st.newest = st.newest.max(time);
+                st.oldest = st.oldest.min(time);
+                let ev = Event { rule: i as u16, key, time, pos: start as u32, value };
+                by_shard[self.sharding.of(key)].push(ev);
             });
+            st.allowed += u64::from(allowed);
+        });
         // Lines longer than a whole chunk were dropped by the source.
         st.lines = lines + u64::from(chunk.skipped_long);
         st.skipped[Skip::TooLong.index()] += u64::from(chunk.skipped_long);
