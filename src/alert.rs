@@ -106,7 +106,15 @@ impl Alert {
             node: None,
             scope: None,
         };
-        let message = rule.message.render(|var| a.value(MESSAGE_VARS[var], rule, at.record));
+        let message = rule.message.render(|var| match MESSAGE_VARS.get(var) {
+            Some(name) => a.value(name, rule, at.record),
+            // `{header:Name}`: the placeholders after MESSAGE_VARS are the
+            // other headers, by slot (see `config`).
+            None => {
+                let slot = at.record.headers.get(var - MESSAGE_VARS.len()).copied().flatten();
+                Value::Bytes(slot.unwrap_or(b"-"))
+            }
+        });
         a.message = message;
         a
     }

@@ -67,7 +67,9 @@ impl Template {
                 '{' => {
                     let mut after = chars.clone();
                     let mut name = String::new();
-                    while let Some(n) = after.next_if(|n| n.is_ascii_alphanumeric() || *n == '_') {
+                    // `-` and `:` for `{header:X-Api-Key}`.
+                    let in_name = |n: &char| n.is_ascii_alphanumeric() || "_-:".contains(*n);
+                    while let Some(n) = after.next_if(in_name) {
                         name.push(n);
                     }
                     if name.is_empty() || after.next() != Some('}') {

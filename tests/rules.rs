@@ -220,7 +220,7 @@ field = "header:X-Tenant"
 contains = "acme"
 key = ["client", "header:X-Tenant"]
 threshold = 2
-message = "{key}"
+message = "{key} for tenant {header:X-Tenant}"
 "#;
 
 const KEYED_FORMAT: &str =
@@ -266,7 +266,12 @@ fn keys_distinct_and_headers_in_replay_and_run() {
             "SUSPICIOUS ACTIVITY: IP 10.0.0.5 accessed status [404] 3 times in 1 minute"
                 .to_string(),
         ),
-        ("tenant".to_string(), "10.0.0.7 acme".to_string(), 2, "10.0.0.7 acme".to_string()),
+        (
+            "tenant".to_string(),
+            "10.0.0.7 acme".to_string(),
+            2,
+            "10.0.0.7 acme for tenant acme".to_string(),
+        ),
     ];
     assert_eq!(summary(&replay_alerts(&cfg, &whole)), expected);
 

@@ -382,7 +382,10 @@ fn validate_rule(
     }
     let (status, methods) = rule_filters(cx, r, at)?;
     let m = get(&r.message);
-    let message = Template::parse(m.get_ref(), &MESSAGE_VARS, Mode::Text)
+    let headers = header_placeholders(sources);
+    let vars: Vec<&str> =
+        MESSAGE_VARS.iter().copied().chain(headers.iter().map(String::as_str)).collect();
+    let message = Template::parse(m.get_ref(), &vars, Mode::Text)
         .map_err(|e| cx.err(m, &key("message"), e))?;
     let def = RuleDef {
         name: name.get_ref().clone(),
@@ -512,6 +515,22 @@ fn addr_set_entries(
         .iter()
         .map(|e| Cidr::parse(e.trim()).ok_or_else(|| cx.err(v, key, not_a_block(e))))
         .collect()
+}
+
+/// `{header:Name}` for each other header the sources' formats log, in
+/// slot order: message placeholders after [`MESSAGE_VARS`].
+fn header_placeholders(sources: &[SourceConfig]) -> Vec<String> {
+    let mut slots: Vec<Option<&str>> = vec![None; crate::parse::MAX_HEADERS];
+    for s in sources {
+        if let Format::Access(lf, _) = &s.format {
+            for (name, slot) in lf.headers() {
+                if let Some(k) = slot {
+                    slots[usize::from(*k)] = Some(name.as_str());
+                }
+            }
+        }
+    }
+    slots.into_iter().map_while(|n| Some(format!("header:{}", n?))).collect()
 }
 
 /// The sources a rule reads: all, or those its `sources` names (`at`), as

@@ -544,6 +544,10 @@ mod tests {
                  [[source]]\nname = \"b\"\npath = \"/y\"\nformat = '%h %t \"%{X-B}i\"'\n";
         let c = parse(&format!("{h}[[rule]]\nfield = \"header:X-B\"\ncontains = \"z\"\n")).unwrap();
         assert_eq!(c.rules[0].field, crate::rules::FieldSel::Header(1));
+        let m = "message = \"{header:X-A} {header:X-B} {key}\"\n";
+        assert!(parse(&format!("{h}[[rule]]\ncontains = \"z\"\n{m}")).is_ok());
+        let e = err(&format!("{h}[[rule]]\ncontains = \"z\"\nmessage = \"{{header:X-C}}\"\n"));
+        assert!(e.contains("unknown placeholder {header:X-C}"), "{e}");
         let e = err(&format!("{h}[[rule]]\nfield = \"header:X-A\"\ncontains = \"z\"\n"));
         assert!(e.contains("source \"b\"'s format logs no X-A header"), "{e}");
         let only_a = parse(&format!(
