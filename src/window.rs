@@ -645,38 +645,14 @@ mod tests {
         assert!(KeyState::from_parts(109, 0, &[(100, 0)], &SPEC).is_none());
     }
 
-    /// The naive model: every event time kept, window recomputed from scratch.
-    fn model(spec: WindowSpec, times: &[u32]) -> Vec<Outcome> {
-        let mut kept: Vec<u32> = Vec::new();
-        let mut newest: Option<u32> = None;
-        let mut alerted: Option<u32> = None;
-        let mut out = Vec::new();
-        for &t in times {
-            let tt = newest.map_or(t, |n| n.max(t));
-            if newest.is_some_and(|n| i64::from(t) < i64::from(n) - i64::from(spec.window)) {
-                out.push(Outcome::Late);
-                continue;
-            }
-            newest = Some(tt);
-            kept.push(t);
-            let lo = i64::from(tt) - i64::from(spec.window);
-            let count = kept.iter().filter(|&&x| i64::from(x) >= lo).count() as u32;
-            let cooling =
-                alerted.is_some_and(|a| i64::from(tt) < i64::from(a) + i64::from(spec.cooldown));
-            if count >= spec.threshold && !cooling {
-                alerted = Some(tt);
-                out.push(Outcome::Alert(count));
-            } else {
-                out.push(Outcome::Counted(count));
-            }
-        }
-        out
-    }
-
-    /// The naive model of a distinct count: every `(time, value)` kept, the
-    /// distinct values in the window recounted from scratch, reported up to
-    /// the threshold.
-    fn model_distinct(spec: WindowSpec, events: &[(u32, u128)]) -> Vec<Outcome> {
+    /// The naive model: every `(time, value)` kept, the window recounted
+    /// from scratch by `count` (given the kept events and the window's
+    /// oldest second).
+    fn naive(
+        spec: WindowSpec,
+        events: &[(u32, u128)],
+        count: impl Fn(&[(u32, u128)], i64) -> u32,
+    ) -> Vec<Outcome> {
         let mut kept: Vec<(u32, u128)> = Vec::new();
         let mut newest: Option<u32> = None;
         let mut alerted: Option<u32> = None;
@@ -689,12 +665,7 @@ mod tests {
             let tt = newest.map_or(t, |n| n.max(t));
             newest = Some(tt);
             kept.push((t, v));
-            let lo = i64::from(tt) - i64::from(spec.window);
-            let mut seen: Vec<u128> =
-                kept.iter().filter(|e| i64::from(e.0) >= lo).map(|e| e.1).collect();
-            seen.sort_unstable();
-            seen.dedup();
-            let count = (seen.len() as u32).min(spec.threshold);
+            let count = count(&kept, i64::from(tt) - i64::from(spec.window));
             let cooling =
                 alerted.is_some_and(|a| i64::from(tt) < i64::from(a) + i64::from(spec.cooldown));
             if count >= spec.threshold && !cooling {
@@ -705,6 +676,24 @@ mod tests {
             }
         }
         out
+    }
+
+    /// The naive model of counting events.
+    fn model(spec: WindowSpec, times: &[u32]) -> Vec<Outcome> {
+        let events: Vec<(u32, u128)> = times.iter().map(|&t| (t, 0)).collect();
+        naive(spec, &events, |kept, lo| kept.iter().filter(|e| i64::from(e.0) >= lo).count() as u32)
+    }
+
+    /// The naive model of a distinct count: the distinct values in the
+    /// window, reported up to the threshold.
+    fn model_distinct(spec: WindowSpec, events: &[(u32, u128)]) -> Vec<Outcome> {
+        naive(spec, events, |kept, lo| {
+            let mut seen: Vec<u128> =
+                kept.iter().filter(|e| i64::from(e.0) >= lo).map(|e| e.1).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            (seen.len() as u32).min(spec.threshold)
+        })
     }
 
     #[test]

@@ -339,6 +339,12 @@ mod tests {
         parse(text).unwrap_err().to_string()
     }
 
+    /// `text` is an error whose message holds `want`.
+    fn expect_err(text: &str, want: &str) {
+        let e = err(text);
+        assert!(e.contains(want), "{e}");
+    }
+
     #[test]
     fn defaults_reproduce_the_old_script() {
         let c = parse("").unwrap();
@@ -473,25 +479,29 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("add \"%{Cookie}i\" to the format"), "{e}");
-        let e = err("[source]\nformat = \"apache_error\"\n[[rule]]\nfield = \"header:X\"\n");
-        assert!(e.contains("only access log formats log headers"), "{e}");
+        expect_err(
+            "[source]\nformat = \"apache_error\"\n[[rule]]\nfield = \"header:X\"\n",
+            "only access log formats log headers",
+        );
         let user = parse("[[rule]]\nkey = \"user\"\n").unwrap();
         assert_eq!(user.rules[0].key, [KeyPart::Field(FieldSel::User)]);
         assert!(!user.rules[0].by_client());
-        let e = err("[[rule]]\nkey = [\"client\", \"status\"]\n");
-        assert!(e.contains("rule[1].key: \"status\" cannot be used here"), "{e}");
-        let e = err("[[rule]]\nkey = []\n");
-        assert!(e.contains("rule[1].key: must name at least one field"), "{e}");
-        let e = err("[[rule]]\nkey = \"vhost\"\n");
-        assert!(e.contains("source.format logs no virtual host"), "{e}");
+        expect_err(
+            "[[rule]]\nkey = [\"client\", \"status\"]\n",
+            "rule[1].key: \"status\" cannot be used here",
+        );
+        expect_err("[[rule]]\nkey = []\n", "rule[1].key: must name at least one field");
+        expect_err("[[rule]]\nkey = \"vhost\"\n", "source.format logs no virtual host");
         let d = parse("[[rule]]\nstatus = [404]\ndistinct = \"path\"\nthreshold = 20\n").unwrap();
         assert_eq!((d.rules[0].distinct, d.rules[0].spec.distinct), (Some(FieldSel::Path), true));
-        let e = err("[[rule]]\nstatus = [404]\ndistinct = \"line\"\n");
-        assert!(e.contains("rule[1].distinct: \"line\" cannot be used here"), "{e}");
-        let e = err(
-            "[cluster]\nredis = \"redis://127.0.0.1\"\n[[rule]]\nstatus = [404]\ndistinct = \"path\"\n",
+        expect_err(
+            "[[rule]]\nstatus = [404]\ndistinct = \"line\"\n",
+            "rule[1].distinct: \"line\" cannot be used here",
         );
-        assert!(e.contains("rule[1].distinct: is not available with [cluster]"), "{e}");
+        expect_err(
+            "[cluster]\nredis = \"redis://127.0.0.1\"\n[[rule]]\nstatus = [404]\ndistinct = \"path\"\n",
+            "rule[1].distinct: is not available with [cluster]",
+        );
     }
 
     #[test]
@@ -506,18 +516,15 @@ mod tests {
         assert_eq!(c.source_index(Some("api")), Ok(1));
         assert_eq!(c.source_index(None), Ok(0));
         assert!(c.source_index(Some("x")).unwrap_err().contains("the sources are www, api"));
-        let e = err(&format!("{two}[[rule]]\nfield = \"vhost\"\ncontains = \"a\"\n"));
-        assert!(
-            e.contains("rule[1].field: \"vhost\": source \"www\"'s format logs no virtual host"),
-            "{e}"
+        expect_err(
+            &format!("{two}[[rule]]\nfield = \"vhost\"\ncontains = \"a\"\n"),
+            "rule[1].field: \"vhost\": source \"www\"'s format logs no virtual host",
         );
-        let e = err(&format!("{two}[[rule]]\nsources = [\"web\"]\n"));
-        assert!(
-            e.contains("rule[1].sources: \"web\" is not a source; the sources are www, api"),
-            "{e}"
+        expect_err(
+            &format!("{two}[[rule]]\nsources = [\"web\"]\n"),
+            "rule[1].sources: \"web\" is not a source; the sources are www, api",
         );
-        let e = err(&format!("{two}[[rule]]\nsources = []\n"));
-        assert!(e.contains("rule[1].sources: lists no source"), "{e}");
+        expect_err(&format!("{two}[[rule]]\nsources = []\n"), "rule[1].sources: lists no source");
         let e = err(
             "[[source]]\nname = \"a\"\npath = \"/x\"\n[[source]]\nname = \"a\"\npath = \"/y\"\n",
         );
@@ -525,20 +532,26 @@ mod tests {
             e.starts_with("/etc/lw.toml:5: source[2].name: \"a\" names an earlier source too"),
             "{e}"
         );
-        let e = err(
+        expect_err(
             "[[source]]\nname = \"a\"\npath = \"/x\"\n[[source]]\nname = \"b\"\npath = \"/x\"\n",
+            "source[2].path: is source \"a\"'s path too",
         );
-        assert!(e.contains("source[2].path: is source \"a\"'s path too"), "{e}");
-        let e = err("[[source]]\npath = \"/x\"\n");
-        assert!(e.contains("source[1].name: is required in [[source]] blocks"), "{e}");
-        let e = err("[[source]]\nname = \"a b\"\npath = \"/x\"\n");
-        assert!(e.contains("source[1].name: \"a b\" is not a name"), "{e}");
-        let e = err(
+        expect_err(
+            "[[source]]\npath = \"/x\"\n",
+            "source[1].name: is required in [[source]] blocks",
+        );
+        expect_err(
+            "[[source]]\nname = \"a b\"\npath = \"/x\"\n",
+            "source[1].name: \"a b\" is not a name",
+        );
+        expect_err(
             "[[source]]\nname = \"a\"\npath = \"/x\"\n[[source]]\nname = \"b\"\npath = \"/y\"\nipv6_prefix = 48\n",
+            "source[2].ipv6_prefix: must be the same in every source",
         );
-        assert!(e.contains("source[2].ipv6_prefix: must be the same in every source"), "{e}");
-        let e = err("[[source]]\nname = \"a\"\npath = \"/x\"\nformatt = 1\n");
-        assert!(e.contains("source[1].formatt: \"formatt\" is not a known key here"), "{e}");
+        expect_err(
+            "[[source]]\nname = \"a\"\npath = \"/x\"\nformatt = 1\n",
+            "source[1].formatt: \"formatt\" is not a known key here",
+        );
         // A header has one slot in every format that logs it.
         let h = "[[source]]\nname = \"a\"\npath = \"/x\"\nformat = '%h %t \"%{X-A}i\" \"%{X-B}i\"'\n\
                  [[source]]\nname = \"b\"\npath = \"/y\"\nformat = '%h %t \"%{X-B}i\"'\n";
@@ -546,10 +559,14 @@ mod tests {
         assert_eq!(c.rules[0].field, crate::rules::FieldSel::Header(1));
         let m = "message = \"{header:X-A} {header:X-B} {key}\"\n";
         assert!(parse(&format!("{h}[[rule]]\ncontains = \"z\"\n{m}")).is_ok());
-        let e = err(&format!("{h}[[rule]]\ncontains = \"z\"\nmessage = \"{{header:X-C}}\"\n"));
-        assert!(e.contains("unknown placeholder {header:X-C}"), "{e}");
-        let e = err(&format!("{h}[[rule]]\nfield = \"header:X-A\"\ncontains = \"z\"\n"));
-        assert!(e.contains("source \"b\"'s format logs no X-A header"), "{e}");
+        expect_err(
+            &format!("{h}[[rule]]\ncontains = \"z\"\nmessage = \"{{header:X-C}}\"\n"),
+            "unknown placeholder {header:X-C}",
+        );
+        expect_err(
+            &format!("{h}[[rule]]\nfield = \"header:X-A\"\ncontains = \"z\"\n"),
+            "source \"b\"'s format logs no X-A header",
+        );
         let only_a = parse(&format!(
             "{h}[[rule]]\nsources = [\"a\"]\nfield = \"header:X-A\"\ncontains = \"z\"\n"
         ));
