@@ -52,6 +52,15 @@ pub struct EngineSettings {
     /// Hand the sink each client's peak (most events its window held) when
     /// the client is dropped and at the end ([`Sink::peaks`]; a report).
     pub peaks: bool,
+    /// `(I, N)`: count only the keys in shard I of N ([`Key::batch_shard`]),
+    /// so N runs together raise the whole run's alerts.
+    pub shard: Option<(u32, u32)>,
+    /// Count events from one window (the rule's) before `since`, alert
+    /// only on those at or after it, and count none after `until` (Unix
+    /// seconds, both included).
+    pub since: Option<u32>,
+    /// See `since`.
+    pub until: Option<u32>,
 }
 
 /// Everything the engine needs besides its inputs.
@@ -451,6 +460,8 @@ impl Engine {
                 let (rx, txs, atx) = (event_rx.clone(), shard_txs.clone(), alert_tx.clone());
                 let scanner = Scanner {
                     rules: &self.rules,
+                    only: self.settings.shard,
+                    range: Range { since: self.settings.since, until: self.settings.until },
                     parsers: self.sources.iter().map(|s| s.1.clone()).collect(),
                     ipv6_prefix: self.settings.ipv6_prefix,
                     sharding: &sharding,
@@ -853,6 +864,8 @@ struct Shard<'e> {
     cleanup_interval: u32,
     watermark: u32,
     next_cleanup: u32,
+    /// Events before this only fill the windows ([`EngineSettings::since`]).
+    since: u32,
 }
 
 impl<'e> Shard<'e> {
@@ -895,6 +908,7 @@ impl<'e> Shard<'e> {
             parsers: engine.sources.iter().map(|s| s.1.clone()).collect(),
             peaks,
             ship,
+            since: engine.settings.since.unwrap_or(0),
             cleanup_interval: engine.settings.cleanup_interval,
             watermark,
             next_cleanup: 0,
@@ -979,6 +993,7 @@ impl<'e> Shard<'e> {
             match outcome {
                 Outcome::Late => t.late += 1,
                 Outcome::Counted(_) => {}
+                Outcome::Alert(_) if ev.time < self.since => {}
                 Outcome::Alert(count) => {
                     let (rule, pos) = (ev.rule, ev.pos);
                     decisions.push(Decision { rule, count, pos });
@@ -1052,6 +1067,10 @@ struct Scratch {
 /// A worker's view of the engine: its own parser (which caches), shared rules.
 struct Scanner<'e> {
     rules: &'e RuleSet,
+    /// Count only the keys of this batch shard ([`EngineSettings::shard`]).
+    only: Option<(u32, u32)>,
+    /// The times counted ([`EngineSettings::since`]).
+    range: Range,
     /// Per source (this thread's own; they cache).
     parsers: Vec<Parser>,
     ipv6_prefix: u8,
@@ -1150,8 +1169,14 @@ impl Scanner<'_> {
             let client = Key::of(rec.client, self.ipv6_prefix);
             let rules = &self.rules.rules;
             let values = &mut scratch.values;
+            let (only, range) = (self.only, self.range);
             let allowed = self.rules.events(rec, source, line, &mut scratch.norm, |i| {
                 let Some(key) = rules[i].key_of(rec, client) else { return };
+                if only.is_some_and(|(i, n)| key.batch_shard(n) != i)
+                    || !range.holds(time, rules[i].spec.window)
+                {
+                    return;
+                }
                 let value = match rules[i].distinct {
                     None => NO_VALUE,
                     Some(_) => {
@@ -1184,6 +1209,22 @@ fn line_at(bytes: &[u8], pos: usize) -> &[u8] {
 
 /// Names of keys of one rule, by key.
 type Names = HashMap<Key, Box<str>, foldhash::fast::RandomState>;
+
+/// The event times counted (`replay --since/--until`).
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    since: Option<u32>,
+    until: Option<u32>,
+}
+
+impl Range {
+    /// Whether an event at `time` of a rule with a `window` is counted: from
+    /// one window before `since` (so the first alerts are right) to `until`.
+    fn holds(self, time: u32, window: u32) -> bool {
+        self.since.is_none_or(|s| u64::from(time) + u64::from(window) >= u64::from(s))
+            && self.until.is_none_or(|u| time <= u)
+    }
+}
 
 /// A test hook (debug builds only): with `LOGWARDEN_TEST_PANIC=worker`, the
 /// first worker to take a chunk panics (once per process), so tests can

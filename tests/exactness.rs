@@ -8,7 +8,7 @@ use logwarden::parse::client::Key;
 use logwarden::window::{Outcome, Windows};
 use std::fmt::Write as _;
 
-const CONFIG: &str = r#"
+pub(crate) const CONFIG: &str = r#"
 [source]
 format = "combined"
 timezone = "UTC"
@@ -45,7 +45,7 @@ cleanup_interval = "1m"
 "#;
 
 /// A deterministic log: many clients, bursts, lines up to 40 s out of order.
-fn generate(seed: u64, start: u64, lines: usize) -> String {
+pub(crate) fn generate(seed: u64, start: u64, lines: usize) -> String {
     let mut x = seed;
     let mut next = move || {
         x ^= x << 13;
@@ -84,8 +84,14 @@ fn generate(seed: u64, start: u64, lines: usize) -> String {
 }
 
 /// Alerts as `rule key file line count`, from a plain loop over the lines
-/// (rules keyed by the user and counting distinct paths too).
-fn sequential(cfg: &Config, files: &[(String, String)]) -> Vec<String> {
+/// (rules keyed by the user and counting distinct paths too); with `range`
+/// `(since, until)`, only lines from one window (the rule's) before `since`
+/// to `until` count, and only those from `since` on alert.
+pub(crate) fn sequential(
+    cfg: &Config,
+    files: &[(String, String)],
+    (since, until): (u32, u32),
+) -> Vec<String> {
     let engine = cfg.engine();
     let mut windows: Vec<Windows> = cfg.rules.iter().map(|r| Windows::new(r.spec)).collect();
     let mut out = Vec::new();
@@ -94,12 +100,17 @@ fn sequential(cfg: &Config, files: &[(String, String)]) -> Vec<String> {
             let Ok(rec) = engine.parser(0).parse(line.as_bytes()) else { continue };
             let prefix = cfg.sources[0].ipv6_prefix;
             let key = Key::of(rec.client, prefix);
+            let t = rec.time.epoch as u32;
             for (i, rule) in cfg.rules.iter().enumerate() {
                 let (Some(k), Some(v)) = (rule.key_of(&rec, key), rule.value_of(&rec)) else {
                     continue;
                 };
+                if u64::from(t) + u64::from(rule.spec.window) < u64::from(since) || t > until {
+                    continue;
+                }
                 if rule.matches(&rec, line.as_bytes(), None)
-                    && let Outcome::Alert(c) = windows[i].record_value(k, rec.time.epoch as u32, v)
+                    && let Outcome::Alert(c) = windows[i].record_value(k, t, v)
+                    && t >= since
                 {
                     let key = rule.key_text(&rec, key, prefix);
                     out.push(format!("{} {key} {name} {} {c}", rule.name, n + 1));
@@ -108,6 +119,23 @@ fn sequential(cfg: &Config, files: &[(String, String)]) -> Vec<String> {
         }
     }
     out
+}
+
+/// `replay --json` output as `rule key file line count` lines.
+pub(crate) fn alert_lines(json: &str) -> Vec<String> {
+    json_lines(json)
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {} {} {} {}",
+                a["rule"].as_str().unwrap(),
+                a["key"].as_str().unwrap(),
+                a["file"].as_str().unwrap(),
+                a["line"],
+                a["count"]
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -123,7 +151,7 @@ fn every_thread_count_decides_like_a_sequential_loop() {
         })
         .collect();
     let cfg = Config::parse(CONFIG, None, &Overrides::default()).unwrap();
-    let want = sequential(&cfg, &files);
+    let want = sequential(&cfg, &files, (0, u32::MAX));
     assert!(want.len() > 100, "the generated log should raise many alerts, got {}", want.len());
     for rule in ["scan", "user"] {
         let n = want.iter().filter(|a| a.starts_with(&format!("{rule} "))).count();
@@ -133,19 +161,7 @@ fn every_thread_count_decides_like_a_sequential_loop() {
     for threads in ["1", "2", "3", "8"] {
         let mut args = vec!["-c", &cfg_path, "replay", "--json", "--threads", threads];
         args.extend(&names);
-        let got: Vec<String> = json_lines(&ok(&args))
-            .iter()
-            .map(|a| {
-                format!(
-                    "{} {} {} {} {}",
-                    a["rule"].as_str().unwrap(),
-                    a["key"].as_str().unwrap(),
-                    a["file"].as_str().unwrap(),
-                    a["line"],
-                    a["count"]
-                )
-            })
-            .collect();
+        let got = alert_lines(&ok(&args));
         let first_diff = got.iter().zip(&want).position(|(g, w)| g != w);
         assert!(
             got.len() == want.len() && first_diff.is_none(),

@@ -5,6 +5,7 @@
 //! README's test command, also run by `.ci/run`) installs rsyslog and Redis
 //! and runs them with `-- --ignored`.
 
+mod batch;
 mod cli;
 mod conformance;
 mod daemon;

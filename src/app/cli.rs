@@ -22,7 +22,7 @@ pub enum Command {
     /// Watch live detection: generated traffic, its alerts and the status page, in a temporary directory.
     Demo(DemoArgs),
     /// Run the engine over log files and print each alert.
-    Replay(ReplayArgs),
+    Replay(Box<ReplayArgs>),
     /// Show how each log line is understood.
     Parse(ParseArgs),
     /// Validate the configuration and print the effective settings.
@@ -72,9 +72,37 @@ pub struct ReplayArgs {
     /// Also write a self-contained HTML report of the scan to this file.
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<std::path::PathBuf>,
-    /// Log files, read in the order given (`-` = standard input; `.gz` is decompressed).
+    /// Read the files in the order given, not in time order.
+    #[arg(long)]
+    pub no_sort: bool,
+    /// Alert only on lines at or after this time: RFC 3339
+    /// (`2026-11-01T08:00:00Z`) or a date (`2026-11-01`: from its start, in
+    /// the source's time zone); windows are filled from one window before.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Count no line after this time: RFC 3339 or a date (to its end).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Count only the keys in shard I of N (0 <= I < N): N machines, each
+    /// given another I, together raise the whole run's alerts.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<(u32, u32)>,
+    /// Log files, directories (their files) and globs (`'access.log*'`), read in time
+    /// order as logrotate names them (`-` = standard input; gzip, zstd, xz and bzip2 are
+    /// decompressed, known by their first bytes).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<String>,
+}
+
+/// `I/N` with 0 <= I < N.
+fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let (i, n) = s.split_once('/').ok_or("write I/N, e.g. 0/3")?;
+    let (i, n): (u32, u32) =
+        (i.parse().map_err(|_| "I is not a number")?, n.parse().map_err(|_| "N is not a number")?);
+    if n == 0 || i >= n {
+        return Err(format!("needs 0 <= I < N (got {i}/{n}); shards are numbered from 0"));
+    }
+    Ok((i, n))
 }
 
 /// `logwarden demo`.

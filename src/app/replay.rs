@@ -6,11 +6,17 @@ use crate::alert::Alert;
 use crate::app::cli::ReplayArgs;
 use crate::app::report::Report;
 use crate::config::{Overrides, RuleOverride};
+use crate::parse::Parser;
+use crate::parse::time::{Civil, Zone};
+use crate::pipeline::Engine;
 use crate::pipeline::Sink;
-use crate::source::Files;
+use crate::rules::Rule;
+use crate::source::{Files, Input, Opened, order};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{BufRead, Read};
 use std::io::{BufWriter, IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
 pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result<ExitCode> {
@@ -29,12 +35,20 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
     let source = cfg.source_index(a.source.as_deref()).map_err(anyhow::Error::msg)?;
     let mut engine = cfg.engine();
     engine.settings.peaks = a.report.is_some();
+    engine.settings.shard = a.shard;
+    let zone = &cfg.sources[source].zone;
+    engine.settings.since = a.since.as_deref().map(|t| time_arg(t, zone, false)).transpose()?;
+    engine.settings.until = a.until.as_deref().map(|t| time_arg(t, zone, true)).transpose()?;
     let report = a.report.as_ref().map(|_| Report::new(&cfg.rules));
-    let inputs = open_all(&a.files)?;
-    let total: u64 = a
-        .files
+    let files = order::expand(&a.files).map_err(anyhow::Error::msg)?;
+    // Standard input has no name to order by: with it, the order given.
+    let keep = a.no_sort || files.iter().any(|f| f == "-");
+    let files = if keep { files } else { order::time_order(files) };
+    let files = within(files, &engine, source, &cfg.rules);
+    let inputs = open_all(&files)?;
+    let total: u64 = files
         .iter()
-        .filter(|f| !f.ends_with(".gz") && *f != "-")
+        .filter(|f| *f != "-" && ![".gz", ".zst", ".xz", ".bz2"].iter().any(|c| f.ends_with(c)))
         .filter_map(|f| std::fs::metadata(f).ok())
         .map(|m| m.len())
         .sum();
@@ -48,8 +62,11 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
     };
     let summary = engine.run(Box::new(Files { inputs, source }), None, &mut sink)?;
     sink.bar.finish_and_clear();
+    if let Err(e) = sink.out.flush() {
+        sink.error.get_or_insert(e);
+    }
     if let (Some(path), Some(report)) = (&a.report, &sink.report) {
-        std::fs::write(path, report.html(&a.files, &summary))
+        std::fs::write(path, report.html(&files, &summary))
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
     }
     if let Some(e) = sink.error
@@ -59,6 +76,89 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
     }
     eprintln!("{summary}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--since`/`--until` as Unix seconds: RFC 3339, or a date from its start
+/// (`end`: to its end) in `zone`.
+fn time_arg(text: &str, zone: &Zone, end: bool) -> Result<u32> {
+    let epoch = match (text.parse::<jiff::Timestamp>(), text.parse::<jiff::civil::Date>()) {
+        (Ok(t), _) => Some(t.as_second()),
+        (_, Ok(d)) => {
+            let (hour, minute, second) = if end { (23, 59, 59) } else { (0, 0, 0) };
+            let (month, day) = (d.month() as u8, d.day() as u8);
+            let civil = Civil { year: i64::from(d.year()), month, day, hour, minute, second };
+            zone.resolve(&civil).map(|t| t.epoch)
+        }
+        _ => None,
+    };
+    epoch.and_then(|e| u32::try_from(e).ok()).with_context(|| {
+        format!(
+            "{text:?} is not a time: use RFC 3339 (2026-11-01T08:00:00Z) or a date (2026-11-01)"
+        )
+    })
+}
+
+/// The files that may hold lines within `--since`/`--until`: a plain file
+/// whose first and last lines are both before one window (the longest
+/// rule's) ahead of `since`, or both after `until`, is left out unread; a
+/// compressed file only when its first line is after `until` (its last is
+/// not known without reading it all). A file whose ends cannot be read or
+/// understood is kept.
+fn within(files: Vec<String>, engine: &Engine, source: usize, rules: &[Rule]) -> Vec<String> {
+    let (since, until) = (engine.settings.since, engine.settings.until);
+    if since.is_none() && until.is_none() {
+        return files;
+    }
+    let longest = rules.iter().map(|r| r.spec.window).max().unwrap_or(0);
+    let lo = since.map_or(0, |s| i64::from(s) - i64::from(longest));
+    let hi = until.map_or(i64::MAX, i64::from);
+    let parser = engine.parser(source);
+    let (kept, left): (Vec<String>, Vec<String>) = files.into_iter().partition(|f| {
+        let (first, last) = ends(Path::new(f), parser);
+        !(first.is_some_and(|t| t > hi) || last.is_some_and(|t| t < lo))
+    });
+    if !left.is_empty() {
+        eprintln!("{} file(s) left out, all their lines outside --since/--until", left.len());
+    }
+    kept
+}
+
+/// The times of a file's first and last lines (`None` where unknown; the
+/// last is unknown for a compressed file).
+fn ends(path: &Path, parser: &Parser) -> (Option<i64>, Option<i64>) {
+    let time = |line: &[u8]| parser.parse(line).ok().map(|r| r.time.epoch);
+    let f = match Input::Path(path.into()).open() {
+        Ok(Opened::File(f) | Opened::Live(f, _)) => f,
+        Ok(stream) => return (first_line(stream).and_then(|l| time(&l)), None),
+        Err(_) => return (None, None),
+    };
+    let Ok(len) = f.metadata().map(|m| m.len()) else { return (None, None) };
+    let head = read_at(&f, 0, HEAD.min(len));
+    let tail = read_at(&f, len.saturating_sub(HEAD), HEAD.min(len));
+    let first = head.as_deref().and_then(|h| h.split(|&b| b == b'\n').next()).and_then(time);
+    let last = tail.as_deref().and_then(|t| {
+        let t = t.strip_suffix(b"\n").unwrap_or(t);
+        t.rsplit(|&b| b == b'\n').next()
+    });
+    (first, last.and_then(time))
+}
+
+/// How far into a file its first (or back from its end its last) line is looked for.
+const HEAD: u64 = 64 << 10;
+
+fn read_at(f: &std::fs::File, at: u64, len: u64) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0; usize::try_from(len).ok()?];
+    f.read_exact_at(&mut buf, at).ok()?;
+    Some(buf)
+}
+
+/// The first line of a stream (at most [`HEAD`] bytes of it).
+fn first_line(opened: Opened) -> Option<Vec<u8>> {
+    let Opened::Stream(r) = opened else { return None };
+    let mut line = Vec::new();
+    std::io::BufReader::new(r.take(HEAD)).read_until(b'\n', &mut line).ok()?;
+    Some(line.strip_suffix(b"\n").unwrap_or(&line).to_vec())
 }
 
 /// Prints `replay`'s alerts and moves its progress bar.
@@ -76,13 +176,18 @@ impl<W: Write> Sink for ReplaySink<W> {
             r.alert(&al);
         }
         let line = if self.json { al.to_json() } else { al.to_text() };
-        if let Err(e) = writeln!(self.out, "{line}").and_then(|()| self.out.flush()) {
+        if let Err(e) = writeln!(self.out, "{line}") {
             self.error.get_or_insert(e);
         }
     }
 
+    /// Alerts are flushed once per chunk, not per alert: hundreds of
+    /// thousands of them must not slow the scan.
     fn progress(&mut self, bytes: u64) {
         self.bar.set_position(bytes);
+        if let Err(e) = self.out.flush() {
+            self.error.get_or_insert(e);
+        }
     }
 
     fn peaks(&mut self, rule: usize, peaks: &[(String, u32)]) {

@@ -231,6 +231,9 @@ impl Config {
             cleanup_interval: u32::try_from(self.cleanup_interval.as_secs()).unwrap_or(u32::MAX),
             checkpoints: false,
             peaks: false,
+            shard: None,
+            since: None,
+            until: None,
         };
         let sources =
             (0..self.sources.len()).map(|i| (self.sources[i].name.clone(), self.parser(i)));

@@ -37,6 +37,19 @@ impl Key {
         Key(V4_MAPPED | u128::from(v4))
     }
 
+    /// The batch shard (of `n`) the key belongs to with `replay --shard`:
+    /// the 64-bit FNV-1a hash of its 16 bytes, big-endian (an IPv4 client
+    /// as `::ffff:a.b.c.d`), modulo `n`. Fixed, so every machine of a split
+    /// scan agrees; not seeded, which is harmless in a batch run (its input
+    /// is already written).
+    pub fn batch_shard(self, n: u32) -> u32 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.0.to_be_bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        (h % u64::from(n.max(1))) as u32
+    }
+
     /// Renders the key: `1.2.3.4`, `2001:db8::1`, or `2001:db8:1::/48` for a
     /// grouped IPv6 prefix.
     pub fn render(self, v6_prefix: u8) -> String {

@@ -2,8 +2,9 @@
 //! events every source hands the pipeline ([`SourceEvent`]).
 //!
 //! Plain files are memory-mapped in bounded segments (16 MiB), so a month of
-//! logs never holds more than a few segments' pages in memory; `.gz` files
-//! and standard input are read through a buffer. A chunk always ends at a
+//! logs never holds more than a few segments' pages in memory; compressed
+//! files (gzip, zstd, xz, bzip2, known by their first bytes) and standard
+//! input are read through a buffer. A chunk always ends at a
 //! newline, except the last chunk of a file. A line longer than a whole chunk
 //! (1 MiB) is dropped here and counted in the next chunk's `skipped_long`;
 //! shorter over-long lines are left to the worker's `max_line_bytes` check.
@@ -12,9 +13,11 @@ use flate2::read::MultiGzDecoder;
 use memmap2::{Advice, Mmap, MmapOptions};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
-use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::io::{self, BufRead, Read};
+use std::path::PathBuf;
 use std::sync::Arc;
+
+pub mod order;
 
 /// Target size of a chunk.
 pub const CHUNK_BYTES: usize = 1 << 20;
@@ -239,14 +242,22 @@ impl Input {
                     return Err(io::Error::new(io::ErrorKind::InvalidInput, what));
                 }
                 let md = f.metadata()?;
-                if is_gzip(p) {
-                    Ok(Opened::Stream(Box::new(MultiGzDecoder::new(io::BufReader::new(f)))))
-                } else if kind.is_file() && is_live(&md) {
+                if !kind.is_file() {
+                    // A pipe: its first bytes are peeked, not read away.
+                    let mut r = io::BufReader::with_capacity(1 << 16, f);
+                    return match Compression::of(r.fill_buf()?) {
+                        Some(c) => Ok(Opened::Stream(c.decoder(r)?)),
+                        None => Ok(Opened::Stream(Box::new(r))),
+                    };
+                }
+                let mut head = [0u8; 6];
+                let n = read_head(&f, &mut head)?;
+                if let Some(c) = Compression::of(&head[..n]) {
+                    Ok(Opened::Stream(c.decoder(io::BufReader::with_capacity(1 << 16, f))?))
+                } else if is_live(&md) {
                     Ok(Opened::Live(f, md.len()))
-                } else if kind.is_file() {
-                    Ok(Opened::File(f))
                 } else {
-                    Ok(Opened::Stream(Box::new(f)))
+                    Ok(Opened::File(f))
                 }
             }
         }
@@ -274,8 +285,54 @@ fn is_live(md: &std::fs::Metadata) -> bool {
     md.modified().is_ok_and(|t| t.elapsed().map_or(true, |age| age < LIVE_AGE))
 }
 
-fn is_gzip(p: &Path) -> bool {
-    p.extension().is_some_and(|e| e == "gz")
+/// The first bytes of a file, without moving its position.
+fn read_head(f: &File, head: &mut [u8]) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut n = 0;
+    while n < head.len() {
+        match f.read_at(&mut head[n..], n as u64)? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// A compression format, known by a file's first bytes (whatever the file
+/// is called).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// gzip, also several members one after another (as logrotate writes).
+    Gzip,
+    /// Zstandard, also several frames.
+    Zstd,
+    /// xz, also several streams.
+    Xz,
+    /// bzip2, also several streams.
+    Bzip2,
+}
+
+impl Compression {
+    /// The format `head` (a file's first bytes) announces, if any.
+    pub fn of(head: &[u8]) -> Option<Compression> {
+        match head {
+            [0x1f, 0x8b, ..] => Some(Compression::Gzip),
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(Compression::Zstd),
+            [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Some(Compression::Xz),
+            [b'B', b'Z', b'h', b'1'..=b'9', ..] => Some(Compression::Bzip2),
+            _ => None,
+        }
+    }
+
+    /// A reader of the decompressed bytes of `r`.
+    fn decoder(self, r: io::BufReader<File>) -> io::Result<Box<dyn Read + Send>> {
+        Ok(match self {
+            Compression::Gzip => Box::new(MultiGzDecoder::new(r)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r)?),
+            Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(r)),
+            Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(r)),
+        })
+    }
 }
 
 /// An opened input.
@@ -563,6 +620,17 @@ mod tests {
             assert_eq!(lines_of(live), want);
             assert_eq!(lines_of(Opened::Stream(Box::new(io::Cursor::new(text.clone())))), want);
         }
+    }
+
+    #[test]
+    fn compression_is_known_by_its_first_bytes() {
+        assert_eq!(Compression::of(&[0x1f, 0x8b, 8, 0]), Some(Compression::Gzip));
+        assert_eq!(Compression::of(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Some(Compression::Zstd));
+        assert_eq!(Compression::of(b"\xfd7zXZ\x00"), Some(Compression::Xz));
+        assert_eq!(Compression::of(b"BZh9"), Some(Compression::Bzip2));
+        assert_eq!(Compression::of(b"BZh0"), None);
+        assert_eq!(Compression::of(b"1.2.3.4 - - [10/Oct/2000"), None);
+        assert_eq!(Compression::of(&[0x1f]), None, "too short to tell");
     }
 
     #[test]

@@ -1,0 +1,191 @@
+//! Batch scans: compressed files known by their first bytes, files put in
+//! time order as logrotate names them, `--since`/`--until` and `--shard`.
+
+use crate::exactness::{CONFIG, alert_lines, generate, sequential};
+use crate::util::{ok, run, write};
+use logwarden::config::{Config, Overrides};
+use std::io::Write as _;
+
+/// `text` compressed as `kind` (gzip, zstd, xz, bzip2).
+fn compress(kind: &str, text: &[u8]) -> Vec<u8> {
+    match kind {
+        "gzip" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(text).unwrap();
+            e.finish().unwrap()
+        }
+        "zstd" => zstd::encode_all(text, 1).unwrap(),
+        "xz" => {
+            let mut e = liblzma::write::XzEncoder::new(Vec::new(), 1);
+            e.write_all(text).unwrap();
+            e.finish().unwrap()
+        }
+        _ => {
+            let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+            e.write_all(text).unwrap();
+            e.finish().unwrap()
+        }
+    }
+}
+
+/// Alerts of `replay --json` as `rule key line count` (no file name).
+fn alerts_of(cfg: &str, files: &[&str]) -> Vec<String> {
+    let args = [&["-c", cfg, "replay", "--json"][..], files].concat();
+    let field = |a: &serde_json::Value, k: &str| a[k].to_string();
+    let all = crate::util::json_lines(&ok(&args));
+    all.iter().map(|a| ["rule", "key", "line", "count"].map(|k| field(a, k)).join(" ")).collect()
+}
+
+/// Each compressed format is read by its first bytes, under any name — also
+/// two members (or frames, streams) one after another — and gives the same
+/// alerts as the plain file.
+#[test]
+fn every_compression_is_known_by_its_first_bytes_whatever_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "c.toml", CONFIG.as_bytes());
+    let text = generate(7, 1_700_000_000, 20_000);
+    let plain = write(dir.path(), "plain.log", text.as_bytes());
+    let want = alerts_of(&cfg, &[&plain]);
+    assert!(want.len() > 20, "{}", want.len());
+    let bytes = text.as_bytes();
+    let cut =
+        bytes.len() / 2 + bytes[bytes.len() / 2..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    let (a, b) = bytes.split_at(cut);
+    for kind in ["gzip", "zstd", "xz", "bzip2"] {
+        let two = [compress(kind, a), compress(kind, b)].concat();
+        for name in [format!("{kind}.log"), format!("{kind}.txt.gz")] {
+            let f = write(dir.path(), &name, &two);
+            assert_eq!(alerts_of(&cfg, &[&f]), want, "{kind} named {name}");
+        }
+    }
+}
+
+/// Four hits of one client per file, files two hours apart, windows of an
+/// hour: read oldest first, every file alerts; read newest first, the older
+/// files' hits are late and only the newest alerts.
+fn rotated(dir: &std::path::Path, names: &[&str]) {
+    for (k, name) in names.iter().enumerate() {
+        let mut text = String::new();
+        for s in 0..4 {
+            let t = jiff::Timestamp::from_second(1_700_000_000 + k as i64 * 7_200 + s).unwrap();
+            let stamp = t.strftime("%d/%b/%Y:%H:%M:%S +0000");
+            text += &format!(
+                "10.0.0.1 - - [{stamp}] \"GET /today_download HTTP/1.1\" 200 5 \"-\" \"t\"\n"
+            );
+        }
+        let bytes = if name.ends_with(".gz") {
+            compress("gzip", text.as_bytes())
+        } else {
+            text.into_bytes()
+        };
+        write(dir, name, &bytes);
+    }
+}
+
+const ROTATED_RULE: &str =
+    "[[rule]]\ncontains = \"today_download\"\nthreshold = 4\nwindow = \"1h\"\ncooldown = 0\n";
+
+/// The files alerts came from, in order.
+fn alert_files(cfg: &str, args: &[&str]) -> Vec<String> {
+    let all = [&["-c", cfg, "replay", "--json"][..], args].concat();
+    crate::util::json_lines(&ok(&all))
+        .iter()
+        .map(|a| {
+            std::path::Path::new(a["file"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn rotations_are_read_oldest_first_as_logrotate_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "c.toml", ROTATED_RULE.as_bytes());
+    let logs = dir.path().join("numbered");
+    std::fs::create_dir(&logs).unwrap();
+    // Oldest first: .10.gz, .2.gz, .1, then the current file.
+    rotated(&logs, &["access.log.10.gz", "access.log.2.gz", "access.log.1", "access.log"]);
+    let d = logs.display().to_string();
+    let want = ["access.log.10.gz", "access.log.2.gz", "access.log.1", "access.log"];
+    assert_eq!(alert_files(&cfg, &[&d]), want, "a directory");
+    assert_eq!(alert_files(&cfg, &[&format!("{d}/access.log*")]), want, "a glob");
+    let given: Vec<String> = ["access.log", "access.log.1", "access.log.10.gz", "access.log.2.gz"]
+        .iter()
+        .map(|n| format!("{d}/{n}"))
+        .collect();
+    let given: Vec<&str> = given.iter().map(String::as_str).collect();
+    assert_eq!(alert_files(&cfg, &given), want, "files named in another order");
+    let kept = alert_files(&cfg, &[&["--no-sort"][..], &given].concat());
+    assert_eq!(kept, ["access.log"], "--no-sort: newest first, the rest late");
+    let dated = dir.path().join("dated");
+    std::fs::create_dir(&dated).unwrap();
+    rotated(
+        &dated,
+        &["ssl_www_log-2025-11-02.gz", "ssl_www_log-2025-11-09", "ssl_www_log-2025-11-10"],
+    );
+    let want = ["ssl_www_log-2025-11-02.gz", "ssl_www_log-2025-11-09", "ssl_www_log-2025-11-10"];
+    assert_eq!(alert_files(&cfg, &[&dated.display().to_string()]), want);
+}
+
+/// `--since`/`--until` raise what a plain loop over the lines from one
+/// window before `since` to `until` raises, alerting from `since` on; a
+/// file wholly before that is left out unread.
+#[test]
+fn since_and_until_match_a_sequential_loop_over_the_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = write(dir.path(), "c.toml", CONFIG.as_bytes());
+    let cfg = Config::parse(CONFIG, None, &Overrides::default()).unwrap();
+    let files: Vec<(String, String)> = (0..3u64)
+        .map(|k| {
+            let text = generate(k + 11, 1_700_000_000 + k * 2_000, 30_000);
+            (write(dir.path(), &format!("day{k}.log"), text.as_bytes()), text)
+        })
+        .collect();
+    // 1_700_002_500 is inside day1; 1_700_004_900 inside day2.
+    let (since, until) = (1_700_002_500u32, 1_700_004_900u32);
+    let want = sequential(&cfg, &files, (since, until));
+    assert!(want.len() > 20, "{}", want.len());
+    let unbounded = sequential(&cfg, &files, (0, u32::MAX));
+    assert_ne!(want, unbounded);
+    let names: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
+    let rfc = |t: u32| jiff::Timestamp::from_second(i64::from(t)).unwrap().to_string();
+    let (s, u) = (rfc(since), rfc(until));
+    let args =
+        [&["-c", &cfg_path, "replay", "--json", "--since", &s, "--until", &u][..], &names].concat();
+    let out = run(&args, b"");
+    assert!(out.status.success(), "{out:?}");
+    let got = alert_lines(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(got, want);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 file(s) left out"), "day0 ends before since − window: {err}");
+    let bad = run(&["-c", &cfg_path, "replay", "--since", "yesterday", names[0]], b"");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a time"));
+}
+
+/// `--shard I/N`: for N = 1, 2, 3 and 7 the shards' alerts together are the
+/// whole run's, each key in exactly one shard.
+#[test]
+fn shards_together_raise_the_whole_runs_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "c.toml", CONFIG.as_bytes());
+    let log = write(dir.path(), "a.log", generate(5, 1_700_000_000, 60_000).as_bytes());
+    let mut whole = alert_lines(&ok(&["-c", &cfg, "replay", "--json", &log]));
+    whole.sort();
+    assert!(whole.len() > 50, "{}", whole.len());
+    for n in [1u32, 2, 3, 7] {
+        let mut union = Vec::new();
+        for i in 0..n {
+            let shard = format!("{i}/{n}");
+            let part = alert_lines(&ok(&["-c", &cfg, "replay", "--json", "--shard", &shard, &log]));
+            assert!(n == 1 || part.len() < whole.len(), "shard {shard} has every alert");
+            union.extend(part);
+        }
+        union.sort();
+        assert_eq!(union, whole, "N = {n}");
+    }
+    let bad = run(&["-c", &cfg, "replay", "--shard", "3/3", &log], b"");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("0 <= I < N"));
+}
