@@ -91,14 +91,17 @@ fn lines_over_max_line_bytes_are_counted_at_every_length_by_run() {
     assert!(log.contains("(too_long 2)"), "{log}");
 }
 
+/// `replay` reads a directory's files, but a directory without any (only
+/// subdirectories) is an error naming it.
 #[test]
-fn a_directory_is_an_error_for_replay() {
+fn a_directory_without_files_is_an_error_for_replay() {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
     let d = dir.path().to_str().unwrap();
     let out = crate::util::run(&["-c", "examples/logwarden.toml", "replay", d], b"");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("cannot open {d}: is a directory, not a log file")), "{err}");
+    assert!(err.contains(&format!("{d} is a directory without files")), "{err}");
 }
 
 /// `run` warns once about a directory where the log should be, and follows

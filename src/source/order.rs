@@ -19,7 +19,13 @@ pub fn expand(args: &[String]) -> Result<Vec<String>, String> {
     for arg in args {
         let path = Path::new(arg);
         if arg != "-" && path.is_dir() {
-            out.extend(files_in(path, |_| true).map_err(|e| format!("cannot list {arg}: {e}"))?);
+            let files = files_in(path, |_| true).map_err(|e| format!("cannot list {arg}: {e}"))?;
+            if files.is_empty() {
+                return Err(format!(
+                    "{arg} is a directory without files (subdirectories are not read)"
+                ));
+            }
+            out.extend(files);
         } else if !path.exists() && arg.contains(['*', '?', '[', '{']) {
             out.extend(glob(arg)?);
         } else {
