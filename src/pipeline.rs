@@ -817,11 +817,12 @@ impl<'e> Collector<'e> {
             let line = line_at(bytes, pos);
             let Ok(record) = parser.parse(line) else { continue };
             let rule = &engine.rules.rules[usize::from(d.rule)];
-            let origin = Origin {
-                file: &chunk.file.name,
-                line: line_base + u64::from(chunk.skipped_long) + lines_before + 1,
-                record: &record,
+            let here = line_base + u64::from(chunk.skipped_long) + lines_before + 1;
+            let (file, number) = match chunk.origins.as_deref().and_then(|o| o.at(d.pos)) {
+                Some(merged) => merged,
+                None => (chunk.file.name.as_str(), here),
             };
+            let origin = Origin { file, line: number, record: &record };
             self.sum.alerts += 1;
             if let Some(counts) = self.sum.rules.get_mut(usize::from(d.rule)) {
                 counts.alerts += 1;

@@ -75,6 +75,11 @@ pub struct ReplayArgs {
     /// Read the files in the order given, not in time order.
     #[arg(long)]
     pub no_sort: bool,
+    /// Each FILE is one server's log (a file, or a directory or glob for its
+    /// series) of the same period: their lines are merged by time into one
+    /// stream, so the alerts are the farm-wide ones.
+    #[arg(long)]
+    pub merge: bool,
     /// Alert only on lines at or after this time: RFC 3339
     /// (`2026-11-01T08:00:00Z`) or a date (`2026-11-01`: from its start, in
     /// the source's time zone); windows are filled from one window before.

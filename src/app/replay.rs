@@ -11,7 +11,8 @@ use crate::parse::time::{Civil, Zone};
 use crate::pipeline::Engine;
 use crate::pipeline::Sink;
 use crate::rules::Rule;
-use crate::source::{Files, Input, Opened, order};
+use crate::source::merge::Merge;
+use crate::source::{Files, Input, Opened, Source, order};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{BufRead, Read};
@@ -40,12 +41,16 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
     engine.settings.since = a.since.as_deref().map(|t| time_arg(t, zone, false)).transpose()?;
     engine.settings.until = a.until.as_deref().map(|t| time_arg(t, zone, true)).transpose()?;
     let report = a.report.as_ref().map(|_| Report::new(&cfg.rules));
-    let files = order::expand(&a.files).map_err(anyhow::Error::msg)?;
-    // Standard input has no name to order by: with it, the order given.
-    let keep = a.no_sort || files.iter().any(|f| f == "-");
-    let files = if keep { files } else { order::time_order(files) };
-    let files = within(files, &engine, source, &cfg.rules);
-    let inputs = open_all(&files)?;
+    // With --merge, each argument is one server's series.
+    let groups: Vec<Vec<String>> = match a.merge {
+        true => a
+            .files
+            .iter()
+            .map(|f| series(std::slice::from_ref(f), a, &engine, source, &cfg.rules))
+            .collect::<Result<_>>()?,
+        false => vec![series(&a.files, a, &engine, source, &cfg.rules)?],
+    };
+    let files: Vec<String> = groups.iter().flatten().cloned().collect();
     let total: u64 = files
         .iter()
         .filter(|f| *f != "-" && ![".gz", ".zst", ".xz", ".bz2"].iter().any(|c| f.ends_with(c)))
@@ -60,7 +65,17 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
         error: None,
         report,
     };
-    let summary = engine.run(Box::new(Files { inputs, source }), None, &mut sink)?;
+    let input: Box<dyn Source> = match a.merge {
+        true => {
+            let servers = groups
+                .into_iter()
+                .map(|g| g.iter().map(|f| Input::from_arg(f)).collect())
+                .collect();
+            Box::new(Merge { servers, parser: engine.parser(source).clone(), source })
+        }
+        false => Box::new(Files { inputs: open_all(&files)?, source }),
+    };
+    let summary = engine.run(input, None, &mut sink)?;
     sink.bar.finish_and_clear();
     if let Err(e) = sink.out.flush() {
         sink.error.get_or_insert(e);
@@ -76,6 +91,25 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
     }
     eprintln!("{summary}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The files named by `args` in reading order: expanded, in time order
+/// unless `--no-sort` (or standard input is among them), and without those
+/// wholly outside `--since`/`--until`.
+fn series(
+    args: &[String],
+    a: &ReplayArgs,
+    engine: &Engine,
+    source: usize,
+    rules: &[Rule],
+) -> Result<Vec<String>> {
+    let files = order::expand(args).map_err(anyhow::Error::msg)?;
+    if a.merge && files.iter().any(|f| f == "-") {
+        anyhow::bail!("--merge reads files, not standard input (-)");
+    }
+    let keep = a.no_sort || files.iter().any(|f| f == "-");
+    let files = if keep { files } else { order::time_order(files) };
+    Ok(within(files, engine, source, rules))
 }
 
 /// `--since`/`--until` as Unix seconds: RFC 3339, or a date from its start

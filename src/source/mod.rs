@@ -17,6 +17,7 @@ use std::io::{self, BufRead, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub mod merge;
 pub mod order;
 
 /// Target size of a chunk.
@@ -106,13 +107,16 @@ pub struct Chunk {
     /// When it was read (Unix seconds): what dates syslog stamps, which
     /// carry no year.
     pub read_at: i64,
+    /// For a merge of several files: where each line came from (else the
+    /// lines are `file`'s, in order).
+    pub origins: Option<Arc<merge::Origins>>,
 }
 
 impl Chunk {
     /// A chunk of bytes, read now.
     pub fn new(file: Arc<FileTag>, offset: u64, data: Data, skipped_long: u32) -> Chunk {
         let read_at = jiff::Timestamp::now().as_second();
-        Chunk { file, offset, data, skipped_long, read_at }
+        Chunk { file, offset, data, skipped_long, read_at, origins: None }
     }
 
     /// The chunk's bytes.
