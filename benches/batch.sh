@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Batch figures: `logwarden replay` over compressed files against
+# `zcat | rg -c` and `rg -z -c` on the same files, and 4 gzipped files
+# against one of them (the ratio the batch issue targets: 4 files >= 1.7x
+# faster than one after another, i.e. 4 files in <= 4/1.7 the time of one).
+#
+#   benches/batch.sh              # about 2 minutes
+#   OUT=/tmp/lwbatch RUNS=3 benches/batch.sh
+#
+# Needs: cargo, hyperfine, ripgrep, gzip, zstd (apt-get install hyperfine ripgrep zstd).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-/tmp/lwbatch}
+RUNS=${RUNS:-3}
+mkdir -p "$OUT"
+for tool in hyperfine rg gzip zstd; do
+  command -v "$tool" >/dev/null || { echo "batch.sh: $tool is missing" >&2; exit 1; }
+done
+. "$HERE/benches/lib.sh"
+build
+
+for k in 1 2 3 4; do
+  [ -s "$OUT/day$k.log.gz" ] || {
+    "$LG" file --lines 1000000 --seed "$k" --ips 20000 --attackers 50 --out "$OUT/day$k.log" >/dev/null 2>&1
+    zstd -q -f -3 "$OUT/day$k.log" -o "$OUT/day$k.log.zst"
+    gzip -f -6 "$OUT/day$k.log"
+  }
+done
+time_it() {  # name, command...
+  local name=$1; shift
+  hyperfine -N --style none --runs "$RUNS" --warmup 1 --output pipe --export-json "$OUT/$name.json" "$*" >/dev/null
+}
+time_it lw_gz_1 "$LW replay --no-progress $OUT/day1.log.gz"
+time_it lw_gz_4 "$LW replay --no-progress $OUT/day1.log.gz $OUT/day2.log.gz $OUT/day3.log.gz $OUT/day4.log.gz"
+time_it lw_zst_4 "$LW replay --no-progress $OUT/day1.log.zst $OUT/day2.log.zst $OUT/day3.log.zst $OUT/day4.log.zst"
+hyperfine --style none --runs "$RUNS" --warmup 1 --output pipe --export-json "$OUT/zcat_rg_4.json" \
+  --shell bash "zcat $OUT/day1.log.gz $OUT/day2.log.gz $OUT/day3.log.gz $OUT/day4.log.gz | rg -c today_download" >/dev/null
+time_it rg_z_4 "rg -z -c today_download $OUT/day1.log.gz $OUT/day2.log.gz $OUT/day3.log.gz $OUT/day4.log.gz"
+
+python3 - "$OUT" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+med = {n: json.load(open(os.path.join(out, n + ".json")))["results"][0]["median"]
+       for n in ["lw_gz_1", "lw_gz_4", "lw_zst_4", "zcat_rg_4", "rg_z_4"]}
+print("| run (4 files of 1M lines unless said) | median s |")
+print("|---|---:|")
+for k, v in med.items():
+    print("| %s | %.3f |" % (k, v))
+print()
+print("4 .gz files against one after another (4 x one file): %.2fx faster (target >= 1.7x)" % (4 * med["lw_gz_1"] / med["lw_gz_4"]))
+print("replay of 4 .gz / zcat | rg -c: %.2f; / rg -z -c: %.2f" % (med["lw_gz_4"] / med["zcat_rg_4"], med["lw_gz_4"] / med["rg_z_4"]))
+PY
