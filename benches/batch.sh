@@ -37,11 +37,16 @@ hyperfine --style none --runs "$RUNS" --warmup 1 --output pipe --export-json "$O
   --shell bash "zcat $OUT/day1.log.gz $OUT/day2.log.gz $OUT/day3.log.gz $OUT/day4.log.gz | rg -c today_download" >/dev/null
 time_it rg_z_4 "rg -z -c today_download $OUT/day1.log.gz $OUT/day2.log.gz $OUT/day3.log.gz $OUT/day4.log.gz"
 
+GZ4="$OUT/day1.log.gz $OUT/day2.log.gz $OUT/day3.log.gz $OUT/day4.log.gz"
+time_it lw_gz_4_no_ahead "$LW replay --no-progress --read-ahead 0 $GZ4"
+/usr/bin/time -f %M -o "$OUT/rss_ahead" "$LW" replay --no-progress $GZ4 >/dev/null 2>&1
+/usr/bin/time -f %M -o "$OUT/rss_no_ahead" "$LW" replay --no-progress --read-ahead 0 $GZ4 >/dev/null 2>&1
+
 python3 - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]
 med = {n: json.load(open(os.path.join(out, n + ".json")))["results"][0]["median"]
-       for n in ["lw_gz_1", "lw_gz_4", "lw_zst_4", "zcat_rg_4", "rg_z_4"]}
+       for n in ["lw_gz_1", "lw_gz_4", "lw_gz_4_no_ahead", "lw_zst_4", "zcat_rg_4", "rg_z_4"]}
 print("| run (4 files of 1M lines unless said) | median s |")
 print("|---|---:|")
 for k, v in med.items():
@@ -49,4 +54,6 @@ for k, v in med.items():
 print()
 print("4 .gz files against one after another (4 x one file): %.2fx faster (target >= 1.7x)" % (4 * med["lw_gz_1"] / med["lw_gz_4"]))
 print("replay of 4 .gz / zcat | rg -c: %.2f; / rg -z -c: %.2f" % (med["lw_gz_4"] / med["zcat_rg_4"], med["lw_gz_4"] / med["rg_z_4"]))
+rss = lambda n: int(open(os.path.join(out, n)).read().split()[-1]) / 1024
+print("peak RSS of the 4 .gz: %.0f MB with the default read-ahead, %.0f MB with --read-ahead 0" % (rss("rss_ahead"), rss("rss_no_ahead")))
 PY

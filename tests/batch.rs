@@ -234,3 +234,30 @@ fn merge_of_four_servers_alerts_as_loadgen_farms_model() {
     assert_eq!(replay(true), want);
     assert_ne!(replay(false), want, "server after server, the later servers' lines come late");
 }
+
+/// Compressed files decompressed ahead, several at once, raise exactly the
+/// alerts (files and lines too) of reading them one after another, for any
+/// number of threads.
+#[test]
+fn decompressing_ahead_changes_no_alert_for_any_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "c.toml", CONFIG.as_bytes());
+    let files: Vec<String> = (0..4u64)
+        .map(|k| {
+            let text = generate(k + 21, 1_700_000_000 + k * 2_000, 25_000);
+            let kind = ["gzip", "zstd", "xz", "bzip2"][k as usize];
+            write(dir.path(), &format!("day{k}.log"), &compress(kind, text.as_bytes()))
+        })
+        .collect();
+    let names: Vec<&str> = files.iter().map(String::as_str).collect();
+    let alerts = |extra: &[&str]| {
+        let args = [&["-c", &cfg, "replay", "--json", "--no-sort"][..], extra, &names].concat();
+        alert_lines(&ok(&args))
+    };
+    let want = alerts(&["--read-ahead", "0", "--threads", "1"]);
+    assert!(want.len() > 50, "{}", want.len());
+    for threads in ["1", "2", "3", "8"] {
+        assert_eq!(alerts(&["--threads", threads]), want, "--threads {threads}");
+    }
+    assert_eq!(alerts(&["--read-ahead", "8", "--threads", "4"]), want, "a small read-ahead");
+}

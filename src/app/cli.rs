@@ -75,6 +75,10 @@ pub struct ReplayArgs {
     /// Read the files in the order given, not in time order.
     #[arg(long)]
     pub no_sort: bool,
+    /// MiB of decompressed data that may be held ahead, so several compressed files
+    /// decompress at once, as many as --threads (0: one after another).
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    pub read_ahead: usize,
     /// Each FILE is one server's log (a file, or a directory or glob for its
     /// series) of the same period: their lines are merged by time into one
     /// stream, so the alerts are the farm-wide ones.

@@ -73,7 +73,11 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
                 .collect();
             Box::new(Merge { servers, parser: engine.parser(source).clone(), source })
         }
-        false => Box::new(Files { inputs: open_all(&files)?, source }),
+        false => {
+            let ahead = a.read_ahead.saturating_mul(1 << 20);
+            let decoders = engine.settings.threads;
+            Box::new(Files { inputs: open_all(&files)?, source, ahead, decoders })
+        }
     };
     let summary = engine.run(input, None, &mut sink)?;
     sink.bar.finish_and_clear();
