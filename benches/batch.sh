@@ -26,10 +26,6 @@ for k in 1 2 3 4; do
     gzip -f -6 "$OUT/day$k.log"
   }
 done
-time_it() {  # name, command...
-  local name=$1; shift
-  hyperfine -N --style none --runs "$RUNS" --warmup 1 --output pipe --export-json "$OUT/$name.json" "$*" >/dev/null
-}
 time_it lw_gz_1 "$LW replay --no-progress $OUT/day1.log.gz"
 time_it lw_gz_4 "$LW replay --no-progress $OUT/day1.log.gz $OUT/day2.log.gz $OUT/day3.log.gz $OUT/day4.log.gz"
 time_it lw_zst_4 "$LW replay --no-progress $OUT/day1.log.zst $OUT/day2.log.zst $OUT/day3.log.zst $OUT/day4.log.zst"

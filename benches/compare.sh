@@ -21,6 +21,7 @@ for tool in hyperfine rg python3 /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "compare.sh: $tool is missing (apt-get install hyperfine ripgrep time)" >&2; exit 1; }
 done
 
+. "$HERE/benches/lib.sh"
 cargo build --release --quiet --manifest-path "$HERE/Cargo.toml" --workspace
 LW=$HERE/target/release/logwarden
 cat > "$OUT/status.toml" <<'TOML'
@@ -40,10 +41,6 @@ gen 1m --lines 1000000 --seed 1 --ips 20000 --attackers 50
 
 F=$OUT/1m.log
 cat "$F" > /dev/null  # page cache warm for everyone
-time_it() {  # name, command...
-  local name=$1; shift
-  hyperfine -N --style none --runs "$RUNS" --warmup 1 --output pipe --export-json "$OUT/$name.json" "$*" >/dev/null
-}
 time_it rg "rg -c today_download $F"
 time_it lw_literal "$LW replay --no-progress $F"
 time_it lw_literal_1core "taskset -c 0 $LW replay --no-progress --threads 1 $F"

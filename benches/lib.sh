@@ -26,3 +26,10 @@ dir = "$1/state"
 ${3:-}
 TOML
 }
+
+# time_it NAME COMMAND…: hyperfine's timings of COMMAND (RUNS runs, no
+# shell) to $OUT/NAME.json.
+time_it() {
+  local name=$1; shift
+  hyperfine -N --style none --runs "$RUNS" --warmup 1 --output pipe --export-json "$OUT/$name.json" "$*" >/dev/null
+}
