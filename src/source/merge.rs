@@ -50,7 +50,8 @@ pub struct Merge {
 /// One server's series, read a line at a time.
 struct Server {
     files: std::vec::IntoIter<(u32, Input)>,
-    reader: Option<(u32, Box<dyn BufRead + Send>)>,
+    /// The file being read: its index, name and reader.
+    reader: Option<(u32, String, Box<dyn BufRead + Send>)>,
     line: Vec<u8>,
     /// The current line's file and 1-based number.
     at: (u32, u64),
@@ -70,15 +71,15 @@ impl Server {
                     super::Opened::File(f) | super::Opened::Live(f, _) => Box::new(f),
                     super::Opened::Stream(s) => s,
                 };
-                self.reader = Some((file, Box::new(BufReader::with_capacity(1 << 16, read))));
+                let reader = Box::new(BufReader::with_capacity(1 << 16, read));
+                self.reader = Some((file, input.name(), reader));
                 self.at = (file, 0);
             }
-            let (file, reader) = self.reader.as_mut().expect("opened above");
+            let (_, name, reader) = self.reader.as_mut().expect("opened above");
             self.line.clear();
-            let n = reader.read_until(b'\n', &mut self.line).map_err(|error| SourceError {
-                name: format!("file {file} of the merge"),
-                error,
-            })?;
+            let n = reader
+                .read_until(b'\n', &mut self.line)
+                .map_err(|error| SourceError { name: name.clone(), error })?;
             if n == 0 {
                 self.reader = None;
                 continue;
