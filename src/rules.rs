@@ -230,6 +230,8 @@ pub struct Rule {
     pub max_clients: usize,
     /// What the rule counts per.
     pub key: Vec<KeyPart>,
+    /// `key` is the client alone (checked per event, so kept, not compared).
+    by_client: bool,
     /// The field whose distinct values are counted, if any.
     pub distinct: Option<FieldSel>,
     /// The sources it reads (bit mask by index; `None`: all).
@@ -263,6 +265,7 @@ impl Rule {
             message: def.message,
             allow: def.allow,
             max_clients: def.max_clients,
+            by_client: def.key == [KeyPart::Client],
             key: def.key,
             distinct: def.distinct,
             sources: def.sources,
@@ -343,7 +346,7 @@ impl Rule {
 
     /// Whether the rule counts per client (the default key).
     pub fn by_client(&self) -> bool {
-        self.key == [KeyPart::Client]
+        self.by_client
     }
 
     /// The key a line counts under, given its client's key; `None` when a
