@@ -95,8 +95,7 @@ fn bench_pipeline(c: &mut Criterion) {
         let engine = cfg.engine();
         g.bench_function(name, |b| {
             b.iter(|| {
-                let input =
-                    vec![(Input::Stdin, Opened::Stream(Box::new(Cursor::new(data.clone()))))];
+                let input = vec![(Input::Stdin, Opened::stream(Cursor::new(data.clone())))];
                 engine.run(Box::new(Files::new(input)), None, &mut Count(0)).unwrap().alerts
             })
         });

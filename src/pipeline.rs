@@ -357,8 +357,8 @@ struct Pending {
 pub trait Sink {
     /// One alert, in the order of the lines that raised them.
     fn alert(&mut self, alert: Alert);
-    /// Bytes finished so far.
-    fn progress(&mut self, _bytes: u64) {}
+    /// A chunk is finished (its `read` says how far its input is read).
+    fn progress(&mut self, _chunk: &Chunk) {}
     /// A consistent state: positions after, and windows as of, the same chunk.
     fn checkpoint(&mut self, _cp: &Checkpoint<'_>) {}
     /// Whether the sink wants [`Sink::status`] (building it costs a little
@@ -750,7 +750,7 @@ impl<'e> Collector<'e> {
         self.line_base.insert(chunk.file.id, after);
         self.sum.lines += p.lines;
         self.sum.bytes += chunk.bytes().len() as u64;
-        sink.progress(self.sum.bytes);
+        sink.progress(chunk);
         if let Some(id) = chunk.file.identity {
             let offset = chunk.offset + chunk.bytes().len() as u64;
             let (path, source) = (chunk.file.name.clone(), self.source_name(&chunk.file));

@@ -31,14 +31,19 @@ fn compress(kind: &str, text: &[u8]) -> Vec<u8> {
 /// Alerts of `replay --json` as `rule key line count` (no file name).
 fn alerts_of(cfg: &str, files: &[&str]) -> Vec<String> {
     let args = [&["-c", cfg, "replay", "--json"][..], files].concat();
+    alert_keys(&ok(&args))
+}
+
+/// `replay --json`'s alerts as `rule key line count`.
+fn alert_keys(json: &str) -> Vec<String> {
     let field = |a: &serde_json::Value, k: &str| a[k].to_string();
-    let all = crate::util::json_lines(&ok(&args));
+    let all = crate::util::json_lines(json);
     all.iter().map(|a| ["rule", "key", "line", "count"].map(|k| field(a, k)).join(" ")).collect()
 }
 
-/// Each compressed format is read by its first bytes, under any name — also
-/// two members (or frames, streams) one after another — and gives the same
-/// alerts as the plain file.
+/// Each compressed format is read by its first bytes, under any name or on
+/// standard input — also two members (or frames, streams) one after
+/// another — and gives the same alerts as the plain file.
 #[test]
 fn every_compression_is_known_by_its_first_bytes_whatever_the_name() {
     let dir = tempfile::tempdir().unwrap();
@@ -57,6 +62,9 @@ fn every_compression_is_known_by_its_first_bytes_whatever_the_name() {
             let f = write(dir.path(), &name, &two);
             assert_eq!(alerts_of(&cfg, &[&f]), want, "{kind} named {name}");
         }
+        let out = run(&["-c", &cfg, "replay", "--json", "-"], &two);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(alert_keys(&String::from_utf8_lossy(&out.stdout)), want, "{kind} on stdin");
     }
 }
 
@@ -260,4 +268,37 @@ fn decompressing_ahead_changes_no_alert_for_any_thread_count() {
         assert_eq!(alerts(&["--threads", threads]), want, "--threads {threads}");
     }
     assert_eq!(alerts(&["--read-ahead", "8", "--threads", "4"]), want, "a small read-ahead");
+}
+
+/// On a terminal, the progress bar covers every file: the bytes of all of
+/// them on disk (the compressed bytes of compressed ones) and the files done.
+/// (`script` gives the run a terminal.)
+#[test]
+fn the_progress_bar_covers_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "c.toml", CONFIG.as_bytes());
+    let text = generate(3, 1_700_000_000, 20_000);
+    let files = [
+        write(dir.path(), "a.log", text.as_bytes()),
+        write(dir.path(), "b.log.gz", &compress("gzip", text.as_bytes())),
+        write(dir.path(), "c.log.zst", &compress("zstd", text.as_bytes())),
+    ];
+    let total: u64 = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
+    let cmd = format!(
+        "'{}' -c '{cfg}' replay --no-sort '{}' '{}' '{}' > /dev/null",
+        crate::util::bin(),
+        files[0],
+        files[1],
+        files[2]
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    let bytes = indicatif::HumanBytes(total).to_string();
+    assert!(screen.contains(&format!("{bytes}/{bytes}")), "{bytes} in {screen}");
+    assert!(screen.contains("3/3 files: done"), "{screen}");
 }

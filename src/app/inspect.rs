@@ -9,7 +9,7 @@ use crate::parse::normalize::Normalized;
 use crate::parse::time::rfc3339;
 use crate::parse::{Parser, Record, Skip};
 use crate::rules::RuleSet;
-use crate::source::{Input, Opened};
+use crate::source::Input;
 use crate::template::sanitize;
 use anyhow::{Context, Result};
 use std::io::{BufRead, BufWriter, Write};
@@ -25,11 +25,7 @@ pub(super) fn parse(config: Option<&std::path::Path>, a: &ParseArgs) -> Result<E
     let limits = (source, cfg.sources[source].ipv6_prefix);
     for f in &a.files {
         let input = Input::from_arg(f);
-        let reader: Box<dyn std::io::Read> =
-            match input.open().with_context(|| format!("cannot open {f}"))? {
-                Opened::File(file) | Opened::Live(file, _) => Box::new(file),
-                Opened::Stream(s) => s,
-            };
+        let (reader, _) = input.open().with_context(|| format!("cannot open {f}"))?.into_reader();
         let mut reader = std::io::BufReader::new(reader);
         let mut buf = Vec::new();
         let mut n = 0u64;

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod daemon;
 mod demo;
 mod inspect;
+mod progress;
 mod replay;
 mod report;
 mod status;

@@ -1,6 +1,7 @@
 //! `logwarden replay`: files through the engine, alerts to standard output,
 //! a progress bar and the summary to standard error.
 
+use super::progress::Progress;
 use super::{load, open_all};
 use crate::alert::Alert;
 use crate::app::cli::ReplayArgs;
@@ -12,9 +13,8 @@ use crate::pipeline::Engine;
 use crate::pipeline::Sink;
 use crate::rules::Rule;
 use crate::source::merge::Merge;
-use crate::source::{Files, Input, Opened, Source, order};
+use crate::source::{Chunk, Files, Input, Opened, Source, order};
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{BufRead, Read};
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::Path;
@@ -51,17 +51,11 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
         false => vec![series(&a.files, a, &engine, source, &cfg.rules)?],
     };
     let files: Vec<String> = groups.iter().flatten().cloned().collect();
-    let total: u64 = files
-        .iter()
-        .filter(|f| *f != "-" && ![".gz", ".zst", ".xz", ".bz2"].iter().any(|c| f.ends_with(c)))
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| m.len())
-        .sum();
-    let bar = progress_bar(!a.no_progress && std::io::stderr().is_terminal(), total);
+    let show = !a.no_progress && std::io::stderr().is_terminal();
     let mut sink = ReplaySink {
         out: BufWriter::new(std::io::stdout().lock()),
         json: a.json,
-        bar,
+        progress: Progress::new(&groups, show),
         error: None,
         report,
     };
@@ -80,7 +74,7 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
         }
     };
     let summary = engine.run(input, None, &mut sink)?;
-    sink.bar.finish_and_clear();
+    sink.progress.finish();
     if let Err(e) = sink.out.flush() {
         sink.error.get_or_insert(e);
     }
@@ -193,7 +187,7 @@ fn read_at(f: &std::fs::File, at: u64, len: u64) -> Option<Vec<u8>> {
 
 /// The first line of a stream (at most [`HEAD`] bytes of it).
 fn first_line(opened: Opened) -> Option<Vec<u8>> {
-    let Opened::Stream(r) = opened else { return None };
+    let Opened::Stream(r, _) = opened else { return None };
     let mut line = Vec::new();
     std::io::BufReader::new(r.take(HEAD)).read_until(b'\n', &mut line).ok()?;
     Some(line.strip_suffix(b"\n").unwrap_or(&line).to_vec())
@@ -203,7 +197,7 @@ fn first_line(opened: Opened) -> Option<Vec<u8>> {
 struct ReplaySink<W: Write> {
     out: W,
     json: bool,
-    bar: ProgressBar,
+    progress: Progress,
     error: Option<std::io::Error>,
     report: Option<Report>,
 }
@@ -221,8 +215,8 @@ impl<W: Write> Sink for ReplaySink<W> {
 
     /// Alerts are flushed once per chunk, not per alert: hundreds of
     /// thousands of them must not slow the scan.
-    fn progress(&mut self, bytes: u64) {
-        self.bar.set_position(bytes);
+    fn progress(&mut self, chunk: &Chunk) {
+        self.progress.chunk(chunk);
         if let Err(e) = self.out.flush() {
             self.error.get_or_insert(e);
         }
@@ -233,16 +227,4 @@ impl<W: Write> Sink for ReplaySink<W> {
             r.peaks(rule, peaks);
         }
     }
-}
-
-fn progress_bar(show: bool, total: u64) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    let style =
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
 }

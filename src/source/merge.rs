@@ -10,11 +10,11 @@
 //! cannot be read goes with its server's previous line (and is counted as
 //! skipped downstream).
 
-use super::{CHUNK_BYTES, Chunk, Data, FileTag, Input, Source, SourceError, SourceEvent};
+use super::{CHUNK_BYTES, Chunk, Consumed, Data, FileTag, Input, Source, SourceError, SourceEvent};
 use crate::parse::Parser;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 
 /// Where each line of a merged chunk came from: for the line starting at
@@ -57,6 +57,9 @@ struct Server {
     at: (u32, u64),
     /// The time the current line is merged at.
     time: i64,
+    /// Bytes on disk read of the files finished, and of the current one.
+    done: u64,
+    consumed: Consumed,
 }
 
 impl Server {
@@ -67,10 +70,8 @@ impl Server {
                 let Some((file, input)) = self.files.next() else { return Ok(false) };
                 let opened =
                     input.open().map_err(|error| SourceError { name: input.name(), error })?;
-                let read: Box<dyn Read + Send> = match opened {
-                    super::Opened::File(f) | super::Opened::Live(f, _) => Box::new(f),
-                    super::Opened::Stream(s) => s,
-                };
+                let (read, consumed) = opened.into_reader();
+                self.done += std::mem::replace(&mut self.consumed, consumed).get();
                 let reader = Box::new(BufReader::with_capacity(1 << 16, read));
                 self.reader = Some((file, input.name(), reader));
                 self.at = (file, 0);
@@ -109,7 +110,15 @@ impl Source for Merge {
                 files.push((names.len() as u32 - 1, input));
             }
             let files = files.into_iter();
-            servers.push(Server { files, reader: None, line: Vec::new(), at: (0, 0), time: 0 });
+            servers.push(Server {
+                files,
+                reader: None,
+                line: Vec::new(),
+                at: (0, 0),
+                time: 0,
+                done: 0,
+                consumed: Consumed::default(),
+            });
         }
         let names: Arc<[String]> = names.into();
         let tag = Arc::new(FileTag {
@@ -140,6 +149,7 @@ impl Source for Merge {
                     std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES + (1 << 16)));
                 let len = data.len() as u64;
                 let mut c = Chunk::new(Arc::clone(&tag), offset, Data::Owned(data), 0);
+                c.read = servers.iter().map(|s| s.done + s.consumed.get()).sum();
                 let lines = std::mem::take(&mut origins.lines);
                 c.origins = Some(Arc::new(Origins { names: Arc::clone(&names), lines }));
                 offset += len;

@@ -16,6 +16,7 @@ use std::fs::File;
 use std::io::{self, BufRead, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub mod merge;
 pub mod order;
@@ -110,13 +111,19 @@ pub struct Chunk {
     /// For a merge of several files: where each line came from (else the
     /// lines are `file`'s, in order).
     pub origins: Option<Arc<merge::Origins>>,
+    /// Bytes of the input on disk read once this chunk was cut: past its
+    /// end for a plain file, the compressed bytes for a compressed one,
+    /// every file's for a merge (what a progress bar counts).
+    pub read: u64,
 }
 
 impl Chunk {
     /// A chunk of bytes, read now.
     pub fn new(file: Arc<FileTag>, offset: u64, data: Data, skipped_long: u32) -> Chunk {
         let read_at = jiff::Timestamp::now().as_second();
-        Chunk { file, offset, data, skipped_long, read_at, origins: None }
+        let mut chunk = Chunk { file, offset, data, skipped_long, read_at, origins: None, read: 0 };
+        chunk.read = offset + chunk.bytes().len() as u64;
+        chunk
     }
 
     /// The chunk's bytes.
@@ -222,7 +229,7 @@ impl Source for Files {
                 (Arc::new(tag), opened)
             })
             .collect();
-        let streams = tagged.iter().filter(|(_, o)| matches!(o, Opened::Stream(_))).count();
+        let streams = tagged.iter().filter(|(_, o)| matches!(o, Opened::Stream(..))).count();
         let decoders = self.decoders.min(streams);
         let per_file = self.ahead / CHUNK_BYTES / decoders.max(1);
         if decoders < 2 || per_file < 2 {
@@ -253,7 +260,7 @@ fn read_ahead(
     let mut slots = Vec::new();
     for (tag, opened) in tagged {
         let slot = match opened {
-            Opened::Stream(_) => {
+            Opened::Stream(..) => {
                 let (tx, rx) = crossbeam_channel::bounded(per_file);
                 jobs_tx.send((Arc::clone(&tag), opened, tx)).unwrap_or(());
                 Slot::Ahead(rx)
@@ -325,7 +332,7 @@ impl Input {
     /// another kind of file is an error.
     pub fn open(&self) -> io::Result<Opened> {
         match self {
-            Input::Stdin => Ok(Opened::Stream(Box::new(io::stdin()))),
+            Input::Stdin => peeked(io::stdin()),
             Input::Path(p) => {
                 let f = File::open(p)?;
                 let kind = f.metadata()?.file_type();
@@ -334,17 +341,16 @@ impl Input {
                 }
                 let md = f.metadata()?;
                 if !kind.is_file() {
-                    // A pipe: its first bytes are peeked, not read away.
-                    let mut r = io::BufReader::with_capacity(1 << 16, f);
-                    return match Compression::of(r.fill_buf()?) {
-                        Some(c) => Ok(Opened::Stream(c.decoder(r)?)),
-                        None => Ok(Opened::Stream(Box::new(r))),
-                    };
+                    return peeked(f);
                 }
                 let mut head = [0u8; 6];
                 let n = read_head(&f, &mut head)?;
                 if let Some(c) = Compression::of(&head[..n]) {
-                    Ok(Opened::Stream(c.decoder(io::BufReader::with_capacity(1 << 16, f))?))
+                    let (f, consumed) = Counted::new(f);
+                    Ok(Opened::Stream(
+                        c.decoder(io::BufReader::with_capacity(1 << 16, f))?,
+                        consumed,
+                    ))
                 } else if is_live(&md) {
                     Ok(Opened::Live(f, md.len()))
                 } else {
@@ -352,6 +358,17 @@ impl Input {
                 }
             }
         }
+    }
+}
+
+/// A pipe or standard input, decompressed if its first bytes say so
+/// (peeked, not read away).
+fn peeked<R: Read + Send + 'static>(r: R) -> io::Result<Opened> {
+    let (r, consumed) = Counted::new(r);
+    let mut r = io::BufReader::with_capacity(1 << 16, r);
+    match Compression::of(r.fill_buf()?) {
+        Some(c) => Ok(Opened::Stream(c.decoder(r)?, consumed)),
+        None => Ok(Opened::Stream(Box::new(r), consumed)),
     }
 }
 
@@ -416,7 +433,7 @@ impl Compression {
     }
 
     /// A reader of the decompressed bytes of `r`.
-    fn decoder(self, r: io::BufReader<File>) -> io::Result<Box<dyn Read + Send>> {
+    fn decoder<R: BufRead + Send + 'static>(self, r: R) -> io::Result<Box<dyn Read + Send>> {
         Ok(match self {
             Compression::Gzip => Box::new(MultiGzDecoder::new(r)),
             Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r)?),
@@ -433,8 +450,62 @@ pub enum Opened {
     /// A regular file written to lately, read (it may shrink under us),
     /// with its size when opened.
     Live(File, u64),
-    /// Anything read sequentially.
-    Stream(Box<dyn Read + Send>),
+    /// Anything read sequentially, and the bytes read from beneath it
+    /// (before decompression).
+    Stream(Box<dyn Read + Send>, Consumed),
+}
+
+/// Bytes read from a file so far, counted by the [`Counted`] reader that
+/// reads them and looked at from elsewhere (a decompressor owns the reader).
+#[derive(Debug, Clone, Default)]
+pub struct Consumed(Arc<AtomicU64>);
+
+impl Consumed {
+    /// Bytes read so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A reader that counts the bytes read through it.
+pub struct Counted<R> {
+    inner: R,
+    consumed: Consumed,
+}
+
+impl<R> Counted<R> {
+    /// `inner`, counted from zero; the count is read through the [`Consumed`].
+    pub fn new(inner: R) -> (Counted<R>, Consumed) {
+        let consumed = Consumed::default();
+        (Counted { inner, consumed: consumed.clone() }, consumed)
+    }
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.consumed.0.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl Opened {
+    /// A stream read as it is, its bytes counted.
+    pub fn stream<R: Read + Send + 'static>(r: R) -> Opened {
+        let (r, consumed) = Counted::new(r);
+        Opened::Stream(Box::new(r), consumed)
+    }
+
+    /// A sequential reader of the input, and what counts its bytes on disk.
+    pub fn into_reader(self) -> (Box<dyn Read + Send>, Consumed) {
+        match self {
+            Opened::File(f) | Opened::Live(f, _) => {
+                let (r, consumed) = Counted::new(f);
+                (Box::new(r), consumed)
+            }
+            Opened::Stream(r, consumed) => (r, consumed),
+        }
+    }
 }
 
 /// Cuts an opened input into chunks, calling `emit` for each in order.
@@ -447,13 +518,13 @@ pub fn chunks(
     match opened {
         Opened::File(f) => mapped_chunks(tag, &f, emit),
         Opened::Live(f, len) => {
-            let read = stream_chunks(tag, Box::new(f), emit)?;
+            let read = stream_chunks(tag, Box::new(f), None, emit)?;
             if read < len {
                 report_shrink(tag, len, read);
             }
             Ok(())
         }
-        Opened::Stream(r) => stream_chunks(tag, r, emit).map(|_| ()),
+        Opened::Stream(r, consumed) => stream_chunks(tag, r, Some(consumed), emit).map(|_| ()),
     }
 }
 
@@ -571,10 +642,12 @@ fn flush_skipped(
     }
 }
 
-/// Cuts a stream into chunks; returns the bytes read.
+/// Cuts a stream into chunks; returns the bytes read. Each chunk's `read`
+/// is what `consumed` counted by then, if given (the compressed bytes).
 fn stream_chunks(
     tag: &Arc<FileTag>,
     mut r: Box<dyn Read + Send>,
+    consumed: Option<Consumed>,
     emit: &mut dyn FnMut(Chunk) -> bool,
 ) -> io::Result<u64> {
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES * 2);
@@ -609,7 +682,10 @@ fn stream_chunks(
                 buf.truncate(n);
                 let data = Data::Owned(std::mem::replace(&mut buf, next));
                 let skipped_long = std::mem::take(&mut skipped_long);
-                let chunk = Chunk::new(Arc::clone(tag), offset, data, skipped_long);
+                let mut chunk = Chunk::new(Arc::clone(tag), offset, data, skipped_long);
+                if let Some(c) = &consumed {
+                    chunk.read = c.get();
+                }
                 offset += n as u64;
                 if !emit(chunk) {
                     return Ok(offset);
@@ -715,7 +791,7 @@ mod tests {
             assert_eq!(lines_of(Opened::File(File::open(f.path()).unwrap())), want);
             let live = Opened::Live(File::open(f.path()).unwrap(), text.len() as u64);
             assert_eq!(lines_of(live), want);
-            assert_eq!(lines_of(Opened::Stream(Box::new(io::Cursor::new(text.clone())))), want);
+            assert_eq!(lines_of(Opened::stream(io::Cursor::new(text.clone()))), want);
         }
     }
 
@@ -734,13 +810,10 @@ mod tests {
     fn long_line_at_end_and_empty_input() {
         let mut text = b"a\n".to_vec();
         text.extend(std::iter::repeat_n(b'x', CHUNK_BYTES * 2));
-        assert_eq!(
-            lines_of(Opened::Stream(Box::new(io::Cursor::new(text.clone())))),
-            expected(&text)
-        );
+        assert_eq!(lines_of(Opened::stream(io::Cursor::new(text.clone()))), expected(&text));
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(&text).unwrap();
         assert_eq!(lines_of(Opened::File(File::open(f.path()).unwrap())), expected(&text));
-        assert!(lines_of(Opened::Stream(Box::new(io::Cursor::new(Vec::new())))).is_empty());
+        assert!(lines_of(Opened::stream(io::Cursor::new(Vec::new()))).is_empty());
     }
 }
