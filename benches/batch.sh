@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Batch figures: `logwarden replay` over compressed files against
 # `zcat | rg -c` and `rg -z -c` on the same files, and 4 gzipped files
-# against one of them (the ratio the batch issue targets: 4 files >= 1.7x
-# faster than one after another, i.e. 4 files in <= 4/1.7 the time of one).
+# against reading them one after another (the batch issue's goal: >= 1.7x):
+# against BEFORE, a build from before the batch work (which read files one
+# after another, decompressing on one thread), and against this build's
+# four times one file.
 #
 #   benches/batch.sh              # about 2 minutes
 #   OUT=/tmp/lwbatch RUNS=3 benches/batch.sh
+#   git worktree add /tmp/before b899664~1 && (cd /tmp/before && cargo build --release)
+#   BEFORE=/tmp/before/target/release/logwarden benches/batch.sh
 #
 # Needs: cargo, hyperfine, ripgrep, gzip, zstd (apt-get install hyperfine ripgrep zstd).
 set -euo pipefail
@@ -35,20 +39,25 @@ time_it rg_z_4 "rg -z -c today_download $OUT/day1.log.gz $OUT/day2.log.gz $OUT/d
 
 GZ4="$OUT/day1.log.gz $OUT/day2.log.gz $OUT/day3.log.gz $OUT/day4.log.gz"
 time_it lw_gz_4_no_ahead "$LW replay --no-progress --read-ahead 0 $GZ4"
+[ -z "${BEFORE:-}" ] || time_it before_gz_4 "$BEFORE replay --no-progress $GZ4"
 /usr/bin/time -f %M -o "$OUT/rss_ahead" "$LW" replay --no-progress $GZ4 >/dev/null 2>&1
 /usr/bin/time -f %M -o "$OUT/rss_no_ahead" "$LW" replay --no-progress --read-ahead 0 $GZ4 >/dev/null 2>&1
 
 python3 - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]
-med = {n: json.load(open(os.path.join(out, n + ".json")))["results"][0]["median"]
-       for n in ["lw_gz_1", "lw_gz_4", "lw_gz_4_no_ahead", "lw_zst_4", "zcat_rg_4", "rg_z_4"]}
+names = ["lw_gz_1", "lw_gz_4", "lw_gz_4_no_ahead", "lw_zst_4", "zcat_rg_4", "rg_z_4"]
+before = os.environ.get("BEFORE")
+names += ["before_gz_4"] if before else []
+med = {n: json.load(open(os.path.join(out, n + ".json")))["results"][0]["median"] for n in names}
 print("| run (4 files of 1M lines unless said) | median s |")
 print("|---|---:|")
 for k, v in med.items():
     print("| %s | %.3f |" % (k, v))
 print()
-print("4 .gz files against one after another (4 x one file): %.2fx faster (target >= 1.7x)" % (4 * med["lw_gz_1"] / med["lw_gz_4"]))
+if before:
+    print("4 .gz files against BEFORE's one after another: %.2fx faster (target >= 1.7x)" % (med["before_gz_4"] / med["lw_gz_4"]))
+print("4 .gz files against this build's 4 x one file: %.2fx faster" % (4 * med["lw_gz_1"] / med["lw_gz_4"]))
 print("replay of 4 .gz / zcat | rg -c: %.2f; / rg -z -c: %.2f" % (med["lw_gz_4"] / med["zcat_rg_4"], med["lw_gz_4"] / med["rg_z_4"]))
 rss = lambda n: int(open(os.path.join(out, n)).read().split()[-1]) / 1024
 print("peak RSS of the 4 .gz: %.0f MB with the default read-ahead, %.0f MB with --read-ahead 0" % (rss("rss_ahead"), rss("rss_no_ahead")))

@@ -207,8 +207,8 @@ impl Files {
 
 /// Decompressed bytes held ahead by default, in all, while earlier files are
 /// handed on. Less gains little: decoding ahead pays only when most of the
-/// next file fits (`benches/batch.sh`, four 170 MB files: 32 MiB 1.27 s,
-/// 64 MiB 1.23 s, 256 MiB 1.03 s, 512 MiB 0.98 s; none: 1.26–1.27 s).
+/// next file fits (`benches/batch.sh`, four 170 MB `.gz`, means of 7 runs:
+/// none 0.87 s, 32 MiB 0.85 s, 64 MiB 0.82 s, 256 MiB 0.76 s).
 pub const AHEAD_BYTES: usize = 256 << 20;
 
 impl Source for Files {
