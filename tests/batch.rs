@@ -271,34 +271,39 @@ fn decompressing_ahead_changes_no_alert_for_any_thread_count() {
 }
 
 /// On a terminal, the progress bar covers every file: the bytes of all of
-/// them on disk (the compressed bytes of compressed ones) and the files done.
+/// them on disk (the compressed bytes of compressed ones), counted chunk by
+/// chunk to the total, and the files done — also for a merge of servers.
 /// (`script` gives the run a terminal.)
 #[test]
 fn the_progress_bar_covers_every_file() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(dir.path(), "c.toml", CONFIG.as_bytes());
     let text = generate(3, 1_700_000_000, 20_000);
+    // One server's series of two files, and another's one file.
+    let series = dir.path().join("web1");
+    std::fs::create_dir(&series).unwrap();
     let files = [
-        write(dir.path(), "a.log", text.as_bytes()),
-        write(dir.path(), "b.log.gz", &compress("gzip", text.as_bytes())),
-        write(dir.path(), "c.log.zst", &compress("zstd", text.as_bytes())),
+        write(&series, "access.log.1.gz", &compress("gzip", text.as_bytes())),
+        write(&series, "access.log", text.as_bytes()),
+        write(dir.path(), "web2.log.zst", &compress("zstd", text.as_bytes())),
     ];
     let total: u64 = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
-    let cmd = format!(
-        "'{}' -c '{cfg}' replay --no-sort '{}' '{}' '{}' > /dev/null",
-        crate::util::bin(),
-        files[0],
-        files[1],
-        files[2]
-    );
-    let out = std::process::Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("script (util-linux) runs");
-    let screen = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{screen}");
     let bytes = indicatif::HumanBytes(total).to_string();
-    assert!(screen.contains(&format!("{bytes}/{bytes}")), "{bytes} in {screen}");
-    assert!(screen.contains("3/3 files: done"), "{screen}");
+    let web1 = series.display();
+    for how in [
+        format!("--no-sort '{web1}/access.log.1.gz' '{web1}/access.log'"),
+        format!("--merge '{web1}'"),
+    ] {
+        let cmd =
+            format!("'{}' -c '{cfg}' replay {how} '{}' > /dev/null", crate::util::bin(), files[2]);
+        let out = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("script (util-linux) runs");
+        let screen = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{screen}");
+        assert!(screen.contains(&format!("{bytes}/{bytes}")), "{how}: {bytes} in {screen}");
+        assert!(screen.contains("3/3 files: done"), "{how}: {screen}");
+    }
 }

@@ -84,13 +84,11 @@ impl Progress {
         format!("{done}/{} files", self.names.len())
     }
 
-    /// Every file is read: the bar shows its end and stays.
+    /// Every file is read: the bar stays, with the bytes it counted.
     pub(super) fn finish(&self) {
-        if let Some(len) = self.bar.length() {
-            self.bar.set_position(len);
-        }
         self.bar.set_prefix(self.files_text(self.names.len()));
-        self.bar.finish_with_message("done");
+        // `finish` would show the whole length whatever was counted.
+        self.bar.abandon_with_message("done");
         if !self.bar.is_hidden() {
             // The finished bar leaves the cursor on its line.
             eprintln!();
