@@ -28,8 +28,10 @@ pub struct Report {
     /// Alerts per hour (Unix seconds / 3600): bounded by the span, not by
     /// how many alerts there are.
     alert_hours: BTreeMap<i64, u64>,
-    /// Alerts per (rule, client).
-    alerts_of: HashMap<(usize, String), u64>,
+    /// Per rule: alerts per client, for at most the rule's `max_clients`
+    /// clients, and whether a client found the map full (its alerts are
+    /// then not known per client).
+    alerts_of: Vec<(HashMap<String, u64>, bool)>,
     first_alerts: Vec<Alert>,
 }
 
@@ -45,7 +47,7 @@ impl Report {
             caps: rules.iter().map(|r| r.max_clients).collect(),
             overflow: vec![BTreeMap::new(); rules.len()],
             alert_hours: BTreeMap::new(),
-            alerts_of: HashMap::new(),
+            alerts_of: vec![(HashMap::new(), false); rules.len()],
             first_alerts: Vec::new(),
         }
     }
@@ -56,7 +58,17 @@ impl Report {
         if let Ok(t) = a.time.parse::<jiff::Timestamp>() {
             *self.alert_hours.entry(t.as_second().div_euclid(3_600)).or_default() += 1;
         }
-        *self.alerts_of.entry((rule, a.key.clone())).or_default() += 1;
+        if let (Some((map, full)), Some(&cap)) = (self.alerts_of.get_mut(rule), self.caps.get(rule))
+        {
+            let room = map.len() < cap;
+            match map.get_mut(&a.key) {
+                Some(n) => *n += 1,
+                None if room => {
+                    map.insert(a.key.clone(), 1);
+                }
+                None => *full = true,
+            }
+        }
         if self.first_alerts.len() < LISTED_ALERTS {
             self.first_alerts.push(a.clone());
         }
@@ -186,7 +198,11 @@ impl Report {
         h.push_str("<table class=\"top\"><tr><th>client</th><th class=\"n\">peak in a window</th><th class=\"n\">alerts</th><th></th></tr>\n");
         for (k, p) in top.into_iter().take(TOP) {
             let client = k;
-            let alerts = self.alerts_of.get(&(r, client.clone())).copied().unwrap_or(0);
+            let alerts = match &self.alerts_of[r] {
+                (map, _) if map.contains_key(client) => map[client].to_string(),
+                (_, true) => "?".to_string(),
+                _ => "0".to_string(),
+            };
             let width =
                 (u64::from(*p).min(u64::from(*threshold)) * 200) / u64::from((*threshold).max(1));
             let hot = if p >= threshold { " hot" } else { "" };
@@ -344,6 +360,28 @@ const HEAD: &str = r#"<!DOCTYPE html>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alerts_per_client_are_kept_for_max_clients_and_unknown_past_them() {
+        let text = "[[rule]]\nname = \"r\"\ncontains = \"x\"\nthreshold = 1\nmax_clients = 2\n";
+        let ov = crate::config::Overrides::default();
+        let cfg = crate::config::Config::parse(text, None, &ov).unwrap();
+        let mut report = Report::new(&cfg.rules);
+        for key in ["a", "b", "a", "c"] {
+            let json = format!(
+                r#"{{"rule":"r","key":"{key}","count":1,"threshold":1,"window_s":600,"time":"2026-01-01T00:00:00Z","file":"f","line":1,"message":""}}"#
+            );
+            report.alert(&serde_json::from_str(&json).unwrap());
+        }
+        assert_eq!(report.alerts_of[0].0.len(), 2);
+        report.peaks(0, &[("c".into(), 5), ("a".into(), 3)]);
+        let html = report.html(&[], &Summary::default());
+        let row = |k: &str, peak: u32, alerts: &str| {
+            format!("{k}</td><td class=\"n peak\">{peak}</td><td class=\"n\">{alerts}</td>")
+        };
+        assert!(html.contains(&row("a", 3, "2")), "{html}");
+        assert!(html.contains(&row("c", 5, "?")), "{html}");
+    }
 
     #[test]
     fn escapes_what_html_would_read() {
