@@ -122,6 +122,23 @@ fn a_directory_is_a_warning_for_run_and_retried() {
     assert_eq!(log.matches("is a directory").count(), 1, "{log}");
 }
 
+/// A named pipe where the log should be is reported and waited past, never
+/// opened (opening a pipe waits for a writer, and the follower would hang):
+/// the daemon follows the regular file that replaces it.
+#[test]
+fn a_named_pipe_for_run_is_a_warning_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    assert!(Command::new("mkfifo").arg(&p).status().unwrap().success());
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    wait_until("the warning", || d.log_text().contains("is a pipe, which cannot be followed"));
+    std::fs::remove_file(&p).unwrap();
+    let mut w = Writer::new();
+    w.phase(&p, &["10.0.0.1"], 1, 1);
+    d.wait_for_marker(1);
+    d.stop();
+}
+
 /// Without `LOGWARDEN_LOG`, `run` says when it follows a file and when it
 /// switches to the next; a reload is not a stop; yesterday's dated file at
 /// a restart is finished, not "rotated while stopped".

@@ -476,6 +476,16 @@ impl Follower {
         });
     }
 
+    /// Says (once) that `path` is not a regular file; returns false.
+    fn not_regular(&mut self, path: &Path, md: &std::fs::Metadata) -> bool {
+        let what = crate::source::not_a_log(md.file_type())
+            .unwrap_or("is a pipe, which cannot be followed");
+        self.report_once(format!("err:{}", path.display()), || {
+            tracing::warn!(path = %path.display(), "The path {what}; waiting for a regular file there.");
+        });
+        false
+    }
+
     /// Opens a file at `start` (offset, lines before it), or where
     /// [`Follower::start_of`] says. `identity` overrides the identity its
     /// alerts and saved position carry: a copy made by copytruncate goes on
@@ -487,7 +497,14 @@ impl Follower {
         start: Option<(u64, u64)>,
         identity: Option<FileId>,
     ) -> bool {
-        let file = match File::open(path) {
+        // Looked at before it is opened: opening a named pipe waits for a
+        // writer, which would stall this follower.
+        let opened = match std::fs::metadata(path) {
+            Ok(md) if !md.is_file() => return self.not_regular(path, &md),
+            Ok(_) => File::open(path),
+            Err(e) => Err(e),
+        };
+        let file = match opened {
             Ok(f) => f,
             Err(e) => {
                 self.report_open_error(path, &e);
@@ -496,12 +513,7 @@ impl Follower {
         };
         let Ok(md) = file.metadata() else { return false };
         if !md.is_file() {
-            let what = crate::source::not_a_log(md.file_type())
-                .unwrap_or("is a pipe, which cannot be followed");
-            self.report_once(format!("err:{}", path.display()), || {
-                tracing::warn!(path = %path.display(), "The path {what}; waiting for a regular file there.");
-            });
-            return false;
+            return self.not_regular(path, &md);
         }
         self.reported.remove(&format!("err:{}", path.display()));
         let id = FileId { dev: md.dev(), ino: md.ino(), fingerprint: fingerprint(&file, md.len()) };
