@@ -385,36 +385,48 @@ fn sighup_reloads_a_good_configuration_and_keeps_the_old_one_on_error() {
     d.stop();
 }
 
+/// READY, watchdog pings (also while idle) and STOPPING reach the service
+/// manager, with one source and with two (whose followers must both be
+/// reading for a ping).
 #[test]
 fn tells_systemd_ready_watchdog_and_stopping() {
-    let dir = tempfile::tempdir().unwrap();
-    let sock_path = dir.path().join("notify.sock");
-    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    let p = dir.path().join("access.log");
-    let env = [("NOTIFY_SOCKET", sock_path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")];
-    let d = Daemon::start_with(dir.path(), p.to_str().unwrap(), &env, "");
-    let mut seen = String::new();
-    let mut buf = [0u8; 512];
-    let mut recv_until = |want: &str, seen: &mut String| {
-        let end = Instant::now() + DEADLINE;
-        while !seen.contains(want) {
-            assert!(Instant::now() < end, "no {want} from the daemon; got {seen:?}");
-            if let Ok(n) = sock.recv(&mut buf) {
-                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
+    for sources in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let sock_path = dir.path().join("notify.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let p = dir.path().join("access.log");
+        let env = [("NOTIFY_SOCKET", sock_path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")];
+        let mut config = Daemon::config(dir.path(), p.to_str().unwrap(), "");
+        if sources == 2 {
+            let other = dir.path().join("other.log");
+            let second = format!("[[source]]\nname = \"b\"\npath = \"{}\"\n", other.display());
+            config = config.replacen("[source]\n", "[[source]]\nname = \"a\"\n", 1);
+            config = config.replacen("[[rule]]", &(second + "[[rule]]"), 1);
         }
-    };
-    recv_until("READY=1", &mut seen);
-    seen.clear();
-    recv_until("WATCHDOG=1", &mut seen);
-    seen.clear();
-    // Pings go on while idle.
-    recv_until("WATCHDOG=1", &mut seen);
-    let pid = d.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    recv_until("STOPPING=1", &mut seen);
-    d.stop_after_signal();
+        let d = Daemon::start_config(dir.path(), &config, &env);
+        let mut seen = String::new();
+        let mut buf = [0u8; 512];
+        let mut recv_until = |want: &str, seen: &mut String| {
+            let end = Instant::now() + DEADLINE;
+            while !seen.contains(want) {
+                assert!(Instant::now() < end, "{sources}: no {want} from the daemon; got {seen:?}");
+                if let Ok(n) = sock.recv(&mut buf) {
+                    seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        };
+        recv_until("READY=1", &mut seen);
+        seen.clear();
+        recv_until("WATCHDOG=1", &mut seen);
+        seen.clear();
+        // Pings go on while idle.
+        recv_until("WATCHDOG=1", &mut seen);
+        let pid = d.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        recv_until("STOPPING=1", &mut seen);
+        d.stop_after_signal();
+    }
 }
 
 /// File offsets in the saved state.

@@ -27,7 +27,7 @@ use anyhow::{Context, Result};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// At a stop, working outputs get this long to deliver what they hold.
 const DRAIN_AT_STOP: std::time::Duration = std::time::Duration::from_secs(3);
@@ -202,8 +202,8 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
 /// there are several), resuming from its own saved positions. Positions
 /// saved before sources had names belong to the first source. They share
 /// the stop flag and the flags asking for a full checkpoint and a probe
-/// (`flags`); the daemon's wake-ups reach them all; the first one proves
-/// to the service manager that reading goes on.
+/// (`flags`); the daemon's wake-ups reach them all; together they prove to
+/// the service manager that reading goes on.
 fn followers(
     cfg: &Config,
     stop: &Arc<AtomicBool>,
@@ -211,8 +211,7 @@ fn followers(
     wake: Wake,
     (want_full, probe): (Arc<AtomicBool>, Arc<AtomicBool>),
 ) -> Box<dyn Source> {
-    let (every, beat) = watchdog();
-    let mut beat = Some(beat);
+    let (every, mut beats) = watchdog(cfg.sources.len());
     let several = cfg.sources.len() > 1;
     let mut wakes = Vec::new();
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
@@ -228,7 +227,7 @@ fn followers(
             .with_wake(tx, rx)
             .with_full_checkpoints(Arc::clone(&want_full))
             .with_probes(Arc::clone(&probe));
-        if let Some(beat) = beat.take() {
+        if let Some(beat) = beats.pop() {
             f = f.with_heartbeat(every, beat);
         }
         sources.push(Box::new(f));
@@ -246,20 +245,54 @@ fn notify(state: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
-/// The watchdog ping, sent at most twice per `WatchdogSec` from the reading
-/// loop, so a stalled pipeline gets the daemon restarted.
-fn watchdog() -> (Option<std::time::Duration>, Box<dyn FnMut() + Send>) {
+/// The watchdog pings: a beat for each of `followers`, called from its
+/// reading loop. A ping goes out at most twice per `WatchdogSec`, and only
+/// once every follower has beaten since the last one, so a stalled pipeline
+/// or a follower stuck in a read gets the daemon restarted.
+fn watchdog(followers: usize) -> (Option<Duration>, Vec<Beat>) {
     let Some(every) = sd_notify::watchdog_enabled().map(|d| d / 2) else {
-        return (None, Box::new(|| {}));
+        return (None, Vec::new());
     };
-    let mut last: Option<Instant> = None;
-    let beat = move || {
-        if last.is_none_or(|l| l.elapsed() >= every) {
-            last = Some(Instant::now());
-            notify(&[sd_notify::NotifyState::Watchdog]);
+    let beats = Arc::new(std::sync::Mutex::new(Beats::new(followers, every)));
+    let beat = |i: usize| -> Beat {
+        let beats = Arc::clone(&beats);
+        Box::new(move || {
+            if beats.lock().is_ok_and(|mut b| b.beat(i, Instant::now())) {
+                notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        })
+    };
+    (Some(every), (0..followers).rev().map(beat).collect())
+}
+
+/// A follower's heartbeat.
+type Beat = Box<dyn FnMut() + Send>;
+
+/// Which followers have beaten since the last watchdog ping.
+struct Beats {
+    seen: Vec<bool>,
+    last: Option<Instant>,
+    every: Duration,
+}
+
+impl Beats {
+    fn new(followers: usize, every: Duration) -> Beats {
+        Beats { seen: vec![false; followers], last: None, every }
+    }
+
+    /// Follower `i` beats at `now`: whether a ping is due.
+    fn beat(&mut self, i: usize, now: Instant) -> bool {
+        if let Some(s) = self.seen.get_mut(i) {
+            *s = true;
         }
-    };
-    (Some(every), Box::new(beat))
+        let due = self.last.is_none_or(|l| now.duration_since(l) >= self.every);
+        if !due || !self.seen.iter().all(|&s| s) {
+            return false;
+        }
+        self.last = Some(now);
+        self.seen.fill(false);
+        true
+    }
 }
 
 /// Saved windows for the configured rules: a rule keeps its windows when its
@@ -379,5 +412,26 @@ impl Sink for DaemonSink {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_pings_once_every_follower_has_beaten() {
+        let every = Duration::from_secs(1);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut b = Beats::new(2, every);
+        assert!(!b.beat(0, at(0)), "follower 1 has not beaten");
+        assert!(b.beat(1, at(10)));
+        // Both beat again, but within `every` of the ping.
+        assert!(!b.beat(0, at(500)) && !b.beat(1, at(600)));
+        assert!(b.beat(0, at(1_100)));
+        // Follower 1 is stuck: no ping however long follower 0 goes on.
+        assert!(!b.beat(0, at(2_500)) && !b.beat(0, at(9_000)));
+        assert!(b.beat(1, at(9_100)));
     }
 }
