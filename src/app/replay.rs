@@ -13,9 +13,8 @@ use crate::pipeline::Engine;
 use crate::pipeline::Sink;
 use crate::rules::Rule;
 use crate::source::merge::Merge;
-use crate::source::{Chunk, Files, Input, Opened, Source, order};
+use crate::source::{Chunk, Files, Input, Source, order};
 use anyhow::{Context, Result};
-use std::io::{BufRead, Read};
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -158,39 +157,9 @@ fn within(files: Vec<String>, engine: &Engine, source: usize, rules: &[Rule]) ->
 /// The times of a file's first and last lines (`None` where unknown; the
 /// last is unknown for a compressed file).
 fn ends(path: &Path, parser: &Parser) -> (Option<i64>, Option<i64>) {
-    let time = |line: &[u8]| parser.parse(line).ok().map(|r| r.time.epoch);
-    let f = match Input::Path(path.into()).open() {
-        Ok(Opened::File(f) | Opened::Live(f, _)) => f,
-        Ok(stream) => return (first_line(stream).and_then(|l| time(&l)), None),
-        Err(_) => return (None, None),
-    };
-    let Ok(len) = f.metadata().map(|m| m.len()) else { return (None, None) };
-    let head = read_at(&f, 0, HEAD.min(len));
-    let tail = read_at(&f, len.saturating_sub(HEAD), HEAD.min(len));
-    let first = head.as_deref().and_then(|h| h.split(|&b| b == b'\n').next()).and_then(time);
-    let last = tail.as_deref().and_then(|t| {
-        let t = t.strip_suffix(b"\n").unwrap_or(t);
-        t.rsplit(|&b| b == b'\n').next()
-    });
-    (first, last.and_then(time))
-}
-
-/// How far into a file its first (or back from its end its last) line is looked for.
-const HEAD: u64 = 64 << 10;
-
-fn read_at(f: &std::fs::File, at: u64, len: u64) -> Option<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = vec![0; usize::try_from(len).ok()?];
-    f.read_exact_at(&mut buf, at).ok()?;
-    Some(buf)
-}
-
-/// The first line of a stream (at most [`HEAD`] bytes of it).
-fn first_line(opened: Opened) -> Option<Vec<u8>> {
-    let Opened::Stream(r, _) = opened else { return None };
-    let mut line = Vec::new();
-    std::io::BufReader::new(r.take(HEAD)).read_until(b'\n', &mut line).ok()?;
-    Some(line.strip_suffix(b"\n").unwrap_or(&line).to_vec())
+    let time = |line: Vec<u8>| parser.parse(&line).ok().map(|r| r.time.epoch);
+    let (first, last) = order::end_lines(path);
+    (first.and_then(time), last.and_then(time))
 }
 
 /// Prints `replay`'s alerts and moves its progress bar.

@@ -2,10 +2,51 @@
 //! expanded, and files put in time order as logrotate names them — a dated
 //! series by its dates (`ssl_www_log-2025-11-01`, `access.log-20251101.gz`),
 //! numbered rotations oldest first (`access.log.10.gz` … `access.log.1`,
-//! then `access.log`), several series each in its own order.
+//! then `access.log`), several series each in its own order; and a file's
+//! first and last lines, which say whether it is in a time range.
 
+use super::{Input, Opened};
 use std::cmp::Reverse;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
+
+/// A file's first and last lines, without their newlines (`None` where
+/// they cannot be read; the last for a compressed file, which would have
+/// to be read whole).
+pub fn end_lines(path: &Path) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let f = match Input::Path(path.into()).open() {
+        Ok(Opened::File(f) | Opened::Live(f, _)) => f,
+        Ok(stream) => return (first_line(stream), None),
+        Err(_) => return (None, None),
+    };
+    let Ok(len) = f.metadata().map(|m| m.len()) else { return (None, None) };
+    let head = read_at(&f, 0, HEAD.min(len));
+    let tail = read_at(&f, len.saturating_sub(HEAD), HEAD.min(len));
+    let first = head.as_deref().and_then(|h| h.split(|&b| b == b'\n').next());
+    let last = tail.as_deref().and_then(|t| {
+        let t = t.strip_suffix(b"\n").unwrap_or(t);
+        t.rsplit(|&b| b == b'\n').next()
+    });
+    (first.map(<[u8]>::to_vec), last.map(<[u8]>::to_vec))
+}
+
+/// How far into a file its first (or back from its end its last) line is looked for.
+const HEAD: u64 = 64 << 10;
+
+fn read_at(f: &std::fs::File, at: u64, len: u64) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0; usize::try_from(len).ok()?];
+    f.read_exact_at(&mut buf, at).ok()?;
+    Some(buf)
+}
+
+/// The first line of a stream (at most [`HEAD`] bytes of it).
+fn first_line(opened: Opened) -> Option<Vec<u8>> {
+    let Opened::Stream(r, _) = opened else { return None };
+    let mut line = Vec::new();
+    std::io::BufReader::new(r.take(HEAD)).read_until(b'\n', &mut line).ok()?;
+    Some(line.strip_suffix(b"\n").unwrap_or(&line).to_vec())
+}
 
 /// Compression suffixes taken off a name before it is ordered.
 const COMPRESSED: [&str; 4] = [".gz", ".zst", ".xz", ".bz2"];
@@ -140,6 +181,23 @@ fn find_date(name: &str) -> Option<(usize, usize, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn end_lines_of_plain_and_compressed_files() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let text = b"first\nmiddle\nlast\n";
+        let plain = dir.path().join("a.log");
+        std::fs::write(&plain, text).unwrap();
+        let (first, last) = end_lines(&plain);
+        assert_eq!((first.as_deref(), last.as_deref()), (Some(&b"first"[..]), Some(&b"last"[..])));
+        let gz = dir.path().join("a.log.1");
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(text).unwrap();
+        std::fs::write(&gz, e.finish().unwrap()).unwrap();
+        assert_eq!(end_lines(&gz), (Some(b"first".to_vec()), None));
+        assert_eq!(end_lines(&dir.path().join("missing")), (None, None));
+    }
 
     fn ordered(names: &[&str]) -> Vec<String> {
         time_order(names.iter().map(|n| n.to_string()).collect())
