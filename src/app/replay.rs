@@ -176,8 +176,12 @@ impl<W: Write> Sink for ReplaySink<W> {
         if let Some(r) = self.report.as_mut() {
             r.alert(&al);
         }
-        let line = if self.json { al.to_json() } else { al.to_text() };
-        if let Err(e) = writeln!(self.out, "{line}") {
+        // Written straight into the buffer: no string per alert.
+        let written = match self.json {
+            true => serde_json::to_writer(&mut self.out, &al).map_err(std::io::Error::from),
+            false => write!(self.out, "{}", al.to_text()),
+        };
+        if let Err(e) = written.and_then(|()| self.out.write_all(b"\n")) {
             self.error.get_or_insert(e);
         }
     }

@@ -54,7 +54,22 @@ impl Key {
     /// grouped IPv6 prefix.
     pub fn render(self, v6_prefix: u8) -> String {
         if self.is_v4() {
-            Ipv4Addr::from(self.0 as u32).to_string()
+            // Digit by digit: `to_string` goes through the formatter (5 % of
+            // a replay that alerted on every line).
+            let mut out = String::with_capacity(15);
+            for (i, octet) in (self.0 as u32).to_be_bytes().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+            out
         } else if v6_prefix < 128 {
             format!("{}/{v6_prefix}", Ipv6Addr::from(self.0))
         } else {
@@ -254,6 +269,13 @@ mod tests {
     }
 
     proptest! {
+        /// An IPv4 key renders as `Ipv4Addr`'s own text.
+        #[test]
+        fn ipv4_keys_render_as_std_does(a in any::<u32>()) {
+            let key = Key::of(IpAddr::V4(Ipv4Addr::from(a)), 64);
+            prop_assert_eq!(key.render(64), Ipv4Addr::from(a).to_string());
+        }
+
         /// An address set agrees with checking every block.
         #[test]
         fn address_sets_match_their_blocks(

@@ -163,16 +163,37 @@ pub fn rfc3339(t: LineTime) -> String {
     let local = t.epoch + i64::from(t.offset);
     let (y, mo, d) = civil_from_days(local.div_euclid(86_400));
     let secs = local.rem_euclid(86_400);
-    let sign = if t.offset < 0 { '-' } else { '+' };
     let off = t.offset.unsigned_abs();
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}{sign}{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        off / 3600,
-        off / 60 % 60
-    )
+    // Written digit by digit: `format!` was a seventh of a replay that
+    // alerted on every line.
+    let mut out = String::with_capacity(25);
+    match u32::try_from(y) {
+        Ok(y) if y < 10_000 => push_digits(&mut out, y, 4),
+        _ => out.push_str(&format!("{y:04}")),
+    }
+    out.push('-');
+    push_digits(&mut out, u32::from(mo), 2);
+    out.push('-');
+    push_digits(&mut out, u32::from(d), 2);
+    out.push('T');
+    for (i, part) in [secs / 3600, secs / 60 % 60, secs % 60].into_iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        push_digits(&mut out, part as u32, 2);
+    }
+    out.push(if t.offset < 0 { '-' } else { '+' });
+    push_digits(&mut out, off / 3600, 2);
+    out.push(':');
+    push_digits(&mut out, off / 60 % 60, 2);
+    out
+}
+
+/// Appends `n` as exactly `width` decimal digits (`n` < 10^`width`).
+fn push_digits(out: &mut String, n: u32, width: u32) {
+    for k in (0..width).rev() {
+        out.push(char::from(b'0' + (n / 10u32.pow(k) % 10) as u8));
+    }
 }
 
 /// Month number from a three-letter English abbreviation (`Jan` … `Dec`).
