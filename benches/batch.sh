@@ -37,16 +37,26 @@ hyperfine --style none --runs "$RUNS" --warmup 1 --output pipe --export-json "$O
   --shell bash "zcat $OUT/day1.log.gz $OUT/day2.log.gz $OUT/day3.log.gz $OUT/day4.log.gz | rg -c today_download" >/dev/null
 time_it rg_z_4 "rg -z -c today_download $OUT/day1.log.gz $OUT/day2.log.gz $OUT/day3.log.gz $OUT/day4.log.gz"
 
+# Alert output: a quarter of the lines alert (HTTP/2.0, threshold 1), as JSON,
+# against the same scan with a threshold no client reaches.
+[ -s "$OUT/plain.log" ] || {
+  "$LG" file --lines 1000000 --seed 9 --ips 20000 --attackers 50 --out "$OUT/plain.log" >/dev/null 2>&1
+  touch -d '1 hour ago' "$OUT/plain.log"  # mapped, as an old log is
+}
+time_it lw_alerts "$LW replay --no-progress --json --target HTTP/2.0 --threshold 1 --cooldown 0 $OUT/plain.log"
+time_it lw_no_alerts "$LW replay --no-progress --json --target HTTP/2.0 --threshold 100000000 $OUT/plain.log"
+ALERTS=$("$LW" replay --no-progress --json --target HTTP/2.0 --threshold 1 --cooldown 0 "$OUT/plain.log" 2>/dev/null | wc -l)
+
 GZ4="$OUT/day1.log.gz $OUT/day2.log.gz $OUT/day3.log.gz $OUT/day4.log.gz"
 time_it lw_gz_4_no_ahead "$LW replay --no-progress --read-ahead 0 $GZ4"
 [ -z "${BEFORE:-}" ] || time_it before_gz_4 "$BEFORE replay --no-progress $GZ4"
 /usr/bin/time -f %M -o "$OUT/rss_ahead" "$LW" replay --no-progress $GZ4 >/dev/null 2>&1
 /usr/bin/time -f %M -o "$OUT/rss_no_ahead" "$LW" replay --no-progress --read-ahead 0 $GZ4 >/dev/null 2>&1
 
-python3 - "$OUT" <<'PY'
+python3 - "$OUT" "$ALERTS" <<'PY'
 import json, os, sys
-out = sys.argv[1]
-names = ["lw_gz_1", "lw_gz_4", "lw_gz_4_no_ahead", "lw_zst_4", "zcat_rg_4", "rg_z_4"]
+out, alerts = sys.argv[1], int(sys.argv[2])
+names = ["lw_gz_1", "lw_gz_4", "lw_gz_4_no_ahead", "lw_zst_4", "zcat_rg_4", "rg_z_4", "lw_alerts", "lw_no_alerts"]
 before = os.environ.get("BEFORE")
 names += ["before_gz_4"] if before else []
 med = {n: json.load(open(os.path.join(out, n + ".json")))["results"][0]["median"] for n in names}
@@ -59,6 +69,7 @@ if before:
     print("4 .gz files against BEFORE's one after another: %.2fx faster (target >= 1.7x)" % (med["before_gz_4"] / med["lw_gz_4"]))
 print("4 .gz files against this build's 4 x one file: %.2fx faster" % (4 * med["lw_gz_1"] / med["lw_gz_4"]))
 print("replay of 4 .gz / zcat | rg -c: %.2f; / rg -z -c: %.2f" % (med["lw_gz_4"] / med["zcat_rg_4"], med["lw_gz_4"] / med["rg_z_4"]))
+print("%d alerts as JSON: %.3f s against %.3f s without alerts (%.2f us more per alert)" % (alerts, med["lw_alerts"], med["lw_no_alerts"], (med["lw_alerts"] - med["lw_no_alerts"]) / alerts * 1e6))
 rss = lambda n: int(open(os.path.join(out, n)).read().split()[-1]) / 1024
 print("peak RSS of the 4 .gz: %.0f MB with the default read-ahead, %.0f MB with --read-ahead 0" % (rss("rss_ahead"), rss("rss_no_ahead")))
 PY
