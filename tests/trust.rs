@@ -139,6 +139,46 @@ fn a_named_pipe_for_run_is_a_warning_not_a_hang() {
     d.stop();
 }
 
+/// `check` looks at a named pipe where a log should be without opening it
+/// (which would wait for a writer), and says what it is; a jsonl output
+/// that is a named pipe is refused with its reason, not waited on.
+#[test]
+fn check_and_outputs_never_wait_on_a_named_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    assert!(Command::new("mkfifo").arg(&p).status().unwrap().success());
+    let cfg =
+        write(dir.path(), "c.toml", Daemon::config(dir.path(), p.to_str().unwrap(), "").as_bytes());
+    let mut child = Command::new(bin())
+        .args(["-c", &cfg, "check"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = exit_status(&mut child);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("is a pipe"), "{err}");
+    std::fs::remove_file(&p).unwrap();
+    std::fs::write(&p, b"").unwrap();
+    let alerts = dir.path().join("alerts.jsonl");
+    assert!(Command::new("mkfifo").arg(&alerts).status().unwrap().success());
+    let mut child = Command::new(bin())
+        .args(["-c", &cfg, "run"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = exit_status(&mut child);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+}
+
 /// Without `LOGWARDEN_LOG`, `run` says when it follows a file and when it
 /// switches to the next; a reload is not a stop; yesterday's dated file at
 /// a restart is finished, not "rotated while stopped".

@@ -104,7 +104,11 @@ fn check_source(cfg: &Config, i: usize) -> bool {
     }
     let mut ok = true;
     for f in files {
-        let opened = std::fs::File::open(&f).and_then(|file| file.metadata());
+        // Looked at before it is opened: opening a named pipe waits for a writer.
+        let opened = std::fs::metadata(&f).and_then(|md| match md.is_file() {
+            true => std::fs::File::open(&f).map(|_| md),
+            false => Ok(md),
+        });
         match opened {
             Ok(md) if md.is_file() => eprintln!("{label} {}: readable", f.display()),
             Ok(md) => {

@@ -65,11 +65,16 @@ fn drop_partial_line(file: &File, path: &Path) {
 }
 
 fn open_append(path: &Path) -> Result<File, OutputError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|error| OutputError { path: path.display().to_string(), error })
+    let failed = |error| OutputError { path: path.display().to_string(), error };
+    // Opening a named pipe would wait for a reader, and reading its tail
+    // back would take the reader's data.
+    if let Ok(md) = std::fs::metadata(path)
+        && !md.is_file()
+    {
+        let what = "not a regular file (a pipe, a device or a directory): jsonl appends to a file; an exec action feeds a program";
+        return Err(failed(io::Error::new(io::ErrorKind::InvalidInput, what)));
+    }
+    OpenOptions::new().create(true).append(true).open(path).map_err(failed)
 }
 
 #[cfg(test)]
