@@ -55,6 +55,11 @@ impl Progress {
         }
     }
 
+    /// Runs `f` with the bar cleared from the terminal, then draws it again.
+    pub(super) fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.bar.suspend(f)
+    }
+
     /// Records what `chunk` reached; returns the bytes on disk read in all
     /// and the index of the file the chunk's last line came from.
     fn advance(&mut self, chunk: &Chunk) -> (u64, usize) {

@@ -15,7 +15,7 @@ use crate::rules::Rule;
 use crate::source::merge::Merge;
 use crate::source::{Chunk, Files, Input, Source, order};
 use anyhow::{Context, Result};
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -52,7 +52,8 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
     let files: Vec<String> = groups.iter().flatten().cloned().collect();
     let show = !a.no_progress && std::io::stderr().is_terminal();
     let mut sink = ReplaySink {
-        out: BufWriter::new(std::io::stdout().lock()),
+        out: std::io::stdout().lock(),
+        pending: Vec::new(),
         json: a.json,
         progress: Progress::new(&groups, show),
         error: None,
@@ -73,10 +74,8 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
         }
     };
     let summary = engine.run(input, None, &mut sink)?;
+    sink.write_pending();
     sink.progress.finish();
-    if let Err(e) = sink.out.flush() {
-        sink.error.get_or_insert(e);
-    }
     if let (Some(path), Some(report)) = (&a.report, &sink.report) {
         std::fs::write(path, report.html(&files, &summary))
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
@@ -165,10 +164,28 @@ fn ends(path: &Path, parser: &Parser) -> (Option<i64>, Option<i64>) {
 /// Prints `replay`'s alerts and moves its progress bar.
 struct ReplaySink<W: Write> {
     out: W,
+    /// The current chunk's alerts, written out when it is done.
+    pending: Vec<u8>,
     json: bool,
     progress: Progress,
     error: Option<std::io::Error>,
     report: Option<Report>,
+}
+
+impl<W: Write> ReplaySink<W> {
+    /// Writes the alerts held, with the progress bar (on the same terminal,
+    /// maybe) out of their way.
+    fn write_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let (out, pending) = (&mut self.out, &self.pending);
+        let written = self.progress.suspend(|| out.write_all(pending).and_then(|()| out.flush()));
+        if let Err(e) = written {
+            self.error.get_or_insert(e);
+        }
+        self.pending.clear();
+    }
 }
 
 impl<W: Write> Sink for ReplaySink<W> {
@@ -177,22 +194,19 @@ impl<W: Write> Sink for ReplaySink<W> {
             r.alert(&al);
         }
         // Written straight into the buffer: no string per alert.
-        let written = match self.json {
-            true => serde_json::to_writer(&mut self.out, &al).map_err(std::io::Error::from),
-            false => write!(self.out, "{}", al.to_text()),
-        };
-        if let Err(e) = written.and_then(|()| self.out.write_all(b"\n")) {
-            self.error.get_or_insert(e);
+        let p = &mut self.pending;
+        match self.json {
+            true => serde_json::to_writer(&mut *p, &al).unwrap_or(()),
+            false => p.extend_from_slice(al.to_text().as_bytes()),
         }
+        p.push(b'\n');
     }
 
-    /// Alerts are flushed once per chunk, not per alert: hundreds of
+    /// Alerts are written once per chunk, not per alert: hundreds of
     /// thousands of them must not slow the scan.
     fn progress(&mut self, chunk: &Chunk) {
         self.progress.chunk(chunk);
-        if let Err(e) = self.out.flush() {
-            self.error.get_or_insert(e);
-        }
+        self.write_pending();
     }
 
     fn peaks(&mut self, rule: usize, peaks: &[(String, u32)]) {
