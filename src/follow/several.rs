@@ -81,3 +81,72 @@ fn pass_on_wakes(wake: &Receiver<()>, wakes: &[Sender<()>], done: &Receiver<()>)
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A source that sends `n` probes, or fails after them.
+    struct Fake {
+        n: usize,
+        fail: bool,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl Source for Fake {
+        fn run(
+            self: Box<Self>,
+            emit: &mut dyn FnMut(SourceEvent) -> bool,
+        ) -> Result<(), SourceError> {
+            for _ in 0..self.n {
+                if !emit(SourceEvent::Probe) {
+                    return Ok(());
+                }
+            }
+            if self.fail {
+                let error = std::io::Error::other("gone");
+                return Err(SourceError { name: "f".into(), error });
+            }
+            // Like a follower: idle until told to stop.
+            while !self.stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(())
+        }
+    }
+
+    fn several(fakes: &[(usize, bool)], stop: &Arc<AtomicBool>) -> Box<Several> {
+        let (_wake_tx, wake) = bounded(1);
+        let sources = fakes
+            .iter()
+            .map(|&(n, fail)| Box::new(Fake { n, fail, stop: Arc::clone(stop) }) as Box<dyn Source>)
+            .collect();
+        Box::new(Several { sources, wake, wakes: Vec::new(), stop: Arc::clone(stop) })
+    }
+
+    #[test]
+    fn every_event_of_every_source_is_handed_on_until_they_stop() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut seen = 0;
+        let s = several(&[(3, false), (5, false)], &stop);
+        let stopper = Arc::clone(&stop);
+        let r = s.run(&mut |_| {
+            seen += 1;
+            if seen == 8 {
+                stopper.store(true, Ordering::SeqCst);
+            }
+            true
+        });
+        assert!(r.is_ok());
+        assert_eq!(seen, 8);
+    }
+
+    #[test]
+    fn one_source_failing_ends_them_all_with_its_error() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let r = several(&[(2, true), (1, false)], &stop).run(&mut |_| true);
+        assert_eq!(r.unwrap_err().to_string(), "reading f: gone");
+        assert!(stop.load(Ordering::SeqCst), "the others were told to stop");
+    }
+}
