@@ -173,6 +173,55 @@ fn since_and_until_match_a_sequential_loop_over_the_range() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a time"));
 }
 
+/// With `--since`, a named pipe (`<(zcat …)`) is read once, whole: its
+/// first line is not read away to see whether it is in the range, so the
+/// alerts are those of the same lines in a file.
+#[test]
+fn since_reads_a_pipe_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "c.toml", CONFIG.as_bytes());
+    let text = generate(13, 1_700_000_000, 20_000);
+    let plain = write(dir.path(), "a.log", text.as_bytes());
+    let since = jiff::Timestamp::from_second(1_700_000_600).unwrap().to_string();
+    let want = alert_keys(&ok(&["-c", &cfg, "replay", "--json", "--since", &since, &plain]));
+    assert!(want.len() > 10, "{}", want.len());
+    let fifo = dir.path().join("pipe");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let to_pipe = fifo.clone();
+    // Writes once; a reader that closes the pipe early ends it.
+    let writer = std::thread::spawn(move || {
+        let mut f = std::fs::OpenOptions::new().write(true).open(&to_pipe).unwrap();
+        f.write_all(text.as_bytes()).unwrap_or(());
+    });
+    let pipe = fifo.to_str().unwrap();
+    let mut child = std::process::Command::new(crate::util::bin())
+        .args(["-c", &cfg, "replay", "--json", "--since", &since, pipe])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut out).map(|_| out)
+    });
+    // Reading the pipe's head and then the pipe again would wait for a
+    // writer that is gone.
+    let end = std::time::Instant::now() + crate::util::DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > end {
+            child.kill().unwrap();
+            panic!("replay of the pipe hangs");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success());
+    writer.join().unwrap();
+    assert_eq!(alert_keys(&reader.join().unwrap().unwrap()), want);
+}
+
 /// `--shard I/N`: for N = 1, 2, 3 and 7 the shards' alerts together are the
 /// whole run's, each key in exactly one shard.
 #[test]

@@ -12,8 +12,12 @@ use std::path::{Path, PathBuf};
 
 /// A file's first and last lines, without their newlines (`None` where
 /// they cannot be read; the last for a compressed file, which would have
-/// to be read whole).
+/// to be read whole). A pipe (`<(zcat …)`) is not looked into: what is read
+/// from it is gone for the scan.
 pub fn end_lines(path: &Path) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return (None, None);
+    }
     let f = match Input::Path(path.into()).open() {
         Ok(Opened::File(f) | Opened::Live(f, _)) => f,
         Ok(stream) => return (first_line(stream), None),
