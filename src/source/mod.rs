@@ -234,13 +234,30 @@ impl Source for Files {
         let per_file = self.ahead / CHUNK_BYTES / decoders.max(1);
         if decoders < 2 || per_file < 2 {
             for (tag, opened) in tagged {
-                chunks(&tag, opened, &mut |c| emit(SourceEvent::Lines(c)))
-                    .map_err(|error| SourceError { name: tag.name.clone(), error })?;
+                if !hand_on(&tag, opened, emit)? {
+                    break;
+                }
             }
             return Ok(());
         }
         read_ahead(tagged, (decoders, per_file), emit)
     }
+}
+
+/// Hands on an opened file's chunks; returns false when `emit` asked to
+/// stop (so no later file is opened).
+fn hand_on(
+    tag: &Arc<FileTag>,
+    opened: Opened,
+    emit: &mut dyn FnMut(SourceEvent) -> bool,
+) -> Result<bool, SourceError> {
+    let mut go_on = true;
+    chunks(tag, opened, &mut |c| {
+        go_on = emit(SourceEvent::Lines(c));
+        go_on
+    })
+    .map_err(|error| SourceError { name: tag.name.clone(), error })?;
+    Ok(go_on)
 }
 
 /// A file to hand on: read here (a mapped file), or decoded ahead.
@@ -289,7 +306,9 @@ fn read_ahead(
             let failed = |error| SourceError { name: tag.name.clone(), error };
             match slot {
                 Slot::Here(opened) => {
-                    chunks(&tag, opened, &mut |c| emit(SourceEvent::Lines(c))).map_err(failed)?;
+                    if !hand_on(&tag, opened, emit)? {
+                        return Ok(());
+                    }
                 }
                 Slot::Ahead(rx) => {
                     for c in rx {
@@ -307,7 +326,7 @@ fn read_ahead(
 /// One thing to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
-    /// A file (`.gz` decompressed transparently).
+    /// A file (decompressed if its first bytes say so).
     Path(PathBuf),
     /// Standard input (`-`).
     Stdin,
@@ -335,12 +354,11 @@ impl Input {
             Input::Stdin => peeked(io::stdin()),
             Input::Path(p) => {
                 let f = File::open(p)?;
-                let kind = f.metadata()?.file_type();
-                if let Some(what) = not_a_log(kind) {
+                let md = f.metadata()?;
+                if let Some(what) = not_a_log(md.file_type()) {
                     return Err(io::Error::new(io::ErrorKind::InvalidInput, what));
                 }
-                let md = f.metadata()?;
-                if !kind.is_file() {
+                if !md.is_file() {
                     return peeked(f);
                 }
                 let mut head = [0u8; 6];
@@ -751,6 +769,24 @@ mod tests {
         })
         .unwrap();
         out
+    }
+
+    #[test]
+    fn files_stop_at_the_first_refused_chunk() {
+        for ahead in [0, AHEAD_BYTES] {
+            let inputs = (0..3)
+                .map(|_| (Input::Stdin, Opened::stream(io::Cursor::new(b"a\n".to_vec()))))
+                .collect();
+            let files = Box::new(Files { inputs, source: 0, ahead, decoders: 2 });
+            let mut seen = 0;
+            files
+                .run(&mut |_| {
+                    seen += 1;
+                    false
+                })
+                .unwrap();
+            assert_eq!(seen, 1, "read-ahead {ahead}: no file after the refusal");
+        }
     }
 
     fn expected(text: &[u8]) -> Vec<Vec<u8>> {
