@@ -47,6 +47,9 @@ impl Progress {
 
     /// A chunk is done.
     pub(super) fn chunk(&mut self, chunk: &Chunk) {
+        if self.bar.is_hidden() {
+            return;
+        }
         let (done, current) = self.advance(chunk);
         self.bar.set_position(done);
         self.bar.set_prefix(self.files_text(self.files_done()));
