@@ -206,18 +206,7 @@ fn since_reads_a_pipe_whole() {
     });
     // Reading the pipe's head and then the pipe again would wait for a
     // writer that is gone.
-    let end = std::time::Instant::now() + crate::util::DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > end {
-            child.kill().unwrap();
-            panic!("replay of the pipe hangs");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    assert!(status.success());
+    assert!(crate::util::exit_status(&mut child).success());
     writer.join().unwrap();
     assert_eq!(alert_keys(&reader.join().unwrap().unwrap()), want);
 }

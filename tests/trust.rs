@@ -3,21 +3,8 @@
 //! honest messages (issue 7).
 
 use crate::util::daemon::{Daemon, Writer, marker_ip};
-use crate::util::{DEADLINE, bin, root, wait_until, write};
+use crate::util::{bin, exit_status, root, wait_until, write};
 use std::process::{Command, Stdio};
-use std::time::Instant;
-
-/// Waits for a child to exit (never longer than the tests' deadline).
-fn exit_status(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let end = Instant::now() + DEADLINE;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < end, "the process hangs");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
 
 /// A panicking worker ends `replay` with an error instead of a wait forever
 /// (the chunk it took never completes, so more chunks than the pipeline

@@ -85,6 +85,22 @@ pub fn json_lines(s: &str) -> Vec<serde_json::Value> {
 /// How long any wait in the tests may take.
 pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
 
+/// Waits for a child to exit; kills it and fails the test when `DEADLINE`
+/// passes first.
+pub fn exit_status(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let end = std::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > end {
+            child.kill().unwrap_or(());
+            panic!("the process hangs");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Polls `cond` until it holds; fails the test when `DEADLINE` passes first.
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let end = std::time::Instant::now() + DEADLINE;
