@@ -211,7 +211,8 @@ fn followers(
     wake: Wake,
     (want_full, probe): (Arc<AtomicBool>, Arc<AtomicBool>),
 ) -> Box<dyn Source> {
-    let (every, mut beats) = watchdog(cfg.sources.len());
+    let (every, beats) = watchdog(cfg.sources.len());
+    let mut beats = beats.into_iter();
     let several = cfg.sources.len() > 1;
     let mut wakes = Vec::new();
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
@@ -227,7 +228,7 @@ fn followers(
             .with_wake(tx, rx)
             .with_full_checkpoints(Arc::clone(&want_full))
             .with_probes(Arc::clone(&probe));
-        if let Some(beat) = beats.pop() {
+        if let Some(beat) = beats.next() {
             f = f.with_heartbeat(every, beat);
         }
         sources.push(Box::new(f));
@@ -262,7 +263,7 @@ fn watchdog(followers: usize) -> (Option<Duration>, Vec<Beat>) {
             }
         })
     };
-    (Some(every), (0..followers).rev().map(beat).collect())
+    (Some(every), (0..followers).map(beat).collect())
 }
 
 /// A follower's heartbeat.
