@@ -9,6 +9,7 @@
 //! (1 MiB) is dropped here and counted in the next chunk's `skipped_long`;
 //! shorter over-long lines are left to the worker's `max_line_bytes` check.
 
+use buffer::{READ_BYTES, Spares, StreamBuf};
 use flate2::read::MultiGzDecoder;
 use memmap2::{Advice, Mmap, MmapOptions};
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod buffer;
 pub mod merge;
 pub mod order;
 
@@ -36,6 +38,8 @@ pub enum Data {
     Mapped(Arc<Mmap>, std::ops::Range<usize>),
     /// An owned buffer.
     Owned(Vec<u8>),
+    /// A stream's buffer, reused once the chunk is dropped.
+    Pooled(buffer::Pooled),
 }
 
 /// What a followed file is known by: device and inode, and a checksum of
@@ -131,6 +135,7 @@ impl Chunk {
         match &self.data {
             Data::Mapped(m, r) => &m[r.clone()],
             Data::Owned(v) => v,
+            Data::Pooled(p) => p.bytes(),
         }
     }
 }
@@ -210,6 +215,9 @@ impl Files {
 /// next file fits (`benches/batch.sh`, four 170 MB `.gz`, means of 7 runs:
 /// none 0.87 s, 32 MiB 0.85 s, 64 MiB 0.82 s, 256 MiB 0.76 s).
 pub const AHEAD_BYTES: usize = 256 << 20;
+/// About the most chunks the pipeline holds at once (its queues are
+/// bounded by a few per worker).
+const IN_PIPELINE: usize = 64;
 
 impl Source for Files {
     /// With several compressed files (or pipes) and several cores, each is
@@ -232,15 +240,18 @@ impl Source for Files {
         let streams = tagged.iter().filter(|(_, o)| matches!(o, Opened::Stream(..))).count();
         let decoders = self.decoders.min(streams);
         let per_file = self.ahead / CHUNK_BYTES / decoders.max(1);
+        // Enough spare buffers for the chunks decoded ahead and those in
+        // the pipeline's queues.
+        let spares = Spares::new(self.ahead / CHUNK_BYTES + IN_PIPELINE);
         if decoders < 2 || per_file < 2 {
             for (tag, opened) in tagged {
-                if !hand_on(&tag, opened, emit)? {
+                if !hand_on(&tag, opened, &spares, emit)? {
                     break;
                 }
             }
             return Ok(());
         }
-        read_ahead(tagged, (decoders, per_file), emit)
+        read_ahead(tagged, (decoders, per_file), &spares, emit)
     }
 }
 
@@ -249,10 +260,11 @@ impl Source for Files {
 fn hand_on(
     tag: &Arc<FileTag>,
     opened: Opened,
+    spares: &Spares,
     emit: &mut dyn FnMut(SourceEvent) -> bool,
 ) -> Result<bool, SourceError> {
     let mut go_on = true;
-    chunks(tag, opened, &mut |c| {
+    chunks(tag, opened, spares, &mut |c| {
         go_on = emit(SourceEvent::Lines(c));
         go_on
     })
@@ -271,6 +283,7 @@ enum Slot {
 fn read_ahead(
     tagged: Vec<(Arc<FileTag>, Opened)>,
     (decoders, per_file): (usize, usize),
+    spares: &Spares,
     emit: &mut dyn FnMut(SourceEvent) -> bool,
 ) -> Result<(), SourceError> {
     let (jobs_tx, jobs) = crossbeam_channel::unbounded();
@@ -295,7 +308,8 @@ fn read_ahead(
             s.spawn(move || {
                 for (tag, opened, tx) in jobs {
                     let tx: crossbeam_channel::Sender<io::Result<Chunk>> = tx;
-                    if let Err(e) = chunks(&tag, opened, &mut |c| tx.send(Ok(c)).is_ok()) {
+                    let sent = &mut |c| tx.send(Ok(c)).is_ok();
+                    if let Err(e) = chunks(&tag, opened, spares, sent) {
                         tx.send(Err(e)).unwrap_or(());
                     }
                 }
@@ -306,7 +320,7 @@ fn read_ahead(
             let failed = |error| SourceError { name: tag.name.clone(), error };
             match slot {
                 Slot::Here(opened) => {
-                    if !hand_on(&tag, opened, emit)? {
+                    if !hand_on(&tag, opened, spares, emit)? {
                         return Ok(());
                     }
                 }
@@ -531,18 +545,22 @@ impl Opened {
 pub fn chunks(
     tag: &Arc<FileTag>,
     opened: Opened,
+    spares: &Spares,
     emit: &mut dyn FnMut(Chunk) -> bool,
 ) -> io::Result<()> {
+    let buf = || StreamBuf::new(CHUNK_BYTES + READ_BYTES, spares.clone());
     match opened {
         Opened::File(f) => mapped_chunks(tag, &f, emit),
         Opened::Live(f, len) => {
-            let read = stream_chunks(tag, Box::new(f), None, emit)?;
+            let read = stream_chunks(tag, Box::new(f), None, buf(), emit)?;
             if read < len {
                 report_shrink(tag, len, read);
             }
             Ok(())
         }
-        Opened::Stream(r, consumed) => stream_chunks(tag, r, Some(consumed), emit).map(|_| ()),
+        Opened::Stream(r, consumed) => {
+            stream_chunks(tag, r, Some(consumed), buf(), emit).map(|_| ())
+        }
     }
 }
 
@@ -666,39 +684,36 @@ fn stream_chunks(
     tag: &Arc<FileTag>,
     mut r: Box<dyn Read + Send>,
     consumed: Option<Consumed>,
+    mut buf: StreamBuf,
     emit: &mut dyn FnMut(Chunk) -> bool,
 ) -> io::Result<u64> {
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES * 2);
     let mut eof = false;
     let mut skipping = false;
     let mut skipped_long = 0u32;
     let mut offset = 0u64;
     loop {
-        while !eof && buf.len() < CHUNK_BYTES {
-            eof = fill(&mut r, &mut buf)?;
+        while !eof && buf.data().len() < CHUNK_BYTES {
+            eof = buf.fill(&mut r)?;
         }
         if skipping {
-            match memchr::memchr(b'\n', &buf) {
+            match memchr::memchr(b'\n', buf.data()) {
                 Some(i) => {
-                    buf.drain(..=i);
+                    buf.consume(i + 1);
                     offset += i as u64 + 1;
                     skipping = false;
                     skipped_long += 1;
                 }
                 None if eof => break,
                 None => {
-                    offset += buf.len() as u64;
-                    buf.clear();
+                    offset += buf.data().len() as u64;
+                    buf.consume(buf.data().len());
                     continue;
                 }
             }
         }
-        match cut(&buf, eof) {
+        match cut(buf.data(), eof) {
             Some(Cut::At(n)) => {
-                let mut next = Vec::with_capacity(CHUNK_BYTES * 2);
-                next.extend_from_slice(&buf[n..]);
-                buf.truncate(n);
-                let data = Data::Owned(std::mem::replace(&mut buf, next));
+                let data = Data::Pooled(buf.split_off(n));
                 let skipped_long = std::mem::take(&mut skipped_long);
                 let mut chunk = Chunk::new(Arc::clone(tag), offset, data, skipped_long);
                 if let Some(c) = &consumed {
@@ -715,32 +730,7 @@ fn stream_chunks(
         }
     }
     flush_skipped(tag, offset, skipping, skipped_long, emit);
-    Ok(offset + buf.len() as u64)
-}
-
-/// Bytes asked of a stream per read: about what a decoder or a pipe hands
-/// over at once. Each read's space is zeroed first, so asking for a whole
-/// chunk at a time zeroed a megabyte per read of a few dozen kilobytes
-/// (memset was 11 % of a zstd replay's profile).
-const READ_BYTES: usize = 128 << 10;
-
-/// Reads once into the spare capacity of `buf`; returns true at end of input.
-fn fill(r: &mut dyn Read, buf: &mut Vec<u8>) -> io::Result<bool> {
-    let old = buf.len();
-    buf.resize(old + READ_BYTES, 0);
-    loop {
-        match r.read(&mut buf[old..]) {
-            Ok(n) => {
-                buf.truncate(old + n);
-                return Ok(n == 0);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                buf.truncate(old);
-                return Err(e);
-            }
-        }
-    }
+    Ok(offset + buf.data().len() as u64)
 }
 
 #[cfg(test)]
@@ -753,7 +743,7 @@ mod tests {
         let mut out = Vec::new();
         let tag =
             Arc::new(FileTag { name: "t".into(), id: 0, start_line: 0, identity: None, source: 0 });
-        chunks(&tag, opened, &mut |c| {
+        chunks(&tag, opened, &Spares::new(1), &mut |c| {
             for _ in 0..c.skipped_long {
                 out.push(b"<long>".to_vec());
             }
