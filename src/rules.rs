@@ -11,6 +11,7 @@ use crate::parse::normalize::{Normalized, decode_into, decode_pair};
 use crate::template::{Template, sanitize};
 use aho_corasick::AhoCorasick;
 use memchr::memmem::Finder;
+use std::borrow::Cow;
 
 /// Threshold, window and cooldown of one rule: how its windows count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,6 +244,7 @@ pub struct Rule {
     methods: Vec<Vec<u8>>,
     normalize: bool,
     ignore_case: bool,
+    window_text: String,
 }
 
 impl Rule {
@@ -276,17 +278,23 @@ impl Rule {
             methods: def.methods,
             normalize: def.normalize,
             ignore_case: def.ignore_case,
+            window_text: crate::units::human_duration(u64::from(def.spec.window)),
         })
     }
 
     /// What the rule looks for, for messages (`{target}`).
-    pub fn target(&self) -> String {
+    pub fn target(&self) -> Cow<'_, str> {
         match (&self.contains, &self.regex) {
-            (Some(c), _) => c.clone(),
-            (None, Some(r)) => r.as_str().to_string(),
-            (None, None) if !self.status.is_empty() => format!("status {:?}", self.status),
-            (None, None) => "any request".to_string(),
+            (Some(c), _) => c.into(),
+            (None, Some(r)) => r.as_str().into(),
+            (None, None) if !self.status.is_empty() => format!("status {:?}", self.status).into(),
+            (None, None) => "any request".into(),
         }
+    }
+
+    /// The window in words, for messages (`{window}`): "10 minutes".
+    pub fn window_text(&self) -> &str {
+        &self.window_text
     }
 
     /// Whether the rule reads the request normalized: only a rule that

@@ -104,7 +104,10 @@ impl Template {
     /// Fills the placeholders in one pass; `value(i)` gives the value of
     /// the placeholder named `names[i]`.
     pub fn render<'a>(&self, mut value: impl FnMut(usize) -> Value<'a>) -> String {
-        let mut out = String::new();
+        // Room for the text and a short value per placeholder: one
+        // allocation for most messages (rendered per alert).
+        let room = self.pieces.iter().map(|p| if let Piece::Text(s) = p { s.len() } else { 24 });
+        let mut out = String::with_capacity(room.sum());
         for p in &self.pieces {
             match p {
                 Piece::Text(s) => out.push_str(s),
@@ -115,42 +118,51 @@ impl Template {
     }
 
     fn push_value(&self, out: &mut String, v: Value<'_>) {
-        // JSON escapes control characters itself; plain text needs `\xNN`.
-        let text: Cow<'_, str> = match v {
-            Value::Num(n) => return out.push_str(&n.to_string()),
-            Value::Str(s) if self.mode == Mode::Text && s.chars().any(char::is_control) => {
-                sanitize(s.as_bytes()).into()
-            }
-            Value::Str(s) => s,
-            Value::Bytes(b) => sanitize(b).into(),
-        };
-        match self.mode {
-            Mode::Text => out.push_str(&text),
-            Mode::Json => {
-                let quoted = serde_json::Value::from(text.as_ref()).to_string();
-                let inner = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"'));
-                out.push_str(inner.unwrap_or(&quoted));
-            }
+        match (self.mode, v) {
+            (_, Value::Num(n)) => out.push_str(itoa::Buffer::new().format(n)),
+            (Mode::Text, Value::Str(s)) => sanitize_into(out, s.as_bytes()),
+            (Mode::Text, Value::Bytes(b)) => sanitize_into(out, b),
+            // JSON escapes control characters itself.
+            (Mode::Json, Value::Str(s)) => push_json(out, &s),
+            (Mode::Json, Value::Bytes(b)) => push_json(out, &sanitize(b)),
         }
     }
+}
+
+/// Appends `s` JSON-escaped, without its quotes.
+fn push_json(out: &mut String, s: &str) {
+    let quoted = serde_json::Value::from(s).to_string();
+    let inner = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"'));
+    out.push_str(inner.unwrap_or(&quoted));
 }
 
 /// Escapes bytes for a one-line message: control characters, DEL and invalid
 /// UTF-8 become `\xNN`; printable text (also non-ASCII) stays.
 pub fn sanitize(b: &[u8]) -> String {
     let mut out = String::with_capacity(b.len());
+    sanitize_into(&mut out, b);
+    out
+}
+
+/// [`sanitize`], appending to `out`.
+pub fn sanitize_into(out: &mut String, b: &[u8]) {
+    // Printable ASCII, the usual case, is copied as it is.
+    if b.iter().all(|&c| (0x20..0x7f).contains(&c))
+        && let Ok(s) = std::str::from_utf8(b)
+    {
+        return out.push_str(s);
+    }
     for chunk in b.utf8_chunks() {
         for c in chunk.valid().chars() {
             if c.is_control() {
                 let mut buf = [0; 4];
-                c.encode_utf8(&mut buf).bytes().for_each(|byte| push_hex(&mut out, byte));
+                c.encode_utf8(&mut buf).bytes().for_each(|byte| push_hex(out, byte));
             } else {
                 out.push(c);
             }
         }
-        chunk.invalid().iter().for_each(|&byte| push_hex(&mut out, byte));
+        chunk.invalid().iter().for_each(|&byte| push_hex(out, byte));
     }
-    out
 }
 
 /// Appends `\xNN`.

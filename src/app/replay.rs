@@ -196,7 +196,7 @@ impl<W: Write> Sink for ReplaySink<W> {
         // Written straight into the buffer: no string per alert.
         let p = &mut self.pending;
         match self.json {
-            true => serde_json::to_writer(&mut *p, &al).unwrap_or(()),
+            true => al.write_json(p),
             false => p.extend_from_slice(al.to_text().as_bytes()),
         }
         p.push(b'\n');
