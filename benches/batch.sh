@@ -48,15 +48,23 @@ time_it lw_no_alerts "$LW replay --no-progress --json --target HTTP/2.0 --thresh
 ALERTS=$("$LW" replay --no-progress --json --target HTTP/2.0 --threshold 1 --cooldown 0 "$OUT/plain.log" 2>/dev/null | wc -l)
 
 GZ4="$OUT/day1.log.gz $OUT/day2.log.gz $OUT/day3.log.gz $OUT/day4.log.gz"
+# Hundreds of thousands of alerts in a scan of several days: the four .gz,
+# one alert per client per 10 minutes of HTTP/2.0 requests, against the same
+# rule with a cooldown of a year (the same windows, far fewer alerts).
+ALERT_RULE="--json --target HTTP/2.0 --threshold 1"
+time_it lw_gz_4_alerts "$LW replay --no-progress $ALERT_RULE --cooldown 10m $GZ4"
+time_it lw_gz_4_few_alerts "$LW replay --no-progress $ALERT_RULE --cooldown 365d $GZ4"
+MANY=$("$LW" replay --no-progress $ALERT_RULE --cooldown 10m $GZ4 2>/dev/null | wc -l)
+FEW=$("$LW" replay --no-progress $ALERT_RULE --cooldown 365d $GZ4 2>/dev/null | wc -l)
 time_it lw_gz_4_no_ahead "$LW replay --no-progress --read-ahead 0 $GZ4"
 [ -z "${BEFORE:-}" ] || time_it before_gz_4 "$BEFORE replay --no-progress $GZ4"
 /usr/bin/time -f %M -o "$OUT/rss_ahead" "$LW" replay --no-progress $GZ4 >/dev/null 2>&1
 /usr/bin/time -f %M -o "$OUT/rss_no_ahead" "$LW" replay --no-progress --read-ahead 0 $GZ4 >/dev/null 2>&1
 
-python3 - "$OUT" "$ALERTS" <<'PY'
+python3 - "$OUT" "$ALERTS" "$MANY" "$FEW" <<'PY'
 import json, os, sys
-out, alerts = sys.argv[1], int(sys.argv[2])
-names = ["lw_gz_1", "lw_gz_4", "lw_gz_4_no_ahead", "lw_zst_4", "zcat_rg_4", "rg_z_4", "lw_alerts", "lw_no_alerts"]
+out, alerts, many, few = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+names = ["lw_gz_1", "lw_gz_4", "lw_gz_4_no_ahead", "lw_zst_4", "zcat_rg_4", "rg_z_4", "lw_alerts", "lw_no_alerts", "lw_gz_4_alerts", "lw_gz_4_few_alerts"]
 before = os.environ.get("BEFORE")
 names += ["before_gz_4"] if before else []
 med = {n: json.load(open(os.path.join(out, n + ".json")))["results"][0]["median"] for n in names}
@@ -70,6 +78,8 @@ if before:
 print("4 .gz files against this build's 4 x one file: %.2fx faster" % (4 * med["lw_gz_1"] / med["lw_gz_4"]))
 print("replay of 4 .gz / zcat | rg -c: %.2f; / rg -z -c: %.2f" % (med["lw_gz_4"] / med["zcat_rg_4"], med["lw_gz_4"] / med["rg_z_4"]))
 print("%d alerts as JSON: %.3f s against %.3f s without alerts (%.2f us more per alert)" % (alerts, med["lw_alerts"], med["lw_no_alerts"], (med["lw_alerts"] - med["lw_no_alerts"]) / alerts * 1e6))
+per = (med["lw_gz_4_alerts"] - med["lw_gz_4_few_alerts"]) / (many - few)
+print("4 .gz, %d alerts as JSON: %.3f s; %d alerts: %.3f s (%.2f us per alert: the %d alerts are %.0f %% of the run)" % (many, med["lw_gz_4_alerts"], few, med["lw_gz_4_few_alerts"], per * 1e6, many, 100 * per * many / med["lw_gz_4_alerts"]))
 rss = lambda n: int(open(os.path.join(out, n)).read().split()[-1]) / 1024
 print("peak RSS of the 4 .gz: %.0f MB with the default read-ahead, %.0f MB with --read-ahead 0" % (rss("rss_ahead"), rss("rss_no_ahead")))
 PY
