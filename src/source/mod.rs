@@ -212,8 +212,9 @@ impl Files {
 
 /// Decompressed bytes held ahead by default, in all, while earlier files are
 /// handed on. Less gains little: decoding ahead pays only when most of the
-/// next file fits (`benches/batch.sh`, four 170 MB `.gz`, means of 7 runs:
-/// none 0.87 s, 32 MiB 0.85 s, 64 MiB 0.82 s, 256 MiB 0.76 s).
+/// next file fits (`benches/batch.sh`, four 170 MB `.gz`, means of 7 runs
+/// before the buffers were reused: none 0.87 s, 32 MiB 0.85 s, 64 MiB
+/// 0.82 s, 256 MiB 0.76 s).
 pub const AHEAD_BYTES: usize = 256 << 20;
 /// About the most chunks the pipeline holds at once (its queues are
 /// bounded by a few per worker).
