@@ -1090,6 +1090,8 @@ impl Scanner<'_> {
     ) {
         let mut by_shard: Vec<Vec<Event>> = vec![Vec::new(); shards.len()];
         let mut scratch = Scratch::default();
+        // A shard names the keys of rules not by client from the chunk's lines.
+        let named = self.rules.rules.iter().any(|r| !r.by_client());
         for (seq, event) in rx {
             let (stats, max_time) = match event.as_ref() {
                 #[cfg(debug_assertions)]
@@ -1114,7 +1116,6 @@ impl Scanner<'_> {
                 _ => None,
             };
             let probe = matches!(*event, SourceEvent::Probe);
-            let named = self.rules.rules.iter().any(|r| !r.by_client());
             let values = Arc::new(std::mem::take(&mut scratch.values));
             for (tx, events) in shards.iter().zip(by_shard.iter_mut()) {
                 let events = std::mem::take(events);
