@@ -306,6 +306,11 @@ fn decompressing_ahead_changes_no_alert_for_any_thread_count() {
         assert_eq!(alerts(&["--threads", threads]), want, "--threads {threads}");
     }
     assert_eq!(alerts(&["--read-ahead", "8", "--threads", "4"]), want, "a small read-ahead");
+    // A read-ahead past the bound is refused, not allocated.
+    let out = run(&[&["replay", "--read-ahead", "100000000000"][..], &names].concat(), b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--read-ahead") && err.contains("65536"), "{err}");
 }
 
 /// On a terminal, the progress bar covers every file: the bytes of all of

@@ -76,9 +76,12 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub no_sort: bool,
     /// MiB of decompressed data that may be held ahead, so several compressed files
-    /// decompress at once, as many as --threads (0: one after another).
-    #[arg(long, value_name = "MIB", default_value_t = 256)]
-    pub read_ahead: usize,
+    /// decompress at once, as many as --threads (0: one after another; at most 65536).
+    // Bounded: the queues are sized by it, and a huge one aborted the run
+    // allocating them.
+    #[arg(long, value_name = "MIB", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(0..=65536))]
+    pub read_ahead: u64,
     /// Each FILE is one server's log (a file, or a directory or glob for its
     /// series) of the same period: their lines are merged by time into one
     /// stream, so the alerts are the farm-wide ones.

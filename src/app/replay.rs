@@ -68,7 +68,7 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
             Box::new(Merge { servers, parser: engine.parser(source).clone(), source })
         }
         false => {
-            let ahead = a.read_ahead.saturating_mul(1 << 20);
+            let ahead = usize::try_from(a.read_ahead << 20).unwrap_or(usize::MAX);
             let decoders = engine.settings.threads;
             Box::new(Files { inputs: open_all(&files)?, source, ahead, decoders })
         }
