@@ -244,6 +244,7 @@ pub struct Rule {
     methods: Vec<Vec<u8>>,
     normalize: bool,
     ignore_case: bool,
+    /// `{window}`, rendered once rather than per alert.
     window_text: String,
 }
 

@@ -193,7 +193,8 @@ impl<W: Write> Sink for ReplaySink<W> {
         if let Some(r) = self.report.as_mut() {
             r.alert(&al);
         }
-        // Written straight into the buffer: no string per alert.
+        // JSON is written straight into the buffer, with no string per
+        // alert (text, for people, goes through one).
         let p = &mut self.pending;
         match self.json {
             true => al.write_json(p),

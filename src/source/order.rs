@@ -15,15 +15,15 @@ use std::path::{Path, PathBuf};
 /// to be read whole). A pipe (`<(zcat …)`) is not looked into: what is read
 /// from it is gone for the scan.
 pub fn end_lines(path: &Path) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
-        return (None, None);
-    }
+    let len = match std::fs::metadata(path) {
+        Ok(md) if md.is_file() => md.len(),
+        _ => return (None, None),
+    };
     let f = match Input::Path(path.into()).open() {
         Ok(Opened::File(f) | Opened::Live(f, _)) => f,
         Ok(stream) => return (first_line(stream), None),
         Err(_) => return (None, None),
     };
-    let Ok(len) = f.metadata().map(|m| m.len()) else { return (None, None) };
     let head = read_at(&f, 0, HEAD.min(len));
     let tail = read_at(&f, len.saturating_sub(HEAD), HEAD.min(len));
     let first = head.as_deref().and_then(|h| h.split(|&b| b == b'\n').next());
