@@ -4,10 +4,11 @@
 # writes LINES lines (default 2M, 2 % of them hits) spread round robin over
 # the nodes' logs, appended at once. Measured twice, without [cluster] and
 # with it: how long each node took to decide its last line (a probe client's
-# alert on that node), lines/s per node and in all; with the farm also the
-# Redis round trips (the nodes' summaries) and commands (Redis's INFO) per
-# second, and the alert latency through the farm (loadgen probe, 200 alerts
-# on one node). Goals: a node with [cluster] follows >= 0.7x as many lines/s
+# alert on that node), lines/s per node and in all, the nodes' CPU for them;
+# with the farm also the Redis round trips (the nodes' summaries), commands
+# (Redis's INFO) per second and CPU, the least time the nodes' and Redis's
+# CPU allow on this machine's cores, and the alert latency through the farm
+# (loadgen probe, 200 alerts on one node). Goals: a node with [cluster] follows >= 0.7x as many lines/s
 # as without; p99 alert latency <= 100 ms.
 #
 #   benches/farm.sh                # about a minute
@@ -36,6 +37,13 @@ redis_calls() {  # script calls Redis has run (EVALSHA and EVAL)
   redis-cli -p "$PORT" info commandstats | tr -d '\r' |
     sed -n 's/^cmdstat_eval\(sha\)\{0,1\}:calls=\([0-9]*\).*/\2/p' | awk '{ t += $1 } END { print t + 0 }'
 }
+nodes_cpu() {  # CPU seconds the running nodes have used
+  local ticks=0 p
+  for p in $PIDS; do
+    ticks=$((ticks + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+  done
+  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
+}
 redis_cpu() {  # CPU seconds Redis has used
   redis-cli -p "$PORT" info cpu | tr -d '\r' |
     awk -F: '/^used_cpu_(sys|user):/ { t += $2 } END { print t + 0 }'
@@ -62,9 +70,10 @@ prefix = \"$label\""
   for n in $(seq "$NODES"); do
     for _ in $(seq 200); do grep -q "Following" "$OUT/$label/web$n/daemon.log" && break; sleep 0.05; done
   done
-  local commands_before cpu_before
+  local commands_before cpu_before nodes_before
   commands_before=$(redis_calls)
   cpu_before=$(redis_cpu)
+  nodes_before=$(nodes_cpu)
   start=$(date +%s.%N)
   local cats=""
   for n in $(seq "$NODES"); do
@@ -80,13 +89,16 @@ prefix = \"$label\""
   for n in $(seq "$NODES"); do
     for _ in $(seq 6000); do [ -s "$OUT/$label/web$n/done" ] && break; sleep 0.05; done
   done
-  local commands_after cpu_after
+  local commands_after cpu_after nodes_after
   commands_after=$(redis_calls)
   cpu_after=$(redis_cpu)
-  python3 - "$OUT/$label" "$NODES" "$start" "$commands_before" "$commands_after" "$cluster" "$cpu_before" "$cpu_after" <<'PY'
+  nodes_after=$(nodes_cpu)
+  python3 - "$OUT/$label" "$NODES" "$start" "$commands_before" "$commands_after" "$cluster" "$cpu_before" "$cpu_after" \
+    "$nodes_before" "$nodes_after" "$(nproc)" <<'PY'
 import os, sys
 out, nodes, start, cb, ca, cluster = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1"
 cpu = float(sys.argv[8]) - float(sys.argv[7])
+nodes_cpu, cores = float(sys.argv[10]) - float(sys.argv[9]), int(sys.argv[11])
 total, slowest = 0, 0.0
 for n in range(1, nodes + 1):
     d = os.path.join(out, "web%d" % n)
@@ -98,17 +110,16 @@ for n in range(1, nodes + 1):
 print("  farm: %d lines in %.2f s: %.0f lines/s" % (total, slowest, total / slowest))
 with open(os.path.join(out, "rate"), "w") as f:
     f.write("%f\n" % (total / slowest / nodes))
+print("  the nodes used %.2f s of CPU for these lines" % nodes_cpu)
 if cluster:
     print("  Redis script calls: %d, %.0f per second; Redis used %.2f s of CPU" % (ca - cb, (ca - cb) / slowest, cpu))
+    # The farm's work in all, spread perfectly over the cores, takes at
+    # least this long: a floor under the time above on a shared machine.
+    print("  nodes and Redis: %.2f s of CPU, at least %.2f s on %d cores" % (nodes_cpu + cpu, (nodes_cpu + cpu) / cores, cores))
 PY
 }
 
-stop_farm() {  # LABEL: stops the nodes, prints their CPU time and round trips
-  local ticks=0 p
-  for p in $PIDS; do
-    ticks=$((ticks + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
-  done
-  echo "  the nodes used $(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }') s of CPU"
+stop_farm() {  # LABEL: stops the nodes, prints their round trips
   kill -TERM $PIDS; wait $PIDS 2>/dev/null || true
   PIDS=""
   { grep -h "round trips" "$OUT/$1"/web*/daemon.log || true; } | sed 's/.*round trips \([0-9]*\).*/\1/' |
