@@ -3,6 +3,7 @@
 //! SIGBUS), whole lines only, truncation and rewriting detected by size and
 //! first-bytes checksum.
 
+use crate::source::buffer::Spares;
 use crate::source::{CHUNK_BYTES, Chunk, Data, FileId, FileTag, SourceEvent};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -28,6 +29,8 @@ pub(super) struct Tracked {
     /// Whether it is still a current file; else when it stopped being one.
     pub retired_at: Option<Instant>,
     pub last_growth: Instant,
+    /// The follower's buffers for chunks, given back when they are dropped.
+    pub spares: Spares,
 }
 
 impl Tracked {
@@ -113,10 +116,10 @@ impl Tracked {
 
     /// Up to `want` bytes from `offset` (fewer at the end of the file),
     /// into a buffer that is not zeroed first (`read_to_end` fills spare
-    /// capacity as it reads).
+    /// capacity as it reads), a dropped chunk's if there is one.
     fn read_at(&mut self, offset: u64, want: usize) -> io::Result<Vec<u8>> {
         self.file.seek(SeekFrom::Start(offset))?;
-        let mut buf = Vec::with_capacity(want);
+        let mut buf = self.spares.empty(want);
         (&self.file).take(want as u64).read_to_end(&mut buf)?;
         Ok(buf)
     }
@@ -125,7 +128,7 @@ impl Tracked {
         SourceEvent::Lines(Chunk::new(
             Arc::clone(&self.tag),
             offset,
-            Data::Owned(bytes),
+            Data::Pooled(self.spares.chunk(bytes)),
             skipped_long,
         ))
     }
@@ -210,6 +213,7 @@ fn find_newline(file: &File, mut from: u64, len: u64) -> io::Result<Option<u64>>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn start_at_end_begins_at_the_last_line_start() {
@@ -221,5 +225,61 @@ mod tests {
         assert_eq!(count_lines(&f, 4), 2);
         std::fs::write(&p, b"a\nb\n").unwrap();
         assert_eq!(last_line_start(&File::open(&p).unwrap(), 4), 4);
+    }
+
+    /// The bytes of a chunk's event, and where they are in memory.
+    fn chunk_bytes(e: &SourceEvent) -> (Vec<u8>, *const u8) {
+        match e {
+            SourceEvent::Lines(c) => (c.bytes().to_vec(), c.bytes().as_ptr()),
+            _ => panic!("not lines"),
+        }
+    }
+
+    #[test]
+    fn a_dropped_chunks_buffer_is_read_into_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"a\nb\npart").unwrap();
+        let id = FileId { dev: 1, ino: 2, fingerprint: None };
+        let tag = FileTag { name: "f".into(), id: 1, start_line: 0, identity: Some(id), source: 0 };
+        let mut t = Tracked {
+            tag: Arc::new(tag),
+            path: p.clone(),
+            file: File::open(&p).unwrap(),
+            id,
+            offset: 0,
+            retired_at: None,
+            last_growth: Instant::now(),
+            spares: Spares::new(1),
+        };
+        let mut events = Vec::new();
+        assert_eq!(
+            t.read(&mut |e| {
+                events.push(e);
+                true
+            })
+            .unwrap(),
+            Some(true)
+        );
+        let (bytes, first) = chunk_bytes(&events[0]);
+        assert_eq!(bytes, b"a\nb\n");
+        drop(events);
+        // Takes the freed block, were the buffer freed, so that a new
+        // buffer could not be at the same address.
+        let hold: Vec<u8> = std::iter::repeat_n(1, 10).collect();
+        std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"\nc\n").unwrap();
+        let mut events = Vec::new();
+        assert_eq!(
+            t.read(&mut |e| {
+                events.push(e);
+                true
+            })
+            .unwrap(),
+            Some(true)
+        );
+        let (bytes, again) = chunk_bytes(&events[0]);
+        assert_eq!(bytes, b"part\nc\n", "a reused buffer holds only the new read");
+        assert_eq!(again, first, "the dropped chunk's buffer was read into");
+        assert_eq!(hold[0], 1);
     }
 }

@@ -56,6 +56,22 @@ impl Spares {
     }
 }
 
+impl Spares {
+    /// An empty buffer with room for at least `capacity` bytes: a spare one
+    /// if there is one (its memory already faulted in), else a new one.
+    pub fn empty(&self, capacity: usize) -> Vec<u8> {
+        let mut buf = self.kept.try_recv().unwrap_or_default();
+        buf.clear();
+        buf.reserve(capacity);
+        buf
+    }
+
+    /// `buf` as a chunk's buffer, given back to these spares when dropped.
+    pub fn chunk(&self, buf: Vec<u8>) -> Pooled {
+        Pooled { len: buf.len(), buf, home: self.home.clone() }
+    }
+}
+
 /// A stream's read buffer: `buf[..filled]` is read and not yet handed on;
 /// all of `buf` is initialized memory.
 pub struct StreamBuf {

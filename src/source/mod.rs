@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-mod buffer;
+pub(crate) mod buffer;
 pub mod merge;
 pub mod order;
 
@@ -219,7 +219,7 @@ pub const AHEAD_BYTES: usize = 256 << 20;
 /// Spare buffers kept for the chunks in the pipeline (a replay holds at
 /// most 4 per worker and 4 more: 64 covers 15 workers; with more, the
 /// buffers past it are freed and allocated again, as before reuse).
-const IN_PIPELINE: usize = 64;
+pub(crate) const IN_PIPELINE: usize = 64;
 
 impl Source for Files {
     /// With several compressed files (or pipes) and several cores, each is
