@@ -227,11 +227,18 @@ mod tests {
         assert_eq!(last_line_start(&File::open(&p).unwrap(), 4), 4);
     }
 
-    /// The bytes of a chunk's event, and where they are in memory.
-    fn chunk_bytes(e: &SourceEvent) -> (Vec<u8>, *const u8) {
-        match e {
-            SourceEvent::Lines(c) => (c.bytes().to_vec(), c.bytes().as_ptr()),
-            _ => panic!("not lines"),
+    /// Reads `t`'s new lines, which must come as one chunk: their bytes,
+    /// and where they were in memory (the chunk is dropped).
+    fn read_chunk(t: &mut Tracked) -> (Vec<u8>, *const u8) {
+        let mut events = Vec::new();
+        let mut keep = |e| {
+            events.push(e);
+            true
+        };
+        assert_eq!(t.read(&mut keep).unwrap(), Some(true));
+        match events.as_slice() {
+            [SourceEvent::Lines(c)] => (c.bytes().to_vec(), c.bytes().as_ptr()),
+            _ => panic!("not one chunk"),
         }
     }
 
@@ -252,32 +259,13 @@ mod tests {
             last_growth: Instant::now(),
             spares: Spares::new(1),
         };
-        let mut events = Vec::new();
-        assert_eq!(
-            t.read(&mut |e| {
-                events.push(e);
-                true
-            })
-            .unwrap(),
-            Some(true)
-        );
-        let (bytes, first) = chunk_bytes(&events[0]);
+        let (bytes, first) = read_chunk(&mut t);
         assert_eq!(bytes, b"a\nb\n");
-        drop(events);
         // Takes the freed block, were the buffer freed, so that a new
         // buffer could not be at the same address.
         let hold: Vec<u8> = std::iter::repeat_n(1, 10).collect();
         std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"\nc\n").unwrap();
-        let mut events = Vec::new();
-        assert_eq!(
-            t.read(&mut |e| {
-                events.push(e);
-                true
-            })
-            .unwrap(),
-            Some(true)
-        );
-        let (bytes, again) = chunk_bytes(&events[0]);
+        let (bytes, again) = read_chunk(&mut t);
         assert_eq!(bytes, b"part\nc\n", "a reused buffer holds only the new read");
         assert_eq!(again, first, "the dropped chunk's buffer was read into");
         assert_eq!(hold[0], 1);
