@@ -13,6 +13,8 @@
 #
 #   benches/farm.sh                # about a minute
 #   NODES=2 LINES=4000000 benches/farm.sh
+#   PIN=1 NODES=1 LINES=500000 benches/farm.sh   # Redis on the last core, the
+#                                  # nodes on the others (as if Redis had a machine of its own)
 #
 # Needs: redis-server (apt-get install redis-server), python3.
 set -euo pipefail
@@ -20,12 +22,18 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-/tmp/lwfarm}
 NODES=${NODES:-4}
 LINES=${LINES:-2000000}
+# With PIN=1, taskset keeps Redis and the nodes on separate cores.
+REDIS_CPUS="" NODE_CPUS=""
+if [ "${PIN:-0}" = 1 ]; then
+  last=$(($(nproc) - 1))
+  REDIS_CPUS="taskset -c $last" NODE_CPUS="taskset -c 0-$((last > 0 ? last - 1 : 0))"
+fi
 command -v redis-server >/dev/null || { echo "farm.sh: redis-server is missing (apt-get install redis-server)" >&2; exit 1; }
 . "$HERE/benches/lib.sh"
 build
 rm -rf "$OUT" && mkdir -p "$OUT"
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --logfile "$OUT/redis.log" &
+$REDIS_CPUS redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --logfile "$OUT/redis.log" &
 REDIS=$!
 PIDS=""
 trap 'kill $REDIS $PIDS 2>/dev/null || true' EXIT
@@ -64,7 +72,7 @@ node = \"web$n\"
 prefix = \"$label\""
     write_config "$d" 10 "$extra"
     : > "$d/access.log"
-    LOGWARDEN_LOG=info "$LW" -c "$d/logwarden.toml" run 2> "$d/daemon.log" > /dev/null &
+    LOGWARDEN_LOG=info $NODE_CPUS "$LW" -c "$d/logwarden.toml" run 2> "$d/daemon.log" > /dev/null &
     PIDS="$PIDS $!"
   done
   for n in $(seq "$NODES"); do
