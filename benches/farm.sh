@@ -8,8 +8,8 @@
 # with the farm also the Redis round trips (the nodes' summaries), commands
 # (Redis's INFO) per second and CPU, the least time the nodes' and Redis's
 # CPU allow on this machine's cores, and the alert latency through the farm
-# (loadgen probe, 200 alerts on one node). Goals: a node with [cluster] follows >= 0.7x as many lines/s
-# as without; p99 alert latency <= 100 ms.
+# (loadgen probe, 200 alerts on one node). Goals: a node with [cluster]
+# follows >= 0.7x as many lines/s as without; p99 alert latency <= 100 ms.
 #
 #   benches/farm.sh                # about a minute
 #   NODES=2 LINES=4000000 benches/farm.sh

@@ -125,10 +125,11 @@ impl Tracked {
     }
 
     fn lines(&self, offset: u64, bytes: Vec<u8>, skipped_long: u32) -> SourceEvent {
+        let len = bytes.len();
         SourceEvent::Lines(Chunk::new(
             Arc::clone(&self.tag),
             offset,
-            Data::Pooled(self.spares.chunk(bytes)),
+            Data::Pooled(self.spares.chunk(bytes, len)),
             skipped_long,
         ))
     }

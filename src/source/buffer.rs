@@ -54,21 +54,26 @@ impl Spares {
         let (home, kept) = crossbeam_channel::bounded(n);
         Spares { home, kept }
     }
-}
 
-impl Spares {
+    /// A buffer given back, if there is one (its memory already faulted in,
+    /// its initialized length kept).
+    fn take(&self) -> Option<Vec<u8>> {
+        self.kept.try_recv().ok()
+    }
+
     /// An empty buffer with room for at least `capacity` bytes: a spare one
-    /// if there is one (its memory already faulted in), else a new one.
+    /// if there is one, else a new one.
     pub fn empty(&self, capacity: usize) -> Vec<u8> {
-        let mut buf = self.kept.try_recv().unwrap_or_default();
+        let mut buf = self.take().unwrap_or_default();
         buf.clear();
         buf.reserve(capacity);
         buf
     }
 
-    /// `buf` as a chunk's buffer, given back to these spares when dropped.
-    pub fn chunk(&self, buf: Vec<u8>) -> Pooled {
-        Pooled { len: buf.len(), buf, home: self.home.clone() }
+    /// `buf[..len]` as a chunk's buffer, given back to these spares when
+    /// dropped.
+    pub fn chunk(&self, buf: Vec<u8>, len: usize) -> Pooled {
+        Pooled { buf, len, home: self.home.clone() }
     }
 }
 
@@ -119,8 +124,7 @@ impl StreamBuf {
     /// Hands on the first `n` bytes read as a chunk's buffer, keeping the
     /// rest in a spare (or new) buffer.
     pub fn split_off(&mut self, n: usize) -> Pooled {
-        let spare = self.spares.kept.try_recv();
-        let mut next = spare.unwrap_or_else(|_| Vec::with_capacity(self.capacity));
+        let mut next = self.spares.take().unwrap_or_else(|| Vec::with_capacity(self.capacity));
         let rest = self.filled - n;
         if next.len() < rest {
             next.resize(rest, 0);
@@ -128,7 +132,7 @@ impl StreamBuf {
         next[..rest].copy_from_slice(&self.buf[n..self.filled]);
         self.filled = rest;
         let buf = std::mem::replace(&mut self.buf, next);
-        Pooled { buf, len: n, home: self.spares.home.clone() }
+        self.spares.chunk(buf, n)
     }
 }
 
