@@ -19,8 +19,9 @@
 //!   thread hands them, with the positions, to the sink.
 //!
 //! Keys with nothing left to decide are evicted each `cleanup_interval` of
-//! log time, measured by the watermark (the newest event time so far), which
-//! every shard sees identically.
+//! log time, measured by the oldest of the sources' newest event times
+//! (with one source, the newest event time so far), which every shard sees
+//! identically.
 
 use crate::alert::{Alert, Origin, Scope};
 use crate::farm::link::{Hit, Link};
@@ -270,7 +271,9 @@ enum Save {
 /// What a shard gets for each chunk (possibly no events).
 struct Batch {
     seq: u64,
-    max_time: u32,
+    /// The source whose newest time this event carries (a chunk's newest
+    /// event or last line, an idle tick's clock), and that time.
+    newest: Option<(usize, u32)>,
     events: Vec<Event>,
     /// Encode the windows after applying this batch.
     save: Option<Save>,
@@ -863,7 +866,11 @@ struct Shard<'e> {
     /// In a farm: hand the events on, for the farm to decide.
     ship: bool,
     cleanup_interval: u32,
+    /// The newest event time of every source.
     watermark: u32,
+    /// Per source, its newest time once it has one (events, a chunk's last
+    /// line, idle ticks).
+    newest: Vec<Option<u32>>,
     next_cleanup: u32,
     /// Events before this only fill the windows ([`EngineSettings::since`]).
     since: u32,
@@ -889,8 +896,12 @@ impl<'e> Shard<'e> {
         };
         let mut windows: Vec<Windows> = rules.iter().map(windows_of).collect();
         let mut watermark = 0;
+        // Restored windows are kept until every source has read past the
+        // time they were saved at.
+        let mut newest = vec![None; engine.sources.len()];
         if let Some(r) = restore {
             watermark = r.watermark;
+            newest.fill(Some(r.watermark));
             for (mine, saved) in windows.iter_mut().zip(&r.windows) {
                 for (key, state) in saved.iter() {
                     if sharding.of(*key) == index {
@@ -912,8 +923,17 @@ impl<'e> Shard<'e> {
             since: engine.settings.since.unwrap_or(0),
             cleanup_interval: engine.settings.cleanup_interval,
             watermark,
+            newest,
             next_cleanup: 0,
         }
+    }
+
+    /// The time the cleanup forgets keys by: the oldest of the sources'
+    /// newest times, so a source catching up on old lines keeps the windows
+    /// it is still filling while another source is far ahead (a source with
+    /// no time yet holds nothing back).
+    fn cleanup_mark(&self) -> u32 {
+        self.newest.iter().flatten().min().copied().unwrap_or(0)
     }
 
     /// The name of a key of rule `rule`: the client, or the parts read from
@@ -1001,12 +1021,18 @@ impl<'e> Shard<'e> {
                 }
             }
         }
-        self.watermark = self.watermark.max(b.max_time);
         let mut evicted = 0;
-        if self.watermark >= self.next_cleanup {
-            evicted = self.windows.iter_mut().map(|w| w.evict(self.watermark) as u64).sum();
-            let step = self.cleanup_interval.max(1);
-            self.next_cleanup = (self.watermark / step).saturating_add(1).saturating_mul(step);
+        if let Some((source, time)) = b.newest {
+            self.watermark = self.watermark.max(time);
+            if let Some(n) = self.newest.get_mut(source) {
+                *n = Some(n.map_or(time, |t| t.max(time)));
+            }
+            let mark = self.cleanup_mark();
+            if mark >= self.next_cleanup {
+                evicted = self.windows.iter_mut().map(|w| w.evict(mark) as u64).sum();
+                let step = self.cleanup_interval.max(1);
+                self.next_cleanup = (mark / step).saturating_add(1).saturating_mul(step);
+            }
         }
         let forgotten = self.windows.iter_mut().map(Windows::take_forgotten).sum();
         let peaks = match self.peaks {
@@ -1093,18 +1119,21 @@ impl Scanner<'_> {
         // A shard names the keys of rules not by client from the chunk's lines.
         let named = self.rules.rules.iter().any(|r| !r.by_client());
         for (seq, event) in rx {
-            let (stats, max_time) = match event.as_ref() {
+            let (stats, newest) = match event.as_ref() {
                 #[cfg(debug_assertions)]
                 SourceEvent::Lines(_) if test_panic() => panic!("LOGWARDEN_TEST_PANIC=worker"),
                 SourceEvent::Lines(chunk) => {
                     let st = self.scan(chunk, &mut by_shard, &mut scratch);
-                    (st, st.newest)
+                    let newest = st.newest.max(self.last_line_time(chunk));
+                    (st, (newest > 0).then_some((chunk.file.source, newest)))
                 }
-                SourceEvent::Tick { clock } => (ScanStats::default(), *clock),
+                SourceEvent::Tick { clock, source } => {
+                    (ScanStats::default(), Some((*source, *clock)))
+                }
                 SourceEvent::Opened { .. }
                 | SourceEvent::FileDone(_)
                 | SourceEvent::Checkpoint { .. }
-                | SourceEvent::Probe => (ScanStats::default(), 0),
+                | SourceEvent::Probe => (ScanStats::default(), None),
             };
             // An idle tick's save is whole: a new base without the clients
             // the cleanup has just forgotten, written while nothing else goes on.
@@ -1121,7 +1150,7 @@ impl Scanner<'_> {
                 let events = std::mem::take(events);
                 let chunk = (named && !events.is_empty()).then(|| event.clone());
                 let values = Arc::clone(&values);
-                let batch = Batch { seq, max_time, events, save, probe, chunk, values };
+                let batch = Batch { seq, newest, events, save, probe, chunk, values };
                 if tx.send(batch).is_err() {
                     return;
                 }
@@ -1130,6 +1159,21 @@ impl Scanner<'_> {
                 return;
             }
         }
+    }
+
+    /// The time of a chunk's last line (0 if it has none): how far its
+    /// source has read, also when no line was an event.
+    fn last_line_time(&self, chunk: &Chunk) -> u32 {
+        let bytes = chunk.bytes();
+        let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+        let start = memchr::memrchr(b'\n', body).map_or(0, |i| i + 1);
+        let line = body[start..].strip_suffix(b"\r").unwrap_or(&body[start..]);
+        let parser = self.parsers.get(chunk.file.source).unwrap_or(&self.parsers[0]);
+        if line.len() > parser.max_line() {
+            return 0;
+        }
+        let time = parser.parse(line).map(|r| r.time.epoch);
+        time.ok().and_then(|t| u32::try_from(t).ok()).unwrap_or(0)
     }
 
     /// Finds the events of one chunk; returns counters (with the newest and

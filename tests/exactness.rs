@@ -3,10 +3,14 @@
 //! boundaries, with out-of-order lines and evictions.
 
 use crate::util::{json_lines, ok, write};
+use logwarden::alert::Alert;
 use logwarden::config::{Config, Overrides};
 use logwarden::parse::client::Key;
+use logwarden::pipeline::Sink;
+use logwarden::source::{Chunk, Data, FileTag, Source, SourceError, SourceEvent};
 use logwarden::window::{Outcome, Windows};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 pub(crate) const CONFIG: &str = r#"
 [source]
@@ -172,4 +176,94 @@ fn every_thread_count_decides_like_a_sequential_loop() {
             first_diff.map(|i| &want[i])
         );
     }
+}
+
+/// A source that hands the engine these events, in this order.
+struct Scripted(Vec<SourceEvent>);
+
+impl Source for Scripted {
+    fn run(self: Box<Self>, emit: &mut dyn FnMut(SourceEvent) -> bool) -> Result<(), SourceError> {
+        for ev in self.0 {
+            if !emit(ev) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A sink that keeps the alerts.
+#[derive(Default)]
+struct Kept(Vec<Alert>);
+
+impl Sink for Kept {
+    fn alert(&mut self, alert: Alert) {
+        self.0.push(alert);
+    }
+}
+
+/// With several sources, one catching up on old lines while another is an
+/// hour ahead: the cleanup that the newer source's lines set off must not
+/// forget the windows the older one is still filling; once both are past
+/// them, it does.
+#[test]
+fn a_source_far_ahead_does_not_evict_the_windows_of_one_catching_up() {
+    let config = r#"
+[[source]]
+name = "www"
+path = "/w"
+format = "combined"
+timezone = "UTC"
+[[source]]
+name = "api"
+path = "/a"
+format = "combined"
+timezone = "UTC"
+[state]
+cleanup_interval = "60s"
+[[rule]]
+name = "dl"
+contains = "today_download"
+threshold = 5
+window = "2m"
+"#;
+    let cfg = Config::parse(config, None, &Overrides::default()).unwrap();
+    let t0 = 1_751_986_800; // 2025-07-08T15:00:00Z
+    let file = |id: u64, source: usize| {
+        let name = format!("source{source}.log");
+        Arc::new(FileTag { name, id, start_line: 0, identity: None, source })
+    };
+    let (www, api) = (file(1, 0), file(2, 1));
+    const X: &str = "192.0.2.7";
+    const Y: &str = "192.0.2.9";
+    const DL: &str = "/today_download";
+    let mut offsets = [0u64; 2];
+    let mut chunk = |tag: &Arc<FileTag>, lines: &[(i64, &str, &str)]| {
+        let text: String = lines
+            .iter()
+            .map(|(dt, client, path)| {
+                let stamp = jiff::Timestamp::from_second(t0 + dt)
+                    .unwrap()
+                    .strftime("%d/%b/%Y:%H:%M:%S +0000");
+                format!("{client} - - [{stamp}] \"GET {path} HTTP/1.1\" 200 5 \"-\" \"t\"\n")
+            })
+            .collect();
+        let offset = std::mem::replace(&mut offsets[tag.source], text.len() as u64);
+        SourceEvent::Lines(Chunk::new(Arc::clone(tag), offset, Data::Owned(text.into_bytes()), 0))
+    };
+    let events = vec![
+        chunk(&api, &[(3600, Y, DL)]),
+        chunk(&www, &[(0, X, DL), (1, X, DL), (2, X, DL)]),
+        // Crosses the next cleanup step of the newest time read.
+        chunk(&api, &[(3700, Y, DL)]),
+        chunk(&www, &[(30, X, DL), (31, X, DL)]),
+        // Both sources past it now (a line that is no event tells the
+        // time a source has read to): the client is forgotten.
+        chunk(&www, &[(3800, X, "/")]),
+    ];
+    let mut kept = Kept::default();
+    let summary = cfg.engine().run(Box::new(Scripted(events)), None, &mut kept).unwrap();
+    let got: Vec<(&str, u32)> = kept.0.iter().map(|a| (a.key.as_str(), a.count)).collect();
+    assert_eq!(got, [(X, 5)], "{summary:?}");
+    assert_eq!(summary.evicted, 1, "X: {summary:?}");
 }

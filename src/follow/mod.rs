@@ -684,7 +684,7 @@ impl Source for Follower {
                 // No lines for a while: let the cleanup evict by the wall clock.
                 self.last_activity = Instant::now();
                 let clock = u32::try_from(jiff::Timestamp::now().as_second()).unwrap_or(0);
-                if !emit(SourceEvent::Tick { clock }) {
+                if !emit(SourceEvent::Tick { clock, source: self.source }) {
                     return Ok(());
                 }
             }

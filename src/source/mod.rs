@@ -162,11 +162,14 @@ pub enum SourceEvent {
         /// Save every key.
         full: bool,
     },
-    /// No lines for a while: evict clients as if an event had come at
-    /// `clock` (the wall clock, Unix seconds), then save state whole.
+    /// No lines from a source for a while: evict clients as if its next
+    /// event had come at `clock` (the wall clock, Unix seconds), then save
+    /// state whole.
     Tick {
         /// Unix seconds.
         clock: u32,
+        /// The index of the configured source that is idle.
+        source: usize,
     },
     /// Someone asks how things stand (a status page): each shard reports
     /// its clients nearest the threshold, as of every event before this one.
