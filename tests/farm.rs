@@ -101,9 +101,12 @@ fn farm_windows_decide_as_one_nodes_windows() {
     let redis = Redis::start(dir.path(), &[]);
     decide_as_one_node(vec![redis.url()]);
     // Memory in Redis is bounded: every window expires once its window and
-    // cooldown have passed (2 × window + cooldown after its last change).
+    // cooldown have passed (2 × window + cooldown after its last change);
+    // the rules the node registered, 7 days after.
     let mut con = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg("t:*").query(&mut con).unwrap();
+    let ttl: i64 = redis::cmd("PTTL").arg("t:rules").query(&mut con).unwrap();
+    assert!(ttl > 0 && ttl <= 7 * 24 * 3_600_000, "t:rules: {ttl} ms");
+    let keys: Vec<String> = redis::cmd("KEYS").arg("t:{*").query(&mut con).unwrap();
     assert_eq!(keys.len(), 16, "{keys:?}");
     for k in keys {
         let ttl: i64 = redis::cmd("PTTL").arg(&k).query(&mut con).unwrap();
@@ -208,7 +211,12 @@ struct Farm {
     timeout: &'static str,
     /// Extra environment of every node.
     env: Vec<(&'static str, String)>,
+    /// Each node's rule, if not [`RULE`].
+    rules: Vec<&'static str>,
 }
+
+/// Every node's rule, unless a test gives another.
+const RULE: &str = "[[rule]]\ncontains = \"today_download\"\nthreshold = 10\nwindow = \"10m\"\n";
 
 impl Farm {
     fn start(redis: &str, n: usize) -> Farm {
@@ -228,11 +236,26 @@ impl Farm {
         timeout: &'static str,
         env: Vec<(&'static str, String)>,
     ) -> Farm {
+        Farm::launch(redis, vec![RULE; n], timeout, env)
+    }
+
+    /// A farm whose node `i` has the rule `rules[i]`.
+    fn start_rules(redis: &str, rules: &[&'static str]) -> Farm {
+        Farm::launch(redis, rules.to_vec(), "250ms", Vec::new())
+    }
+
+    /// One node per rule, each started with an empty log.
+    fn launch(
+        redis: &str,
+        rules: Vec<&'static str>,
+        timeout: &'static str,
+        env: Vec<(&'static str, String)>,
+    ) -> Farm {
         let dir = tempfile::tempdir().unwrap();
         let clock = jiff::Timestamp::now().as_second() - 3600;
         let redis = redis.to_string();
-        let mut farm = Farm { dir, nodes: Vec::new(), redis, clock, timeout, env };
-        for i in 0..n {
+        let mut farm = Farm { dir, nodes: Vec::new(), redis, clock, timeout, env, rules };
+        for i in 0..farm.rules.len() {
             std::fs::create_dir_all(farm.node_dir(i)).unwrap();
             std::fs::write(farm.node_dir(i).join("access.log"), b"").unwrap();
             let d = farm.spawn(i);
@@ -256,10 +279,10 @@ impl Farm {
         let d = self.node_dir(i);
         let config = format!(
             "[source]\npath = \"{p}/access.log\"\nstart_at = \"beginning\"\npoll_interval = \"100ms\"\nipv6_prefix = 128\n\
-             [[rule]]\ncontains = \"today_download\"\nthreshold = 10\nwindow = \"10m\"\n\
-             [[output]]\ntype = \"jsonl\"\npath = \"{p}/alerts.jsonl\"\n[state]\ndir = \"{p}/state\"\n\
+             {rule}[[output]]\ntype = \"jsonl\"\npath = \"{p}/alerts.jsonl\"\n[state]\ndir = \"{p}/state\"\n\
              [cluster]\nredis = \"{r}\"\nnode = \"web{n}\"\nprefix = \"{prefix}\"\ntimeout = \"{t}\"\n",
             p = d.display(),
+            rule = self.rules[i],
             t = self.timeout,
             r = self.redis,
             n = i + 1,
@@ -590,7 +613,7 @@ fn a_node_catching_up_keeps_each_call_short() {
     std::fs::write(&path, text).unwrap();
     farm.settle(1);
     let mut con = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*{*").query(&mut con).unwrap();
     assert_eq!(keys.len(), 40_001, "every client's window is in Redis (and the marker's)");
     let log = farm.nodes[0].take().unwrap().stop();
     assert!(!log.contains("Redis does not answer"), "{log}");
@@ -615,4 +638,36 @@ fn a_farm_through_redis_over_tls() {
     wait_until("the farm alert", || !farm.alerts_for("203.0.113.7").is_empty());
     let a = farm.alerts_for("203.0.113.7");
     assert_eq!((a[0]["count"].as_u64(), a[0]["scope"].as_str()), (Some(10), Some("farm")), "{a:?}");
+}
+
+/// A node whose rule differs from the others' (same name, another
+/// threshold) is named: `check` on it lists the difference and fails; the
+/// daemons log it once they have registered after a node that differs;
+/// nodes with the same rules say nothing of each other.
+#[test]
+#[ignore = "needs redis-server; run by scripts/test"]
+fn nodes_whose_rules_differ_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), &[]);
+    let other = "[[rule]]\ncontains = \"today_download\"\nthreshold = 20\nwindow = \"10m\"\n";
+    let mut farm = Farm::start_rules(&redis.url(), &[RULE, other, RULE]);
+    farm.hits(0, "203.0.113.1", 1);
+    let cfg = farm.node_dir(1).join("logwarden.toml");
+    let check = || run(&["-c", cfg.to_str().unwrap(), "check"], b"");
+    wait_until("web1's rules registered", || {
+        String::from_utf8_lossy(&check().stderr).contains("node web1")
+    });
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cluster: rule \"today_download\" differs on node web1 (threshold 10 events, window 600 s, cooldown 600 s) from this node's (threshold 20 events"),
+        "{stderr}"
+    );
+    farm.hits(1, "203.0.113.2", 1);
+    wait_until("web2 tells", || farm.log(1).contains("differs on node web1"));
+    farm.hits(2, "203.0.113.3", 1);
+    wait_until("web3 tells", || farm.log(2).contains("differs on node web2"));
+    assert!(!farm.log(2).contains("node web1"), "{}", farm.log(2));
+    assert!(!farm.log(0).contains("differs"), "web1 registered first: {}", farm.log(0));
 }

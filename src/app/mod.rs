@@ -63,22 +63,51 @@ fn check(config: Option<&std::path::Path>) -> Result<ExitCode> {
     eprintln!("configuration OK: {} rule(s), {} output(s)", cfg.rules.len(), cfg.outputs.len());
     let readable = check_sources(&cfg);
     let writable = check_state_dir(&cfg.state_dir);
-    let farm = cfg.cluster.as_ref().is_none_or(check_farm);
+    let farm = cfg.cluster.as_ref().is_none_or(|c| check_farm(c, &cfg));
     Ok(if readable && writable && farm { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// Says whether the farm's Redis answers, and what it is; false if it does
-/// not, or if a cluster does not serve every hash slot.
-fn check_farm(s: &crate::farm::FarmSettings) -> bool {
+/// Says whether the farm's Redis answers, and what it is, and whether the
+/// other nodes' rules are these; false if it does not answer, if a cluster
+/// does not serve every hash slot, or if another node's rules differ.
+fn check_farm(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
     use crate::farm::{Topology, probe};
     eprintln!("cluster: node {:?}, key prefix {:?}", s.node, s.prefix);
     match probe(s) {
         Ok(p) => {
             eprintln!("cluster: {p}");
-            !matches!(p.topology, Topology::Cluster { ok: false, .. })
+            let served = !matches!(p.topology, Topology::Cluster { ok: false, .. });
+            served && check_farm_rules(s, cfg)
         }
         Err(e) => {
             eprintln!("cluster: {e}");
+            false
+        }
+    }
+}
+
+/// Compares this configuration's rules with those the farm's other nodes
+/// registered lately; false if one differs.
+fn check_farm_rules(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
+    let rules: Vec<_> = cfg.rules.iter().map(|r| (r.name.clone(), r.spec)).collect();
+    match crate::farm::link::compare_rules(s, &rules) {
+        Ok((nodes, differences)) if differences.is_empty() => {
+            match nodes.is_empty() {
+                true => eprintln!(
+                    "cluster: no other node has registered its rules in the last two hours"
+                ),
+                false => eprintln!("cluster: the rules are those of node(s) {}", nodes.join(", ")),
+            }
+            true
+        }
+        Ok((_, differences)) => {
+            for d in differences {
+                eprintln!("cluster: {d}: every node needs the same rules");
+            }
+            false
+        }
+        Err(e) => {
+            eprintln!("cluster: could not read the other nodes' rules: {e}");
             false
         }
     }

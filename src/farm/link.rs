@@ -6,10 +6,11 @@
 //! alone; the link says so once, and tries again after a backoff (1 s,
 //! doubling to 30 s).
 
-use super::{FarmSettings, Topology};
+use super::{FarmSettings, Topology, agree};
 use crate::parse::client::Key;
 use crate::rules::WindowSpec;
 use redis::{Cmd, RedisResult, Value};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// The script that applies a client's events to its farm-wide window.
@@ -117,6 +118,12 @@ pub struct Link {
     conn: Option<Conn>,
     /// Since when Redis has not answered, and when to try again.
     outage: Option<(Instant, Instant, Duration)>,
+    /// When this connection last registered the rules (none yet: at the
+    /// next answered round trip).
+    agreed_at: Option<Instant>,
+    /// The rule differences logged so far (each once; at most every rule
+    /// of every node).
+    told: HashSet<String>,
     /// Pipelines sent and answered, the time they took (µs), and outages.
     round_trips: u64,
     round_trip_micros: u64,
@@ -137,6 +144,8 @@ impl Link {
             script,
             conn: None,
             outage: None,
+            agreed_at: None,
+            told: HashSet::new(),
             round_trips: 0,
             round_trip_micros: 0,
             outages: 0,
@@ -173,7 +182,7 @@ impl Link {
         loop {
             if self.conn.is_none() {
                 match connect(&self.settings) {
-                    Ok(c) => (self.conn, fresh) = (Some(c), true),
+                    Ok(c) => (self.conn, fresh, self.agreed_at) = (Some(c), true, None),
                     Err(e) => return Err(self.failed(&e)),
                 }
             }
@@ -181,6 +190,10 @@ impl Link {
             match self.round_trip(&commands) {
                 Ok(replies) => {
                     self.recovered();
+                    let every = Duration::from_secs(agree::EVERY_SECS);
+                    if self.agreed_at.is_none_or(|t| t.elapsed() >= every) {
+                        self.agree();
+                    }
                     return Ok(decisions(&windows, &replies));
                 }
                 Err(_) if !fresh => self.conn = None,
@@ -258,6 +271,42 @@ impl Link {
             }
         }
         replies.into_iter().collect()
+    }
+
+    /// Registers this node's rules with the farm and logs, once each, how
+    /// they differ from the other nodes' (see [`agree`]). A failure here
+    /// changes no decision: it is tried again with the next connection.
+    fn agree(&mut self) {
+        self.agreed_at = Some(Instant::now());
+        let Some(conn) = self.conn.as_mut() else { return };
+        let now = jiff::Timestamp::now().as_second().max(0) as u64;
+        let key = agree::key(&self.settings.prefix);
+        let mut set = redis::cmd("HSET");
+        set.arg(&key).arg(&self.settings.node).arg(agree::entry(&self.rules, now));
+        let mut expire = redis::cmd("PEXPIRE");
+        expire.arg(&key).arg(agree::FORGET_SECS * 1000);
+        let mut get = redis::cmd("HGETALL");
+        get.arg(&key);
+        let all = match conn.run(&[set, expire, get]).map(|mut r| r.pop()) {
+            Ok(Some(Ok(v))) => redis::from_redis_value::<HashMap<String, String>>(v).ok(),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "Could not register the rules with the farm.");
+                None
+            }
+        };
+        let Some(all) = all else { return };
+        let (others, old) = agree::read(all, &self.settings.node, now);
+        if !old.is_empty() {
+            let mut del = redis::cmd("HDEL");
+            del.arg(&key).arg(&old);
+            conn.run(&[del]).ok();
+        }
+        for d in agree::differences(&self.rules, &others) {
+            if self.told.insert(d.clone()) {
+                tracing::warn!(difference = %d, "The farm's nodes count with different rules: every node needs the same rules (name, threshold, window, cooldown), or the farm decides by whichever node's event comes.");
+            }
+        }
     }
 
     fn failed(&mut self, e: &redis::RedisError) -> Unavailable {
@@ -362,6 +411,23 @@ fn decisions(windows: &[Window], replies: &[Value]) -> FarmDecisions {
         }
     }
     d
+}
+
+/// The other nodes that registered their rules lately (see [`agree`]), and
+/// how each differs from `rules`; registers nothing (for `check`).
+pub fn compare_rules(
+    s: &FarmSettings,
+    rules: &[(String, WindowSpec)],
+) -> RedisResult<(Vec<String>, Vec<String>)> {
+    let mut conn = connect(s)?;
+    let mut get = redis::cmd("HGETALL");
+    get.arg(agree::key(&s.prefix));
+    let reply = conn.run(&[get])?.pop().unwrap_or(Ok(Value::Nil))?;
+    let all: HashMap<String, String> = redis::from_redis_value(reply)?;
+    let now = jiff::Timestamp::now().as_second().max(0) as u64;
+    let (others, _) = agree::read(all, &s.node, now);
+    let differences = agree::differences(rules, &others);
+    Ok((others.into_keys().collect(), differences))
 }
 
 fn not_connected() -> redis::RedisError {

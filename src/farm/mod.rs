@@ -1,8 +1,10 @@
 //! The farm: the servers of a web farm counting one client's hits together
 //! through Redis (`[cluster]`): the settings, what answers at the address
-//! (a single server or a Redis Cluster, for `check`), and the [`link`] that
-//! applies a node's events to the farm-wide windows.
+//! (a single server or a Redis Cluster, for `check`), the [`link`] that
+//! applies a node's events to the farm-wide windows, and whether the nodes
+//! [`agree`] on their rules.
 
+pub mod agree;
 pub mod link;
 
 use std::time::Duration;

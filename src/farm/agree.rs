@@ -1,0 +1,170 @@
+//! Whether the farm's nodes count with the same rules. The farm's windows
+//! are keyed by rule name, and each node applies its events with its own
+//! threshold, window and cooldown: a rule that differs between nodes would
+//! decide by whichever node's event came. So each node registers its rules
+//! in one Redis hash (`prefix:rules`, a field per node) when it connects and
+//! every hour after, reads the others' back, and says once what differs.
+
+use crate::rules::WindowSpec;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// How often a connected node registers its rules again (which also keeps
+/// its entry from counting as gone).
+pub const EVERY_SECS: u64 = 3600;
+/// An entry older than this is a node gone: not compared.
+const GONE_SECS: u64 = 2 * EVERY_SECS;
+/// An entry older than this is removed, and the hash expires after it.
+pub const FORGET_SECS: u64 = 7 * 24 * 3600;
+
+/// What a node registered: when (Unix seconds), and its rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registered {
+    /// When it registered.
+    pub at: u64,
+    /// Its rules' windows, by name.
+    pub rules: BTreeMap<String, Spec>,
+}
+
+/// A rule's window as the farm applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spec {
+    window: u32,
+    threshold: u32,
+    cooldown: u32,
+    distinct: bool,
+}
+
+impl From<WindowSpec> for Spec {
+    fn from(w: WindowSpec) -> Spec {
+        Spec {
+            window: w.window,
+            threshold: w.threshold,
+            cooldown: w.cooldown,
+            distinct: w.distinct,
+        }
+    }
+}
+
+impl std::fmt::Display for Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.distinct { "distinct values" } else { "events" };
+        write!(
+            f,
+            "threshold {} {what}, window {} s, cooldown {} s",
+            self.threshold, self.window, self.cooldown
+        )
+    }
+}
+
+/// The hash every node registers in.
+pub fn key(prefix: &str) -> String {
+    format!("{prefix}:rules")
+}
+
+/// This node's entry at `now`.
+pub fn entry(rules: &[(String, WindowSpec)], now: u64) -> String {
+    let rules = rules.iter().map(|(name, w)| (name.clone(), Spec::from(*w))).collect();
+    serde_json::to_string(&Registered { at: now, rules }).unwrap_or_default()
+}
+
+/// The hash's entries: the other nodes' that are current (by name), and
+/// the nodes whose entries are old enough to remove.
+pub fn read(
+    all: HashMap<String, String>,
+    me: &str,
+    now: u64,
+) -> (BTreeMap<String, Registered>, Vec<String>) {
+    let mut current = BTreeMap::new();
+    let mut old = Vec::new();
+    for (node, text) in all {
+        // An entry that does not parse came from another version: skipped.
+        let Ok(r) = serde_json::from_str::<Registered>(&text) else { continue };
+        let age = now.saturating_sub(r.at);
+        if age > FORGET_SECS {
+            old.push(node);
+        } else if age <= GONE_SECS && node != me {
+            current.insert(node, r);
+        }
+    }
+    (current, old)
+}
+
+/// What differs between this node's rules and each other node's, one
+/// sentence each.
+pub fn differences(
+    mine: &[(String, WindowSpec)],
+    others: &BTreeMap<String, Registered>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (node, theirs) in others {
+        for (name, w) in mine {
+            let here = Spec::from(*w);
+            match theirs.rules.get(name) {
+                None => out.push(format!(
+                    "rule {name:?} is not on node {node}: its events there are not counted"
+                )),
+                Some(s) if *s != here => out.push(format!(
+                    "rule {name:?} differs on node {node} ({s}) from this node's ({here})"
+                )),
+                Some(_) => {}
+            }
+        }
+        for name in theirs.rules.keys().filter(|n| !mine.iter().any(|(m, _)| m == *n)) {
+            out.push(format!(
+                "node {node} has rule {name:?}, which this node has not: its events here are not counted"
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(threshold: u32) -> WindowSpec {
+        WindowSpec { threshold, window: 600, cooldown: 600, distinct: false }
+    }
+
+    #[test]
+    fn differing_missing_and_extra_rules_are_named() {
+        let mine = vec![("dl".to_string(), spec(10)), ("login".to_string(), spec(5))];
+        let theirs = vec![("dl".to_string(), spec(20)), ("scan".to_string(), spec(3))];
+        let same = entry(&mine, 1000);
+        let other = entry(&theirs, 1000);
+        let all = HashMap::from([
+            ("web1".to_string(), same.clone()),
+            ("web2".to_string(), other),
+            ("web3".to_string(), same),
+        ]);
+        let (others, old) = read(all, "web1", 1000);
+        assert_eq!(others.keys().collect::<Vec<_>>(), ["web2", "web3"]);
+        assert!(old.is_empty());
+        assert_eq!(
+            differences(&mine, &others),
+            [
+                "rule \"dl\" differs on node web2 (threshold 20 events, window 600 s, cooldown 600 s) from this node's (threshold 10 events, window 600 s, cooldown 600 s)",
+                "rule \"login\" is not on node web2: its events there are not counted",
+                "node web2 has rule \"scan\", which this node has not: its events here are not counted",
+            ]
+        );
+    }
+
+    #[test]
+    fn old_entries_are_not_compared_and_the_oldest_go() {
+        let mine = vec![("dl".to_string(), spec(10))];
+        let other = |at| entry(&[("dl".to_string(), spec(20))], at);
+        let now = 10 * FORGET_SECS;
+        let all = HashMap::from([
+            ("gone".to_string(), other(now - GONE_SECS - 1)),
+            ("forgotten".to_string(), other(now - FORGET_SECS - 1)),
+            ("garbled".to_string(), "{".to_string()),
+            ("here".to_string(), other(now - GONE_SECS)),
+        ]);
+        let (others, old) = read(all, "web1", now);
+        assert_eq!(others.keys().collect::<Vec<_>>(), ["here"]);
+        assert_eq!(old, ["forgotten"]);
+        assert_eq!(differences(&mine, &others).len(), 1);
+    }
+}
