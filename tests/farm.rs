@@ -382,6 +382,15 @@ fn farm_alerts_once(redis: &str) {
     for i in 0..4 {
         assert!(farm.log(i).contains("Deciding with the farm."), "{}", farm.log(i));
     }
+    // Every node registered its rules, the same everywhere.
+    let cfg = farm.node_dir(0).join("logwarden.toml");
+    let out = run(&["-c", cfg.to_str().unwrap(), "check"], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cluster: the rules are those of node(s) web2, web3, web4"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
 
 /// Redis stopped: a client with 10 hits on one node still alerts, decided

@@ -275,31 +275,27 @@ impl Link {
 
     /// Registers this node's rules with the farm and logs, once each, how
     /// they differ from the other nodes' (see [`agree`]). A failure here
-    /// changes no decision: it is tried again with the next connection.
+    /// changes no decision: it is tried again with the next connection, or
+    /// in an hour.
     fn agree(&mut self) {
         self.agreed_at = Some(Instant::now());
-        let Some(conn) = self.conn.as_mut() else { return };
         let now = jiff::Timestamp::now().as_second().max(0) as u64;
-        let key = agree::key(&self.settings.prefix);
-        let mut set = redis::cmd("HSET");
-        set.arg(&key).arg(&self.settings.node).arg(agree::entry(&self.rules, now));
-        let mut expire = redis::cmd("PEXPIRE");
-        expire.arg(&key).arg(agree::FORGET_SECS * 1000);
-        let mut get = redis::cmd("HGETALL");
-        get.arg(&key);
-        let all = match conn.run(&[set, expire, get]).map(|mut r| r.pop()) {
-            Ok(Some(Ok(v))) => redis::from_redis_value::<HashMap<String, String>>(v).ok(),
-            Ok(_) => None,
+        let all = match self.register(now) {
+            Ok(all) => all,
             Err(e) => {
                 tracing::debug!(error = %e, "Could not register the rules with the farm.");
-                None
+                // Where the replies stand is unknown: the next round trip
+                // connects again (and registers again).
+                if e.is_io_error() || e.is_timeout() {
+                    self.conn = None;
+                }
+                return;
             }
         };
-        let Some(all) = all else { return };
         let (others, old) = agree::read(all, &self.settings.node, now);
-        if !old.is_empty() {
+        if let (false, Some(conn)) = (old.is_empty(), self.conn.as_mut()) {
             let mut del = redis::cmd("HDEL");
-            del.arg(&key).arg(&old);
+            del.arg(agree::key(&self.settings.prefix)).arg(&old);
             conn.run(&[del]).ok();
         }
         for d in agree::differences(&self.rules, &others) {
@@ -307,6 +303,17 @@ impl Link {
                 tracing::warn!(difference = %d, "The farm's nodes count with different rules: every node needs the same rules (name, threshold, window, cooldown), or the farm decides by whichever node's event comes.");
             }
         }
+    }
+
+    /// Writes this node's entry in the rules' hash; every node's entry.
+    fn register(&mut self, now: u64) -> RedisResult<HashMap<String, String>> {
+        let Some(conn) = self.conn.as_mut() else { return Err(not_connected()) };
+        let key = agree::key(&self.settings.prefix);
+        let mut set = redis::cmd("HSET");
+        set.arg(&key).arg(&self.settings.node).arg(agree::entry(&self.rules, now));
+        let mut expire = redis::cmd("PEXPIRE");
+        expire.arg(&key).arg(agree::FORGET_SECS * 1000);
+        last_as_map(conn, vec![set, expire, hgetall(&key)])
     }
 
     fn failed(&mut self, e: &redis::RedisError) -> Unavailable {
@@ -419,15 +426,23 @@ pub fn compare_rules(
     s: &FarmSettings,
     rules: &[(String, WindowSpec)],
 ) -> RedisResult<(Vec<String>, Vec<String>)> {
-    let mut conn = connect(s)?;
-    let mut get = redis::cmd("HGETALL");
-    get.arg(agree::key(&s.prefix));
-    let reply = conn.run(&[get])?.pop().unwrap_or(Ok(Value::Nil))?;
-    let all: HashMap<String, String> = redis::from_redis_value(reply)?;
+    let all = last_as_map(&mut connect(s)?, vec![hgetall(&agree::key(&s.prefix))])?;
     let now = jiff::Timestamp::now().as_second().max(0) as u64;
     let (others, _) = agree::read(all, &s.node, now);
     let differences = agree::differences(rules, &others);
     Ok((others.into_keys().collect(), differences))
+}
+
+fn hgetall(key: &str) -> Cmd {
+    let mut get = redis::cmd("HGETALL");
+    get.arg(key);
+    get
+}
+
+/// Sends `cmds` in one pipeline; the last one's reply as a map.
+fn last_as_map(conn: &mut Conn, cmds: Vec<Cmd>) -> RedisResult<HashMap<String, String>> {
+    let reply = conn.run(&cmds)?.pop().unwrap_or(Ok(Value::Nil))?;
+    Ok(redis::from_redis_value(reply)?)
 }
 
 fn not_connected() -> redis::RedisError {
