@@ -680,3 +680,31 @@ fn nodes_whose_rules_differ_say_so() {
     assert!(!farm.log(2).contains("node web1"), "{}", farm.log(2));
     assert!(!farm.log(0).contains("differs"), "web1 registered first: {}", farm.log(0));
 }
+
+/// Another machine registered under this node's name lately: `check` says
+/// so and fails, and the daemon logs it when it registers.
+#[test]
+#[ignore = "needs redis-server; run by scripts/test"]
+fn two_machines_under_one_node_name_are_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), &[]);
+    let mut farm = Farm::start(&redis.url(), 1);
+    let prefix = farm.dir.path().file_name().unwrap().to_string_lossy().into_owned();
+    let now = jiff::Timestamp::now().as_second();
+    let entry = serde_json::json!({ "at": now - 60, "host": "elsewhere", "rules": {} });
+    let mut con = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{prefix}:rules"))
+        .arg("web1")
+        .arg(entry.to_string())
+        .query(&mut con)
+        .unwrap();
+    let cfg = farm.node_dir(0).join("logwarden.toml");
+    let out = run(&["-c", cfg.to_str().unwrap(), "check"], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let told = "machine \"elsewhere\" registered as node \"web1\" too";
+    assert!(stderr.contains(told), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    farm.hits(0, "203.0.113.1", 1);
+    wait_until("web1 tells", || farm.log(0).contains(told));
+}

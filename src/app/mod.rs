@@ -87,7 +87,8 @@ fn check_farm(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
 }
 
 /// Compares this configuration's rules with those the farm's other nodes
-/// registered lately; false if one differs.
+/// registered lately; false if one differs, or if another machine
+/// registered under this node's name.
 fn check_farm_rules(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
     let rules: Vec<_> = cfg.rules.iter().map(|r| (r.name.clone(), r.spec)).collect();
     match crate::farm::link::compare_rules(s, &rules) {
@@ -102,8 +103,9 @@ fn check_farm_rules(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
         }
         Ok((_, differences)) => {
             for d in differences {
-                eprintln!("cluster: {d}: every node needs the same rules");
+                eprintln!("cluster: {d}");
             }
+            eprintln!("cluster: every node needs the same rules, and a name of its own");
             false
         }
         Err(e) => {

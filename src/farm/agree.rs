@@ -4,6 +4,9 @@
 //! decide by whichever node's event came. So each node registers its rules
 //! in one Redis hash (`prefix:rules`, a field per node) when it connects and
 //! every hour after, reads the others' back, and says once what differs.
+//! The entry also names the machine, so two machines that took the same
+//! node name are told: the farm records what each node applied under its
+//! name and file, so theirs could be taken for each other's.
 
 use crate::rules::WindowSpec;
 use serde::{Deserialize, Serialize};
@@ -17,11 +20,14 @@ const GONE_SECS: u64 = 2 * EVERY_SECS;
 /// An entry older than this is removed, and the hash expires after it.
 pub const FORGET_SECS: u64 = 7 * 24 * 3600;
 
-/// What a node registered: when (Unix seconds), and its rules.
+/// What a node registered: when (Unix seconds), from which machine, and
+/// its rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Registered {
     /// When it registered.
     pub at: u64,
+    /// The machine's host name.
+    pub host: String,
     /// Its rules' windows, by name.
     pub rules: BTreeMap<String, Spec>,
 }
@@ -62,32 +68,57 @@ pub fn key(prefix: &str) -> String {
     format!("{prefix}:rules")
 }
 
-/// This node's entry at `now`.
-pub fn entry(rules: &[(String, WindowSpec)], now: u64) -> String {
-    let rules = rules.iter().map(|(name, w)| (name.clone(), Spec::from(*w))).collect();
-    serde_json::to_string(&Registered { at: now, rules }).unwrap_or_default()
+/// This machine's host name.
+pub fn host() -> String {
+    rustix::system::uname().nodename().to_string_lossy().into_owned()
 }
 
-/// The hash's entries: the other nodes' that are current (by name), and
-/// the nodes whose entries are old enough to remove.
-pub fn read(
-    all: HashMap<String, String>,
-    me: &str,
-    now: u64,
-) -> (BTreeMap<String, Registered>, Vec<String>) {
-    let mut current = BTreeMap::new();
-    let mut old = Vec::new();
+/// This node's entry at `now`, from machine `host`.
+pub fn entry(rules: &[(String, WindowSpec)], now: u64, host: &str) -> String {
+    let rules = rules.iter().map(|(name, w)| (name.clone(), Spec::from(*w))).collect();
+    serde_json::to_string(&Registered { at: now, host: host.to_string(), rules })
+        .unwrap_or_default()
+}
+
+/// The rules' hash as read by node `me` on machine `host`.
+#[derive(Debug, Default)]
+pub struct Read {
+    /// The other nodes' current entries, by name.
+    pub others: BTreeMap<String, Registered>,
+    /// Nodes whose entries are old enough to remove.
+    pub old: Vec<String>,
+    /// Another machine that registered as `me` lately.
+    pub twin: Option<String>,
+}
+
+/// Sorts the hash's entries (node name → entry) at `now`.
+pub fn read(all: HashMap<String, String>, me: &str, host: &str, now: u64) -> Read {
+    let mut read = Read::default();
     for (node, text) in all {
         // An entry that does not parse came from another version: skipped.
         let Ok(r) = serde_json::from_str::<Registered>(&text) else { continue };
         let age = now.saturating_sub(r.at);
         if age > FORGET_SECS {
-            old.push(node);
-        } else if age <= GONE_SECS && node != me {
-            current.insert(node, r);
+            read.old.push(node);
+            continue;
+        }
+        if age > GONE_SECS {
+            continue;
+        }
+        if node != me {
+            read.others.insert(node, r);
+        } else if r.host != host {
+            read.twin = Some(r.host);
         }
     }
-    (current, old)
+    read
+}
+
+/// What to say of another machine registered under this node's name.
+pub fn twin_message(me: &str, twin: &str) -> String {
+    format!(
+        "machine {twin:?} registered as node {me:?} too, less than two hours ago: every server needs its own cluster.node (the farm keeps what each node applied under its name and file, so one's lines could be taken for the other's)"
+    )
 }
 
 /// What differs between this node's rules and each other node's, one
@@ -131,18 +162,18 @@ mod tests {
     fn differing_missing_and_extra_rules_are_named() {
         let mine = vec![("dl".to_string(), spec(10)), ("login".to_string(), spec(5))];
         let theirs = vec![("dl".to_string(), spec(20)), ("scan".to_string(), spec(3))];
-        let same = entry(&mine, 1000);
-        let other = entry(&theirs, 1000);
+        let same = |host| entry(&mine, 1000, host);
+        let other = entry(&theirs, 1000, "b");
         let all = HashMap::from([
-            ("web1".to_string(), same.clone()),
+            ("web1".to_string(), same("a")),
             ("web2".to_string(), other),
-            ("web3".to_string(), same),
+            ("web3".to_string(), same("c")),
         ]);
-        let (others, old) = read(all, "web1", 1000);
-        assert_eq!(others.keys().collect::<Vec<_>>(), ["web2", "web3"]);
-        assert!(old.is_empty());
+        let read = read(all, "web1", "a", 1000);
+        assert_eq!(read.others.keys().collect::<Vec<_>>(), ["web2", "web3"]);
+        assert!(read.old.is_empty() && read.twin.is_none());
         assert_eq!(
-            differences(&mine, &others),
+            differences(&mine, &read.others),
             [
                 "rule \"dl\" differs on node web2 (threshold 20 events, window 600 s, cooldown 600 s) from this node's (threshold 10 events, window 600 s, cooldown 600 s)",
                 "rule \"login\" is not on node web2: its events there are not counted",
@@ -154,7 +185,7 @@ mod tests {
     #[test]
     fn old_entries_are_not_compared_and_the_oldest_go() {
         let mine = vec![("dl".to_string(), spec(10))];
-        let other = |at| entry(&[("dl".to_string(), spec(20))], at);
+        let other = |at| entry(&[("dl".to_string(), spec(20))], at, "b");
         let now = 10 * FORGET_SECS;
         let all = HashMap::from([
             ("gone".to_string(), other(now - GONE_SECS - 1)),
@@ -162,9 +193,19 @@ mod tests {
             ("garbled".to_string(), "{".to_string()),
             ("here".to_string(), other(now - GONE_SECS)),
         ]);
-        let (others, old) = read(all, "web1", now);
-        assert_eq!(others.keys().collect::<Vec<_>>(), ["here"]);
-        assert_eq!(old, ["forgotten"]);
-        assert_eq!(differences(&mine, &others).len(), 1);
+        let read = read(all, "web1", "a", now);
+        assert_eq!(read.others.keys().collect::<Vec<_>>(), ["here"]);
+        assert_eq!(read.old, ["forgotten"]);
+        assert_eq!(differences(&mine, &read.others).len(), 1);
+    }
+
+    #[test]
+    fn another_machine_under_this_nodes_name_is_found() {
+        let mine = vec![("dl".to_string(), spec(10))];
+        let at = |host, at| HashMap::from([("web1".to_string(), entry(&mine, at, host))]);
+        assert_eq!(read(at("b", 1000), "web1", "a", 1000).twin.as_deref(), Some("b"));
+        assert_eq!(read(at("a", 1000), "web1", "a", 1000).twin, None, "this machine before");
+        let later = 1000 + GONE_SECS + 1;
+        assert_eq!(read(at("b", 1000), "web1", "a", later).twin, None, "gone since");
     }
 }

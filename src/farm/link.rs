@@ -124,6 +124,8 @@ pub struct Link {
     /// The rule differences logged so far (each once; at most every rule
     /// of every node).
     told: HashSet<String>,
+    /// This machine's host name, registered with the rules.
+    host: String,
     /// Pipelines sent and answered, the time they took (µs), and outages.
     round_trips: u64,
     round_trip_micros: u64,
@@ -146,6 +148,7 @@ impl Link {
             outage: None,
             agreed_at: None,
             told: HashSet::new(),
+            host: agree::host(),
             round_trips: 0,
             round_trip_micros: 0,
             outages: 0,
@@ -292,28 +295,35 @@ impl Link {
                 return;
             }
         };
-        let (others, old) = agree::read(all, &self.settings.node, now);
-        if let (false, Some(conn)) = (old.is_empty(), self.conn.as_mut()) {
+        let read = agree::read(all, &self.settings.node, &self.host, now);
+        if let (false, Some(conn)) = (read.old.is_empty(), self.conn.as_mut()) {
             let mut del = redis::cmd("HDEL");
-            del.arg(agree::key(&self.settings.prefix)).arg(&old);
+            del.arg(agree::key(&self.settings.prefix)).arg(&read.old);
             conn.run(&[del]).ok();
         }
-        for d in agree::differences(&self.rules, &others) {
+        if let Some(twin) = read.twin {
+            let m = agree::twin_message(&self.settings.node, &twin);
+            if self.told.insert(m.clone()) {
+                tracing::warn!("{m}.");
+            }
+        }
+        for d in agree::differences(&self.rules, &read.others) {
             if self.told.insert(d.clone()) {
                 tracing::warn!(difference = %d, "The farm's nodes count with different rules: every node needs the same rules (name, threshold, window, cooldown), or the farm decides by whichever node's event comes.");
             }
         }
     }
 
-    /// Writes this node's entry in the rules' hash; every node's entry.
+    /// Reads every node's entry in the rules' hash, then writes this
+    /// node's (the last writer would otherwise never see its twin).
     fn register(&mut self, now: u64) -> RedisResult<HashMap<String, String>> {
         let Some(conn) = self.conn.as_mut() else { return Err(not_connected()) };
         let key = agree::key(&self.settings.prefix);
         let mut set = redis::cmd("HSET");
-        set.arg(&key).arg(&self.settings.node).arg(agree::entry(&self.rules, now));
+        set.arg(&key).arg(&self.settings.node).arg(agree::entry(&self.rules, now, &self.host));
         let mut expire = redis::cmd("PEXPIRE");
         expire.arg(&key).arg(agree::FORGET_SECS * 1000);
-        last_as_map(conn, vec![set, expire, hgetall(&key)])
+        first_as_map(conn, &[hgetall(&key), set, expire])
     }
 
     fn failed(&mut self, e: &redis::RedisError) -> Unavailable {
@@ -426,11 +436,12 @@ pub fn compare_rules(
     s: &FarmSettings,
     rules: &[(String, WindowSpec)],
 ) -> RedisResult<(Vec<String>, Vec<String>)> {
-    let all = last_as_map(&mut connect(s)?, vec![hgetall(&agree::key(&s.prefix))])?;
+    let all = first_as_map(&mut connect(s)?, &[hgetall(&agree::key(&s.prefix))])?;
     let now = jiff::Timestamp::now().as_second().max(0) as u64;
-    let (others, _) = agree::read(all, &s.node, now);
-    let differences = agree::differences(rules, &others);
-    Ok((others.into_keys().collect(), differences))
+    let read = agree::read(all, &s.node, &agree::host(), now);
+    let mut differences = agree::differences(rules, &read.others);
+    differences.extend(read.twin.map(|twin| agree::twin_message(&s.node, &twin)));
+    Ok((read.others.into_keys().collect(), differences))
 }
 
 fn hgetall(key: &str) -> Cmd {
@@ -439,9 +450,9 @@ fn hgetall(key: &str) -> Cmd {
     get
 }
 
-/// Sends `cmds` in one pipeline; the last one's reply as a map.
-fn last_as_map(conn: &mut Conn, cmds: Vec<Cmd>) -> RedisResult<HashMap<String, String>> {
-    let reply = conn.run(&cmds)?.pop().unwrap_or(Ok(Value::Nil))?;
+/// Sends `cmds` in one pipeline; the first one's reply as a map.
+fn first_as_map(conn: &mut Conn, cmds: &[Cmd]) -> RedisResult<HashMap<String, String>> {
+    let reply = conn.run(cmds)?.into_iter().next().unwrap_or(Ok(Value::Nil))?;
     Ok(redis::from_redis_value(reply)?)
 }
 
