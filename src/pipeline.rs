@@ -204,6 +204,9 @@ pub struct FarmCounts {
     pub round_trip_micros: u64,
     /// Times Redis stopped answering.
     pub outages: u64,
+    /// Differences from the other nodes' rules (or another machine under
+    /// this node's name) at the last registration.
+    pub rule_differences: u64,
 }
 
 impl Summary {
@@ -718,7 +721,10 @@ impl<'e> Collector<'e> {
             let file = format!("{:x}-{:x}-{:08x}", id.dev, id.ino, id.fingerprint.unwrap_or(0));
             link.decide(&file, &hits).ok()
         });
-        (counts.round_trips, counts.round_trip_micros, counts.outages) = link.counts();
+        let c = link.counts();
+        (counts.round_trips, counts.round_trip_micros, counts.outages) =
+            (c.round_trips, c.round_trip_micros, c.outages);
+        counts.rule_differences = c.rule_differences;
         let Some(d) = decided else {
             counts.alone += hits.len() as u64;
             run.iter_mut().for_each(|p| p.scope = Some(Scope::Local));

@@ -7,7 +7,7 @@
 
 use crate::util::daemon::Daemon;
 use crate::util::redis::{Cluster, Redis};
-use crate::util::{free_port, run, wait_until, write};
+use crate::util::{free_port, http_get, run, wait_until, write};
 
 /// `check` with a `[cluster]` of `redis` (a TOML value): exit code, stdout,
 /// stderr.
@@ -651,15 +651,19 @@ fn a_farm_through_redis_over_tls() {
 
 /// A node whose rule differs from the others' (same name, another
 /// threshold) is named: `check` on it lists the difference and fails; the
-/// daemons log it once they have registered after a node that differs;
-/// nodes with the same rules say nothing of each other.
+/// daemons log it once they have registered after a node that differs, and
+/// count it in their metrics; nodes with the same rules say nothing of each
+/// other.
 #[test]
 #[ignore = "needs redis-server; run by scripts/test"]
 fn nodes_whose_rules_differ_say_so() {
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path(), &[]);
-    let other = "[[rule]]\ncontains = \"today_download\"\nthreshold = 20\nwindow = \"10m\"\n";
-    let mut farm = Farm::start_rules(&redis.url(), &[RULE, other, RULE]);
+    let port = free_port();
+    let other = format!(
+        "[[rule]]\ncontains = \"today_download\"\nthreshold = 20\nwindow = \"10m\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n"
+    );
+    let mut farm = Farm::start_rules(&redis.url(), &[RULE, other.leak(), RULE]);
     farm.hits(0, "203.0.113.1", 1);
     let cfg = farm.node_dir(1).join("logwarden.toml");
     let check = || run(&["-c", cfg.to_str().unwrap(), "check"], b"");
@@ -675,6 +679,8 @@ fn nodes_whose_rules_differ_say_so() {
     );
     farm.hits(1, "203.0.113.2", 1);
     wait_until("web2 tells", || farm.log(1).contains("differs on node web1"));
+    let (_, metrics) = http_get(port, "/metrics", None).unwrap();
+    assert!(metrics.contains("logwarden_farm_rule_differences 1\n"), "{metrics}");
     farm.hits(2, "203.0.113.3", 1);
     wait_until("web3 tells", || farm.log(2).contains("differs on node web2"));
     assert!(!farm.log(2).contains("node web1"), "{}", farm.log(2));

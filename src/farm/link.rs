@@ -63,6 +63,20 @@ impl FarmDecisions {
     }
 }
 
+/// A link's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkCounts {
+    /// Pipelines sent to Redis and answered.
+    pub round_trips: u64,
+    /// The time they took, in µs.
+    pub round_trip_micros: u64,
+    /// Outages begun.
+    pub outages: u64,
+    /// What the last registration of the rules found different from the
+    /// other nodes' (another machine under this node's name included).
+    pub rule_differences: u64,
+}
+
 /// Redis did not answer in time, or is waited for after an outage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unavailable;
@@ -126,6 +140,8 @@ pub struct Link {
     told: HashSet<String>,
     /// This machine's host name, registered with the rules.
     host: String,
+    /// Differences the last registration found.
+    differences: u64,
     /// Pipelines sent and answered, the time they took (µs), and outages.
     round_trips: u64,
     round_trip_micros: u64,
@@ -149,6 +165,7 @@ impl Link {
             agreed_at: None,
             told: HashSet::new(),
             host: agree::host(),
+            differences: 0,
             round_trips: 0,
             round_trip_micros: 0,
             outages: 0,
@@ -160,10 +177,14 @@ impl Link {
         &self.settings.node
     }
 
-    /// Pipelines sent to Redis and answered so far, the time they took in
-    /// µs, and the outages begun.
-    pub fn counts(&self) -> (u64, u64, u64) {
-        (self.round_trips, self.round_trip_micros, self.outages)
+    /// The link's counters so far.
+    pub fn counts(&self) -> LinkCounts {
+        LinkCounts {
+            round_trips: self.round_trips,
+            round_trip_micros: self.round_trip_micros,
+            outages: self.outages,
+            rule_differences: self.differences,
+        }
     }
 
     /// Applies this node's `hits` from the file `file` (in line order) to
@@ -301,13 +322,13 @@ impl Link {
             del.arg(agree::key(&self.settings.prefix)).arg(&read.old);
             conn.run(&[del]).ok();
         }
-        if let Some(twin) = read.twin {
-            let m = agree::twin_message(&self.settings.node, &twin);
-            if self.told.insert(m.clone()) {
-                tracing::warn!("{m}.");
-            }
+        let twin = read.twin.map(|twin| agree::twin_message(&self.settings.node, &twin));
+        if let Some(m) = twin.clone().filter(|m| self.told.insert(m.clone())) {
+            tracing::warn!("{m}.");
         }
-        for d in agree::differences(&self.rules, &read.others) {
+        let differences = agree::differences(&self.rules, &read.others);
+        self.differences = (differences.len() + usize::from(twin.is_some())) as u64;
+        for d in differences {
             if self.told.insert(d.clone()) {
                 tracing::warn!(difference = %d, "The farm's nodes count with different rules: every node needs the same rules (name, threshold, window, cooldown), or the farm decides by whichever node's event comes.");
             }

@@ -146,4 +146,11 @@ fn farm(reg: &mut Registry, s: &Snapshot) {
         "Events Redis had applied before (read again after a crash)",
         f.repeated,
     );
+    let differences: Gauge = Gauge::default();
+    differences.set(i64::try_from(f.rule_differences).unwrap_or(i64::MAX));
+    reg.register(
+        "farm_rule_differences",
+        "How this node's rules differ from the other nodes' (or another machine has its name), at the last check",
+        differences,
+    );
 }
