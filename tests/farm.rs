@@ -140,6 +140,7 @@ fn decide_as_one_node(redis: Vec<String>) {
         node: node.into(),
         prefix: "t".into(),
         timeout: std::time::Duration::from_secs(2),
+        host: "test".into(),
     };
     let rules: Vec<(String, WindowSpec)> =
         specs.iter().enumerate().map(|(i, s)| (format!("r{i}"), *s)).collect();

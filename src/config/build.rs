@@ -59,7 +59,7 @@ pub(super) fn config(cx: &Cx, raw: RawConfig, host: &dyn Host) -> Result<Config,
         .ok()
         .filter(|n| *n <= 1024)
         .ok_or_else(|| cx.err(threads, "engine.threads", "must be 0 (one per core) to 1024"))?;
-    let cluster = raw.cluster.as_ref().map(|c| validate_cluster(cx, c)).transpose()?;
+    let cluster = raw.cluster.as_ref().map(|c| validate_cluster(cx, c, host)).transpose()?;
     let http = raw.http.as_ref().map(|h| validate_http(cx, h)).transpose()?;
     Ok(Config {
         file: None,
@@ -151,7 +151,7 @@ pub(super) fn include(
 
 /// `[cluster]`: Redis URLs the client library accepts, and a node name and
 /// key prefix that cannot break the key layout (no `{`, `}`, `:` or space).
-fn validate_cluster(cx: &Cx, c: &RawCluster) -> Result<FarmSettings, ConfigError> {
+fn validate_cluster(cx: &Cx, c: &RawCluster, host: &dyn Host) -> Result<FarmSettings, ConfigError> {
     let Some(redis) = &c.redis else {
         return Err(cx.err_at(cx.table_line("cluster"), "cluster.redis", "is required: the farm's Redis URL, such as \"redis://127.0.0.1:6379/0\", or a Redis Cluster's seed nodes".into()));
     };
@@ -187,7 +187,7 @@ fn validate_cluster(cx: &Cx, c: &RawCluster) -> Result<FarmSettings, ConfigError
     if timeout < Duration::from_millis(1) || timeout > Duration::from_secs(60) {
         return Err(cx.err(t, "cluster.timeout", "must be 1ms to 60s"));
     }
-    Ok(FarmSettings { redis: urls, node, prefix, timeout })
+    Ok(FarmSettings { redis: urls, node, prefix, timeout, host: host.host_name() })
 }
 
 /// The sources: names unique, paths apart, one IPv6 prefix (a rule counts

@@ -68,11 +68,6 @@ pub fn key(prefix: &str) -> String {
     format!("{prefix}:rules")
 }
 
-/// This machine's host name.
-pub fn host() -> String {
-    rustix::system::uname().nodename().to_string_lossy().into_owned()
-}
-
 /// This node's entry at `now`, from machine `host`.
 pub fn entry(rules: &[(String, WindowSpec)], now: u64, host: &str) -> String {
     let rules = rules.iter().map(|(name, w)| (name.clone(), Spec::from(*w))).collect();

@@ -138,8 +138,6 @@ pub struct Link {
     /// The rule differences logged so far (each once; at most every rule
     /// of every node).
     told: HashSet<String>,
-    /// This machine's host name, registered with the rules.
-    host: String,
     /// Differences the last registration found.
     differences: u64,
     /// Pipelines sent and answered, the time they took (µs), and outages.
@@ -164,7 +162,6 @@ impl Link {
             outage: None,
             agreed_at: None,
             told: HashSet::new(),
-            host: agree::host(),
             differences: 0,
             round_trips: 0,
             round_trip_micros: 0,
@@ -316,7 +313,7 @@ impl Link {
                 return;
             }
         };
-        let read = agree::read(all, &self.settings.node, &self.host, now);
+        let read = agree::read(all, &self.settings.node, &self.settings.host, now);
         if let (false, Some(conn)) = (read.old.is_empty(), self.conn.as_mut()) {
             let mut del = redis::cmd("HDEL");
             del.arg(agree::key(&self.settings.prefix)).arg(&read.old);
@@ -341,7 +338,11 @@ impl Link {
         let Some(conn) = self.conn.as_mut() else { return Err(not_connected()) };
         let key = agree::key(&self.settings.prefix);
         let mut set = redis::cmd("HSET");
-        set.arg(&key).arg(&self.settings.node).arg(agree::entry(&self.rules, now, &self.host));
+        set.arg(&key).arg(&self.settings.node).arg(agree::entry(
+            &self.rules,
+            now,
+            &self.settings.host,
+        ));
         let mut expire = redis::cmd("PEXPIRE");
         expire.arg(&key).arg(agree::FORGET_SECS * 1000);
         first_as_map(conn, &[hgetall(&key), set, expire])
@@ -459,7 +460,7 @@ pub fn compare_rules(
 ) -> RedisResult<(Vec<String>, Vec<String>)> {
     let all = first_as_map(&mut connect(s)?, &[hgetall(&agree::key(&s.prefix))])?;
     let now = jiff::Timestamp::now().as_second().max(0) as u64;
-    let read = agree::read(all, &s.node, &agree::host(), now);
+    let read = agree::read(all, &s.node, &s.host, now);
     let mut differences = agree::differences(rules, &read.others);
     differences.extend(read.twin.map(|twin| agree::twin_message(&s.node, &twin)));
     Ok((read.others.into_keys().collect(), differences))

@@ -20,6 +20,9 @@ pub struct FarmSettings {
     pub prefix: String,
     /// A round trip slower than this counts as an outage.
     pub timeout: Duration,
+    /// This machine's host name, registered with the rules (so two machines
+    /// under one node name are told apart).
+    pub host: String,
 }
 
 /// What answered at the configured address.
