@@ -322,12 +322,21 @@ enum ToAlerts {
     ReadFailed(SourceError),
 }
 
+/// One chunk's events and late events of one rule.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    events: u64,
+    late: u64,
+}
+
 /// A shard's results for one chunk.
 struct Decided {
     seq: u64,
     shard: usize,
-    /// Per rule: events applied, late events, clients held after.
-    tally: Vec<RuleCounts>,
+    /// Per rule: events applied and late events.
+    tally: Vec<Tally>,
+    /// Per rule: clients held after.
+    clients: Vec<u64>,
     /// Per rule, after a probe: this shard's clients nearest the threshold.
     nearest: Option<Vec<Vec<(String, u32)>>>,
     /// Per rule, with peaks asked for: the clients dropped, with their peaks.
@@ -354,8 +363,8 @@ struct Pending {
     scope: Option<Scope>,
     watermark: u32,
     saves: Vec<Vec<Entries>>,
-    /// Per rule, summed over the shards (clients are kept apart).
-    tally: Vec<RuleCounts>,
+    /// Per rule, summed over the shards.
+    tally: Vec<Tally>,
     nearest: Option<Vec<Vec<(String, u32)>>>,
 }
 
@@ -595,12 +604,12 @@ impl<'e> Collector<'e> {
                 p.events.append(&mut events);
                 p.watermark = d.watermark;
                 p.saves.extend(d.save);
-                p.tally.resize(d.tally.len(), RuleCounts::default());
+                p.tally.resize(d.tally.len(), Tally::default());
                 for (a, b) in p.tally.iter_mut().zip(&d.tally) {
                     a.events += b.events;
                     a.late += b.late;
                 }
-                self.clients[d.shard] = d.tally.iter().map(|t| t.clients).collect();
+                self.clients[d.shard] = d.clients;
                 if let Some(mut lists) = d.nearest {
                     let all = p.nearest.get_or_insert_with(|| vec![Vec::new(); lists.len()]);
                     for (a, b) in all.iter_mut().zip(&mut lists) {
@@ -1010,7 +1019,7 @@ impl<'e> Shard<'e> {
 
     fn apply(&mut self, b: Batch) -> Decided {
         let mut decisions = Vec::new();
-        let mut tally = vec![RuleCounts::default(); self.windows.len()];
+        let mut tally = vec![Tally::default(); self.windows.len()];
         for ev in &b.events {
             let t = &mut tally[usize::from(ev.rule)];
             t.events += 1;
@@ -1050,9 +1059,7 @@ impl<'e> Shard<'e> {
         };
         let save = b.save.map(|kind| self.windows.iter_mut().map(|w| encode(w, kind)).collect());
         let watermark = self.watermark;
-        for (t, w) in tally.iter_mut().zip(&self.windows) {
-            t.clients = w.len() as u64;
-        }
+        let clients = self.windows.iter().map(|w| w.len() as u64).collect();
         let nearest = b
             .probe
             .then(|| self.named(self.windows.iter().map(|w| w.top(NEAREST, watermark)).collect()));
@@ -1063,6 +1070,7 @@ impl<'e> Shard<'e> {
             seq,
             shard,
             tally,
+            clients,
             nearest,
             peaks,
             decisions,
