@@ -438,3 +438,50 @@ fn replay_reads_files_as_the_source_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("the sources are www, api"), "{err}");
 }
+
+/// `run` catching up on two sources: one with an hour and a half of old
+/// lines, the other with one line of now. A client's ten hits in the
+/// middle of the old lines still count together (before, the short
+/// source's line was handed on first, and they were late).
+#[test]
+fn sources_catching_up_are_read_in_time_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = jiff::Timestamp::now().as_second() - 5400;
+    let line = |t: i64, client: &str, path: &str| {
+        let stamp = jiff::Timestamp::from_second(t).unwrap().strftime("%d/%b/%Y:%H:%M:%S +0000");
+        format!("{client} - - [{stamp}] \"GET {path} HTTP/1.1\" 200 5 \"-\" \"t\"\n")
+    };
+    let mut old = String::new();
+    for i in 0..300_000i64 {
+        let t = t0 + i * 5400 / 300_000;
+        old += &line(t, &format!("10.1.{}.{}", i / 250 % 250, i % 250), "/");
+        if (240_000..240_010).contains(&i) {
+            old += &line(t, "10.0.0.9", "/today_download");
+        }
+    }
+    let now = line(t0 + 5400, "10.0.0.9", "/today_download");
+    let (old_log, now_log) = (
+        write(dir.path(), "old.log", old.as_bytes()),
+        write(dir.path(), "now.log", now.as_bytes()),
+    );
+    let source = |name: &str, path: &str| {
+        format!(
+            "[[source]]\nname = \"{name}\"\npath = \"{path}\"\nstart_at = \"beginning\"\npoll_interval = \"100ms\"\n"
+        )
+    };
+    let d = dir.path().display();
+    let config = format!(
+        "{}{}[[rule]]\nname = \"dl\"\ncontains = \"today_download\"\nthreshold = 10\nwindow = \"10m\"\n\
+         [[output]]\ntype = \"jsonl\"\npath = \"{d}/alerts.jsonl\"\n[state]\ndir = \"{d}/state\"\n",
+        source("old", &old_log),
+        source("now", &now_log),
+    );
+    let daemon = Daemon::start_config(dir.path(), &config, &[]);
+    wait_until("the alert", || !daemon.alerts().is_empty());
+    let alerts = daemon.alerts();
+    assert_eq!(
+        (alerts[0]["key"].as_str(), alerts[0]["count"].as_u64()),
+        (Some("10.0.0.9"), Some(10))
+    );
+    daemon.stop();
+}

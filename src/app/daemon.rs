@@ -14,6 +14,7 @@
 use crate::alert::Alert;
 use crate::config::Config;
 use crate::farm::link::Link;
+use crate::follow::several::{Beat, MAX_HOLD};
 use crate::follow::{Follower, Several, StartAt};
 use crate::observe::http::Server;
 use crate::observe::{Board, RuleInfo};
@@ -211,10 +212,12 @@ fn followers(
     wake: Wake,
     (want_full, probe): (Arc<AtomicBool>, Arc<AtomicBool>),
 ) -> Box<dyn Source> {
-    let (every, beats) = watchdog(cfg.sources.len());
+    let n = cfg.sources.len();
+    let several = n > 1;
+    let (every, beats) = watchdog(n, if several { 2 } else { 1 });
     let mut beats = beats.into_iter();
-    let several = cfg.sources.len() > 1;
     let mut wakes = Vec::new();
+    let mut idle = Vec::new();
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     for (i, s) in cfg.sources.iter().enumerate() {
         let mine = positions.as_ref().map(|all| {
@@ -223,8 +226,10 @@ fn followers(
         });
         let (tx, rx) = if several { crossbeam_channel::bounded(1) } else { wake.clone() };
         wakes.push(tx.clone());
+        idle.push(Arc::new(AtomicBool::new(false)));
         let mut f = Follower::new(cfg.follow(i), Arc::clone(stop), mine)
             .for_source(i)
+            .with_idle(Arc::clone(&idle[i]))
             .with_wake(tx, rx)
             .with_full_checkpoints(Arc::clone(&want_full))
             .with_probes(Arc::clone(&probe));
@@ -233,10 +238,20 @@ fn followers(
         }
         sources.push(Box::new(f));
     }
-    match several {
-        false => sources.pop().expect("at least one source"),
-        true => Box::new(Several { sources, wake: wake.1, wakes, stop: Arc::clone(stop) }),
+    if !several {
+        return sources.pop().expect("at least one source");
     }
+    Box::new(Several {
+        sources,
+        parsers: (0..n).map(|i| cfg.parser(i)).collect(),
+        idle,
+        // The second beat of each follower (none without a watchdog).
+        beats: beats.collect(),
+        max_hold: MAX_HOLD,
+        wake: wake.1,
+        wakes,
+        stop: Arc::clone(stop),
+    })
 }
 
 /// Tells systemd (Type=notify) about the service's state; a no-op outside systemd.
@@ -246,11 +261,13 @@ fn notify(state: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
-/// The watchdog pings: a beat for each of `followers`, called from its
-/// reading loop. A ping goes out at most twice per `WatchdogSec`, and only
-/// once every follower has beaten since the last one, so a stalled pipeline
-/// or a follower stuck in a read gets the daemon restarted.
-fn watchdog(followers: usize) -> (Option<Duration>, Vec<Beat>) {
+/// The watchdog pings: `copies` beats for each of `followers`, called from
+/// its reading loop (and, with several sources, while its chunk is held for
+/// another source), follower by follower. A ping goes out at most twice
+/// per `WatchdogSec`, and only once every follower has beaten since the
+/// last one, so a stalled pipeline or a follower stuck in a read gets the
+/// daemon restarted.
+fn watchdog(followers: usize, copies: usize) -> (Option<Duration>, Vec<Beat>) {
     let Some(every) = sd_notify::watchdog_enabled().map(|d| d / 2) else {
         return (None, Vec::new());
     };
@@ -263,11 +280,8 @@ fn watchdog(followers: usize) -> (Option<Duration>, Vec<Beat>) {
             }
         })
     };
-    (Some(every), (0..followers).map(beat).collect())
+    (Some(every), (0..followers * copies).map(|k| beat(k % followers)).collect())
 }
-
-/// A follower's heartbeat.
-type Beat = Box<dyn FnMut() + Send>;
 
 /// Which followers have beaten since the last watchdog ping.
 struct Beats {

@@ -25,7 +25,7 @@
 
 mod pattern;
 mod reader;
-mod several;
+pub mod several;
 
 pub use pattern::PathSpec;
 pub use several::Several;
@@ -129,6 +129,9 @@ pub struct Follower {
     /// away during a crash is found again from its saved position.
     urgent: bool,
     last_checkpoint: Instant,
+    /// Set while it waits for its files to grow (everything read so far
+    /// handed on): [`Several`] then holds no other source's lines for it.
+    idle: Arc<AtomicBool>,
     /// Called on every wake-up: the service manager's watchdog ping.
     heartbeat: Option<Box<dyn FnMut() + Send>>,
     /// The longest sleep the heartbeat allows.
@@ -170,6 +173,7 @@ impl Follower {
             dirty: false,
             urgent: false,
             last_checkpoint: Instant::now(),
+            idle: Arc::new(AtomicBool::new(false)),
             heartbeat: None,
             heartbeat_every: None,
             want_full: Arc::new(AtomicBool::new(false)),
@@ -195,6 +199,12 @@ impl Follower {
     pub fn for_source(mut self, index: usize) -> Follower {
         self.source = index;
         self.next_id = (index as u64) << 48;
+        self
+    }
+
+    /// Sets `idle` while it waits for its files to grow.
+    pub fn with_idle(mut self, idle: Arc<AtomicBool>) -> Follower {
+        self.idle = idle;
         self
     }
 
@@ -691,10 +701,14 @@ impl Source for Follower {
             match read {
                 None => return Ok(()),
                 Some(true) => continue,
-                Some(false) => match self.wake.recv_timeout(self.idle_wait()) {
-                    Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
-                },
+                Some(false) => {
+                    self.idle.store(true, Ordering::SeqCst);
+                    let woken = self.wake.recv_timeout(self.idle_wait());
+                    self.idle.store(false, Ordering::SeqCst);
+                    if woken == Err(crossbeam_channel::RecvTimeoutError::Disconnected) {
+                        return Ok(());
+                    }
+                }
             }
         }
     }

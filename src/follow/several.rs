@@ -1,24 +1,59 @@
 //! Several sources followed at once: one thread per source (each a
-//! [`super::Follower`]), their events handed on as they come, each
-//! source's in its own order.
+//! [`super::Follower`]), their events handed on in about the order of their
+//! lines' times.
 //!
 //! One reader per source rather than one for all: a follower's state (its
 //! files, the dated series' day, rotations) is per path, so one follower
 //! per source reuses it unchanged, and a source that waits for its files
 //! never holds up another's lines.
+//!
+//! Why the order: an event more than a window older than its client's
+//! newest is late. A source catching up on a backlog (after a restart)
+//! reads old lines while another may already read today's; handed on as
+//! they come, the old lines would be late for the clients both sources
+//! share. So a source's next chunk waits while another source that is
+//! still reading — not idle, not finished, nothing of it waiting here — is
+//! more than [`SLACK`] behind the chunk's first line, but at most
+//! [`MAX_HOLD`]: a source that stalls holds the others that long and no
+//! longer. A held source's follower cannot beat the watchdog while it
+//! waits to hand on a chunk, so the hold beats for it. The order is by
+//! chunk: a chunk that spans more than a window (a quiet log's backlog)
+//! can still make lines late.
 
-use crate::source::{Source, SourceError, SourceEvent};
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crate::parse::Parser;
+use crate::source::{Chunk, Source, SourceError, SourceEvent};
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, bounded};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-/// Events in flight from the readers to the pipeline's reader thread.
+/// Events in flight from each reader to the pipeline's reader thread.
 const IN_FLIGHT: usize = 4;
+/// How far (log time) a source may be ahead of one still reading.
+pub const SLACK: i64 = 60;
+/// The longest a chunk waits for another source.
+pub const MAX_HOLD: Duration = Duration::from_secs(5);
+/// How often a hold looks whether the source it waits for went idle.
+const POLL: Duration = Duration::from_millis(10);
+/// Lines tried for a chunk's time, from its start.
+const TIME_LINES: usize = 16;
+
+/// A heartbeat for the service manager's watchdog.
+pub type Beat = Box<dyn FnMut() + Send>;
 
 /// Several sources read at once.
 pub struct Several {
     /// The sources, each run on its own thread.
     pub sources: Vec<Box<dyn Source>>,
+    /// Each source's parser, which reads its chunks' times.
+    pub parsers: Vec<Parser>,
+    /// Each source's flag, set while it waits for its files to grow.
+    pub idle: Vec<Arc<AtomicBool>>,
+    /// Each source's heartbeat, beaten while its chunk is held (none
+    /// without a watchdog).
+    pub beats: Vec<Beat>,
+    /// The longest a chunk waits ([`MAX_HOLD`]).
+    pub max_hold: Duration,
     /// Wake-ups for the daemon (a signal, a status page's probe), passed
     /// on to every source.
     pub wake: Receiver<()>,
@@ -28,44 +63,182 @@ pub struct Several {
     pub stop: Arc<AtomicBool>,
 }
 
+/// One source's events as they reach the forwarder.
+struct Lane {
+    rx: Receiver<Result<SourceEvent, SourceError>>,
+    /// The next event, with its chunk's time, and since when it waits.
+    head: Option<(SourceEvent, Option<i64>, Instant)>,
+    /// The time of the last line handed on.
+    reached: Option<i64>,
+    ended: bool,
+}
+
+/// What the forwarder does next.
+enum Step {
+    /// Hands on lane `i`'s head.
+    Send(usize),
+    /// Waits for lanes without a head, until the deadline if one is held.
+    Wait(Option<Instant>),
+    /// Every source has ended.
+    Done,
+}
+
 impl Source for Several {
     fn run(self: Box<Self>, emit: &mut dyn FnMut(SourceEvent) -> bool) -> Result<(), SourceError> {
-        let (tx, rx) = bounded::<Result<SourceEvent, SourceError>>(IN_FLIGHT);
         // Dropped when reading ends, which ends the passing on of wake-ups.
         let (done_tx, done) = bounded::<()>(0);
-        let Several { sources, wake, wakes, stop } = *self;
+        let Several { sources, parsers, idle, mut beats, max_hold, wake, wakes, stop } = *self;
         std::thread::scope(|s| {
+            let mut lanes = Vec::new();
             for source in sources {
-                let tx = tx.clone();
+                let (tx, rx) = bounded::<Result<SourceEvent, SourceError>>(IN_FLIGHT);
                 s.spawn(move || {
                     if let Err(e) = source.run(&mut |ev| tx.send(Ok(ev)).is_ok()) {
                         tx.send(Err(e)).unwrap_or(());
                     }
                 });
+                lanes.push(Lane { rx, head: None, reached: None, ended: false });
             }
-            drop(tx);
             s.spawn(|| pass_on_wakes(&wake, &wakes, &done));
             let _done = done_tx;
-            let mut failure = None;
-            for msg in &rx {
-                let go_on = match msg {
-                    Ok(ev) => emit(ev),
-                    Err(e) => {
-                        failure = Some(e);
-                        false
-                    }
-                };
-                if !go_on {
-                    // End the others; what they still send is dropped.
-                    stop.store(true, Ordering::SeqCst);
-                    wakes.iter().for_each(|w| w.try_send(()).unwrap_or(()));
-                    rx.iter().for_each(drop);
-                    break;
-                }
+            let order = Order { parsers: &parsers, idle: &idle, max_hold };
+            let result = order.forward(&mut lanes, &mut beats, emit);
+            if result.as_ref().is_err() || result.as_ref().is_ok_and(|&ended| !ended) {
+                // End the others; what they still send is dropped.
+                stop.store(true, Ordering::SeqCst);
+                wakes.iter().for_each(|w| w.try_send(()).unwrap_or(()));
+                lanes.iter().for_each(|l| l.rx.iter().for_each(drop));
             }
-            failure.map_or(Ok(()), Err)
+            result.map(|_| ())
         })
     }
+}
+
+/// How the forwarder orders the lanes.
+struct Order<'a> {
+    parsers: &'a [Parser],
+    idle: &'a [Arc<AtomicBool>],
+    max_hold: Duration,
+}
+
+impl Order<'_> {
+    /// Hands on the lanes' events until every source ends (`Ok(true)`),
+    /// `emit` asks to stop (`Ok(false)`), or a source fails.
+    fn forward(
+        &self,
+        lanes: &mut [Lane],
+        beats: &mut [Beat],
+        emit: &mut dyn FnMut(SourceEvent) -> bool,
+    ) -> Result<bool, SourceError> {
+        loop {
+            for (i, lane) in lanes.iter_mut().enumerate() {
+                self.take(i, lane)?;
+            }
+            match self.step(lanes) {
+                Step::Send(i) => {
+                    let (ev, _, _) = lanes[i].head.take().expect("step picks a head");
+                    if let SourceEvent::Lines(c) = &ev {
+                        let last = time_of(&self.parsers[i], c, true);
+                        lanes[i].reached = lanes[i].reached.max(last);
+                    }
+                    if !emit(ev) {
+                        return Ok(false);
+                    }
+                }
+                Step::Wait(until) => {
+                    if until.is_some() {
+                        let held = lanes.iter().enumerate().filter(|(_, l)| l.head.is_some());
+                        held.for_each(|(i, _)| beats.get_mut(i).map_or((), |b| b()));
+                    }
+                    wait(lanes, until.map(|_| POLL));
+                }
+                Step::Done => return Ok(true),
+            }
+        }
+    }
+
+    /// Takes lane `i`'s next event if it has none waiting.
+    fn take(&self, i: usize, lane: &mut Lane) -> Result<(), SourceError> {
+        if lane.head.is_some() || lane.ended {
+            return Ok(());
+        }
+        match lane.rx.try_recv() {
+            Ok(Ok(ev)) => {
+                let time = match &ev {
+                    SourceEvent::Lines(c) => time_of(&self.parsers[i], c, false),
+                    _ => None,
+                };
+                lane.head = Some((ev, time, Instant::now()));
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(TryRecvError::Empty) => Ok(()),
+            Err(TryRecvError::Disconnected) => {
+                lane.ended = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// The next step: an event without a time goes at once; else the
+    /// oldest chunk, unless a source still reading is far behind it.
+    fn step(&self, lanes: &[Lane]) -> Step {
+        if let Some(i) = lanes.iter().position(|l| l.head.as_ref().is_some_and(|h| h.1.is_none())) {
+            return Step::Send(i);
+        }
+        let oldest = lanes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.head.as_ref().and_then(|h| Some((h.1?, i, h.2))))
+            .min();
+        let Some((time, i, since)) = oldest else {
+            return match lanes.iter().all(|l| l.ended) {
+                true => Step::Done,
+                false => Step::Wait(None),
+            };
+        };
+        let behind = |(j, l): (usize, &Lane)| {
+            j != i
+                && l.head.is_none()
+                && !l.ended
+                && !self.idle.get(j).is_some_and(|f| f.load(Ordering::SeqCst))
+                && l.reached.is_none_or(|r| r + SLACK < time)
+        };
+        if since.elapsed() >= self.max_hold || !lanes.iter().enumerate().any(behind) {
+            return Step::Send(i);
+        }
+        Step::Wait(Some(since + self.max_hold))
+    }
+}
+
+/// Waits until a lane without a head has something (or has ended), at
+/// most `timeout`.
+fn wait(lanes: &[Lane], timeout: Option<Duration>) {
+    let mut sel = Select::new();
+    let open: Vec<&Lane> = lanes.iter().filter(|l| l.head.is_none() && !l.ended).collect();
+    for l in &open {
+        sel.recv(&l.rx);
+    }
+    match (open.is_empty(), timeout) {
+        (true, _) => std::thread::sleep(timeout.unwrap_or(POLL)),
+        (false, Some(t)) => drop(sel.ready_timeout(t)),
+        (false, None) => drop(sel.ready()),
+    }
+}
+
+/// The time of a chunk's first line (or last, with `last`) that parses,
+/// looking at up to [`TIME_LINES`] lines.
+fn time_of(parser: &Parser, chunk: &Chunk, last: bool) -> Option<i64> {
+    let bytes = chunk.bytes();
+    let mut lines: Box<dyn Iterator<Item = &[u8]>> = match last {
+        false => Box::new(bytes.split(|&b| b == b'\n')),
+        true => Box::new(bytes.rsplit(|&b| b == b'\n')),
+    };
+    lines
+        .by_ref()
+        .filter(|l| !l.is_empty() && l.len() <= parser.max_line())
+        .take(TIME_LINES)
+        .find_map(|l| parser.parse(l.strip_suffix(b"\r").unwrap_or(l)).ok().map(|r| r.time.epoch))
 }
 
 /// Passes each wake-up on to every source until `done` is closed.
@@ -85,12 +258,16 @@ fn pass_on_wakes(wake: &Receiver<()>, wakes: &[Sender<()>], done: &Receiver<()>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use crate::parse::time::Zone;
+    use crate::parse::{ClientSource, Format};
+    use crate::source::{Data, FileTag};
 
-    /// A source that sends `n` probes, or fails after them.
+    /// A source that sends its events (a pause before each), or fails
+    /// after them; then idles like a follower until told to stop.
     struct Fake {
-        n: usize,
+        events: Vec<(Duration, SourceEvent)>,
         fail: bool,
+        idle: Arc<AtomicBool>,
         stop: Arc<AtomicBool>,
     }
 
@@ -99,8 +276,15 @@ mod tests {
             self: Box<Self>,
             emit: &mut dyn FnMut(SourceEvent) -> bool,
         ) -> Result<(), SourceError> {
-            for _ in 0..self.n {
-                if !emit(SourceEvent::Probe) {
+            for (pause, ev) in self.events {
+                let until = Instant::now() + pause;
+                while Instant::now() < until {
+                    if self.stop.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                if !emit(ev) {
                     return Ok(());
                 }
             }
@@ -108,7 +292,7 @@ mod tests {
                 let error = std::io::Error::other("gone");
                 return Err(SourceError { name: "f".into(), error });
             }
-            // Like a follower: idle until told to stop.
+            self.idle.store(true, Ordering::SeqCst);
             while !self.stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -116,37 +300,134 @@ mod tests {
         }
     }
 
-    fn several(fakes: &[(usize, bool)], stop: &Arc<AtomicBool>) -> Box<Several> {
-        let (_wake_tx, wake) = bounded(1);
-        let sources = fakes
+    /// A chunk of source `source` with one line at each of `times` (seconds
+    /// after 2025-07-08T15:00:00Z).
+    fn chunk(source: usize, times: &[i64]) -> SourceEvent {
+        let tag = Arc::new(FileTag {
+            name: format!("s{source}"),
+            id: source as u64,
+            start_line: 0,
+            identity: None,
+            source,
+        });
+        let text: String = times
             .iter()
-            .map(|&(n, fail)| Box::new(Fake { n, fail, stop: Arc::clone(stop) }) as Box<dyn Source>)
+            .map(|t| {
+                let stamp = jiff::Timestamp::from_second(1_751_986_800 + t).unwrap();
+                let stamp = stamp.strftime("%d/%b/%Y:%H:%M:%S +0000");
+                format!("192.0.2.{source} - - [{stamp}] \"GET / HTTP/1.1\" 200 5\n")
+            })
             .collect();
-        Box::new(Several { sources, wake, wakes: Vec::new(), stop: Arc::clone(stop) })
+        SourceEvent::Lines(Chunk::new(tag, 0, Data::Owned(text.into_bytes()), 0))
+    }
+
+    fn parser() -> Parser {
+        let format = Format::from_spec("common", None).unwrap();
+        Parser::new(format, Zone::Utc, 0, ClientSource::default())
+    }
+
+    /// A source's events: each after a pause.
+    type Script = Vec<(Duration, SourceEvent)>;
+
+    /// The sources' events as handed on until `n` of them: `(source,
+    /// seconds)` of each chunk's first line, `(usize::MAX, -1)` of anything
+    /// else; the result; how long it took.
+    fn run(
+        fakes: Vec<(Script, bool)>,
+        n: usize,
+        max_hold: Duration,
+    ) -> (Vec<(usize, i64)>, Result<(), SourceError>, Duration) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let idle: Vec<Arc<AtomicBool>> = fakes.iter().map(|_| Arc::default()).collect();
+        let sources = fakes
+            .into_iter()
+            .zip(&idle)
+            .map(|((events, fail), idle)| {
+                let (idle, stop) = (Arc::clone(idle), Arc::clone(&stop));
+                Box::new(Fake { events, fail, idle, stop }) as Box<dyn Source>
+            })
+            .collect::<Vec<_>>();
+        let (_wake_tx, wake) = bounded(1);
+        let parsers = vec![parser(); sources.len()];
+        let (beats, wakes) = (Vec::new(), Vec::new());
+        let several =
+            Box::new(Several { sources, parsers, idle, beats, max_hold, wake, wakes, stop });
+        let mut seen = Vec::new();
+        let started = Instant::now();
+        let r = several.run(&mut |ev| {
+            seen.push(match &ev {
+                SourceEvent::Lines(c) => (c.file.source, time_of(&parser(), c, false).unwrap()),
+                _ => (usize::MAX, -1),
+            });
+            seen.len() < n
+        });
+        let seen = seen.into_iter().map(|(s, t)| (s, if t < 0 { t } else { t - T0 })).collect();
+        (seen, r, started.elapsed())
+    }
+
+    const T0: i64 = 1_751_986_800;
+    const LONG: Duration = Duration::from_secs(30);
+
+    fn probes(n: usize) -> Script {
+        (0..n).map(|_| (Duration::ZERO, SourceEvent::Probe)).collect()
     }
 
     #[test]
     fn every_event_of_every_source_is_handed_on_until_they_stop() {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut seen = 0;
-        let s = several(&[(3, false), (5, false)], &stop);
-        let stopper = Arc::clone(&stop);
-        let r = s.run(&mut |_| {
-            seen += 1;
-            if seen == 8 {
-                stopper.store(true, Ordering::SeqCst);
-            }
-            true
-        });
+        let (seen, r, _) = run(vec![(probes(3), false), (probes(5), false)], 8, LONG);
         assert!(r.is_ok());
-        assert_eq!(seen, 8);
+        assert_eq!(seen.len(), 8);
     }
 
     #[test]
     fn one_source_failing_ends_them_all_with_its_error() {
-        let stop = Arc::new(AtomicBool::new(false));
-        let r = several(&[(2, true), (1, false)], &stop).run(&mut |_| true);
+        let (_, r, _) = run(vec![(probes(2), true), (probes(1), false)], 100, LONG);
         assert_eq!(r.unwrap_err().to_string(), "reading f: gone");
-        assert!(stop.load(Ordering::SeqCst), "the others were told to stop");
+    }
+
+    /// A source catching up (a chunk every 20 ms) and one already an hour
+    /// ahead: the one ahead waits until the other has caught up.
+    #[test]
+    fn a_source_ahead_waits_for_one_still_reading() {
+        let pause = Duration::from_millis(20);
+        let behind = (0..10).map(|k| (pause, chunk(0, &[k * 100, k * 100 + 50]))).collect();
+        let ahead = vec![(Duration::ZERO, chunk(1, &[3600]))];
+        let (seen, r, took) = run(vec![(behind, false), (ahead, false)], 11, LONG);
+        assert!(r.is_ok());
+        let mut want: Vec<(usize, i64)> = (0..10).map(|k| (0, k * 100)).collect();
+        want.push((1, 3600));
+        assert_eq!(seen, want);
+        assert!(took < LONG, "held to the limit: {took:?}");
+    }
+
+    /// A source that waits for its files holds nothing back.
+    #[test]
+    fn an_idle_source_holds_nothing() {
+        let ahead = vec![(Duration::ZERO, chunk(1, &[3600]))];
+        let (seen, _, took) = run(vec![(Vec::new(), false), (ahead, false)], 1, LONG);
+        assert_eq!(seen, [(1, 3600)]);
+        assert!(took < LONG / 2, "held: {took:?}");
+    }
+
+    /// A source that sends nothing yet is not idle holds the others, but
+    /// only for the longest hold.
+    #[test]
+    fn a_stalled_source_holds_the_others_at_most_the_longest_hold() {
+        let stalled = vec![(LONG, SourceEvent::Probe)];
+        let ahead = vec![(Duration::ZERO, chunk(1, &[3600]))];
+        let hold = Duration::from_millis(300);
+        let (seen, _, took) = run(vec![(stalled, false), (ahead, false)], 1, hold);
+        assert_eq!(seen, [(1, 3600)]);
+        assert!(took >= hold && took < LONG, "{took:?}");
+    }
+
+    /// Events without a time (checkpoints, probes, files opened) go at once.
+    #[test]
+    fn events_without_a_time_are_not_held() {
+        let behind = vec![(LONG, chunk(0, &[0]))];
+        let ahead = vec![(Duration::ZERO, SourceEvent::Probe), (Duration::ZERO, chunk(1, &[3600]))];
+        let (seen, _, took) = run(vec![(behind, false), (ahead, false)], 1, LONG);
+        assert_eq!(seen, [(usize::MAX, -1)]);
+        assert!(took < LONG / 2, "{took:?}");
     }
 }
