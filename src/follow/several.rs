@@ -77,8 +77,10 @@ struct Lane {
 enum Step {
     /// Hands on lane `i`'s head.
     Send(usize),
-    /// Waits for lanes without a head, until the deadline if one is held.
-    Wait(Option<Instant>),
+    /// A chunk waits for a source behind it: look again shortly.
+    Hold,
+    /// Nothing to hand on: wait for the next event.
+    Wait,
     /// Every source has ended.
     Done,
 }
@@ -103,7 +105,7 @@ impl Source for Several {
             let _done = done_tx;
             let order = Order { parsers: &parsers, idle: &idle, max_hold };
             let result = order.forward(&mut lanes, &mut beats, emit);
-            if result.as_ref().is_err() || result.as_ref().is_ok_and(|&ended| !ended) {
+            if !matches!(result, Ok(true)) {
                 // End the others; what they still send is dropped.
                 stop.store(true, Ordering::SeqCst);
                 wakes.iter().for_each(|w| w.try_send(()).unwrap_or(()));
@@ -138,20 +140,18 @@ impl Order<'_> {
                 Step::Send(i) => {
                     let (ev, _, _) = lanes[i].head.take().expect("step picks a head");
                     if let SourceEvent::Lines(c) = &ev {
-                        let last = time_of(&self.parsers[i], c, true);
-                        lanes[i].reached = lanes[i].reached.max(last);
+                        lanes[i].reached = lanes[i].reached.max(self.time_of(i, c, true));
                     }
                     if !emit(ev) {
                         return Ok(false);
                     }
                 }
-                Step::Wait(until) => {
-                    if until.is_some() {
-                        let held = lanes.iter().enumerate().filter(|(_, l)| l.head.is_some());
-                        held.for_each(|(i, _)| beats.get_mut(i).map_or((), |b| b()));
-                    }
-                    wait(lanes, until.map(|_| POLL));
+                Step::Hold => {
+                    let held = lanes.iter().enumerate().filter(|(_, l)| l.head.is_some());
+                    held.for_each(|(i, _)| beats.get_mut(i).map_or((), |b| b()));
+                    wait(lanes, Some(POLL));
                 }
+                Step::Wait => wait(lanes, None),
                 Step::Done => return Ok(true),
             }
         }
@@ -165,7 +165,7 @@ impl Order<'_> {
         match lane.rx.try_recv() {
             Ok(Ok(ev)) => {
                 let time = match &ev {
-                    SourceEvent::Lines(c) => time_of(&self.parsers[i], c, false),
+                    SourceEvent::Lines(c) => self.time_of(i, c, false),
                     _ => None,
                 };
                 lane.head = Some((ev, time, Instant::now()));
@@ -194,7 +194,7 @@ impl Order<'_> {
         let Some((time, i, since)) = oldest else {
             return match lanes.iter().all(|l| l.ended) {
                 true => Step::Done,
-                false => Step::Wait(None),
+                false => Step::Wait,
             };
         };
         let behind = |(j, l): (usize, &Lane)| {
@@ -204,10 +204,19 @@ impl Order<'_> {
                 && !self.idle.get(j).is_some_and(|f| f.load(Ordering::SeqCst))
                 && l.reached.is_none_or(|r| r + SLACK < time)
         };
-        if since.elapsed() >= self.max_hold || !lanes.iter().enumerate().any(behind) {
-            return Step::Send(i);
+        match since.elapsed() >= self.max_hold || !lanes.iter().enumerate().any(behind) {
+            true => Step::Send(i),
+            false => Step::Hold,
         }
-        Step::Wait(Some(since + self.max_hold))
+    }
+
+    /// The time of source `i`'s chunk: of its first line that parses (or
+    /// last, with `last`).
+    fn time_of(&self, i: usize, chunk: &Chunk, last: bool) -> Option<i64> {
+        let parser = self.parsers.get(i)?;
+        // Lines without a year (syslog's) take it from when they were read.
+        parser.set_now(chunk.read_at);
+        line_time(parser, chunk, last)
     }
 }
 
@@ -220,7 +229,8 @@ fn wait(lanes: &[Lane], timeout: Option<Duration>) {
         sel.recv(&l.rx);
     }
     match (open.is_empty(), timeout) {
-        (true, _) => std::thread::sleep(timeout.unwrap_or(POLL)),
+        // Holding implies a lane without a head; waiting, one not ended.
+        (true, _) => std::thread::sleep(POLL),
         (false, Some(t)) => drop(sel.ready_timeout(t)),
         (false, None) => drop(sel.ready()),
     }
@@ -228,7 +238,7 @@ fn wait(lanes: &[Lane], timeout: Option<Duration>) {
 
 /// The time of a chunk's first line (or last, with `last`) that parses,
 /// looking at up to [`TIME_LINES`] lines.
-fn time_of(parser: &Parser, chunk: &Chunk, last: bool) -> Option<i64> {
+fn line_time(parser: &Parser, chunk: &Chunk, last: bool) -> Option<i64> {
     let bytes = chunk.bytes();
     let mut lines: Box<dyn Iterator<Item = &[u8]>> = match last {
         false => Box::new(bytes.split(|&b| b == b'\n')),
@@ -356,7 +366,7 @@ mod tests {
         let started = Instant::now();
         let r = several.run(&mut |ev| {
             seen.push(match &ev {
-                SourceEvent::Lines(c) => (c.file.source, time_of(&parser(), c, false).unwrap()),
+                SourceEvent::Lines(c) => (c.file.source, line_time(&parser(), c, false).unwrap()),
                 _ => (usize::MAX, -1),
             });
             seen.len() < n
