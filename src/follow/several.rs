@@ -271,6 +271,7 @@ mod tests {
     use crate::parse::time::Zone;
     use crate::parse::{ClientSource, Format};
     use crate::source::{Data, FileTag};
+    use std::sync::atomic::AtomicUsize;
 
     /// A source that sends its events (a pause before each), or fails
     /// after them; then idles like a follower until told to stop.
@@ -347,6 +348,16 @@ mod tests {
         n: usize,
         max_hold: Duration,
     ) -> (Vec<(usize, i64)>, Result<(), SourceError>, Duration) {
+        run_beating(fakes, n, max_hold, Vec::new())
+    }
+
+    /// [`run`] with heartbeats.
+    fn run_beating(
+        fakes: Vec<(Script, bool)>,
+        n: usize,
+        max_hold: Duration,
+        beats: Vec<Beat>,
+    ) -> (Vec<(usize, i64)>, Result<(), SourceError>, Duration) {
         let stop = Arc::new(AtomicBool::new(false));
         let idle: Vec<Arc<AtomicBool>> = fakes.iter().map(|_| Arc::default()).collect();
         let sources = fakes
@@ -359,7 +370,7 @@ mod tests {
             .collect::<Vec<_>>();
         let (_wake_tx, wake) = bounded(1);
         let parsers = vec![parser(); sources.len()];
-        let (beats, wakes) = (Vec::new(), Vec::new());
+        let wakes = Vec::new();
         let several =
             Box::new(Several { sources, parsers, idle, beats, max_hold, wake, wakes, stop });
         let mut seen = Vec::new();
@@ -420,15 +431,28 @@ mod tests {
     }
 
     /// A source that sends nothing yet is not idle holds the others, but
-    /// only for the longest hold.
+    /// only for the longest hold; meanwhile the held one's heartbeat goes
+    /// on (its follower cannot beat while its chunk waits).
     #[test]
     fn a_stalled_source_holds_the_others_at_most_the_longest_hold() {
         let stalled = vec![(LONG, SourceEvent::Probe)];
         let ahead = vec![(Duration::ZERO, chunk(1, &[3600]))];
         let hold = Duration::from_millis(300);
-        let (seen, _, took) = run(vec![(stalled, false), (ahead, false)], 1, hold);
+        let counts: Vec<Arc<AtomicUsize>> = (0..2).map(|_| Arc::default()).collect();
+        let beats = counts
+            .iter()
+            .map(|c| {
+                let c = Arc::clone(c);
+                Box::new(move || {
+                    c.fetch_add(1, Ordering::SeqCst);
+                }) as Beat
+            })
+            .collect();
+        let (seen, _, took) = run_beating(vec![(stalled, false), (ahead, false)], 1, hold, beats);
         assert_eq!(seen, [(1, 3600)]);
         assert!(took >= hold && took < LONG, "{took:?}");
+        let beaten = |i: usize| counts[i].load(Ordering::SeqCst);
+        assert!(beaten(1) > 0 && beaten(0) == 0, "held {}, stalled {}", beaten(1), beaten(0));
     }
 
     /// Events without a time (checkpoints, probes, files opened) go at once.
