@@ -1138,7 +1138,9 @@ impl Scanner<'_> {
                 SourceEvent::Lines(_) if test_panic() => panic!("LOGWARDEN_TEST_PANIC=worker"),
                 SourceEvent::Lines(chunk) => {
                     let st = self.scan(chunk, &mut by_shard, &mut scratch);
-                    let newest = st.newest.max(self.last_line_time(chunk));
+                    let parser = self.parsers.get(chunk.file.source).unwrap_or(&self.parsers[0]);
+                    let last = chunk.line_time(parser, true).and_then(|t| u32::try_from(t).ok());
+                    let newest = st.newest.max(last.unwrap_or(0));
                     (st, (newest > 0).then_some((chunk.file.source, newest)))
                 }
                 SourceEvent::Tick { clock, source } => {
@@ -1173,21 +1175,6 @@ impl Scanner<'_> {
                 return;
             }
         }
-    }
-
-    /// The time of a chunk's last line (0 if it has none): how far its
-    /// source has read, also when no line was an event.
-    fn last_line_time(&self, chunk: &Chunk) -> u32 {
-        let bytes = chunk.bytes();
-        let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-        let start = memchr::memrchr(b'\n', body).map_or(0, |i| i + 1);
-        let line = body[start..].strip_suffix(b"\r").unwrap_or(&body[start..]);
-        let parser = self.parsers.get(chunk.file.source).unwrap_or(&self.parsers[0]);
-        if line.len() > parser.max_line() {
-            return 0;
-        }
-        let time = parser.parse(line).map(|r| r.time.epoch);
-        time.ok().and_then(|t| u32::try_from(t).ok()).unwrap_or(0)
     }
 
     /// Finds the events of one chunk; returns counters (with the newest and

@@ -35,8 +35,6 @@ pub const SLACK: i64 = 60;
 pub const MAX_HOLD: Duration = Duration::from_secs(5);
 /// How often a hold looks whether the source it waits for went idle.
 const POLL: Duration = Duration::from_millis(10);
-/// Lines tried for a chunk's time, from its start.
-const TIME_LINES: usize = 16;
 
 /// A heartbeat for the service manager's watchdog.
 pub type Beat = Box<dyn FnMut() + Send>;
@@ -213,10 +211,7 @@ impl Order<'_> {
     /// The time of source `i`'s chunk: of its first line that parses (or
     /// last, with `last`).
     fn time_of(&self, i: usize, chunk: &Chunk, last: bool) -> Option<i64> {
-        let parser = self.parsers.get(i)?;
-        // Lines without a year (syslog's) take it from when they were read.
-        parser.set_now(chunk.read_at);
-        line_time(parser, chunk, last)
+        chunk.line_time(self.parsers.get(i)?, last)
     }
 }
 
@@ -234,21 +229,6 @@ fn wait(lanes: &[Lane], timeout: Option<Duration>) {
         (false, Some(t)) => drop(sel.ready_timeout(t)),
         (false, None) => drop(sel.ready()),
     }
-}
-
-/// The time of a chunk's first line (or last, with `last`) that parses,
-/// looking at up to [`TIME_LINES`] lines.
-fn line_time(parser: &Parser, chunk: &Chunk, last: bool) -> Option<i64> {
-    let bytes = chunk.bytes();
-    let mut lines: Box<dyn Iterator<Item = &[u8]>> = match last {
-        false => Box::new(bytes.split(|&b| b == b'\n')),
-        true => Box::new(bytes.rsplit(|&b| b == b'\n')),
-    };
-    lines
-        .by_ref()
-        .filter(|l| !l.is_empty() && l.len() <= parser.max_line())
-        .take(TIME_LINES)
-        .find_map(|l| parser.parse(l.strip_suffix(b"\r").unwrap_or(l)).ok().map(|r| r.time.epoch))
 }
 
 /// Passes each wake-up on to every source until `done` is closed.
@@ -377,7 +357,7 @@ mod tests {
         let started = Instant::now();
         let r = several.run(&mut |ev| {
             seen.push(match &ev {
-                SourceEvent::Lines(c) => (c.file.source, line_time(&parser(), c, false).unwrap()),
+                SourceEvent::Lines(c) => (c.file.source, c.line_time(&parser(), false).unwrap()),
                 _ => (usize::MAX, -1),
             });
             seen.len() < n

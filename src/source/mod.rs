@@ -9,6 +9,7 @@
 //! (1 MiB) is dropped here and counted in the next chunk's `skipped_long`;
 //! shorter over-long lines are left to the worker's `max_line_bytes` check.
 
+use crate::parse::Parser;
 use buffer::{READ_BYTES, Spares, StreamBuf};
 use flate2::read::MultiGzDecoder;
 use memmap2::{Advice, Mmap, MmapOptions};
@@ -138,7 +139,33 @@ impl Chunk {
             Data::Pooled(p) => p.bytes(),
         }
     }
+
+    /// The time (Unix seconds) of its first line that `parser` reads, or of
+    /// its last with `from_end`, among the first [`TIME_LINES`] from that
+    /// end: how far its source has read, also when no line is an event.
+    pub fn line_time(&self, parser: &Parser, from_end: bool) -> Option<i64> {
+        // Lines without a year (syslog's) take it from when they were read.
+        parser.set_now(self.read_at);
+        let time = |l: &[u8]| {
+            let rec = parser.parse(l.strip_suffix(b"\r").unwrap_or(l));
+            rec.ok().map(|r| r.time.epoch)
+        };
+        let first = |lines: &mut dyn Iterator<Item = &[u8]>| {
+            lines
+                .filter(|l| !l.is_empty() && l.len() <= parser.max_line())
+                .take(TIME_LINES)
+                .find_map(time)
+        };
+        let bytes = self.bytes();
+        match from_end {
+            false => first(&mut bytes.split(|&b| b == b'\n')),
+            true => first(&mut bytes.rsplit(|&b| b == b'\n')),
+        }
+    }
 }
+
+/// Lines [`Chunk::line_time`] tries.
+const TIME_LINES: usize = 16;
 
 /// What a source hands the pipeline, in order.
 pub enum SourceEvent {
