@@ -24,7 +24,7 @@
 //! identically.
 
 use crate::alert::{Alert, Origin, Scope};
-use crate::farm::link::{Hit, Link};
+use crate::farm::link::{Hit, Link, LinkCounts};
 use crate::parse::client::Key;
 use crate::parse::normalize::Normalized;
 use crate::parse::{Parser, Skip};
@@ -143,7 +143,7 @@ impl std::fmt::Display for Summary {
             Some(c) => write!(
                 f,
                 "; farm: repeated {}, decided alone {}, round trips {}",
-                c.repeated, c.alone, c.round_trips
+                c.repeated, c.alone, c.link.round_trips
             ),
             None => Ok(()),
         }
@@ -198,15 +198,8 @@ pub struct FarmCounts {
     pub repeated: u64,
     /// Events decided on this node's windows alone.
     pub alone: u64,
-    /// Pipelines sent to Redis and answered.
-    pub round_trips: u64,
-    /// Time spent in those round trips, in µs.
-    pub round_trip_micros: u64,
-    /// Times Redis stopped answering.
-    pub outages: u64,
-    /// Differences from the other nodes' rules (or another machine under
-    /// this node's name) at the last registration.
-    pub rule_differences: u64,
+    /// The link's own: round trips, outages, rule differences.
+    pub link: LinkCounts,
 }
 
 impl Summary {
@@ -730,10 +723,7 @@ impl<'e> Collector<'e> {
             let file = format!("{:x}-{:x}-{:08x}", id.dev, id.ino, id.fingerprint.unwrap_or(0));
             link.decide(&file, &hits).ok()
         });
-        let c = link.counts();
-        (counts.round_trips, counts.round_trip_micros, counts.outages) =
-            (c.round_trips, c.round_trip_micros, c.outages);
-        counts.rule_differences = c.rule_differences;
+        counts.link = link.counts();
         let Some(d) = decided else {
             counts.alone += hits.len() as u64;
             run.iter_mut().for_each(|p| p.scope = Some(Scope::Local));

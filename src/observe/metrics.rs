@@ -129,11 +129,11 @@ fn files(reg: &mut Registry, s: &Snapshot) {
 
 fn farm(reg: &mut Registry, s: &Snapshot) {
     let Some(f) = &s.summary.farm else { return };
-    counter(reg, "farm_round_trips", "Round trips to Redis answered", f.round_trips);
+    counter(reg, "farm_round_trips", "Round trips to Redis answered", f.link.round_trips);
     let rtt = CounterF::default();
-    rtt.inc_by(f.round_trip_micros as f64 / 1e6);
+    rtt.inc_by(f.link.round_trip_micros as f64 / 1e6);
     reg.register("farm_round_trip_seconds", "Time spent in answered round trips to Redis", rtt);
-    counter(reg, "farm_outages", "Times Redis stopped answering", f.outages);
+    counter(reg, "farm_outages", "Times Redis stopped answering", f.link.outages);
     counter(
         reg,
         "farm_events_alone",
@@ -147,7 +147,7 @@ fn farm(reg: &mut Registry, s: &Snapshot) {
         f.repeated,
     );
     let differences: Gauge = Gauge::default();
-    differences.set(i64::try_from(f.rule_differences).unwrap_or(i64::MAX));
+    differences.set(i64::try_from(f.link.rule_differences).unwrap_or(i64::MAX));
     reg.register(
         "farm_rule_differences",
         "How this node's rules differ from the other nodes' (or another machine has its name), at the last check",
