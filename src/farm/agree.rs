@@ -109,8 +109,20 @@ pub fn read(all: HashMap<String, String>, me: &str, host: &str, now: u64) -> Rea
     read
 }
 
+/// Now, in Unix seconds.
+pub fn now() -> u64 {
+    jiff::Timestamp::now().as_second().max(0) as u64
+}
+
+/// What node `me` with `rules` has to tell of the hash it read: another
+/// machine under its name, then each rule that differs.
+pub fn findings(read: &Read, me: &str, rules: &[(String, WindowSpec)]) -> Vec<String> {
+    let twin = read.twin.as_deref().map(|twin| twin_message(me, twin));
+    twin.into_iter().chain(differences(rules, &read.others)).collect()
+}
+
 /// What to say of another machine registered under this node's name.
-pub fn twin_message(me: &str, twin: &str) -> String {
+fn twin_message(me: &str, twin: &str) -> String {
     format!(
         "machine {twin:?} registered as node {me:?} too, less than two hours ago: every server needs its own cluster.node (the farm keeps what each node applied under its name and file, so one's lines could be taken for the other's)"
     )
@@ -118,7 +130,7 @@ pub fn twin_message(me: &str, twin: &str) -> String {
 
 /// What differs between this node's rules and each other node's, one
 /// sentence each.
-pub fn differences(
+fn differences(
     mine: &[(String, WindowSpec)],
     others: &BTreeMap<String, Registered>,
 ) -> Vec<String> {

@@ -300,7 +300,7 @@ impl Link {
     /// in an hour.
     fn agree(&mut self) {
         self.agreed_at = Some(Instant::now());
-        let now = jiff::Timestamp::now().as_second().max(0) as u64;
+        let now = agree::now();
         let all = match self.register(now) {
             Ok(all) => all,
             Err(e) => {
@@ -319,15 +319,11 @@ impl Link {
             del.arg(agree::key(&self.settings.prefix)).arg(&read.old);
             conn.run(&[del]).ok();
         }
-        let twin = read.twin.map(|twin| agree::twin_message(&self.settings.node, &twin));
-        if let Some(m) = twin.clone().filter(|m| self.told.insert(m.clone())) {
-            tracing::warn!("{m}.");
-        }
-        let differences = agree::differences(&self.rules, &read.others);
-        self.differences = (differences.len() + usize::from(twin.is_some())) as u64;
-        for d in differences {
-            if self.told.insert(d.clone()) {
-                tracing::warn!(difference = %d, "The farm's nodes count with different rules: every node needs the same rules (name, threshold, window, cooldown), or the farm decides by whichever node's event comes.");
+        let findings = agree::findings(&read, &self.settings.node, &self.rules);
+        self.differences = findings.len() as u64;
+        for f in findings {
+            if self.told.insert(f.clone()) {
+                tracing::warn!(finding = %f, "The farm's nodes disagree: every node needs the same rules (name, threshold, window, cooldown), or the farm decides by whichever node's event comes, and a node name of its own.");
             }
         }
     }
@@ -453,17 +449,16 @@ fn decisions(windows: &[Window], replies: &[Value]) -> FarmDecisions {
 }
 
 /// The other nodes that registered their rules lately (see [`agree`]), and
-/// how each differs from `rules`; registers nothing (for `check`).
+/// what to tell of them ([`agree::findings`]); registers nothing (for
+/// `check`).
 pub fn compare_rules(
     s: &FarmSettings,
     rules: &[(String, WindowSpec)],
 ) -> RedisResult<(Vec<String>, Vec<String>)> {
     let all = first_as_map(&mut connect(s)?, &[hgetall(&agree::key(&s.prefix))])?;
-    let now = jiff::Timestamp::now().as_second().max(0) as u64;
-    let read = agree::read(all, &s.node, &s.host, now);
-    let mut differences = agree::differences(rules, &read.others);
-    differences.extend(read.twin.map(|twin| agree::twin_message(&s.node, &twin)));
-    Ok((read.others.into_keys().collect(), differences))
+    let read = agree::read(all, &s.node, &s.host, agree::now());
+    let findings = agree::findings(&read, &s.node, rules);
+    Ok((read.others.into_keys().collect(), findings))
 }
 
 fn hgetall(key: &str) -> Cmd {
