@@ -871,10 +871,8 @@ struct Shard<'e> {
     /// In a farm: hand the events on, for the farm to decide.
     ship: bool,
     cleanup_interval: u32,
-    /// The newest event time of every source.
-    watermark: u32,
     /// Per source, its newest time once it has one (events, a chunk's last
-    /// line, idle ticks).
+    /// line, idle ticks); the newest of them is the watermark.
     newest: Vec<Option<u32>>,
     next_cleanup: u32,
     /// Events before this only fill the windows ([`EngineSettings::since`]).
@@ -900,12 +898,10 @@ impl<'e> Shard<'e> {
             if peaks { w.with_peaks() } else { w }
         };
         let mut windows: Vec<Windows> = rules.iter().map(windows_of).collect();
-        let mut watermark = 0;
         // Restored windows are kept until every source has read past the
         // time they were saved at.
         let mut newest = vec![None; engine.sources.len()];
         if let Some(r) = restore {
-            watermark = r.watermark;
             newest.fill(Some(r.watermark));
             for (mine, saved) in windows.iter_mut().zip(&r.windows) {
                 for (key, state) in saved.iter() {
@@ -927,10 +923,14 @@ impl<'e> Shard<'e> {
             ship,
             since: engine.settings.since.unwrap_or(0),
             cleanup_interval: engine.settings.cleanup_interval,
-            watermark,
             newest,
             next_cleanup: 0,
         }
+    }
+
+    /// The newest time of any source.
+    fn watermark(&self) -> u32 {
+        self.newest.iter().flatten().max().copied().unwrap_or(0)
     }
 
     /// The time the cleanup forgets keys by: the oldest of the sources'
@@ -1028,7 +1028,6 @@ impl<'e> Shard<'e> {
         }
         let mut evicted = 0;
         if let Some((source, time)) = b.newest {
-            self.watermark = self.watermark.max(time);
             if let Some(n) = self.newest.get_mut(source) {
                 *n = Some(n.map_or(time, |t| t.max(time)));
             }
@@ -1048,7 +1047,7 @@ impl<'e> Shard<'e> {
             false => Vec::new(),
         };
         let save = b.save.map(|kind| self.windows.iter_mut().map(|w| encode(w, kind)).collect());
-        let watermark = self.watermark;
+        let watermark = self.watermark();
         let clients = self.windows.iter().map(|w| w.len() as u64).collect();
         let nearest = b
             .probe
