@@ -55,10 +55,7 @@ pub(super) fn config(cx: &Cx, raw: RawConfig, host: &dyn Host) -> Result<Config,
         return Err(cx.err(cleanup, "state.cleanup_interval", "must be longer than 0 seconds"));
     }
     let threads = get(&raw.engine.threads);
-    let n = usize::try_from(*threads.get_ref())
-        .ok()
-        .filter(|n| *n <= 1024)
-        .ok_or_else(|| cx.err(threads, "engine.threads", "must be 0 (one per core) to 1024"))?;
+    let n: usize = in_range(cx, threads, "engine.threads", 0, 1024, " (0: one per core)")?;
     let cluster = raw.cluster.as_ref().map(|c| validate_cluster(cx, c, host)).transpose()?;
     let http = raw.http.as_ref().map(|h| validate_http(cx, h)).transpose()?;
     Ok(Config {
@@ -262,33 +259,8 @@ fn validate_source(
     let zone = host.zone(zone_name).ok_or_else(|| {
         cx.err(tz, &key("timezone"), format!("unknown time zone {zone_name:?}: use \"local\", \"UTC\" or an IANA name such as \"Europe/Berlin\""))
     })?;
-    let client = get(&s.client);
-    // A default `%h` takes `%a` where only that is logged; a written one is strict.
-    let explicit = !client.span().is_empty();
-    let (peer, header) = match client.get_ref().as_str() {
-        "%h" => (explicit.then_some(Field::Host), None),
-        "%a" => (Some(Field::Addr), None),
-        c => match c.strip_prefix("%{").and_then(|r| r.strip_suffix("}i")) {
-            Some(h) if !h.is_empty() => (None, Some(h.to_string())),
-            _ => {
-                return Err(cx.err(client, &key("client"), format!("{c:?} is not allowed: use \"%h\", \"%a\" or a header such as \"%{{X-Forwarded-For}}i\"")));
-            }
-        },
-    };
-    let proxies = get(&s.trusted_proxies);
-    let trusted = proxies
-        .get_ref()
-        .iter()
-        .map(|p| {
-            Cidr::parse(p).ok_or_else(|| {
-                cx.err(
-                    proxies,
-                    &key("trusted_proxies"),
-                    format!("{p:?} is not an address or block such as \"10.0.0.0/8\""),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let (peer, header) = source_client(cx, s, at)?;
+    let trusted = trusted_proxies(cx, s, at)?;
     let fmt = get(&s.format);
     let format = Format::from_spec_sharing(fmt.get_ref(), header.as_deref(), slots)
         .map_err(|m| cx.err(fmt, &key("format"), m))?;
@@ -298,47 +270,13 @@ fn validate_source(
         let (d, other) = if f == Field::Addr { ("%a", "%h") } else { ("%h", "%a") };
         let msg =
             format!("is {d:?}, but {at}.format logs no {d}: use {other:?} or a format with {d}");
-        return Err(cx.err(client, &key("client"), msg));
+        return Err(cx.err(get(&s.client), &key("client"), msg));
     }
-    let start = get(&s.start_at);
-    let start_at = match start.get_ref().as_str() {
-        "end" => StartAt::End,
-        "beginning" => StartAt::Beginning,
-        o => {
-            return Err(cx.err(
-                start,
-                &key("start_at"),
-                format!("{o:?} is not allowed: use \"end\" or \"beginning\""),
-            ));
-        }
-    };
     let poll = get(&s.poll_interval);
     let poll_interval = duration(cx, poll, &key("poll_interval"))?;
     if poll_interval.is_zero() {
         return Err(cx.err(poll, &key("poll_interval"), "must be longer than 0 seconds"));
     }
-    let rw = get(&s.rotate_wait);
-    let rotate_wait = duration(cx, rw, &key("rotate_wait"))?;
-    let v6 = get(&s.ipv6_prefix);
-    let ipv6_prefix =
-        u8::try_from(*v6.get_ref()).ok().filter(|p| (1..=128).contains(p)).ok_or_else(|| {
-            cx.err(
-                v6,
-                "source.ipv6_prefix",
-                "must be 1 to 128 (128 = every address apart; 64 groups a /64)",
-            )
-        })?;
-    let max = get(&s.max_line_bytes);
-    let max_line_bytes = usize::try_from(*max.get_ref())
-        .ok()
-        .filter(|m| (256..=crate::source::MAX_LINE_LIMIT).contains(m))
-        .ok_or_else(|| {
-            cx.err(
-                max,
-                &key("max_line_bytes"),
-                format!("must be 256 to {}", crate::source::MAX_LINE_LIMIT),
-            )
-        })?;
     let path = get(&s.path);
     let spec = PathSpec::parse(path.get_ref())
         .map_err(|m| cx.err(path, &key("path"), format!("{:?} {m}", path.get_ref())))?;
@@ -347,15 +285,90 @@ fn validate_source(
         path: path.get_ref().clone(),
         zone,
         format,
-        start_at,
+        start_at: start_at(cx, s, at)?,
         poll_interval,
-        rotate_wait,
+        rotate_wait: duration(cx, get(&s.rotate_wait), &key("rotate_wait"))?,
         spec,
         file_events: *get(&s.file_events).get_ref(),
         client: ClientSource { peer, header, trusted },
-        ipv6_prefix,
-        max_line_bytes,
+        ipv6_prefix: in_range(
+            cx,
+            get(&s.ipv6_prefix),
+            &key("ipv6_prefix"),
+            1,
+            128,
+            " (128 = every address apart; 64 groups a /64)",
+        )?,
+        max_line_bytes: in_range(
+            cx,
+            get(&s.max_line_bytes),
+            &key("max_line_bytes"),
+            256,
+            crate::source::MAX_LINE_LIMIT,
+            "",
+        )?,
     })
+}
+
+/// A source's `client`: the access-log field of the connecting client (a
+/// default `%h` takes `%a` where only that is logged; a written one is
+/// strict), or the header that carries it.
+fn source_client(
+    cx: &Cx,
+    s: &RawSource,
+    at: &str,
+) -> Result<(Option<Field>, Option<String>), ConfigError> {
+    let client = get(&s.client);
+    let explicit = !client.span().is_empty();
+    match client.get_ref().as_str() {
+        "%h" => Ok((explicit.then_some(Field::Host), None)),
+        "%a" => Ok((Some(Field::Addr), None)),
+        c => match c.strip_prefix("%{").and_then(|r| r.strip_suffix("}i")) {
+            Some(h) if !h.is_empty() => Ok((None, Some(h.to_string()))),
+            _ => Err(cx.err(client, &format!("{at}.client"), format!("{c:?} is not allowed: use \"%h\", \"%a\" or a header such as \"%{{X-Forwarded-For}}i\""))),
+        },
+    }
+}
+
+/// A source's `trusted_proxies`: addresses and blocks.
+fn trusted_proxies(cx: &Cx, s: &RawSource, at: &str) -> Result<Vec<Cidr>, ConfigError> {
+    let proxies = get(&s.trusted_proxies);
+    let parse = |p: &String| {
+        Cidr::parse(p).ok_or_else(|| {
+            let msg = format!("{p:?} is not an address or block such as \"10.0.0.0/8\"");
+            cx.err(proxies, &format!("{at}.trusted_proxies"), msg)
+        })
+    };
+    proxies.get_ref().iter().map(parse).collect()
+}
+
+/// A source's `start_at`.
+fn start_at(cx: &Cx, s: &RawSource, at: &str) -> Result<StartAt, ConfigError> {
+    let start = get(&s.start_at);
+    match start.get_ref().as_str() {
+        "end" => Ok(StartAt::End),
+        "beginning" => Ok(StartAt::Beginning),
+        o => {
+            let msg = format!("{o:?} is not allowed: use \"end\" or \"beginning\"");
+            Err(cx.err(start, &format!("{at}.start_at"), msg))
+        }
+    }
+}
+
+/// A whole number at `key` that must be `min` to `max` (`why` follows the
+/// range in the message).
+fn in_range<T: TryFrom<i64> + PartialOrd + std::fmt::Display + Copy>(
+    cx: &Cx,
+    v: &Spanned<i64>,
+    key: &str,
+    min: T,
+    max: T,
+    why: &str,
+) -> Result<T, ConfigError> {
+    T::try_from(*v.get_ref())
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| cx.err(v, key, format!("must be {min} to {max}{why}")))
 }
 
 /// Rule `r` (at `at`) for lines of the configured `sources`, in a farm or
@@ -399,13 +412,7 @@ fn validate_rule(
         allow: addr_set(cx, get(&r.allow), &key("allow"))?,
         normalize: *get(&r.normalize).get_ref(),
         ignore_case: *get(&r.ignore_case).get_ref(),
-        max_clients: {
-            let m = get(&r.max_clients);
-            usize::try_from(*m.get_ref())
-                .ok()
-                .filter(|m| (1..=1_000_000_000).contains(m))
-                .ok_or_else(|| cx.err(m, &key("max_clients"), "must be 1 to 1000000000"))?
-        },
+        max_clients: in_range(cx, get(&r.max_clients), &key("max_clients"), 1, 1_000_000_000, "")?,
         key: key_parts(cx, get(&r.key), &key("key"), format)?,
         sources: mask,
         distinct: match &r.distinct {
@@ -705,11 +712,8 @@ fn validate_output(
             return Err(cx.err(kind, &format!("{at}.type"), msg));
         }
     };
-    let m = get(&o.max_queued);
-    let max_queued = usize::try_from(*m.get_ref())
-        .ok()
-        .filter(|m| (1..=10_000_000).contains(m))
-        .ok_or_else(|| cx.err(m, &format!("{at}.max_queued"), "must be 1 to 10000000"))?;
+    let max_queued =
+        in_range(cx, get(&o.max_queued), &format!("{at}.max_queued"), 1, 10_000_000, "")?;
     Ok(OutputConfig { kind, max_queued })
 }
 
@@ -872,10 +876,7 @@ fn validate_exec(
         ));
     }
     let max_concurrent = match &o.max_concurrent {
-        Some(m) => usize::try_from(*m.get_ref())
-            .ok()
-            .filter(|m| (1..=256).contains(m))
-            .ok_or_else(|| cx.err(m, &key("max_concurrent"), "must be 1 to 256"))?,
+        Some(m) => in_range(cx, m, &key("max_concurrent"), 1, 256, "")?,
         None => 4,
     };
     let command = cmd.get_ref().clone();

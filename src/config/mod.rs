@@ -551,6 +551,15 @@ mod tests {
             "[[source]]\nname = \"a\"\npath = \"/x\"\n[[source]]\nname = \"b\"\npath = \"/y\"\nipv6_prefix = 48\n",
             "source[2].ipv6_prefix: must be the same in every source",
         );
+        // A range error names the block it is in.
+        expect_err(
+            "[[source]]\nname = \"a\"\npath = \"/x\"\n[[source]]\nname = \"b\"\npath = \"/y\"\nipv6_prefix = 129\n",
+            "source[2].ipv6_prefix: must be 1 to 128 (128 = every address apart",
+        );
+        expect_err(
+            "[[source]]\nname = \"a\"\npath = \"/x\"\nmax_line_bytes = 10\n",
+            "source[1].max_line_bytes: must be 256 to",
+        );
         expect_err(
             "[[source]]\nname = \"a\"\npath = \"/x\"\nformatt = 1\n",
             "source[1].formatt: \"formatt\" is not a known key here",
