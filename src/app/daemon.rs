@@ -17,12 +17,12 @@ use crate::farm::link::Link;
 use crate::follow::several::{Beat, MAX_HOLD};
 use crate::follow::{Follower, Several, StartAt};
 use crate::observe::http::Server;
-use crate::observe::{Board, RuleInfo};
+use crate::observe::{Board, HttpSettings, RuleInfo};
 use crate::output::{self, Running};
 use crate::pipeline::{Checkpoint, Restore, Sink, Status, Summary};
 use crate::rules::WindowSpec;
 use crate::source::{Position, Source};
-use crate::state::{self, Snapshot, Store};
+use crate::state::{self, Snapshot, State, Store};
 use crate::window::Windows;
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -99,26 +99,7 @@ type Wake = (crossbeam_channel::Sender<()>, crossbeam_channel::Receiver<()>);
 
 /// One run of the engine, from saved state to the next interruption.
 fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> {
-    std::fs::create_dir_all(&cfg.state_dir).with_context(|| {
-        format!(
-            "cannot create state.dir {} (it must be writable by logwarden)",
-            cfg.state_dir.display()
-        )
-    })?;
-    let (saved, warning) = state::load(&cfg.state_dir);
-    if let Some(w) = warning {
-        let starts: Vec<StartAt> = cfg.sources.iter().map(|s| s.start_at).collect();
-        let resume = match starts[..] {
-            _ if starts.iter().all(|s| *s == StartAt::End) => {
-                "reading starts at the end of each log file (start_at = \"end\"): lines written since the last good save are skipped"
-            }
-            _ if starts.iter().all(|s| *s == StartAt::Beginning) => {
-                "each log file is read from its beginning (start_at = \"beginning\"): no line is skipped, older ones are counted again"
-            }
-            _ => "each source starts where its start_at says",
-        };
-        tracing::warn!("Saved state not used: {w}; {resume}.");
-    }
+    let saved = load_state(cfg)?;
     let outputs = output::open(&cfg.outputs)?;
     let running = Running::start(outputs, &cfg.outputs, &cfg.state_dir)
         .context("starting the output threads")?;
@@ -127,24 +108,7 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
     let probe = Arc::new(AtomicBool::new(false));
     let (board, _server) = match &cfg.http {
         Some(h) => {
-            let rules = cfg.rules.iter().map(|r| RuleInfo { name: r.name.clone(), spec: r.spec });
-            let node = cfg.cluster.as_ref().map(|c| c.node.clone());
-            let board = Arc::new(Board::new(
-                node,
-                rules.collect(),
-                running.view(),
-                h.unhealthy_after,
-                Arc::clone(&probe),
-                wake.0.clone(),
-            ));
-            let server = Server::start(h.listen, h.token.clone(), Arc::clone(&board))
-                .with_context(|| {
-                    format!(
-                        "cannot listen on http.listen {} (is the port taken? choose another)",
-                        h.listen
-                    )
-                })?;
-            tracing::info!(address = %server.addr(), "Serving /metrics, /healthz, /api/status and the status page.");
+            let (board, server) = serve_http(cfg, h, &running, &probe, &wake.0)?;
             (Some(board), Some(server))
         }
         None => (None, None),
@@ -161,16 +125,8 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
     };
     let (positions, restore) = match saved {
         Some(s) => {
-            tracing::info!(
-                files = s.positions.len(),
-                undelivered = s.outbox.len(),
-                "Resuming from saved state."
-            );
-            let all = sink.outputs.all();
-            for (alert, mask) in s.outbox {
-                sink.outputs.push(&Arc::new(alert), if mask & all == 0 { all } else { mask & all });
-            }
-            (Some(s.positions), Some(restore_windows(cfg, s.rules, s.watermark)))
+            let (positions, restore) = resume(cfg, s, &mut sink);
+            (Some(positions), Some(restore))
         }
         None => (None, None),
     };
@@ -197,6 +153,73 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
         );
     }
     Ok(result?)
+}
+
+/// The saved state, if there is a usable one; a state that cannot be used
+/// is logged with where reading starts instead.
+fn load_state(cfg: &Config) -> Result<Option<State>> {
+    std::fs::create_dir_all(&cfg.state_dir).with_context(|| {
+        format!(
+            "cannot create state.dir {} (it must be writable by logwarden)",
+            cfg.state_dir.display()
+        )
+    })?;
+    let (saved, warning) = state::load(&cfg.state_dir);
+    if let Some(w) = warning {
+        let starts: Vec<StartAt> = cfg.sources.iter().map(|s| s.start_at).collect();
+        let resume = match starts[..] {
+            _ if starts.iter().all(|s| *s == StartAt::End) => {
+                "reading starts at the end of each log file (start_at = \"end\"): lines written since the last good save are skipped"
+            }
+            _ if starts.iter().all(|s| *s == StartAt::Beginning) => {
+                "each log file is read from its beginning (start_at = \"beginning\"): no line is skipped, older ones are counted again"
+            }
+            _ => "each source starts where its start_at says",
+        };
+        tracing::warn!("Saved state not used: {w}; {resume}.");
+    }
+    Ok(saved)
+}
+
+/// `[http]`: the board the engine writes and the server that shows it.
+fn serve_http(
+    cfg: &Config,
+    h: &HttpSettings,
+    running: &Running,
+    probe: &Arc<AtomicBool>,
+    wake: &crossbeam_channel::Sender<()>,
+) -> Result<(Arc<Board>, Server)> {
+    let rules = cfg.rules.iter().map(|r| RuleInfo { name: r.name.clone(), spec: r.spec });
+    let node = cfg.cluster.as_ref().map(|c| c.node.clone());
+    let board = Arc::new(Board::new(
+        node,
+        rules.collect(),
+        running.view(),
+        h.unhealthy_after,
+        Arc::clone(probe),
+        wake.clone(),
+    ));
+    let server =
+        Server::start(h.listen, h.token.clone(), Arc::clone(&board)).with_context(|| {
+            format!("cannot listen on http.listen {} (is the port taken? choose another)", h.listen)
+        })?;
+    tracing::info!(address = %server.addr(), "Serving /metrics, /healthz, /api/status and the status page.");
+    Ok((board, server))
+}
+
+/// Resumes from saved state: its undelivered alerts queued again, the
+/// positions to read on from, and the windows to start with.
+fn resume(cfg: &Config, s: State, sink: &mut DaemonSink) -> (Vec<Position>, Restore) {
+    tracing::info!(
+        files = s.positions.len(),
+        undelivered = s.outbox.len(),
+        "Resuming from saved state."
+    );
+    let all = sink.outputs.all();
+    for (alert, mask) in s.outbox {
+        sink.outputs.push(&Arc::new(alert), if mask & all == 0 { all } else { mask & all });
+    }
+    (s.positions, restore_windows(cfg, s.rules, s.watermark))
 }
 
 /// The reader of every source: a follower each (on its own thread when
