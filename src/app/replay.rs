@@ -20,18 +20,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result<ExitCode> {
-    let ov = Overrides {
-        format: a.format.clone(),
-        threads: a.threads,
-        rule: a.target.as_ref().map(|t| RuleOverride {
-            target: t.clone(),
-            field: a.field.clone(),
-            threshold: a.threshold,
-            window: a.window.clone(),
-            cooldown: a.cooldown.clone(),
-        }),
-    };
-    let cfg = load(config, &ov)?;
+    let cfg = load(config, &overrides(a))?;
     let source = cfg.source_index(a.source.as_deref()).map_err(anyhow::Error::msg)?;
     let mut engine = cfg.engine();
     engine.settings.peaks = a.report.is_some();
@@ -59,21 +48,7 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
         error: None,
         report,
     };
-    let input: Box<dyn Source> = match a.merge {
-        true => {
-            let servers = groups
-                .into_iter()
-                .map(|g| g.iter().map(|f| Input::from_arg(f)).collect())
-                .collect();
-            Box::new(Merge { servers, parser: engine.parser(source).clone(), source })
-        }
-        false => {
-            let ahead = usize::try_from(a.read_ahead << 20).unwrap_or(usize::MAX);
-            let decoders = engine.settings.threads;
-            Box::new(Files { inputs: open_all(&files)?, source, ahead, decoders })
-        }
-    };
-    let summary = engine.run(input, None, &mut sink)?;
+    let summary = engine.run(input(a, groups, &files, &engine, source)?, None, &mut sink)?;
     sink.write_pending();
     sink.progress.finish();
     if let (Some(path), Some(report)) = (&a.report, &sink.report) {
@@ -87,6 +62,46 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
     }
     eprintln!("{summary}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration's changes asked for on the command line.
+fn overrides(a: &ReplayArgs) -> Overrides {
+    Overrides {
+        format: a.format.clone(),
+        threads: a.threads,
+        rule: a.target.as_ref().map(|t| RuleOverride {
+            target: t.clone(),
+            field: a.field.clone(),
+            threshold: a.threshold,
+            window: a.window.clone(),
+            cooldown: a.cooldown.clone(),
+        }),
+    }
+}
+
+/// What the engine reads: with `--merge`, each group (one server's
+/// series) merged by time; else the files one after another.
+fn input(
+    a: &ReplayArgs,
+    groups: Vec<Vec<String>>,
+    files: &[String],
+    engine: &Engine,
+    source: usize,
+) -> Result<Box<dyn Source>> {
+    Ok(match a.merge {
+        true => {
+            let servers = groups
+                .into_iter()
+                .map(|g| g.iter().map(|f| Input::from_arg(f)).collect())
+                .collect();
+            Box::new(Merge { servers, parser: engine.parser(source).clone(), source })
+        }
+        false => {
+            let ahead = usize::try_from(a.read_ahead << 20).unwrap_or(usize::MAX);
+            let decoders = engine.settings.threads;
+            Box::new(Files { inputs: open_all(files)?, source, ahead, decoders })
+        }
+    })
 }
 
 /// The files named by `args` in reading order: expanded, in time order
