@@ -90,7 +90,8 @@ impl Rng {
 
 /// The farm's windows in Redis decide exactly as one node's windows would
 /// over the same events in the same order: four nodes send chunks of a
-/// random stream (8 clients, times jumping back and forth, two rules, one
+/// random stream (times jumping back and forth, four rules: two count
+/// events of 8 clients, two distinct values among 5 of 3 clients, one of each kind
 /// without cooldown); every alert (which event, what count) and every late
 /// event agree with `Windows`. A chunk sent again (a node re-reading lines
 /// after a crash) is applied once.
@@ -107,10 +108,15 @@ fn farm_windows_decide_as_one_nodes_windows() {
     let ttl: i64 = redis::cmd("PTTL").arg("t:rules").query(&mut con).unwrap();
     assert!(ttl > 0 && ttl <= 7 * 24 * 3_600_000, "t:rules: {ttl} ms");
     let keys: Vec<String> = redis::cmd("KEYS").arg("t:{*").query(&mut con).unwrap();
-    assert_eq!(keys.len(), 16, "{keys:?}");
+    assert_eq!(keys.len(), 23, "{keys:?}");
     for k in keys {
         let ttl: i64 = redis::cmd("PTTL").arg(&k).query(&mut con).unwrap();
-        let most = if k.ends_with(":r0") { 55_000 } else { 20_000 };
+        let most = match k.rsplit(':').next() {
+            Some("r0") => 55_000,
+            Some("r2") => 70_000,
+            Some("r3") => 40_000,
+            _ => 20_000,
+        };
         assert!(ttl > 0 && ttl <= most, "{k}: {ttl} ms");
     }
 }
@@ -134,6 +140,8 @@ fn decide_as_one_node(redis: Vec<String>) {
     let specs = [
         WindowSpec { threshold: 5, window: 20, cooldown: 15, distinct: false },
         WindowSpec { threshold: 3, window: 10, cooldown: 0, distinct: false },
+        WindowSpec { threshold: 4, window: 30, cooldown: 10, distinct: true },
+        WindowSpec { threshold: 3, window: 20, cooldown: 0, distinct: true },
     ];
     let settings = |node: &str| FarmSettings {
         redis: redis.clone(),
@@ -150,7 +158,24 @@ fn decide_as_one_node(redis: Vec<String>) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut offsets = [0u64; 4];
     let mut now = 1_000_000u32;
-    let (mut alerts, mut late) = (0, 0);
+    let (mut alerts, mut late, mut distinct_alerts) = (0, 0, 0);
+    // First the edge of a distinct count's window: a value last seen just
+    // `window` before T still counts (rule r3: 3 values in 20 s).
+    let edge: Vec<Hit> = [(0, 1), (10, 2), (20, 3)]
+        .iter()
+        .map(|&(dt, v)| Hit {
+            rule: 3,
+            key: Key(0xffff_0a00_00ff),
+            time: now + dt,
+            offset: 10 + dt as u64,
+            value: v << 100,
+        })
+        .collect();
+    let got = links[0].decide("edge", &edge).expect("redis answers");
+    let want: Vec<Outcome> =
+        edge.iter().map(|h| model[3].record_value(h.key, h.time, h.value)).collect();
+    assert_eq!(want[2], Outcome::Alert(3));
+    assert_eq!(got.alerts, [FarmAlert { hit: 2, count: 3 }]);
     for _ in 0..300 {
         let node = rng.below(4) as usize;
         let hits: Vec<Hit> = (0..1 + rng.below(12))
@@ -158,11 +183,18 @@ fn decide_as_one_node(redis: Vec<String>) {
                 now = now + rng.below(4) as u32 - 1;
                 offsets[node] += 1 + rng.below(200);
                 let back = if rng.below(10) == 0 { rng.below(30) as u32 } else { 0 };
+                let rule = rng.below(4) as u16;
+                // Distinct counts get fewer clients, so their windows fill.
+                let (value, clients) = match specs[usize::from(rule)].distinct {
+                    true => ((u128::from(rng.below(5)) + 1) << 100 | 0xabc, 3),
+                    false => (0, 8),
+                };
                 Hit {
-                    rule: rng.below(2) as u16,
-                    key: Key(0xffff_0a00_0000 + u128::from(rng.below(8) as u8)),
+                    rule,
+                    key: Key(0xffff_0a00_0000 + u128::from(rng.below(clients) as u8)),
                     time: now - back,
                     offset: offsets[node],
+                    value,
                 }
             })
             .collect();
@@ -177,8 +209,11 @@ fn decide_as_one_node(redis: Vec<String>) {
         let mut want = Vec::new();
         let mut want_late = 0;
         for (i, h) in hits.iter().enumerate() {
-            match model[usize::from(h.rule)].record(h.key, h.time) {
-                Outcome::Alert(count) => want.push(FarmAlert { hit: i, count }),
+            match model[usize::from(h.rule)].record_value(h.key, h.time, h.value) {
+                Outcome::Alert(count) => {
+                    want.push(FarmAlert { hit: i, count });
+                    distinct_alerts += usize::from(specs[usize::from(h.rule)].distinct);
+                }
                 Outcome::Late => want_late += 1,
                 Outcome::Counted(_) => {}
             }
@@ -195,8 +230,8 @@ fn decide_as_one_node(redis: Vec<String>) {
         }
     }
     assert!(
-        alerts > 20 && late > 5,
-        "the stream exercises alerts ({alerts}) and late events ({late})"
+        alerts > 20 && distinct_alerts > 10 && late > 5,
+        "the stream exercises alerts ({alerts}, {distinct_alerts} of distinct counts) and late events ({late})"
     );
 }
 
@@ -218,6 +253,10 @@ struct Farm {
 
 /// Every node's rule, unless a test gives another.
 const RULE: &str = "[[rule]]\ncontains = \"today_download\"\nthreshold = 10\nwindow = \"10m\"\n";
+
+/// [`RULE`] and a rule counting distinct missing paths.
+const WITH_SCAN: &str = "[[rule]]\ncontains = \"today_download\"\nthreshold = 10\nwindow = \"10m\"\n\
+                         [[rule]]\nname = \"scan\"\nstatus = [404]\ndistinct = \"path\"\nthreshold = 10\nwindow = \"10m\"\n";
 
 impl Farm {
     fn start(redis: &str, n: usize) -> Farm {
@@ -296,14 +335,20 @@ impl Farm {
 
     /// Appends `count` hits of `client` to node `i`'s log, a second apart.
     fn hits(&mut self, i: usize, client: &str, count: usize) {
+        let requests = vec![("/today_download", 200); count];
+        self.requests(i, client, &requests);
+    }
+
+    /// Appends requests of `client` (path, status) to node `i`'s log, a
+    /// second apart.
+    fn requests(&mut self, i: usize, client: &str, requests: &[(&str, u16)]) {
         let mut text = String::new();
-        for _ in 0..count {
+        for (path, status) in requests {
             self.clock += 1;
             let t = jiff::Timestamp::from_second(self.clock).unwrap();
             let stamp = t.strftime("%d/%b/%Y:%H:%M:%S +0000");
-            text += &format!(
-                "{client} - - [{stamp}] \"GET /today_download HTTP/1.1\" 200 5 \"-\" \"t\"\n"
-            );
+            text +=
+                &format!("{client} - - [{stamp}] \"GET {path} HTTP/1.1\" {status} 5 \"-\" \"t\"\n");
         }
         let path = self.node_dir(i).join("access.log");
         let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
@@ -370,10 +415,22 @@ fn one_client_spread_over_four_nodes_alerts_once_through_a_cluster() {
 }
 
 fn farm_alerts_once(redis: &str) {
-    let mut farm = Farm::start(redis, 4);
+    let mut farm = Farm::start_rules(redis, &[WITH_SCAN; 4]);
     farm.spread("203.0.113.12", 12);
     farm.spread("203.0.113.9", 9);
+    // A distinct count, farm-wide: 12 missing paths spread over the nodes
+    // alert once (count 10); 3 paths asked for 12 times, never.
+    let paths: Vec<String> = (0..12).map(|k| format!("/missing/{k}")).collect();
+    for (k, p) in paths.iter().enumerate() {
+        farm.requests(k % 4, "203.0.113.40", &[(p, 404)]);
+        farm.requests(k % 4, "203.0.113.41", &[(&paths[k % 3], 404)]);
+    }
     farm.settle(1);
+    let scans = farm.alerts_for("203.0.113.40");
+    assert_eq!(scans.len(), 1, "{scans:?}");
+    assert_eq!((scans[0]["rule"].as_str(), scans[0]["count"].as_u64()), (Some("scan"), Some(10)));
+    assert_eq!(scans[0]["scope"].as_str(), Some("farm"), "{scans:?}");
+    assert_eq!(farm.alerts_for("203.0.113.41"), Vec::<serde_json::Value>::new());
     let a = farm.alerts_for("203.0.113.12");
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!((a[0]["count"].as_u64(), a[0]["scope"].as_str()), (Some(10), Some("farm")), "{a:?}");

@@ -34,10 +34,7 @@ pub(super) fn config(cx: &Cx, raw: RawConfig, host: &dyn Host) -> Result<Config,
         .unwrap_or_default()
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            let farm = raw.cluster.is_some();
-            validate_rule(cx, r, &format!("rule[{}]", i + 1), (&sources, farm))
-        })
+        .map(|(i, r)| validate_rule(cx, r, &format!("rule[{}]", i + 1), &sources))
         .collect::<Result<Vec<_>, _>>()?;
     check_unique_names(cx, raw.rule.as_deref().unwrap_or_default())?;
     let outputs = raw
@@ -128,8 +125,7 @@ pub(super) fn include(
     for (i, r) in rules.iter_mut().enumerate() {
         let name = if n == 1 { stem.clone() } else { format!("{stem}-{}", i + 1) };
         schema::fill_rule(r, name);
-        let on = (&cfg.sources[..], cfg.cluster.is_some());
-        let rule = validate_rule(cx, r, &format!("rule[{}]", i + 1), on)?;
+        let rule = validate_rule(cx, r, &format!("rule[{}]", i + 1), &cfg.sources)?;
         if cfg.rules.iter().any(|o| o.name == rule.name) {
             let msg = format!("{:?} is used by an earlier rule; names must be unique", rule.name);
             return Err(cx.err(get(&r.name), &format!("rule[{}].name", i + 1), msg));
@@ -371,13 +367,12 @@ fn in_range<T: TryFrom<i64> + PartialOrd + std::fmt::Display + Copy>(
         .ok_or_else(|| cx.err(v, key, format!("must be {min} to {max}{why}")))
 }
 
-/// Rule `r` (at `at`) for lines of the configured `sources`, in a farm or
-/// not.
+/// Rule `r` (at `at`) for lines of the configured `sources`.
 fn validate_rule(
     cx: &Cx,
     r: &RawRule,
     at: &str,
-    (sources, farm): (&[SourceConfig], bool),
+    sources: &[SourceConfig],
 ) -> Result<Rule, ConfigError> {
     let key = |k: &str| format!("{at}.{k}");
     let name = get(&r.name);
@@ -416,11 +411,6 @@ fn validate_rule(
         key: key_parts(cx, get(&r.key), &key("key"), format)?,
         sources: mask,
         distinct: match &r.distinct {
-            Some(d) if farm => {
-                let msg = "is not available with [cluster] yet: the farm's Redis script counts \
-                           events; run this rule on a node without [cluster]";
-                return Err(cx.err(d, &key("distinct"), msg));
-            }
             Some(d) => {
                 Some(text_field(d.get_ref(), format).map_err(|m| cx.err(d, &key("distinct"), m))?)
             }

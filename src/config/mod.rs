@@ -501,10 +501,8 @@ mod tests {
             "[[rule]]\nstatus = [404]\ndistinct = \"line\"\n",
             "rule[1].distinct: \"line\" cannot be used here",
         );
-        expect_err(
-            "[cluster]\nredis = \"redis://127.0.0.1\"\n[[rule]]\nstatus = [404]\ndistinct = \"path\"\n",
-            "rule[1].distinct: is not available with [cluster]",
-        );
+        let farm = "[cluster]\nredis = \"redis://127.0.0.1\"\n[[rule]]\nstatus = [404]\ndistinct = \"path\"\n";
+        assert!(parse(farm).unwrap().rules[0].spec.distinct, "a farm counts distinct values too");
     }
 
     #[test]

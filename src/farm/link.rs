@@ -34,6 +34,8 @@ pub struct Hit {
     pub time: u32,
     /// The line's offset in its file (increasing within a file).
     pub offset: u64,
+    /// For a rule counting distinct values, the line's value (else 0).
+    pub value: u128,
 }
 
 /// A farm-wide alert raised by one of this node's events.
@@ -264,7 +266,7 @@ impl Link {
                 }
                 cmd.arg(origin).arg(&self.specs.0).arg(&self.specs.1);
                 for w in part {
-                    cmd.arg(w.events(hits));
+                    cmd.arg(w.events(hits, self.rules[usize::from(w.rule)].1.distinct));
                 }
                 cmd
             })
@@ -379,10 +381,12 @@ struct Window {
 }
 
 impl Window {
-    /// The script's argument for this window's events (see `window.lua`).
-    fn events(&self, hits: &[Hit]) -> Vec<u8> {
+    /// The script's argument for this window's events (see `window.lua`),
+    /// with each line's value for a rule counting `distinct` values.
+    fn events(&self, hits: &[Hit], distinct: bool) -> Vec<u8> {
         let n: usize = self.groups.iter().map(Vec::len).sum();
-        let mut arg = Vec::with_capacity(6 + 8 * self.groups.len() + 8 * n);
+        let per_hit = if distinct { 24 } else { 8 };
+        let mut arg = Vec::with_capacity(6 + 8 * self.groups.len() + per_hit * n);
         arg.extend_from_slice(&self.rule.to_le_bytes());
         arg.extend_from_slice(&len32(self.groups.len()).to_le_bytes());
         for g in &self.groups {
@@ -392,22 +396,27 @@ impl Window {
                 // Offsets travel as doubles (Lua's numbers): exact below 2^53 bytes.
                 arg.extend_from_slice(&(hits[i].offset as f64).to_le_bytes());
             }
+            if distinct {
+                g.iter().for_each(|&i| arg.extend_from_slice(&hits[i].value.to_le_bytes()));
+            }
         }
         arg
     }
 }
 
 /// The script's arguments describing the rules, in the engine's order:
-/// window, threshold and cooldown; and the windows' times to live in ms, as
+/// window, threshold, cooldown and whether it counts distinct values; and
+/// the windows' times to live in ms, as
 /// text (Redis reads a number given to SET from text: passed as a Lua
 /// number it would be formatted first, for every window).
 fn specs_args(rules: &[(String, WindowSpec)]) -> (Vec<u8>, String) {
-    let mut specs = Vec::with_capacity(12 * rules.len());
+    let mut specs = Vec::with_capacity(16 * rules.len());
     let mut ttls = Vec::with_capacity(rules.len());
     for (_, spec) in rules {
         specs.extend_from_slice(&spec.window.to_le_bytes());
         specs.extend_from_slice(&spec.threshold.to_le_bytes());
         specs.extend_from_slice(&spec.cooldown.to_le_bytes());
+        specs.extend_from_slice(&u32::from(spec.distinct).to_le_bytes());
         let ttl_ms = (2 * u64::from(spec.window) + u64::from(spec.cooldown)).max(1) * 1000;
         ttls.push(ttl_ms.to_string());
     }

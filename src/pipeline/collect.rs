@@ -24,6 +24,8 @@ struct Pending {
     shards_done: usize,
     decisions: Vec<Decision>,
     events: Vec<Event>,
+    /// The values the events refer to (in a farm).
+    values: Option<Arc<Vec<u128>>>,
     /// In a farm: who decided the chunk's alerts.
     scope: Option<Scope>,
     watermark: u32,
@@ -141,6 +143,7 @@ impl<'e> Collector<'e> {
                 p.shards_done += 1;
                 p.decisions.append(&mut decisions);
                 p.events.append(&mut events);
+                p.values = p.values.take().or(d.values);
                 p.watermark = d.watermark;
                 p.saves.extend(d.save);
                 p.tally.resize(d.tally.len(), Tally::default());
@@ -256,9 +259,11 @@ impl<'e> Collector<'e> {
             let Some(SourceEvent::Lines(chunk)) = p.event.as_deref() else { continue };
             identity = chunk.file.identity;
             p.events.sort_unstable_by_key(|e| (e.pos, e.rule));
+            let values = p.values.as_deref().map_or(&[][..], Vec::as_slice);
             for (j, e) in p.events.iter().enumerate() {
                 let offset = chunk.offset + u64::from(e.pos);
-                hits.push(Hit { rule: e.rule, key: e.key, time: e.time, offset });
+                let value = values.get(e.value as usize).copied().unwrap_or(0);
+                hits.push(Hit { rule: e.rule, key: e.key, time: e.time, offset, value });
                 from.push((k, j));
             }
         }

@@ -290,6 +290,9 @@ struct Decided {
     decisions: Vec<Decision>,
     /// The chunk's events, for the farm (empty without one).
     events: Vec<Event>,
+    /// In a farm, the values of fields counted distinct that `events`
+    /// refer to ([`Event::value`]).
+    values: Option<Arc<Vec<u128>>>,
     evicted: u64,
     forgotten: u64,
     watermark: u32,

@@ -210,7 +210,10 @@ impl<'e> Shard<'e> {
             .probe
             .then(|| self.named(self.windows.iter().map(|w| w.top(NEAREST, watermark)).collect()));
         self.prune_names();
-        let events = if self.ship { b.events } else { Vec::new() };
+        let (events, values) = match self.ship {
+            true => (b.events, Some(b.values)),
+            false => (Vec::new(), None),
+        };
         let (seq, shard) = (b.seq, self.index);
         Decided {
             seq,
@@ -221,6 +224,7 @@ impl<'e> Shard<'e> {
             peaks,
             decisions,
             events,
+            values,
             evicted,
             forgotten,
             watermark,
