@@ -15,6 +15,8 @@
 #   NODES=2 LINES=4000000 benches/farm.sh
 #   PIN=1 NODES=1 LINES=500000 benches/farm.sh   # Redis on the last core, the
 #                                  # nodes on the others (as if Redis had a machine of its own)
+#   RULES=$'[[rule]]\nname = "scan"\nstatus = [404]\ndistinct = "path"\nthreshold = 20' benches/farm.sh
+#                                  # more rules in every node's configuration
 #
 # Needs: redis-server (apt-get install redis-server), python3.
 set -euo pipefail
@@ -70,7 +72,8 @@ run_farm() {
 redis = \"redis://127.0.0.1:$PORT\"
 node = \"web$n\"
 prefix = \"$label\""
-    write_config "$d" 10 "$extra"
+    write_config "$d" 10 "$extra
+${RULES:-}"
     : > "$d/access.log"
     LOGWARDEN_LOG=info $NODE_CPUS "$LW" -c "$d/logwarden.toml" run 2> "$d/daemon.log" > /dev/null &
     PIDS="$PIDS $!"
