@@ -440,9 +440,11 @@ fn replay_reads_files_as_the_source_named() {
 }
 
 /// `run` catching up on two sources: one with an hour and a half of old
-/// lines, the other with one line of now. A client's ten hits in the
-/// middle of the old lines still count together (before, the short
-/// source's line was handed on first, and they were late).
+/// lines, the other quiet, with a line at the start of that time, one in
+/// the middle and one of now (one chunk). A client's ten hits in the
+/// middle of the old lines still count together (before, the quiet
+/// source's chunk was handed on whole, its line of now first, and they
+/// were late).
 #[test]
 fn sources_catching_up_are_read_in_time_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -459,7 +461,9 @@ fn sources_catching_up_are_read_in_time_order() {
             old += &line(t, "10.0.0.9", "/today_download");
         }
     }
-    let now = line(t0 + 5400, "10.0.0.9", "/today_download");
+    let now = line(t0, "10.2.0.1", "/")
+        + &line(t0 + 2700, "10.2.0.2", "/")
+        + &line(t0 + 5400, "10.0.0.9", "/today_download");
     let (old_log, now_log) = (
         write(dir.path(), "old.log", old.as_bytes()),
         write(dir.path(), "now.log", now.as_bytes()),

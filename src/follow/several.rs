@@ -16,9 +16,10 @@
 //! more than [`SLACK`] behind the chunk's first line, but at most
 //! [`MAX_HOLD`]: a source that stalls holds the others that long and no
 //! longer. A held source's follower cannot beat the watchdog while it
-//! waits to hand on a chunk, so the hold beats for it. The order is by
-//! chunk: a chunk that spans more than a window (a quiet log's backlog)
-//! can still make lines late.
+//! waits to hand on a chunk, so the hold beats for it. A chunk that reaches
+//! further than [`SLACK`] past where another source stands (a quiet log's
+//! backlog, hours in one chunk) is split there: its lines up to that point
+//! go on, the rest waits as the source's next chunk.
 
 use crate::parse::Parser;
 use crate::source::{Chunk, Source, SourceError, SourceEvent};
@@ -136,8 +137,11 @@ impl Order<'_> {
             }
             match self.step(lanes) {
                 Step::Send(i) => {
-                    let (ev, _, _) = lanes[i].head.take().expect("step picks a head");
-                    if let SourceEvent::Lines(c) = &ev {
+                    let (mut ev, _, since) = lanes[i].head.take().expect("step picks a head");
+                    if let SourceEvent::Lines(c) = &mut ev {
+                        if since.elapsed() < self.max_hold {
+                            lanes[i].head = self.split(i, c, lanes, since);
+                        }
                         lanes[i].reached = lanes[i].reached.max(self.time_of(i, c, true));
                     }
                     if !emit(ev) {
@@ -206,6 +210,39 @@ impl Order<'_> {
             true => Step::Send(i),
             false => Step::Hold,
         }
+    }
+
+    /// Where the others stand, for source `i`: the least, over the other
+    /// sources still reading, of their next chunk's time or, without one,
+    /// the time of the last line they handed on (an idle or finished source
+    /// stands nowhere; nor does one that has handed on nothing yet).
+    fn others(&self, i: usize, lanes: &[Lane]) -> Option<i64> {
+        let stands = |(j, l): (usize, &Lane)| match &l.head {
+            _ if j == i || l.ended => None,
+            Some((_, time, _)) => *time,
+            None if self.idle.get(j).is_some_and(|f| f.load(Ordering::SeqCst)) => None,
+            None => l.reached,
+        };
+        lanes.iter().enumerate().filter_map(stands).min()
+    }
+
+    /// Splits source `i`'s `chunk` after its last line within [`SLACK`] of
+    /// where the others stand; the rest, as the source's next event (it
+    /// has waited since `since`).
+    fn split(
+        &self,
+        i: usize,
+        chunk: &mut Chunk,
+        lanes: &[Lane],
+        since: Instant,
+    ) -> Option<(SourceEvent, Option<i64>, Instant)> {
+        let bound = self.others(i, lanes)? + SLACK;
+        if self.time_of(i, chunk, true)? <= bound {
+            return None;
+        }
+        let rest = chunk.split_after(self.parsers.get(i)?, bound)?;
+        let time = self.time_of(i, &rest, false);
+        Some((SourceEvent::Lines(rest), time, since))
     }
 
     /// The time of source `i`'s chunk: of its first line that parses (or
@@ -338,6 +375,23 @@ mod tests {
         max_hold: Duration,
         beats: Vec<Beat>,
     ) -> (Vec<(usize, i64)>, Result<(), SourceError>, Duration) {
+        let (seen, r, took) = handed(fakes, &|seen| seen.len() >= n, max_hold, beats);
+        let first = seen.into_iter().map(|(s, times)| (s, times.first().copied().unwrap_or(-1)));
+        (first.collect(), r, took)
+    }
+
+    /// What was handed on: each chunk's source and its lines' seconds,
+    /// `(usize::MAX, [])` for anything else.
+    type Handed = Vec<(usize, Vec<i64>)>;
+
+    /// What the sources hand on until `done` says so; the result; how long
+    /// it took.
+    fn handed(
+        fakes: Vec<(Script, bool)>,
+        done: &dyn Fn(&Handed) -> bool,
+        max_hold: Duration,
+        beats: Vec<Beat>,
+    ) -> (Handed, Result<(), SourceError>, Duration) {
         let stop = Arc::new(AtomicBool::new(false));
         let idle: Vec<Arc<AtomicBool>> = fakes.iter().map(|_| Arc::default()).collect();
         let sources = fakes
@@ -355,14 +409,18 @@ mod tests {
             Box::new(Several { sources, parsers, idle, beats, max_hold, wake, wakes, stop });
         let mut seen = Vec::new();
         let started = Instant::now();
+        let p = parser();
         let r = several.run(&mut |ev| {
             seen.push(match &ev {
-                SourceEvent::Lines(c) => (c.file.source, c.line_time(&parser(), false).unwrap()),
-                _ => (usize::MAX, -1),
+                SourceEvent::Lines(c) => {
+                    let lines = c.bytes().split(|&b| b == b'\n').filter(|l| !l.is_empty());
+                    let times = lines.map(|l| p.parse(l).unwrap().time.epoch - T0);
+                    (c.file.source, times.collect())
+                }
+                _ => (usize::MAX, Vec::new()),
             });
-            seen.len() < n
+            !done(&seen)
         });
-        let seen = seen.into_iter().map(|(s, t)| (s, if t < 0 { t } else { t - T0 })).collect();
         (seen, r, started.elapsed())
     }
 
@@ -399,6 +457,28 @@ mod tests {
         want.push((1, 3600));
         assert_eq!(seen, want);
         assert!(took < LONG, "held to the limit: {took:?}");
+    }
+
+    /// A quiet source's backlog in one chunk (an hour) beside a busy one
+    /// catching up: the quiet chunk is split, so no line is handed on after
+    /// one of another source more than SLACK newer; every line arrives once.
+    #[test]
+    fn a_chunk_reaching_far_past_another_source_is_split() {
+        let pause = Duration::from_millis(20);
+        let busy = (0..10).map(|k| (pause, chunk(0, &[k * 100, k * 100 + 50]))).collect();
+        let quiet = vec![(Duration::ZERO, chunk(1, &[0, 300, 600, 900, 3600]))];
+        let all = |seen: &Handed| seen.iter().map(|c| c.1.len()).sum::<usize>() >= 25;
+        let (seen, r, took) = handed(vec![(busy, false), (quiet, false)], &all, LONG, Vec::new());
+        assert!(r.is_ok() && took < LONG, "{took:?}");
+        let lines: Vec<(usize, i64)> =
+            seen.iter().flat_map(|(s, times)| times.iter().map(|t| (*s, *t))).collect();
+        let mut newest = i64::MIN;
+        for &(s, t) in &lines {
+            assert!(newest <= t + SLACK, "line {t} of source {s} after one at {newest}: {seen:?}");
+            newest = newest.max(t);
+        }
+        assert_eq!(lines.len(), 25, "{seen:?}");
+        assert!(seen.iter().filter(|(s, _)| *s == 1).count() > 2, "split: {seen:?}");
     }
 
     /// A source that waits for its files holds nothing back.

@@ -162,6 +162,58 @@ impl Chunk {
             true => first(&mut bytes.rsplit(|&b| b == b'\n')),
         }
     }
+
+    /// Splits off the lines from the first one whose time is after `bound`
+    /// (Unix seconds) on, and returns them; `None` when that is the first
+    /// line or no line is, or the chunk is a merge's (its lines' origins go
+    /// by position). Every line up to it is parsed: for the rare chunk that
+    /// spans far more time than the others (a quiet log's backlog).
+    pub fn split_after(&mut self, parser: &Parser, bound: i64) -> Option<Chunk> {
+        if self.origins.is_some() {
+            return None;
+        }
+        parser.set_now(self.read_at);
+        let bytes = self.bytes();
+        let mut start = 0;
+        while start < bytes.len() {
+            let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+            let line = &bytes[start..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let after = |r: crate::parse::Record<'_>| r.time.epoch > bound;
+            if line.len() <= parser.max_line() && parser.parse(line).is_ok_and(after) {
+                return (start > 0).then(|| self.split_off(start));
+            }
+            start = end + 1;
+        }
+        None
+    }
+
+    /// Splits the chunk at `at` (a line start): the bytes from there on are
+    /// returned as a chunk of their own (a copy of them for a reused buffer).
+    fn split_off(&mut self, at: usize) -> Chunk {
+        let rest = match &mut self.data {
+            Data::Mapped(m, r) => {
+                let rest = Data::Mapped(Arc::clone(m), r.start + at..r.end);
+                r.end = r.start + at;
+                rest
+            }
+            Data::Owned(v) => Data::Owned(v.split_off(at)),
+            Data::Pooled(p) => {
+                let rest = Data::Owned(p.bytes()[at..].to_vec());
+                p.truncate(at);
+                rest
+            }
+        };
+        Chunk {
+            file: Arc::clone(&self.file),
+            offset: self.offset + at as u64,
+            data: rest,
+            skipped_long: 0,
+            read_at: self.read_at,
+            origins: None,
+            read: self.read,
+        }
+    }
 }
 
 /// Lines [`Chunk::line_time`] tries.
@@ -770,6 +822,48 @@ fn stream_chunks(
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// A chunk is split before its first line after a time, whatever holds
+    /// its bytes; not before its first line, nor where no line is after.
+    #[test]
+    fn a_chunk_splits_before_its_first_line_after_a_time() {
+        use crate::parse::{ClientSource, Format, time::Zone};
+        let parser = Parser::new(
+            Format::from_spec("common", None).unwrap(),
+            Zone::Utc,
+            0,
+            ClientSource::default(),
+        );
+        let line = |s: u32| {
+            format!("192.0.2.1 - - [08/Jul/2025:15:00:{s:02} +0000] \"GET / HTTP/1.1\" 200 5\n")
+        };
+        let text: String = [0, 10, 5, 30, 40].iter().map(|&s| line(s)).collect();
+        let t0 = 1_751_986_800;
+        let tag =
+            Arc::new(FileTag { name: "t".into(), id: 0, start_line: 0, identity: None, source: 0 });
+        let spares = Spares::new(1);
+        let pooled = || {
+            let mut buf = spares.empty(text.len());
+            buf.extend_from_slice(text.as_bytes());
+            Data::Pooled(spares.chunk(buf, text.len()))
+        };
+        for data in [Data::Owned(text.clone().into_bytes()), pooled()] {
+            let mut chunk = Chunk::new(Arc::clone(&tag), 1000, data, 2);
+            let rest = chunk.split_after(&parser, t0 + 20).unwrap();
+            let cut = 3 * line(0).len();
+            assert_eq!(chunk.bytes(), &text.as_bytes()[..cut]);
+            assert_eq!(rest.bytes(), &text.as_bytes()[cut..]);
+            assert_eq!(
+                (rest.offset, rest.skipped_long, chunk.skipped_long),
+                (1000 + cut as u64, 0, 2)
+            );
+            let mut chunk =
+                Chunk::new(Arc::clone(&tag), 0, Data::Owned(text.clone().into_bytes()), 0);
+            assert!(chunk.split_after(&parser, t0 - 1).is_none(), "the first line is after");
+            assert!(chunk.split_after(&parser, t0 + 40).is_none(), "no line is after");
+            assert_eq!(chunk.bytes(), text.as_bytes());
+        }
+    }
 
     /// Reassembles lines from chunks; long lines show as "<long>".
     fn lines_of(opened: Opened) -> Vec<Vec<u8>> {
