@@ -408,6 +408,45 @@ impl Rule {
         self.key.iter().map(part).collect::<Vec<_>>().join(" ")
     }
 
+    /// What the rule counts, as a digest that two configurations give alike
+    /// when the rule looks in the same field for the same thing, with the
+    /// same filters, key, distinct field and allow-list — its own with the
+    /// global one, `also_allowed` — (lists in any order; a header field by
+    /// its name, `header(slot)`, since its slot depends on the formats).
+    /// Farm nodes compare it.
+    pub fn matching(&self, header: &dyn Fn(u8) -> String, also_allowed: &AddrSet) -> String {
+        let field = |f: FieldSel| match f {
+            FieldSel::Header(k) => header(k),
+            f => format!("{f:?}"),
+        };
+        let key: Vec<String> = self
+            .key
+            .iter()
+            .map(|p| match p {
+                KeyPart::Client => "client".to_string(),
+                KeyPart::Field(f) => field(*f),
+            })
+            .collect();
+        let mut status = self.status.clone();
+        status.sort_unstable();
+        let mut methods: Vec<String> =
+            self.methods.iter().map(|m| String::from_utf8_lossy(m).into_owned()).collect();
+        methods.sort_unstable();
+        let text = format!(
+            "field {} contains {:?} regex {:?} status {status:?} methods {methods:?} normalize {} ignore_case {} key {key:?} distinct {:?} allow {:?}",
+            field(self.field),
+            self.contains,
+            self.regex.as_ref().map(regex::bytes::Regex::as_str),
+            self.normalize,
+            self.ignore_case,
+            self.distinct.map(field),
+            self.allow.union(also_allowed),
+        );
+        let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+        h.update(text.as_bytes());
+        format!("{:032x}", first_128(h))
+    }
+
     /// The part of the literal a candidate line must hold raw: all of it,
     /// or — when normalization may join text across `/` — its longest
     /// piece without `/`. `None`: any line may match.

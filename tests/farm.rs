@@ -132,8 +132,8 @@ fn farm_windows_in_a_cluster_decide_as_one_nodes_windows() {
 }
 
 fn decide_as_one_node(redis: Vec<String>) {
-    use logwarden::farm::FarmSettings;
     use logwarden::farm::link::{FarmAlert, Hit, Link};
+    use logwarden::farm::{FarmRule, FarmSettings};
     use logwarden::parse::client::Key;
     use logwarden::rules::WindowSpec;
     use logwarden::window::{Outcome, Windows};
@@ -150,8 +150,11 @@ fn decide_as_one_node(redis: Vec<String>) {
         timeout: std::time::Duration::from_secs(2),
         host: "test".into(),
     };
-    let rules: Vec<(String, WindowSpec)> =
-        specs.iter().enumerate().map(|(i, s)| (format!("r{i}"), *s)).collect();
+    let rules: Vec<FarmRule> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| FarmRule { name: format!("r{i}"), spec: *s, matches: String::new() })
+        .collect();
     let mut links: Vec<Link> =
         (0..4).map(|n| Link::new(settings(&format!("web{n}")), rules.clone(), 64)).collect();
     let mut model: Vec<Windows> = specs.iter().map(|s| Windows::new(*s)).collect();
@@ -711,7 +714,8 @@ fn a_farm_through_redis_over_tls() {
 /// threshold) is named: `check` on it lists the difference and fails; the
 /// daemons log it once they have registered after a node that differs, and
 /// count it in their metrics; nodes with the same rules say nothing of each
-/// other.
+/// other. A rule with the same window that counts other lines (a status
+/// filter added) is told too.
 #[test]
 #[ignore = "needs redis-server; run by scripts/test"]
 fn nodes_whose_rules_differ_say_so() {
@@ -721,7 +725,8 @@ fn nodes_whose_rules_differ_say_so() {
     let other = format!(
         "[[rule]]\ncontains = \"today_download\"\nthreshold = 20\nwindow = \"10m\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n"
     );
-    let mut farm = Farm::start_rules(&redis.url(), &[RULE, other.leak(), RULE]);
+    let narrower = "[[rule]]\ncontains = \"today_download\"\nstatus = [200]\nthreshold = 10\nwindow = \"10m\"\n";
+    let mut farm = Farm::start_rules(&redis.url(), &[RULE, other.leak(), RULE, narrower]);
     farm.hits(0, "203.0.113.1", 1);
     let cfg = farm.node_dir(1).join("logwarden.toml");
     let check = || run(&["-c", cfg.to_str().unwrap(), "check"], b"");
@@ -743,6 +748,15 @@ fn nodes_whose_rules_differ_say_so() {
     wait_until("web3 tells", || farm.log(2).contains("differs on node web2"));
     assert!(!farm.log(2).contains("node web1"), "{}", farm.log(2));
     assert!(!farm.log(0).contains("differs"), "web1 registered first: {}", farm.log(0));
+    let cfg = farm.node_dir(3).join("logwarden.toml");
+    let out = run(&["-c", cfg.to_str().unwrap(), "check"], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cluster: rule \"today_download\" counts other lines or per another key on node web1 than on this node"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("per another key on node web3 than"), "{stderr}");
 }
 
 /// Another machine registered under this node's name lately: `check` says

@@ -90,8 +90,7 @@ fn check_farm(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
 /// registered lately; false if one differs, or if another machine
 /// registered under this node's name.
 fn check_farm_rules(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
-    let rules: Vec<_> = cfg.rules.iter().map(|r| (r.name.clone(), r.spec)).collect();
-    match crate::farm::link::compare_rules(s, &rules) {
+    match crate::farm::link::compare_rules(s, &cfg.farm_rules()) {
         Ok((nodes, differences)) if differences.is_empty() => {
             match nodes.is_empty() {
                 true => eprintln!(

@@ -516,7 +516,7 @@ fn addr_set_entries(
 
 /// `{header:Name}` for each other header the sources' formats log, in
 /// slot order: message placeholders after [`MESSAGE_VARS`].
-fn header_placeholders(sources: &[SourceConfig]) -> Vec<String> {
+pub(super) fn header_placeholders(sources: &[SourceConfig]) -> Vec<String> {
     let mut slots: Vec<Option<&str>> = vec![None; crate::parse::MAX_HEADERS];
     for s in sources {
         if let Format::Access(lf, _) = &s.format {

@@ -13,6 +13,7 @@ mod schema;
 pub use host::{Host, System};
 pub use schema::RawDuration;
 
+use crate::farm::FarmRule;
 use crate::follow::{FollowConfig, PathSpec, StartAt};
 use crate::output::OutputConfig;
 use crate::parse::client::AddrSet;
@@ -243,6 +244,20 @@ impl Config {
     /// The rules with the global allow-list.
     pub fn rule_set(&self) -> RuleSet {
         RuleSet::new(self.rules.clone()).with_allow(self.allow.clone())
+    }
+
+    /// The rules as a farm's nodes compare them: name, window and what
+    /// they count (header fields by their names in the sources' formats).
+    pub fn farm_rules(&self) -> Vec<FarmRule> {
+        let names = build::header_placeholders(&self.sources);
+        let header =
+            |k: u8| names.get(usize::from(k)).cloned().unwrap_or_else(|| format!("header#{k}"));
+        let farm_rule = |r: &Rule| FarmRule {
+            name: r.name.clone(),
+            spec: r.spec,
+            matches: r.matching(&header, &self.allow),
+        };
+        self.rules.iter().map(farm_rule).collect()
     }
 
     /// What the follower of source `index` needs.
@@ -581,6 +596,31 @@ mod tests {
             "{h}[[rule]]\nsources = [\"a\"]\nfield = \"header:X-A\"\ncontains = \"z\"\n"
         ));
         assert!(only_a.is_ok());
+    }
+
+    /// What a rule counts, as farm nodes compare it: alike for lists in
+    /// another order and a header in another slot; different for another
+    /// literal, key or allow-list, the global one included.
+    #[test]
+    fn farm_rules_say_what_they_count() {
+        let matches = |text: &str| parse(text).unwrap().farm_rules()[0].matches.clone();
+        let base = matches("[[rule]]\ncontains = \"x\"\nstatus = [404, 403]\n");
+        assert_eq!(base.len(), 32);
+        assert_eq!(base, matches("[[rule]]\ncontains = \"x\"\nstatus = [403, 404]\n"));
+        for other in [
+            "[[rule]]\ncontains = \"y\"\nstatus = [404, 403]\n",
+            "[[rule]]\ncontains = \"x\"\nstatus = [404]\n",
+            "[[rule]]\ncontains = \"x\"\nstatus = [404, 403]\nkey = \"user\"\n",
+            "[[rule]]\ncontains = \"x\"\nstatus = [404, 403]\nallow = [\"10.0.0.0/8\"]\n",
+            "[allow]\nclients = [\"10.0.0.0/8\"]\n[[rule]]\ncontains = \"x\"\nstatus = [404, 403]\n",
+        ] {
+            assert_ne!(base, matches(other), "{other}");
+        }
+        let rule = "[[rule]]\nfield = \"header:X-B\"\ncontains = \"z\"\n";
+        let one = matches(&format!("[source]\nformat = '%h %t \"%{{X-B}}i\"'\n{rule}"));
+        let two =
+            matches(&format!("[source]\nformat = '%h %t \"%{{X-A}}i\" \"%{{X-B}}i\"'\n{rule}"));
+        assert_eq!(one, two, "a header by its name, not its slot");
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! Whether the farm's nodes count with the same rules. The farm's windows
 //! are keyed by rule name, and each node applies its events with its own
 //! threshold, window and cooldown: a rule that differs between nodes would
-//! decide by whichever node's event came. So each node registers its rules
+//! decide by whichever node's event came; one that counts other lines, or
+//! per another key, on one node would mix its events into the others'
+//! windows. So each node registers its rules
 //! in one Redis hash (`prefix:rules`, a field per node) when it connects and
 //! every hour after, reads the others' back, and says once what differs.
 //! The entry also names the machine, so two machines that took the same
 //! node name are told: the farm records what each node applied under its
 //! name and file, so theirs could be taken for each other's.
 
-use crate::rules::WindowSpec;
+use super::FarmRule;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -32,23 +34,42 @@ pub struct Registered {
     pub rules: BTreeMap<String, Spec>,
 }
 
-/// A rule's window as the farm applies it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A rule's window as the farm applies it, and what it counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Spec {
     window: u32,
     threshold: u32,
     cooldown: u32,
     distinct: bool,
+    /// The digest of what it counts (absent from an older node's entry:
+    /// then not compared).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    matches: String,
 }
 
-impl From<WindowSpec> for Spec {
-    fn from(w: WindowSpec) -> Spec {
+impl From<&FarmRule> for Spec {
+    fn from(r: &FarmRule) -> Spec {
+        let w = r.spec;
         Spec {
             window: w.window,
             threshold: w.threshold,
             cooldown: w.cooldown,
             distinct: w.distinct,
+            matches: r.matches.clone(),
         }
+    }
+}
+
+impl Spec {
+    /// Whether the window is the same (threshold, window, cooldown, kind).
+    fn same_window(&self, o: &Spec) -> bool {
+        (self.window, self.threshold, self.cooldown, self.distinct)
+            == (o.window, o.threshold, o.cooldown, o.distinct)
+    }
+
+    /// Whether both say what they count, and it differs.
+    fn counts_otherwise(&self, o: &Spec) -> bool {
+        !self.matches.is_empty() && !o.matches.is_empty() && self.matches != o.matches
     }
 }
 
@@ -69,8 +90,8 @@ pub fn key(prefix: &str) -> String {
 }
 
 /// This node's entry at `now`, from machine `host`.
-pub fn entry(rules: &[(String, WindowSpec)], now: u64, host: &str) -> String {
-    let rules = rules.iter().map(|(name, w)| (name.clone(), Spec::from(*w))).collect();
+pub fn entry(rules: &[FarmRule], now: u64, host: &str) -> String {
+    let rules = rules.iter().map(|r| (r.name.clone(), Spec::from(r))).collect();
     serde_json::to_string(&Registered { at: now, host: host.to_string(), rules })
         .unwrap_or_default()
 }
@@ -116,7 +137,7 @@ pub fn now() -> u64 {
 
 /// What node `me` with `rules` has to tell of the hash it read: another
 /// machine under its name, then each rule that differs.
-pub fn findings(read: &Read, me: &str, rules: &[(String, WindowSpec)]) -> Vec<String> {
+pub fn findings(read: &Read, me: &str, rules: &[FarmRule]) -> Vec<String> {
     let twin = read.twin.as_deref().map(|twin| twin_message(me, twin));
     twin.into_iter().chain(differences(rules, &read.others)).collect()
 }
@@ -130,25 +151,25 @@ fn twin_message(me: &str, twin: &str) -> String {
 
 /// What differs between this node's rules and each other node's, one
 /// sentence each.
-fn differences(
-    mine: &[(String, WindowSpec)],
-    others: &BTreeMap<String, Registered>,
-) -> Vec<String> {
+fn differences(mine: &[FarmRule], others: &BTreeMap<String, Registered>) -> Vec<String> {
     let mut out = Vec::new();
     for (node, theirs) in others {
-        for (name, w) in mine {
-            let here = Spec::from(*w);
+        for rule in mine {
+            let (name, here) = (&rule.name, Spec::from(rule));
             match theirs.rules.get(name) {
                 None => out.push(format!(
                     "rule {name:?} is not on node {node}: its events there are not counted"
                 )),
-                Some(s) if *s != here => out.push(format!(
+                Some(s) if !s.same_window(&here) => out.push(format!(
                     "rule {name:?} differs on node {node} ({s}) from this node's ({here})"
+                )),
+                Some(s) if s.counts_otherwise(&here) => out.push(format!(
+                    "rule {name:?} counts other lines or per another key on node {node} than on this node (its field, what it looks for, its filters, key, distinct field or allow-list differ)"
                 )),
                 Some(_) => {}
             }
         }
-        for name in theirs.rules.keys().filter(|n| !mine.iter().any(|(m, _)| m == *n)) {
+        for name in theirs.rules.keys().filter(|n| !mine.iter().any(|m| &m.name == *n)) {
             out.push(format!(
                 "node {node} has rule {name:?}, which this node has not: its events here are not counted"
             ));
@@ -160,15 +181,19 @@ fn differences(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::WindowSpec;
 
-    fn spec(threshold: u32) -> WindowSpec {
-        WindowSpec { threshold, window: 600, cooldown: 600, distinct: false }
+    fn rule(name: &str, threshold: u32) -> FarmRule {
+        let spec = WindowSpec { threshold, window: 600, cooldown: 600, distinct: false };
+        FarmRule { name: name.to_string(), spec, matches: "m".to_string() }
     }
 
     #[test]
     fn differing_missing_and_extra_rules_are_named() {
-        let mine = vec![("dl".to_string(), spec(10)), ("login".to_string(), spec(5))];
-        let theirs = vec![("dl".to_string(), spec(20)), ("scan".to_string(), spec(3))];
+        let mine = vec![rule("dl", 10), rule("login", 5), rule("env", 3)];
+        let mut env = rule("env", 3);
+        env.matches = "other".to_string();
+        let theirs = vec![rule("dl", 20), rule("scan", 3), env];
         let same = |host| entry(&mine, 1000, host);
         let other = entry(&theirs, 1000, "b");
         let all = HashMap::from([
@@ -184,6 +209,7 @@ mod tests {
             [
                 "rule \"dl\" differs on node web2 (threshold 20 events, window 600 s, cooldown 600 s) from this node's (threshold 10 events, window 600 s, cooldown 600 s)",
                 "rule \"login\" is not on node web2: its events there are not counted",
+                "rule \"env\" counts other lines or per another key on node web2 than on this node (its field, what it looks for, its filters, key, distinct field or allow-list differ)",
                 "node web2 has rule \"scan\", which this node has not: its events here are not counted",
             ]
         );
@@ -191,8 +217,8 @@ mod tests {
 
     #[test]
     fn old_entries_are_not_compared_and_the_oldest_go() {
-        let mine = vec![("dl".to_string(), spec(10))];
-        let other = |at| entry(&[("dl".to_string(), spec(20))], at, "b");
+        let mine = vec![rule("dl", 10)];
+        let other = |at| entry(&[rule("dl", 20)], at, "b");
         let now = 10 * FORGET_SECS;
         let all = HashMap::from([
             ("gone".to_string(), other(now - GONE_SECS - 1)),
@@ -206,9 +232,21 @@ mod tests {
         assert_eq!(differences(&mine, &read.others).len(), 1);
     }
 
+    /// An entry without a digest of what its rules count (an older node)
+    /// is compared by window alone.
+    #[test]
+    fn an_entry_without_what_its_rules_count_is_compared_by_window() {
+        let mine = vec![rule("dl", 10)];
+        let older = r#"{"at":1000,"host":"b","rules":{"dl":{"window":600,"threshold":10,"cooldown":600,"distinct":false}}}"#;
+        let read =
+            read(HashMap::from([("web2".to_string(), older.to_string())]), "web1", "a", 1000);
+        assert_eq!(read.others.len(), 1);
+        assert!(differences(&mine, &read.others).is_empty());
+    }
+
     #[test]
     fn another_machine_under_this_nodes_name_is_found() {
-        let mine = vec![("dl".to_string(), spec(10))];
+        let mine = vec![rule("dl", 10)];
         let at = |host, at| HashMap::from([("web1".to_string(), entry(&mine, at, host))]);
         assert_eq!(read(at("b", 1000), "web1", "a", 1000).twin.as_deref(), Some("b"));
         assert_eq!(read(at("a", 1000), "web1", "a", 1000).twin, None, "this machine before");

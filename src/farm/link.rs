@@ -6,9 +6,8 @@
 //! alone; the link says so once, and tries again after a backoff (1 s,
 //! doubling to 30 s).
 
-use super::{FarmSettings, Topology, agree};
+use super::{FarmRule, FarmSettings, Topology, agree};
 use crate::parse::client::Key;
-use crate::rules::WindowSpec;
 use redis::{Cmd, RedisResult, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -126,7 +125,7 @@ impl Conn {
 /// The farm's Redis, as one node sees it.
 pub struct Link {
     settings: FarmSettings,
-    rules: Vec<(String, WindowSpec)>,
+    rules: Vec<FarmRule>,
     /// The rules as the script's arguments.
     specs: (Vec<u8>, String),
     ipv6_prefix: u8,
@@ -149,9 +148,9 @@ pub struct Link {
 }
 
 impl Link {
-    /// A link for rules `(name, spec)` (in the engine's order); connects at
-    /// the first events.
-    pub fn new(settings: FarmSettings, rules: Vec<(String, WindowSpec)>, ipv6_prefix: u8) -> Link {
+    /// A link for `rules` (in the engine's order); connects at the first
+    /// events.
+    pub fn new(settings: FarmSettings, rules: Vec<FarmRule>, ipv6_prefix: u8) -> Link {
         let script = redis::Script::new(WINDOW_LUA);
         let specs = specs_args(&rules);
         Link {
@@ -260,13 +259,13 @@ impl Link {
                 };
                 cmd.arg(part.len());
                 for w in part {
-                    let (name, _) = &self.rules[usize::from(w.rule)];
+                    let name = &self.rules[usize::from(w.rule)].name;
                     let client = w.key.render(self.ipv6_prefix);
                     cmd.arg(format!("{}:{{{client}}}:{name}", self.settings.prefix));
                 }
                 cmd.arg(origin).arg(&self.specs.0).arg(&self.specs.1);
                 for w in part {
-                    cmd.arg(w.events(hits, self.rules[usize::from(w.rule)].1.distinct));
+                    cmd.arg(w.events(hits, self.rules[usize::from(w.rule)].spec.distinct));
                 }
                 cmd
             })
@@ -325,7 +324,7 @@ impl Link {
         self.differences = findings.len() as u64;
         for f in findings {
             if self.told.insert(f.clone()) {
-                tracing::warn!(finding = %f, "The farm's nodes disagree: every node needs the same rules (name, threshold, window, cooldown), or the farm decides by whichever node's event comes, and a node name of its own.");
+                tracing::warn!(finding = %f, "The farm's nodes disagree: every node needs the same rules (name, what they count, threshold, window, cooldown), or the farm decides by whichever node's event comes, and a node name of its own.");
             }
         }
     }
@@ -409,10 +408,10 @@ impl Window {
 /// the windows' times to live in ms, as
 /// text (Redis reads a number given to SET from text: passed as a Lua
 /// number it would be formatted first, for every window).
-fn specs_args(rules: &[(String, WindowSpec)]) -> (Vec<u8>, String) {
+fn specs_args(rules: &[FarmRule]) -> (Vec<u8>, String) {
     let mut specs = Vec::with_capacity(16 * rules.len());
     let mut ttls = Vec::with_capacity(rules.len());
-    for (_, spec) in rules {
+    for FarmRule { spec, .. } in rules {
         specs.extend_from_slice(&spec.window.to_le_bytes());
         specs.extend_from_slice(&spec.threshold.to_le_bytes());
         specs.extend_from_slice(&spec.cooldown.to_le_bytes());
@@ -462,7 +461,7 @@ fn decisions(windows: &[Window], replies: &[Value]) -> FarmDecisions {
 /// `check`).
 pub fn compare_rules(
     s: &FarmSettings,
-    rules: &[(String, WindowSpec)],
+    rules: &[FarmRule],
 ) -> RedisResult<(Vec<String>, Vec<String>)> {
     let all = first_as_map(&mut connect(s)?, &[hgetall(&agree::key(&s.prefix))])?;
     let read = agree::read(all, &s.node, &s.host, agree::now());

@@ -7,7 +7,21 @@
 pub mod agree;
 pub mod link;
 
+use crate::rules::WindowSpec;
 use std::time::Duration;
+
+/// A rule as the farm sees it: its name (which keys its windows), its
+/// window, and a digest of what it counts (`Rule::matching`), which the
+/// nodes compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FarmRule {
+    /// The rule's name.
+    pub name: String,
+    /// Threshold, window, cooldown, distinct or not.
+    pub spec: WindowSpec,
+    /// What it counts, digested (empty: not compared).
+    pub matches: String,
+}
 
 /// `[cluster]`: where the farm's Redis is and who this node is.
 #[derive(Debug, Clone, PartialEq)]

@@ -194,6 +194,11 @@ impl AddrSet {
         AddrSet::merged(v)
     }
 
+    /// The addresses in this set or in `other`.
+    pub fn union(&self, other: &AddrSet) -> AddrSet {
+        AddrSet::merged(self.ranges.iter().chain(&other.ranges).copied().collect())
+    }
+
     fn merged(mut v: Vec<(u128, u128)>) -> AddrSet {
         v.sort_unstable();
         let mut ranges: Vec<(u128, u128)> = Vec::with_capacity(v.len());
