@@ -199,14 +199,10 @@ impl Order<'_> {
                 false => Step::Wait,
             };
         };
-        let behind = |(j, l): (usize, &Lane)| {
-            j != i
-                && l.head.is_none()
-                && !l.ended
-                && !self.idle.get(j).is_some_and(|f| f.load(Ordering::SeqCst))
-                && l.reached.is_none_or(|r| r + SLACK < time)
-        };
-        match since.elapsed() >= self.max_hold || !lanes.iter().enumerate().any(behind) {
+        // The others' heads are no older than this one: only a source with
+        // nothing waiting here can be behind it.
+        let behind = self.others(i, lanes).is_some_and(|t| t.saturating_add(SLACK) < time);
+        match since.elapsed() >= self.max_hold || !behind {
             true => Step::Send(i),
             false => Step::Hold,
         }
@@ -214,14 +210,16 @@ impl Order<'_> {
 
     /// Where the others stand, for source `i`: the least, over the other
     /// sources still reading, of their next chunk's time or, without one,
-    /// the time of the last line they handed on (an idle or finished source
-    /// stands nowhere; nor does one that has handed on nothing yet).
+    /// the time of the last line they handed on (`i64::MIN`, behind
+    /// everything, for one that has handed on nothing yet); `None` when
+    /// every other source is idle or finished. The hold and the split both
+    /// go by it.
     fn others(&self, i: usize, lanes: &[Lane]) -> Option<i64> {
         let stands = |(j, l): (usize, &Lane)| match &l.head {
             _ if j == i || l.ended => None,
             Some((_, time, _)) => *time,
             None if self.idle.get(j).is_some_and(|f| f.load(Ordering::SeqCst)) => None,
-            None => l.reached,
+            None => Some(l.reached.unwrap_or(i64::MIN)),
         };
         lanes.iter().enumerate().filter_map(stands).min()
     }
@@ -236,7 +234,7 @@ impl Order<'_> {
         lanes: &[Lane],
         since: Instant,
     ) -> Option<(SourceEvent, Option<i64>, Instant)> {
-        let bound = self.others(i, lanes)? + SLACK;
+        let bound = self.others(i, lanes)?.saturating_add(SLACK);
         if self.time_of(i, chunk, true)? <= bound {
             return None;
         }
