@@ -139,12 +139,8 @@ pub struct Link {
     /// The rule differences logged so far (each once; at most every rule
     /// of every node).
     told: HashSet<String>,
-    /// Differences the last registration found.
-    differences: u64,
-    /// Pipelines sent and answered, the time they took (µs), and outages.
-    round_trips: u64,
-    round_trip_micros: u64,
-    outages: u64,
+    /// Round trips, their time, outages, differences found.
+    counts: LinkCounts,
 }
 
 impl Link {
@@ -163,10 +159,7 @@ impl Link {
             outage: None,
             agreed_at: None,
             told: HashSet::new(),
-            differences: 0,
-            round_trips: 0,
-            round_trip_micros: 0,
-            outages: 0,
+            counts: LinkCounts::default(),
         }
     }
 
@@ -177,12 +170,7 @@ impl Link {
 
     /// The link's counters so far.
     pub fn counts(&self) -> LinkCounts {
-        LinkCounts {
-            round_trips: self.round_trips,
-            round_trip_micros: self.round_trip_micros,
-            outages: self.outages,
-            rule_differences: self.differences,
-        }
+        self.counts
     }
 
     /// Applies this node's `hits` from the file `file` (in line order) to
@@ -278,8 +266,8 @@ impl Link {
         let Some(conn) = self.conn.as_mut() else { return Err(not_connected()) };
         let started = Instant::now();
         let mut replies = conn.run(cmds)?;
-        self.round_trips += 1;
-        self.round_trip_micros += started.elapsed().as_micros() as u64;
+        self.counts.round_trips += 1;
+        self.counts.round_trip_micros += started.elapsed().as_micros() as u64;
         let missing: Vec<usize> = (0..replies.len())
             .filter(|&i| replies[i].as_ref().is_err_and(|e| e.code() == Some("NOSCRIPT")))
             .collect();
@@ -287,7 +275,7 @@ impl Link {
             conn.load()?;
             let again: Vec<Cmd> = missing.iter().map(|&i| cmds[i].clone()).collect();
             let replies_again = conn.run(&again)?;
-            self.round_trips += 1;
+            self.counts.round_trips += 1;
             for (i, r) in missing.into_iter().zip(replies_again) {
                 replies[i] = r;
             }
@@ -321,7 +309,7 @@ impl Link {
             conn.run(&[del]).ok();
         }
         let findings = agree::findings(&read, &self.settings.node, &self.rules);
-        self.differences = findings.len() as u64;
+        self.counts.rule_differences = findings.len() as u64;
         for f in findings {
             if self.told.insert(f.clone()) {
                 tracing::warn!(finding = %f, "The farm's nodes disagree: every node needs the same rules (name, what they count, threshold, window, cooldown), or the farm decides by whichever node's event comes, and a node name of its own.");
@@ -351,7 +339,7 @@ impl Link {
         let url = super::redacted(&self.settings.redis[0]);
         self.outage = Some(match self.outage {
             None => {
-                self.outages += 1;
+                self.counts.outages += 1;
                 tracing::warn!(redis = %url, error = %e, "Redis does not answer: this node decides alone (alerts marked \"scope\": \"local\") and tries again.");
                 (now, now + FIRST_BACKOFF, FIRST_BACKOFF)
             }
