@@ -146,15 +146,9 @@ impl Chunk {
     pub fn line_time(&self, parser: &Parser, from_end: bool) -> Option<i64> {
         // Lines without a year (syslog's) take it from when they were read.
         parser.set_now(self.read_at);
-        let time = |l: &[u8]| {
-            let rec = parser.parse(l.strip_suffix(b"\r").unwrap_or(l));
-            rec.ok().map(|r| r.time.epoch)
-        };
         let first = |lines: &mut dyn Iterator<Item = &[u8]>| {
-            lines
-                .filter(|l| !l.is_empty() && l.len() <= parser.max_line())
-                .take(TIME_LINES)
-                .find_map(time)
+            let fits = |l: &&[u8]| !l.is_empty() && l.len() <= parser.max_line();
+            lines.filter(fits).take(TIME_LINES).find_map(|l| line_time(parser, l))
         };
         let bytes = self.bytes();
         match from_end {
@@ -177,10 +171,7 @@ impl Chunk {
         let mut start = 0;
         while start < bytes.len() {
             let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
-            let line = &bytes[start..end];
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let after = |r: crate::parse::Record<'_>| r.time.epoch > bound;
-            if line.len() <= parser.max_line() && parser.parse(line).is_ok_and(after) {
+            if line_time(parser, &bytes[start..end]).is_some_and(|t| t > bound) {
                 return (start > 0).then(|| self.split_off(start));
             }
             start = end + 1;
@@ -218,6 +209,16 @@ impl Chunk {
 
 /// Lines [`Chunk::line_time`] tries.
 const TIME_LINES: usize = 16;
+
+/// The time (Unix seconds) of a line without its `\n`, if `parser` reads
+/// it (the parser's clock set for lines without a year).
+fn line_time(parser: &Parser, line: &[u8]) -> Option<i64> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.len() > parser.max_line() {
+        return None;
+    }
+    parser.parse(line).ok().map(|r| r.time.epoch)
+}
 
 /// What a source hands the pipeline, in order.
 pub enum SourceEvent {
@@ -857,12 +858,11 @@ mod tests {
                 (rest.offset, rest.skipped_long, chunk.skipped_long),
                 (1000 + cut as u64, 0, 2)
             );
-            let mut chunk =
-                Chunk::new(Arc::clone(&tag), 0, Data::Owned(text.clone().into_bytes()), 0);
-            assert!(chunk.split_after(&parser, t0 - 1).is_none(), "the first line is after");
-            assert!(chunk.split_after(&parser, t0 + 40).is_none(), "no line is after");
-            assert_eq!(chunk.bytes(), text.as_bytes());
         }
+        let mut chunk = Chunk::new(Arc::clone(&tag), 0, Data::Owned(text.clone().into_bytes()), 0);
+        assert!(chunk.split_after(&parser, t0 - 1).is_none(), "the first line is after");
+        assert!(chunk.split_after(&parser, t0 + 40).is_none(), "no line is after");
+        assert_eq!(chunk.bytes(), text.as_bytes());
     }
 
     /// Reassembles lines from chunks; long lines show as "<long>".
