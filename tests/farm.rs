@@ -786,3 +786,53 @@ fn two_machines_under_one_node_name_are_told() {
     farm.hits(0, "203.0.113.1", 1);
     wait_until("web1 tells", || farm.log(0).contains(told));
 }
+
+/// A node whose clock is 5 s ahead (libfaketime): it and the node it
+/// registers after say so, `check` on the other node fails naming it, and
+/// its metrics show its clock against the Redis server's.
+#[test]
+#[ignore = "needs redis-server and libfaketime; run by scripts/test"]
+fn nodes_whose_clocks_differ_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), &[]);
+    let port = free_port();
+    let served = format!("{RULE}[http]\nlisten = \"127.0.0.1:{port}\"\n");
+    let mut farm = Farm::start_rules(&redis.url(), &[RULE, served.leak()]);
+    let faked = [("LD_PRELOAD", faketime_library()), ("FAKETIME", "+5s")];
+    farm.nodes[1].take().unwrap().kill9();
+    farm.nodes[1] = Some(farm.spawn_with(1, &faked));
+    farm.hits(0, "203.0.113.1", 1);
+    let cfg = farm.node_dir(0).join("logwarden.toml");
+    let check = || run(&["-c", cfg.to_str().unwrap(), "check"], b"");
+    wait_until("web1's rules registered", || farm.log(0).contains("Deciding with the farm."));
+    farm.hits(1, "203.0.113.2", 1);
+    let told = "node web1's clock is 5.0 s behind this node's";
+    wait_until("web2 tells", || farm.log(1).contains(told));
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cluster: node web2's clock is 5.0 s ahead of this node's"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (_, metrics) = http_get(port, "/metrics", None).unwrap();
+    let offset = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("logwarden_farm_clock_offset_seconds "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(offset.is_some_and(|s| (4.5..5.5).contains(&s)), "{metrics}");
+    assert!(metrics.contains("logwarden_farm_rule_differences 1\n"), "{metrics}");
+    // web1 registered first, before web2 had a clock to compare.
+    assert!(!farm.log(0).contains("clock is"), "{}", farm.log(0));
+}
+
+/// libfaketime's library, which shifts the clock of a process it is
+/// preloaded in by `FAKETIME` (Debian's `faketime` package).
+fn faketime_library() -> &'static str {
+    let found = std::fs::read_dir("/usr/lib").into_iter().flatten().flatten().find_map(|d| {
+        let lib = d.path().join("faketime/libfaketime.so.1");
+        lib.exists().then_some(lib)
+    });
+    let lib = found.expect("libfaketime is missing: apt-get install faketime (scripts/test does)");
+    lib.to_string_lossy().into_owned().leak()
+}

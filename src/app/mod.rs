@@ -86,32 +86,38 @@ fn check_farm(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
     }
 }
 
-/// Compares this configuration's rules with those the farm's other nodes
-/// registered lately; false if one differs, or if another machine
-/// registered under this node's name.
+/// Compares this configuration's rules, and this machine's clock, with
+/// those the farm's other nodes registered lately; false if one differs,
+/// or if another machine registered under this node's name.
 fn check_farm_rules(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
-    match crate::farm::link::compare_rules(s, &cfg.farm_rules()) {
-        Ok((nodes, differences)) if differences.is_empty() => {
-            match nodes.is_empty() {
-                true => eprintln!(
-                    "cluster: no other node has registered its rules in the last two hours"
-                ),
-                false => eprintln!("cluster: the rules are those of node(s) {}", nodes.join(", ")),
-            }
-            true
-        }
-        Ok((_, differences)) => {
-            for d in differences {
-                eprintln!("cluster: {d}");
-            }
-            eprintln!("cluster: every node needs the same rules, and a name of its own");
-            false
-        }
+    let c = match crate::farm::link::compare_rules(s, &cfg.farm_rules()) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("cluster: could not read the other nodes' rules: {e}");
-            false
+            return false;
         }
+    };
+    eprintln!(
+        "cluster: this machine's clock is {:+.3} s off the Redis server's",
+        c.clock_ms as f64 / 1000.0
+    );
+    for f in &c.findings {
+        eprintln!("cluster: {f}");
     }
+    match (c.findings.is_empty(), c.nodes.is_empty()) {
+        (false, _) => eprintln!(
+            "cluster: every node needs the same rules, a name of its own and a clock that agrees with the others'"
+        ),
+        (true, true) => {
+            eprintln!("cluster: no other node has registered its rules in the last two hours")
+        }
+        (true, false) => eprintln!(
+            "cluster: the rules are those of node(s) {}, and no clock is more than {} ms from this one's",
+            c.nodes.join(", "),
+            crate::farm::agree::CLOCK_TOLERANCE_MS
+        ),
+    }
+    c.findings.is_empty()
 }
 
 /// Says whether each file `run` would follow now can be read; false if one cannot.

@@ -5,10 +5,13 @@
 //! per another key, on one node would mix its events into the others'
 //! windows. So each node registers its rules
 //! in one Redis hash (`prefix:rules`, a field per node) when it connects and
-//! every hour after, reads the others' back, and says once what differs.
+//! every hour after, reads the others' back, and says what differs, once while it lasts.
 //! The entry also names the machine, so two machines that took the same
 //! node name are told: the farm records what each node applied under its
-//! name and file, so theirs could be taken for each other's.
+//! name and file, so theirs could be taken for each other's. And it carries
+//! the node's clock against the Redis server's: the farm's windows go by the
+//! logs' times, which each server writes by its own clock, so nodes whose
+//! clocks differ are told too.
 
 use super::FarmRule;
 use serde::{Deserialize, Serialize};
@@ -21,15 +24,22 @@ pub const EVERY_SECS: u64 = 3600;
 const GONE_SECS: u64 = 2 * EVERY_SECS;
 /// An entry older than this is removed, and the hash expires after it.
 pub const FORGET_SECS: u64 = 7 * 24 * 3600;
+/// Two nodes' clocks further apart than this are told: a second moves an
+/// event to the next second of the window, more starts to move the window.
+pub const CLOCK_TOLERANCE_MS: i64 = 1000;
 
-/// What a node registered: when (Unix seconds), from which machine, and
-/// its rules.
+/// What a node registered: when (Unix seconds), from which machine, its
+/// clock, and its rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Registered {
     /// When it registered.
     pub at: u64,
     /// The machine's host name.
     pub host: String,
+    /// Its clock minus the Redis server's, in ms, when it registered
+    /// (absent from an older node's entry: then not compared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_ms: Option<i64>,
     /// Its rules' windows, by name.
     pub rules: BTreeMap<String, Spec>,
 }
@@ -89,11 +99,12 @@ pub fn key(prefix: &str) -> String {
     format!("{prefix}:rules")
 }
 
-/// This node's entry at `now`, from machine `host`.
-pub fn entry(rules: &[FarmRule], now: u64, host: &str) -> String {
+/// This node's entry at `now`, from machine `host`, its clock `clock_ms`
+/// off the Redis server's.
+pub fn entry(rules: &[FarmRule], now: u64, host: &str, clock_ms: Option<i64>) -> String {
     let rules = rules.iter().map(|r| (r.name.clone(), Spec::from(r))).collect();
-    serde_json::to_string(&Registered { at: now, host: host.to_string(), rules })
-        .unwrap_or_default()
+    let host = host.to_string();
+    serde_json::to_string(&Registered { at: now, host, clock_ms, rules }).unwrap_or_default()
 }
 
 /// The rules' hash as read by node `me` on machine `host`.
@@ -135,11 +146,66 @@ pub fn now() -> u64 {
     jiff::Timestamp::now().as_second().max(0) as u64
 }
 
-/// What node `me` with `rules` has to tell of the hash it read: another
-/// machine under its name, then each rule that differs.
-pub fn findings(read: &Read, me: &str, rules: &[FarmRule]) -> Vec<String> {
-    let twin = read.twin.as_deref().map(|twin| twin_message(me, twin));
-    twin.into_iter().chain(differences(rules, &read.others)).collect()
+/// This machine's clock minus a Redis server's, in ms: `time` is the
+/// server's reply to TIME (seconds, µs), read between `sent` and
+/// `answered` on this machine's clock (ms); taken at their midpoint, so
+/// right within half the round trip.
+pub fn clock_offset(sent: i64, answered: i64, (secs, micros): (i64, i64)) -> i64 {
+    let server = secs.saturating_mul(1000).saturating_add(micros / 1000);
+    sent.midpoint(answered).saturating_sub(server)
+}
+
+/// One thing a node has to tell of the farm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// What it is about (the same while it lasts, if the figures change).
+    pub about: String,
+    /// What to say.
+    pub text: String,
+}
+
+impl Finding {
+    /// A finding about what its text says.
+    fn of(text: String) -> Finding {
+        Finding { about: text.clone(), text }
+    }
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// What node `me` with `rules`, its clock `clock_ms` off Redis's, has to
+/// tell of the hash it read: another machine under its name, each clock
+/// too far from its own, then each rule that differs.
+pub fn findings(read: &Read, me: &str, rules: &[FarmRule], clock_ms: Option<i64>) -> Vec<Finding> {
+    let twin = read.twin.as_deref().map(|twin| Finding::of(twin_message(me, twin)));
+    let clocks = clock_ms.map(|mine| clocks(mine, &read.others)).unwrap_or_default();
+    let rules = differences(rules, &read.others).into_iter().map(Finding::of);
+    twin.into_iter().chain(clocks).chain(rules).collect()
+}
+
+/// The other nodes whose clocks are more than [`CLOCK_TOLERANCE_MS`] from
+/// this node's (`mine`, each against Redis's).
+fn clocks(mine: i64, others: &BTreeMap<String, Registered>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (node, theirs) in others {
+        let Some(d) = theirs.clock_ms.map(|c| c.saturating_sub(mine)) else { continue };
+        if d.abs() <= CLOCK_TOLERANCE_MS {
+            continue;
+        }
+        let side = if d > 0 { "ahead of" } else { "behind" };
+        out.push(Finding {
+            about: format!("clock {node}"),
+            text: format!(
+                "node {node}'s clock is {:.1} s {side} this node's (each measured against the Redis server's): the farm's windows go by the logs' times, which each server writes by its own clock, so one node's events fall in the wrong seconds of the others' windows, or are late; synchronize the clocks (NTP)",
+                d.unsigned_abs() as f64 / 1000.0
+            ),
+        });
+    }
+    out
 }
 
 /// What to say of another machine registered under this node's name.
@@ -194,8 +260,8 @@ mod tests {
         let mut env = rule("env", 3);
         env.matches = "other".to_string();
         let theirs = vec![rule("dl", 20), rule("scan", 3), env];
-        let same = |host| entry(&mine, 1000, host);
-        let other = entry(&theirs, 1000, "b");
+        let same = |host| entry(&mine, 1000, host, None);
+        let other = entry(&theirs, 1000, "b", None);
         let all = HashMap::from([
             ("web1".to_string(), same("a")),
             ("web2".to_string(), other),
@@ -218,7 +284,7 @@ mod tests {
     #[test]
     fn old_entries_are_not_compared_and_the_oldest_go() {
         let mine = vec![rule("dl", 10)];
-        let other = |at| entry(&[rule("dl", 20)], at, "b");
+        let other = |at| entry(&[rule("dl", 20)], at, "b", None);
         let now = 10 * FORGET_SECS;
         let all = HashMap::from([
             ("gone".to_string(), other(now - GONE_SECS - 1)),
@@ -247,10 +313,40 @@ mod tests {
     #[test]
     fn another_machine_under_this_nodes_name_is_found() {
         let mine = vec![rule("dl", 10)];
-        let at = |host, at| HashMap::from([("web1".to_string(), entry(&mine, at, host))]);
+        let at = |host, at| HashMap::from([("web1".to_string(), entry(&mine, at, host, None))]);
         assert_eq!(read(at("b", 1000), "web1", "a", 1000).twin.as_deref(), Some("b"));
         assert_eq!(read(at("a", 1000), "web1", "a", 1000).twin, None, "this machine before");
         let later = 1000 + GONE_SECS + 1;
         assert_eq!(read(at("b", 1000), "web1", "a", later).twin, None, "gone since");
+    }
+
+    /// Clocks more than a second apart are told, by node, with the
+    /// difference; an entry without a clock (an older node) is not compared.
+    #[test]
+    fn clocks_more_than_a_second_apart_are_told() {
+        let mine = vec![rule("dl", 10)];
+        let at = |clock| entry(&mine, 1000, "h", clock);
+        let all = HashMap::from([
+            ("ahead".to_string(), at(Some(2_750))),
+            ("behind".to_string(), at(Some(-1_001))),
+            ("near".to_string(), at(Some(1_000))),
+            ("older".to_string(), at(None)),
+        ]);
+        let read = read(all, "web1", "a", 1000);
+        let told = findings(&read, "web1", &mine, Some(0));
+        let abouts: Vec<&str> = told.iter().map(|f| f.about.as_str()).collect();
+        assert_eq!(abouts, ["clock ahead", "clock behind"]);
+        assert!(told[0].text.starts_with("node ahead's clock is 2.8 s ahead of this node's"));
+        assert!(told[1].text.starts_with("node behind's clock is 1.0 s behind this node's"));
+        assert!(findings(&read, "web1", &mine, None).is_empty(), "no clock of its own");
+        let mine_late = findings(&read, "web1", &mine, Some(2_000));
+        let abouts: Vec<&str> = mine_late.iter().map(|f| f.about.as_str()).collect();
+        assert_eq!(abouts, ["clock behind"], "the difference is between the nodes");
+    }
+
+    #[test]
+    fn a_clock_offset_is_taken_at_the_round_trips_midpoint() {
+        assert_eq!(clock_offset(10_000, 10_010, (9, 500_000)), 10_005 - 9_500);
+        assert_eq!(clock_offset(10_000, 10_000, (12, 999)), -2_000);
     }
 }

@@ -74,8 +74,12 @@ pub struct LinkCounts {
     /// Outages begun.
     pub outages: u64,
     /// What the last registration of the rules found different from the
-    /// other nodes' (another machine under this node's name included).
+    /// other nodes' (another machine under this node's name, and clocks
+    /// too far apart, included).
     pub rule_differences: u64,
+    /// This node's clock minus the Redis server's, in ms, at the last
+    /// registration.
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// Redis did not answer in time, or is waited for after an outage.
@@ -111,6 +115,16 @@ impl Conn {
         }
     }
 
+    /// The server's clock (TIME: seconds, µs); of any master in a cluster
+    /// (a cluster pipeline takes no command without a key).
+    fn time(&mut self) -> RedisResult<(i64, i64)> {
+        let time = redis::cmd("TIME");
+        match self {
+            Conn::Single(c) => time.query(c),
+            Conn::Cluster(c) => time.query(c.as_mut()),
+        }
+    }
+
     /// Loads the script (on every master of a cluster).
     fn load(&mut self) -> RedisResult<()> {
         let mut load = redis::cmd("SCRIPT");
@@ -136,8 +150,8 @@ pub struct Link {
     /// When this connection last registered the rules (none yet: at the
     /// next answered round trip).
     agreed_at: Option<Instant>,
-    /// The rule differences logged so far (each once; at most every rule
-    /// of every node).
+    /// What the last registration found ([`agree::Finding::about`]): each
+    /// finding is logged once while it lasts.
     told: HashSet<String>,
     /// Round trips, their time, outages, differences found.
     counts: LinkCounts,
@@ -289,9 +303,9 @@ impl Link {
     /// in an hour.
     fn agree(&mut self) {
         self.agreed_at = Some(Instant::now());
-        let now = agree::now();
-        let all = match self.register(now) {
-            Ok(all) => all,
+        let registered = self.clock().and_then(|c| Ok((c, self.register(agree::now(), c)?)));
+        let (clock, all) = match registered {
+            Ok(r) => r,
             Err(e) => {
                 tracing::debug!(error = %e, "Could not register the rules with the farm.");
                 // Where the replies stand is unknown: the next round trip
@@ -302,24 +316,33 @@ impl Link {
                 return;
             }
         };
-        let read = agree::read(all, &self.settings.node, &self.settings.host, now);
+        let read = agree::read(all, &self.settings.node, &self.settings.host, agree::now());
         if let (false, Some(conn)) = (read.old.is_empty(), self.conn.as_mut()) {
             let mut del = redis::cmd("HDEL");
             del.arg(agree::key(&self.settings.prefix)).arg(&read.old);
             conn.run(&[del]).ok();
         }
-        let findings = agree::findings(&read, &self.settings.node, &self.rules);
+        self.counts.clock_offset_ms = Some(clock);
+        let findings = agree::findings(&read, &self.settings.node, &self.rules, Some(clock));
         self.counts.rule_differences = findings.len() as u64;
+        let told = std::mem::take(&mut self.told);
         for f in findings {
-            if self.told.insert(f.clone()) {
-                tracing::warn!(finding = %f, "The farm's nodes disagree: every node needs the same rules (name, what they count, threshold, window, cooldown), or the farm decides by whichever node's event comes, and a node name of its own.");
+            if !told.contains(&f.about) {
+                tracing::warn!(finding = %f, "The farm's nodes disagree: every node needs the same rules (name, what they count, threshold, window, cooldown), a node name of its own and a clock that agrees with the others', or the farm decides by whichever node's event comes.");
             }
+            self.told.insert(f.about);
         }
+    }
+
+    /// This node's clock minus the Redis server's, in ms (Redis's TIME).
+    fn clock(&mut self) -> RedisResult<i64> {
+        let Some(conn) = self.conn.as_mut() else { return Err(not_connected()) };
+        clock_offset(conn)
     }
 
     /// Reads every node's entry in the rules' hash, then writes this
     /// node's (the last writer would otherwise never see its twin).
-    fn register(&mut self, now: u64) -> RedisResult<HashMap<String, String>> {
+    fn register(&mut self, now: u64, clock: i64) -> RedisResult<HashMap<String, String>> {
         let Some(conn) = self.conn.as_mut() else { return Err(not_connected()) };
         let key = agree::key(&self.settings.prefix);
         let mut set = redis::cmd("HSET");
@@ -327,6 +350,7 @@ impl Link {
             &self.rules,
             now,
             &self.settings.host,
+            Some(clock),
         ));
         let mut expire = redis::cmd("PEXPIRE");
         expire.arg(&key).arg(agree::FORGET_SECS * 1000);
@@ -444,17 +468,34 @@ fn decisions(windows: &[Window], replies: &[Value]) -> FarmDecisions {
     d
 }
 
-/// The other nodes that registered their rules lately (see [`agree`]), and
-/// what to tell of them ([`agree::findings`]); registers nothing (for
-/// `check`).
-pub fn compare_rules(
-    s: &FarmSettings,
-    rules: &[FarmRule],
-) -> RedisResult<(Vec<String>, Vec<String>)> {
-    let all = first_as_map(&mut connect(s)?, &[hgetall(&agree::key(&s.prefix))])?;
+/// How this node compares with the farm's others (for `check`).
+#[derive(Debug)]
+pub struct Compared {
+    /// The other nodes that registered their rules lately.
+    pub nodes: Vec<String>,
+    /// What to tell of them ([`agree::findings`]).
+    pub findings: Vec<agree::Finding>,
+    /// This node's clock minus the Redis server's, in ms.
+    pub clock_ms: i64,
+}
+
+/// Compares this node with the others that registered their rules lately
+/// (see [`agree`]); registers nothing (for `check`).
+pub fn compare_rules(s: &FarmSettings, rules: &[FarmRule]) -> RedisResult<Compared> {
+    let mut conn = connect(s)?;
+    let clock_ms = clock_offset(&mut conn)?;
+    let all = first_as_map(&mut conn, &[hgetall(&agree::key(&s.prefix))])?;
     let read = agree::read(all, &s.node, &s.host, agree::now());
-    let findings = agree::findings(&read, &s.node, rules);
-    Ok((read.others.into_keys().collect(), findings))
+    let findings = agree::findings(&read, &s.node, rules, Some(clock_ms));
+    Ok(Compared { nodes: read.others.into_keys().collect(), findings, clock_ms })
+}
+
+/// This machine's clock minus the server's at `conn`, in ms.
+fn clock_offset(conn: &mut Conn) -> RedisResult<i64> {
+    let now_ms = || jiff::Timestamp::now().as_millisecond();
+    let sent = now_ms();
+    let time = conn.time()?;
+    Ok(agree::clock_offset(sent, now_ms(), time))
 }
 
 fn hgetall(key: &str) -> Cmd {

@@ -150,7 +150,16 @@ fn farm(reg: &mut Registry, s: &Snapshot) {
     differences.set(i64::try_from(f.link.rule_differences).unwrap_or(i64::MAX));
     reg.register(
         "farm_rule_differences",
-        "How this node's rules differ from the other nodes' (or another machine has its name), at the last check",
+        "How this node's rules differ from the other nodes' (or another machine has its name, or a clock too far from this one's), at the last check",
         differences,
     );
+    if let Some(ms) = f.link.clock_offset_ms {
+        let offset = GaugeF::default();
+        offset.set(ms as f64 / 1000.0);
+        reg.register(
+            "farm_clock_offset_seconds",
+            "This machine's clock minus the Redis server's, at the last registration",
+            offset,
+        );
+    }
 }
