@@ -836,3 +836,37 @@ fn faketime_library() -> &'static str {
     let lib = found.expect("libfaketime is missing: apt-get install faketime (scripts/test does)");
     lib.to_string_lossy().into_owned().leak()
 }
+
+/// A full Redis (its maxmemory reached, `noeviction`) refuses the script:
+/// the node decides alone, as in an outage, until Redis has room again. A
+/// Redis that may evict keys when full is told, by `check` (which passes)
+/// and by a node when it connects.
+#[test]
+#[ignore = "needs redis-server; run by scripts/test"]
+fn a_full_redis_is_an_outage_and_one_that_evicts_is_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), &["--maxmemory", "1", "--maxmemory-policy", "noeviction"]);
+    let mut farm = Farm::start(&redis.url(), 1);
+    alone_until_it_answers(&mut farm, || config_set(&redis.url(), "maxmemory", "0"));
+    assert!(farm.log(0).contains("OOM"), "{}", farm.log(0));
+    assert!(!farm.log(0).contains("may evict"), "{}", farm.log(0));
+
+    config_set(&redis.url(), "maxmemory", "100mb");
+    config_set(&redis.url(), "maxmemory-policy", "allkeys-lru");
+    let cfg = farm.node_dir(0).join("logwarden.toml");
+    let out = run(&["-c", cfg.to_str().unwrap(), "check"], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let told = "may evict keys when full (maxmemory 100.00M, maxmemory-policy allkeys-lru)";
+    assert!(stderr.contains(&format!("cluster: warning: {} {told}", redis.url())), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    farm.nodes[0].take().unwrap().kill9();
+    farm.nodes[0] = Some(farm.spawn(0));
+    farm.hits(0, "203.0.113.20", 1);
+    wait_until("the node tells", || farm.log(0).contains(told));
+}
+
+/// Sets a Redis server's configuration `key` to `value`.
+fn config_set(url: &str, key: &str, value: &str) {
+    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg(key).arg(value).query(&mut con).unwrap();
+}

@@ -76,6 +76,9 @@ fn check_farm(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
     match probe(s) {
         Ok(p) => {
             eprintln!("cluster: {p}");
+            if let Some(warning) = p.eviction_warning() {
+                eprintln!("cluster: warning: {warning}");
+            }
             let served = !matches!(p.topology, Topology::Cluster { ok: false, .. });
             served && check_farm_rules(s, cfg)
         }

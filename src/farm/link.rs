@@ -153,6 +153,8 @@ pub struct Link {
     /// What the last registration found ([`agree::Finding::about`]): each
     /// finding is logged once while it lasts.
     told: HashSet<String>,
+    /// Whether the server's eviction policy was told (once a run).
+    eviction_told: bool,
     /// Round trips, their time, outages, differences found.
     counts: LinkCounts,
 }
@@ -173,6 +175,7 @@ impl Link {
             outage: None,
             agreed_at: None,
             told: HashSet::new(),
+            eviction_told: false,
             counts: LinkCounts::default(),
         }
     }
@@ -206,7 +209,10 @@ impl Link {
         loop {
             if self.conn.is_none() {
                 match connect(&self.settings) {
-                    Ok(c) => (self.conn, fresh, self.agreed_at) = (Some(c), true, None),
+                    Ok((c, probe)) => {
+                        self.tell_eviction(&probe);
+                        (self.conn, fresh, self.agreed_at) = (Some(c), true, None);
+                    }
                     Err(e) => return Err(self.failed(&e)),
                 }
             }
@@ -223,6 +229,14 @@ impl Link {
                 Err(_) if !fresh => self.conn = None,
                 Err(e) => return Err(self.failed(&e)),
             }
+        }
+    }
+
+    /// Logs, once, that the server may evict the farm's windows.
+    fn tell_eviction(&mut self, probe: &super::Probe) {
+        if let (false, Some(warning)) = (self.eviction_told, probe.eviction_warning()) {
+            self.eviction_told = true;
+            tracing::warn!("{warning}.");
         }
     }
 
@@ -364,7 +378,7 @@ impl Link {
         self.outage = Some(match self.outage {
             None => {
                 self.counts.outages += 1;
-                tracing::warn!(redis = %url, error = %e, "Redis does not answer: this node decides alone (alerts marked \"scope\": \"local\") and tries again.");
+                tracing::warn!(redis = %url, error = %e, "Redis does not answer (or answers with an error): this node decides alone (alerts marked \"scope\": \"local\") and tries again.");
                 (now, now + FIRST_BACKOFF, FIRST_BACKOFF)
             }
             Some((since, _, backoff)) => {
@@ -482,7 +496,7 @@ pub struct Compared {
 /// Compares this node with the others that registered their rules lately
 /// (see [`agree`]); registers nothing (for `check`).
 pub fn compare_rules(s: &FarmSettings, rules: &[FarmRule]) -> RedisResult<Compared> {
-    let mut conn = connect(s)?;
+    let (mut conn, _) = connect(s)?;
     let clock_ms = clock_offset(&mut conn)?;
     let all = first_as_map(&mut conn, &[hgetall(&agree::key(&s.prefix))])?;
     let read = agree::read(all, &s.node, &s.host, agree::now());
@@ -517,22 +531,23 @@ fn not_connected() -> redis::RedisError {
 /// A connection of the kind that answers: to the single server that
 /// answered the probe (that connection, its timeouts set), or a cluster
 /// client over the seed nodes (one retry).
-fn connect(s: &FarmSettings) -> RedisResult<Conn> {
+fn connect(s: &FarmSettings) -> RedisResult<(Conn, super::Probe)> {
     let (probe, con) = super::reach(s).map_err(|e| {
         redis::RedisError::from(std::io::Error::new(
             std::io::ErrorKind::NotConnected,
             e.to_string(),
         ))
     })?;
-    match probe.topology {
-        Topology::Single => Ok(Conn::Single(con)),
+    let conn = match probe.topology {
+        Topology::Single => Conn::Single(con),
         Topology::Cluster { .. } => {
             let client = redis::cluster::ClusterClient::builder(s.redis.clone())
                 .connection_timeout(s.timeout)
                 .response_timeout(s.timeout)
                 .retries(1)
                 .build()?;
-            Ok(Conn::Cluster(Box::new(client.get_connection()?)))
+            Conn::Cluster(Box::new(client.get_connection()?))
         }
-    }
+    };
+    Ok((conn, probe))
 }

@@ -62,6 +62,10 @@ pub struct Probe {
     pub topology: Topology,
     /// The server's `redis_version`.
     pub version: String,
+    /// How it evicts keys when full, if it may evict the farm's windows: its
+    /// `maxmemory` (bytes, human) and `maxmemory-policy` (none when it has
+    /// no limit or the policy is `noeviction`).
+    pub eviction: Option<(String, String)>,
 }
 
 /// Why the farm's Redis could not be used.
@@ -121,7 +125,29 @@ fn probe_one(url: &str, timeout: Duration) -> redis::RedisResult<(Probe, redis::
     } else {
         Topology::Single
     };
-    Ok((Probe { url: redacted(url), topology, version }, con))
+    let eviction = eviction(&info);
+    Ok((Probe { url: redacted(url), topology, version, eviction }, con))
+}
+
+/// The `maxmemory` and `maxmemory_policy` of an `INFO` reply, if the server
+/// may evict keys with an expiry (every window has one) when full.
+fn eviction(info: &str) -> Option<(String, String)> {
+    let limit = info_field(info, "maxmemory").filter(|m| *m != "0")?;
+    let human = info_field(info, "maxmemory_human").unwrap_or(limit);
+    let policy = info_field(info, "maxmemory_policy").filter(|p| *p != "noeviction")?;
+    Some((human.to_string(), policy.to_string()))
+}
+
+impl Probe {
+    /// What to say of a server that may evict keys when full (see
+    /// [`Probe::eviction`]).
+    pub fn eviction_warning(&self) -> Option<String> {
+        let (limit, policy) = self.eviction.as_ref()?;
+        Some(format!(
+            "{} may evict keys when full (maxmemory {limit}, maxmemory-policy {policy}): a farm window evicted loses its count, and with it what each node applied, so a node restarted after a crash could count its lines again; set maxmemory-policy noeviction (a full Redis is then an outage: the nodes decide alone)",
+            self.url
+        ))
+    }
 }
 
 /// A `field:value` line of an `INFO` reply.
@@ -197,5 +223,19 @@ mod tests {
         assert_eq!(info_field(info, "redis_version"), Some("7.0.15"));
         assert_eq!(info_field(info, "cluster_enabled"), Some("0"));
         assert_eq!(info_field(info, "redis"), None);
+    }
+
+    /// A server evicts keys only with a memory limit and a policy other
+    /// than noeviction.
+    #[test]
+    fn a_server_that_may_evict_is_known() {
+        let info = |max: &str, policy: &str| {
+            format!("maxmemory:{max}\r\nmaxmemory_human:100.00M\r\nmaxmemory_policy:{policy}\r\n")
+        };
+        let some = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+        assert_eq!(eviction(&info("104857600", "allkeys-lru")), some("100.00M", "allkeys-lru"));
+        assert_eq!(eviction(&info("104857600", "volatile-ttl")), some("100.00M", "volatile-ttl"));
+        assert_eq!(eviction(&info("104857600", "noeviction")), None);
+        assert_eq!(eviction(&info("0", "allkeys-lru")), None, "no limit");
     }
 }
