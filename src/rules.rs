@@ -442,9 +442,7 @@ impl Rule {
             self.distinct.map(field),
             self.allow.union(also_allowed),
         );
-        let mut h = ring::digest::Context::new(&ring::digest::SHA256);
-        h.update(text.as_bytes());
-        format!("{:032x}", first_128(h))
+        digest(&text)
     }
 
     /// The part of the literal a candidate line must hold raw: all of it,
@@ -457,6 +455,14 @@ impl Rule {
         }
         c.split('/').max_by_key(|p| p.len()).filter(|p| !p.is_empty())
     }
+}
+
+/// A text's digest as the farm's nodes compare it: the first 128 bits of
+/// its SHA-256, in hex.
+pub fn digest(text: &str) -> String {
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+    h.update(text.as_bytes());
+    format!("{:032x}", first_128(h))
 }
 
 /// The first 128 bits of a SHA-256.

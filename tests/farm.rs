@@ -153,7 +153,12 @@ fn decide_as_one_node(redis: Vec<String>) {
     let rules: Vec<FarmRule> = specs
         .iter()
         .enumerate()
-        .map(|(i, s)| FarmRule { name: format!("r{i}"), spec: *s, matches: String::new() })
+        .map(|(i, s)| FarmRule {
+            name: format!("r{i}"),
+            spec: *s,
+            matches: String::new(),
+            clients: String::new(),
+        })
         .collect();
     let mut links: Vec<Link> =
         (0..4).map(|n| Link::new(settings(&format!("web{n}")), rules.clone(), 64)).collect();
@@ -715,7 +720,8 @@ fn a_farm_through_redis_over_tls() {
 /// daemons log it once they have registered after a node that differs, and
 /// count it in their metrics; nodes with the same rules say nothing of each
 /// other. A rule with the same window that counts other lines (a status
-/// filter added) is told too.
+/// filter added) is told too, and one whose source finds the client in a
+/// header.
 #[test]
 #[ignore = "needs redis-server; run by scripts/test"]
 fn nodes_whose_rules_differ_say_so() {
@@ -726,7 +732,10 @@ fn nodes_whose_rules_differ_say_so() {
         "[[rule]]\ncontains = \"today_download\"\nthreshold = 20\nwindow = \"10m\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n"
     );
     let narrower = "[[rule]]\ncontains = \"today_download\"\nstatus = [200]\nthreshold = 10\nwindow = \"10m\"\n";
-    let mut farm = Farm::start_rules(&redis.url(), &[RULE, other.leak(), RULE, narrower]);
+    // A node's rule text follows its [source] keys: this one adds a client header.
+    let forwarded = "client = \"%{X-Forwarded-For}i\"\n[[rule]]\ncontains = \"today_download\"\nthreshold = 10\nwindow = \"10m\"\n";
+    let mut farm =
+        Farm::start_rules(&redis.url(), &[RULE, other.leak(), RULE, narrower, forwarded]);
     farm.hits(0, "203.0.113.1", 1);
     let cfg = farm.node_dir(1).join("logwarden.toml");
     let check = || run(&["-c", cfg.to_str().unwrap(), "check"], b"");
@@ -757,6 +766,15 @@ fn nodes_whose_rules_differ_say_so() {
         "{stderr}"
     );
     assert!(stderr.contains("per another key on node web3 than"), "{stderr}");
+    let cfg = farm.node_dir(4).join("logwarden.toml");
+    let out = run(&["-c", cfg.to_str().unwrap(), "check"], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cluster: rule \"today_download\" finds a line's client otherwise on node web1 than on this node"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("counts other lines"), "only how it finds the client: {stderr}");
 }
 
 /// Another machine registered under this node's name lately: `check` says

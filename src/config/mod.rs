@@ -18,7 +18,7 @@ use crate::follow::{FollowConfig, PathSpec, StartAt};
 use crate::output::OutputConfig;
 use crate::parse::client::AddrSet;
 use crate::parse::time::Zone;
-use crate::parse::{ClientSource, Format, Parser};
+use crate::parse::{ClientSource, Field, Format, Parser};
 use crate::pipeline::{Engine, EngineSettings};
 use crate::rules::{Rule, RuleSet};
 use schema::RawConfig;
@@ -81,6 +81,28 @@ pub struct SourceConfig {
     pub ipv6_prefix: u8,
     /// Longer lines are skipped and counted.
     pub max_line_bytes: usize,
+}
+
+impl SourceConfig {
+    /// How a line's client is found, in words: the field of the peer (where
+    /// the format tells), the header and the trusted proxies, and the IPv6
+    /// grouping.
+    fn finding_client(&self) -> String {
+        let c = &self.client;
+        let peer = c.peer.or(match self.format.logs(Field::Addr) {
+            Some(true) => Some(Field::Addr),
+            Some(false) => Some(Field::Host),
+            None => None,
+        });
+        let header = c.header.as_deref().map(str::to_ascii_lowercase);
+        let mut trusted = c.trusted.clone();
+        trusted.sort_unstable();
+        trusted.dedup();
+        format!(
+            "peer {peer:?} header {header:?} trusted {trusted:?} ipv6_prefix {}",
+            self.ipv6_prefix
+        )
+    }
 }
 
 /// The validated configuration.
@@ -256,8 +278,22 @@ impl Config {
             name: r.name.clone(),
             spec: r.spec,
             matches: r.matching(&header, &self.allow),
+            clients: self.finding_clients(r),
         };
         self.rules.iter().map(farm_rule).collect()
+    }
+
+    /// A digest of how the sources `rule` reads find a line's client: each
+    /// different way once, so a node without one of the logs another node
+    /// reads the same way compares alike.
+    fn finding_clients(&self, rule: &Rule) -> String {
+        let mut ways: Vec<String> = (self.sources.iter().enumerate())
+            .filter(|(i, _)| rule.reads(*i))
+            .map(|(_, s)| s.finding_client())
+            .collect();
+        ways.sort_unstable();
+        ways.dedup();
+        crate::rules::digest(&ways.join("\n"))
     }
 
     /// What the follower of source `index` needs.
@@ -621,6 +657,44 @@ mod tests {
         let two =
             matches(&format!("[source]\nformat = '%h %t \"%{{X-A}}i\" \"%{{X-B}}i\"'\n{rule}"));
         assert_eq!(one, two, "a header by its name, not its slot");
+    }
+
+    #[test]
+    fn farm_rules_say_how_their_sources_find_the_client() {
+        let clients = |text: &str| parse(text).unwrap().farm_rules()[0].clients.clone();
+        let xff = "[source]\nclient = \"%{X-Forwarded-For}i\"\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]\n[[rule]]\ncontains = \"x\"\n";
+        let base = clients(xff);
+        assert_eq!(base.len(), 32);
+        let alike = [
+            xff.replace("X-Forwarded-For", "x-forwarded-for"),
+            xff.replace("\"10.0.0.0/8\", \"192.0.2.1\"", "\"192.0.2.1\", \"10.0.0.0/8\""),
+            // Two sources found alike, or one of them, compare alike.
+            xff.replace("[source]", "[[source]]\nname = \"a\"\npath = \"/a\"")
+                .replace("[[rule]]", "[[source]]\nname = \"b\"\npath = \"/b\"\nclient = \"%{X-Forwarded-For}i\"\ntrusted_proxies = [\"192.0.2.1\", \"10.0.0.0/8\"]\n[[rule]]"),
+        ];
+        for text in alike {
+            assert_eq!(base, clients(&text), "{text}");
+        }
+        let other = [
+            xff.replace("X-Forwarded-For", "X-Real-IP"),
+            xff.replace(", \"192.0.2.1\"", ""),
+            xff.replace("[[rule]]", "ipv6_prefix = 128\n[[rule]]"),
+            "[[rule]]\ncontains = \"x\"\n".to_string(),
+        ];
+        for text in other {
+            assert_ne!(base, clients(&text), "{text}");
+        }
+        // The default peer is the format's %a where it logs one, else %h.
+        let with_a = |client: &str| {
+            clients(&format!(
+                "[source]\nformat = '%a %h %t \"%r\" %>s %b'\n{client}[[rule]]\ncontains = \"x\"\n"
+            ))
+        };
+        assert_eq!(with_a(""), with_a("client = \"%a\"\n"));
+        assert_ne!(with_a(""), with_a("client = \"%h\"\n"));
+        let plain =
+            |client: &str| clients(&format!("[source]\n{client}[[rule]]\ncontains = \"x\"\n"));
+        assert_eq!(plain(""), plain("client = \"%h\"\n"), "combined logs no %a");
     }
 
     #[test]

@@ -55,6 +55,10 @@ pub struct Spec {
     /// then not compared).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     matches: String,
+    /// The digest of how its sources find the client (absent from an older
+    /// node's entry: then not compared).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    clients: String,
 }
 
 impl From<&FarmRule> for Spec {
@@ -66,6 +70,7 @@ impl From<&FarmRule> for Spec {
             cooldown: w.cooldown,
             distinct: w.distinct,
             matches: r.matches.clone(),
+            clients: r.clients.clone(),
         }
     }
 }
@@ -79,9 +84,21 @@ impl Spec {
 
     /// Whether both say what they count, and it differs.
     fn counts_otherwise(&self, o: &Spec) -> bool {
-        !self.matches.is_empty() && !o.matches.is_empty() && self.matches != o.matches
+        differ(&self.matches, &o.matches)
+    }
+
+    /// Whether both say how they find the client, and it differs.
+    fn finds_clients_otherwise(&self, o: &Spec) -> bool {
+        differ(&self.clients, &o.clients)
     }
 }
+
+/// Whether two digests are both known and differ.
+fn differ(a: &str, b: &str) -> bool {
+    !a.is_empty() && !b.is_empty() && a != b
+}
+
+impl Spec {}
 
 impl std::fmt::Display for Spec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -232,6 +249,9 @@ fn differences(mine: &[FarmRule], others: &BTreeMap<String, Registered>) -> Vec<
                 Some(s) if s.counts_otherwise(&here) => out.push(format!(
                     "rule {name:?} counts other lines or per another key on node {node} than on this node (its field, what it looks for, its filters, key, distinct field or allow-list differ)"
                 )),
+                Some(s) if s.finds_clients_otherwise(&here) => out.push(format!(
+                    "rule {name:?} finds a line's client otherwise on node {node} than on this node (the client field, header, trusted proxies or ipv6_prefix of the sources it reads differ): one client's hits there are counted under another key"
+                )),
                 Some(_) => {}
             }
         }
@@ -251,15 +271,18 @@ mod tests {
 
     fn rule(name: &str, threshold: u32) -> FarmRule {
         let spec = WindowSpec { threshold, window: 600, cooldown: 600, distinct: false };
-        FarmRule { name: name.to_string(), spec, matches: "m".to_string() }
+        let (matches, clients) = ("m".to_string(), "c".to_string());
+        FarmRule { name: name.to_string(), spec, matches, clients }
     }
 
     #[test]
     fn differing_missing_and_extra_rules_are_named() {
-        let mine = vec![rule("dl", 10), rule("login", 5), rule("env", 3)];
+        let mine = vec![rule("dl", 10), rule("login", 5), rule("env", 3), rule("only", 2)];
         let mut env = rule("env", 3);
         env.matches = "other".to_string();
-        let theirs = vec![rule("dl", 20), rule("scan", 3), env];
+        let mut login = rule("login", 5);
+        login.clients = "other".to_string();
+        let theirs = vec![rule("dl", 20), rule("scan", 3), env, login];
         let same = |host| entry(&mine, 1000, host, None);
         let other = entry(&theirs, 1000, "b", None);
         let all = HashMap::from([
@@ -274,8 +297,9 @@ mod tests {
             differences(&mine, &read.others),
             [
                 "rule \"dl\" differs on node web2 (threshold 20 events, window 600 s, cooldown 600 s) from this node's (threshold 10 events, window 600 s, cooldown 600 s)",
-                "rule \"login\" is not on node web2: its events there are not counted",
+                "rule \"login\" finds a line's client otherwise on node web2 than on this node (the client field, header, trusted proxies or ipv6_prefix of the sources it reads differ): one client's hits there are counted under another key",
                 "rule \"env\" counts other lines or per another key on node web2 than on this node (its field, what it looks for, its filters, key, distinct field or allow-list differ)",
+                "rule \"only\" is not on node web2: its events there are not counted",
                 "node web2 has rule \"scan\", which this node has not: its events here are not counted",
             ]
         );

@@ -11,8 +11,8 @@ use crate::rules::WindowSpec;
 use std::time::Duration;
 
 /// A rule as the farm sees it: its name (which keys its windows), its
-/// window, and a digest of what it counts (`Rule::matching`), which the
-/// nodes compare.
+/// window, and digests of what it counts (`Rule::matching`) and of how its
+/// sources find the client, which the nodes compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FarmRule {
     /// The rule's name.
@@ -21,6 +21,9 @@ pub struct FarmRule {
     pub spec: WindowSpec,
     /// What it counts, digested (empty: not compared).
     pub matches: String,
+    /// How the sources it reads find a line's client, digested (empty: not
+    /// compared).
+    pub clients: String,
 }
 
 /// `[cluster]`: where the farm's Redis is and who this node is.

@@ -136,7 +136,7 @@ fn fast_v4(b: &[u8]) -> Option<Ipv4Addr> {
 }
 
 /// An address block such as `10.0.0.0/8` or `2001:db8::/32`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Cidr {
     base: u128,
     mask: u128,
