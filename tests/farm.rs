@@ -257,6 +257,8 @@ struct Farm {
     env: Vec<(&'static str, String)>,
     /// Each node's rule, if not [`RULE`].
     rules: Vec<&'static str>,
+    /// Where node 0 serves its status (0: it does not).
+    port: u16,
 }
 
 /// Every node's rule, unless a test gives another.
@@ -287,6 +289,37 @@ impl Farm {
         Farm::launch(redis, vec![RULE; n], timeout, env)
     }
 
+    /// A farm whose node 0 serves its status over HTTP on `farm.port`.
+    fn start_served(redis: &str, n: usize) -> Farm {
+        let port = free_port();
+        let served = format!("{RULE}[http]\nlisten = \"127.0.0.1:{port}\"\n");
+        let mut rules = vec![RULE; n];
+        rules[0] = served.leak();
+        let mut farm = Farm::launch(redis, rules, "250ms", Vec::new());
+        farm.port = port;
+        farm
+    }
+
+    /// Whether node 0 decides alone, as its status says it: the JSON, the
+    /// text of `logwarden status` and the metrics; healthy either way.
+    fn status_says(&self, alone: bool) {
+        let (_, json) = http_get(self.port, "/api/status", None).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(doc["farm"]["alone_seconds"].is_u64(), alone, "{json}");
+        assert!(doc["farm"]["round_trips"].as_u64() > Some(0), "{json}");
+        let cfg = self.node_dir(0).join("logwarden.toml");
+        let text = String::from_utf8(run(&["-c", cfg.to_str().unwrap(), "status"], b"").stdout);
+        let text = text.unwrap();
+        let how = if alone { "farm: DECIDING ALONE for " } else { "farm: deciding with Redis; " };
+        assert!(text.contains(how), "{text}");
+        assert!(text.contains(" clients (this node's events)\n"), "{text}");
+        let (_, metrics) = http_get(self.port, "/metrics", None).unwrap();
+        let gauge = format!("logwarden_farm_deciding_alone {}\n", u8::from(alone));
+        assert!(metrics.contains(&gauge), "{metrics}");
+        // Deciding alone, a node still detects: healthy for a load balancer.
+        assert_eq!(http_get(self.port, "/healthz", None).map(|(code, _)| code), Some(200));
+    }
+
     /// A farm whose node `i` has the rule `rules[i]`.
     fn start_rules(redis: &str, rules: &[&'static str]) -> Farm {
         Farm::launch(redis, rules.to_vec(), "250ms", Vec::new())
@@ -302,7 +335,7 @@ impl Farm {
         let dir = tempfile::tempdir().unwrap();
         let clock = jiff::Timestamp::now().as_second() - 3600;
         let redis = redis.to_string();
-        let mut farm = Farm { dir, nodes: Vec::new(), redis, clock, timeout, env, rules };
+        let mut farm = Farm { dir, nodes: Vec::new(), redis, clock, timeout, env, rules, port: 0 };
         for i in 0..farm.rules.len() {
             std::fs::create_dir_all(farm.node_dir(i)).unwrap();
             std::fs::write(farm.node_dir(i).join("access.log"), b"").unwrap();
@@ -460,18 +493,20 @@ fn farm_alerts_once(redis: &str) {
 }
 
 /// Redis stopped: a client with 10 hits on one node still alerts, decided
-/// by that node alone (`"scope": "local"`), and the outage is logged once.
-/// Redis started again: the node says so and farm decisions resume.
+/// by that node alone (`"scope": "local"`), and the outage is logged once;
+/// the node's status (JSON, `logwarden status`, metrics, and the page in
+/// headless Chromium) says it decides alone. Redis started again: the node
+/// says so, farm decisions resume, and its status says so.
 #[test]
-#[ignore = "needs redis-server; run by scripts/test"]
+#[ignore = "needs redis-server and chromium; run by scripts/test"]
 fn without_redis_a_node_decides_alone_until_it_answers_again() {
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path(), &[]);
     let port = redis.port;
-    let mut farm = Farm::start(&redis.url(), 2);
+    let mut farm = Farm::start_served(&redis.url(), 2);
     farm.settle(1);
     drop(redis);
-    let _redis = alone_until_it_answers(&mut farm, || Redis::start_on(port, dir.path(), &[]));
+    let _redis = alone_until_it_answers(&mut farm, true, || Redis::start_on(port, dir.path(), &[]));
 }
 
 /// The same with a three-master Redis Cluster, all of whose nodes stop and
@@ -481,15 +516,17 @@ fn without_redis_a_node_decides_alone_until_it_answers_again() {
 fn without_the_cluster_a_node_decides_alone_until_it_answers_again() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(dir.path());
-    let mut farm = Farm::start(&cluster.seeds()[0], 2);
+    let mut farm = Farm::start_served(&cluster.seeds()[0], 2);
     farm.settle(1);
     let ports = cluster.stop();
-    let _cluster = alone_until_it_answers(&mut farm, || Cluster::restart(dir.path(), &ports));
+    let _cluster =
+        alone_until_it_answers(&mut farm, false, || Cluster::restart(dir.path(), &ports));
 }
 
-/// With Redis stopped: local alerts and one log line; then `restart` it
+/// With Redis stopped: local alerts, one log line, and node 0's status
+/// (its page too, with `page`) saying it decides alone; then `restart` it
 /// and see farm decisions resume. Returns what `restart` started.
-fn alone_until_it_answers<T>(farm: &mut Farm, restart: impl FnOnce() -> T) -> T {
+fn alone_until_it_answers<T>(farm: &mut Farm, page: bool, restart: impl FnOnce() -> T) -> T {
     farm.hits(0, "203.0.113.10", 10);
     wait_until("the local alert", || !farm.alerts_for("203.0.113.10").is_empty());
     let a = farm.alerts_for("203.0.113.10");
@@ -502,6 +539,13 @@ fn alone_until_it_answers<T>(farm: &mut Farm, restart: impl FnOnce() -> T) -> T 
     farm.hits(0, "203.0.113.11", 10);
     wait_until("the second local alert", || !farm.alerts_for("203.0.113.11").is_empty());
     assert_eq!(farm.log(0).matches("Redis does not answer").count(), 1, "{}", farm.log(0));
+    farm.status_says(true);
+    if page {
+        let url = format!("http://127.0.0.1:{}/", farm.port);
+        let dom = crate::observe::browse(&url, "farm-alone");
+        assert!(dom.contains("farm: deciding alone for "), "{dom}");
+        assert!(dom.contains("counting this node's events only"), "{dom}");
+    }
     let started = restart();
     // The node tries again when it has events and its backoff has passed.
     wait_until("farm decisions again", || {
@@ -513,6 +557,7 @@ fn alone_until_it_answers<T>(farm: &mut Farm, restart: impl FnOnce() -> T) -> T 
     wait_until("the farm alert", || !farm.alerts_for("203.0.113.12").is_empty());
     let a = farm.alerts_for("203.0.113.12");
     assert_eq!((a[0]["count"].as_u64(), a[0]["scope"].as_str()), (Some(10), Some("farm")), "{a:?}");
+    farm.status_says(false);
     started
 }
 
@@ -864,8 +909,8 @@ fn faketime_library() -> &'static str {
 fn a_full_redis_is_an_outage_and_one_that_evicts_is_told() {
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path(), &["--maxmemory", "1", "--maxmemory-policy", "noeviction"]);
-    let mut farm = Farm::start(&redis.url(), 1);
-    alone_until_it_answers(&mut farm, || config_set(&redis.url(), "maxmemory", "0"));
+    let mut farm = Farm::start_served(&redis.url(), 1);
+    alone_until_it_answers(&mut farm, false, || config_set(&redis.url(), "maxmemory", "0"));
     assert!(farm.log(0).contains("OOM"), "{}", farm.log(0));
     assert!(!farm.log(0).contains("may evict"), "{}", farm.log(0));
 

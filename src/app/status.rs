@@ -1,7 +1,7 @@
 //! `logwarden status`: the running daemon's `/api/status`, in the terminal.
 
 use crate::config::{Config, Overrides};
-use crate::observe::status::StatusDoc;
+use crate::observe::status::{FarmDoc, StatusDoc};
 use anyhow::{Context, Result, bail};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
@@ -66,6 +66,19 @@ fn shown(s: &str) -> String {
         .collect()
 }
 
+/// How a farm node decides, and its link's counters.
+fn farm_line(f: &FarmDoc) -> String {
+    let how = match f.alone_seconds {
+        Some(s) => format!("DECIDING ALONE for {s} s (Redis does not answer)"),
+        None => "deciding with Redis".to_string(),
+    };
+    let clock = f.clock_offset_seconds.map(|c| format!(", clock {c:+.3} s")).unwrap_or_default();
+    format!(
+        "farm: {how}; {} round trips, {} outages, {} events decided alone, {} repeated, {} differences with other nodes{clock}\n",
+        f.round_trips, f.outages, f.events_alone, f.events_repeated, f.differences
+    )
+}
+
 /// The status as terminal text.
 pub fn render(d: &StatusDoc) -> String {
     let mut o = String::new();
@@ -86,15 +99,19 @@ pub fn render(d: &StatusDoc) -> String {
         "lines: {} read, {skipped} skipped, {} allowed{rate}\n",
         d.lines.read, d.lines.allowed
     );
+    if let Some(f) = &d.farm {
+        o += &farm_line(f);
+    }
     for f in &d.files {
         let size = f.size.map_or("?".to_string(), |s| s.to_string());
         let delay =
             f.delay_seconds.map(|s| format!(", newest event {s} s ago")).unwrap_or_default();
         o += &format!("file {}: at {} of {size} bytes{delay}\n", shown(&f.path), f.offset);
     }
+    let whose = if d.farm.is_some() { " (this node's events)" } else { "" };
     for r in &d.rules {
         o += &format!(
-            "rule {} ({} in {} s): {} events, {} late, {} alerts, {} clients\n",
+            "rule {} ({} in {} s): {} events, {} late, {} alerts, {} clients{whose}\n",
             shown(&r.name),
             r.threshold,
             r.window_seconds,

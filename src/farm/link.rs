@@ -80,6 +80,9 @@ pub struct LinkCounts {
     /// This node's clock minus the Redis server's, in ms, at the last
     /// registration.
     pub clock_offset_ms: Option<i64>,
+    /// Since when (Unix seconds) this node decides alone, while Redis does
+    /// not answer.
+    pub alone_since: Option<u64>,
 }
 
 /// Redis did not answer in time, or is waited for after an outage.
@@ -378,6 +381,7 @@ impl Link {
         self.outage = Some(match self.outage {
             None => {
                 self.counts.outages += 1;
+                self.counts.alone_since = Some(agree::now());
                 tracing::warn!(redis = %url, error = %e, "Redis does not answer (or answers with an error): this node decides alone (alerts marked \"scope\": \"local\") and tries again.");
                 (now, now + FIRST_BACKOFF, FIRST_BACKOFF)
             }
@@ -390,6 +394,7 @@ impl Link {
     }
 
     fn recovered(&mut self) {
+        self.counts.alone_since = None;
         if let Some((since, _, _)) = self.outage.take() {
             let secs = since.elapsed().as_secs();
             tracing::warn!(after_secs = secs, "Redis answers again: farm decisions resume.");

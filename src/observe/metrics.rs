@@ -134,6 +134,13 @@ fn farm(reg: &mut Registry, s: &Snapshot) {
     rtt.inc_by(f.link.round_trip_micros as f64 / 1e6);
     reg.register("farm_round_trip_seconds", "Time spent in answered round trips to Redis", rtt);
     counter(reg, "farm_outages", "Times Redis stopped answering", f.link.outages);
+    let alone: Gauge = Gauge::default();
+    alone.set(i64::from(f.link.alone_since.is_some()));
+    reg.register(
+        "farm_deciding_alone",
+        "1 while Redis does not answer and this node decides alone",
+        alone,
+    );
     counter(
         reg,
         "farm_events_alone",

@@ -32,6 +32,30 @@ pub struct StatusDoc {
     pub outputs: Vec<OutputDoc>,
     /// Lines per second, one point per 10 s over the last 15 minutes.
     pub throughput: Vec<Point>,
+    /// With `[cluster]`: how the node decides.
+    #[serde(default)]
+    pub farm: Option<FarmDoc>,
+}
+
+/// A farm node: with Redis or alone, and its link's counters.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FarmDoc {
+    /// Seconds this node has decided alone (Redis does not answer); absent
+    /// while it decides with the farm.
+    pub alone_seconds: Option<u64>,
+    /// Round trips to Redis answered.
+    pub round_trips: u64,
+    /// Times Redis stopped answering.
+    pub outages: u64,
+    /// Events decided alone.
+    pub events_alone: u64,
+    /// Events Redis had applied before (read again after a crash).
+    pub events_repeated: u64,
+    /// How this node differs from the others (rules, name, clock), at the
+    /// last registration.
+    pub differences: u64,
+    /// This machine's clock minus the Redis server's, in seconds.
+    pub clock_offset_seconds: Option<f64>,
 }
 
 /// Line counters.
@@ -186,5 +210,19 @@ pub fn document(board: &Board) -> StatusDoc {
         alerts: snap.alerts.iter().rev().map(|a| Alert::clone(a)).collect(),
         outputs,
         throughput,
+        farm: s.farm.as_ref().map(|f| farm_doc(f, now)),
+    }
+}
+
+/// A farm node's counters at `now` (Unix seconds).
+fn farm_doc(f: &crate::pipeline::FarmCounts, now: u64) -> FarmDoc {
+    FarmDoc {
+        alone_seconds: f.link.alone_since.map(|t| now.saturating_sub(t)),
+        round_trips: f.link.round_trips,
+        outages: f.link.outages,
+        events_alone: f.alone,
+        events_repeated: f.repeated,
+        differences: f.link.rule_differences,
+        clock_offset_seconds: f.link.clock_offset_ms.map(|ms| ms as f64 / 1000.0),
     }
 }
