@@ -235,13 +235,14 @@ fn cut(mut msg: Vec<u8>, limit: usize) -> Vec<u8> {
     msg
 }
 
-/// This machine's name, as syslog shows it.
+/// This machine's name (the kernel's, as the farm's default node name),
+/// as syslog shows it: printable ASCII, else `localhost`.
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty() && h.bytes().all(|c| c.is_ascii_graphic()))
-        .unwrap_or_else(|| "localhost".to_string())
+    let name = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    match !name.is_empty() && name.bytes().all(|c| c.is_ascii_graphic()) {
+        true => name,
+        false => "localhost".to_string(),
+    }
 }
 
 #[cfg(test)]
