@@ -933,3 +933,26 @@ fn config_set(url: &str, key: &str, value: &str) {
     let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
     let _: () = redis::cmd("CONFIG").arg("SET").arg(key).arg(value).query(&mut con).unwrap();
 }
+
+/// A Redis whose ACL denies TIME: the nodes still register and compare
+/// their rules, without their clocks, and `check` says so.
+#[test]
+#[ignore = "needs redis-server; run by scripts/test"]
+fn a_redis_that_will_not_tell_its_clock_still_compares_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), &[]);
+    let mut con = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+    let _: () =
+        redis::cmd("ACL").arg("SETUSER").arg("default").arg("-time").query(&mut con).unwrap();
+    let mut farm = Farm::start(&redis.url(), 2);
+    farm.hits(0, "203.0.113.1", 1);
+    let cfg = farm.node_dir(1).join("logwarden.toml");
+    let check = || run(&["-c", cfg.to_str().unwrap(), "check"], b"");
+    wait_until("web1's rules registered", || {
+        String::from_utf8_lossy(&check().stderr).contains("the rules are those of node(s) web1")
+    });
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cluster: Redis did not tell its clock (TIME: "), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

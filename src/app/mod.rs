@@ -100,10 +100,15 @@ fn check_farm_rules(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
             return false;
         }
     };
-    eprintln!(
-        "cluster: this machine's clock is {:+.3} s off the Redis server's",
-        c.clock_ms as f64 / 1000.0
-    );
+    match &c.clock_ms {
+        Ok(ms) => eprintln!(
+            "cluster: this machine's clock is {:+.3} s off the Redis server's",
+            *ms as f64 / 1000.0
+        ),
+        Err(e) => {
+            eprintln!("cluster: Redis did not tell its clock (TIME: {e}): clocks not compared")
+        }
+    }
     for f in &c.findings {
         eprintln!("cluster: {f}");
     }

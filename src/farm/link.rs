@@ -320,7 +320,15 @@ impl Link {
     /// in an hour.
     fn agree(&mut self) {
         self.agreed_at = Some(Instant::now());
-        let registered = self.clock().and_then(|c| Ok((c, self.register(agree::now(), c)?)));
+        // A clock Redis will not tell (TIME denied by an ACL) is not compared.
+        let clock = match self.clock() {
+            Err(e) if !(e.is_io_error() || e.is_timeout()) => {
+                tracing::debug!(error = %e, "Redis does not tell its clock.");
+                Ok(None)
+            }
+            clock => clock.map(Some),
+        };
+        let registered = clock.and_then(|c| Ok((c, self.register(agree::now(), c)?)));
         let (clock, all) = match registered {
             Ok(r) => r,
             Err(e) => {
@@ -339,8 +347,8 @@ impl Link {
             del.arg(agree::key(&self.settings.prefix)).arg(&read.old);
             conn.run(&[del]).ok();
         }
-        self.counts.clock_offset_ms = Some(clock);
-        let findings = agree::findings(&read, &self.settings.node, &self.rules, Some(clock));
+        self.counts.clock_offset_ms = clock;
+        let findings = agree::findings(&read, &self.settings.node, &self.rules, clock);
         self.counts.rule_differences = findings.len() as u64;
         let told = std::mem::take(&mut self.told);
         for f in findings {
@@ -359,7 +367,7 @@ impl Link {
 
     /// Reads every node's entry in the rules' hash, then writes this
     /// node's (the last writer would otherwise never see its twin).
-    fn register(&mut self, now: u64, clock: i64) -> RedisResult<HashMap<String, String>> {
+    fn register(&mut self, now: u64, clock: Option<i64>) -> RedisResult<HashMap<String, String>> {
         let Some(conn) = self.conn.as_mut() else { return Err(not_connected()) };
         let key = agree::key(&self.settings.prefix);
         let mut set = redis::cmd("HSET");
@@ -367,7 +375,7 @@ impl Link {
             &self.rules,
             now,
             &self.settings.host,
-            Some(clock),
+            clock,
         ));
         let mut expire = redis::cmd("PEXPIRE");
         expire.arg(&key).arg(agree::FORGET_SECS * 1000);
@@ -494,18 +502,19 @@ pub struct Compared {
     pub nodes: Vec<String>,
     /// What to tell of them ([`agree::findings`]).
     pub findings: Vec<agree::Finding>,
-    /// This node's clock minus the Redis server's, in ms.
-    pub clock_ms: i64,
+    /// This node's clock minus the Redis server's, in ms; or why Redis
+    /// did not tell its clock.
+    pub clock_ms: Result<i64, String>,
 }
 
 /// Compares this node with the others that registered their rules lately
 /// (see [`agree`]); registers nothing (for `check`).
 pub fn compare_rules(s: &FarmSettings, rules: &[FarmRule]) -> RedisResult<Compared> {
     let (mut conn, _) = connect(s)?;
-    let clock_ms = clock_offset(&mut conn)?;
+    let clock_ms = clock_offset(&mut conn).map_err(|e| e.to_string());
     let all = first_as_map(&mut conn, &[hgetall(&agree::key(&s.prefix))])?;
     let read = agree::read(all, &s.node, &s.host, agree::now());
-    let findings = agree::findings(&read, &s.node, rules, Some(clock_ms));
+    let findings = agree::findings(&read, &s.node, rules, clock_ms.as_ref().ok().copied());
     Ok(Compared { nodes: read.others.into_keys().collect(), findings, clock_ms })
 }
 
