@@ -5,7 +5,8 @@
 //! per another key, on one node would mix its events into the others'
 //! windows. So each node registers its rules
 //! in one Redis hash (`prefix:rules`, a field per node) when it connects and
-//! every hour after, reads the others' back, and says what differs, once while it lasts.
+//! every hour after, reads the others' back, and says what differs, once
+//! while it lasts.
 //! The entry also names the machine, so two machines that took the same
 //! node name are told: the farm records what each node applied under its
 //! name and file, so theirs could be taken for each other's. And it carries
@@ -97,8 +98,6 @@ impl Spec {
 fn differ(a: &str, b: &str) -> bool {
     !a.is_empty() && !b.is_empty() && a != b
 }
-
-impl Spec {}
 
 impl std::fmt::Display for Spec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
