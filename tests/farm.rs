@@ -355,6 +355,12 @@ impl Farm {
         self.spawn_with(i, &[])
     }
 
+    /// Kills node `i` with `kill -9` and starts it again with `env` added.
+    fn kill9_and_restart(&mut self, i: usize, env: &[(&str, &str)]) {
+        self.nodes[i].take().unwrap().kill9();
+        self.nodes[i] = Some(self.spawn_with(i, env));
+    }
+
     /// The same with extra environment variables.
     fn spawn_with(&self, i: usize, env: &[(&str, &str)]) -> Daemon {
         let d = self.node_dir(i);
@@ -430,6 +436,14 @@ impl Farm {
         });
     }
 
+    /// `logwarden check` on node `i`'s configuration: its exit code and
+    /// what it said on stderr.
+    fn check(&self, i: usize) -> (Option<i32>, String) {
+        let cfg = self.node_dir(i).join("logwarden.toml");
+        let out = run(&["-c", cfg.to_str().unwrap(), "check"], b"");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
     fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.node_dir(i).join("daemon.log")).unwrap_or_default()
     }
@@ -482,14 +496,12 @@ fn farm_alerts_once(redis: &str) {
         assert!(farm.log(i).contains("Deciding with the farm."), "{}", farm.log(i));
     }
     // Every node registered its rules, the same everywhere.
-    let cfg = farm.node_dir(0).join("logwarden.toml");
-    let out = run(&["-c", cfg.to_str().unwrap(), "check"], b"");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = farm.check(0);
     assert!(
         stderr.contains("cluster: the rules are those of node(s) web2, web3, web4"),
         "{stderr}"
     );
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(code, Some(0), "{stderr}");
 }
 
 /// Redis stopped: a client with 10 hits on one node still alerts, decided
@@ -589,8 +601,7 @@ fn killed_node_counts_nothing_twice(redis: &str) {
     let rounds: [(u32, Option<u64>); 3] = [(1, Some(2500)), (2, Some(300)), (3, None)];
     for (round, delay) in rounds {
         if delay.is_none() {
-            farm.nodes[0].take().unwrap().kill9();
-            farm.nodes[0] = Some(farm.spawn_with(0, &[("LOGWARDEN_TEST_NO_SAVE", "1")]));
+            farm.kill9_and_restart(0, &[("LOGWARDEN_TEST_NO_SAVE", "1")]);
         }
         let client = format!("203.0.113.{round}");
         farm.hits(0, &client, 5);
@@ -598,8 +609,7 @@ fn killed_node_counts_nothing_twice(redis: &str) {
         farm.hits(0, &marker, 10);
         wait_until("node 0's marker", || !farm.alerts_for(&marker).is_empty());
         std::thread::sleep(std::time::Duration::from_millis(delay.unwrap_or(0)));
-        farm.nodes[0].take().unwrap().kill9();
-        farm.nodes[0] = Some(farm.spawn(0));
+        farm.kill9_and_restart(0, &[]);
         for k in 0..4 {
             farm.hits(1 + k % 3, &client, 1);
         }
@@ -782,14 +792,9 @@ fn nodes_whose_rules_differ_say_so() {
     let mut farm =
         Farm::start_rules(&redis.url(), &[RULE, other.leak(), RULE, narrower, forwarded]);
     farm.hits(0, "203.0.113.1", 1);
-    let cfg = farm.node_dir(1).join("logwarden.toml");
-    let check = || run(&["-c", cfg.to_str().unwrap(), "check"], b"");
-    wait_until("web1's rules registered", || {
-        String::from_utf8_lossy(&check().stderr).contains("node web1")
-    });
-    let out = check();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    wait_until("web1's rules registered", || farm.check(1).1.contains("node web1"));
+    let (code, stderr) = farm.check(1);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("cluster: rule \"today_download\" differs on node web1 (threshold 10 events, window 600 s, cooldown 600 s) from this node's (threshold 20 events"),
         "{stderr}"
@@ -802,19 +807,15 @@ fn nodes_whose_rules_differ_say_so() {
     wait_until("web3 tells", || farm.log(2).contains("differs on node web2"));
     assert!(!farm.log(2).contains("node web1"), "{}", farm.log(2));
     assert!(!farm.log(0).contains("differs"), "web1 registered first: {}", farm.log(0));
-    let cfg = farm.node_dir(3).join("logwarden.toml");
-    let out = run(&["-c", cfg.to_str().unwrap(), "check"], b"");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = farm.check(3);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("cluster: rule \"today_download\" counts other lines or per another key on node web1 than on this node"),
         "{stderr}"
     );
     assert!(stderr.contains("per another key on node web3 than"), "{stderr}");
-    let cfg = farm.node_dir(4).join("logwarden.toml");
-    let out = run(&["-c", cfg.to_str().unwrap(), "check"], b"");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = farm.check(4);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("cluster: rule \"today_download\" finds a line's client otherwise on node web1 than on this node"),
         "{stderr}"
@@ -833,19 +834,11 @@ fn two_machines_under_one_node_name_are_told() {
     let prefix = farm.dir.path().file_name().unwrap().to_string_lossy().into_owned();
     let now = jiff::Timestamp::now().as_second();
     let entry = serde_json::json!({ "at": now - 60, "host": "elsewhere", "rules": {} });
-    let mut con = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
-    let _: () = redis::cmd("HSET")
-        .arg(format!("{prefix}:rules"))
-        .arg("web1")
-        .arg(entry.to_string())
-        .query(&mut con)
-        .unwrap();
-    let cfg = farm.node_dir(0).join("logwarden.toml");
-    let out = run(&["-c", cfg.to_str().unwrap(), "check"], b"");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    redis.command(&["HSET", &format!("{prefix}:rules"), "web1", &entry.to_string()]);
+    let (code, stderr) = farm.check(0);
     let told = "machine \"elsewhere\" registered as node \"web1\" too";
     assert!(stderr.contains(told), "{stderr}");
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(code, Some(1), "{stderr}");
     farm.hits(0, "203.0.113.1", 1);
     wait_until("web1 tells", || farm.log(0).contains(told));
 }
@@ -862,22 +855,19 @@ fn nodes_whose_clocks_differ_say_so() {
     let served = format!("{RULE}[http]\nlisten = \"127.0.0.1:{port}\"\n");
     let mut farm = Farm::start_rules(&redis.url(), &[RULE, served.leak()]);
     let faked = [("LD_PRELOAD", faketime_library()), ("FAKETIME", "+5s")];
-    farm.nodes[1].take().unwrap().kill9();
-    farm.nodes[1] = Some(farm.spawn_with(1, &faked));
+    farm.kill9_and_restart(1, &faked);
     farm.hits(0, "203.0.113.1", 1);
-    let cfg = farm.node_dir(0).join("logwarden.toml");
-    let check = || run(&["-c", cfg.to_str().unwrap(), "check"], b"");
-    wait_until("web1's rules registered", || farm.log(0).contains("Deciding with the farm."));
+    // `check` runs on the real clock: it finds web1's rules, and no clock apart.
+    wait_until("web1's rules registered", || farm.check(1).1.contains("node(s) web1"));
     farm.hits(1, "203.0.113.2", 1);
     let told = "node web1's clock is 5.0 s behind this node's";
     wait_until("web2 tells", || farm.log(1).contains(told));
-    let out = check();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = farm.check(0);
     assert!(
         stderr.contains("cluster: node web2's clock is 5.0 s ahead of this node's"),
         "{stderr}"
     );
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(code, Some(1), "{stderr}");
     let (_, metrics) = http_get(port, "/metrics", None).unwrap();
     let offset = metrics
         .lines()
@@ -910,28 +900,20 @@ fn a_full_redis_is_an_outage_and_one_that_evicts_is_told() {
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path(), &["--maxmemory", "1", "--maxmemory-policy", "noeviction"]);
     let mut farm = Farm::start_served(&redis.url(), 1);
-    alone_until_it_answers(&mut farm, false, || config_set(&redis.url(), "maxmemory", "0"));
+    alone_until_it_answers(&mut farm, false, || {
+        redis.command(&["CONFIG", "SET", "maxmemory", "0"])
+    });
     assert!(farm.log(0).contains("OOM"), "{}", farm.log(0));
     assert!(!farm.log(0).contains("may evict"), "{}", farm.log(0));
 
-    config_set(&redis.url(), "maxmemory", "100mb");
-    config_set(&redis.url(), "maxmemory-policy", "allkeys-lru");
-    let cfg = farm.node_dir(0).join("logwarden.toml");
-    let out = run(&["-c", cfg.to_str().unwrap(), "check"], b"");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    redis.command(&["CONFIG", "SET", "maxmemory", "100mb", "maxmemory-policy", "allkeys-lru"]);
+    let (code, stderr) = farm.check(0);
     let told = "may evict keys when full (maxmemory 100.00M, maxmemory-policy allkeys-lru)";
     assert!(stderr.contains(&format!("cluster: warning: {} {told}", redis.url())), "{stderr}");
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    farm.nodes[0].take().unwrap().kill9();
-    farm.nodes[0] = Some(farm.spawn(0));
+    assert_eq!(code, Some(0), "{stderr}");
+    farm.kill9_and_restart(0, &[]);
     farm.hits(0, "203.0.113.20", 1);
     wait_until("the node tells", || farm.log(0).contains(told));
-}
-
-/// Sets a Redis server's configuration `key` to `value`.
-fn config_set(url: &str, key: &str, value: &str) {
-    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
-    let _: () = redis::cmd("CONFIG").arg("SET").arg(key).arg(value).query(&mut con).unwrap();
 }
 
 /// A Redis whose ACL denies TIME: the nodes still register and compare
@@ -941,18 +923,12 @@ fn config_set(url: &str, key: &str, value: &str) {
 fn a_redis_that_will_not_tell_its_clock_still_compares_rules() {
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path(), &[]);
-    let mut con = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
-    let _: () =
-        redis::cmd("ACL").arg("SETUSER").arg("default").arg("-time").query(&mut con).unwrap();
+    redis.command(&["ACL", "SETUSER", "default", "-time"]);
     let mut farm = Farm::start(&redis.url(), 2);
     farm.hits(0, "203.0.113.1", 1);
-    let cfg = farm.node_dir(1).join("logwarden.toml");
-    let check = || run(&["-c", cfg.to_str().unwrap(), "check"], b"");
-    wait_until("web1's rules registered", || {
-        String::from_utf8_lossy(&check().stderr).contains("the rules are those of node(s) web1")
-    });
-    let out = check();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let registered = "the rules are those of node(s) web1";
+    wait_until("web1's rules registered", || farm.check(1).1.contains(registered));
+    let (code, stderr) = farm.check(1);
     assert!(stderr.contains("cluster: Redis did not tell its clock (TIME: "), "{stderr}");
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(code, Some(0), "{stderr}");
 }

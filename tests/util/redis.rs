@@ -57,6 +57,13 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Runs one command (`["CONFIG", "SET", "maxmemory", "0"]`); panics on
+    /// an error reply.
+    pub fn command(&self, args: &[&str]) {
+        let mut con = redis::Client::open(self.url()).unwrap().get_connection().unwrap();
+        let _: redis::Value = redis::cmd(args[0]).arg(&args[1..]).query(&mut con).unwrap();
+    }
+
     /// Starts a server that speaks only TLS, its certificate (for
     /// 127.0.0.1) signed by a new CA; returns it and the CA's file.
     pub fn start_tls(dir: &Path) -> (Redis, std::path::PathBuf) {
