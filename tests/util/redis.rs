@@ -104,7 +104,7 @@ fn tls_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::
     (ca.into(), cert.into(), key.into())
 }
 
-/// A Redis Cluster of three masters, no replicas.
+/// A Redis Cluster of three masters, with or without a replica each.
 pub struct Cluster {
     /// Its nodes.
     pub nodes: Vec<Redis>,
@@ -114,7 +114,23 @@ impl Cluster {
     /// Starts three cluster-enabled servers, joins them and waits until
     /// every hash slot is served.
     pub fn start(dir: &Path) -> Cluster {
-        let nodes: Vec<Redis> = (0..3)
+        Cluster::create(dir, 0)
+    }
+
+    /// Three masters with a replica each, which takes over a master that
+    /// has not answered for a second.
+    pub fn start_with_replicas(dir: &Path) -> Cluster {
+        let cluster = Cluster::create(dir, 1);
+        wait_until("every master's replica in sync", || {
+            let nodes = cluster.command_on(cluster.nodes[0].port, &["cluster", "nodes"]);
+            nodes.lines().filter(|l| l.contains("slave") && l.contains("connected")).count() == 3
+        });
+        cluster
+    }
+
+    /// `3 × (1 + replicas)` servers joined by `redis-cli --cluster create`.
+    fn create(dir: &Path, replicas: usize) -> Cluster {
+        let nodes: Vec<Redis> = (0..3 * (1 + replicas))
             .map(|i| {
                 let args = Cluster::args(dir, i);
                 Redis::start(dir, &args.iter().map(String::as_str).collect::<Vec<_>>())
@@ -124,7 +140,7 @@ impl Cluster {
         let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("run redis-cli");
         assert!(out.status.success(), "redis-cli --cluster create: {out:?}");
@@ -133,10 +149,51 @@ impl Cluster {
         cluster
     }
 
-    /// A node's arguments: its own cluster configuration file in `dir`.
-    fn args(dir: &Path, i: usize) -> [String; 4] {
+    /// A node's arguments: its own cluster configuration file in `dir`, and
+    /// a second before a silent node counts as failed.
+    fn args(dir: &Path, i: usize) -> [String; 6] {
         let conf = format!("{}/nodes-{i}.conf", dir.display());
-        ["--cluster-enabled".into(), "yes".into(), "--cluster-config-file".into(), conf]
+        let timeout = ["--cluster-node-timeout".into(), "1000".into()];
+        let [a, b] = timeout;
+        ["--cluster-enabled".into(), "yes".into(), "--cluster-config-file".into(), conf, a, b]
+    }
+
+    /// `redis-cli -p PORT ARGS…`'s output.
+    pub fn command_on(&self, port: u16, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The port of the master that serves `key`'s hash slot.
+    pub fn master_of(&self, key: &str) -> u16 {
+        let slot: u32 = self
+            .command_on(self.nodes[0].port, &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .unwrap();
+        let nodes = self.command_on(self.nodes[0].port, &["cluster", "nodes"]);
+        let serves = |range: &str| match range.split_once('-') {
+            Some((a, b)) => {
+                a.parse::<u32>().is_ok_and(|a| a <= slot)
+                    && b.parse::<u32>().is_ok_and(|b| slot <= b)
+            }
+            None => range.parse::<u32>() == Ok(slot),
+        };
+        let line = nodes
+            .lines()
+            .find(|l| l.contains("master") && l.split(' ').skip(8).any(serves))
+            .expect("a master serves every slot");
+        let addr = line.split(' ').nth(1).unwrap();
+        addr.split([':', '@']).nth(1).unwrap().parse().unwrap()
+    }
+
+    /// Kills the server on `port` (`kill -9`).
+    pub fn kill(&mut self, port: u16) {
+        self.nodes.retain(|n| n.port != port);
     }
 
     /// Stops every node (`kill -9`); [`Cluster::restart`] brings them back.
@@ -161,14 +218,11 @@ impl Cluster {
         cluster
     }
 
-    fn wait_ok(&self) {
+    /// Waits until every node says every hash slot is served.
+    pub fn wait_ok(&self) {
         for n in &self.nodes {
             wait_until("cluster_state:ok", || {
-                let out = Command::new("redis-cli")
-                    .args(["-p", &n.port.to_string(), "cluster", "info"])
-                    .output()
-                    .expect("run redis-cli");
-                String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok")
+                self.command_on(n.port, &["cluster", "info"]).contains("cluster_state:ok")
             });
         }
     }
