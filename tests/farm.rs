@@ -988,3 +988,57 @@ fn a_cluster_master_failing_over_keeps_the_farms_windows() {
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!((a[0]["count"].as_u64(), a[0]["scope"].as_str()), (Some(10), Some("farm")), "{a:?}");
 }
+
+/// The Redis user of the README's "least rights" (its commands, keys
+/// under the farm's prefix, nothing else) serves the farm: a client spread
+/// over two nodes alerts once farm-wide, nothing is decided alone, the
+/// nodes register their rules and clocks, and `check` passes.
+#[test]
+#[ignore = "needs redis-server; run by scripts/test"]
+fn a_redis_user_with_the_least_rights_serves_the_farm() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), &[]);
+    let url = format!("redis://farm:pw@127.0.0.1:{}", redis.port);
+    least_rights_serve(&url, &[&redis], FARM_USER_COMMANDS);
+}
+
+/// The same for a Redis Cluster, with the commands a cluster adds.
+#[test]
+#[ignore = "needs redis-server; run by scripts/test"]
+fn a_cluster_user_with_the_least_rights_serves_the_farm() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    let urls: Vec<String> =
+        cluster.nodes.iter().map(|n| format!("redis://farm:pw@127.0.0.1:{}", n.port)).collect();
+    let servers: Vec<&Redis> = cluster.nodes.iter().collect();
+    let commands = format!("{FARM_USER_COMMANDS} {CLUSTER_USER_COMMANDS}");
+    least_rights_serve(&format!("{urls:?}"), &servers, &commands);
+}
+
+/// A farm of two nodes at `redis` whose user `farm` has `commands` on the
+/// `servers` and the keys under the farm's prefix.
+fn least_rights_serve(redis: &str, servers: &[&Redis], commands: &str) {
+    let mut farm = Farm::start(redis, 2);
+    // The nodes connect at their first events: the user is made before.
+    let prefix = farm.dir.path().file_name().unwrap().to_string_lossy().into_owned();
+    let keys = format!("~{prefix}:*");
+    let mut acl = vec!["ACL", "SETUSER", "farm", "reset", "on", ">pw", &keys];
+    acl.extend(commands.split(' '));
+    servers.iter().for_each(|r| r.command(&acl));
+    farm.spread("203.0.113.12", 10);
+    wait_until("the farm alert", || !farm.alerts_for("203.0.113.12").is_empty());
+    let a = farm.alerts_for("203.0.113.12");
+    assert_eq!((a[0]["count"].as_u64(), a[0]["scope"].as_str()), (Some(10), Some("farm")), "{a:?}");
+    let registered = "the rules are those of node(s) web2, and no clock";
+    wait_until("web2's rules registered", || farm.check(0).1.contains(registered));
+    assert_eq!(farm.check(0).0, Some(0));
+    for i in 0..2 {
+        assert!(!farm.log(i).contains("does not answer"), "{}", farm.log(i));
+    }
+}
+
+/// The commands the README gives a farm's Redis user.
+const FARM_USER_COMMANDS: &str =
+    "+evalsha +eval +script|load +get +set +hset +hgetall +hdel +pexpire +info +time";
+/// The commands a Redis Cluster's user needs besides.
+const CLUSTER_USER_COMMANDS: &str = "+cluster|info +cluster|nodes +cluster|slots +ping";
