@@ -975,6 +975,8 @@ fn a_cluster_master_failing_over_keeps_the_farms_windows() {
         .find(|p| cluster.master_of(&format!("{{{p}}}")) == master)
         .unwrap();
     cluster.kill(master);
+    let key = format!("{{{client}}}");
+    wait_until("the replica's election", || cluster.master_of(&key) != master);
     cluster.wait_ok();
     wait_until("node 2 deciding with the farm on the new master", || {
         farm.hits(1, &probe, 1);
