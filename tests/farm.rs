@@ -779,11 +779,12 @@ fn a_farm_through_redis_over_tls() {
 /// threshold) is named: `check` on it lists the difference and fails; the
 /// daemons log it once they have registered after a node that differs, and
 /// count it in their metrics; nodes with the same rules say nothing of each
-/// other. A rule with the same window that counts other lines (a status
-/// filter added) is told too, and one whose source finds the client in a
-/// header.
+/// other; the status of one that differs (JSON, `logwarden status`, the
+/// page in headless Chromium) says how. A rule with the same window that
+/// counts other lines (a status filter added) is told too, and one whose
+/// source finds the client in a header.
 #[test]
-#[ignore = "needs redis-server; run by scripts/test"]
+#[ignore = "needs redis-server and chromium; run by scripts/test"]
 fn nodes_whose_rules_differ_say_so() {
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path(), &[]);
@@ -808,6 +809,19 @@ fn nodes_whose_rules_differ_say_so() {
     wait_until("web2 tells", || farm.log(1).contains("differs on node web1"));
     let (_, metrics) = http_get(port, "/metrics", None).unwrap();
     assert!(metrics.contains("logwarden_farm_rule_differences 1\n"), "{metrics}");
+    // Its status says what differs, in words.
+    let (_, json) = http_get(port, "/api/status", None).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let differs = doc["farm"]["differences"].as_array().cloned().unwrap_or_default();
+    assert_eq!(differs.len(), 1, "{json}");
+    assert!(differs[0].as_str().unwrap().contains("differs on node web1"), "{json}");
+    let cfg = farm.node_dir(1).join("logwarden.toml");
+    let text = run(&["-c", cfg.to_str().unwrap(), "status"], b"").stdout;
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("1 differences with other nodes"), "{text}");
+    assert!(text.contains("\n  rule \"today_download\" differs on node web1"), "{text}");
+    let dom = crate::observe::browse(&format!("http://127.0.0.1:{port}/"), "farm-differs");
+    assert!(dom.contains("farm: rule \"today_download\" differs on node web1"), "{dom}");
     farm.hits(2, "203.0.113.3", 1);
     wait_until("web3 tells", || farm.log(2).contains("differs on node web2"));
     assert!(!farm.log(2).contains("node web1"), "{}", farm.log(2));

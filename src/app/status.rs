@@ -73,10 +73,18 @@ fn farm_line(f: &FarmDoc) -> String {
         None => "deciding with Redis".to_string(),
     };
     let clock = f.clock_offset_seconds.map(|c| format!(", clock {c:+.3} s")).unwrap_or_default();
-    format!(
+    let mut o = format!(
         "farm: {how}; {} round trips, {} outages, {} events decided alone, {} repeated, {} differences with other nodes{clock}\n",
-        f.round_trips, f.outages, f.events_alone, f.events_repeated, f.differences
-    )
+        f.round_trips,
+        f.outages,
+        f.events_alone,
+        f.events_repeated,
+        f.differences.len()
+    );
+    for d in &f.differences {
+        o += &format!("  {}\n", shown(d));
+    }
+    o
 }
 
 /// The status as terminal text.

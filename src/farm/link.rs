@@ -153,9 +153,9 @@ pub struct Link {
     /// When this connection last registered the rules (none yet: at the
     /// next answered round trip).
     agreed_at: Option<Instant>,
-    /// What the last registration found ([`agree::Finding::about`]): each
-    /// finding is logged once while it lasts.
-    told: HashSet<String>,
+    /// What the last registration found: each finding is logged once
+    /// while it lasts.
+    findings: Vec<agree::Finding>,
     /// Whether the server's eviction policy was told (once a run).
     eviction_told: bool,
     /// Round trips, their time, outages, differences found.
@@ -177,7 +177,7 @@ impl Link {
             conn: None,
             outage: None,
             agreed_at: None,
-            told: HashSet::new(),
+            findings: Vec::new(),
             eviction_told: false,
             counts: LinkCounts::default(),
         }
@@ -191,6 +191,12 @@ impl Link {
     /// The link's counters so far.
     pub fn counts(&self) -> LinkCounts {
         self.counts
+    }
+
+    /// How this node differs from the others, as its last registration
+    /// found.
+    pub fn findings(&self) -> &[agree::Finding] {
+        &self.findings
     }
 
     /// Applies this node's `hits` from the file `file` (in line order) to
@@ -350,13 +356,13 @@ impl Link {
         self.counts.clock_offset_ms = clock;
         let findings = agree::findings(&read, &self.settings.node, &self.rules, clock);
         self.counts.rule_differences = findings.len() as u64;
-        let told = std::mem::take(&mut self.told);
-        for f in findings {
+        let told: HashSet<String> = self.findings.drain(..).map(|f| f.about).collect();
+        for f in &findings {
             if !told.contains(&f.about) {
                 tracing::warn!(finding = %f, "The farm's nodes disagree: every node needs the same rules (name, what they count, threshold, window, cooldown), a node name of its own and a clock that agrees with the others', or the farm decides by whichever node's event comes.");
             }
-            self.told.insert(f.about);
         }
+        self.findings = findings;
     }
 
     /// This node's clock minus the Redis server's, in ms (Redis's TIME).

@@ -51,9 +51,9 @@ pub struct FarmDoc {
     pub events_alone: u64,
     /// Events Redis had applied before (read again after a crash).
     pub events_repeated: u64,
-    /// How this node differs from the others (rules, name, clock), at the
-    /// last registration.
-    pub differences: u64,
+    /// How this node differs from the others (rules, name, clock), in
+    /// words, at the last registration.
+    pub differences: Vec<String>,
     /// This machine's clock minus the Redis server's, in seconds.
     pub clock_offset_seconds: Option<f64>,
 }
@@ -222,7 +222,7 @@ fn farm_doc(f: &crate::pipeline::FarmCounts, now: u64) -> FarmDoc {
         outages: f.link.outages,
         events_alone: f.alone,
         events_repeated: f.repeated,
-        differences: f.link.rule_differences,
+        differences: f.differences.clone(),
         clock_offset_seconds: f.link.clock_offset_ms.map(|ms| ms as f64 / 1000.0),
     }
 }

@@ -275,6 +275,9 @@ impl<'e> Collector<'e> {
             link.decide(&file, &hits).ok()
         });
         counts.link = link.counts();
+        if !counts.differences.iter().eq(link.findings().iter().map(|f| &f.text)) {
+            counts.differences = link.findings().iter().map(|f| f.text.clone()).collect();
+        }
         let Some(d) = decided else {
             counts.alone += hits.len() as u64;
             run.iter_mut().for_each(|p| p.scope = Some(Scope::Local));

@@ -135,6 +135,9 @@ pub struct FarmCounts {
     pub alone: u64,
     /// The link's own: round trips, outages, rule differences.
     pub link: LinkCounts,
+    /// How this node differs from the others (rules, name, clock), in
+    /// words, as the link's last registration found.
+    pub differences: Vec<String>,
 }
 
 impl Summary {
