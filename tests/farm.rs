@@ -843,7 +843,8 @@ fn nodes_whose_rules_differ_say_so() {
 }
 
 /// Another machine registered under this node's name lately: `check` says
-/// so and fails, and the daemon logs it when it registers.
+/// so and fails, and the daemon logs it when it registers — once while it
+/// lasts, and again when it comes back.
 #[test]
 #[ignore = "needs redis-server; run by scripts/test"]
 fn two_machines_under_one_node_name_are_told() {
@@ -860,6 +861,20 @@ fn two_machines_under_one_node_name_are_told() {
     assert_eq!(code, Some(1), "{stderr}");
     farm.hits(0, "203.0.113.1", 1);
     wait_until("web1 tells", || farm.log(0).contains(told));
+    // A finding is told once while it lasts, and again when it comes back:
+    // each new connection registers again (its own entry replaced the
+    // other machine's), so the connection is killed between the rounds.
+    let register_again = |farm: &mut Farm, round: u32| {
+        redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+        let marker = format!("198.18.{round}.1");
+        farm.hits(0, &marker, 10);
+        wait_until("the marker's alert", || !farm.alerts_for(&marker).is_empty());
+    };
+    register_again(&mut farm, 1);
+    assert_eq!(farm.log(0).matches(told).count(), 1, "gone: {}", farm.log(0));
+    redis.command(&["HSET", &format!("{prefix}:rules"), "web1", &entry.to_string()]);
+    register_again(&mut farm, 2);
+    assert_eq!(farm.log(0).matches(told).count(), 2, "back: {}", farm.log(0));
 }
 
 /// A node whose clock is 5 s ahead (libfaketime): it and the node it
