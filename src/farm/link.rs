@@ -73,10 +73,6 @@ pub struct LinkCounts {
     pub round_trip_micros: u64,
     /// Outages begun.
     pub outages: u64,
-    /// What the last registration of the rules found different from the
-    /// other nodes' (another machine under this node's name, and clocks
-    /// too far apart, included).
-    pub rule_differences: u64,
     /// This node's clock minus the Redis server's, in ms, at the last
     /// registration.
     pub clock_offset_ms: Option<i64>,
@@ -148,8 +144,9 @@ pub struct Link {
     ipv6_prefix: u8,
     script: redis::Script,
     conn: Option<Conn>,
-    /// Since when Redis has not answered, and when to try again.
-    outage: Option<(Instant, Instant, Duration)>,
+    /// While Redis does not answer: when to try again, and the backoff
+    /// (since when is in `counts`).
+    outage: Option<(Instant, Duration)>,
     /// When this connection last registered the rules (none yet: at the
     /// next answered round trip).
     agreed_at: Option<Instant>,
@@ -158,7 +155,7 @@ pub struct Link {
     findings: Vec<agree::Finding>,
     /// Whether the server's eviction policy was told (once a run).
     eviction_told: bool,
-    /// Round trips, their time, outages, differences found.
+    /// Round trips, their time, outages, clock, since when alone.
     counts: LinkCounts,
 }
 
@@ -206,7 +203,7 @@ impl Link {
         if hits.is_empty() {
             return Ok(FarmDecisions::default());
         }
-        if self.outage.is_some_and(|(_, retry_at, _)| Instant::now() < retry_at) {
+        if self.outage.is_some_and(|(retry_at, _)| Instant::now() < retry_at) {
             return Err(Unavailable);
         }
         let origin = format!("{} {file}", self.settings.node);
@@ -355,7 +352,6 @@ impl Link {
         }
         self.counts.clock_offset_ms = clock;
         let findings = agree::findings(&read, &self.settings.node, &self.rules, clock);
-        self.counts.rule_differences = findings.len() as u64;
         let told: HashSet<String> = self.findings.drain(..).map(|f| f.about).collect();
         for f in &findings {
             if !told.contains(&f.about) {
@@ -397,20 +393,20 @@ impl Link {
                 self.counts.outages += 1;
                 self.counts.alone_since = Some(agree::now());
                 tracing::warn!(redis = %url, error = %e, "Redis does not answer (or answers with an error): this node decides alone (alerts marked \"scope\": \"local\") and tries again.");
-                (now, now + FIRST_BACKOFF, FIRST_BACKOFF)
+                (now + FIRST_BACKOFF, FIRST_BACKOFF)
             }
-            Some((since, _, backoff)) => {
+            Some((_, backoff)) => {
                 let next = (backoff * 2).min(MAX_BACKOFF);
-                (since, now + next, next)
+                (now + next, next)
             }
         });
         Unavailable
     }
 
     fn recovered(&mut self) {
-        self.counts.alone_since = None;
-        if let Some((since, _, _)) = self.outage.take() {
-            let secs = since.elapsed().as_secs();
+        let since = self.counts.alone_since.take();
+        if self.outage.take().is_some() {
+            let secs = since.map_or(0, |t| agree::now().saturating_sub(t));
             tracing::warn!(after_secs = secs, "Redis answers again: farm decisions resume.");
         }
     }

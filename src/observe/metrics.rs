@@ -154,7 +154,7 @@ fn farm(reg: &mut Registry, s: &Snapshot) {
         f.repeated,
     );
     let differences: Gauge = Gauge::default();
-    differences.set(i64::try_from(f.link.rule_differences).unwrap_or(i64::MAX));
+    differences.set(i64::try_from(f.differences.len()).unwrap_or(i64::MAX));
     reg.register(
         "farm_rule_differences",
         "How this node's rules differ from the other nodes' (or another machine has its name, or a clock too far from this one's), at the last check",

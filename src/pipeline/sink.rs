@@ -133,7 +133,7 @@ pub struct FarmCounts {
     pub repeated: u64,
     /// Events decided on this node's windows alone.
     pub alone: u64,
-    /// The link's own: round trips, outages, rule differences.
+    /// The link's own: round trips, outages, clock, since when alone.
     pub link: LinkCounts,
     /// How this node differs from the others (rules, name, clock), in
     /// words, as the link's last registration found.
