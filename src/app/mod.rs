@@ -119,11 +119,16 @@ fn check_farm_rules(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
         (true, true) => {
             eprintln!("cluster: no other node has registered its rules in the last two hours")
         }
-        (true, false) => eprintln!(
-            "cluster: the rules are those of node(s) {}, and no clock is more than {} ms from this one's",
-            c.nodes.join(", "),
-            crate::farm::agree::CLOCK_TOLERANCE_MS
-        ),
+        (true, false) => {
+            let clocks = match c.clock_ms {
+                Ok(_) => format!(
+                    ", and no clock is more than {} ms from this one's",
+                    crate::farm::agree::CLOCK_TOLERANCE_MS
+                ),
+                Err(_) => String::new(),
+            };
+            eprintln!("cluster: the rules are those of node(s) {}{clocks}", c.nodes.join(", "))
+        }
     }
     c.findings.is_empty()
 }
