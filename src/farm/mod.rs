@@ -66,8 +66,9 @@ pub struct Probe {
     /// The server's `redis_version`.
     pub version: String,
     /// How it evicts keys when full, if it may evict the farm's windows: its
-    /// `maxmemory` (bytes, human) and `maxmemory-policy` (none when it has
-    /// no limit or the policy is `noeviction`).
+    /// `maxmemory` (as `INFO` writes it for people, `100.00M`) and
+    /// `maxmemory-policy` (none when it has no limit or the policy is
+    /// `noeviction`).
     pub eviction: Option<(String, String)>,
 }
 
