@@ -122,7 +122,7 @@ impl Cluster {
     pub fn start_with_replicas(dir: &Path) -> Cluster {
         let cluster = Cluster::create(dir, 1);
         wait_until("every master's replica in sync", || {
-            let nodes = cluster.command_on(cluster.nodes[0].port, &["cluster", "nodes"]);
+            let nodes = redis_cli(cluster.nodes[0].port, &["cluster", "nodes"]);
             nodes.lines().filter(|l| l.contains("slave") && l.contains("connected")).count() == 3
         });
         cluster
@@ -153,29 +153,22 @@ impl Cluster {
     /// a second before a silent node counts as failed.
     fn args(dir: &Path, i: usize) -> [String; 6] {
         let conf = format!("{}/nodes-{i}.conf", dir.display());
-        let timeout = ["--cluster-node-timeout".into(), "1000".into()];
-        let [a, b] = timeout;
-        ["--cluster-enabled".into(), "yes".into(), "--cluster-config-file".into(), conf, a, b]
-    }
-
-    /// `redis-cli -p PORT ARGS…`'s output.
-    pub fn command_on(&self, port: u16, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &port.to_string()])
-            .args(args)
-            .output()
-            .expect("run redis-cli");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            &conf,
+            "--cluster-node-timeout",
+            "1000",
+        ]
+        .map(String::from)
     }
 
     /// The port of the master that serves `key`'s hash slot.
     pub fn master_of(&self, key: &str) -> u16 {
-        let slot: u32 = self
-            .command_on(self.nodes[0].port, &["cluster", "keyslot", key])
-            .trim()
-            .parse()
-            .unwrap();
-        let nodes = self.command_on(self.nodes[0].port, &["cluster", "nodes"]);
+        let slot: u32 =
+            redis_cli(self.nodes[0].port, &["cluster", "keyslot", key]).trim().parse().unwrap();
+        let nodes = redis_cli(self.nodes[0].port, &["cluster", "nodes"]);
         let serves = |range: &str| match range.split_once('-') {
             Some((a, b)) => {
                 a.parse::<u32>().is_ok_and(|a| a <= slot)
@@ -222,7 +215,7 @@ impl Cluster {
     pub fn wait_ok(&self) {
         for n in &self.nodes {
             wait_until("cluster_state:ok", || {
-                self.command_on(n.port, &["cluster", "info"]).contains("cluster_state:ok")
+                redis_cli(n.port, &["cluster", "info"]).contains("cluster_state:ok")
             });
         }
     }
@@ -231,4 +224,14 @@ impl Cluster {
     pub fn seeds(&self) -> Vec<String> {
         self.nodes.iter().map(Redis::url).collect()
     }
+}
+
+/// `redis-cli -p PORT ARGS…`'s output.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("run redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
