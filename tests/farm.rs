@@ -886,9 +886,10 @@ fn two_machines_under_one_node_name_are_told() {
     assert_eq!(farm.log(0).matches(told).count(), 2, "back: {}", farm.log(0));
 }
 
-/// A node whose clock is 5 s ahead (libfaketime): it and the node it
-/// registers after say so, `check` on the other node fails naming it, and
-/// its metrics show its clock against the Redis server's.
+/// A node whose clock is 5 s ahead (libfaketime) registers after one on
+/// the real clock: it logs the other's clock as 5 s behind, `check` on the
+/// other fails naming it, and its metrics show its clock against the Redis
+/// server's (the other, registered first, logs nothing of it).
 #[test]
 #[ignore = "needs redis-server and libfaketime; run by scripts/test"]
 fn nodes_whose_clocks_differ_say_so() {
