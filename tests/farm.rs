@@ -133,7 +133,6 @@ fn farm_windows_in_a_cluster_decide_as_one_nodes_windows() {
 
 fn decide_as_one_node(redis: Vec<String>) {
     use logwarden::farm::link::{FarmAlert, Hit, Link};
-    use logwarden::farm::{FarmRule, FarmSettings};
     use logwarden::parse::client::Key;
     use logwarden::rules::WindowSpec;
     use logwarden::window::{Outcome, Windows};
@@ -143,25 +142,8 @@ fn decide_as_one_node(redis: Vec<String>) {
         WindowSpec { threshold: 4, window: 30, cooldown: 10, distinct: true },
         WindowSpec { threshold: 3, window: 20, cooldown: 0, distinct: true },
     ];
-    let settings = |node: &str| FarmSettings {
-        redis: redis.clone(),
-        node: node.into(),
-        prefix: "t".into(),
-        timeout: std::time::Duration::from_secs(2),
-        host: "test".into(),
-    };
-    let rules: Vec<FarmRule> = specs
-        .iter()
-        .enumerate()
-        .map(|(i, s)| FarmRule {
-            name: format!("r{i}"),
-            spec: *s,
-            matches: String::new(),
-            clients: String::new(),
-        })
-        .collect();
     let mut links: Vec<Link> =
-        (0..4).map(|n| Link::new(settings(&format!("web{n}")), rules.clone(), 64)).collect();
+        (0..4).map(|n| test_link(redis.clone(), &format!("web{n}"), &specs)).collect();
     let mut model: Vec<Windows> = specs.iter().map(|s| Windows::new(*s)).collect();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut offsets = [0u64; 4];
@@ -184,7 +166,7 @@ fn decide_as_one_node(redis: Vec<String>) {
         edge.iter().map(|h| model[3].record_value(h.key, h.time, h.value)).collect();
     assert_eq!(want[2], Outcome::Alert(3));
     assert_eq!(got.alerts, [FarmAlert { hit: 2, count: 3 }]);
-    for _ in 0..300 {
+    for _ in 0..1000 {
         let node = rng.below(4) as usize;
         let hits: Vec<Hit> = (0..1 + rng.below(12))
             .map(|_| {
@@ -241,6 +223,112 @@ fn decide_as_one_node(redis: Vec<String>) {
         alerts > 20 && distinct_alerts > 10 && late > 5,
         "the stream exercises alerts ({alerts}, {distinct_alerts} of distinct counts) and late events ({late})"
     );
+}
+
+/// A link of node `node` through `redis` (key prefix `t`), for rules r0, r1,
+/// … with these windows.
+fn test_link(
+    redis: Vec<String>,
+    node: &str,
+    specs: &[logwarden::rules::WindowSpec],
+) -> logwarden::farm::link::Link {
+    use logwarden::farm::{FarmRule, FarmSettings};
+    let settings = FarmSettings {
+        redis,
+        node: node.into(),
+        prefix: "t".into(),
+        timeout: std::time::Duration::from_secs(2),
+        host: "test".into(),
+    };
+    let rules = specs.iter().enumerate().map(|(i, s)| FarmRule {
+        name: format!("r{i}"),
+        spec: *s,
+        matches: String::new(),
+        clients: String::new(),
+    });
+    logwarden::farm::link::Link::new(settings, rules.collect(), 64)
+}
+
+/// One event of rule `rule` for client 10.0.0.1 at `time`, line `offset`.
+fn test_hit(rule: u16, time: u32, offset: u64) -> logwarden::farm::link::Hit {
+    use logwarden::parse::client::Key;
+    logwarden::farm::link::Hit { rule, key: Key(0xffff_0a00_0001), time, offset, value: 0 }
+}
+
+/// The edges the random stream seldom meets: an event exactly one window
+/// before T still counts, and of a group (one client's events at one
+/// second) applied in part before a crash, only the rest is applied again.
+#[test]
+#[ignore = "needs redis-server; run by scripts/test"]
+fn a_windows_edges_count_as_one_nodes() {
+    use logwarden::farm::link::FarmAlert;
+    use logwarden::rules::WindowSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), &[]);
+    let spec = WindowSpec { threshold: 2, window: 10, cooldown: 0, distinct: false };
+    let mut link = test_link(vec![redis.url()], "web0", &[spec]);
+    let d = link.decide("f", &[test_hit(0, 1_000, 1), test_hit(0, 1_010, 2)]).unwrap();
+    assert_eq!(d.alerts, [FarmAlert { hit: 1, count: 2 }], "the event at T - window counts");
+    let d = link.decide("f", &[test_hit(0, 1_011, 3)]).unwrap();
+    assert_eq!(d.alerts, [FarmAlert { hit: 0, count: 2 }], "the event at 1000 left the window");
+    let group: Vec<_> = (10..15).map(|offset| test_hit(0, 1_012, offset)).collect();
+    let d = link.decide("f", &group[..3]).unwrap();
+    assert_eq!((d.repeated, d.alerts.last().map(|a| a.count)), (0, Some(5)));
+    let d = link.decide("f", &group).unwrap();
+    assert_eq!(d.repeated, 3);
+    let counts: Vec<u32> = d.alerts.iter().map(|a| a.count).collect();
+    assert_eq!(counts, [6, 7], "the group's last two events, once");
+}
+
+/// A window keeps what each of the 64 origins (node and file) that wrote
+/// to it last applied, no more: a line of one of them read again is not
+/// applied again; one of an origin that wrote longer ago is.
+#[test]
+#[ignore = "needs redis-server; run by scripts/test"]
+fn a_window_remembers_the_64_origins_that_wrote_last() {
+    use logwarden::rules::WindowSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), &[]);
+    let spec = WindowSpec { threshold: 1000, window: 600, cooldown: 0, distinct: false };
+    let mut link = test_link(vec![redis.url()], "web0", &[spec]);
+    let hit = |i: u32| [test_hit(0, 1_000_000 + i, 100)];
+    for i in 0..70 {
+        let d = link.decide(&format!("file{i}"), &hit(i)).expect("redis answers");
+        assert_eq!(d.repeated, 0);
+    }
+    let mut con = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+    let state: Vec<u8> = redis::cmd("GET").arg("t:{10.0.0.1}:r0").query(&mut con).unwrap();
+    assert_eq!(u16::from_le_bytes([state[17], state[18]]), 64, "origins kept");
+    for (i, repeated) in [(69, 1), (6, 1), (5, 0), (0, 0)] {
+        let d = link.decide(&format!("file{i}"), &hit(i)).expect("redis answers");
+        assert_eq!(d.repeated, repeated, "file{i}");
+    }
+}
+
+/// A window's expiry is set again only when half its window has passed
+/// since it last was (by Redis's clock), so it expires between 1.5 and 2
+/// windows, plus the cooldown, after its last change.
+#[test]
+#[ignore = "needs redis-server; run by scripts/test"]
+fn a_windows_expiry_is_set_again_after_half_a_window() {
+    use logwarden::rules::WindowSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), &[]);
+    let long = WindowSpec { threshold: 100, window: 20, cooldown: 0, distinct: false };
+    let short = WindowSpec { window: 2, ..long };
+    let mut link = test_link(vec![redis.url()], "web0", &[long, short]);
+    let mut con = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+    let mut pttl = |rule: &str| -> i64 {
+        redis::cmd("PTTL").arg(format!("t:{{10.0.0.1}}:{rule}")).query(&mut con).unwrap()
+    };
+    link.decide("f", &[test_hit(0, 1_000_000, 1), test_hit(1, 1_000_000, 2)]).unwrap();
+    assert!((39_000..=40_000).contains(&pttl("r0")), "{}", pttl("r0"));
+    assert!((3_000..=4_000).contains(&pttl("r1")), "{}", pttl("r1"));
+    std::thread::sleep(std::time::Duration::from_millis(2_100));
+    link.decide("f", &[test_hit(0, 1_000_001, 3), test_hit(1, 1_000_001, 4)]).unwrap();
+    let (r0, r1) = (pttl("r0"), pttl("r1"));
+    assert!(r0 > 0 && r0 <= 38_000, "r0 kept its expiry: {r0} ms");
+    assert!(r1 >= 3_000, "r1's expiry was set again: {r1} ms");
 }
 
 /// A farm on this machine: `n` nodes, each a `logwarden run` with its own
@@ -976,6 +1064,11 @@ fn a_redis_that_will_not_tell_its_clock_still_compares_rules() {
     assert!(stderr.contains("cluster: Redis did not tell its clock (TIME: "), "{stderr}");
     assert!(!stderr.contains("no clock is more than"), "clocks not compared: {stderr}");
     assert_eq!(code, Some(0), "{stderr}");
+    // The script, which asks the clock when to set an expiry again, still
+    // decides: a client's 10 hits alert farm-wide.
+    farm.spread("203.0.113.2", 10);
+    farm.farm_alert_of_ten("203.0.113.2");
+    assert!(!farm.log(0).contains("does not answer"), "{}", farm.log(0));
 }
 
 /// A master of a cluster with replicas killed: its replica takes over (a
@@ -1078,6 +1171,6 @@ fn least_rights_serve(redis: &str, servers: &[&Redis], commands: &str) {
 
 /// The commands the README gives a farm's Redis user.
 const FARM_USER_COMMANDS: &str =
-    "+evalsha +eval +script|load +get +set +hset +hgetall +hdel +pexpire +info +time";
+    "+evalsha +eval +script|load +mget +set +hset +hgetall +hdel +pexpire +info +time";
 /// The commands a Redis Cluster's user needs besides.
 const CLUSTER_USER_COMMANDS: &str = "+cluster|info +cluster|nodes +cluster|slots +ping";

@@ -1,38 +1,48 @@
 -- The farm-wide windows of a chunk's clients, applied atomically: the same
 -- semantics as src/window.rs (KeyState::record), over the events of every
--- node. Called once per chunk on a single server (by EVALSHA), once per
--- (rule, client) in a Redis Cluster (by EVAL: a script's keys must share
--- one hash slot).
+-- node. Called once per up to 256 windows on a single server (by EVALSHA),
+-- once per (rule, client) in a Redis Cluster (by EVAL: a script's keys must
+-- share one hash slot).
 --
--- Arguments and state are little-endian binary (the `struct` library), not
--- numbers in text and MessagePack tables: those cost about 6 of the first
--- script's 18 µs per window (README, "Web farm").
+-- Shaped by what costs Redis time, measured by replaying a captured flood
+-- (README, "Web farm"): each call from Lua, each string a script makes
+-- (Redis's Lua hashes every byte of it) and setting an expiry. So a
+-- window's state is small and binary (the `struct` library), its new state
+-- is put together from as few pieces of the old one as can be, the windows
+-- are read with one MGET, and an expiry is set again only when half a
+-- window has passed (by Redis's clock) since it last was.
 --
 -- KEYS     the windows (strings that expire), one per (rule, client)
--- ARGV[1]  origin ("node file": whose events these are)
+-- ARGV[1]  origin: 8 bytes naming the node and file whose events these are
 -- ARGV[2]  per rule (in the engine's order): window, threshold, cooldown
 --          (seconds), and 1 if it counts distinct values ('<IIII')
 -- ARGV[3]  per rule, the windows' time to live in ms, as text ("1800000
 --          60000": SET reads text; a Lua number would be formatted first)
 -- ARGV[k+3] the events of KEYS[k]: rule index, number of groups ('<HI'),
---          then the groups in line order: second, n ('<II') and the n
---          lines' offsets ('<d' each, ascending); for a rule counting
---          distinct values, then the n lines' values (16 bytes each). A
---          group is consecutive events of the client at one second.
--- Returns  per key: late, repeated, number of alerts, then per alert:
+--          then the groups in line order, each: second, n, the offsets of
+--          its first and last lines ('<IIdd'), the offsets of the n - 2
+--          lines between ('<d' each, ascending), and for a rule counting
+--          distinct values the n lines' values (16 bytes each). A group is
+--          consecutive events of the client at one second.
+-- Returns  for each window with something to tell (none for most): its
+--          index in KEYS, late, repeated, number of alerts, then per alert:
 --          group, hit (1-based), count
 --
--- A window's state: version (1 byte), T (newest second), q (end of the
--- cooldown), c (events in the window), the number of origins ('<BdddI');
--- per origin its name and the offset of the last line applied ('<sd':
--- lines at or before it are repeats after a crash and are not applied
--- again); then per second in the window, ascending: second, hits ('<Id').
--- A rule counting distinct values (version 3) keeps instead, as the engine
--- does (src/window.rs, KeyState::record_value), at most `threshold` values
--- with the second each was last seen: second ('<I'), value (16 bytes).
-local sunpack, pack, sub = struct.unpack, struct.pack, string.sub
-local VERSION, REC = 2, 12
-local VERSION_DISTINCT, VREC = 3, 20
+-- A window's state: version (1 byte), T (newest second; 0 before any
+-- event), q (end of the cooldown), c (events in the window), E (when its
+-- expiry was last set: Redis's clock, seconds), the number of origins
+-- ('<BIIIIH'); per origin, the one that wrote last first, its 8 bytes and
+-- the offset of the last line it applied ('c8d': lines at or before it are
+-- repeats after a crash and are not applied again; at most MAX_ORIGINS,
+-- those that wrote longest ago dropped); then per second in the window,
+-- ascending: second, hits ('<II'). A rule counting distinct values
+-- (version 5) keeps instead, as the engine does (src/window.rs,
+-- KeyState::record_value), at most `threshold` values with the second each
+-- was last seen: second ('<I'), value (16 bytes).
+local sunpack, pack, sub, find = struct.unpack, struct.pack, string.sub, string.find
+local COUNT, DISTINCT = 4, 5
+local HEAD, ORIG, REC, VREC = 19, 16, 8, 20
+local MAX_ORIGINS = 64
 
 local rules = {}
 do
@@ -48,89 +58,129 @@ do
     i = i + 1
   end
 end
+local id = ARGV[1]
+-- Redis's clock, for when to set an expiry again; none where an ACL denies
+-- TIME (then every write sets it).
+local now
+do
+  local time = redis.pcall('TIME')
+  if not time.err then now = tonumber(time[1]) end
+end
 
--- The state in `raw` (a state of another version counts as none: it came
--- from an older build or another kind of rule, and expires).
+-- The state in `raw` ('' if none; a state of another version counts as
+-- none: it came from an older build or another kind of rule, and expires):
+-- raw, T, q, c, E, the number of origins, where this origin's record is
+-- (nil if it has none) and the offset of the last line it applied (-1).
 local function load(raw, version)
-  local names, offs = {}, {}
-  if not raw or #raw < 1 or raw:byte(1) ~= version then return -1, 0, 0, names, offs, '' end
-  local _, T, q, c, no, p = sunpack('<BdddI', raw)
-  for j = 1, no do
-    names[j], offs[j], p = sunpack('<sd', raw, p)
+  if not raw or #raw < HEAD then return '', 0, 0, 0, 0, 0, nil, -1 end
+  local v, T, q, c, E, no = sunpack('<BIIIIH', raw)
+  if v ~= version then return '', 0, 0, 0, 0, 0, nil, -1 end
+  local oend = HEAD + ORIG * no
+  -- The 8 bytes could also occur inside an offset: only a record's start counts.
+  local at = find(raw, id, HEAD + 1, true)
+  while at and at <= oend and (at - HEAD - 1) % ORIG ~= 0 do
+    at = find(raw, id, at + 1, true)
   end
-  return T, q, c, names, offs, sub(raw, p)
+  if at and at <= oend then return raw, T, q, c, E, no, at, sunpack('<d', raw, at + 8) end
+  return raw, T, q, c, E, no, nil, -1
 end
 
--- The first of a group's n offsets (at p in arg) after `done`, n + 1 if none.
-local function first_new(arg, p, n, done)
-  if sunpack('<d', arg, p) > done then return 1 end
-  if sunpack('<d', arg, p + 8 * (n - 1)) <= done then return n + 1 end
-  for k = 2, n do
-    if sunpack('<d', arg, p + 8 * (k - 1)) > done then return k end
+-- The first line of a group (its n offsets: lo, those between at p, hi)
+-- after `done`; n + 1 if none.
+local function first_new(arg, p, n, lo, hi, done)
+  if lo > done then return 1 end
+  if hi <= done then return n + 1 end
+  for j = 2, n - 1 do
+    if sunpack('<d', arg, p + 8 * (j - 2)) > done then return j end
   end
-  return n + 1
+  return n
 end
 
--- Drops the seconds before `oldest` (the first records) and their hits.
-local function prune(s, c, oldest)
+-- Reserves a window's four numbers in `out` before its first alert.
+local function opened(out, o)
+  if o then return o end
+  o = #out
+  out[o + 1], out[o + 2], out[o + 3], out[o + 4] = 0, 0, 0, 0
+  return o
+end
+
+-- A counting rule's seconds are the records src[ss..se] followed by the
+-- string `tail`, so that the usual update (a new last second) copies none.
+
+-- Drops the seconds before `oldest` and their hits from c.
+local function prune(src, ss, se, tail, c, oldest)
+  while ss <= se do
+    local t, h = sunpack('<II', src, ss)
+    if t >= oldest then return src, ss, se, tail, c end
+    c = c - h
+    ss = ss + REC
+  end
   local p = 1
-  while p <= #s do
-    local t, h = sunpack('<Id', s, p)
+  while p <= #tail do
+    local t, h = sunpack('<II', tail, p)
     if t >= oldest then break end
     c = c - h
     p = p + REC
   end
-  return sub(s, p), c
+  return src, ss, se, sub(tail, p), c
 end
 
--- Adds m hits at second t, keeping the seconds ascending (usually the last
--- record or a new one after it: the search starts from the end).
-local function add(s, t, m)
+-- Adds m hits at second t, not after the last second kept (the search
+-- starts from the end).
+local function add(src, ss, se, tail, t, m)
+  if tail == '' then
+    local u, h = sunpack('<II', src, se - REC + 1)
+    if u == t then return src, ss, se - REC, pack('<II', t, h + m) end
+  end
+  local s = sub(src, ss, se) .. tail
   local p = #s - REC + 1
   while p >= 1 do
-    local u, h = sunpack('<Id', s, p)
-    if u == t then return sub(s, 1, p - 1) .. pack('<Id', t, h + m) .. sub(s, p + REC) end
+    local u, h = sunpack('<II', s, p)
+    if u == t then
+      s = sub(s, 1, p - 1) .. pack('<II', t, h + m) .. sub(s, p + REC)
+      return s, 1, #s, ''
+    end
     if u < t then break end
     p = p - REC
   end
-  return sub(s, 1, p + REC - 1) .. pack('<Id', t, m) .. sub(s, p + REC)
+  s = sub(s, 1, p + REC - 1) .. pack('<II', t, m) .. sub(s, p + REC)
+  return s, 1, #s, ''
 end
 
--- The index of `origin` among a state's origins (a new one after them).
-local function find_origin(names, origin)
-  for j = 1, #names do
-    if names[j] == origin then return j end
-  end
-  return #names + 1
-end
-
--- Applies the groups of a counting rule's window (at p in arg) to the
--- state T, q, c, s; alerts go to `out`. Returns T, q, c, s, done, late,
--- repeated, alerts.
-local function apply_count(arg, p, groups, r, T, q, c, s, done, out)
+-- Applies a counting rule's groups (the first one's header already read:
+-- t, n, lo, hi; its offsets between at p) to the state T, q, c and the
+-- seconds; alerts go to `out`. Returns T, q, c, the seconds, done, late,
+-- repeated, alerts and where the window's numbers are in `out` (if alerts).
+local function apply_count(arg, p, groups, t, n, lo, hi, r, T, q, c, src, ss, se, done, out)
   local window, threshold, cooldown = r[1], r[2], r[3]
-  local late, repeated, alerts = 0, 0, 0
+  local tail, late, repeated, alerts, o = '', 0, 0, 0, nil
   for g = 1, groups do
-    local t, n
-    t, n, p = sunpack('<II', arg, p)
-    local first = first_new(arg, p, n, done)
-    p = p + 8 * n
+    if g > 1 then t, n, lo, hi, p = sunpack('<IIdd', arg, p) end
+    local first = 1
+    if lo <= done then first = first_new(arg, p, n, lo, hi, done) end
+    if n > 2 then p = p + 8 * (n - 2) end
     local m = n - first + 1
-    repeated = repeated + (n - m)
+    repeated = repeated + (first - 1)
     if m > 0 then
-      done = sunpack('<d', arg, p - 8)
-      if T < 0 then T = t end
+      done = hi
+      if T == 0 then T = t end
       if t + window < T then
         late = late + m
       else
+        if t > T or (ss > se and tail == '') then
+          local rec = pack('<II', t, m)
+          if tail == '' then tail = rec else tail = tail .. rec end
+        else
+          src, ss, se, tail = add(src, ss, se, tail, t, m)
+        end
         if t > T then
           T = t
-          s, c = prune(s, c, T - window)
+          src, ss, se, tail, c = prune(src, ss, se, tail, c, T - window)
         end
         local before = c
-        s = add(s, t, m)
         c = c + m
         if c >= threshold and T >= q then
+          o = opened(out, o)
           local from = math.max(before + 1, threshold)
           local to = from
           if cooldown == 0 then to = c end
@@ -145,7 +195,7 @@ local function apply_count(arg, p, groups, r, T, q, c, s, done, out)
       end
     end
   end
-  return T, q, c, s, done, late, repeated, alerts
+  return T, q, c, src, ss, se, tail, done, late, repeated, alerts, o
 end
 
 -- The values of a distinct count in `s`: seconds and values, in order.
@@ -193,28 +243,28 @@ local function see(vt, vv, t, v, T, window, threshold)
   end
 end
 
--- Applies the groups of a distinct count's window, event by event (each
--- line has its value); as apply_count.
-local function apply_distinct(arg, p, groups, r, T, q, s, done, out)
+-- Applies a distinct count's groups event by event (each line has its
+-- value), as apply_count; the values kept come back as one string.
+local function apply_distinct(arg, p, groups, t, n, lo, hi, r, T, q, s, done, out)
   local window, threshold, cooldown = r[1], r[2], r[3]
-  local late, repeated, alerts = 0, 0, 0
+  local late, repeated, alerts, o = 0, 0, 0, nil
   local vt, vv = values(s)
   for g = 1, groups do
-    local t, n
-    t, n, p = sunpack('<II', arg, p)
-    local first = first_new(arg, p, n, done)
-    local at = p + 8 * n
+    if g > 1 then t, n, lo, hi, p = sunpack('<IIdd', arg, p) end
+    local first = first_new(arg, p, n, lo, hi, done)
+    local at = p + 8 * math.max(n - 2, 0)
     repeated = repeated + (first - 1)
-    if first <= n then done = sunpack('<d', arg, at - 8) end
-    for k = first, n do
-      if T >= 0 and t + window < T then
+    if first <= n then done = hi end
+    for j = first, n do
+      if T > 0 and t + window < T then
         late = late + 1
       else
         if t > T then T = t end
-        see(vt, vv, t, sub(arg, at + 16 * (k - 1), at + 16 * k - 1), T, window, threshold)
+        see(vt, vv, t, sub(arg, at + 16 * (j - 1), at + 16 * j - 1), T, window, threshold)
         if #vv >= threshold and T >= q then
-          local o = #out
-          out[o + 1], out[o + 2], out[o + 3] = g, k, #vv
+          o = opened(out, o)
+          local e = #out
+          out[e + 1], out[e + 2], out[e + 3] = g, j, #vv
           alerts = alerts + 1
           q = T + cooldown
         end
@@ -226,35 +276,61 @@ local function apply_distinct(arg, p, groups, r, T, q, s, done, out)
   for j = 1, #vt do
     parts[j] = pack('<I', vt[j]) .. vv[j]
   end
-  return T, q, #vv, table.concat(parts), done, late, repeated, alerts
+  return T, q, #vv, table.concat(parts), done, late, repeated, alerts, o
 end
 
-local origin = ARGV[1]
+-- The other origins' records (this one's, at `at`, left out; at most
+-- MAX_ORIGINS - 1) followed by the seconds src[ss..se]: the usual case,
+-- nothing pruned, is one piece of `raw`. Returns them and how many
+-- origins the new state has.
+local function rest(raw, no, at, src, ss, se)
+  local oend = HEAD + ORIG * no
+  if not at then no = no + 1 end
+  if no <= MAX_ORIGINS and src == raw and ss == oend + 1 then
+    if not at then return sub(raw, HEAD + 1, se), no end
+    if at == HEAD + 1 then return sub(raw, at + ORIG, se), no end
+    return sub(raw, HEAD + 1, at - 1) .. sub(raw, at + ORIG, se), no
+  end
+  local others
+  if not at then others = sub(raw, HEAD + 1, oend)
+  else others = sub(raw, HEAD + 1, at - 1) .. sub(raw, at + ORIG, oend) end
+  if no > MAX_ORIGINS then
+    others, no = sub(others, 1, ORIG * (MAX_ORIGINS - 1)), MAX_ORIGINS
+  end
+  if ss == 1 and se == #src then return others .. src, no end
+  return others .. sub(src, ss, se), no
+end
+
 local out = {}
+local raws = redis.call('MGET', unpack(KEYS))
 for k, key in ipairs(KEYS) do
   local arg = ARGV[k + 3]
-  local rule, groups, p = sunpack('<HI', arg)
+  local rule, groups, t, n, lo, hi, p = sunpack('<HIIIdd', arg)
   local r = rules[rule + 1]
-  local distinct = r[5] == 1
-  local version = distinct and VERSION_DISTINCT or VERSION
-  local T, q, c, names, offs, s = load(redis.call('GET', key), version)
-  local mine = find_origin(names, origin)
-  local done = offs[mine] or -1
-  local at = #out
-  out[at + 1], out[at + 2], out[at + 3] = 0, 0, 0
-  local late, repeated, alerts
-  if distinct then
-    T, q, c, s, done, late, repeated, alerts = apply_distinct(arg, p, groups, r, T, q, s, done, out)
+  local version = COUNT
+  if r[5] == 1 then version = DISTINCT end
+  local raw, T, q, c, E, no, at, done = load(raws[k], version)
+  local src, ss, se, tail = raw, HEAD + ORIG * no + 1, #raw, ''
+  local late, repeated, alerts, o
+  if version == DISTINCT then
+    T, q, c, src, done, late, repeated, alerts, o =
+      apply_distinct(arg, p, groups, t, n, lo, hi, r, T, q, sub(raw, ss), done, out)
+    ss, se = 1, #src
   else
-    T, q, c, s, done, late, repeated, alerts = apply_count(arg, p, groups, r, T, q, c, s, done, out)
+    T, q, c, src, ss, se, tail, done, late, repeated, alerts, o =
+      apply_count(arg, p, groups, t, n, lo, hi, r, T, q, c, src, ss, se, done, out)
   end
-  out[at + 1], out[at + 2], out[at + 3] = late, repeated, alerts
-  names[mine], offs[mine] = origin, done
-  local parts = { pack('<BdddI', version, T, q, c, #names) }
-  for j = 1, #names do
-    parts[j + 1] = pack('<sd', names[j], offs[j])
+  if o or late + repeated > 0 then
+    o = o or #out
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = k, late, repeated, alerts
   end
-  parts[#parts + 1] = s
-  redis.call('SET', key, table.concat(parts), 'PX', r[4])
+  local others, origins = rest(raw, no, at, src, ss, se)
+  if not now or now - E >= r[1] / 2 then
+    local state = pack('<BIIIIHc8d', version, T, q, c, now or 0, origins, id, done) .. others .. tail
+    redis.call('SET', key, state, 'PX', r[4])
+  else
+    local state = pack('<BIIIIHc8d', version, T, q, c, E, origins, id, done) .. others .. tail
+    redis.call('SET', key, state, 'KEEPTTL')
+  end
 end
 return out
