@@ -43,9 +43,10 @@ for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; slee
 
 "$LG" farm --nodes "$NODES" --path "$OUT/gen/web{n}/access.log" --lines "$LINES" 2>/dev/null
 
-redis_calls() {  # script calls Redis has run (EVALSHA and EVAL)
+redis_calls() {  # script calls Redis has run (EVALSHA and EVAL), and their µs
   redis-cli -p "$PORT" info commandstats | tr -d '\r' |
-    sed -n 's/^cmdstat_eval\(sha\)\{0,1\}:calls=\([0-9]*\).*/\2/p' | awk '{ t += $1 } END { print t + 0 }'
+    sed -n 's/^cmdstat_eval\(sha\)\{0,1\}:calls=\([0-9]*\),usec=\([0-9]*\).*/\2 \3/p' |
+    awk '{ t += $1; u += $2 } END { print t + 0, u + 0 }'
 }
 nodes_cpu() {  # CPU seconds the running nodes have used
   local ticks=0 p
@@ -107,7 +108,8 @@ ${RULES:-}"
   python3 - "$OUT/$label" "$NODES" "$start" "$commands_before" "$commands_after" "$cluster" "$cpu_before" "$cpu_after" \
     "$nodes_before" "$nodes_after" "$(nproc)" <<'PY'
 import os, sys
-out, nodes, start, cb, ca, cluster = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1"
+out, nodes, start, cluster = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[6] == "1"
+(cb, ub), (ca, ua) = [map(int, a.split()) for a in sys.argv[4:6]]
 cpu = float(sys.argv[8]) - float(sys.argv[7])
 nodes_cpu, cores = float(sys.argv[10]) - float(sys.argv[9]), int(sys.argv[11])
 total, slowest = 0, 0.0
@@ -123,14 +125,17 @@ with open(os.path.join(out, "rate"), "w") as f:
     f.write("%f\n" % (total / slowest / nodes))
 print("  the nodes used %.2f s of CPU for these lines" % nodes_cpu)
 if cluster:
-    print("  Redis script calls: %d, %.0f per second; Redis used %.2f s of CPU" % (ca - cb, (ca - cb) / slowest, cpu))
+    print("  Redis script calls: %d, %.0f per second, running %.2f s; Redis used %.2f s of CPU" % (ca - cb, (ca - cb) / slowest, (ua - ub) / 1e6, cpu))
     # The farm's work in all, spread perfectly over the cores, takes at
     # least this long: a floor under the time above on a shared machine.
     print("  nodes and Redis: %.2f s of CPU, at least %.2f s on %d cores" % (nodes_cpu + cpu, (nodes_cpu + cpu) / cores, cores))
 PY
 }
 
-stop_farm() {  # LABEL: stops the nodes, prints their round trips
+stop_farm() {  # LABEL: stops the nodes, prints their peak memory and round trips
+  local p
+  for p in $PIDS; do awk '/^VmHWM/ { print $2 }' "/proc/$p/status"; done |
+    awk '{ if ($1 > m) m = $1 } END { printf "  the largest node'"'"'s peak resident memory: %.0f MB\n", m / 1024 }'
   kill -TERM $PIDS; wait $PIDS 2>/dev/null || true
   PIDS=""
   { grep -h "round trips" "$OUT/$1"/web*/daemon.log || true; } | sed 's/.*round trips \([0-9]*\).*/\1/' |

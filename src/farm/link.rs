@@ -433,9 +433,10 @@ impl Window {
     fn events(&self, hits: &[Hit], distinct: bool) -> Vec<u8> {
         let n: usize = self.groups.iter().map(Vec::len).sum();
         let per_hit = if distinct { 24 } else { 8 };
-        let mut arg = Vec::with_capacity(6 + 24 * self.groups.len() + per_hit * n);
+        let mut arg = Vec::with_capacity(10 + 24 * self.groups.len() + per_hit * n);
         arg.extend_from_slice(&self.rule.to_le_bytes());
         arg.extend_from_slice(&len32(self.groups.len()).to_le_bytes());
+        arg.extend_from_slice(&len32(n).to_le_bytes());
         // Offsets travel as doubles (Lua's numbers): exact below 2^53 bytes.
         let offset = |i: usize| (hits[i].offset as f64).to_le_bytes();
         for g in &self.groups {

@@ -18,12 +18,13 @@
 --          (seconds), and 1 if it counts distinct values ('<IIII')
 -- ARGV[3]  per rule, the windows' time to live in ms, as text ("1800000
 --          60000": SET reads text; a Lua number would be formatted first)
--- ARGV[k+3] the events of KEYS[k]: rule index, number of groups ('<HI'),
---          then the groups in line order, each: second, n, the offsets of
---          its first and last lines ('<IIdd'), the offsets of the n - 2
---          lines between ('<d' each, ascending), and for a rule counting
---          distinct values the n lines' values (16 bytes each). A group is
---          consecutive events of the client at one second.
+-- ARGV[k+3] the events of KEYS[k]: rule index, number of groups, number of
+--          events ('<HII'), then the groups in line order, each: second,
+--          n, the offsets of its first and last lines ('<IIdd'), the
+--          offsets of the n - 2 lines between ('<d' each, ascending), and
+--          for a rule counting distinct values the n lines' values (16
+--          bytes each). A group is consecutive events of the client at one
+--          second.
 -- Returns  for each window with something to tell (none for most): its
 --          index in KEYS, late, repeated, number of alerts, then per alert:
 --          group, hit (1-based), count
@@ -301,11 +302,24 @@ local function rest(raw, no, at, src, ss, se)
   return others .. sub(src, ss, se), no
 end
 
+-- Writes a window's new state; its expiry is set again when half its
+-- window has passed since it last was (or Redis did not tell its clock).
+local function store(key, r, version, T, q, c, E, raw, no, at, done, src, ss, se, tail)
+  local others, origins = rest(raw, no, at, src, ss, se)
+  if not now or now - E >= r[1] / 2 then
+    local state = pack('<BIIIIHc8d', version, T, q, c, now or 0, origins, id, done) .. others .. tail
+    redis.call('SET', key, state, 'PX', r[4])
+  else
+    local state = pack('<BIIIIHc8d', version, T, q, c, E, origins, id, done) .. others .. tail
+    redis.call('SET', key, state, 'KEEPTTL')
+  end
+end
+
 local out = {}
 local raws = redis.call('MGET', unpack(KEYS))
 for k, key in ipairs(KEYS) do
   local arg = ARGV[k + 3]
-  local rule, groups, t, n, lo, hi, p = sunpack('<HIIIdd', arg)
+  local rule, groups, events, t, n, lo, hi, p = sunpack('<HIIIIdd', arg)
   local r = rules[rule + 1]
   local version = COUNT
   if r[5] == 1 then version = DISTINCT end
@@ -324,13 +338,10 @@ for k, key in ipairs(KEYS) do
     o = o or #out
     out[o + 1], out[o + 2], out[o + 3], out[o + 4] = k, late, repeated, alerts
   end
-  local others, origins = rest(raw, no, at, src, ss, se)
-  if not now or now - E >= r[1] / 2 then
-    local state = pack('<BIIIIHc8d', version, T, q, c, now or 0, origins, id, done) .. others .. tail
-    redis.call('SET', key, state, 'PX', r[4])
-  else
-    local state = pack('<BIIIIHc8d', version, T, q, c, E, origins, id, done) .. others .. tail
-    redis.call('SET', key, state, 'KEEPTTL')
+  -- A window none of whose events was applied (all late or repeated) is
+  -- left as it is: late events stay late, as T never goes back.
+  if late + repeated < events then
+    store(key, r, version, T, q, c, E, raw, no, at, done, src, ss, se, tail)
   end
 end
 return out

@@ -77,8 +77,11 @@ impl std::fmt::Display for Summary {
         match &self.farm {
             Some(c) => write!(
                 f,
-                "; farm: repeated {}, decided alone {}, round trips {}",
-                c.repeated, c.alone, c.link.round_trips
+                "; farm: repeated {}, decided alone {}, round trips {} ({:.3} s)",
+                c.repeated,
+                c.alone,
+                c.link.round_trips,
+                c.link.round_trip_micros as f64 / 1e6
             ),
             None => Ok(()),
         }
