@@ -615,6 +615,27 @@ fn farm_alerts_once(redis: &str) {
     assert_eq!(code, Some(0), "{stderr}");
 }
 
+/// A cluster whose nodes lost the script (`SCRIPT FLUSH`, as a restart
+/// without it does): a farm node gives it to them again and sends its round
+/// trip again, with no outage; a client's 5 hits before and 5 after alert
+/// once, count 10.
+#[test]
+#[ignore = "needs redis-server; run by scripts/test"]
+fn a_cluster_that_lost_the_script_is_given_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    let mut farm = Farm::start(&format!("{:?}", cluster.seeds()), 2);
+    let client = "203.0.113.60";
+    farm.hits(0, client, 5);
+    farm.settle(1);
+    cluster.nodes.iter().for_each(|n| n.command(&["SCRIPT", "FLUSH"]));
+    farm.hits(1, client, 5);
+    farm.farm_alert_of_ten(client);
+    for i in 0..2 {
+        assert!(!farm.log(i).contains("does not answer"), "{}", farm.log(i));
+    }
+}
+
 /// Redis stopped: a client with 10 hits on one node still alerts, decided
 /// by that node alone (`"scope": "local"`), and the outage is logged once;
 /// the node's status (JSON, `logwarden status`, metrics, and the page in

@@ -101,14 +101,15 @@ impl Conn {
                 }
                 p.ignore_errors().query(c)
             }
-            // A cluster pipeline fails whole at one error reply, so its
-            // calls carry the script itself (EVAL): no NOSCRIPT to recover.
+            // A cluster pipeline fails whole at one error reply (a master
+            // without the script, say): the caller connects again, which
+            // loads it, and sends every call again.
             Conn::Cluster(c) => {
                 let mut p = redis::cluster::cluster_pipe();
                 for cmd in cmds {
                     p.add_command(cmd.clone());
                 }
-                let values: Vec<Value> = p.query(c)?;
+                let values: Vec<Value> = p.query(c.as_mut())?;
                 Ok(values.into_iter().map(Ok).collect())
             }
         }
@@ -124,7 +125,7 @@ impl Conn {
         }
     }
 
-    /// Loads the script (on every master of a cluster).
+    /// Loads the script (on every node of a cluster, replicas too).
     fn load(&mut self) -> RedisResult<()> {
         let mut load = redis::cmd("SCRIPT");
         load.arg("LOAD").arg(WINDOW_LUA);
@@ -208,13 +209,16 @@ impl Link {
         }
         let origin = origin_id(&self.settings.node, file);
         // A connection kept from before may have died with a restarted
-        // Redis: then one new connection is tried before giving up (a call
+        // Redis, or met a server that lost the script: then one new
+        // connection (which loads it) is tried before giving up (a call
         // applied twice is harmless, the farm skips what it has applied).
         let mut fresh = false;
         let windows = Link::windows(hits);
         loop {
             if self.conn.is_none() {
-                match connect(&self.settings) {
+                match connect(&self.settings)
+                    .and_then(|(mut c, probe)| c.load().map(|_| (c, probe)))
+                {
                     Ok((c, probe)) => {
                         self.tell_eviction(&probe);
                         (self.conn, fresh, self.agreed_at) = (Some(c), true, None);
@@ -265,20 +269,15 @@ impl Link {
         windows
     }
 
-    /// The script calls: on a single server one per [`WINDOWS_PER_CALL`]
-    /// windows (by EVALSHA), in a cluster one per window (by EVAL: a script's keys must
-    /// share a hash slot, and a cluster pipeline cannot recover NOSCRIPT).
+    /// The script calls (by EVALSHA): on a single server one per
+    /// [`WINDOWS_PER_CALL`] windows, in a cluster one per window (a
+    /// script's keys must share a hash slot).
     fn commands(&self, origin: &[u8; 8], windows: &[Window], hits: &[Hit]) -> Vec<Cmd> {
-        let single = matches!(self.conn, Some(Conn::Single(_)));
         windows
             .chunks(self.per_call())
             .map(|part| {
-                let mut cmd = if single { redis::cmd("EVALSHA") } else { redis::cmd("EVAL") };
-                match single {
-                    true => cmd.arg(self.script.get_hash()),
-                    false => cmd.arg(WINDOW_LUA),
-                };
-                cmd.arg(part.len());
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(self.script.get_hash()).arg(part.len());
                 for w in part {
                     let name = &self.rules[usize::from(w.rule)].name;
                     let client = w.key.render(self.ipv6_prefix);
