@@ -254,6 +254,17 @@ fn test_link(
     logwarden::farm::link::Link::new(settings, rules.collect(), 64)
 }
 
+/// A Redis of its own and a link of node web0 to it (see [`test_link`]);
+/// the directory goes last.
+fn link_to_a_redis(
+    specs: &[logwarden::rules::WindowSpec],
+) -> (Redis, logwarden::farm::link::Link, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), &[]);
+    let link = test_link(vec![redis.url()], "web0", specs);
+    (redis, link, dir)
+}
+
 /// One event of rule `rule` for client 10.0.0.1 at `time`, line `offset`.
 fn test_hit(rule: u16, time: u32, offset: u64) -> logwarden::farm::link::Hit {
     use logwarden::parse::client::Key;
@@ -268,10 +279,8 @@ fn test_hit(rule: u16, time: u32, offset: u64) -> logwarden::farm::link::Hit {
 fn a_windows_edges_count_as_one_nodes() {
     use logwarden::farm::link::FarmAlert;
     use logwarden::rules::WindowSpec;
-    let dir = tempfile::tempdir().unwrap();
-    let redis = Redis::start(dir.path(), &[]);
     let spec = WindowSpec { threshold: 2, window: 10, cooldown: 0, distinct: false };
-    let mut link = test_link(vec![redis.url()], "web0", &[spec]);
+    let (_redis, mut link, _dir) = link_to_a_redis(&[spec]);
     let d = link.decide("f", &[test_hit(0, 1_000, 1), test_hit(0, 1_010, 2)]).unwrap();
     assert_eq!(d.alerts, [FarmAlert { hit: 1, count: 2 }], "the event at T - window counts");
     let d = link.decide("f", &[test_hit(0, 1_011, 3)]).unwrap();
@@ -292,10 +301,8 @@ fn a_windows_edges_count_as_one_nodes() {
 #[ignore = "needs redis-server; run by scripts/test"]
 fn a_window_remembers_the_64_origins_that_wrote_last() {
     use logwarden::rules::WindowSpec;
-    let dir = tempfile::tempdir().unwrap();
-    let redis = Redis::start(dir.path(), &[]);
     let spec = WindowSpec { threshold: 1000, window: 600, cooldown: 0, distinct: false };
-    let mut link = test_link(vec![redis.url()], "web0", &[spec]);
+    let (redis, mut link, _dir) = link_to_a_redis(&[spec]);
     let hit = |i: u32| [test_hit(0, 1_000_000 + i, 100)];
     for i in 0..70 {
         let d = link.decide(&format!("file{i}"), &hit(i)).expect("redis answers");
@@ -317,11 +324,9 @@ fn a_window_remembers_the_64_origins_that_wrote_last() {
 #[ignore = "needs redis-server; run by scripts/test"]
 fn a_windows_expiry_is_set_again_after_half_a_window() {
     use logwarden::rules::WindowSpec;
-    let dir = tempfile::tempdir().unwrap();
-    let redis = Redis::start(dir.path(), &[]);
     let long = WindowSpec { threshold: 100, window: 20, cooldown: 0, distinct: false };
     let short = WindowSpec { window: 2, ..long };
-    let mut link = test_link(vec![redis.url()], "web0", &[long, short]);
+    let (redis, mut link, _dir) = link_to_a_redis(&[long, short]);
     let mut con = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
     let mut pttl = |rule: &str| -> i64 {
         redis::cmd("PTTL").arg(format!("t:{{10.0.0.1}}:{rule}")).query(&mut con).unwrap()
