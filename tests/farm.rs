@@ -399,18 +399,24 @@ impl Farm {
         farm
     }
 
-    /// Whether node 0 decides alone, as its status says it: the JSON, the
-    /// text of `logwarden status` and the metrics; healthy either way.
-    fn status_says(&self, alone: bool) {
+    /// Whether node 0 decides alone, and why (words of Redis's error), as
+    /// its status says it: the JSON, the text of `logwarden status` and the
+    /// metrics; healthy either way.
+    fn status_says(&self, alone_because: Option<&str>) {
+        let alone = alone_because.is_some();
         let (_, json) = http_get(self.port, "/api/status", None).unwrap();
         let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(doc["farm"]["alone_seconds"].is_u64(), alone, "{json}");
+        let why = doc["farm"]["alone_because"].as_str();
+        assert_eq!(why.is_some(), alone, "{json}");
+        assert!(why.unwrap_or("").contains(alone_because.unwrap_or("")), "{json}");
         assert!(doc["farm"]["round_trips"].as_u64() > Some(0), "{json}");
         let cfg = self.node_dir(0).join("logwarden.toml");
         let text = String::from_utf8(run(&["-c", cfg.to_str().unwrap(), "status"], b"").stdout);
         let text = text.unwrap();
         let how = if alone { "farm: DECIDING ALONE for " } else { "farm: deciding with Redis; " };
         assert!(text.contains(how), "{text}");
+        assert!(text.contains(alone_because.unwrap_or("")), "{text}");
         assert!(text.contains(" clients (this node's events)\n"), "{text}");
         let (_, metrics) = http_get(self.port, "/metrics", None).unwrap();
         let gauge = format!("logwarden_farm_deciding_alone {}\n", u8::from(alone));
@@ -655,7 +661,8 @@ fn without_redis_a_node_decides_alone_until_it_answers_again() {
     let mut farm = Farm::start_served(&redis.url(), 2);
     farm.settle(1);
     drop(redis);
-    let _redis = alone_until_it_answers(&mut farm, true, || Redis::start_on(port, dir.path(), &[]));
+    let restart = || Redis::start_on(port, dir.path(), &[]);
+    let _redis = alone_until_it_answers(&mut farm, true, "no Redis answered", restart);
 }
 
 /// The same with a three-master Redis Cluster, all of whose nodes stop and
@@ -668,14 +675,20 @@ fn without_the_cluster_a_node_decides_alone_until_it_answers_again() {
     let mut farm = Farm::start_served(&cluster.seeds()[0], 2);
     farm.settle(1);
     let ports = cluster.stop();
-    let _cluster =
-        alone_until_it_answers(&mut farm, false, || Cluster::restart(dir.path(), &ports));
+    let _cluster = alone_until_it_answers(&mut farm, false, "no Redis answered", || {
+        Cluster::restart(dir.path(), &ports)
+    });
 }
 
 /// With Redis stopped: local alerts, one log line, and node 0's status
 /// (its page too, with `page`) saying it decides alone; then `restart` it
 /// and see farm decisions resume. Returns what `restart` started.
-fn alone_until_it_answers<T>(farm: &mut Farm, page: bool, restart: impl FnOnce() -> T) -> T {
+fn alone_until_it_answers<T>(
+    farm: &mut Farm,
+    page: bool,
+    why: &str,
+    restart: impl FnOnce() -> T,
+) -> T {
     farm.hits(0, "203.0.113.10", 10);
     wait_until("the local alert", || !farm.alerts_for("203.0.113.10").is_empty());
     let a = farm.alerts_for("203.0.113.10");
@@ -688,11 +701,12 @@ fn alone_until_it_answers<T>(farm: &mut Farm, page: bool, restart: impl FnOnce()
     farm.hits(0, "203.0.113.11", 10);
     wait_until("the second local alert", || !farm.alerts_for("203.0.113.11").is_empty());
     assert_eq!(farm.log(0).matches("Redis does not answer").count(), 1, "{}", farm.log(0));
-    farm.status_says(true);
+    farm.status_says(Some(why));
     if page {
         let url = format!("http://127.0.0.1:{}/", farm.port);
         let dom = crate::observe::browse(&url, "farm-alone");
         assert!(dom.contains("farm: deciding alone for "), "{dom}");
+        assert!(dom.contains(why), "{dom}");
         assert!(dom.contains("counting this node's events only"), "{dom}");
     }
     let started = restart();
@@ -704,7 +718,7 @@ fn alone_until_it_answers<T>(farm: &mut Farm, page: bool, restart: impl FnOnce()
     });
     farm.spread("203.0.113.12", 10);
     farm.farm_alert_of_ten("203.0.113.12");
-    farm.status_says(false);
+    farm.status_says(None);
     started
 }
 
@@ -1063,7 +1077,7 @@ fn a_full_redis_is_an_outage_and_one_that_evicts_is_told() {
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path(), &["--maxmemory", "1", "--maxmemory-policy", "noeviction"]);
     let mut farm = Farm::start_served(&redis.url(), 1);
-    alone_until_it_answers(&mut farm, false, || {
+    alone_until_it_answers(&mut farm, false, "OOM", || {
         redis.command(&["CONFIG", "SET", "maxmemory", "0"])
     });
     assert!(farm.log(0).contains("OOM"), "{}", farm.log(0));

@@ -69,7 +69,10 @@ fn shown(s: &str) -> String {
 /// How a farm node decides, and its link's counters.
 fn farm_line(f: &FarmDoc) -> String {
     let how = match f.alone_seconds {
-        Some(s) => format!("DECIDING ALONE for {s} s (Redis does not answer)"),
+        Some(s) => {
+            let why = f.alone_because.as_deref().unwrap_or("Redis does not answer");
+            format!("DECIDING ALONE for {s} s ({})", shown(why))
+        }
         None => "deciding with Redis".to_string(),
     };
     let clock = f.clock_offset_seconds.map(|c| format!(", clock {c:+.3} s")).unwrap_or_default();

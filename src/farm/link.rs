@@ -156,6 +156,8 @@ pub struct Link {
     findings: Vec<agree::Finding>,
     /// Whether the server's eviction policy was told (once a run).
     eviction_told: bool,
+    /// While Redis does not answer: its last error, in words.
+    why_alone: Option<String>,
     /// Round trips, their time, outages, clock, since when alone.
     counts: LinkCounts,
 }
@@ -177,8 +179,15 @@ impl Link {
             agreed_at: None,
             findings: Vec::new(),
             eviction_told: false,
+            why_alone: None,
             counts: LinkCounts::default(),
         }
+    }
+
+    /// Why this node decides alone (Redis's last error, in words), while it
+    /// does.
+    pub fn why_alone(&self) -> Option<&str> {
+        self.why_alone.as_deref()
     }
 
     /// This node's name.
@@ -392,6 +401,7 @@ impl Link {
 
     fn failed(&mut self, e: &redis::RedisError) -> Unavailable {
         self.conn = None;
+        self.why_alone = Some(e.to_string());
         let now = Instant::now();
         let url = super::redacted(&self.settings.redis[0]);
         self.outage = Some(match self.outage {
@@ -410,6 +420,7 @@ impl Link {
     }
 
     fn recovered(&mut self) {
+        self.why_alone = None;
         let since = self.counts.alone_since.take();
         if self.outage.take().is_some() {
             let secs = since.map_or(0, |t| agree::now().saturating_sub(t));

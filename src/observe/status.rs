@@ -43,6 +43,9 @@ pub struct FarmDoc {
     /// Seconds this node has decided alone (Redis does not answer); absent
     /// while it decides with the farm.
     pub alone_seconds: Option<u64>,
+    /// Why it decides alone: Redis's last error, in words (no answer in
+    /// time, a refused connection, an error reply such as OOM).
+    pub alone_because: Option<String>,
     /// Round trips to Redis answered.
     pub round_trips: u64,
     /// Times Redis stopped answering.
@@ -218,6 +221,7 @@ pub fn document(board: &Board) -> StatusDoc {
 fn farm_doc(f: &crate::pipeline::FarmCounts, now: u64) -> FarmDoc {
     FarmDoc {
         alone_seconds: f.link.alone_since.map(|t| now.saturating_sub(t)),
+        alone_because: f.why_alone.clone(),
         round_trips: f.link.round_trips,
         outages: f.link.outages,
         events_alone: f.alone,

@@ -278,6 +278,9 @@ impl<'e> Collector<'e> {
         if !counts.differences.iter().eq(link.findings().iter().map(|f| &f.text)) {
             counts.differences = link.findings().iter().map(|f| f.text.clone()).collect();
         }
+        if counts.why_alone.as_deref() != link.why_alone() {
+            counts.why_alone = link.why_alone().map(str::to_string);
+        }
         let Some(d) = decided else {
             counts.alone += hits.len() as u64;
             run.iter_mut().for_each(|p| p.scope = Some(Scope::Local));

@@ -141,6 +141,8 @@ pub struct FarmCounts {
     /// How this node differs from the others (rules, name, clock), in
     /// words, as the link's last registration found.
     pub differences: Vec<String>,
+    /// While this node decides alone: Redis's last error, in words.
+    pub why_alone: Option<String>,
 }
 
 impl Summary {
