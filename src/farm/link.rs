@@ -1,6 +1,6 @@
 //! The link to the farm's Redis: a chunk's events go out grouped by (rule,
 //! client) — consecutive events of a client at one second as one group —
-//! in one pipelined round trip (one script call for the whole chunk on a
+//! in one pipelined round trip (one script call per 256 windows on a
 //! single server, one per (rule, client) in a cluster), and the farm's
 //! decisions come back. When Redis does not answer, the caller decides
 //! alone; the link says so once, and tries again after a backoff (1 s,

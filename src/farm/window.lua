@@ -1,8 +1,8 @@
 -- The farm-wide windows of a chunk's clients, applied atomically: the same
 -- semantics as src/window.rs (KeyState::record), over the events of every
--- node. Called once per up to 256 windows on a single server (by EVALSHA),
--- once per (rule, client) in a Redis Cluster (by EVAL: a script's keys must
--- share one hash slot).
+-- node. Called (by EVALSHA) once per up to 256 windows on a single server,
+-- once per (rule, client) in a Redis Cluster (a script's keys must share
+-- one hash slot).
 --
 -- Shaped by what costs Redis time, measured by replaying a captured flood
 -- (README, "Web farm"): each call from Lua, each string a script makes
