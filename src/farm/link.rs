@@ -145,9 +145,9 @@ pub struct Link {
     ipv6_prefix: u8,
     script: redis::Script,
     conn: Option<Conn>,
-    /// While Redis does not answer: when to try again, and the backoff
-    /// (since when is in `counts`).
-    outage: Option<(Instant, Duration)>,
+    /// While Redis does not answer: when to try again, the backoff, and
+    /// Redis's last error in words (since when is in `counts`).
+    outage: Option<(Instant, Duration, String)>,
     /// When this connection last registered the rules (none yet: at the
     /// next answered round trip).
     agreed_at: Option<Instant>,
@@ -156,8 +156,6 @@ pub struct Link {
     findings: Vec<agree::Finding>,
     /// Whether the server's eviction policy was told (once a run).
     eviction_told: bool,
-    /// While Redis does not answer: its last error, in words.
-    why_alone: Option<String>,
     /// Round trips, their time, outages, clock, since when alone.
     counts: LinkCounts,
 }
@@ -179,7 +177,6 @@ impl Link {
             agreed_at: None,
             findings: Vec::new(),
             eviction_told: false,
-            why_alone: None,
             counts: LinkCounts::default(),
         }
     }
@@ -187,7 +184,7 @@ impl Link {
     /// Why this node decides alone (Redis's last error, in words), while it
     /// does.
     pub fn why_alone(&self) -> Option<&str> {
-        self.why_alone.as_deref()
+        self.outage.as_ref().map(|(_, _, why)| why.as_str())
     }
 
     /// This node's name.
@@ -213,7 +210,7 @@ impl Link {
         if hits.is_empty() {
             return Ok(FarmDecisions::default());
         }
-        if self.outage.is_some_and(|(retry_at, _)| Instant::now() < retry_at) {
+        if self.outage.as_ref().is_some_and(|(retry_at, _, _)| Instant::now() < *retry_at) {
             return Err(Unavailable);
         }
         let origin = origin_id(&self.settings.node, file);
@@ -401,7 +398,6 @@ impl Link {
 
     fn failed(&mut self, e: &redis::RedisError) -> Unavailable {
         self.conn = None;
-        self.why_alone = Some(e.to_string());
         let now = Instant::now();
         let url = super::redacted(&self.settings.redis[0]);
         self.outage = Some(match self.outage {
@@ -409,18 +405,17 @@ impl Link {
                 self.counts.outages += 1;
                 self.counts.alone_since = Some(agree::now());
                 tracing::warn!(redis = %url, error = %e, "Redis does not answer (or answers with an error): this node decides alone (alerts marked \"scope\": \"local\") and tries again.");
-                (now + FIRST_BACKOFF, FIRST_BACKOFF)
+                (now + FIRST_BACKOFF, FIRST_BACKOFF, e.to_string())
             }
-            Some((_, backoff)) => {
+            Some((_, backoff, _)) => {
                 let next = (backoff * 2).min(MAX_BACKOFF);
-                (now + next, next)
+                (now + next, next, e.to_string())
             }
         });
         Unavailable
     }
 
     fn recovered(&mut self) {
-        self.why_alone = None;
         let since = self.counts.alone_since.take();
         if self.outage.take().is_some() {
             let secs = since.map_or(0, |t| agree::now().saturating_sub(t));
@@ -508,7 +503,7 @@ fn len32(n: usize) -> u32 {
 /// alerts and each alert's group, hit and count (see `window.lua`).
 fn decisions(windows: &[Window], per_call: usize, replies: &[Value]) -> FarmDecisions {
     let mut d = FarmDecisions::default();
-    let calls = windows.chunks(per_call.max(1));
+    let calls = windows.chunks(per_call);
     for (call, reply) in calls.zip(replies) {
         let Value::Array(numbers) = reply else { continue };
         let mut n = numbers.iter().map(|x| if let Value::Int(i) = x { *i } else { 0 });

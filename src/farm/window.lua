@@ -157,8 +157,7 @@ local function apply_count(arg, p, groups, t, n, lo, hi, r, T, q, c, src, ss, se
   local tail, late, repeated, alerts, o = '', 0, 0, 0, nil
   for g = 1, groups do
     if g > 1 then t, n, lo, hi, p = sunpack('<IIdd', arg, p) end
-    local first = 1
-    if lo <= done then first = first_new(arg, p, n, lo, hi, done) end
+    local first = first_new(arg, p, n, lo, hi, done)
     if n > 2 then p = p + 8 * (n - 2) end
     local m = n - first + 1
     repeated = repeated + (first - 1)
