@@ -899,6 +899,93 @@ fn a_node_catching_up_keeps_each_call_short() {
     assert!(log.contains("decided alone 0,"), "{log}");
 }
 
+/// A round trip that is out does not stall reading: while Redis is paused
+/// (`CLIENT PAUSE`) with a node's first events out, the node still takes in
+/// all of 100 more chunks — far more than it holds whole (4 × threads + 4
+/// source events) — keeping their events' lines; once Redis answers, the
+/// farm decides them, and their alerts name the right lines.
+#[test]
+#[ignore = "needs redis-server; run by scripts/test"]
+fn a_round_trip_out_does_not_stall_reading() {
+    use logwarden::config::{Config, Overrides};
+    use logwarden::source::{Chunk, Data, FileId, FileTag, Source, SourceError, SourceEvent};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    /// Chunks, and when the last was taken.
+    struct Timed(Vec<SourceEvent>, Arc<Mutex<Option<Instant>>>);
+    impl Source for Timed {
+        fn run(
+            self: Box<Self>,
+            emit: &mut dyn FnMut(SourceEvent) -> bool,
+        ) -> Result<(), SourceError> {
+            for ev in self.0 {
+                if !emit(ev) {
+                    return Ok(());
+                }
+            }
+            *self.1.lock().unwrap() = Some(Instant::now());
+            Ok(())
+        }
+    }
+    #[derive(Default)]
+    struct Alerts(Vec<logwarden::alert::Alert>);
+    impl logwarden::pipeline::Sink for Alerts {
+        fn alert(&mut self, alert: logwarden::alert::Alert) {
+            self.0.push(alert);
+        }
+    }
+    let rule = "[[rule]]\nname = \"dl\"\ncontains = \"today_download\"\nthreshold = 10\nwindow = \"10m\"\n";
+    let cfg = Config::parse(rule, None, &Overrides::default()).unwrap();
+    let (redis, mut link, _dir) = link_to_a_redis(&[cfg.rules[0].spec]);
+    let identity = Some(FileId { dev: 1, ino: 2, fingerprint: Some(3) });
+    let file =
+        Arc::new(FileTag { name: "access.log".into(), id: 1, start_line: 0, identity, source: 0 });
+    let (mut chunks, mut offset) = (Vec::new(), 0);
+    for k in 0..101 {
+        // Two lines that are no event, then the client's.
+        let stamp = jiff::Timestamp::from_second(1_751_986_800 + k)
+            .unwrap()
+            .strftime("%d/%b/%Y:%H:%M:%S +0000");
+        let line = |client: &str, path: &str| {
+            format!("{client} - - [{stamp}] \"GET {path} HTTP/1.1\" 200 5 \"-\" \"t\"\n")
+        };
+        let text =
+            line("10.1.0.1", "/") + &line("10.1.0.2", "/") + &line("192.0.2.7", "/today_download");
+        let len = text.len() as u64;
+        chunks.push(SourceEvent::Lines(Chunk::new(
+            Arc::clone(&file),
+            offset,
+            Data::Owned(text.into_bytes()),
+            0,
+        )));
+        offset += len;
+    }
+    let read_all = Arc::new(Mutex::new(None));
+    let source = Timed(chunks, Arc::clone(&read_all));
+    let mut con = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+    redis::cmd("CLIENT").arg("PAUSE").arg(1500).arg("ALL").query::<()>(&mut con).unwrap();
+    let paused = Instant::now();
+    let mut alerts = Alerts::default();
+    let summary =
+        cfg.engine().run_in_farm(Box::new(source), None, &mut alerts, Some(&mut link)).unwrap();
+    let read_all = read_all.lock().unwrap().expect("the source ended");
+    assert!(
+        read_all < paused + Duration::from_millis(1200),
+        "every chunk was taken while Redis was paused: {:?} after the pause began",
+        read_all - paused
+    );
+    let farm = summary.farm.as_ref().unwrap();
+    assert!(paused.elapsed() >= Duration::from_millis(1400), "the farm's answers waited for Redis");
+    assert_eq!((farm.alone, farm.link.outages), (0, 0), "{summary:?}");
+    let a = &alerts.0[0];
+    assert_eq!(
+        (a.key.as_str(), a.count, a.line, a.scope),
+        ("192.0.2.7", 10, 30, Some(logwarden::alert::Scope::Farm)),
+        "the 10th hit, on line 3 of the 10th chunk: {a:?}"
+    );
+    assert_eq!(summary.lines, 303);
+}
+
 /// Redis over TLS (`rediss://`): the server's certificate must be signed by
 /// a CA the node trusts (here through `SSL_CERT_FILE`); `check` says so
 /// when it is not, and two nodes count one client together when it is.

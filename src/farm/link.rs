@@ -1,4 +1,5 @@
-//! The link to the farm's Redis: a chunk's events go out grouped by (rule,
+//! The link to the farm's Redis: the events of consecutive chunks of one
+//! file (those that waited together for the farm) go out grouped by (rule,
 //! client) — consecutive events of a client at one second as one group —
 //! in one pipelined round trip (one script call per 256 windows on a
 //! single server, one per (rule, client) in a cluster), and the farm's

@@ -1,20 +1,31 @@
 //! The alert thread (the caller's): completes source events in order,
 //! has the farm decide a chunk's events, renders alerts, hands the sink
 //! progress, checkpoints and status.
+//!
+//! In a farm, a chunk whose shards are done is kept as the lines of its
+//! events only ([`Kept`]), so its buffer and token go back to the reader
+//! while its events wait for the farm: a round trip out does not stall
+//! reading, and the events read meanwhile go in the next one together (a
+//! client's hits over many chunks cost one window update).
 
+use super::ship::{Answer, Port, Run};
 use super::{
     Checkpoint, Engine, FarmCounts, FileStatus, NEAREST, RuleCounts, Sink, Status, Summary,
 };
 use super::{Decision, Event, Tally, ToAlerts, line_at};
 use crate::alert::{Alert, Origin, Scope};
-use crate::farm::link::{Hit, Link};
+use crate::farm::link::{FarmDecisions, Hit};
 use crate::parse::client::Key;
-
-use crate::source::{Chunk, FileTag, Position, SourceError, SourceEvent};
+use crate::source::{Chunk, Data, FileTag, Position, SourceError, SourceEvent};
 use crate::state::codec::Entries;
-use crossbeam_channel::Receiver;
-use std::collections::HashMap;
+use crossbeam_channel::{Receiver, never, select};
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::Arc;
+
+/// In a farm, the most bytes of kept lines and events waiting for the
+/// farm; beyond it chunks are held whole, which stalls the reader.
+const KEPT_BYTES: usize = 32 << 20;
 
 /// A source event being completed by the alert thread.
 #[derive(Default)]
@@ -28,6 +39,8 @@ struct Pending {
     values: Option<Arc<Vec<u128>>>,
     /// In a farm: who decided the chunk's alerts.
     scope: Option<Scope>,
+    /// In a farm, once the chunk is kept as its events' lines only.
+    kept: Option<Kept>,
     watermark: u32,
     saves: Vec<Vec<Entries>>,
     /// Per rule, summed over the shards.
@@ -38,7 +51,7 @@ struct Pending {
 /// The alert thread's bookkeeping.
 pub(super) struct Collector<'e> {
     engine: &'e Engine,
-    farm: Option<&'e mut Link>,
+    farm: Option<Port>,
     shards: usize,
     sum: Summary,
     pending: HashMap<u64, Pending>,
@@ -53,14 +66,41 @@ pub(super) struct Collector<'e> {
     newest: HashMap<u64, u32>,
     /// Newest event time reported.
     watermark: u32,
+    /// In a farm: source events done here, in order, that wait for the
+    /// farm; the first [`Out::events`] of them are out in a round trip.
+    waiting: VecDeque<Pending>,
+    /// Bytes the waiting events keep.
+    kept_bytes: usize,
+    /// The batch out at the farm thread.
+    out: Option<Out>,
+}
+
+/// A batch out at the farm thread.
+struct Out {
+    /// How many of the waiting source events it covers.
+    events: usize,
+    /// Its runs, in the order sent.
+    runs: Vec<OutRun>,
+}
+
+/// A run of a batch out at the farm thread.
+struct OutRun {
+    /// The waiting chunks it covers (indices in `waiting`).
+    chunks: Range<usize>,
+    /// For each hit: which of them, and which of its events.
+    from: Vec<(usize, usize)>,
+}
+
+/// What completing a chunk needs once its bytes are given back: its length,
+/// and per line with events (ascending): where the line starts in the chunk,
+/// where in the kept bytes, and how many lines come before it in the chunk.
+struct Kept {
+    len: usize,
+    at: Vec<(u32, u32, u64)>,
 }
 
 impl<'e> Collector<'e> {
-    pub(super) fn new(
-        engine: &'e Engine,
-        shards: usize,
-        farm: Option<&'e mut Link>,
-    ) -> Collector<'e> {
+    pub(super) fn new(engine: &'e Engine, shards: usize, farm: Option<Port>) -> Collector<'e> {
         let farm_counts = farm.is_some().then(FarmCounts::default);
         Collector {
             engine,
@@ -78,10 +118,14 @@ impl<'e> Collector<'e> {
             clients: vec![Vec::new(); shards],
             newest: HashMap::new(),
             watermark: 0,
+            waiting: VecDeque::new(),
+            kept_bytes: 0,
+            out: None,
         }
     }
 
-    /// Completes source events in order until every other thread is done.
+    /// Completes source events in order until every other thread (and the
+    /// farm thread) is done.
     pub(super) fn run(
         mut self,
         rx: &Receiver<ToAlerts>,
@@ -89,33 +133,107 @@ impl<'e> Collector<'e> {
         sink: &mut dyn Sink,
     ) -> Result<Summary, SourceError> {
         let mut failure = None;
-        while let Ok(first) = rx.recv() {
-            // What else has arrived meanwhile (in a farm, during a round
-            // trip) is taken too, so chunks ready together complete together.
-            for msg in std::iter::once(first).chain(rx.try_iter()) {
-                if let Some(e) = self.take(msg, sink) {
-                    failure = Some(e);
+        let (closed, no_answers) = (never(), never());
+        let answers = self.farm.as_ref().map(|f| f.answers.clone());
+        let mut open = true;
+        while open || self.out.is_some() || !self.waiting.is_empty() {
+            select! {
+                recv(if open { rx } else { &closed }) -> first => match first {
+                    // What else has arrived meanwhile is taken too, so
+                    // chunks ready together complete together.
+                    Ok(first) => {
+                        for msg in std::iter::once(first).chain(rx.try_iter()) {
+                            if let Some(e) = self.take(msg, sink) {
+                                failure = Some(e);
+                            }
+                        }
+                    }
+                    Err(_) => open = false,
+                },
+                recv(answers.as_ref().unwrap_or(&no_answers)) -> answer => {
+                    // The farm thread ends only when this one hangs up.
+                    let a = answer.expect("the farm thread ended with a batch out");
+                    self.answered(a, sink);
                 }
             }
-            let mut ready = Vec::new();
-            while self
-                .pending
-                .get(&self.next)
-                .is_some_and(|p| p.event.is_some() && p.shards_done == self.shards)
-            {
-                ready.push(self.pending.remove(&self.next).expect("checked"));
-                self.next += 1;
-            }
-            // Chunks that are ready together go to the farm together: a
-            // client's hits in several chunks cost one window update.
-            self.farm_decides(&mut ready);
-            for p in ready {
-                self.complete(p, sink);
-                // Frees the reader to send one more event.
-                tokens.recv().unwrap_or(());
+            if self.farm.is_some() {
+                self.keep_ready(tokens);
+                self.send_waiting(sink);
+            } else {
+                while let Some(p) = self.next_ready() {
+                    self.complete(p, sink);
+                    // Frees the reader to send one more event.
+                    tokens.recv().unwrap_or(());
+                }
             }
         }
         failure.map_or(Ok(self.sum), Err)
+    }
+
+    /// The source event to complete next, if every thread is done with it.
+    fn next_ready(&mut self) -> Option<Pending> {
+        let p = self.pending.get(&self.next)?;
+        if p.event.is_none() || p.shards_done < self.shards {
+            return None;
+        }
+        self.next += 1;
+        self.pending.remove(&(self.next - 1))
+    }
+
+    /// In a farm: moves ready source events to those waiting for the farm,
+    /// each chunk kept as its events' lines, freeing its token, while the
+    /// waiting ones keep less than [`KEPT_BYTES`].
+    fn keep_ready(&mut self, tokens: &Receiver<()>) {
+        while self.kept_bytes < KEPT_BYTES {
+            let Some(mut p) = self.next_ready() else { return };
+            if let Some(SourceEvent::Lines(chunk)) = p.event.as_deref() {
+                let (small, kept) = keep(chunk, &mut p.events);
+                p.event = Some(Arc::new(SourceEvent::Lines(small)));
+                p.kept = Some(kept);
+            }
+            self.kept_bytes += kept_size(&p);
+            self.waiting.push_back(p);
+            tokens.recv().unwrap_or(());
+        }
+    }
+
+    /// In a farm, with no round trip out: sends the waiting chunks' events
+    /// to the farm thread, or completes the waiting source events at once
+    /// when none of them is a chunk.
+    fn send_waiting(&mut self, sink: &mut dyn Sink) {
+        if self.out.is_some() || self.waiting.is_empty() {
+            return;
+        }
+        let Some(port) = self.farm.as_ref() else { return };
+        let (runs, out) = batch(&self.waiting);
+        if out.runs.is_empty() {
+            while let Some(p) = self.waiting.pop_front() {
+                self.kept_bytes -= kept_size(&p);
+                self.complete(p, sink);
+            }
+        } else if port.batches.send(runs).is_ok() {
+            self.out = Some(out);
+        }
+    }
+
+    /// The farm's answer to the batch out: its decisions replace this
+    /// node's own (unless Redis did not answer), and its source events
+    /// complete.
+    fn answered(&mut self, a: Answer, sink: &mut dyn Sink) {
+        let Some(out) = self.out.take() else { return };
+        if let Some(counts) = self.sum.farm.as_mut() {
+            counts.link = a.link;
+            counts.differences = a.differences;
+            counts.why_alone = a.why_alone;
+        }
+        for (run, decided) in out.runs.into_iter().zip(a.decided) {
+            self.farm_decided(run.chunks, &run.from, decided);
+        }
+        for _ in 0..out.events {
+            let Some(p) = self.waiting.pop_front() else { break };
+            self.kept_bytes -= kept_size(&p);
+            self.complete(p, sink);
+        }
     }
 
     /// Files a thread's message under its source event; a read failure is
@@ -229,65 +347,24 @@ impl<'e> Collector<'e> {
         });
     }
 
-    /// In a farm, the farm's decisions on the events of each run of chunks
-    /// of one file replace this node's own, unless Redis does not answer;
-    /// sets each chunk's alert scope and late counts accordingly.
-    fn farm_decides(&mut self, ready: &mut [Pending]) {
-        if self.farm.is_none() {
-            return;
-        }
-        let file_of = |p: &Pending| match p.event.as_deref() {
-            Some(SourceEvent::Lines(c)) => Some(c.file.id),
-            _ => None,
-        };
-        for run in ready.chunk_by_mut(|a, b| file_of(a) == file_of(b)) {
-            if file_of(&run[0]).is_some() {
-                self.farm_decides_run(run);
-            }
-        }
-    }
-
-    /// One round trip for consecutive chunks of one file.
-    fn farm_decides_run(&mut self, run: &mut [Pending]) {
-        let (Some(link), Some(counts)) = (self.farm.as_deref_mut(), self.sum.farm.as_mut()) else {
-            return;
-        };
-        let mut hits = Vec::new();
-        let mut from = Vec::new(); // (chunk in the run, event) of each hit
-        let mut identity = None;
-        for (k, p) in run.iter_mut().enumerate() {
-            let Some(SourceEvent::Lines(chunk)) = p.event.as_deref() else { continue };
-            identity = chunk.file.identity;
-            p.events.sort_unstable_by_key(|e| (e.pos, e.rule));
-            let values = p.values.as_deref().map_or(&[][..], Vec::as_slice);
-            for (j, e) in p.events.iter().enumerate() {
-                let offset = chunk.offset + u64::from(e.pos);
-                let value = values.get(e.value as usize).copied().unwrap_or(0);
-                hits.push(Hit { rule: e.rule, key: e.key, time: e.time, offset, value });
-                from.push((k, j));
-            }
-        }
-        // The file, for the farm's record of what each node applied: its
-        // identity, with the checksum of its first bytes, which changes when
-        // a copytruncate starts it again.
-        let decided = identity.and_then(|id| {
-            let file = format!("{:x}-{:x}-{:08x}", id.dev, id.ino, id.fingerprint.unwrap_or(0));
-            link.decide(&file, &hits).ok()
-        });
-        counts.link = link.counts();
-        if !counts.differences.iter().eq(link.findings().iter().map(|f| &f.text)) {
-            counts.differences = link.findings().iter().map(|f| f.text.clone()).collect();
-        }
-        if counts.why_alone.as_deref() != link.why_alone() {
-            counts.why_alone = link.why_alone().map(str::to_string);
-        }
+    /// Applies the farm's decisions on one run of waiting chunks (`None`:
+    /// Redis did not answer, so this node's own stand); `from` says where
+    /// each hit came from: which waiting chunk, which of its events.
+    fn farm_decided(
+        &mut self,
+        run: Range<usize>,
+        from: &[(usize, usize)],
+        decided: Option<FarmDecisions>,
+    ) {
+        let Some(counts) = self.sum.farm.as_mut() else { return };
+        let run = self.waiting.range_mut(run);
         let Some(d) = decided else {
-            counts.alone += hits.len() as u64;
-            run.iter_mut().for_each(|p| p.scope = Some(Scope::Local));
+            counts.alone += from.len() as u64;
+            run.for_each(|p| p.scope = Some(Scope::Local));
             return;
         };
         counts.repeated += d.repeated;
-        for (i, p) in run.iter_mut().enumerate() {
+        for (i, p) in run.enumerate() {
             p.scope = Some(Scope::Farm);
             p.decisions.clear();
             for (r, t) in p.tally.iter_mut().enumerate() {
@@ -296,16 +373,17 @@ impl<'e> Collector<'e> {
         }
         for a in &d.alerts {
             let (k, j) = from[a.hit];
-            let e = run[k].events[j];
-            let d = Decision { rule: e.rule, count: a.count, pos: e.pos };
-            run[k].decisions.push(d);
+            let p = &mut self.waiting[k];
+            let e = p.events[j];
+            p.decisions.push(Decision { rule: e.rule, count: a.count, pos: e.pos });
         }
     }
 
     /// A chunk is done: its alerts, counters and the position after it.
     fn lines_done(&mut self, chunk: &Chunk, p: &Pending, sink: &mut dyn Sink) {
         let base = *self.line_base.entry(chunk.file.id).or_insert(chunk.file.start_line);
-        self.emit(chunk, &p.decisions, base, p.scope, sink);
+        self.emit(chunk, p, base, sink);
+        let len = p.kept.as_ref().map_or(chunk.bytes().len(), |k| k.len);
         for (sum, add) in self.sum.rules.iter_mut().zip(&p.tally) {
             sum.events += add.events;
             sum.late += add.late;
@@ -314,10 +392,10 @@ impl<'e> Collector<'e> {
         let after = base + p.lines;
         self.line_base.insert(chunk.file.id, after);
         self.sum.lines += p.lines;
-        self.sum.bytes += chunk.bytes().len() as u64;
+        self.sum.bytes += len as u64;
         sink.progress(chunk);
         if let Some(id) = chunk.file.identity {
-            let offset = chunk.offset + chunk.bytes().len() as u64;
+            let offset = chunk.offset + len as u64;
             let (path, source) = (chunk.file.name.clone(), self.source_name(&chunk.file));
             let lines = after;
             self.positions.insert(chunk.file.id, Position { source, path, id, offset, lines });
@@ -361,25 +439,24 @@ impl<'e> Collector<'e> {
     }
 
     /// Renders a finished chunk's decisions.
-    fn emit(
-        &mut self,
-        chunk: &Chunk,
-        decisions: &[Decision],
-        line_base: u64,
-        scope: Option<Scope>,
-        sink: &mut dyn Sink,
-    ) {
+    fn emit(&mut self, chunk: &Chunk, p: &Pending, line_base: u64, sink: &mut dyn Sink) {
         let engine = self.engine;
         let parser = engine.parser(chunk.file.source);
         parser.set_now(chunk.read_at);
         let bytes = chunk.bytes();
         // Decisions come in line order: their line numbers are counted on.
         let (mut counted_to, mut lines_before) = (0usize, 0u64);
-        for d in decisions {
-            let pos = (d.pos as usize).min(bytes.len());
-            lines_before += bytecount::count(&bytes[counted_to.min(pos)..pos], b'\n') as u64;
-            counted_to = counted_to.max(pos);
-            let line = line_at(bytes, pos);
+        for d in &p.decisions {
+            let line = if let Some(kept) = &p.kept {
+                let Some((line, before)) = kept.line(bytes, d.pos) else { continue };
+                lines_before = before;
+                line
+            } else {
+                let pos = (d.pos as usize).min(bytes.len());
+                lines_before += bytecount::count(&bytes[counted_to.min(pos)..pos], b'\n') as u64;
+                counted_to = counted_to.max(pos);
+                line_at(bytes, pos)
+            };
             let Ok(record) = parser.parse(line) else { continue };
             let rule = &engine.rules.rules[usize::from(d.rule)];
             let here = line_base + u64::from(chunk.skipped_long) + lines_before + 1;
@@ -403,11 +480,137 @@ impl<'e> Collector<'e> {
                 let (dev, ino) = (id.dev, id.ino);
                 format!("{dev:x}-{ino:x}-{at}-{:08x}-{}", crc32fast::hash(line), rule.name)
             });
-            if let (Some(scope), Some(link)) = (scope, self.farm.as_deref()) {
-                alert.node = Some(link.node().to_string());
+            if let (Some(scope), Some(port)) = (p.scope, self.farm.as_ref()) {
+                alert.node = Some(port.node.clone());
                 alert.scope = Some(scope);
             }
             sink.alert(alert);
         }
+    }
+}
+
+impl Kept {
+    /// The kept line that started at `pos` in the chunk (in `bytes`, the
+    /// kept chunk's), and the lines before it in the chunk.
+    fn line<'b>(&self, bytes: &'b [u8], pos: u32) -> Option<(&'b [u8], u64)> {
+        let i = self.at.binary_search_by_key(&pos, |a| a.0).ok()?;
+        let (_, start, before) = self.at[i];
+        Some((line_at(bytes, start as usize), before))
+    }
+}
+
+/// A chunk as the lines of its events only (the events sorted into line
+/// order), and where those lines were in it.
+fn keep(chunk: &Chunk, events: &mut [Event]) -> (Chunk, Kept) {
+    events.sort_unstable_by_key(|e| (e.pos, e.rule));
+    let bytes = chunk.bytes();
+    let (mut lines, mut at) = (Vec::new(), Vec::<(u32, u32, u64)>::new());
+    let (mut counted_to, mut before) = (0usize, 0u64);
+    for e in events.iter() {
+        if at.last().is_some_and(|a| a.0 == e.pos) {
+            continue;
+        }
+        let pos = (e.pos as usize).min(bytes.len());
+        before += bytecount::count(&bytes[counted_to.min(pos)..pos], b'\n') as u64;
+        counted_to = counted_to.max(pos);
+        // Kept lines are no longer than the chunk, far below 4 GiB.
+        at.push((e.pos, lines.len() as u32, before));
+        lines.extend_from_slice(line_at(bytes, pos));
+        lines.push(b'\n');
+    }
+    let small = Chunk {
+        file: Arc::clone(&chunk.file),
+        offset: chunk.offset,
+        data: Data::Owned(lines),
+        skipped_long: chunk.skipped_long,
+        read_at: chunk.read_at,
+        origins: chunk.origins.clone(),
+        read: chunk.read,
+    };
+    (small, Kept { len: bytes.len(), at })
+}
+
+/// The bytes a source event waiting for the farm keeps: its kept lines and
+/// its events.
+fn kept_size(p: &Pending) -> usize {
+    let lines = match p.event.as_deref() {
+        Some(SourceEvent::Lines(c)) if p.kept.is_some() => c.bytes().len(),
+        _ => 0,
+    };
+    lines + p.events.len() * std::mem::size_of::<Event>()
+}
+
+/// The waiting chunks' events as a batch for the farm thread: one run per
+/// stretch of consecutive chunks of one file.
+fn batch(waiting: &VecDeque<Pending>) -> (Vec<Run>, Out) {
+    let file_of = |p: &Pending| match p.event.as_deref() {
+        Some(SourceEvent::Lines(c)) => Some(c.file.id),
+        _ => None,
+    };
+    let (mut runs, mut spans, mut i) = (Vec::new(), Vec::new(), 0);
+    while i < waiting.len() {
+        let id = file_of(&waiting[i]);
+        let end =
+            (i + 1..waiting.len()).find(|&k| file_of(&waiting[k]) != id).unwrap_or(waiting.len());
+        if id.is_some() {
+            let (run, from) = run_of(waiting, i..end);
+            runs.push(run);
+            spans.push(OutRun { chunks: i..end, from });
+        }
+        i = end;
+    }
+    (runs, Out { events: waiting.len(), runs: spans })
+}
+
+/// The events of consecutive waiting chunks of one file, in line order,
+/// and where each came from: which chunk, which of its events.
+fn run_of(waiting: &VecDeque<Pending>, span: Range<usize>) -> (Run, Vec<(usize, usize)>) {
+    let (mut hits, mut from, mut identity) = (Vec::new(), Vec::new(), None);
+    for k in span {
+        let p = &waiting[k];
+        let Some(SourceEvent::Lines(chunk)) = p.event.as_deref() else { continue };
+        identity = chunk.file.identity;
+        let values = p.values.as_deref().map_or(&[][..], Vec::as_slice);
+        for (j, e) in p.events.iter().enumerate() {
+            let offset = chunk.offset + u64::from(e.pos);
+            let value = values.get(e.value as usize).copied().unwrap_or(0);
+            hits.push(Hit { rule: e.rule, key: e.key, time: e.time, offset, value });
+            from.push((k, j));
+        }
+    }
+    // The file, for the farm's record of what each node applied: its
+    // identity, with the checksum of its first bytes, which changes when a
+    // copytruncate starts it again.
+    let file =
+        identity.map(|id| format!("{:x}-{:x}-{:08x}", id.dev, id.ino, id.fingerprint.unwrap_or(0)));
+    (Run { file, hits }, from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(rule: u16, pos: u32) -> Event {
+        Event { rule, key: Key(1), time: 0, pos, value: super::super::NO_VALUE }
+    }
+
+    #[test]
+    fn a_kept_chunk_has_its_events_lines_and_their_numbers() {
+        let text = b"a 1\r\nb 2\r\nc 3\nd 4\ne 5";
+        let file =
+            Arc::new(FileTag { name: "f".into(), id: 1, start_line: 0, identity: None, source: 0 });
+        let chunk = Chunk::new(file, 100, Data::Owned(text.to_vec()), 0);
+        // Out of order, and two rules on the line at 10 ("c 3").
+        let mut events = [event(0, 18), event(1, 10), event(0, 5), event(0, 10)];
+        let (small, kept) = keep(&chunk, &mut events);
+        assert_eq!(kept.len, text.len());
+        assert_eq!(small.offset, 100);
+        assert_eq!(events.map(|e| (e.pos, e.rule)), [(5, 0), (10, 0), (10, 1), (18, 0)]);
+        let line = |pos| kept.line(small.bytes(), pos);
+        assert_eq!(line(5), Some((&b"b 2"[..], 1)));
+        assert_eq!(line(10), Some((&b"c 3"[..], 2)));
+        assert_eq!(line(18), Some((&b"e 5"[..], 4)), "the last line, without its line end");
+        assert_eq!(line(0), None, "a line without events is not kept");
+        assert_eq!(small.bytes(), b"b 2\nc 3\ne 5\n");
     }
 }

@@ -1,8 +1,8 @@
 //! Pipeline: the threads and channels, wired here and nowhere else.
 //!
 //! ```text
-//! reader ──source events──▶ N workers ──events by shard──▶ N shards ──decisions──▶ alert thread
-//!    ▲                          └──────────── chunk stats ───────────────────────────▲ │
+//! reader ──source events──▶ N workers ──events by shard──▶ N shards ──decisions──▶ alert thread ◀──▶ farm thread
+//!    ▲                          └──────────── chunk stats ───────────────────────────▲ │     (batches, answers)
 //!    └───────────────────────────────── in-flight tokens ────────────────────────────────┘
 //! ```
 //! - The reader numbers the source's events (`seq`: a file opened, chunks
@@ -14,6 +14,10 @@
 //!   strictly in `seq` order, so decisions are the same for any thread count.
 //! - The alert thread (the caller's) waits until every shard has finished a
 //!   chunk, then turns that chunk's decisions into alerts in line order.
+//! - In a farm, the farm thread takes the alert thread's batches of events
+//!   to Redis, one at a time; meanwhile the alert thread keeps the chunks
+//!   that wait for it as their events' lines only, so their tokens go back
+//!   to the reader (bounded by bytes kept instead).
 //! - At a checkpoint each shard encodes its own windows — the keys changed
 //!   since the last one, or all of them for a new base — and the alert
 //!   thread hands them, with the positions, to the sink.
@@ -24,12 +28,14 @@
 //! identically.
 //!
 //! Each thread's part has its own file: [`scan`] (the workers), [`shard`]
-//! (the windows), [`collect`] (the alert thread); [`sink`] is what the
-//! engine hands out. The messages between them, and the wiring, are here.
+//! (the windows), [`collect`] (the alert thread), [`ship`] (the farm
+//! thread); [`sink`] is what the engine hands out. The messages between
+//! them, and the wiring, are here.
 
 mod collect;
 mod scan;
 mod shard;
+mod ship;
 mod sink;
 
 pub use sink::{
@@ -136,10 +142,7 @@ impl Engine {
         // from outside (keys are attacker-chosen), yet fixed within the run.
         let sharding = Sharding { hasher: foldhash::fast::RandomState::default(), shards: n };
         let (event_tx, event_rx) = bounded::<(u64, Arc<SourceEvent>)>(2 * n);
-        // In a farm, 24 more chunks (1 MB each at most) may be read ahead
-        // while a round trip is out: the next call then merges a client's
-        // hits over more chunks (benches/farm.sh: Redis time -20 %).
-        let (token_tx, token_rx) = bounded::<()>(4 * n + 4 + if ship { 24 } else { 0 });
+        let (token_tx, token_rx) = bounded::<()>(4 * n + 4);
         let (alert_tx, alert_rx) = unbounded::<ToAlerts>();
         let shard_chans: Vec<(Sender<Batch>, Receiver<Batch>)> =
             (0..n).map(|_| unbounded()).collect();
@@ -161,7 +164,14 @@ impl Engine {
             }
             drop(alert_tx);
             drop(event_rx);
-            let mut summary = Collector::new(self, n, farm).run(&alert_rx, &token_rx, sink)?;
+            let port = farm.map(|link| {
+                let (batch_tx, batch_rx) = bounded(1);
+                let (answer_tx, answer_rx) = bounded(1);
+                let node = link.node().to_string();
+                s.spawn(move || ship::ship(link, &batch_rx, &answer_tx));
+                ship::Port { batches: batch_tx, answers: answer_rx, node }
+            });
+            let mut summary = Collector::new(self, n, port).run(&alert_rx, &token_rx, sink)?;
             summary.elapsed = started.elapsed();
             Ok(summary)
         })
