@@ -300,9 +300,10 @@ impl Files {
 /// 0.82 s, 256 MiB 0.76 s).
 pub const AHEAD_BYTES: usize = 256 << 20;
 /// Spare buffers kept for the chunks in the pipeline (it holds at most 4
-/// per worker and 4 more, 24 more in a farm: 64 covers 15 workers, 9 in a
-/// farm; with more, the buffers past it are freed and allocated again, as
-/// before reuse). Replay's streams and `run`'s follower keep as many.
+/// per worker and 4 more, a farm too, which keeps waiting chunks' event
+/// lines apart: 64 covers 15 workers; with more, the buffers past it are
+/// freed and allocated again, as before reuse). Replay's streams and
+/// `run`'s follower keep as many.
 pub(crate) const IN_PIPELINE: usize = 64;
 
 impl Source for Files {
