@@ -23,8 +23,8 @@ use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
 
-/// In a farm, the most bytes of kept lines and events waiting for the
-/// farm; beyond it chunks are held whole, which stalls the reader.
+/// In a farm, the most bytes of kept lines, events and values waiting for
+/// the farm; beyond it chunks are held whole, which stalls the reader.
 const KEPT_BYTES: usize = 32 << 20;
 
 /// A source event being completed by the alert thread.
@@ -530,14 +530,15 @@ fn keep(chunk: &Chunk, events: &mut [Event]) -> (Chunk, Kept) {
     (small, Kept { len: bytes.len(), at })
 }
 
-/// The bytes a source event waiting for the farm keeps: its kept lines and
-/// its events.
+/// The bytes a source event waiting for the farm keeps: its kept lines,
+/// its events and their values.
 fn kept_size(p: &Pending) -> usize {
     let lines = match p.event.as_deref() {
         Some(SourceEvent::Lines(c)) if p.kept.is_some() => c.bytes().len(),
         _ => 0,
     };
-    lines + p.events.len() * std::mem::size_of::<Event>()
+    let values = p.values.as_ref().map_or(0, |v| v.len() * std::mem::size_of::<u128>());
+    lines + p.events.len() * std::mem::size_of::<Event>() + values
 }
 
 /// The waiting chunks' events as a batch for the farm thread: one run per
