@@ -2,12 +2,10 @@
 //! lines decides, for every thread count, across chunk, segment and file
 //! boundaries, with out-of-order lines and evictions.
 
-use crate::util::{json_lines, ok, write};
-use logwarden::alert::Alert;
+use crate::util::{Kept, Scripted, json_lines, ok, write};
 use logwarden::config::{Config, Overrides};
 use logwarden::parse::client::Key;
-use logwarden::pipeline::Sink;
-use logwarden::source::{Chunk, Data, FileTag, Source, SourceError, SourceEvent};
+use logwarden::source::{Chunk, Data, FileTag, SourceEvent};
 use logwarden::window::{Outcome, Windows};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -178,30 +176,6 @@ fn every_thread_count_decides_like_a_sequential_loop() {
     }
 }
 
-/// A source that hands the engine these events, in this order.
-struct Scripted(Vec<SourceEvent>);
-
-impl Source for Scripted {
-    fn run(self: Box<Self>, emit: &mut dyn FnMut(SourceEvent) -> bool) -> Result<(), SourceError> {
-        for ev in self.0 {
-            if !emit(ev) {
-                break;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A sink that keeps the alerts.
-#[derive(Default)]
-struct Kept(Vec<Alert>);
-
-impl Sink for Kept {
-    fn alert(&mut self, alert: Alert) {
-        self.0.push(alert);
-    }
-}
-
 /// With several sources, one catching up on old lines while another is an
 /// hour ahead: the cleanup that the newer source's lines set off must not
 /// forget the windows the older one is still filling; once both are past
@@ -262,7 +236,7 @@ window = "2m"
         chunk(&www, &[(3800, X, "/")]),
     ];
     let mut kept = Kept::default();
-    let summary = cfg.engine().run(Box::new(Scripted(events)), None, &mut kept).unwrap();
+    let summary = cfg.engine().run(Box::new(Scripted::new(events)), None, &mut kept).unwrap();
     let got: Vec<(&str, u32)> = kept.0.iter().map(|a| (a.key.as_str(), a.count)).collect();
     assert_eq!(got, [(X, 5)], "{summary:?}");
     assert_eq!(summary.evicted, 1, "X: {summary:?}");

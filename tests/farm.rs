@@ -8,6 +8,7 @@
 use crate::util::daemon::Daemon;
 use crate::util::redis::{Cluster, Redis};
 use crate::util::{free_port, http_get, run, wait_until, write};
+use std::time::{Duration, Instant};
 
 /// `check` with a `[cluster]` of `redis` (a TOML value): exit code, stdout,
 /// stderr.
@@ -947,8 +948,6 @@ fn what_waits_for_the_farm_is_bounded() {
     assert_eq!(paused.summary.lines, 360_000);
 }
 
-use std::time::{Duration, Instant};
-
 /// A run of [`while_redis_is_paused`].
 struct Paused {
     /// When the source's last chunk was taken, after the pause began.
@@ -962,31 +961,8 @@ struct Paused {
 /// in 10 minutes); checks that the farm decided everything, after the pause.
 fn while_redis_is_paused(ms: u64, chunks: Vec<Vec<(i64, String, &str)>>) -> Paused {
     use logwarden::config::{Config, Overrides};
-    use logwarden::source::{Chunk, Data, FileId, FileTag, Source, SourceError, SourceEvent};
-    use std::sync::{Arc, Mutex};
-    /// Chunks, and when the last was taken.
-    struct Timed(Vec<SourceEvent>, Arc<Mutex<Option<Instant>>>);
-    impl Source for Timed {
-        fn run(
-            self: Box<Self>,
-            emit: &mut dyn FnMut(SourceEvent) -> bool,
-        ) -> Result<(), SourceError> {
-            for ev in self.0 {
-                if !emit(ev) {
-                    return Ok(());
-                }
-            }
-            *self.1.lock().unwrap() = Some(Instant::now());
-            Ok(())
-        }
-    }
-    #[derive(Default)]
-    struct Alerts(Vec<logwarden::alert::Alert>);
-    impl logwarden::pipeline::Sink for Alerts {
-        fn alert(&mut self, alert: logwarden::alert::Alert) {
-            self.0.push(alert);
-        }
-    }
+    use logwarden::source::{Chunk, Data, FileId, FileTag, SourceEvent};
+    use std::sync::Arc;
     let rule = "[[rule]]\nname = \"dl\"\ncontains = \"today_download\"\nthreshold = 10\nwindow = \"10m\"\n";
     let cfg = Config::parse(rule, None, &Overrides::default()).unwrap();
     let (redis, mut link, _dir) = link_to_a_redis(&[cfg.rules[0].spec]);
@@ -1006,13 +982,12 @@ fn while_redis_is_paused(ms: u64, chunks: Vec<Vec<(i64, String, &str)>>) -> Paus
         offset += text.len() as u64;
         SourceEvent::Lines(Chunk::new(Arc::clone(&file), at, Data::Owned(text.into_bytes()), 0))
     };
-    let chunks: Vec<SourceEvent> = chunks.into_iter().map(&mut chunk).collect();
-    let read_all = Arc::new(Mutex::new(None));
-    let source = Timed(chunks, Arc::clone(&read_all));
+    let source = crate::util::Scripted::new(chunks.into_iter().map(&mut chunk).collect());
+    let read_all = source.ended();
     let mut con = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
     redis::cmd("CLIENT").arg("PAUSE").arg(ms).arg("ALL").query::<()>(&mut con).unwrap();
     let paused = Instant::now();
-    let mut alerts = Alerts::default();
+    let mut alerts = crate::util::Kept::default();
     let summary =
         cfg.engine().run_in_farm(Box::new(source), None, &mut alerts, Some(&mut link)).unwrap();
     assert!(paused.elapsed() >= Duration::from_millis(ms - 100), "the answers waited for Redis");

@@ -207,10 +207,7 @@ impl<'e> Collector<'e> {
         let Some(port) = self.farm.as_ref() else { return };
         let (runs, out) = batch(&self.waiting);
         if out.runs.is_empty() {
-            while let Some(p) = self.waiting.pop_front() {
-                self.kept_bytes -= kept_size(&p);
-                self.complete(p, sink);
-            }
+            self.complete_waiting(self.waiting.len(), sink);
         } else if port.batches.send(runs).is_ok() {
             self.out = Some(out);
         }
@@ -229,8 +226,13 @@ impl<'e> Collector<'e> {
         for (run, decided) in out.runs.into_iter().zip(a.decided) {
             self.farm_decided(run.chunks, &run.from, decided);
         }
-        for _ in 0..out.events {
-            let Some(p) = self.waiting.pop_front() else { break };
+        self.complete_waiting(out.events, sink);
+    }
+
+    /// Completes the first `n` source events waiting for the farm.
+    fn complete_waiting(&mut self, n: usize, sink: &mut dyn Sink) {
+        for _ in 0..n {
+            let Some(p) = self.waiting.pop_front() else { return };
             self.kept_bytes -= kept_size(&p);
             self.complete(p, sink);
         }
@@ -445,17 +447,14 @@ impl<'e> Collector<'e> {
         parser.set_now(chunk.read_at);
         let bytes = chunk.bytes();
         // Decisions come in line order: their line numbers are counted on.
-        let (mut counted_to, mut lines_before) = (0usize, 0u64);
+        let mut counter = LinesBefore::default();
         for d in &p.decisions {
-            let line = if let Some(kept) = &p.kept {
-                let Some((line, before)) = kept.line(bytes, d.pos) else { continue };
-                lines_before = before;
-                line
-            } else {
-                let pos = (d.pos as usize).min(bytes.len());
-                lines_before += bytecount::count(&bytes[counted_to.min(pos)..pos], b'\n') as u64;
-                counted_to = counted_to.max(pos);
-                line_at(bytes, pos)
+            let (line, lines_before) = match &p.kept {
+                Some(kept) => {
+                    let Some(found) = kept.line(bytes, d.pos) else { continue };
+                    found
+                }
+                None => (line_at(bytes, d.pos as usize), counter.at(bytes, d.pos)),
             };
             let Ok(record) = parser.parse(line) else { continue };
             let rule = &engine.rules.rules[usize::from(d.rule)];
@@ -499,23 +498,40 @@ impl Kept {
     }
 }
 
+/// Counts a chunk's lines before positions given in ascending order, each
+/// byte once.
+#[derive(Default)]
+struct LinesBefore {
+    counted_to: usize,
+    before: u64,
+}
+
+impl LinesBefore {
+    /// The lines of `bytes` before the one that starts at `pos`.
+    fn at(&mut self, bytes: &[u8], pos: u32) -> u64 {
+        let pos = (pos as usize).min(bytes.len());
+        if pos > self.counted_to {
+            self.before += bytecount::count(&bytes[self.counted_to..pos], b'\n') as u64;
+            self.counted_to = pos;
+        }
+        self.before
+    }
+}
+
 /// A chunk as the lines of its events only (the events sorted into line
 /// order), and where those lines were in it.
 fn keep(chunk: &Chunk, events: &mut [Event]) -> (Chunk, Kept) {
     events.sort_unstable_by_key(|e| (e.pos, e.rule));
     let bytes = chunk.bytes();
     let (mut lines, mut at) = (Vec::new(), Vec::<(u32, u32, u64)>::new());
-    let (mut counted_to, mut before) = (0usize, 0u64);
+    let mut counter = LinesBefore::default();
     for e in events.iter() {
         if at.last().is_some_and(|a| a.0 == e.pos) {
             continue;
         }
-        let pos = (e.pos as usize).min(bytes.len());
-        before += bytecount::count(&bytes[counted_to.min(pos)..pos], b'\n') as u64;
-        counted_to = counted_to.max(pos);
         // Kept lines are no longer than the chunk, far below 4 GiB.
-        at.push((e.pos, lines.len() as u32, before));
-        lines.extend_from_slice(line_at(bytes, pos));
+        at.push((e.pos, lines.len() as u32, counter.at(bytes, e.pos)));
+        lines.extend_from_slice(line_at(bytes, e.pos as usize));
         lines.push(b'\n');
     }
     let small = Chunk {

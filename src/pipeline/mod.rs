@@ -136,7 +136,7 @@ impl Engine {
         farm: Option<&mut Link>,
     ) -> Result<Summary, SourceError> {
         let started = Instant::now();
-        let ship = farm.is_some();
+        let in_farm = farm.is_some();
         let n = self.settings.threads.max(1);
         // A fresh seed per run: which shard owns a key is not predictable
         // from outside (keys are attacker-chosen), yet fixed within the run.
@@ -158,7 +158,7 @@ impl Engine {
             }
             drop(shard_txs);
             for (i, (_, rx)) in shard_chans.into_iter().enumerate() {
-                let shard = Shard::new(self, restore, &sharding, i, ship);
+                let shard = Shard::new(self, restore, &sharding, i, in_farm);
                 let atx = alert_tx.clone();
                 s.spawn(move || shard.run(&rx, &atx));
             }

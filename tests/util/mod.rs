@@ -181,3 +181,47 @@ pub fn replay_alerts_with(cfg: &str, log: &str, options: &[&str]) -> Vec<serde_j
     assert!(out.status.success(), "{out:?}");
     json_lines(&String::from_utf8_lossy(&out.stdout))
 }
+
+/// A source that hands the engine these events, in this order, and notes
+/// when it has handed the last.
+pub struct Scripted {
+    events: Vec<logwarden::source::SourceEvent>,
+    ended: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+}
+
+impl Scripted {
+    /// A source of `events`.
+    pub fn new(events: Vec<logwarden::source::SourceEvent>) -> Scripted {
+        Scripted { events, ended: Default::default() }
+    }
+
+    /// When it will have handed its last event (`None` before).
+    pub fn ended(&self) -> std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>> {
+        std::sync::Arc::clone(&self.ended)
+    }
+}
+
+impl logwarden::source::Source for Scripted {
+    fn run(
+        self: Box<Self>,
+        emit: &mut dyn FnMut(logwarden::source::SourceEvent) -> bool,
+    ) -> Result<(), logwarden::source::SourceError> {
+        for ev in self.events {
+            if !emit(ev) {
+                return Ok(());
+            }
+        }
+        *self.ended.lock().unwrap() = Some(std::time::Instant::now());
+        Ok(())
+    }
+}
+
+/// A sink that keeps the alerts.
+#[derive(Default)]
+pub struct Kept(pub Vec<logwarden::alert::Alert>);
+
+impl logwarden::pipeline::Sink for Kept {
+    fn alert(&mut self, alert: logwarden::alert::Alert) {
+        self.0.push(alert);
+    }
+}
