@@ -150,17 +150,17 @@ impl Engine {
         let restore = restore.as_ref();
         std::thread::scope(|s| {
             let reader_alert_tx = alert_tx.clone();
-            s.spawn(move || read_all(source, &event_tx, &token_tx, &reader_alert_tx));
-            for _ in 0..n {
+            spawn(s, "reader", move || read_all(source, &event_tx, &token_tx, &reader_alert_tx));
+            for i in 0..n {
                 let (rx, txs, atx) = (event_rx.clone(), shard_txs.clone(), alert_tx.clone());
                 let scanner = Scanner::new(self, &sharding);
-                s.spawn(move || scanner.work(&rx, &txs, &atx));
+                spawn(s, &format!("scan-{i}"), move || scanner.work(&rx, &txs, &atx));
             }
             drop(shard_txs);
             for (i, (_, rx)) in shard_chans.into_iter().enumerate() {
                 let shard = Shard::new(self, restore, &sharding, i, in_farm);
                 let atx = alert_tx.clone();
-                s.spawn(move || shard.run(&rx, &atx));
+                spawn(s, &format!("shard-{i}"), move || shard.run(&rx, &atx));
             }
             drop(alert_tx);
             drop(event_rx);
@@ -168,7 +168,7 @@ impl Engine {
                 let (batch_tx, batch_rx) = bounded(1);
                 let (answer_tx, answer_rx) = bounded(1);
                 let node = link.node().to_string();
-                s.spawn(move || ship::ship(link, &batch_rx, &answer_tx));
+                spawn(s, "farm", move || ship::ship(link, &batch_rx, &answer_tx));
                 ship::Port { batches: batch_tx, answers: answer_rx, node }
             });
             let mut summary = Collector::new(self, n, port).run(&alert_rx, &token_rx, sink)?;
@@ -176,6 +176,20 @@ impl Engine {
             Ok(summary)
         })
     }
+}
+
+/// Starts one of the pipeline's threads under a name that `top -H` and
+/// `perf` show. A failure to start one (out of threads or memory) ends the
+/// process: the pipeline cannot run without it.
+fn spawn<'s, T: Send + 's>(
+    s: &'s std::thread::Scope<'s, '_>,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 's,
+) -> std::thread::ScopedJoinHandle<'s, T> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn_scoped(s, f)
+        .unwrap_or_else(|e| panic!("cannot start the {name} thread: {e}"))
 }
 
 /// One matched line, routed to the shard of its key.
