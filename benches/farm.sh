@@ -2,9 +2,16 @@
 # A web farm on this machine: NODES (default 4) `logwarden run`, each
 # following its own log, against one local redis-server. `loadgen farm`
 # writes LINES lines (default 2M, 2 % of them hits) spread round robin over
-# the nodes' logs, appended at once. Measured twice, without [cluster] and
-# with it: how long each node took to decide its last line (a probe client's
-# alert on that node), lines/s per node and in all, the nodes' CPU for them;
+# the nodes' logs; each node's share is copied beside its log beforehand and
+# renamed onto it, all at once (as logrotate's `create` replaces a log), so
+# the time measured is the nodes' own. (Appending with `cat` put the
+# writer's cost in the measure, and on this VM it varies eightfold: four
+# cats wrote 1.3 GB in 0.21-0.23 s right after as much was deleted, in
+# 1.6-2.0 s when the page cache had to grow; the run's second half was the
+# slower in every run tried, whichever went first.) Measured twice, without
+# [cluster] and with it: how long each node took to decide its last line (a
+# probe client's alert on that node), lines/s per node and in all, the
+# nodes' CPU for them;
 # with the farm also the Redis round trips (the nodes' summaries), commands
 # (Redis's INFO) per second and CPU, the least time the nodes' and Redis's
 # CPU allow on this machine's cores, and the alert latency through the farm
@@ -76,23 +83,28 @@ prefix = \"$label\""
     write_config "$d" 10 "$extra
 ${RULES:-}"
     : > "$d/access.log"
+    cp "$OUT/gen/web$n/access.log" "$d/flood.log"
     LOGWARDEN_LOG=info $NODE_CPUS "$LW" -c "$d/logwarden.toml" run 2> "$d/daemon.log" > /dev/null &
     PIDS="$PIDS $!"
   done
   for n in $(seq "$NODES"); do
     for _ in $(seq 200); do grep -q "Following" "$OUT/$label/web$n/daemon.log" && break; sleep 0.05; done
   done
+  sync  # the floods' pages written to disk now, not while the nodes read them
   local commands_before cpu_before nodes_before
   commands_before=$(redis_calls)
   cpu_before=$(redis_cpu)
   nodes_before=$(nodes_cpu)
-  start=$(date +%s.%N)
-  local cats=""
-  for n in $(seq "$NODES"); do
-    cat "$OUT/gen/web$n/access.log" >> "$OUT/$label/web$n/access.log" &
-    cats="$cats $!"
-  done
-  wait $cats
+  # Every node's flood appears at once: renamed onto the log it follows.
+  start=$(python3 - "$OUT/$label" "$NODES" <<'PY'
+import os, sys, time
+out, nodes = sys.argv[1], int(sys.argv[2])
+start = time.time()
+for n in range(1, nodes + 1):
+    os.rename("%s/web%d/flood.log" % (out, n), "%s/web%d/access.log" % (out, n))
+print("%f" % start)
+PY
+)
   for n in $(seq "$NODES"); do
     d=$OUT/$label/web$n
     ( "$LG" probe --path "$d/access.log" --alerts "$d/alerts.jsonl" --count 1 --first $((n * 1000)) \
