@@ -630,7 +630,7 @@ fn farm_alerts_once(redis: &str) {
 /// A cluster whose nodes lost the script (`SCRIPT FLUSH`, as a restart
 /// without it does): a farm node gives it to them again and sends its round
 /// trip again, with no outage; a client's 5 hits before and 5 after alert
-/// once, count 10.
+/// once, count 10. The nodes' logs name every seed node.
 #[test]
 #[ignore = "needs redis-server; run by scripts/test"]
 fn a_cluster_that_lost_the_script_is_given_it_again() {
@@ -645,6 +645,9 @@ fn a_cluster_that_lost_the_script_is_given_it_again() {
     farm.farm_alert_of_ten(client);
     for i in 0..2 {
         assert!(!farm.log(i).contains("does not answer"), "{}", farm.log(i));
+        // The start names every seed node, as an outage would.
+        let seeds = cluster.seeds().join(", ");
+        assert!(farm.log(i).contains(&format!("redis={seeds}")), "{}", farm.log(i));
     }
 }
 

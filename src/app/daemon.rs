@@ -139,7 +139,7 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
     tracing::info!(rules = cfg.rules.len(), "Started.");
     let mut farm = cfg.cluster.clone().map(|c| {
         let rules = cfg.farm_rules();
-        let redis = crate::farm::redacted(&c.redis[0]);
+        let redis = crate::farm::redacted_all(&c.redis);
         tracing::info!(node = %c.node, redis = %redis, "Deciding with the farm.");
         Link::new(c, rules, engine.settings.ipv6_prefix)
     });

@@ -400,7 +400,7 @@ impl Link {
     fn failed(&mut self, e: &redis::RedisError) -> Unavailable {
         self.conn = None;
         let now = Instant::now();
-        let url = super::redacted(&self.settings.redis[0]);
+        let url = super::redacted_all(&self.settings.redis);
         self.outage = Some(match self.outage {
             None => {
                 self.counts.outages += 1;

@@ -180,6 +180,12 @@ pub fn redacted(url: &str) -> String {
     format!("{scheme}://{user}:***@{host}{path}")
 }
 
+/// The farm's Redis as a log names it: its URL, or a cluster's seed nodes
+/// comma-separated, passwords hidden ([`redacted`]).
+pub fn redacted_all(urls: &[String]) -> String {
+    urls.iter().map(|u| redacted(u)).collect::<Vec<_>>().join(", ")
+}
+
 impl std::fmt::Display for Probe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.topology {
@@ -213,6 +219,8 @@ mod tests {
         assert_eq!(redacted("redis+unix:///run/redis.sock"), "redis+unix:///run/redis.sock");
         assert_eq!(redacted("redis://me@h:1"), "redis://me@h:1");
         assert_eq!(redacted("redis://:p@ss@h"), "redis://:***@h");
+        let seeds = ["redis://:a@h1:7000".to_string(), "redis://h2:7000".to_string()];
+        assert_eq!(redacted_all(&seeds), "redis://:***@h1:7000, redis://h2:7000");
     }
 
     #[test]
