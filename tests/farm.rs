@@ -251,6 +251,7 @@ fn test_link(
         spec: *s,
         matches: String::new(),
         clients: String::new(),
+        by_client: true,
     });
     logwarden::farm::link::Link::new(settings, rules.collect(), 64)
 }
@@ -499,14 +500,26 @@ impl Farm {
     /// Appends requests of `client` (path, status) to node `i`'s log, a
     /// second apart.
     fn requests(&mut self, i: usize, client: &str, requests: &[(&str, u16)]) {
-        let mut text = String::new();
-        for (path, status) in requests {
-            self.clock += 1;
-            let t = jiff::Timestamp::from_second(self.clock).unwrap();
-            let stamp = t.strftime("%d/%b/%Y:%H:%M:%S +0000");
-            text +=
-                &format!("{client} - - [{stamp}] \"GET {path} HTTP/1.1\" {status} 5 \"-\" \"t\"\n");
-        }
+        let text: String = requests.iter().map(|(p, s)| self.line(client, "-", p, *s)).collect();
+        self.append(i, &text);
+    }
+
+    /// Appends a failed login of `user` from `client` to node `i`'s log.
+    fn login(&mut self, i: usize, client: &str, user: &str) {
+        let line = self.line(client, user, "/login", 401);
+        self.append(i, &line);
+    }
+
+    /// A log line of `client` (authenticated as `user`, `-` for none), a
+    /// second after the last one.
+    fn line(&mut self, client: &str, user: &str, path: &str, status: u16) -> String {
+        self.clock += 1;
+        let t = jiff::Timestamp::from_second(self.clock).unwrap();
+        let stamp = t.strftime("%d/%b/%Y:%H:%M:%S +0000");
+        format!("{client} - {user} [{stamp}] \"GET {path} HTTP/1.1\" {status} 5 \"-\" \"t\"\n")
+    }
+
+    fn append(&self, i: usize, text: &str) {
         let path = self.node_dir(i).join("access.log");
         let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
         std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
@@ -590,6 +603,45 @@ fn one_client_spread_over_four_nodes_alerts_once_through_a_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(dir.path());
     farm_alerts_once(&cluster.seeds()[0]);
+}
+
+/// [`RULE`] and a rule counting one account's failed logins, whichever
+/// addresses they come from.
+const WITH_ACCOUNTS: &str = "[[rule]]\ncontains = \"today_download\"\nthreshold = 10\nwindow = \"10m\"\n\
+                             [[rule]]\nname = \"accounts\"\ncontains = \"/login\"\nkey = \"user\"\nthreshold = 10\nwindow = \"10m\"\n";
+
+/// A rule keyed by the authenticated user counts one account farm-wide:
+/// 12 failed logins from 12 addresses spread over two nodes alert once,
+/// count 10, under the user's name; 9, never. Its windows are named in
+/// Redis by the key's hash (`#` and 32 hex digits), not as an address.
+#[test]
+#[ignore = "needs redis-server; run by scripts/test"]
+fn one_account_spread_over_nodes_alerts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), &[]);
+    let mut farm = Farm::start_rules(&redis.url(), &[WITH_ACCOUNTS; 2]);
+    for k in 0..12 {
+        farm.login(k % 2, &format!("192.0.2.{k}"), "alice");
+    }
+    for k in 0..9 {
+        farm.login(k % 2, &format!("192.0.2.{}", 100 + k), "bob");
+    }
+    farm.settle(1);
+    let a = farm.alerts_for("alice");
+    assert_eq!(a.len(), 1, "{a:?}");
+    let got = (a[0]["rule"].as_str(), a[0]["count"].as_u64(), a[0]["scope"].as_str());
+    assert_eq!(got, (Some("accounts"), Some(10), Some("farm")), "{a:?}");
+    assert_eq!(farm.alerts_for("bob"), Vec::<serde_json::Value>::new());
+    let mut con = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*:accounts").query(&mut con).unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for k in &keys {
+        let hash = k.split_once(":{#").and_then(|(_, h)| h.strip_suffix("}:accounts"));
+        assert!(
+            hash.is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit())),
+            "{k}"
+        );
+    }
 }
 
 fn farm_alerts_once(redis: &str) {

@@ -279,6 +279,7 @@ impl Config {
             spec: r.spec,
             matches: r.matching(&header, &self.allow),
             clients: self.finding_clients(r),
+            by_client: r.by_client(),
         };
         self.rules.iter().map(farm_rule).collect()
     }

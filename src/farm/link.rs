@@ -286,9 +286,12 @@ impl Link {
                 let mut cmd = redis::cmd("EVALSHA");
                 cmd.arg(self.script.get_hash()).arg(part.len());
                 for w in part {
-                    let name = &self.rules[usize::from(w.rule)].name;
-                    let client = w.key.render(self.ipv6_prefix);
-                    cmd.arg(format!("{}:{{{client}}}:{name}", self.settings.prefix));
+                    let rule = &self.rules[usize::from(w.rule)];
+                    let key = match rule.by_client {
+                        true => w.key.render(self.ipv6_prefix),
+                        false => format!("#{:032x}", w.key.0),
+                    };
+                    cmd.arg(format!("{}:{{{key}}}:{}", self.settings.prefix, rule.name));
                 }
                 cmd.arg(&origin[..]).arg(&self.specs.0).arg(&self.specs.1);
                 for w in part {

@@ -24,6 +24,10 @@ pub struct FarmRule {
     /// How the sources it reads find a line's client, digested (empty: not
     /// compared).
     pub clients: String,
+    /// Whether its key is the client; else a hash of the key's text parts,
+    /// named in Redis as `#` and its 32 hex digits rather than as an
+    /// address it is not.
+    pub by_client: bool,
 }
 
 /// `[cluster]`: where the farm's Redis is and who this node is.
