@@ -296,6 +296,24 @@ fn a_windows_edges_count_as_one_nodes() {
     assert_eq!(counts, [6, 7], "the group's last two events, once");
 }
 
+/// A window of a day given 12,000 seconds of one client in one call (a node
+/// catching up on a busy client) keeps them all: the next hit is counted
+/// 12,001st. The script packs a window's new seconds a few hundred at a
+/// time: Lua's stack holds some 8,000 values, and 12,000 seconds are 24,000.
+#[test]
+#[ignore = "needs redis-server; run by scripts/test"]
+fn a_window_takes_many_new_seconds_in_one_call() {
+    use logwarden::farm::link::FarmAlert;
+    use logwarden::rules::WindowSpec;
+    let spec = WindowSpec { threshold: 12_001, window: 86_400, cooldown: 0, distinct: false };
+    let (_redis, mut link, _dir) = link_to_a_redis(&[spec]);
+    let hits: Vec<_> = (0..12_000).map(|i| test_hit(0, 1_000_000 + i, u64::from(i) + 1)).collect();
+    let d = link.decide("f", &hits).expect("redis answers");
+    assert_eq!(d.alerts, []);
+    let d = link.decide("f", &[test_hit(0, 1_012_000, 20_000)]).expect("redis answers");
+    assert_eq!(d.alerts, [FarmAlert { hit: 0, count: 12_001 }]);
+}
+
 /// A window keeps what each of the 64 origins (node and file) that wrote
 /// to it last applied, no more: a line of one of them read again is not
 /// applied again; one of an origin that wrote longer ago is.

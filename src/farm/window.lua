@@ -8,9 +8,10 @@
 -- (README, "Web farm"): each call from Lua, each string a script makes
 -- (Redis's Lua hashes every byte of it) and setting an expiry. So a
 -- window's state is small and binary (the `struct` library), its new state
--- is put together from as few pieces of the old one as can be, the windows
--- are read with one MGET, and an expiry is set again only when half a
--- window has passed (by Redis's clock) since it last was.
+-- is put together from as few pieces of the old one as can be, the seconds
+-- a call adds are numbers in a table until packed once, the windows are
+-- read with one MGET, and an expiry is set again only when half a window
+-- has passed (by Redis's clock) since it last was.
 --
 -- KEYS     the windows (strings that expire), one per (rule, client)
 -- ARGV[1]  origin: 8 bytes naming the node and file whose events these are
@@ -105,59 +106,102 @@ local function opened(out, o)
   return o
 end
 
--- A counting rule's seconds are the records src[ss..se] followed by the
--- string `tail`, so that the usual update (a new last second) copies none.
+-- A counting rule's seconds are the records src[ss..se] (of the old state)
+-- followed by the new ones, kept as numbers in a table `nw` (second, hits,
+-- second, hits, ...; live from index nf): a window's groups add seconds at
+-- its end one by one, and strings would be copied (and hashed) at each.
 
--- Drops the seconds before `oldest` and their hits from c.
-local function prune(src, ss, se, tail, c, oldest)
+-- Drops the seconds before `oldest` and their hits from c; returns ss, nf
+-- and c.
+local function prune(src, ss, se, nw, nf, c, oldest)
   while ss <= se do
     local t, h = sunpack('<II', src, ss)
-    if t >= oldest then return src, ss, se, tail, c end
+    if t >= oldest then return ss, nf, c end
     c = c - h
     ss = ss + REC
   end
-  local p = 1
-  while p <= #tail do
-    local t, h = sunpack('<II', tail, p)
-    if t >= oldest then break end
-    c = c - h
-    p = p + REC
+  while nw[nf] and nw[nf] < oldest do
+    c = c - nw[nf + 1]
+    nf = nf + 2
   end
-  return src, ss, se, sub(tail, p), c
+  return ss, nf, c
 end
 
--- Adds m hits at second t, not after the last second kept (the search
--- starts from the end).
-local function add(src, ss, se, tail, t, m)
-  if tail == '' then
-    local u, h = sunpack('<II', src, se - REC + 1)
-    if u == t then return src, ss, se - REC, pack('<II', t, h + m) end
+-- Packs the new seconds nw[nf..] as records, at most PACKED in one call
+-- (unpack's results go on Lua's stack, which holds some 8000).
+local PACKED = 500
+local fmts = {}
+local function packed(nw, nf)
+  local last = #nw
+  if nf > last then return '' end
+  if nf + 1 == last then return pack('<II', nw[nf], nw[last]) end
+  local parts = {}
+  for i = nf, last, 2 * PACKED do
+    local j = math.min(i + 2 * PACKED - 1, last)
+    local k = (j - i + 1) / 2
+    local f = fmts[k]
+    if not f then
+      f = '<' .. string.rep('II', k)
+      fmts[k] = f
+    end
+    parts[#parts + 1] = pack(f, unpack(nw, i, j))
   end
-  local s = sub(src, ss, se) .. tail
+  return table.concat(parts)
+end
+
+-- Adds m hits at second t, not after the last second kept: among the new
+-- seconds if it is one of them or after the old ones (searched from the
+-- end), else in the old records (then all become old: a string).
+local function add(src, ss, se, nw, nf, t, m)
+  local oldest_new = nw[nf]
+  if not oldest_new then
+    if ss <= se then
+      local u, h = sunpack('<II', src, se - REC + 1)
+      if u == t then
+        nw[nf], nw[nf + 1] = t, h + m
+        return src, ss, se - REC, nw, nf
+      end
+    end
+  elseif t >= oldest_new then
+    local i = #nw - 1
+    while i >= nf and nw[i] > t do i = i - 2 end
+    if nw[i] == t then
+      nw[i + 1] = nw[i + 1] + m
+    else
+      table.insert(nw, i + 2, m)
+      table.insert(nw, i + 2, t)
+    end
+    return src, ss, se, nw, nf
+  end
+  local s = sub(src, ss, se) .. packed(nw, nf)
   local p = #s - REC + 1
   while p >= 1 do
     local u, h = sunpack('<II', s, p)
     if u == t then
       s = sub(s, 1, p - 1) .. pack('<II', t, h + m) .. sub(s, p + REC)
-      return s, 1, #s, ''
+      return s, 1, #s, {}, 1
     end
     if u < t then break end
     p = p - REC
   end
   s = sub(s, 1, p + REC - 1) .. pack('<II', t, m) .. sub(s, p + REC)
-  return s, 1, #s, ''
+  return s, 1, #s, {}, 1
 end
 
 -- Applies a counting rule's groups (the first one's header already read:
 -- t, n, lo, hi; its offsets between at p) to the state T, q, c and the
--- seconds; alerts go to `out`. Returns T, q, c, the seconds, done, late,
--- repeated, alerts and where the window's numbers are in `out` (if alerts).
+-- seconds; alerts go to `out`. Returns T, q, c, the seconds (old records
+-- src[ss..se] and the new ones packed), done, late, repeated, alerts and
+-- where the window's numbers are in `out` (if alerts).
 local function apply_count(arg, p, groups, t, n, lo, hi, r, T, q, c, src, ss, se, done, out)
   local window, threshold, cooldown = r[1], r[2], r[3]
-  local tail, late, repeated, alerts, o = '', 0, 0, 0, nil
+  local nw, nf, late, repeated, alerts, o = {}, 1, 0, 0, 0, nil
+  -- The first old second, known without unpacking at each new second.
+  local s1 = ss <= se and sunpack('<I', src, ss) or nil
   for g = 1, groups do
     if g > 1 then t, n, lo, hi, p = sunpack('<IIdd', arg, p) end
-    local first = first_new(arg, p, n, lo, hi, done)
+    local first = 1
+    if lo <= done then first = first_new(arg, p, n, lo, hi, done) end
     if n > 2 then p = p + 8 * (n - 2) end
     local m = n - first + 1
     repeated = repeated + (first - 1)
@@ -167,15 +211,19 @@ local function apply_count(arg, p, groups, t, n, lo, hi, r, T, q, c, src, ss, se
       if t + window < T then
         late = late + m
       else
-        if t > T or (ss > se and tail == '') then
-          local rec = pack('<II', t, m)
-          if tail == '' then tail = rec else tail = tail .. rec end
+        if t > T or (ss > se and not nw[nf]) then
+          nw[#nw + 1], nw[#nw + 2] = t, m
         else
-          src, ss, se, tail = add(src, ss, se, tail, t, m)
+          src, ss, se, nw, nf = add(src, ss, se, nw, nf, t, m)
+          s1 = ss <= se and sunpack('<I', src, ss) or nil
         end
         if t > T then
           T = t
-          src, ss, se, tail, c = prune(src, ss, se, tail, c, T - window)
+          local oldest = T - window
+          if (s1 and s1 < oldest) or (not s1 and nw[nf] < oldest) then
+            ss, nf, c = prune(src, ss, se, nw, nf, c, oldest)
+            s1 = ss <= se and sunpack('<I', src, ss) or nil
+          end
         end
         local before = c
         c = c + m
@@ -195,7 +243,7 @@ local function apply_count(arg, p, groups, t, n, lo, hi, r, T, q, c, src, ss, se
       end
     end
   end
-  return T, q, c, src, ss, se, tail, done, late, repeated, alerts, o
+  return T, q, c, src, ss, se, packed(nw, nf), done, late, repeated, alerts, o
 end
 
 -- The values of a distinct count in `s`: seconds and values, in order.
