@@ -26,16 +26,28 @@ fn free_port() -> u16 {
 
 impl Redis {
     /// Starts a server keeping nothing on disk, with `args` added
-    /// (`["--requirepass", "pw"]`), and waits until it answers.
+    /// (`["--requirepass", "pw"]`), and waits until it answers. A free port
+    /// can be taken by another test's server before this one binds it; then
+    /// another port is tried.
     pub fn start(dir: &Path, args: &[&str]) -> Redis {
-        Redis::start_on(free_port(), dir, args)
+        (0..5)
+            .find_map(|_| Redis::try_start_on(free_port(), dir, args))
+            .expect("redis-server started on one of five free ports")
     }
 
     /// The same on a given port (to start a stopped server again).
     pub fn start_on(port: u16, dir: &Path, args: &[&str]) -> Redis {
+        Redis::try_start_on(port, dir, args)
+            .unwrap_or_else(|| panic!("redis-server did not start on port {port} (see its log)"))
+    }
+
+    /// Starts a server on `port`; `None` if it ended before listening.
+    fn try_start_on(port: u16, dir: &Path, args: &[&str]) -> Option<Redis> {
         let p = port.to_string();
         let d = dir.display().to_string();
         let log = format!("{d}/redis-{port}.log");
+        // A server started again appends to its log: only what follows counts.
+        let from = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
         let child = Command::new("redis-server")
             .args(["--port", &p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--dir", &d, "--logfile", &log, "--daemonize", "no"])
@@ -45,11 +57,26 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server (apt-get install redis-server)");
-        let child = Reaped(child);
-        wait_until(&format!("redis-server on port {port}"), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        Redis { port, _child: child }
+        let mut child = Reaped(child);
+        // Its own log says it listens: another test's server on the port
+        // would answer a connection too.
+        let ready = || {
+            let text = std::fs::read(&log).unwrap_or_default();
+            text.get(from..)
+                .is_some_and(|t| String::from_utf8_lossy(t).contains("Ready to accept connections"))
+        };
+        let end = std::time::Instant::now() + super::DEADLINE;
+        while !ready() {
+            if child.0.try_wait().ok().flatten().is_some() {
+                return None;
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "timed out waiting for redis-server on {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Some(Redis { port, _child: child })
     }
 
     /// Its URL.
