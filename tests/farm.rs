@@ -537,6 +537,7 @@ impl Farm {
         format!("{client} - {user} [{stamp}] \"GET {path} HTTP/1.1\" {status} 5 \"-\" \"t\"\n")
     }
 
+    /// Appends `text` to node `i`'s log.
     fn append(&self, i: usize, text: &str) {
         let path = self.node_dir(i).join("access.log");
         let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();

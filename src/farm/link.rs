@@ -289,7 +289,7 @@ impl Link {
                     let rule = &self.rules[usize::from(w.rule)];
                     let key = match rule.by_client {
                         true => w.key.render(self.ipv6_prefix),
-                        false => format!("#{:032x}", w.key.0),
+                        false => w.key.render_hash(),
                     };
                     cmd.arg(format!("{}:{{{key}}}:{}", self.settings.prefix, rule.name));
                 }

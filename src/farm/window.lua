@@ -196,12 +196,9 @@ end
 local function apply_count(arg, p, groups, t, n, lo, hi, r, T, q, c, src, ss, se, done, out)
   local window, threshold, cooldown = r[1], r[2], r[3]
   local nw, nf, late, repeated, alerts, o = {}, 1, 0, 0, 0, nil
-  -- The first old second, known without unpacking at each new second.
-  local s1 = ss <= se and sunpack('<I', src, ss) or nil
   for g = 1, groups do
     if g > 1 then t, n, lo, hi, p = sunpack('<IIdd', arg, p) end
-    local first = 1
-    if lo <= done then first = first_new(arg, p, n, lo, hi, done) end
+    local first = first_new(arg, p, n, lo, hi, done)
     if n > 2 then p = p + 8 * (n - 2) end
     local m = n - first + 1
     repeated = repeated + (first - 1)
@@ -215,15 +212,10 @@ local function apply_count(arg, p, groups, t, n, lo, hi, r, T, q, c, src, ss, se
           nw[#nw + 1], nw[#nw + 2] = t, m
         else
           src, ss, se, nw, nf = add(src, ss, se, nw, nf, t, m)
-          s1 = ss <= se and sunpack('<I', src, ss) or nil
         end
         if t > T then
           T = t
-          local oldest = T - window
-          if (s1 and s1 < oldest) or (not s1 and nw[nf] < oldest) then
-            ss, nf, c = prune(src, ss, se, nw, nf, c, oldest)
-            s1 = ss <= se and sunpack('<I', src, ss) or nil
-          end
+          ss, nf, c = prune(src, ss, se, nw, nf, c, T - window)
         end
         local before = c
         c = c + m

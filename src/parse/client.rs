@@ -50,6 +50,12 @@ impl Key {
         (h % u64::from(n.max(1))) as u32
     }
 
+    /// A key hashed from text parts (not a client), shown without its text:
+    /// `#` and its 32 hex digits.
+    pub fn render_hash(self) -> String {
+        format!("#{:032x}", self.0)
+    }
+
     /// Renders the key: `1.2.3.4`, `2001:db8::1`, or `2001:db8:1::/48` for a
     /// grouped IPv6 prefix.
     pub fn render(self, v6_prefix: u8) -> String {

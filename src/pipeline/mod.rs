@@ -181,15 +181,10 @@ impl Engine {
 /// Starts one of the pipeline's threads under a name that `top -H` and
 /// `perf` show. A failure to start one (out of threads or memory) ends the
 /// process: the pipeline cannot run without it.
-fn spawn<'s, T: Send + 's>(
-    s: &'s std::thread::Scope<'s, '_>,
-    name: &str,
-    f: impl FnOnce() -> T + Send + 's,
-) -> std::thread::ScopedJoinHandle<'s, T> {
-    std::thread::Builder::new()
-        .name(name.to_string())
-        .spawn_scoped(s, f)
-        .unwrap_or_else(|e| panic!("cannot start the {name} thread: {e}"))
+fn spawn<'s>(s: &'s std::thread::Scope<'s, '_>, name: &str, f: impl FnOnce() + Send + 's) {
+    if let Err(e) = std::thread::Builder::new().name(name.to_string()).spawn_scoped(s, f) {
+        panic!("cannot start the {name} thread: {e}");
+    }
 }
 
 /// One matched line, routed to the shard of its key.

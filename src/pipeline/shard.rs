@@ -104,9 +104,7 @@ impl<'e> Shard<'e> {
     fn name(&self, rule: usize, key: Key) -> String {
         match &self.names[rule] {
             None => key.render(self.ipv6_prefix),
-            Some(names) => {
-                names.get(&key).map_or_else(|| format!("#{:032x}", key.0), |n| n.to_string())
-            }
+            Some(names) => names.get(&key).map_or_else(|| key.render_hash(), |n| n.to_string()),
         }
     }
 

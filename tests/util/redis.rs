@@ -65,18 +65,14 @@ impl Redis {
             text.get(from..)
                 .is_some_and(|t| String::from_utf8_lossy(t).contains("Ready to accept connections"))
         };
-        let end = std::time::Instant::now() + super::DEADLINE;
-        while !ready() {
-            if child.0.try_wait().ok().flatten().is_some() {
-                return None;
+        let mut ended = false;
+        wait_until(&format!("redis-server on port {port}"), || {
+            ready() || {
+                ended = child.0.try_wait().ok().flatten().is_some();
+                ended
             }
-            assert!(
-                std::time::Instant::now() < end,
-                "timed out waiting for redis-server on {port}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        Some(Redis { port, _child: child })
+        });
+        (!ended).then_some(Redis { port, _child: child })
     }
 
     /// Its URL.
