@@ -23,6 +23,7 @@
 
 use crate::parse::Parser;
 use crate::source::{Chunk, Source, SourceError, SourceEvent};
+use crate::threads;
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, bounded};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,16 +92,16 @@ impl Source for Several {
         let Several { sources, parsers, idle, mut beats, max_hold, wake, wakes, stop } = *self;
         std::thread::scope(|s| {
             let mut lanes = Vec::new();
-            for source in sources {
+            for (i, source) in sources.into_iter().enumerate() {
                 let (tx, rx) = bounded::<Result<SourceEvent, SourceError>>(IN_FLIGHT);
-                s.spawn(move || {
+                threads::spawn(s, &format!("follow-{i}"), move || {
                     if let Err(e) = source.run(&mut |ev| tx.send(Ok(ev)).is_ok()) {
                         tx.send(Err(e)).unwrap_or(());
                     }
                 });
                 lanes.push(Lane { rx, head: None, reached: None, ended: false });
             }
-            s.spawn(|| pass_on_wakes(&wake, &wakes, &done));
+            threads::spawn(s, "wakes", || pass_on_wakes(&wake, &wakes, &done));
             let _done = done_tx;
             let order = Order { parsers: &parsers, idle: &idle, max_hold };
             let result = order.forward(&mut lanes, &mut beats, emit);

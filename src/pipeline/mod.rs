@@ -48,6 +48,7 @@ use crate::parse::client::Key;
 use crate::rules::RuleSet;
 use crate::source::{Source, SourceError, SourceEvent};
 use crate::state::codec::Entries;
+use crate::threads::spawn;
 use collect::Collector;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use scan::Scanner;
@@ -175,15 +176,6 @@ impl Engine {
             summary.elapsed = started.elapsed();
             Ok(summary)
         })
-    }
-}
-
-/// Starts one of the pipeline's threads under a name that `top -H` and
-/// `perf` show. A failure to start one (out of threads or memory) ends the
-/// process: the pipeline cannot run without it.
-fn spawn<'s>(s: &'s std::thread::Scope<'s, '_>, name: &str, f: impl FnOnce() + Send + 's) {
-    if let Err(e) = std::thread::Builder::new().name(name.to_string()).spawn_scoped(s, f) {
-        panic!("cannot start the {name} thread: {e}");
     }
 }
 

@@ -388,11 +388,11 @@ fn read_ahead(
     }
     drop(jobs_tx);
     std::thread::scope(|s| {
-        for _ in 0..decoders {
+        for i in 0..decoders {
             let jobs = jobs.clone();
             // Jobs are taken in file order, so the file being handed on is
             // always being decoded (or done): no queue waits on a later one.
-            s.spawn(move || {
+            crate::threads::spawn(s, &format!("decode-{i}"), move || {
                 for (tag, opened, tx) in jobs {
                     let tx: crossbeam_channel::Sender<io::Result<Chunk>> = tx;
                     let sent = &mut |c| tx.send(Ok(c)).is_ok();
