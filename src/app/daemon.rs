@@ -416,6 +416,12 @@ impl Sink for DaemonSink {
         if std::env::var_os("LOGWARDEN_TEST_NO_SAVE").is_some() {
             return;
         }
+        // With several sources, one follower's checkpoint of changes can
+        // come before the full one another follower took: before the first
+        // base there is nothing to append them to, and the full one follows.
+        if !cp.full && !self.store.has_base() {
+            return;
+        }
         if self.stopping.load(Ordering::SeqCst) {
             self.outputs.drain(DRAIN_AT_STOP);
         }
@@ -456,6 +462,33 @@ impl Sink for DaemonSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sink saving into `dir`, with no outputs.
+    fn sink(dir: &Path) -> DaemonSink {
+        DaemonSink {
+            board: None,
+            outputs: Running::start(Vec::new(), &[], dir).unwrap(),
+            store: Store::new(dir),
+            rules: Vec::new(),
+            queued: Vec::new(),
+            want_full: Arc::new(AtomicBool::new(false)),
+            save_failing: false,
+            stopping: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    #[test]
+    fn changes_before_the_first_base_wait_for_it_without_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sink(dir.path());
+        let cp = |full| Checkpoint { positions: Vec::new(), windows: &[], full, watermark: 0 };
+        s.checkpoint(&cp(false));
+        assert!(!s.save_failing && !s.want_full.load(Ordering::SeqCst), "{:?}", s.save_failing);
+        assert!(!s.store.has_base(), "nothing is written before the full checkpoint");
+        s.checkpoint(&cp(true));
+        s.checkpoint(&cp(false));
+        assert!(!s.save_failing && s.store.has_base());
+    }
 
     #[test]
     fn the_watchdog_pings_once_every_follower_has_beaten() {

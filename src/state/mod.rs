@@ -158,6 +158,11 @@ impl Store {
         Store { dir: dir.to_path_buf(), generation: 0, wal: None, wal_len: 0, base_len: 0 }
     }
 
+    /// Whether a base has been written: a change log to append to.
+    pub fn has_base(&self) -> bool {
+        self.wal.is_some()
+    }
+
     /// Whether the change log has outgrown the base: the next checkpoint
     /// should write a new base.
     pub fn wants_base(&self) -> bool {
