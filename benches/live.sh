@@ -4,6 +4,8 @@
 #   - latency from a line being written to its alert in the jsonl output,
 #     median and p99 over 200 alerts (target p99 <= 100 ms);
 #   - CPU time of the idle daemon over IDLE_SECS (default 60; target < 10 ms);
+#   - CPU time while lines come as a web server writes them, one write per
+#     line, at RATES lines/s (default 1000 5000 20000), RATE_SECS each;
 #   - sustained follow throughput while loadgen appends LINES lines as fast as
 #     it can (target >= 2M lines/s), and how far behind the reader stays.
 #
@@ -13,6 +15,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-/tmp/lwlive}
 IDLE_SECS=${IDLE_SECS:-60}
+RATES=${RATES:-1000 5000 20000}
+RATE_SECS=${RATE_SECS:-5}
 LINES=${LINES:-5000000}
 rm -rf "$OUT" && mkdir -p "$OUT"
 . "$HERE/benches/lib.sh"
@@ -37,6 +41,14 @@ echo "== idle CPU over ${IDLE_SECS} s"
 sleep 2
 before=$(cpu_ns); sleep "$IDLE_SECS"; after=$(cpu_ns)
 echo "idle daemon used $(( (after - before) / 1000000 )) ms of CPU in ${IDLE_SECS} s"
+
+for rate in $RATES; do
+  echo "== $rate lines/s, one write per line, for $RATE_SECS s"
+  before=$(cpu_ns)
+  "$LG" live --path "$OUT/access.log" --rate "$rate" --lines $((rate * RATE_SECS)) --now >/dev/null 2>&1
+  after=$(cpu_ns)
+  echo "the daemon used $(( (after - before) / 1000000 )) ms of CPU in $RATE_SECS s ($(( (after - before) / 10000000 / RATE_SECS )) % of a core)"
+done
 
 echo "== follow throughput ($LINES lines appended as fast as possible)"
 start=$(date +%s.%N)
