@@ -24,6 +24,10 @@
 #                                  # nodes on the others (as if Redis had a machine of its own)
 #   RULES=$'[[rule]]\nname = "scan"\nstatus = [404]\ndistinct = "path"\nthreshold = 20' benches/farm.sh
 #                                  # more rules in every node's configuration
+#   RATE=20000 LINES=400000 benches/farm.sh
+#                                  # live instead: the balancer's stream written at RATE lines/s
+#                                  # (wall clock) while the nodes follow; what that costs the
+#                                  # nodes and Redis, and how far behind the nodes end
 #
 # Needs: redis-server (apt-get install redis-server), python3.
 set -euo pipefail
@@ -31,6 +35,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-/tmp/lwfarm}
 NODES=${NODES:-4}
 LINES=${LINES:-2000000}
+RATE=${RATE:-0}
 # With PIN=1, taskset keeps Redis and the nodes on separate cores.
 REDIS_CPUS="" NODE_CPUS=""
 if [ "${PIN:-0}" = 1 ]; then
@@ -48,7 +53,7 @@ PIDS=""
 trap 'kill $REDIS $PIDS 2>/dev/null || true' EXIT
 for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
 
-"$LG" farm --nodes "$NODES" --path "$OUT/gen/web{n}/access.log" --lines "$LINES" 2>/dev/null
+[ "$RATE" = 0 ] && "$LG" farm --nodes "$NODES" --path "$OUT/gen/web{n}/access.log" --lines "$LINES" 2>/dev/null
 
 redis_calls() {  # script calls Redis has run (EVALSHA and EVAL), and their µs
   redis-cli -p "$PORT" info commandstats | tr -d '\r' |
@@ -67,6 +72,19 @@ redis_cpu() {  # CPU seconds Redis has used
     awk -F: '/^used_cpu_(sys|user):/ { t += $2 } END { print t + 0 }'
 }
 
+# flood DIR: every node's flood appears at once, renamed onto the log it
+# follows; prints the time of the first rename.
+flood() {
+  python3 - "$1" "$NODES" <<'PY'
+import os, sys, time
+out, nodes = sys.argv[1], int(sys.argv[2])
+start = time.time()
+for n in range(1, nodes + 1):
+    os.rename("%s/web%d/flood.log" % (out, n), "%s/web%d/access.log" % (out, n))
+print("%f" % start)
+PY
+}
+
 # run_farm LABEL CLUSTER(0|1): starts the nodes, appends the logs, waits for
 # each node's probe alert, prints the figures, and leaves the nodes running.
 run_farm() {
@@ -83,7 +101,7 @@ prefix = \"$label\""
     write_config "$d" 10 "$extra
 ${RULES:-}"
     : > "$d/access.log"
-    cp "$OUT/gen/web$n/access.log" "$d/flood.log"
+    [ "$RATE" = 0 ] && cp "$OUT/gen/web$n/access.log" "$d/flood.log"
     LOGWARDEN_LOG=info $NODE_CPUS "$LW" -c "$d/logwarden.toml" run 2> "$d/daemon.log" > /dev/null &
     PIDS="$PIDS $!"
   done
@@ -95,16 +113,14 @@ ${RULES:-}"
   commands_before=$(redis_calls)
   cpu_before=$(redis_cpu)
   nodes_before=$(nodes_cpu)
-  # Every node's flood appears at once: renamed onto the log it follows.
-  start=$(python3 - "$OUT/$label" "$NODES" <<'PY'
-import os, sys, time
-out, nodes = sys.argv[1], int(sys.argv[2])
-start = time.time()
-for n in range(1, nodes + 1):
-    os.rename("%s/web%d/flood.log" % (out, n), "%s/web%d/access.log" % (out, n))
-print("%f" % start)
-PY
-)
+  if [ "$RATE" = 0 ]; then
+    start=$(flood "$OUT/$label")
+  else
+    start=$(date +%s.%N)
+    "$LG" farm --nodes "$NODES" --path "$OUT/$label/web{n}/access.log" --lines "$LINES" \
+      --rate "$RATE" --now > /dev/null 2>&1
+    WRITTEN=$(date +%s.%N)
+  fi
   for n in $(seq "$NODES"); do
     d=$OUT/$label/web$n
     ( "$LG" probe --path "$d/access.log" --alerts "$d/alerts.jsonl" --count 1 --first $((n * 1000)) \
@@ -118,9 +134,10 @@ PY
   cpu_after=$(redis_cpu)
   nodes_after=$(nodes_cpu)
   python3 - "$OUT/$label" "$NODES" "$start" "$commands_before" "$commands_after" "$cluster" "$cpu_before" "$cpu_after" \
-    "$nodes_before" "$nodes_after" "$(nproc)" <<'PY'
+    "$nodes_before" "$nodes_after" "$(nproc)" "${WRITTEN:-0}" <<'PY'
 import os, sys
 out, nodes, start, cluster = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[6] == "1"
+written = float(sys.argv[12])
 (cb, ub), (ca, ua) = [map(int, a.split()) for a in sys.argv[4:6]]
 cpu = float(sys.argv[8]) - float(sys.argv[7])
 nodes_cpu, cores = float(sys.argv[10]) - float(sys.argv[9]), int(sys.argv[11])
@@ -128,16 +145,20 @@ total, slowest = 0, 0.0
 for n in range(1, nodes + 1):
     d = os.path.join(out, "web%d" % n)
     lines = sum(1 for _ in open(os.path.join(d, "access.log"), "rb"))
-    secs = float(open(os.path.join(d, "done")).read()) - start
+    done = float(open(os.path.join(d, "done")).read())
+    secs = done - start
     total += lines
     slowest = max(slowest, secs)
-    print("  web%d: %d lines in %.2f s: %.0f lines/s" % (n, lines, secs, lines / secs))
+    behind = "" if not written else "; the probe's alert %.0f ms after the writer ended" % ((done - written) * 1000)
+    print("  web%d: %d lines in %.2f s: %.0f lines/s%s" % (n, lines, secs, lines / secs, behind))
 print("  farm: %d lines in %.2f s: %.0f lines/s" % (total, slowest, total / slowest))
 with open(os.path.join(out, "rate"), "w") as f:
     f.write("%f\n" % (total / slowest / nodes))
-print("  the nodes used %.2f s of CPU for these lines" % nodes_cpu)
+with open(os.path.join(out, "cpu"), "w") as f:
+    f.write("%f %f %f\n" % (nodes_cpu, cpu, slowest))
+print("  the nodes used %.2f s of CPU for these lines (%.0f %% of a core)" % (nodes_cpu, 100 * nodes_cpu / slowest))
 if cluster:
-    print("  Redis script calls: %d, %.0f per second, running %.2f s; Redis used %.2f s of CPU" % (ca - cb, (ca - cb) / slowest, (ua - ub) / 1e6, cpu))
+    print("  Redis script calls: %d, %.0f per second, running %.2f s; Redis used %.2f s of CPU (%.0f %% of a core)" % (ca - cb, (ca - cb) / slowest, (ua - ub) / 1e6, cpu, 100 * cpu / slowest))
     # The farm's work in all, spread perfectly over the cores, takes at
     # least this long: a floor under the time above on a shared machine.
     print("  nodes and Redis: %.2f s of CPU, at least %.2f s on %d cores" % (nodes_cpu + cpu, (nodes_cpu + cpu) / cores, cores))
@@ -162,9 +183,18 @@ run_farm farm 1
 echo "== alert latency through the farm (web1, 200 alerts)"
 "$LG" probe --path "$OUT/farm/web1/access.log" --alerts "$OUT/farm/web1/alerts.jsonl" --count 200 --first 50000
 stop_farm farm
-python3 - "$(cat "$OUT/alone/rate")" "$(cat "$OUT/farm/rate")" <<'PY'
+if [ "$RATE" = 0 ]; then
+  python3 - "$(cat "$OUT/alone/rate")" "$(cat "$OUT/farm/rate")" <<'PY'
 import sys
 alone, farm = float(sys.argv[1]), float(sys.argv[2])
 r = farm / alone
 print("a node with [cluster] follows %.2fx the lines/s of one without (target >= 0.7x: %s)" % (r, "met" if r >= 0.7 else "MISSED"))
 PY
+else
+  # Live, the writer sets the pace: what the farm costs is CPU.
+  python3 - $(cat "$OUT/alone/cpu") $(cat "$OUT/farm/cpu") <<'PY'
+import sys
+a_nodes, _, _, f_nodes, f_redis, _ = map(float, sys.argv[1:7])
+print("live: with [cluster] the nodes used %.2fx the CPU of the nodes without, and with Redis %.2fx" % (f_nodes / a_nodes, (f_nodes + f_redis) / a_nodes))
+PY
+fi
