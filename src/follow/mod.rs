@@ -52,7 +52,7 @@ const SAFETY_POLL: Duration = Duration::from_secs(60);
 /// After a read that found lines, the next read waits until this long
 /// after it began. A web server writes each request's line on its own, and
 /// a pass of the pipeline per line cost most of a core in thread wake-ups
-/// (5,000 lines/s written one at a time: 60 % of a core; README,
+/// (5,000 lines/s written one at a time: 59 % of a core; README,
 /// "Performance"); lines that keep coming are now read in one pass per
 /// 10 ms. The first line after a quiet spell is read at once.
 const GATHER: Duration = Duration::from_millis(10);
