@@ -166,7 +166,7 @@ impl Store {
     /// Whether the change log has outgrown the base: the next checkpoint
     /// should write a new base.
     pub fn wants_base(&self) -> bool {
-        self.wal.is_none() || self.wal_len > WAL_MIN_FOLD.max(2 * self.base_len)
+        !self.has_base() || self.wal_len > WAL_MIN_FOLD.max(2 * self.base_len)
     }
 
     /// Writes a new base — everything in `snap` (all entries), the held
