@@ -296,6 +296,36 @@ fn a_windows_edges_count_as_one_nodes() {
     assert_eq!(counts, [6, 7], "the group's last two events, once");
 }
 
+/// Eight nodes writing one client's window at once, as under an attack
+/// spread over a farm: each call applies its events atomically, so none is
+/// lost or counted twice — of 2,400 events, the 2,400th alone reaches the
+/// threshold of 2,400, once — and no node is refused or held back.
+#[test]
+#[ignore = "needs redis-server; run by scripts/test"]
+fn eight_nodes_writing_one_window_at_once_lose_and_double_nothing() {
+    use logwarden::rules::WindowSpec;
+    let spec = WindowSpec { threshold: 2_400, window: 600, cooldown: 0, distinct: false };
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), &[]);
+    let counts: Vec<u32> = std::thread::scope(|s| {
+        let nodes: Vec<_> = (0..8)
+            .map(|i| {
+                let mut link = test_link(vec![redis.url()], &format!("web{i}"), &[spec]);
+                s.spawn(move || {
+                    let mut counts = Vec::new();
+                    for offset in 1..=300 {
+                        let d = link.decide("f", &[test_hit(0, 1_000_000, offset)]);
+                        counts.extend(d.expect("redis answers").alerts.iter().map(|a| a.count));
+                    }
+                    counts
+                })
+            })
+            .collect();
+        nodes.into_iter().flat_map(|n| n.join().unwrap()).collect()
+    });
+    assert_eq!(counts, [2_400], "one alert, at the 2,400th event");
+}
+
 /// A window of a day given 12,000 seconds of one client in one call (a node
 /// catching up on a busy client) keeps them all: the next hit is counted
 /// 12,001st. The script packs a window's new seconds a few hundred at a
