@@ -149,9 +149,12 @@ for n in range(1, nodes + 1):
     secs = done - start
     total += lines
     slowest = max(slowest, secs)
-    behind = "" if not written else "; the probe's alert %.0f ms after the writer ended" % ((done - written) * 1000)
-    print("  web%d: %d lines in %.2f s: %.0f lines/s%s" % (n, lines, secs, lines / secs, behind))
-print("  farm: %d lines in %.2f s: %.0f lines/s" % (total, slowest, total / slowest))
+    if written:  # live: the writer sets the pace, so lines/s would only restate it
+        print("  web%d: %d lines; the probe's alert %.0f ms after the writer ended" % (n, lines, (done - written) * 1000))
+    else:
+        print("  web%d: %d lines in %.2f s: %.0f lines/s" % (n, lines, secs, lines / secs))
+if not written:
+    print("  farm: %d lines in %.2f s: %.0f lines/s" % (total, slowest, total / slowest))
 with open(os.path.join(out, "rate"), "w") as f:
     f.write("%f\n" % (total / slowest / nodes))
 with open(os.path.join(out, "cpu"), "w") as f:
