@@ -41,6 +41,8 @@ struct Pending {
     scope: Option<Scope>,
     /// In a farm, once the chunk is kept as its events' lines only.
     kept: Option<Kept>,
+    /// The lines with events: where each starts, the lines before it.
+    event_lines: Vec<(u32, u32)>,
     watermark: u32,
     saves: Vec<Vec<Entries>>,
     /// Per rule, summed over the shards.
@@ -187,7 +189,8 @@ impl<'e> Collector<'e> {
         while self.kept_bytes < KEPT_BYTES {
             let Some(mut p) = self.next_ready() else { return };
             if let Some(SourceEvent::Lines(chunk)) = p.event.as_deref() {
-                let (small, kept) = keep(chunk, &mut p.events);
+                let (small, kept) = keep(chunk, &mut p.events, &p.event_lines);
+                p.event_lines = Vec::new();
                 p.event = Some(Arc::new(SourceEvent::Lines(small)));
                 p.kept = Some(kept);
             }
@@ -242,7 +245,7 @@ impl<'e> Collector<'e> {
     /// returned.
     fn take(&mut self, msg: ToAlerts, sink: &mut dyn Sink) -> Option<SourceError> {
         match msg {
-            ToAlerts::Scanned { seq, event, stats } => {
+            ToAlerts::Scanned { seq, event, stats, event_lines } => {
                 self.sum.add_scan(&stats);
                 if let SourceEvent::Lines(c) = event.as_ref() {
                     let newest = self.newest.entry(c.file.id).or_default();
@@ -251,6 +254,7 @@ impl<'e> Collector<'e> {
                 let p = self.pending.entry(seq).or_default();
                 p.event = Some(event);
                 p.lines = stats.lines;
+                p.event_lines = event_lines;
             }
             ToAlerts::Decided(d) => {
                 for (rule, peaks) in d.peaks.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
@@ -519,18 +523,26 @@ impl LinesBefore {
 }
 
 /// A chunk as the lines of its events only (the events sorted into line
-/// order), and where those lines were in it.
-fn keep(chunk: &Chunk, events: &mut [Event]) -> (Chunk, Kept) {
+/// order), and where those lines were in it: `event_lines` (ascending) says
+/// how many lines came before each, as the worker counted them; a line not
+/// among them is counted here.
+fn keep(chunk: &Chunk, events: &mut [Event], event_lines: &[(u32, u32)]) -> (Chunk, Kept) {
     events.sort_unstable_by_key(|e| (e.pos, e.rule));
     let bytes = chunk.bytes();
     let (mut lines, mut at) = (Vec::new(), Vec::<(u32, u32, u64)>::new());
     let mut counter = LinesBefore::default();
+    let mut known = event_lines.iter().peekable();
     for e in events.iter() {
         if at.last().is_some_and(|a| a.0 == e.pos) {
             continue;
         }
+        while known.next_if(|l| l.0 < e.pos).is_some() {}
+        let before = match known.peek() {
+            Some(l) if l.0 == e.pos => u64::from(l.1),
+            _ => counter.at(bytes, e.pos),
+        };
         // Kept lines are no longer than the chunk, far below 4 GiB.
-        at.push((e.pos, lines.len() as u32, counter.at(bytes, e.pos)));
+        at.push((e.pos, lines.len() as u32, before));
         lines.extend_from_slice(line_at(bytes, e.pos as usize));
         lines.push(b'\n');
     }
@@ -618,16 +630,27 @@ mod tests {
             Arc::new(FileTag { name: "f".into(), id: 1, start_line: 0, identity: None, source: 0 });
         let chunk = Chunk::new(file, 100, Data::Owned(text.to_vec()), 0);
         // Out of order, and two rules on the line at 10 ("c 3").
-        let mut events = [event(0, 18), event(1, 10), event(0, 5), event(0, 10)];
-        let (small, kept) = keep(&chunk, &mut events);
-        assert_eq!(kept.len, text.len());
-        assert_eq!(small.offset, 100);
-        assert_eq!(events.map(|e| (e.pos, e.rule)), [(5, 0), (10, 0), (10, 1), (18, 0)]);
-        let line = |pos| kept.line(small.bytes(), pos);
-        assert_eq!(line(5), Some((&b"b 2"[..], 1)));
-        assert_eq!(line(10), Some((&b"c 3"[..], 2)));
-        assert_eq!(line(18), Some((&b"e 5"[..], 4)), "the last line, without its line end");
-        assert_eq!(line(0), None, "a line without events is not kept");
-        assert_eq!(small.bytes(), b"b 2\nc 3\ne 5\n");
+        let events = [event(0, 18), event(1, 10), event(0, 5), event(0, 10)];
+        // The lines before each counted here, or as the worker counted them
+        // (here for two of the three lines).
+        for counted in [&[][..], &[(5, 1), (18, 4)][..]] {
+            let mut events = events;
+            let (small, kept) = keep(&chunk, &mut events, counted);
+            assert_eq!(kept.len, text.len());
+            assert_eq!(small.offset, 100);
+            assert_eq!(events.map(|e| (e.pos, e.rule)), [(5, 0), (10, 0), (10, 1), (18, 0)]);
+            let line = |pos| kept.line(small.bytes(), pos);
+            assert_eq!(line(5), Some((&b"b 2"[..], 1)));
+            assert_eq!(line(10), Some((&b"c 3"[..], 2)));
+            assert_eq!(line(18), Some((&b"e 5"[..], 4)), "the last line, without its line end");
+            assert_eq!(line(0), None, "a line without events is not kept");
+            assert_eq!(small.bytes(), b"b 2\nc 3\ne 5\n");
+        }
+        let (small, kept) = keep(&chunk, &mut events.clone(), &[(5, 9)]);
+        assert_eq!(
+            kept.line(small.bytes(), 5),
+            Some((&b"b 2"[..], 9)),
+            "the worker's count is taken"
+        );
     }
 }

@@ -272,6 +272,10 @@ enum ToAlerts {
         seq: u64,
         event: Arc<SourceEvent>,
         stats: ScanStats,
+        /// The lines with events, ascending: where each starts in the chunk
+        /// and the lines before it (so that a farm's waiting chunk, kept as
+        /// these lines only, need not count its newlines again).
+        event_lines: Vec<(u32, u32)>,
     },
     Decided(Decided),
     /// A shard's clients still held at the end, per rule, with their peaks.

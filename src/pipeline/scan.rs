@@ -18,6 +18,8 @@ struct Scratch {
     norm: Normalized,
     /// Values of fields counted distinct, for the chunk's batches.
     values: Vec<u128>,
+    /// The chunk's lines with events: start, lines before.
+    event_lines: Vec<(u32, u32)>,
 }
 
 /// A worker's view of the engine: its own parser (which caches), shared rules.
@@ -99,7 +101,8 @@ impl<'e> Scanner<'e> {
                     return;
                 }
             }
-            if alerts.send(ToAlerts::Scanned { seq, event, stats }).is_err() {
+            let event_lines = std::mem::take(&mut scratch.event_lines);
+            if alerts.send(ToAlerts::Scanned { seq, event, stats, event_lines }).is_err() {
                 return;
             }
         }
@@ -118,56 +121,61 @@ impl<'e> Scanner<'e> {
         let bytes = chunk.bytes();
         let mut st = ScanStats::default();
         let needs = self.rules.needs();
-        let lines = self.rules.for_each_candidate(bytes, &mut scratch.decoded, |_, start, end| {
-            let mut line = &bytes[start..end];
-            if let [rest @ .., b'\r'] = line {
-                line = rest;
-            }
-            if line.len() > max_line {
-                st.skipped[Skip::TooLong.index()] += 1;
-                return;
-            }
-            // Borrowed, not moved out: a record is some 200 bytes.
-            let parsed = parser.parse_needed(line, needs);
-            let rec = match &parsed {
-                Ok(r) => r,
-                Err(e) => {
-                    st.skipped[e.index()] += 1;
+        let lines =
+            self.rules.for_each_candidate(bytes, &mut scratch.decoded, |index, start, end| {
+                let mut line = &bytes[start..end];
+                if let [rest @ .., b'\r'] = line {
+                    line = rest;
+                }
+                if line.len() > max_line {
+                    st.skipped[Skip::TooLong.index()] += 1;
                     return;
                 }
-            };
-            let Ok(time) = u32::try_from(rec.time.epoch) else {
-                st.skipped[Skip::BadTime.index()] += 1;
-                return;
-            };
-            st.parsed += 1;
-            let client = Key::of(rec.client, self.ipv6_prefix);
-            let rules = &self.rules.rules;
-            let values = &mut scratch.values;
-            let (only, range) = (self.only, self.range);
-            let allowed = self.rules.events(rec, source, line, &mut scratch.norm, |i| {
-                let Some(key) = rules[i].key_of(rec, client) else { return };
-                if only.is_some_and(|(i, n)| key.batch_shard(n) != i)
-                    || !range.holds(time, rules[i].spec.window)
-                {
-                    return;
-                }
-                let value = match rules[i].distinct {
-                    None => NO_VALUE,
-                    Some(_) => {
-                        let Some(v) = rules[i].value_of(rec) else { return };
-                        values.push(v);
-                        (values.len() - 1) as u32
+                // Borrowed, not moved out: a record is some 200 bytes.
+                let parsed = parser.parse_needed(line, needs);
+                let rec = match &parsed {
+                    Ok(r) => r,
+                    Err(e) => {
+                        st.skipped[e.index()] += 1;
+                        return;
                     }
                 };
-                st.events += 1;
-                st.newest = st.newest.max(time);
-                st.oldest = st.oldest.min(time);
-                let ev = Event { rule: i as u16, key, time, pos: start as u32, value };
-                by_shard[self.sharding.of(key)].push(ev);
+                let Ok(time) = u32::try_from(rec.time.epoch) else {
+                    st.skipped[Skip::BadTime.index()] += 1;
+                    return;
+                };
+                st.parsed += 1;
+                let client = Key::of(rec.client, self.ipv6_prefix);
+                let rules = &self.rules.rules;
+                let (values, event_lines) = (&mut scratch.values, &mut scratch.event_lines);
+                let (only, range) = (self.only, self.range);
+                let allowed = self.rules.events(rec, source, line, &mut scratch.norm, |i| {
+                    let Some(key) = rules[i].key_of(rec, client) else { return };
+                    if only.is_some_and(|(i, n)| key.batch_shard(n) != i)
+                        || !range.holds(time, rules[i].spec.window)
+                    {
+                        return;
+                    }
+                    let value = match rules[i].distinct {
+                        None => NO_VALUE,
+                        Some(_) => {
+                            let Some(v) = rules[i].value_of(rec) else { return };
+                            values.push(v);
+                            (values.len() - 1) as u32
+                        }
+                    };
+                    st.events += 1;
+                    st.newest = st.newest.max(time);
+                    st.oldest = st.oldest.min(time);
+                    let ev = Event { rule: i as u16, key, time, pos: start as u32, value };
+                    by_shard[self.sharding.of(key)].push(ev);
+                    // A chunk is far below 4 GiB, and holds fewer lines.
+                    if event_lines.last().is_none_or(|l| l.0 != start as u32) {
+                        event_lines.push((start as u32, index as u32));
+                    }
+                });
+                st.allowed += u64::from(allowed);
             });
-            st.allowed += u64::from(allowed);
-        });
         // Lines longer than a whole chunk were dropped by the source.
         st.lines = lines + u64::from(chunk.skipped_long);
         st.skipped[Skip::TooLong.index()] += u64::from(chunk.skipped_long);
