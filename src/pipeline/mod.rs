@@ -154,7 +154,7 @@ impl Engine {
             spawn(s, "reader", move || read_all(source, &event_tx, &token_tx, &reader_alert_tx));
             for i in 0..n {
                 let (rx, txs, atx) = (event_rx.clone(), shard_txs.clone(), alert_tx.clone());
-                let scanner = Scanner::new(self, &sharding);
+                let scanner = Scanner::new(self, &sharding, in_farm);
                 spawn(s, &format!("scan-{i}"), move || scanner.work(&rx, &txs, &atx));
             }
             drop(shard_txs);
@@ -272,8 +272,8 @@ enum ToAlerts {
         seq: u64,
         event: Arc<SourceEvent>,
         stats: ScanStats,
-        /// The lines with events, ascending: where each starts in the chunk
-        /// and the lines before it (so that a farm's waiting chunk, kept as
+        /// In a farm, the lines with events, ascending: where each starts in
+        /// the chunk and the lines before it (so that a waiting chunk, kept as
         /// these lines only, need not count its newlines again).
         event_lines: Vec<(u32, u32)>,
     },

@@ -33,11 +33,14 @@ pub(super) struct Scanner<'e> {
     parsers: Vec<Parser>,
     ipv6_prefix: u8,
     sharding: &'e Sharding,
+    /// Whether to tell the alert thread the lines with events (in a farm).
+    event_lines: bool,
 }
 
 impl<'e> Scanner<'e> {
-    /// A worker's scanner for `engine`, routing by `sharding`.
-    pub(super) fn new(engine: &'e Engine, sharding: &'e Sharding) -> Scanner<'e> {
+    /// A worker's scanner for `engine`, routing by `sharding`; `in_farm`, it
+    /// tells the alert thread the lines with events.
+    pub(super) fn new(engine: &'e Engine, sharding: &'e Sharding, in_farm: bool) -> Scanner<'e> {
         let settings = &engine.settings;
         Scanner {
             rules: &engine.rules,
@@ -46,6 +49,7 @@ impl<'e> Scanner<'e> {
             parsers: engine.sources.iter().map(|s| s.1.clone()).collect(),
             ipv6_prefix: settings.ipv6_prefix,
             sharding,
+            event_lines: in_farm,
         }
     }
 
@@ -148,6 +152,7 @@ impl<'e> Scanner<'e> {
                 let client = Key::of(rec.client, self.ipv6_prefix);
                 let rules = &self.rules.rules;
                 let (values, event_lines) = (&mut scratch.values, &mut scratch.event_lines);
+                let tell_lines = self.event_lines;
                 let (only, range) = (self.only, self.range);
                 let allowed = self.rules.events(rec, source, line, &mut scratch.norm, |i| {
                     let Some(key) = rules[i].key_of(rec, client) else { return };
@@ -170,7 +175,7 @@ impl<'e> Scanner<'e> {
                     let ev = Event { rule: i as u16, key, time, pos: start as u32, value };
                     by_shard[self.sharding.of(key)].push(ev);
                     // A chunk is far below 4 GiB, and holds fewer lines.
-                    if event_lines.last().is_none_or(|l| l.0 != start as u32) {
+                    if tell_lines && event_lines.last().is_none_or(|l| l.0 != start as u32) {
                         event_lines.push((start as u32, index as u32));
                     }
                 });
