@@ -7,7 +7,7 @@
 use crate::parse::Record;
 use crate::parse::time::rfc3339;
 use crate::rules::Rule;
-use crate::template::{Value, json_escaped, sanitize};
+use crate::template::{Value, json_escapes, sanitize};
 use serde::{Deserialize, Serialize};
 
 /// The placeholders of a rule's message template.
@@ -96,9 +96,13 @@ fn json_field(out: &mut Vec<u8>, name: &str, value: &str) {
 
 /// Appends `s` as a JSON string, escaped as serde_json escapes it.
 fn json_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    out.extend_from_slice(json_escaped(s).as_bytes());
-    out.push(b'"');
+    if !json_escapes(s) {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, s).unwrap_or(());
+    }
 }
 
 /// Appends `prefix` and `n`.

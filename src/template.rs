@@ -123,27 +123,26 @@ impl Template {
             (Mode::Text, Value::Str(s)) => sanitize_into(out, s.as_bytes()),
             (Mode::Text, Value::Bytes(b)) => sanitize_into(out, b),
             // JSON escapes control characters itself.
-            (Mode::Json, Value::Str(s)) => out.push_str(&json_escaped(&s)),
-            (Mode::Json, Value::Bytes(b)) => out.push_str(&json_escaped(&sanitize(b))),
+            (Mode::Json, Value::Str(s)) => push_json(out, &s),
+            (Mode::Json, Value::Bytes(b)) => push_json(out, &sanitize(b)),
         }
     }
 }
 
-/// `s` JSON-escaped as serde_json escapes it, without its quotes: itself
-/// when nothing needs escaping, the usual case.
-pub fn json_escaped(s: &str) -> Cow<'_, str> {
+/// Appends `s` JSON-escaped, without its quotes.
+fn push_json(out: &mut String, s: &str) {
     if !json_escapes(s) {
-        return Cow::Borrowed(s);
+        return out.push_str(s);
     }
     let quoted = serde_json::to_string(s).unwrap_or_default();
     let inner = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"'));
-    Cow::Owned(inner.unwrap_or(&quoted).to_string())
+    out.push_str(inner.unwrap_or(&quoted));
 }
 
 /// Whether JSON escapes anything in `s` (a control character, a quote or a
 /// backslash). One pass without early exit, so it vectorizes: the usual
 /// answer is no.
-fn json_escapes(s: &str) -> bool {
+pub fn json_escapes(s: &str) -> bool {
     s.bytes().fold(false, |any, c| any | (c < 0x20) | (c == b'"') | (c == b'\\'))
 }
 
