@@ -158,7 +158,7 @@ if not written:
 with open(os.path.join(out, "rate"), "w") as f:
     f.write("%f\n" % (total / slowest / nodes))
 with open(os.path.join(out, "cpu"), "w") as f:
-    f.write("%f %f %f\n" % (nodes_cpu, cpu, slowest))
+    f.write("%f %f\n" % (nodes_cpu, cpu))
 print("  the nodes used %.2f s of CPU for these lines (%.0f %% of a core)" % (nodes_cpu, 100 * nodes_cpu / slowest))
 if cluster:
     print("  Redis script calls: %d, %.0f per second, running %.2f s; Redis used %.2f s of CPU (%.0f %% of a core)" % (ca - cb, (ca - cb) / slowest, (ua - ub) / 1e6, cpu, 100 * cpu / slowest))
@@ -197,7 +197,7 @@ else
   # Live, the writer sets the pace: what the farm costs is CPU.
   python3 - $(cat "$OUT/alone/cpu") $(cat "$OUT/farm/cpu") <<'PY'
 import sys
-a_nodes, _, _, f_nodes, f_redis, _ = map(float, sys.argv[1:7])
+a_nodes, _, f_nodes, f_redis = map(float, sys.argv[1:5])
 print("live: with [cluster] the nodes used %.2fx the CPU of the nodes without, and with Redis %.2fx" % (f_nodes / a_nodes, (f_nodes + f_redis) / a_nodes))
 PY
 fi

@@ -189,8 +189,7 @@ impl<'e> Collector<'e> {
         while self.kept_bytes < KEPT_BYTES {
             let Some(mut p) = self.next_ready() else { return };
             if let Some(SourceEvent::Lines(chunk)) = p.event.as_deref() {
-                let (small, kept) = keep(chunk, &mut p.events, &p.event_lines);
-                p.event_lines = Vec::new();
+                let (small, kept) = keep(chunk, &mut p.events, &std::mem::take(&mut p.event_lines));
                 p.event = Some(Arc::new(SourceEvent::Lines(small)));
                 p.kept = Some(kept);
             }

@@ -34,7 +34,7 @@ pub(super) struct Scanner<'e> {
     ipv6_prefix: u8,
     sharding: &'e Sharding,
     /// Whether to tell the alert thread the lines with events (in a farm).
-    event_lines: bool,
+    tell_lines: bool,
 }
 
 impl<'e> Scanner<'e> {
@@ -49,7 +49,7 @@ impl<'e> Scanner<'e> {
             parsers: engine.sources.iter().map(|s| s.1.clone()).collect(),
             ipv6_prefix: settings.ipv6_prefix,
             sharding,
-            event_lines: in_farm,
+            tell_lines: in_farm,
         }
     }
 
@@ -152,7 +152,7 @@ impl<'e> Scanner<'e> {
                 let client = Key::of(rec.client, self.ipv6_prefix);
                 let rules = &self.rules.rules;
                 let (values, event_lines) = (&mut scratch.values, &mut scratch.event_lines);
-                let tell_lines = self.event_lines;
+                let tell_lines = self.tell_lines;
                 let (only, range) = (self.only, self.range);
                 let allowed = self.rules.events(rec, source, line, &mut scratch.norm, |i| {
                     let Some(key) = rules[i].key_of(rec, client) else { return };
