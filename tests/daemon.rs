@@ -385,6 +385,61 @@ fn sighup_reloads_a_good_configuration_and_keeps_the_old_one_on_error() {
     d.stop();
 }
 
+/// Two daemons on one state directory would alert twice and overwrite each
+/// other's saved positions: the second refuses to start, naming the first;
+/// a reload keeps its own directory's lock and refuses a directory another
+/// daemon holds; `kill -9` leaves nothing that blocks the next start.
+#[test]
+fn a_second_daemon_on_one_state_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    let state = dir.path().join("state");
+    wait_until("the first daemon's lock", || state.join("lock").exists());
+    let cfg = d.dir.join("logwarden.toml");
+    let mut second = Command::new(crate::util::bin())
+        .args(["-c", cfg.to_str().unwrap(), "run"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(!crate::util::exit_status(&mut second).success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    let held = format!(
+        "state.dir {} is in use by another logwarden run (pid {})",
+        state.display(),
+        d.child.id()
+    );
+    assert!(stderr.contains(&held), "{stderr}");
+    // The first one counts alone: one alert at the third hit.
+    let mut w = Writer::new();
+    let hits = [w.line("10.6.6.6"), w.line("10.6.6.6"), w.line("10.6.6.6")].concat();
+    w.append_raw(&p, &hits);
+    w.phase(&p, &["10.0.0.1"], 1, 1);
+    d.wait_for_marker(1);
+    assert_eq!(d.alerts().iter().filter(|a| a["key"] == "10.6.6.6").count(), 1);
+    // Reloaded on its own directory: its lock is its own.
+    d.signal("-HUP");
+    wait_until("the reload", || d.log_text().contains("Configuration reloaded"));
+    // Reloaded onto a directory another daemon holds: refused.
+    let other = tempfile::tempdir().unwrap();
+    let o = Daemon::start(other.path(), other.path().join("access.log").to_str().unwrap());
+    wait_until("the other daemon's lock", || other.path().join("state/lock").exists());
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let moved = text
+        .replace(&state.display().to_string(), &other.path().join("state").display().to_string());
+    std::fs::write(&cfg, moved).unwrap();
+    d.signal("-HUP");
+    wait_until("the refusal", || d.log_text().contains("Configuration not reloaded"));
+    assert!(d.log_text().contains("is in use by another logwarden run"), "{}", d.log_text());
+    o.stop();
+    std::fs::write(&cfg, text).unwrap();
+    d.kill9();
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    wait_until("the restart", || d.log_text().contains("Resuming from saved state"));
+    d.stop();
+}
+
 /// READY, watchdog pings (also while idle) and STOPPING reach the service
 /// manager, with one source and with two (whose followers must both be
 /// reading for a ping).

@@ -22,6 +22,7 @@ use crate::output::{self, Running};
 use crate::pipeline::{Checkpoint, Restore, Sink, Status, Summary};
 use crate::rules::WindowSpec;
 use crate::source::{Position, Source};
+use crate::state::lock::DirLock;
 use crate::state::{self, Snapshot, State, Store};
 use crate::window::Windows;
 use anyhow::{Context, Result};
@@ -47,6 +48,7 @@ pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
     let wake = crossbeam_channel::bounded::<()>(1);
     signal_thread(Arc::clone(&interrupt), Arc::clone(&reload), wake.0.clone())?;
     let mut cfg = first;
+    let mut held = DirLock::take(&cfg.state_dir)?;
     loop {
         let summary = run_once(&cfg, Arc::clone(&interrupt), wake.clone())?;
         if !reload.swap(false, Ordering::SeqCst) {
@@ -58,15 +60,27 @@ pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
         notify(&[sd_notify::NotifyState::Reloading]);
         interrupt.store(false, Ordering::SeqCst);
         match Config::load(path, &crate::config::Overrides::default()) {
-            Ok(new) => {
-                tracing::info!("Configuration reloaded.");
-                cfg = new;
-            }
+            Ok(new) => match relock(&held, &new.state_dir) {
+                Ok(lock) => {
+                    held = lock.unwrap_or(held);
+                    tracing::info!("Configuration reloaded.");
+                    cfg = new;
+                }
+                Err(e) => {
+                    tracing::error!("Configuration not reloaded, the old one stays in force: {e}")
+                }
+            },
             Err(e) => {
                 tracing::error!("Configuration not reloaded, the old one stays in force: {e}")
             }
         }
     }
+}
+
+/// The lock of a reloaded configuration's state directory: none new if it
+/// is the one held (the old one is dropped by the caller when replaced).
+fn relock(held: &DirLock, dir: &Path) -> Result<Option<DirLock>, state::lock::LockError> {
+    if held.holds(dir) { Ok(None) } else { DirLock::take(dir).map(Some) }
 }
 
 /// Turns SIGTERM, SIGINT and SIGHUP into flags and wakes the follower at
@@ -158,12 +172,6 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
 /// The saved state, if there is a usable one; a state that cannot be used
 /// is logged with where reading starts instead.
 fn load_state(cfg: &Config) -> Result<Option<State>> {
-    std::fs::create_dir_all(&cfg.state_dir).with_context(|| {
-        format!(
-            "cannot create state.dir {} (it must be writable by logwarden)",
-            cfg.state_dir.display()
-        )
-    })?;
     let (saved, warning) = state::load(&cfg.state_dir);
     if let Some(w) = warning {
         let starts: Vec<StartAt> = cfg.sources.iter().map(|s| s.start_at).collect();

@@ -17,9 +17,11 @@
 //! ignored, so the state is that of the last whole checkpoint. The change
 //! log names the base it follows (a random generation), so a log left from
 //! before a new base is never applied to it. A base that fails any check is
-//! moved aside and the daemon starts fresh.
+//! moved aside and the daemon starts fresh. One daemon at a time uses a
+//! directory ([`lock`]).
 
 pub mod codec;
+pub mod lock;
 
 use crate::alert::Alert;
 use crate::rules::WindowSpec;
