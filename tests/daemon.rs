@@ -411,6 +411,13 @@ fn a_second_daemon_on_one_state_refuses_to_start() {
         d.child.id()
     );
     assert!(stderr.contains(&held), "{stderr}");
+    let check = crate::util::run(&["-c", cfg.to_str().unwrap(), "check"], b"");
+    let told = format!(
+        "state.dir {}: in use by a running logwarden (pid {})",
+        state.display(),
+        d.child.id()
+    );
+    assert!(String::from_utf8_lossy(&check.stderr).contains(&told), "{check:?}");
     // The first one counts alone: one alert at the third hit.
     let mut w = Writer::new();
     let hits = [w.line("10.6.6.6"), w.line("10.6.6.6"), w.line("10.6.6.6")].concat();

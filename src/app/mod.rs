@@ -178,7 +178,8 @@ fn check_source(cfg: &Config, i: usize) -> bool {
 }
 
 /// Says whether the state directory can be written, or created where it is
-/// missing (nothing is left behind).
+/// missing (nothing is left behind), and whether a running logwarden holds
+/// it (which changes nothing: `check` runs beside the service).
 fn check_state_dir(dir: &std::path::Path) -> bool {
     let existing = dir.ancestors().find(|a| a.exists()).unwrap_or(std::path::Path::new("/"));
     let probe = if existing.is_dir() {
@@ -190,6 +191,13 @@ fn check_state_dir(dir: &std::path::Path) -> bool {
     match &probe {
         Ok(()) => eprintln!("state.dir {}: {what}", dir.display()),
         Err(e) => eprintln!("state.dir {}: not writable by this user: {e}", dir.display()),
+    }
+    match crate::state::lock::holder(dir) {
+        Some(Some(pid)) => {
+            eprintln!("state.dir {}: in use by a running logwarden (pid {pid})", dir.display())
+        }
+        Some(None) => eprintln!("state.dir {}: in use by a running logwarden", dir.display()),
+        None => {}
     }
     probe.is_ok()
 }

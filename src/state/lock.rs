@@ -74,12 +74,8 @@ impl DirLock {
         match try_lock_for(&file, WAIT) {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                let mut pid = String::new();
-                let holder = match file.read_to_string(&mut pid).map(|_| pid.trim().parse::<u32>())
-                {
-                    Ok(Ok(pid)) => format!(" (pid {pid})"),
-                    _ => String::new(),
-                };
+                let holder =
+                    written_pid(&mut file).map_or(String::new(), |p| format!(" (pid {p})"));
                 return Err(LockError::Held { dir: dir.display().to_string(), holder });
             }
             Err(TryLockError::Error(e)) => return Err(io_err(&path)(e)),
@@ -97,6 +93,25 @@ impl DirLock {
     pub fn holds(&self, dir: &Path) -> bool {
         dir.canonicalize().is_ok_and(|d| d == self.dir)
     }
+}
+
+/// Whether a running logwarden holds `dir` (for `check`, which runs beside
+/// the service): `Some` with the holder's pid if it wrote one. Nothing is
+/// created; a lock found free is held for a moment only, which a daemon
+/// starting then waits out.
+pub fn holder(dir: &Path) -> Option<Option<u32>> {
+    let mut file = OpenOptions::new().read(true).open(dir.join(LOCK_NAME)).ok()?;
+    match file.try_lock() {
+        Err(TryLockError::WouldBlock) => Some(written_pid(&mut file)),
+        _ => None,
+    }
+}
+
+/// The pid a holder wrote into the lock file.
+fn written_pid(file: &mut File) -> Option<u32> {
+    let mut pid = String::new();
+    file.read_to_string(&mut pid).ok()?;
+    pid.trim().parse().ok()
 }
 
 /// `file.try_lock()`, tried again every 20 ms while another holds it, for
@@ -130,13 +145,17 @@ mod tests {
         let err = DirLock::take(&dir).unwrap_err().to_string();
         let pid = format!("(pid {})", std::process::id());
         assert!(err.contains("is in use by another logwarden run") && err.contains(&pid), "{err}");
+        assert_eq!(holder(&dir), Some(Some(std::process::id())));
         // Released while another waits (as by a process just killed): taken.
         let late = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(200));
             drop(first);
         });
-        DirLock::take(&dir).expect("taken once released");
+        let again = DirLock::take(&dir).expect("taken once released");
         late.join().unwrap();
+        drop(again);
+        assert_eq!(holder(&dir), None, "free");
+        assert_eq!(holder(tmp.path()), None, "no lock file");
     }
 
     #[test]
