@@ -376,3 +376,29 @@ fn a_trickling_client_does_not_hold_the_endpoint() {
     assert_eq!(http_get(port, "/healthz", None).unwrap().0, 200);
     daemon.stop();
 }
+
+/// Connections that send nothing, or half a request, delay no other
+/// request: with more of them open than the server keeps (the oldest are
+/// closed for new ones, and logged), health, status and metrics are still
+/// answered at once, each request on a connection opened after them.
+#[test]
+fn idle_connections_hold_up_no_request() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, port) = start(dir.path(), "");
+    let mut idle: Vec<std::net::TcpStream> =
+        (0..100).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    for s in &mut idle[70..] {
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+    }
+    // One server thread reading them in turn would wait on each: 100 of
+    // them, seconds each, far past a request's deadline.
+    for path in ["/healthz", "/api/status", "/metrics", "/"] {
+        let (code, _) = http_get(port, path, None).unwrap_or_else(|| panic!("{path} unanswered"));
+        assert_eq!(code, 200, "{path}");
+    }
+    let told = "connections were open, the oldest closed unanswered for a new one";
+    wait_until("the closed connections logged", || daemon.log_text().contains(told));
+    drop(idle);
+    daemon.stop();
+}

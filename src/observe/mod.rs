@@ -16,7 +16,7 @@ use crate::rules::WindowSpec;
 use prometheus_client::metrics::histogram::Histogram;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Recent alerts kept for the status page.
@@ -59,8 +59,6 @@ pub struct Board {
     outputs: OutputsView,
     unhealthy_after: Duration,
     state: Mutex<Published>,
-    /// Signalled when a probe's answer is published.
-    answered: Condvar,
     /// How long state saves take, in seconds.
     pub saves: Histogram,
     /// Asks the follower for a probe (with a wake-up).
@@ -103,7 +101,6 @@ impl Board {
             outputs,
             unhealthy_after,
             state: Mutex::new(Published::default()),
-            answered: Condvar::new(),
             saves: Histogram::new(SAVE_BUCKETS),
             probe,
             wake,
@@ -124,7 +121,6 @@ impl Board {
             st.nearest = lists.iter().map(|l| l.iter().take(NEAREST).cloned().collect()).collect();
             st.nearest_at = Some(SystemTime::now());
             st.probe_asked = None;
-            self.answered.notify_all();
         }
         st.sample();
     }
@@ -144,18 +140,17 @@ impl Board {
     }
 
     /// Asks the engine for the clients nearest the threshold; they come
-    /// with the next published status. Waits up to `wait` for them.
-    pub fn ask_probe(&self, wait: Duration) {
-        let mut st = self.lock();
-        st.probe_asked.get_or_insert_with(Instant::now);
+    /// with the next published status ([`Board::probe_pending`] turns false).
+    pub fn ask_probe(&self) {
+        self.lock().probe_asked.get_or_insert_with(Instant::now);
         self.probe.store(true, Ordering::SeqCst);
         // A full channel already holds a wake-up.
         self.wake.try_send(()).unwrap_or(());
-        let end = Instant::now() + wait;
-        while st.probe_asked.is_some() && Instant::now() < end {
-            let left = end.saturating_duration_since(Instant::now());
-            st = self.answered.wait_timeout(st, left).unwrap_or_else(PoisonError::into_inner).0;
-        }
+    }
+
+    /// Whether a probe asked for has not been answered yet.
+    pub fn probe_pending(&self) -> bool {
+        self.lock().probe_asked.is_some()
     }
 
     /// Why the daemon is not healthy; empty when it is.
