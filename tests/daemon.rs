@@ -447,6 +447,40 @@ fn a_second_daemon_on_one_state_refuses_to_start() {
     d.stop();
 }
 
+/// A jsonl file rotated away is followed by a new one under its path at the
+/// next alert: renamed (logrotate's `create`), then deleted (what its
+/// `compress` does to the renamed file; alerts written to it would be lost);
+/// copied and truncated in place.
+#[test]
+fn a_jsonl_file_rotated_away_is_followed_by_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    let (out, old) = (dir.path().join("alerts.jsonl"), dir.path().join("alerts.jsonl.1"));
+    let mut w = Writer::new();
+    w.phase(&p, &[], 0, 1);
+    d.wait_for_marker(1);
+    std::fs::rename(&out, &old).unwrap();
+    w.phase(&p, &[], 0, 2);
+    d.wait_for_marker(2);
+    let rotated = std::fs::read_to_string(&old).unwrap();
+    assert!(rotated.contains(&marker_ip(1)) && !rotated.contains(&marker_ip(2)), "{rotated}");
+    std::fs::remove_file(&out).unwrap();
+    w.phase(&p, &[], 0, 3);
+    d.wait_for_marker(3);
+    let keys: Vec<String> = d.alerts().iter().map(|a| a["key"].as_str().unwrap().into()).collect();
+    assert_eq!(keys, [marker_ip(3)]);
+    assert!(d.log_text().contains("rotated away"), "{}", d.log_text());
+    // copytruncate: the file is appended to, so the next alert starts it
+    // again (no hole where the old content was).
+    copytruncate(&out, &dir.path().join("alerts.jsonl.2"));
+    w.phase(&p, &[], 0, 4);
+    d.wait_for_marker(4);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.starts_with('{') && text.lines().count() == 1, "{text:?}");
+    d.stop();
+}
+
 /// READY, watchdog pings (also while idle) and STOPPING reach the service
 /// manager, with one source and with two (whose followers must both be
 /// reading for a ping).

@@ -1,6 +1,9 @@
 //! jsonl: one JSON object per alert (the fields of `replay --json`, plus
 //! `id`), appended and flushed before the alert counts as delivered. The
 //! file itself records what it received: its ids are read back at start.
+//! A file rotated away (renamed or deleted, as logrotate does) is followed
+//! by a new one under the path at the next alert: otherwise alerts would go
+//! on into the renamed file, or into a deleted one once it is compressed.
 
 use super::{Deliver, OutputError, read_tail};
 use crate::alert::Alert;
@@ -12,6 +15,8 @@ use std::path::{Path, PathBuf};
 pub struct Jsonl {
     path: PathBuf,
     file: File,
+    /// The open file's device and inode, to see the path name another.
+    id: (u64, u64),
 }
 
 impl Jsonl {
@@ -20,8 +25,30 @@ impl Jsonl {
     pub fn open(path: &Path) -> Result<Jsonl, OutputError> {
         let file = open_append(path)?;
         drop_partial_line(&file, path);
-        Ok(Jsonl { path: path.to_path_buf(), file })
+        let id = file_id(
+            &file
+                .metadata()
+                .map_err(|error| OutputError { path: path.display().to_string(), error })?,
+        );
+        Ok(Jsonl { path: path.to_path_buf(), file, id })
     }
+
+    /// Opens the file under the path again if it is no longer the one open
+    /// (rotated away: renamed, or deleted).
+    fn follow_rotation(&mut self) -> io::Result<()> {
+        if std::fs::metadata(&self.path).is_ok_and(|md| file_id(&md) == self.id) {
+            return Ok(());
+        }
+        let fresh = Jsonl::open(&self.path).map_err(|e| e.error)?;
+        tracing::info!(path = %self.path.display(), "The jsonl file was rotated away; writing to a new one.");
+        *self = fresh;
+        Ok(())
+    }
+}
+
+fn file_id(md: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (md.dev(), md.ino())
 }
 
 impl Deliver for Jsonl {
@@ -30,6 +57,7 @@ impl Deliver for Jsonl {
     }
 
     fn send(&mut self, alert: &Alert) -> io::Result<()> {
+        self.follow_rotation()?;
         let line = format!("{}\n", alert.to_json());
         self.file.write_all(line.as_bytes()).and_then(|()| self.file.flush())
     }
