@@ -481,6 +481,39 @@ fn a_jsonl_file_rotated_away_is_followed_by_a_new_one() {
     d.stop();
 }
 
+/// A write of an alert that fails half done — against a file-size limit
+/// here, as against a full disk — leaves no broken line: the alerts are held,
+/// and once writing works again each arrives once, every line whole JSON.
+#[test]
+fn an_alert_write_that_fails_half_done_leaves_no_broken_line() {
+    use rustix::process::{Resource, Rlimit};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let config = Daemon::config(dir.path(), p.to_str().unwrap(), "");
+    // 4 KiB a file: some ten alerts, then one cut short (the daemon's own
+    // files stay smaller; warnings only in its log).
+    let limit = ["prlimit", "--fsize=4096:unlimited", "--"];
+    let d = Daemon::start_wrapped(dir.path(), &config, &[("LOGWARDEN_LOG", "warn")], &limit);
+    let clients: Vec<String> = (1..=20).map(|i| format!("10.20.0.{i}")).collect();
+    let mut w = Writer::new();
+    let hits: Vec<u8> =
+        clients.iter().flat_map(|c| [w.line(c), w.line(c), w.line(c)].concat()).collect();
+    w.append_raw(&p, &hits);
+    wait_until("the failed write", || d.log_text().contains("Cannot deliver alerts"));
+    let unlimited = Rlimit { current: None, maximum: None };
+    let pid = rustix::process::Pid::from_raw(d.child.id() as i32);
+    rustix::process::prlimit(pid, Resource::Fsize, unlimited).unwrap();
+    // A glued line would fail to parse here.
+    wait_until("every alert", || d.alerts().len() == clients.len());
+    let mut keys: Vec<String> =
+        d.alerts().iter().map(|a| a["key"].as_str().unwrap().into()).collect();
+    keys.sort();
+    let mut expect = clients.clone();
+    expect.sort();
+    assert_eq!(keys, expect);
+    d.stop();
+}
+
 /// READY, watchdog pings (also while idle) and STOPPING reach the service
 /// manager, with one source and with two (whose followers must both be
 /// reading for a ping).

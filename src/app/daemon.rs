@@ -84,14 +84,19 @@ fn relock(held: &DirLock, dir: &Path) -> Result<Option<DirLock>, state::lock::Lo
 }
 
 /// Turns SIGTERM, SIGINT and SIGHUP into flags and wakes the follower at
-/// once (it sleeps up to a minute when idle).
+/// once (it sleeps up to a minute when idle); SIGXFSZ changes nothing.
 fn signal_thread(
     interrupt: Arc<AtomicBool>,
     reload: Arc<AtomicBool>,
     wake: crossbeam_channel::Sender<()>,
 ) -> Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGXFSZ};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("installing signal handlers")?;
+    // A file-size limit (systemd's LimitFSIZE=, `ulimit -f`) is then met as
+    // a failed write (EFBIG): alerts held, the save retried, as when the disk
+    // is full; SIGXFSZ's default would end the process without saving.
+    signal_hook::flag::register(SIGXFSZ, Arc::new(AtomicBool::new(false)))
         .context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("signals".into())

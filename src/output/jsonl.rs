@@ -17,6 +17,9 @@ pub struct Jsonl {
     file: File,
     /// The open file's device and inode, to see the path name another.
     id: (u64, u64),
+    /// A write failed, maybe half done (the disk full): its piece of a line
+    /// is cut before the next one, which would be glued to it.
+    cut: bool,
 }
 
 impl Jsonl {
@@ -30,7 +33,7 @@ impl Jsonl {
                 .metadata()
                 .map_err(|error| OutputError { path: path.display().to_string(), error })?,
         );
-        Ok(Jsonl { path: path.to_path_buf(), file, id })
+        Ok(Jsonl { path: path.to_path_buf(), file, id, cut: false })
     }
 
     /// Opens the file under the path again if it is no longer the one open
@@ -58,8 +61,13 @@ impl Deliver for Jsonl {
 
     fn send(&mut self, alert: &Alert) -> io::Result<()> {
         self.follow_rotation()?;
+        if self.cut {
+            drop_partial_line(&self.file, &self.path);
+        }
         let line = format!("{}\n", alert.to_json());
-        self.file.write_all(line.as_bytes()).and_then(|()| self.file.flush())
+        let written = self.file.write_all(line.as_bytes()).and_then(|()| self.file.flush());
+        self.cut = written.is_err();
+        written
     }
 
     /// The ids in the file's last 16 MiB.
@@ -73,9 +81,9 @@ impl Deliver for Jsonl {
     }
 }
 
-/// Cuts a last line without newline, left by a crash in the middle of a
-/// write: that alert was not delivered (it is sent again), and the next line
-/// must not be glued to it.
+/// Cuts a last line without newline, left by a crash or a failed write in
+/// the middle of a line: that alert was not delivered (it is sent again),
+/// and the next line must not be glued to it.
 fn drop_partial_line(file: &File, path: &Path) {
     let Ok(tail) = read_tail(path, 64 << 10) else { return };
     if tail.is_empty() || tail.ends_with(b"\n") {

@@ -40,9 +40,28 @@ impl Daemon {
 
     /// With a whole configuration and extra environment variables.
     pub fn start_config(dir: &Path, config: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_wrapped(dir, config, env, &[])
+    }
+
+    /// The same, started through `wrapper` (a program and its arguments,
+    /// which runs the daemon's command line as its own process, as
+    /// `prlimit` does); none if empty.
+    pub fn start_wrapped(
+        dir: &Path,
+        config: &str,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Daemon {
         let cfg = write(dir, "logwarden.toml", config.as_bytes());
         let log = dir.join("daemon.log");
-        let mut cmd = Command::new(bin());
+        let mut cmd = match wrapper {
+            [program, args @ ..] => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin());
+                c
+            }
+            [] => Command::new(bin()),
+        };
         // The tests read the daemon's info lines; `("LOGWARDEN_LOG", "")`
         // leaves the variable unset, for the default level.
         match env.iter().find(|(k, _)| *k == "LOGWARDEN_LOG") {
