@@ -402,3 +402,41 @@ fn idle_connections_hold_up_no_request() {
     drop(idle);
     daemon.stop();
 }
+
+/// A reload whose configuration cannot start — its HTTP port taken, its
+/// jsonl file in a directory that does not exist — is refused like an
+/// invalid one: the old configuration goes on (its port answers, its rule
+/// alerts), and the new one's rule is not in force.
+#[test]
+fn a_reload_that_cannot_start_keeps_the_old_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, port) = start(dir.path(), "");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = taken.local_addr().unwrap().port();
+    let cfg = dir.path().join("logwarden.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let env_rule = "[[rule]]\nname = \"env\"\ncontains = \"/.env\"\nthreshold = 1\n";
+    let jsonl = format!("{}/alerts.jsonl", dir.path().display());
+    let cannot_start = [
+        text.replace(&format!(":{port}\""), &format!(":{other}\"")) + env_rule,
+        text.replace(&jsonl, "/nonexistent/logwarden/alerts.jsonl") + env_rule,
+    ];
+    for (n, broken) in cannot_start.iter().enumerate() {
+        std::fs::write(&cfg, broken).unwrap();
+        daemon.signal("-HUP");
+        wait_until("the refusal", || {
+            daemon.log_text().matches("Configuration not reloaded").count() == n + 1
+        });
+        assert_eq!(http_get(port, "/healthz", None).map(|r| r.0), Some(200));
+    }
+    assert!(daemon.log_text().contains("is the port taken"), "{}", daemon.log_text());
+    assert!(!daemon.log_text().contains("Configuration reloaded"), "{}", daemon.log_text());
+    append(dir.path(), &line("10.9.9.9", "/.env"));
+    for _ in 0..10 {
+        append(dir.path(), &line("10.8.8.8", "/today_download"));
+    }
+    wait_until("the old rule's alert", || daemon.alerts().iter().any(|a| a["key"] == "10.8.8.8"));
+    assert!(daemon.alerts().iter().all(|a| a["rule"] != "env"), "{:?}", daemon.alerts());
+    drop(taken);
+    daemon.stop();
+}

@@ -40,8 +40,8 @@ const DRAIN_AT_STOP: std::time::Duration = std::time::Duration::from_secs(3);
 /// SIGHUP reloads the configuration from `path`: the engine stops as on
 /// SIGTERM (saving state), and starts again from that state with the new
 /// configuration, so rules whose name and window length did not change keep
-/// their windows. An invalid configuration is reported and the old one stays
-/// in force.
+/// their windows. An invalid configuration, or one that cannot start, is
+/// reported and the old one stays in force.
 pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
     let interrupt = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
@@ -49,8 +49,27 @@ pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
     signal_thread(Arc::clone(&interrupt), Arc::clone(&reload), wake.0.clone())?;
     let mut cfg = first;
     let mut held = DirLock::take(&cfg.state_dir)?;
+    // What a reload replaced, until the new configuration has started.
+    let mut replaced: Option<(Config, Option<DirLock>)> = None;
     loop {
-        let summary = run_once(&cfg, Arc::clone(&interrupt), wake.clone())?;
+        let (reloading, mut started) = (replaced.is_some(), false);
+        let outcome = run_once(&cfg, Arc::clone(&interrupt), wake.clone(), || {
+            started = true;
+            if reloading {
+                tracing::info!("Configuration reloaded.");
+            }
+        });
+        // A configuration that cannot start (its port taken, an output
+        // that cannot be opened) is refused like an invalid one.
+        if let (Err(e), false, Some((old, old_lock))) = (&outcome, started, replaced.take()) {
+            tracing::error!("Configuration not reloaded, the old one stays in force: {e:#}");
+            cfg = old;
+            if let Some(lock) = old_lock {
+                held = lock;
+            }
+            continue;
+        }
+        let summary = outcome?;
         if !reload.swap(false, Ordering::SeqCst) {
             tracing::info!("Stopped; {summary}");
             notify(&[sd_notify::NotifyState::Stopping]);
@@ -59,17 +78,15 @@ pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
         tracing::info!("Reloading the configuration; {summary}");
         notify(&[sd_notify::NotifyState::Reloading]);
         interrupt.store(false, Ordering::SeqCst);
-        match Config::load(path, &crate::config::Overrides::default()) {
-            Ok(new) => match relock(&held, &new.state_dir) {
-                Ok(lock) => {
-                    held = lock.unwrap_or(held);
-                    tracing::info!("Configuration reloaded.");
-                    cfg = new;
-                }
-                Err(e) => {
-                    tracing::error!("Configuration not reloaded, the old one stays in force: {e}")
-                }
-            },
+        let new =
+            Config::load(path, &crate::config::Overrides::default()).map_err(|e| e.to_string());
+        match new
+            .and_then(|new| Ok((relock(&held, &new.state_dir).map_err(|e| e.to_string())?, new)))
+        {
+            Ok((lock, new)) => {
+                let old_lock = lock.map(|l| std::mem::replace(&mut held, l));
+                replaced = Some((std::mem::replace(&mut cfg, new), old_lock));
+            }
             Err(e) => {
                 tracing::error!("Configuration not reloaded, the old one stays in force: {e}")
             }
@@ -116,8 +133,16 @@ fn signal_thread(
 
 type Wake = (crossbeam_channel::Sender<()>, crossbeam_channel::Receiver<()>);
 
-/// One run of the engine, from saved state to the next interruption.
-fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> {
+/// One run of the engine, from saved state to the next interruption;
+/// `started` is called once everything it needs is open (the outputs, the
+/// HTTP port): an error before that is a failed start, nothing read or
+/// delivered yet.
+fn run_once(
+    cfg: &Config,
+    stop: Arc<AtomicBool>,
+    wake: Wake,
+    started: impl FnOnce(),
+) -> Result<Summary> {
     let saved = load_state(cfg)?;
     let outputs = output::open(&cfg.outputs)?;
     let running = Running::start(outputs, &cfg.outputs, &cfg.state_dir)
@@ -132,6 +157,7 @@ fn run_once(cfg: &Config, stop: Arc<AtomicBool>, wake: Wake) -> Result<Summary> 
         }
         None => (None, None),
     };
+    started();
     let mut sink = DaemonSink {
         board,
         outputs: running,
