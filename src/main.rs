@@ -1,6 +1,7 @@
 //! The `logwarden` command.
 
 use clap::Parser as _;
+use std::io::Write as _;
 use std::process::ExitCode;
 
 // No custom global allocator: the hot path does not allocate per line, and
@@ -13,7 +14,8 @@ fn main() -> ExitCode {
     match logwarden::app::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("logwarden: error: {e:#}");
+            // Not eprintln!: a closed standard error must not panic.
+            writeln!(std::io::stderr(), "logwarden: error: {e:#}").unwrap_or(());
             ExitCode::from(2)
         }
     }
@@ -27,7 +29,8 @@ fn abort_on_panic() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         report(info);
-        eprintln!("logwarden: error: a thread panicked (a bug); exiting");
+        writeln!(std::io::stderr(), "logwarden: error: a thread panicked (a bug); exiting")
+            .unwrap_or(());
         std::process::abort();
     }));
 }

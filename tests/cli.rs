@@ -211,3 +211,28 @@ fn test_alert_reports_each_output() {
     assert_eq!(sent["key"], "192.0.2.1");
     assert!(sent["message"].as_str().unwrap().starts_with("TEST ALERT"));
 }
+
+/// Standard output and error already closed (`… 2>&1 | head` once head has
+/// gone): a command ends with its own exit code, not a panic (SIGABRT) over
+/// a line it could not write.
+#[test]
+fn a_closed_terminal_ends_a_command_normally() {
+    let cases: [(&[&str], i32); 3] = [
+        (&["replay", "examples/access.log"], 0),
+        (&["check"], 0),
+        (&["replay", "/nonexistent/access.log"], 2),
+    ];
+    for (args, code) in cases {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let status = std::process::Command::new(crate::util::bin())
+            .args(["-c", "examples/logwarden.toml"])
+            .args(args)
+            .current_dir(crate::util::root())
+            .stdout(writer.try_clone().unwrap())
+            .stderr(writer)
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(code), "{args:?}: {status}");
+    }
+}

@@ -30,7 +30,7 @@ pub fn demo(a: &DemoArgs) -> Result<ExitCode> {
     // Today's file exists from the start: the daemon finds it at once.
     let today = jiff::Timestamp::now().strftime("ssl_www_log-%Y-%m-%d").to_string();
     std::fs::write(dir.0.join(today), b"").context("cannot create the demo's log file")?;
-    println!(
+    say!(
         "logwarden demo: status page at http://{}/ — traffic is written to {}; Ctrl-C stops it (or after {}).",
         a.listen,
         dir.0.display(),
@@ -59,7 +59,7 @@ pub fn demo(a: &DemoArgs) -> Result<ExitCode> {
     ran?;
     let shown = dir.0.display().to_string();
     drop(dir);
-    println!("demo over: {} lines written, {} alerts; {shown} removed.", written?, alerts?);
+    say!("demo over: {} lines written, {} alerts; {shown} removed.", written?, alerts?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -139,7 +139,7 @@ fn print_alerts(path: &Path, stop: &AtomicBool) -> Result<u64> {
             while let Some(i) = partial.find('\n') {
                 let l: String = partial.drain(..=i).collect();
                 if let Ok(a) = serde_json::from_str::<Alert>(&l) {
-                    println!("ALERT {}", a.to_text());
+                    say!("ALERT {}", a.to_text());
                     count += 1;
                 }
             }
@@ -169,7 +169,7 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         if let Err(e) = std::fs::remove_dir_all(&self.0) {
-            eprintln!("cannot remove {}: {e}", self.0.display());
+            tell!("cannot remove {}: {e}", self.0.display());
         }
     }
 }

@@ -3,6 +3,33 @@
 //! [`cli`] mirrors the flags; [`replay`], [`inspect`] (`parse`),
 //! [`daemon`] (`run`) and [`status`] are the larger commands.
 
+// The terminal's lines: a reader gone (`logwarden replay … 2>&1 | head`)
+// drops them, where `eprintln!` and `println!` would panic.
+
+/// A line to standard error.
+macro_rules! tell {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stderr(), $($t)*).unwrap_or(())
+    }};
+}
+
+/// A line to standard output.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($t)*).unwrap_or(())
+    }};
+}
+
+/// Text to standard output, as it is.
+macro_rules! put {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($t)*).unwrap_or(())
+    }};
+}
+
 pub mod cli;
 pub mod daemon;
 mod demo;
@@ -56,11 +83,11 @@ fn check(config: Option<&std::path::Path>) -> Result<ExitCode> {
     let cfg = load(config, &Overrides::default())?;
     let from =
         cfg.file.as_ref().map_or("built-in defaults".to_string(), |p| p.display().to_string());
-    print!("# effective configuration (from {from})\n{}", cfg.effective_toml());
+    put!("# effective configuration (from {from})\n{}", cfg.effective_toml());
     for (path, n) in &cfg.included {
-        eprintln!("include {}: {n} rule(s)", path.display());
+        tell!("include {}: {n} rule(s)", path.display());
     }
-    eprintln!("configuration OK: {} rule(s), {} output(s)", cfg.rules.len(), cfg.outputs.len());
+    tell!("configuration OK: {} rule(s), {} output(s)", cfg.rules.len(), cfg.outputs.len());
     let readable = check_sources(&cfg);
     let writable = check_state_dir(&cfg.state_dir);
     let farm = cfg.cluster.as_ref().is_none_or(|c| check_farm(c, &cfg));
@@ -72,18 +99,18 @@ fn check(config: Option<&std::path::Path>) -> Result<ExitCode> {
 /// does not serve every hash slot, or if another node's rules differ.
 fn check_farm(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
     use crate::farm::{Topology, probe};
-    eprintln!("cluster: node {:?}, key prefix {:?}", s.node, s.prefix);
+    tell!("cluster: node {:?}, key prefix {:?}", s.node, s.prefix);
     match probe(s) {
         Ok(p) => {
-            eprintln!("cluster: {p}");
+            tell!("cluster: {p}");
             if let Some(warning) = p.eviction_warning() {
-                eprintln!("cluster: warning: {warning}");
+                tell!("cluster: warning: {warning}");
             }
             let served = !matches!(p.topology, Topology::Cluster { ok: false, .. });
             served && check_farm_rules(s, cfg)
         }
         Err(e) => {
-            eprintln!("cluster: {e}");
+            tell!("cluster: {e}");
             false
         }
     }
@@ -96,28 +123,28 @@ fn check_farm_rules(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
     let c = match crate::farm::link::compare_rules(s, &cfg.farm_rules()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("cluster: could not read the other nodes' rules: {e}");
+            tell!("cluster: could not read the other nodes' rules: {e}");
             return false;
         }
     };
     match &c.clock_ms {
-        Ok(ms) => eprintln!(
+        Ok(ms) => tell!(
             "cluster: this machine's clock is {:+.3} s off the Redis server's",
             *ms as f64 / 1000.0
         ),
         Err(e) => {
-            eprintln!("cluster: Redis did not tell its clock (TIME: {e}): clocks not compared")
+            tell!("cluster: Redis did not tell its clock (TIME: {e}): clocks not compared")
         }
     }
     for f in &c.findings {
-        eprintln!("cluster: {f}");
+        tell!("cluster: {f}");
     }
     match (c.findings.is_empty(), c.nodes.is_empty()) {
-        (false, _) => eprintln!(
+        (false, _) => tell!(
             "cluster: every node needs the same rules, a name of its own and a clock that agrees with the others'"
         ),
         (true, true) => {
-            eprintln!("cluster: no other node has registered its rules in the last two hours")
+            tell!("cluster: no other node has registered its rules in the last two hours")
         }
         (true, false) => {
             let clocks = match c.clock_ms {
@@ -127,7 +154,7 @@ fn check_farm_rules(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
                 ),
                 Err(_) => String::new(),
             };
-            eprintln!("cluster: the rules are those of node(s) {}{clocks}", c.nodes.join(", "))
+            tell!("cluster: the rules are those of node(s) {}{clocks}", c.nodes.join(", "))
         }
     }
     c.findings.is_empty()
@@ -149,7 +176,7 @@ fn check_source(cfg: &Config, i: usize) -> bool {
     };
     let files = cfg.follow(i).current_files();
     if files.is_empty() {
-        eprintln!("{label}.path {}: no file there yet; run waits for it", s.path);
+        tell!("{label}.path {}: no file there yet; run waits for it", s.path);
     }
     let mut ok = true;
     for f in files {
@@ -159,18 +186,18 @@ fn check_source(cfg: &Config, i: usize) -> bool {
             false => Ok(md),
         });
         match opened {
-            Ok(md) if md.is_file() => eprintln!("{label} {}: readable", f.display()),
+            Ok(md) if md.is_file() => tell!("{label} {}: readable", f.display()),
             Ok(md) => {
                 ok = false;
                 let what = crate::source::not_a_log(md.file_type()).unwrap_or("is a pipe");
-                eprintln!("{label} {}: {what}", f.display());
+                tell!("{label} {}: {what}", f.display());
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                eprintln!("{label} {}: no such file yet; run waits for it", f.display());
+                tell!("{label} {}: no such file yet; run waits for it", f.display());
             }
             Err(e) => {
                 ok = false;
-                eprintln!("{label} {}: cannot be read by this user: {e}", f.display());
+                tell!("{label} {}: cannot be read by this user: {e}", f.display());
             }
         }
     }
@@ -189,14 +216,14 @@ fn check_state_dir(dir: &std::path::Path) -> bool {
     };
     let what = if existing == dir { "writable" } else { "can be created" };
     match &probe {
-        Ok(()) => eprintln!("state.dir {}: {what}", dir.display()),
-        Err(e) => eprintln!("state.dir {}: not writable by this user: {e}", dir.display()),
+        Ok(()) => tell!("state.dir {}: {what}", dir.display()),
+        Err(e) => tell!("state.dir {}: not writable by this user: {e}", dir.display()),
     }
     match crate::state::lock::holder(dir) {
         Some(Some(pid)) => {
-            eprintln!("state.dir {}: in use by a running logwarden (pid {pid})", dir.display())
+            tell!("state.dir {}: in use by a running logwarden (pid {pid})", dir.display())
         }
-        Some(None) => eprintln!("state.dir {}: in use by a running logwarden", dir.display()),
+        Some(None) => tell!("state.dir {}: in use by a running logwarden", dir.display()),
         None => {}
     }
     probe.is_ok()
@@ -256,10 +283,10 @@ fn test_alert(config: Option<&std::path::Path>) -> Result<ExitCode> {
     for mut out in crate::output::open(&cfg.outputs)? {
         let (name, result) = (out.name(), out.send(&alert).and_then(|()| out.settle()));
         match result {
-            Ok(()) => println!("ok      {name}"),
+            Ok(()) => say!("ok      {name}"),
             Err(e) => {
                 failed = true;
-                println!("FAILED  {name}: {e}");
+                say!("FAILED  {name}: {e}");
             }
         }
     }

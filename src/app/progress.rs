@@ -99,7 +99,7 @@ impl Progress {
         self.bar.abandon_with_message("done");
         if !self.bar.is_hidden() {
             // The finished bar leaves the cursor on its line.
-            eprintln!();
+            tell!();
         }
     }
 }

@@ -60,7 +60,7 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
     {
         return Err(e).context("writing alerts to standard output");
     }
-    eprintln!("{summary}");
+    tell!("{summary}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -163,7 +163,7 @@ fn within(files: Vec<String>, engine: &Engine, source: usize, rules: &[Rule]) ->
         !(first.is_some_and(|t| t > hi) || last.is_some_and(|t| t < lo))
     });
     if !left.is_empty() {
-        eprintln!("{} file(s) left out, all their lines outside --since/--until", left.len());
+        tell!("{} file(s) left out, all their lines outside --since/--until", left.len());
     }
     kept
 }

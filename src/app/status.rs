@@ -23,7 +23,7 @@ pub fn status(config: Option<&std::path::Path>) -> Result<ExitCode> {
         .with_context(|| format!("cannot reach logwarden at http://{addr}/ (is `logwarden run` running with this configuration?)"))?;
     let doc: StatusDoc = serde_json::from_str(&body)
         .with_context(|| format!("http://{addr}/api/status did not answer with a status"))?;
-    print!("{}", render(&doc));
+    put!("{}", render(&doc));
     Ok(if doc.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
