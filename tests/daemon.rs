@@ -514,6 +514,65 @@ fn an_alert_write_that_fails_half_done_leaves_no_broken_line() {
     d.stop();
 }
 
+/// The journal of delivered alerts, written half when its write fails (a
+/// file-size limit here, as a full disk), garbles no other id: once writing
+/// works again, every line is a whole id of an alert delivered.
+#[test]
+fn a_journal_write_that_fails_half_done_garbles_no_other_id() {
+    use rustix::process::{Resource, Rlimit};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    std::fs::write(&p, "").unwrap();
+    let runs = dir.path().join("runs");
+    std::fs::create_dir(&runs).unwrap();
+    // Each action leaves an empty file named after its alert's id.
+    let action = format!("mktemp {}/$LOGWARDEN_ID.XXXXXX", runs.display());
+    let config = Daemon::config(dir.path(), p.to_str().unwrap(), "")
+        .replace("threshold = 3", "threshold = 1")
+        .replace(
+            "type = \"jsonl\"",
+            &format!("type = \"exec\"\ncommand = [\"sh\", \"-c\", \"{action}\"]"),
+        )
+        .replace(&format!("path = \"{}/alerts.jsonl\"\n", dir.path().display()), "");
+    let limit = ["prlimit", "--fsize=2048:unlimited", "--"];
+    let d = Daemon::start_wrapped(dir.path(), &config, &[("LOGWARDEN_LOG", "warn")], &limit);
+    let ids = || -> Vec<String> {
+        let names = std::fs::read_dir(&runs).unwrap().map(|e| e.unwrap().file_name());
+        names.map(|n| n.to_string_lossy().rsplit_once('.').unwrap().0.to_string()).collect()
+    };
+    let mut w = Writer::new();
+    // Alert n, one at a time: its action's id.
+    let mut alert = |n: usize| {
+        let before = ids();
+        let l = w.line(&format!("10.30.{}.{}", n / 250, n % 250));
+        w.append_raw(&p, &l);
+        wait_until("the action", || ids().len() == n);
+        ids().into_iter().find(|id| !before.contains(id)).unwrap()
+    };
+    // Until a write of the journal fails.
+    let mut n = 0;
+    while !d.log_text().contains("Cannot write the journal") {
+        n += 1;
+        assert!(n < 200, "the journal never met the limit: {}", d.log_text());
+        alert(n);
+    }
+    let unlimited = Rlimit { current: None, maximum: None };
+    let pid = rustix::process::Pid::from_raw(d.child.id() as i32);
+    rustix::process::prlimit(pid, Resource::Fsize, unlimited).unwrap();
+    let after: Vec<String> = (n + 1..=n + 5).map(&mut alert).collect();
+    let journal = dir.path().join("state/delivered-0.ids");
+    let lines = || -> Vec<String> {
+        std::fs::read_to_string(&journal).unwrap().lines().map(String::from).collect()
+    };
+    wait_until("the last id journaled", || lines().contains(&after[4]));
+    let known = ids();
+    for line in lines() {
+        assert!(known.contains(&line), "not an id delivered: {line:?}");
+    }
+    assert!(after.iter().all(|id| lines().contains(id)), "{after:?} in {:?}", lines());
+    d.stop();
+}
+
 /// READY, watchdog pings (also while idle) and STOPPING reach the service
 /// manager, with one source and with two (whose followers must both be
 /// reading for a ping).

@@ -8,7 +8,7 @@
 //! machine loses at most that much). Past [`JOURNAL_MAX`] it is cut back to
 //! its last [`JOURNAL_KEEP`] bytes by writing a new file and renaming it
 //! over the old one, so a crash leaves one or the other. A write error is
-//! logged once, not ignored.
+//! logged once, not ignored, and what it left of its line is cut.
 
 use super::read_tail;
 use std::fs::{File, OpenOptions};
@@ -66,7 +66,13 @@ impl Journal {
                 self.unsynced = true;
                 self.failing = false;
             }
-            Err(e) => self.report(&e),
+            Err(e) => {
+                self.report(&e);
+                // A line half written (the disk full) would garble the next.
+                if let Err(e) = self.file.set_len(self.len) {
+                    self.report(&e);
+                }
+            }
         }
         if self.last_sync.elapsed() >= SYNC_EVERY {
             self.sync();
