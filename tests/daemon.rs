@@ -573,6 +573,50 @@ fn a_journal_write_that_fails_half_done_garbles_no_other_id() {
     d.stop();
 }
 
+/// Out of file descriptors — a glob matching more logs than the limit lets
+/// open — the follower cannot list the directory: it takes no file as
+/// rotated away (which read each again from its beginning once listed
+/// again: its lines counted twice). With a soft limit below the hard one,
+/// the daemon raises it and follows every file.
+#[test]
+fn out_of_file_descriptors_no_file_is_read_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let filler =
+        "10.40.0.1 - - [27/Jun/2025:04:53:20 +0000] \"GET /x HTTP/1.1\" 200 5 \"-\" \"t\"\n";
+    for i in 1..=150 {
+        std::fs::write(logs.join(format!("v{i:03}.log")), filler).unwrap();
+    }
+    let mut w = Writer::new();
+    let hits = [w.line("10.40.0.2"), w.line("10.40.0.2"), w.line("10.40.0.2")].concat();
+    w.append_raw(&logs.join("v001.log"), &hits);
+    let glob = format!("{}/*.log", logs.display());
+    let config = Daemon::config(dir.path(), &glob, "");
+    let stuck = ["prlimit", "--nofile=64:64", "--"];
+    let d = Daemon::start_wrapped(dir.path(), &config, &[], &stuck);
+    wait_until("the three hits' alert", || !d.alerts().is_empty());
+    // Past rotate_wait (1 s), a file taken as rotated away is finished;
+    // a change in the directory then wakes the follower to list it again.
+    for n in 0..2 {
+        std::thread::sleep(Duration::from_millis(1500));
+        std::fs::write(logs.join(format!("wake-{n}")), "").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let counts: Vec<u64> = d.alerts().iter().map(|a| a["count"].as_u64().unwrap()).collect();
+    let log = d.stop();
+    assert_eq!(counts, [3], "10.40.0.2's three hits, each counted once");
+    assert!(!log.contains("rotated away; draining"), "{log}");
+    assert!(log.contains("Cannot list the log directory"), "{log}");
+    // Raised from 64 to 4096: every file followed, the last one too.
+    let raised = ["prlimit", "--nofile=64:4096", "--"];
+    let d = Daemon::start_wrapped(dir.path(), &config, &[], &raised);
+    w.phase(&logs.join("v150.log"), &[], 0, 1);
+    d.wait_for_marker(1);
+    assert!(!d.log_text().contains("Cannot open log file"), "{}", d.log_text());
+    d.stop();
+}
+
 /// READY, watchdog pings (also while idle) and STOPPING reach the service
 /// manager, with one source and with two (whose followers must both be
 /// reading for a ping).

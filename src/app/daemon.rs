@@ -47,6 +47,7 @@ pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
     let reload = Arc::new(AtomicBool::new(false));
     let wake = crossbeam_channel::bounded::<()>(1);
     signal_thread(Arc::clone(&interrupt), Arc::clone(&reload), wake.0.clone())?;
+    raise_open_files_limit();
     let mut cfg = first;
     let mut held = DirLock::take(&cfg.state_dir)?;
     // What a reload replaced, until the new configuration has started.
@@ -98,6 +99,25 @@ pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
 /// is the one held (the old one is dropped by the caller when replaced).
 fn relock(held: &DirLock, dir: &Path) -> Result<Option<DirLock>, state::lock::LockError> {
     if held.holds(dir) { Ok(None) } else { DirLock::take(dir).map(Some) }
+}
+
+/// Raises the soft limit on open files to the hard one: a glob may match
+/// more logs than the usual soft limit of 1024 (systemd's default for a
+/// service, whose hard limit is far higher) allows open at once.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some() && limit.current != limit.maximum {
+        let raised = Rlimit { current: limit.maximum, maximum: limit.maximum };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                tracing::debug!(from = ?limit.current, to = ?limit.maximum, "Raised the open files limit.")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot raise the open files limit; it stays {:?}.", limit.current)
+            }
+        }
+    }
 }
 
 /// Turns SIGTERM, SIGINT and SIGHUP into flags and wakes the follower at

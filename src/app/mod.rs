@@ -174,7 +174,13 @@ fn check_source(cfg: &Config, i: usize) -> bool {
         "default" => "source".to_string(),
         name => format!("source {name}"),
     };
-    let files = cfg.follow(i).current_files();
+    let files = match cfg.follow(i).current_files() {
+        Ok(files) => files,
+        Err(e) => {
+            tell!("{label}.path {}: its directory cannot be listed: {e}", s.path);
+            return false;
+        }
+    };
     if files.is_empty() {
         tell!("{label}.path {}: no file there yet; run waits for it", s.path);
     }

@@ -52,7 +52,9 @@ impl Host for System {
     fn files(&self, pattern: &str) -> Result<Vec<(PathBuf, String)>, String> {
         let spec = PathSpec::parse(pattern).map_err(|m| format!("{pattern:?} {m}"))?;
         let mut paths = match spec {
-            PathSpec::Glob { .. } => spec.current([u32::MAX; 5]),
+            PathSpec::Glob { .. } => spec
+                .current([u32::MAX; 5])
+                .map_err(|e| format!("cannot list {}: {e}", spec.dir().display()))?,
             _ => vec![PathBuf::from(pattern)],
         };
         paths.sort();

@@ -109,7 +109,7 @@ pub struct FollowConfig {
 
 impl FollowConfig {
     /// The files `run` would follow now.
-    pub fn current_files(&self) -> Vec<PathBuf> {
+    pub fn current_files(&self) -> io::Result<Vec<PathBuf>> {
         self.spec.current(tomorrow(&self.zone))
     }
 }
@@ -334,7 +334,7 @@ impl Follower {
     /// from their beginning and drained like any retired file.
     fn adopt_superseded(&mut self) {
         let limit = self.tomorrow();
-        let mut series = self.cfg.spec.series();
+        let Ok(mut series) = self.cfg.spec.series() else { return };
         series.retain(|(k, _)| !later_day(k, &limit));
         let baseline = *self.series_baseline.get_or_insert(series.last().map(|(k, _)| *k));
         let Some((newest, _)) = series.last() else { return };
@@ -370,7 +370,7 @@ impl Follower {
         pred: impl Fn(&std::fs::Metadata, Option<u32>) -> bool,
     ) -> Option<PathBuf> {
         let dir = self.cfg.spec.dir();
-        list(&dir).into_iter().map(|n| dir.join(n)).find(|p| {
+        list(&dir).unwrap_or_default().into_iter().map(|n| dir.join(n)).find(|p| {
             let Ok(m) = std::fs::metadata(p) else { return false };
             m.is_file()
                 && !self.is_tracked(m.dev(), m.ino())
@@ -440,7 +440,7 @@ impl Follower {
     /// file (a wrong clock or name would otherwise end the following of
     /// today's); each is reported once.
     fn warn_future(&mut self, limit: DateKey) {
-        for (key, path) in self.cfg.spec.series() {
+        for (key, path) in self.cfg.spec.series().unwrap_or_default() {
             if later_day(&key, &limit) {
                 self.report_once(format!("future:{}", path.display()), || {
                     tracing::warn!(path = %path.display(), "Dated more than a day after today (our clock); not taken as the current file.");
@@ -453,7 +453,22 @@ impl Follower {
     fn discover(&mut self) {
         let limit = self.tomorrow();
         self.warn_future(limit);
-        let heads = self.cfg.spec.current(limit);
+        let dir = self.cfg.spec.dir();
+        let heads = match self.cfg.spec.current(limit) {
+            Ok(heads) => {
+                self.reported.remove(&format!("list:{}", dir.display()));
+                heads
+            }
+            // Nothing is known of the directory: no file is taken as
+            // rotated away (it would be read again from its beginning once
+            // found again), none is opened; the next wake-up tries again.
+            Err(e) => {
+                self.report_once(format!("list:{}", dir.display()), || {
+                    tracing::error!(path = %dir.display(), error = %e, "Cannot list the log directory; retrying, and taking no file as rotated away meanwhile.");
+                });
+                return;
+            }
+        };
         if heads.is_empty() {
             let now = jiff::Timestamp::now().as_second();
             let expected = self.cfg.spec.expected(&self.cfg.zone, now);

@@ -4,6 +4,7 @@
 //! fields or wildcards; the directory is fixed and watched.
 
 use crate::parse::time::Zone;
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// How the configured `source.path` names files.
@@ -80,11 +81,11 @@ impl PathSpec {
 
     /// The paths to follow now (heads). For a dated series: the newest file
     /// not dated after `not_after`.
-    pub fn current(&self, not_after: DateKey) -> Vec<PathBuf> {
-        match self {
+    pub fn current(&self, not_after: DateKey) -> io::Result<Vec<PathBuf>> {
+        Ok(match self {
             PathSpec::Plain(p) => vec![p.clone()],
             PathSpec::Glob { dir, matcher, .. } => {
-                let mut v: Vec<PathBuf> = list(dir)
+                let mut v: Vec<PathBuf> = list(dir)?
                     .into_iter()
                     .filter(|n| matcher.is_match(n))
                     .map(|n| dir.join(n))
@@ -93,23 +94,23 @@ impl PathSpec {
                 v
             }
             PathSpec::Dated { .. } => {
-                let mut plausible = self.series();
+                let mut plausible = self.series()?;
                 plausible.retain(|(k, _)| !later_day(k, &not_after));
                 plausible.pop().map(|(_, p)| p).into_iter().collect()
             }
-        }
+        })
     }
 
     /// Every file of a dated series with its date (`[Y, m, d, H, M]`), oldest
     /// first; empty for other specs.
-    pub fn series(&self) -> Vec<(DateKey, PathBuf)> {
-        let PathSpec::Dated { dir, .. } = self else { return Vec::new() };
-        let mut v: Vec<(DateKey, PathBuf)> = list(dir)
+    pub fn series(&self) -> io::Result<Vec<(DateKey, PathBuf)>> {
+        let PathSpec::Dated { dir, .. } = self else { return Ok(Vec::new()) };
+        let mut v: Vec<(DateKey, PathBuf)> = list(dir)?
             .into_iter()
             .filter_map(|n| Some((self.date_of_name(&n)?, dir.join(n))))
             .collect();
         v.sort();
-        v
+        Ok(v)
     }
 
     /// Whether `path` is (or was) one of the files this spec names.
@@ -189,11 +190,23 @@ fn dated_regex(name: &str) -> Result<(regex::Regex, Vec<char>), String> {
     Ok((regex::Regex::new(&re).map_err(|e| e.to_string())?, fields))
 }
 
-/// File names in `dir` (empty when it cannot be read).
-pub fn list(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
-        .unwrap_or_default()
+/// File names in `dir` (none when it does not exist). An error when it
+/// cannot be listed (out of file descriptors, a network file system's
+/// hiccup): then nothing is known of what it holds, and no file may be
+/// taken as gone from it.
+pub fn list(dir: &Path) -> io::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        if let Ok(name) = entry?.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 #[cfg(test)]
@@ -248,9 +261,10 @@ mod tests {
         }
         let spec = PathSpec::parse(&format!("{}/log-%Y-%m-%d", dir.path().display())).unwrap();
         let far = [2100, 1, 1, 0, 0];
-        assert_eq!(spec.current(far), vec![dir.path().join("log-2025-07-10")]);
+        assert_eq!(spec.current(far).unwrap(), vec![dir.path().join("log-2025-07-10")]);
         // A file dated after the limit is not current.
-        assert_eq!(spec.current([2025, 7, 9, 0, 0]), vec![dir.path().join("log-2025-07-09")]);
+        let current = spec.current([2025, 7, 9, 0, 0]).unwrap();
+        assert_eq!(current, vec![dir.path().join("log-2025-07-09")]);
         let expected = spec.expected(&Zone::Utc, 1_752_105_600);
         assert!(expected.ends_with("log-2025-07-10"), "{expected}");
     }
