@@ -617,6 +617,78 @@ fn out_of_file_descriptors_no_file_is_read_twice() {
     d.stop();
 }
 
+/// A followed path that cannot be looked at for a while — here a symlink
+/// made a loop; for the service's user, a directory whose permissions are
+/// being changed — is not taken as rotated away: once it names its file
+/// again, reading goes on where it was, nothing read twice.
+#[test]
+fn a_path_that_cannot_be_looked_at_for_a_while_is_not_read_twice() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let (real, link) = (dir.path().join("real.log"), dir.path().join("access.log"));
+    std::fs::write(&real, "").unwrap();
+    symlink(&real, &link).unwrap();
+    let d = Daemon::start(dir.path(), link.to_str().unwrap());
+    let mut w = Writer::new();
+    let hits = [w.line("10.50.0.1"), w.line("10.50.0.1"), w.line("10.50.0.1")].concat();
+    w.append_raw(&real, &hits);
+    wait_until("the three hits' alert", || !d.alerts().is_empty());
+    std::fs::remove_file(&link).unwrap();
+    symlink("access.log", &link).unwrap();
+    wait_until("the path reported", || d.log_text().contains("Cannot open log file"));
+    // Past rotate_wait (1 s): a file taken as rotated away is finished.
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::remove_file(&link).unwrap();
+    symlink(&real, &link).unwrap();
+    w.phase(&real, &[], 0, 1);
+    d.wait_for_marker(1);
+    let counts: Vec<u64> = d
+        .alerts()
+        .iter()
+        .filter(|a| a["key"] == "10.50.0.1")
+        .map(|a| a["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [3], "{}", d.log_text());
+    d.stop();
+}
+
+/// A symlink turned to another file and back: the first file, finished in
+/// between, is read on from where it was, not again from its beginning.
+#[test]
+fn a_file_followed_again_goes_on_where_it_was_finished() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, link) =
+        (dir.path().join("a.log"), dir.path().join("b.log"), dir.path().join("access.log"));
+    std::fs::write(&b, "").unwrap();
+    symlink(&a, &link).unwrap();
+    let mut w = Writer::new();
+    let hits = [w.line("10.60.0.1"), w.line("10.60.0.1"), w.line("10.60.0.1")].concat();
+    w.append_raw(&a, &hits);
+    let d = Daemon::start(dir.path(), link.to_str().unwrap());
+    wait_until("the three hits' alert", || !d.alerts().is_empty());
+    let turn = |to: &Path| {
+        let tmp = dir.path().join("link.tmp");
+        symlink(to, &tmp).unwrap();
+        std::fs::rename(&tmp, &link).unwrap();
+    };
+    turn(&b);
+    wait_until("a finished", || d.log_text().contains("Finished rotated log file"));
+    turn(&a);
+    let fourth = w.line("10.60.0.1");
+    w.append_raw(&a, &fourth);
+    w.phase(&a, &[], 0, 1);
+    d.wait_for_marker(1);
+    let counts: Vec<u64> = d
+        .alerts()
+        .iter()
+        .filter(|x| x["key"] == "10.60.0.1")
+        .map(|x| x["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [3, 4], "{}", d.log_text());
+    d.stop();
+}
+
 /// READY, watchdog pings (also while idle) and STOPPING reach the service
 /// manager, with one source and with two (whose followers must both be
 /// reading for a ping).

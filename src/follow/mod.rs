@@ -36,7 +36,7 @@ use crate::source::{FileId, FileTag, IN_PIPELINE, Position, Source, SourceError,
 use notify::Watcher as _;
 use pattern::{DateKey, later_day, list};
 use reader::{Tracked, count_lines, fingerprint, last_line_start};
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -58,6 +58,9 @@ const SAFETY_POLL: Duration = Duration::from_secs(60);
 /// ([`wake_at_most_every`]). The first line after a quiet spell is read at
 /// once.
 const GATHER: Duration = Duration::from_millis(10);
+/// Finished files remembered, the oldest forgotten first (each rotation
+/// adds one); one found again once forgotten is read as a new file.
+const FINISHED_KEPT: usize = 4096;
 
 /// The file event handler: wakes the follower through `tx`, at most once
 /// per `gap`. A server writes each line on its own, an event each; the
@@ -146,8 +149,11 @@ pub struct Follower {
     /// already superseded when we first saw it.
     /// `None` until the first scan; `Some(None)` when the series was empty.
     series_baseline: Option<Option<DateKey>>,
-    /// Files finished (drained and closed), never opened again.
-    finished: HashSet<(u64, u64)>,
+    /// Files finished (drained and closed), the newest last, each with the
+    /// offset it was read to: one found again under a followed path (a
+    /// symlink turned back to it, a rotation undone) goes on from there, not
+    /// from its beginning. At most [`FINISHED_KEPT`].
+    finished: VecDeque<(FileId, u64)>,
     /// Files opened since the last wake-up, to be announced to the pipeline
     /// (so their positions are saved before any line arrives).
     opened: Vec<SourceEvent>,
@@ -196,7 +202,7 @@ impl Follower {
             reported: HashSet::new(),
             saved,
             series_baseline: None,
-            finished: HashSet::new(),
+            finished: VecDeque::new(),
             opened: Vec::new(),
             dirty: false,
             urgent: false,
@@ -341,7 +347,7 @@ impl Follower {
         for (key, path) in series.iter().filter(|(k, _)| baseline.is_none_or(|b| *k > b)) {
             let Ok(md) = std::fs::metadata(path) else { continue };
             let id = (md.dev(), md.ino());
-            let known = self.is_tracked(id.0, id.1) || self.finished.contains(&id);
+            let known = self.is_tracked(id.0, id.1) || self.finished_at(id.0, id.1, None).is_some();
             if !known && key < newest {
                 self.open_retired(path, (0, 0), None);
             }
@@ -356,6 +362,16 @@ impl Follower {
         {
             t.retired_at = Some(Instant::now());
         }
+    }
+
+    /// The offset a finished file with this device and inode (and first
+    /// bytes, when given) was read to.
+    fn finished_at(&self, dev: u64, ino: u64, fingerprint: Option<u32>) -> Option<u64> {
+        let found = self.finished.iter().rev().find(|(id, _)| {
+            (id.dev, id.ino) == (dev, ino)
+                && (fingerprint.is_none() || id.matches(dev, ino, fingerprint))
+        });
+        found.map(|(_, offset)| *offset)
     }
 
     /// Whether a followed file has this device and inode.
@@ -477,6 +493,9 @@ impl Follower {
             });
         }
         let mut current: Vec<(u64, u64)> = Vec::new();
+        // Paths that could not be looked at (other than missing): what they
+        // name now is unknown, so the file followed there is not retired.
+        let mut unknown: Vec<PathBuf> = Vec::new();
         for path in heads {
             self.watch_link_target(&path);
             match std::fs::metadata(&path) {
@@ -495,7 +514,10 @@ impl Follower {
                         tracing::warn!(path = %path.display(), "Waiting for log file.");
                     });
                 }
-                Err(e) => self.report_open_error(&path, &e),
+                Err(e) => {
+                    self.report_open_error(&path, &e);
+                    unknown.push(path);
+                }
             }
         }
         if self.first_scan {
@@ -504,7 +526,8 @@ impl Follower {
         self.adopt_superseded();
         let now = Instant::now();
         for t in &mut self.tracked {
-            if t.retired_at.is_none() && !current.contains(&(t.id.dev, t.id.ino)) {
+            let gone = !current.contains(&(t.id.dev, t.id.ino)) && !unknown.contains(&t.path);
+            if t.retired_at.is_none() && gone {
                 tracing::info!(path = %t.path.display(), "Log file rotated away; draining it.");
                 t.retired_at = Some(now);
             }
@@ -606,6 +629,11 @@ impl Follower {
     /// file's name), which is read from its beginning like any file that
     /// appears while running.
     fn start_of(&self, path: &Path, file: &File, md: &std::fs::Metadata, id: FileId) -> (u64, u64) {
+        if let Some(offset) = self.finished_at(id.dev, id.ino, id.fingerprint)
+            && offset <= md.len()
+        {
+            return (offset, count_lines(file, offset));
+        }
         let saved = self.saved.as_deref().unwrap_or_default();
         match saved.iter().find(|p| p.id.matches(id.dev, id.ino, id.fingerprint)) {
             Some(p) if p.offset <= md.len() => (p.offset, p.lines),
@@ -689,7 +717,10 @@ impl Follower {
                     return Ok(None);
                 }
                 tracing::info!(path = %t.path.display(), "Finished rotated log file.");
-                self.finished.insert((t.id.dev, t.id.ino));
+                if self.finished.len() == FINISHED_KEPT {
+                    self.finished.pop_front();
+                }
+                self.finished.push_back((t.id, t.offset));
             } else {
                 keep.push(t);
             }
