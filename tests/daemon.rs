@@ -835,6 +835,40 @@ fn exec_hanging_action_is_killed_and_failing_one_reported() {
     d.stop();
 }
 
+/// A reload does not end a running action (a ban half done, an SMS not
+/// sent): it runs to its end, watched (its failure logged); a stop does
+/// end one.
+#[test]
+fn a_reload_lets_a_running_action_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let d_ = dir.path().display();
+    let action = format!(
+        r#"["sh", "-c", "touch {d_}/started-$LOGWARDEN_CLIENT; sleep 1; echo $LOGWARDEN_CLIENT >> {d_}/done; exit 3"]"#
+    );
+    let d = Daemon::start_with(dir.path(), p.to_str().unwrap(), &[], &exec_output(&action, "10s"));
+    let mut w = Writer::new();
+    w.phase(&p, &[], 0, 1);
+    let started = dir.path().join(format!("started-{}", marker_ip(1)));
+    wait_until("the action started", || started.exists());
+    d.signal("-HUP");
+    wait_until("the reload", || d.log_text().contains("Configuration reloaded"));
+    let done = dir.path().join("done");
+    wait_until("the action's end", || {
+        std::fs::read_to_string(&done).is_ok_and(|t| t.contains(&marker_ip(1)))
+    });
+    wait_until("its failure logged", || d.log_text().contains("Action failed"));
+    // A stop ends a running action.
+    w.phase(&p, &[], 0, 2);
+    let started = dir.path().join(format!("started-{}", marker_ip(2)));
+    wait_until("the second action started", || started.exists());
+    let log = d.stop();
+    assert!(log.contains("Ending a running action as logwarden stops"), "{log}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let text = std::fs::read_to_string(&done).unwrap();
+    assert!(!text.contains(&marker_ip(2)), "{text}");
+}
+
 #[test]
 fn a_stuck_output_blocks_neither_the_others_nor_reading() {
     let dir = tempfile::tempdir().unwrap();

@@ -54,7 +54,8 @@ pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
     let mut replaced: Option<(Config, Option<DirLock>)> = None;
     loop {
         let (reloading, mut started) = (replaced.is_some(), false);
-        let outcome = run_once(&cfg, Arc::clone(&interrupt), wake.clone(), || {
+        let signals = (Arc::clone(&interrupt), reload.as_ref());
+        let outcome = run_once(&cfg, signals, wake.clone(), || {
             started = true;
             if reloading {
                 tracing::info!("Configuration reloaded.");
@@ -159,7 +160,7 @@ type Wake = (crossbeam_channel::Sender<()>, crossbeam_channel::Receiver<()>);
 /// delivered yet.
 fn run_once(
     cfg: &Config,
-    stop: Arc<AtomicBool>,
+    (stop, reloading): (Arc<AtomicBool>, &AtomicBool),
     wake: Wake,
     started: impl FnOnce(),
 ) -> Result<Summary> {
@@ -210,7 +211,12 @@ fn run_once(
     });
     notify(&[sd_notify::NotifyState::Ready]);
     let result = engine.run_in_farm(source, restore, &mut sink, farm.as_mut());
-    let held = sink.outputs.stop(DRAIN_AT_STOP);
+    // At a reload the process goes on: what the outputs started (an exec
+    // action) is not ended with them.
+    let held = match reloading.load(Ordering::SeqCst) {
+        true => sink.outputs.hand_over(DRAIN_AT_STOP),
+        false => sink.outputs.stop(DRAIN_AT_STOP),
+    };
     if !held.is_empty() {
         tracing::warn!(
             held = held.len(),

@@ -6,7 +6,8 @@
 //! repeated (a ban or an SMS is not idempotent). At most `max_concurrent`
 //! run at once; one running past `timeout` is killed with its process group
 //! (what it started too), and so is every run still going when logwarden
-//! stops. Exit status and standard error of every run that did not succeed
+//! stops; at a reload, runs going on are watched to their end (or timeout)
+//! by a thread of their own. Exit status and standard error of every run that did not succeed
 //! are logged. Writing standard input and reading standard error never
 //! block the output's thread.
 
@@ -74,27 +75,8 @@ impl Exec {
 
     /// Logs finished runs and kills those past the timeout.
     fn reap(&mut self) {
-        let timeout = self.cfg.timeout;
         let name = self.name();
-        self.running.retain_mut(|run| match run.child.try_wait() {
-            Ok(Some(status)) => {
-                if !status.success() {
-                    let (id, err) = (&run.id, run.stderr());
-                    tracing::error!(output = %name, alert = %id, %status, stderr = %err, "Action failed.");
-                }
-                false
-            }
-            Ok(None) if run.started.elapsed() >= timeout => {
-                run.kill();
-                tracing::error!(output = %name, alert = %run.id, ?timeout, "Action killed at its timeout.");
-                false
-            }
-            Ok(None) => true,
-            Err(e) => {
-                tracing::error!(output = %name, alert = %run.id, error = %e, "Cannot wait for action.");
-                false
-            }
-        });
+        reap(&mut self.running, self.cfg.timeout, &name);
     }
 
     /// Starts the program for one alert: the JSON is written to its standard
@@ -157,6 +139,25 @@ impl Deliver for Exec {
         (self.running.len() >= self.cfg.max_concurrent).then_some(CHECK_EVERY)
     }
 
+    /// At a reload, runs going on are not killed (a ban half done, an SMS
+    /// not sent): a thread watches them to their end or their timeout.
+    fn hand_over(&mut self) {
+        let mut running = std::mem::take(&mut self.running);
+        if running.is_empty() {
+            return;
+        }
+        let (timeout, name) = (self.cfg.timeout, self.name());
+        let watched = std::thread::Builder::new().name("exec-reload".into()).spawn(move || {
+            while !running.is_empty() {
+                std::thread::sleep(CHECK_EVERY);
+                reap(&mut running, timeout, &name);
+            }
+        });
+        if let Err(e) = watched {
+            tracing::error!(error = %e, "Cannot watch running actions over the reload; they go on unwatched.");
+        }
+    }
+
     /// Kills what still runs: nothing is left behind when logwarden stops.
     fn shutdown(&mut self) {
         for mut run in std::mem::take(&mut self.running) {
@@ -192,6 +193,29 @@ impl Deliver for Exec {
         }
         result
     }
+}
+
+/// Logs the runs that ended and kills those past `timeout`; keeps the rest.
+fn reap(running: &mut Vec<Run>, timeout: Duration, name: &str) {
+    running.retain_mut(|run| match run.child.try_wait() {
+        Ok(Some(status)) => {
+            if !status.success() {
+                let (id, err) = (&run.id, run.stderr());
+                tracing::error!(output = %name, alert = %id, %status, stderr = %err, "Action failed.");
+            }
+            false
+        }
+        Ok(None) if run.started.elapsed() >= timeout => {
+            run.kill();
+            tracing::error!(output = %name, alert = %run.id, ?timeout, "Action killed at its timeout.");
+            false
+        }
+        Ok(None) => true,
+        Err(e) => {
+            tracing::error!(output = %name, alert = %run.id, error = %e, "Cannot wait for action.");
+            false
+        }
+    });
 }
 
 /// The alert's fields as `LOGWARDEN_*` variables.

@@ -47,6 +47,11 @@ pub trait Deliver: Send {
     }
     /// Called once when the output stops: end what it started.
     fn shutdown(&mut self) {}
+    /// Called instead of [`Deliver::shutdown`] when the output stops for a
+    /// reload, the process going on: what it started may run to its end.
+    fn hand_over(&mut self) {
+        self.shutdown();
+    }
     /// Waits for work started by `send` to end and reports how it ended
     /// (for `test-alert`; an exec action runs after `send` returns).
     fn settle(&mut self) -> io::Result<()> {

@@ -36,6 +36,8 @@ struct Queue {
 struct QueueState {
     pending: VecDeque<Arc<Alert>>,
     closed: bool,
+    /// Closed for a reload: what the output started may run on.
+    handing_over: bool,
     failing: bool,
     /// Since when deliveries fail (the first failure of this outage).
     failing_since: Option<Instant>,
@@ -251,8 +253,19 @@ impl Running {
     /// Stops the threads, waiting up to `grace` for each (one stuck in a
     /// slow delivery is left behind); returns the alerts still held.
     pub fn stop(self, grace: Duration) -> Vec<(Arc<Alert>, u64)> {
+        self.close(grace, false)
+    }
+
+    /// [`Running::stop`] for a reload: the outputs hand over what they
+    /// started ([`Deliver::hand_over`]) rather than end it.
+    pub fn hand_over(self, grace: Duration) -> Vec<(Arc<Alert>, u64)> {
+        self.close(grace, true)
+    }
+
+    fn close(self, grace: Duration, handing_over: bool) -> Vec<(Arc<Alert>, u64)> {
         for q in &self.queues {
-            q.lock().closed = true;
+            let mut s = q.lock();
+            (s.closed, s.handing_over) = (true, handing_over);
             q.wake.notify_all();
         }
         let end = Instant::now() + grace;
@@ -316,7 +329,11 @@ fn deliver_loop(mut out: Box<dyn Deliver>, q: &Queue, mut journal: Journal) {
         }
     }
     journal.sync();
-    out.shutdown();
+    if q.lock().handing_over {
+        out.hand_over();
+    } else {
+        out.shutdown();
+    }
 }
 
 /// The next alert to deliver, once the output can take it; `None` when the
