@@ -603,7 +603,7 @@ fn out_of_file_descriptors_no_file_is_read_twice() {
         std::fs::write(logs.join(format!("wake-{n}")), "").unwrap();
     }
     std::thread::sleep(Duration::from_millis(500));
-    let counts: Vec<u64> = d.alerts().iter().map(|a| a["count"].as_u64().unwrap()).collect();
+    let counts = d.counts_of("10.40.0.2");
     let log = d.stop();
     assert_eq!(counts, [3], "10.40.0.2's three hits, each counted once");
     assert!(!log.contains("rotated away; draining"), "{log}");
@@ -642,13 +642,7 @@ fn a_path_that_cannot_be_looked_at_for_a_while_is_not_read_twice() {
     symlink(&real, &link).unwrap();
     w.phase(&real, &[], 0, 1);
     d.wait_for_marker(1);
-    let counts: Vec<u64> = d
-        .alerts()
-        .iter()
-        .filter(|a| a["key"] == "10.50.0.1")
-        .map(|a| a["count"].as_u64().unwrap())
-        .collect();
-    assert_eq!(counts, [3], "{}", d.log_text());
+    assert_eq!(d.counts_of("10.50.0.1"), [3], "{}", d.log_text());
     d.stop();
 }
 
@@ -679,13 +673,7 @@ fn a_file_followed_again_goes_on_where_it_was_finished() {
     w.append_raw(&a, &fourth);
     w.phase(&a, &[], 0, 1);
     d.wait_for_marker(1);
-    let counts: Vec<u64> = d
-        .alerts()
-        .iter()
-        .filter(|x| x["key"] == "10.60.0.1")
-        .map(|x| x["count"].as_u64().unwrap())
-        .collect();
-    assert_eq!(counts, [3, 4], "{}", d.log_text());
+    assert_eq!(d.counts_of("10.60.0.1"), [3, 4], "{}", d.log_text());
     d.stop();
 }
 

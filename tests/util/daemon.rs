@@ -85,6 +85,12 @@ impl Daemon {
         json_lines(text.rfind('\n').map_or("", |end| text.split_at(end + 1).0))
     }
 
+    /// The counts of `key`'s alerts delivered so far, in order.
+    pub fn counts_of(&self, key: &str) -> Vec<u64> {
+        let of_key = self.alerts().into_iter().filter(|a| a["key"] == key);
+        of_key.map(|a| a["count"].as_u64().unwrap()).collect()
+    }
+
     pub fn wait_for_marker(&self, n: u32) {
         let key = marker_ip(n);
         wait_until(&format!("marker {key}"), || {
