@@ -646,10 +646,11 @@ fn a_path_that_cannot_be_looked_at_for_a_while_is_not_read_twice() {
     d.stop();
 }
 
-/// A symlink turned to another file and back: the first file, finished in
-/// between, is read on from where it was, not again from its beginning.
+/// A symlink turned to another file and back: the first file, still
+/// draining or finished in between, is read on from where it was, not again
+/// from its beginning.
 #[test]
-fn a_file_followed_again_goes_on_where_it_was_finished() {
+fn a_file_followed_again_goes_on_where_it_was() {
     use std::os::unix::fs::symlink;
     let dir = tempfile::tempdir().unwrap();
     let (a, b, link) =
@@ -666,14 +667,23 @@ fn a_file_followed_again_goes_on_where_it_was_finished() {
         symlink(to, &tmp).unwrap();
         std::fs::rename(&tmp, &link).unwrap();
     };
+    // Turned back while a drains (rotate_wait is 1 s), then once it is done.
     turn(&b);
-    wait_until("a finished", || d.log_text().contains("Finished rotated log file"));
+    wait_until("a draining", || d.log_text().contains("rotated away; draining"));
     turn(&a);
     let fourth = w.line("10.60.0.1");
     w.append_raw(&a, &fourth);
     w.phase(&a, &[], 0, 1);
     d.wait_for_marker(1);
-    assert_eq!(d.counts_of("10.60.0.1"), [3, 4], "{}", d.log_text());
+    turn(&b);
+    wait_until("a finished", || d.log_text().contains("Finished rotated log file"));
+    turn(&a);
+    let fifth = w.line("10.60.0.1");
+    w.append_raw(&a, &fifth);
+    w.phase(&a, &[], 0, 2);
+    d.wait_for_marker(2);
+    assert_eq!(d.counts_of("10.60.0.1"), [3, 4, 5], "{}", d.log_text());
+    assert!(d.log_text().contains("current again; following it on"), "{}", d.log_text());
     d.stop();
 }
 

@@ -502,11 +502,19 @@ impl Follower {
                 Ok(md) => {
                     self.reported.remove(&format!("wait:{}", path.display()));
                     current.push((md.dev(), md.ino()));
-                    let followed = self.tracked.iter().any(|t| {
-                        (t.id.dev, t.id.ino) == (md.dev(), md.ino()) && t.retired_at.is_none()
-                    });
-                    if !followed {
-                        self.open_at(&path, None, None);
+                    // A file still draining that the path names again (a
+                    // symlink turned back to it) is followed on, not opened
+                    // a second time and read again.
+                    let same = |t: &&mut Tracked| (t.id.dev, t.id.ino) == (md.dev(), md.ino());
+                    match self.tracked.iter_mut().find(same) {
+                        Some(t) => {
+                            if t.retired_at.take().is_some() {
+                                tracing::info!(path = %path.display(), "Log file current again; following it on.");
+                            }
+                        }
+                        None => {
+                            self.open_at(&path, None, None);
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
