@@ -54,16 +54,17 @@ pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
     let mut replaced: Option<(Config, Option<DirLock>)> = None;
     loop {
         let (reloading, mut started) = (replaced.is_some(), false);
-        let signals = (Arc::clone(&interrupt), reload.as_ref());
-        let outcome = run_once(&cfg, signals, wake.clone(), || {
+        let outcome = run_once(&cfg, Arc::clone(&interrupt), &reload, wake.clone(), || {
             started = true;
             if reloading {
                 tracing::info!("Configuration reloaded.");
             }
         });
-        // A configuration that cannot start (its port taken, an output
-        // that cannot be opened) is refused like an invalid one.
-        if let (Err(e), false, Some((old, old_lock))) = (&outcome, started, replaced.take()) {
+        // Whatever the outcome, the replaced configuration is needed no more
+        // once this one started. One that cannot start (its port taken, an
+        // output that cannot be opened) is refused like an invalid one.
+        let replaced_now = replaced.take();
+        if let (Err(e), false, Some((old, old_lock))) = (&outcome, started, replaced_now) {
             tracing::error!("Configuration not reloaded, the old one stays in force: {e:#}");
             cfg = old;
             if let Some(lock) = old_lock {
@@ -80,26 +81,25 @@ pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
         tracing::info!("Reloading the configuration; {summary}");
         notify(&[sd_notify::NotifyState::Reloading]);
         interrupt.store(false, Ordering::SeqCst);
-        let new =
-            Config::load(path, &crate::config::Overrides::default()).map_err(|e| e.to_string());
-        match new
-            .and_then(|new| Ok((relock(&held, &new.state_dir).map_err(|e| e.to_string())?, new)))
-        {
+        match reloaded(path, &held) {
             Ok((lock, new)) => {
                 let old_lock = lock.map(|l| std::mem::replace(&mut held, l));
                 replaced = Some((std::mem::replace(&mut cfg, new), old_lock));
             }
             Err(e) => {
-                tracing::error!("Configuration not reloaded, the old one stays in force: {e}")
+                tracing::error!("Configuration not reloaded, the old one stays in force: {e:#}")
             }
         }
     }
 }
 
-/// The lock of a reloaded configuration's state directory: none new if it
-/// is the one held (the old one is dropped by the caller when replaced).
-fn relock(held: &DirLock, dir: &Path) -> Result<Option<DirLock>, state::lock::LockError> {
-    if held.holds(dir) { Ok(None) } else { DirLock::take(dir).map(Some) }
+/// The configuration at `path` again, with the lock of its state directory:
+/// none new if it is the one `held` (the caller drops that one once
+/// replaced).
+fn reloaded(path: Option<&Path>, held: &DirLock) -> Result<(Option<DirLock>, Config)> {
+    let new = Config::load(path, &crate::config::Overrides::default())?;
+    let lock = if held.holds(&new.state_dir) { None } else { Some(DirLock::take(&new.state_dir)?) };
+    Ok((lock, new))
 }
 
 /// Raises the soft limit on open files to the hard one: a glob may match
@@ -160,7 +160,8 @@ type Wake = (crossbeam_channel::Sender<()>, crossbeam_channel::Receiver<()>);
 /// delivered yet.
 fn run_once(
     cfg: &Config,
-    (stop, reloading): (Arc<AtomicBool>, &AtomicBool),
+    stop: Arc<AtomicBool>,
+    reloading: &AtomicBool,
     wake: Wake,
     started: impl FnOnce(),
 ) -> Result<Summary> {

@@ -7,9 +7,9 @@
 //! run at once; one running past `timeout` is killed with its process group
 //! (what it started too), and so is every run still going when logwarden
 //! stops; at a reload, runs going on are watched to their end (or timeout)
-//! by a thread of their own. Exit status and standard error of every run that did not succeed
-//! are logged. Writing standard input and reading standard error never
-//! block the output's thread.
+//! by a thread of their own. Exit status and standard error of every run
+//! that did not succeed are logged. Writing standard input and reading
+//! standard error never block the output's thread.
 
 use super::Deliver;
 use crate::alert::Alert;
