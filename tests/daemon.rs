@@ -643,6 +643,8 @@ fn a_path_that_cannot_be_looked_at_for_a_while_is_not_read_twice() {
     w.phase(&real, &[], 0, 1);
     d.wait_for_marker(1);
     assert_eq!(d.counts_of("10.50.0.1"), [3], "{}", d.log_text());
+    // Not even drained meanwhile: an error says nothing of a rotation.
+    assert!(!d.log_text().contains("rotated away; draining"), "{}", d.log_text());
     d.stop();
 }
 
