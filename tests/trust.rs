@@ -453,6 +453,14 @@ fn check_says_whether_logs_are_readable_and_state_writable() {
         )),
         "{err}"
     );
+    // A glob whose directory cannot be listed (here a file).
+    let unlisted = format!("[source]\npath = \"{log}/*.log\"\n");
+    let cfg = write(dir.path(), "unlisted.toml", unlisted.as_bytes());
+    let out = crate::util::run(&["-c", &cfg, "check"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let told = format!("source.path {log}/*.log: its directory cannot be listed: Not a directory");
+    assert!(err.contains(&told), "{err}");
 }
 
 /// An I/O error names its path once: the OS error is not printed twice.
