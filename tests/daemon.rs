@@ -295,7 +295,7 @@ fn counts_survive_a_restart_and_corrupt_state_is_moved_aside() {
     let spec = p.display().to_string();
     let mut w = Writer::new();
     let d = Daemon::start(dir.path(), &spec);
-    let two: Vec<u8> = [w.line("10.9.9.9"), w.line("10.9.9.9")].concat();
+    let two = w.hits("10.9.9.9", 2);
     w.append_raw(&p, &two);
     w.phase(&p, &["10.0.0.1"], 1, 1);
     d.wait_for_marker(1);
@@ -352,7 +352,7 @@ fn sighup_reloads_a_good_configuration_and_keeps_the_old_one_on_error() {
     let p = dir.path().join("access.log");
     let d = Daemon::start(dir.path(), p.to_str().unwrap());
     let mut w = Writer::new();
-    let two = [w.line("10.7.7.7"), w.line("10.7.7.7")].concat();
+    let two = w.hits("10.7.7.7", 2);
     w.append_raw(&p, &two);
     w.phase(&p, &["10.0.0.1"], 1, 1);
     d.wait_for_marker(1);
@@ -420,7 +420,7 @@ fn a_second_daemon_on_one_state_refuses_to_start() {
     assert!(String::from_utf8_lossy(&check.stderr).contains(&told), "{check:?}");
     // The first one counts alone: one alert at the third hit.
     let mut w = Writer::new();
-    let hits = [w.line("10.6.6.6"), w.line("10.6.6.6"), w.line("10.6.6.6")].concat();
+    let hits = w.hits("10.6.6.6", 3);
     w.append_raw(&p, &hits);
     w.phase(&p, &["10.0.0.1"], 1, 1);
     d.wait_for_marker(1);
@@ -496,8 +496,7 @@ fn an_alert_write_that_fails_half_done_leaves_no_broken_line() {
     let d = Daemon::start_wrapped(dir.path(), &config, &[("LOGWARDEN_LOG", "warn")], &limit);
     let clients: Vec<String> = (1..=20).map(|i| format!("10.20.0.{i}")).collect();
     let mut w = Writer::new();
-    let hits: Vec<u8> =
-        clients.iter().flat_map(|c| [w.line(c), w.line(c), w.line(c)].concat()).collect();
+    let hits: Vec<u8> = clients.iter().flat_map(|c| w.hits(c, 3)).collect();
     w.append_raw(&p, &hits);
     wait_until("the failed write", || d.log_text().contains("Cannot deliver alerts"));
     let unlimited = Rlimit { current: None, maximum: None };
@@ -589,7 +588,7 @@ fn out_of_file_descriptors_no_file_is_read_twice() {
         std::fs::write(logs.join(format!("v{i:03}.log")), filler).unwrap();
     }
     let mut w = Writer::new();
-    let hits = [w.line("10.40.0.2"), w.line("10.40.0.2"), w.line("10.40.0.2")].concat();
+    let hits = w.hits("10.40.0.2", 3);
     w.append_raw(&logs.join("v001.log"), &hits);
     let glob = format!("{}/*.log", logs.display());
     let config = Daemon::config(dir.path(), &glob, "");
@@ -630,7 +629,7 @@ fn a_path_that_cannot_be_looked_at_for_a_while_is_not_read_twice() {
     symlink(&real, &link).unwrap();
     let d = Daemon::start(dir.path(), link.to_str().unwrap());
     let mut w = Writer::new();
-    let hits = [w.line("10.50.0.1"), w.line("10.50.0.1"), w.line("10.50.0.1")].concat();
+    let hits = w.hits("10.50.0.1", 3);
     w.append_raw(&real, &hits);
     wait_until("the three hits' alert", || !d.alerts().is_empty());
     std::fs::remove_file(&link).unwrap();
@@ -660,7 +659,7 @@ fn a_file_followed_again_goes_on_where_it_was() {
     std::fs::write(&b, "").unwrap();
     symlink(&a, &link).unwrap();
     let mut w = Writer::new();
-    let hits = [w.line("10.60.0.1"), w.line("10.60.0.1"), w.line("10.60.0.1")].concat();
+    let hits = w.hits("10.60.0.1", 3);
     w.append_raw(&a, &hits);
     let d = Daemon::start(dir.path(), link.to_str().unwrap());
     wait_until("the three hits' alert", || !d.alerts().is_empty());
@@ -780,7 +779,7 @@ fn glob_follows_every_match_including_later_ones() {
     d.wait_for_marker(2);
     w.phase(&c, A, 6, 3);
     // Enough hits to alert, in a file the glob does not match.
-    let other = [w.line("10.0.0.99"), w.line("10.0.0.99"), w.line("10.0.0.99")].concat();
+    let other = w.hits("10.0.0.99", 3);
     std::fs::write(dir.path().join("other.log"), other).unwrap();
     d.wait_for_marker(3);
     assert_like_replay(&d, &w);
@@ -924,7 +923,7 @@ fn a_last_line_without_newline_counts_once_its_file_is_finished() {
     // Both files appear while the daemon runs (not at its first look).
     wait_until("the waiting message", || d.log_text().contains("Waiting for log file"));
     let mut w = Writer::new();
-    let hits = [w.line("10.5.5.5"), w.line("10.5.5.5"), w.line("10.5.5.5")].concat();
+    let hits = w.hits("10.5.5.5", 3);
     // The third hit has no newline yet: it must wait.
     w.append_raw(&old, &hits[..hits.len() - 1]);
     w.phase(&new, B, 3, 1);

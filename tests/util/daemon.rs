@@ -171,6 +171,11 @@ impl Writer {
             .into_bytes()
     }
 
+    /// `n` hits by `client`, a second apart.
+    pub fn hits(&mut self, client: &str, n: usize) -> Vec<u8> {
+        (0..n).flat_map(|_| self.line(client)).collect()
+    }
+
     /// Appends bytes to `path` (creating it).
     pub fn append_raw(&mut self, path: &Path, bytes: &[u8]) {
         let mut f = OpenOptions::new().create(true).append(true).open(path).unwrap();
