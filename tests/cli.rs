@@ -173,7 +173,10 @@ fn check_prints_effective_config_and_rejects_bad_ones() {
     let out = run(&["-c", &bad, "check"], b"");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("{bad}:4: rule[1].threshold: must be at least 1")), "{err}");
+    assert!(
+        err.contains(&format!("{bad}:4: rule[1].threshold: must be from 1 to 4294967295")),
+        "{err}"
+    );
 }
 
 #[test]

@@ -428,7 +428,11 @@ fn rule_spec(cx: &Cx, r: &RawRule, at: &str) -> Result<WindowSpec, ConfigError> 
     let key = |k: &str| format!("{at}.{k}");
     let t = get(&r.threshold);
     let threshold = u32::try_from(*t.get_ref()).ok().filter(|t| *t >= 1).ok_or_else(|| {
-        cx.err(t, &key("threshold"), format!("must be at least 1 (got {})", t.get_ref()))
+        cx.err(
+            t,
+            &key("threshold"),
+            format!("must be from 1 to {} (got {})", u32::MAX, t.get_ref()),
+        )
     })?;
     let w = get(&r.window);
     let window = secs_u32(cx, w, &key("window"))?;

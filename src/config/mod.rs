@@ -433,7 +433,9 @@ mod tests {
     #[test]
     fn errors_name_file_line_and_key() {
         let e = err("[source]\nformat = \"combined\"\n\n[[rule]]\nthreshold = 0\n");
-        assert_eq!(e, "/etc/lw.toml:5: rule[1].threshold: must be at least 1 (got 0)");
+        assert_eq!(e, "/etc/lw.toml:5: rule[1].threshold: must be from 1 to 4294967295 (got 0)");
+        let e = err("[[rule]]\ncontains = \"x\"\nthreshold = 4294967296\n");
+        assert!(e.ends_with("must be from 1 to 4294967295 (got 4294967296)"), "{e}");
         let e = err("[[rule]]\ncontains = \"x\"\nwindow = \"0s\"\n");
         assert!(e.starts_with("/etc/lw.toml:3: rule[1].window: must be longer"), "{e}");
         let e = err("[[output]]\ntag = \"ThisTagIsMuchTooLongForSyslogToKeepIt\"\n");
