@@ -385,6 +385,26 @@ fn sighup_reloads_a_good_configuration_and_keeps_the_old_one_on_error() {
     d.stop();
 }
 
+/// `systemctl reload` then `systemctl stop` (logrotate's postrotate, then
+/// a shutdown): a stop signal that comes while the reload is under way ends
+/// the daemon; it was lost with the reload's restart, and systemd waited
+/// out its stop timeout and killed the daemon unsaved.
+#[test]
+fn a_stop_during_a_reload_is_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let mut w = Writer::new();
+    for round in 1..=3 {
+        let d = Daemon::start(dir.path(), p.to_str().unwrap());
+        w.phase(&p, &["10.0.0.1"], 1, round);
+        d.wait_for_marker(round);
+        d.signal("-HUP");
+        d.signal("-TERM");
+        let log = d.stop_after_signal();
+        assert!(log.trim_end().lines().last().unwrap().contains("Stopped;"), "{log}");
+    }
+}
+
 /// Two daemons on one state directory would alert twice and overwrite each
 /// other's saved positions: the second refuses to start, naming the first;
 /// a reload keeps its own directory's lock and refuses a directory another

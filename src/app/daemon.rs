@@ -43,10 +43,9 @@ const DRAIN_AT_STOP: std::time::Duration = std::time::Duration::from_secs(3);
 /// their windows. An invalid configuration, or one that cannot start, is
 /// reported and the old one stays in force.
 pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
-    let interrupt = Arc::new(AtomicBool::new(false));
-    let reload = Arc::new(AtomicBool::new(false));
+    let asked = Arc::new(Asked::default());
     let wake = crossbeam_channel::bounded::<()>(1);
-    signal_thread(Arc::clone(&interrupt), Arc::clone(&reload), wake.0.clone())?;
+    signal_thread(Arc::clone(&asked), wake.0.clone())?;
     raise_open_files_limit();
     let mut cfg = first;
     let mut held = DirLock::take(&cfg.state_dir)?;
@@ -54,7 +53,7 @@ pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
     let mut replaced: Option<(Config, Option<DirLock>)> = None;
     loop {
         let (reloading, mut started) = (replaced.is_some(), false);
-        let outcome = run_once(&cfg, Arc::clone(&interrupt), &reload, wake.clone(), || {
+        let outcome = run_once(&cfg, &asked, wake.clone(), || {
             started = true;
             if reloading {
                 tracing::info!("Configuration reloaded.");
@@ -73,14 +72,14 @@ pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
             continue;
         }
         let summary = outcome?;
-        if !reload.swap(false, Ordering::SeqCst) {
+        if !asked.reloading() {
             tracing::info!("Stopped; {summary}");
             notify(&[sd_notify::NotifyState::Stopping]);
             return Ok(());
         }
         tracing::info!("Reloading the configuration; {summary}");
         notify(&[sd_notify::NotifyState::Reloading]);
-        interrupt.store(false, Ordering::SeqCst);
+        asked.restart();
         match reloaded(path, &held) {
             Ok((lock, new)) => {
                 let old_lock = lock.map(|l| std::mem::replace(&mut held, l));
@@ -121,13 +120,40 @@ fn raise_open_files_limit() {
     }
 }
 
+/// What the signals asked for, as flags the signal thread sets.
+#[derive(Default)]
+struct Asked {
+    /// The engine is to stop (any of the signals): the flag it polls.
+    interrupt: Arc<AtomicBool>,
+    /// SIGHUP: reload the configuration once the engine has stopped.
+    reload: AtomicBool,
+    /// SIGTERM or SIGINT: end the process. Never cleared, so a stop asked
+    /// while a reload is under way is not lost with the reload's restart.
+    terminate: AtomicBool,
+}
+
+impl Asked {
+    /// After the engine stopped: true for a reload, false to end the
+    /// process (a stop asked meanwhile wins over a reload).
+    fn reloading(&self) -> bool {
+        self.reload.load(Ordering::SeqCst) && !self.terminate.load(Ordering::SeqCst)
+    }
+
+    /// Readies the flags for the engine's restart at a reload. A stop
+    /// asked from here on interrupts the new run (the signal thread sets
+    /// `terminate` before `interrupt`).
+    fn restart(&self) {
+        self.reload.store(false, Ordering::SeqCst);
+        self.interrupt.store(false, Ordering::SeqCst);
+        if self.terminate.load(Ordering::SeqCst) {
+            self.interrupt.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 /// Turns SIGTERM, SIGINT and SIGHUP into flags and wakes the follower at
 /// once (it sleeps up to a minute when idle); SIGXFSZ changes nothing.
-fn signal_thread(
-    interrupt: Arc<AtomicBool>,
-    reload: Arc<AtomicBool>,
-    wake: crossbeam_channel::Sender<()>,
-) -> Result<()> {
+fn signal_thread(asked: Arc<Asked>, wake: crossbeam_channel::Sender<()>) -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGXFSZ};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .context("installing signal handlers")?;
@@ -140,10 +166,11 @@ fn signal_thread(
         .name("signals".into())
         .spawn(move || {
             for sig in signals.forever() {
-                if sig == SIGHUP {
-                    reload.store(true, Ordering::SeqCst);
+                match sig {
+                    SIGHUP => asked.reload.store(true, Ordering::SeqCst),
+                    _ => asked.terminate.store(true, Ordering::SeqCst),
                 }
-                interrupt.store(true, Ordering::SeqCst);
+                asked.interrupt.store(true, Ordering::SeqCst);
                 // A full channel already holds a wake-up.
                 wake.try_send(()).unwrap_or(());
             }
@@ -158,13 +185,7 @@ type Wake = (crossbeam_channel::Sender<()>, crossbeam_channel::Receiver<()>);
 /// `started` is called once everything it needs is open (the outputs, the
 /// HTTP port): an error before that is a failed start, nothing read or
 /// delivered yet.
-fn run_once(
-    cfg: &Config,
-    stop: Arc<AtomicBool>,
-    reloading: &AtomicBool,
-    wake: Wake,
-    started: impl FnOnce(),
-) -> Result<Summary> {
+fn run_once(cfg: &Config, asked: &Asked, wake: Wake, started: impl FnOnce()) -> Result<Summary> {
     let saved = load_state(cfg)?;
     let outputs = output::open(&cfg.outputs)?;
     let running = Running::start(outputs, &cfg.outputs, &cfg.state_dir)
@@ -188,7 +209,7 @@ fn run_once(
         queued: Vec::new(),
         want_full: Arc::clone(&want_full),
         save_failing: false,
-        stopping: Arc::clone(&stop),
+        stopping: Arc::clone(&asked.interrupt),
     };
     let (positions, restore) = match saved {
         Some(s) => {
@@ -197,7 +218,7 @@ fn run_once(
         }
         None => (None, None),
     };
-    let source = followers(cfg, &stop, positions, wake, (want_full, probe));
+    let source = followers(cfg, &asked.interrupt, positions, wake, (want_full, probe));
     let mut engine = cfg.engine();
     engine.settings.checkpoints = true;
     for s in &cfg.sources {
@@ -214,7 +235,7 @@ fn run_once(
     let result = engine.run_in_farm(source, restore, &mut sink, farm.as_mut());
     // At a reload the process goes on: what the outputs started (an exec
     // action) is not ended with them.
-    let held = match reloading.load(Ordering::SeqCst) {
+    let held = match asked.reloading() {
         true => sink.outputs.hand_over(DRAIN_AT_STOP),
         false => sink.outputs.stop(DRAIN_AT_STOP),
     };
