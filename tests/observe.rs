@@ -352,6 +352,24 @@ fn the_demo_shows_alerts_and_its_page_then_cleans_up() {
     assert!(!Path::new(&dir).exists(), "{dir} is left behind");
 }
 
+/// A demo whose port is taken (another demo running, say) says so and how
+/// to choose another, without first saying where its page would be.
+#[test]
+fn a_demo_whose_port_is_taken_says_how_to_choose_another() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = std::process::Command::new(crate::util::bin())
+        .args(["demo", "--duration", "5s", "--listen", &addr])
+        .output()
+        .unwrap();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
+    assert!(stderr.contains("choose another address with --listen"), "{stderr}");
+}
+
 /// A client that trickles its request a byte at a time is cut off after a
 /// few seconds; the next request is answered.
 #[test]

@@ -22,6 +22,14 @@ use std::time::{Duration, Instant};
 pub fn demo(a: &DemoArgs) -> Result<ExitCode> {
     let duration = crate::units::parse_duration(&a.duration)
         .map_err(|e| anyhow::anyhow!("--duration {:?}: {e}", a.duration))?;
+    // The page's address is tried first, so a taken port is told with the
+    // demo's own option, before the demo says where its page is.
+    std::net::TcpListener::bind(&a.listen).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {} for the status page ({e}); choose another address with --listen",
+            a.listen
+        )
+    })?;
     let dir = Scratch::new()?;
     let config = dir.0.join("logwarden.toml");
     std::fs::write(&config, config_text(&dir.0, &a.listen))
