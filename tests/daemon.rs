@@ -405,6 +405,34 @@ fn a_stop_during_a_reload_is_not_lost() {
     }
 }
 
+/// A glob over another source's file makes both sources follow it, and a
+/// rule reading both counts its lines twice: `check` fails on it, and
+/// `run` warns at its start, both naming the file, the sources and the rule.
+#[test]
+fn a_file_two_sources_follow_is_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    std::fs::write(dir.path().join("access.log"), b"").unwrap();
+    let config = format!(
+        "[[source]]\nname = \"www\"\npath = \"{d}/access.log\"\n\
+         [[source]]\nname = \"all\"\npath = \"{d}/*.log\"\n\
+         [[rule]]\ncontains = \"today_download\"\nthreshold = 3\n\
+         [[output]]\ntype = \"jsonl\"\npath = \"{d}/alerts.jsonl\"\n[state]\ndir = \"{d}/state\"\n"
+    );
+    let told = format!(
+        "{d}/access.log is followed by both source www and source all, and rule(s) \
+         today_download read both: they count its lines twice"
+    );
+    let cfg = write(dir.path(), "check.toml", config.as_bytes());
+    let out = Command::new(crate::util::bin()).args(["-c", &cfg, "check"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains(&told), "{text}");
+    let daemon = Daemon::start_config(dir.path(), &config, &[]);
+    wait_until("the warning", || daemon.log_text().contains(&told));
+    daemon.stop();
+}
+
 /// Two daemons on one state directory would alert twice and overwrite each
 /// other's saved positions: the second refuses to start, naming the first;
 /// a reload keeps its own directory's lock and refuses a directory another

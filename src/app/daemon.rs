@@ -201,6 +201,9 @@ fn run_once(cfg: &Config, asked: &Asked, wake: Wake, started: impl FnOnce()) -> 
         None => (None, None),
     };
     started();
+    for t in cfg.read_twice() {
+        tracing::warn!("{t}.");
+    }
     let mut sink = DaemonSink {
         board,
         outputs: running,

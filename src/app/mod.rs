@@ -160,11 +160,16 @@ fn check_farm_rules(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
     c.findings.is_empty()
 }
 
-/// Says whether each file `run` would follow now can be read; false if one cannot.
+/// Says whether each file `run` would follow now can be read; false if one
+/// cannot, or if a rule would read one through two sources.
 fn check_sources(cfg: &Config) -> bool {
     // Every source is checked and reported, also after a failing one.
     let each: Vec<bool> = (0..cfg.sources.len()).map(|i| check_source(cfg, i)).collect();
-    each.into_iter().all(|ok| ok)
+    let twice = cfg.read_twice();
+    for t in &twice {
+        tell!("{t}");
+    }
+    each.into_iter().all(|ok| ok) && twice.is_empty()
 }
 
 /// [`check_sources`] for source `i`.

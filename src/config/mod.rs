@@ -310,6 +310,60 @@ impl Config {
             file_events: s.file_events,
         }
     }
+
+    /// The files that two sources' paths match now (a glob over another
+    /// source's file, a link to it) where a rule reads both sources: each
+    /// source follows the file, so that rule counts its lines twice. Found
+    /// by device and inode, as the followers know files.
+    pub fn read_twice(&self) -> Vec<ReadTwice> {
+        use std::os::unix::fs::MetadataExt;
+        let mut first: std::collections::HashMap<(u64, u64), usize> = Default::default();
+        let mut twice = Vec::new();
+        for i in 0..self.sources.len() {
+            for path in self.follow(i).current_files().unwrap_or_default() {
+                let Some(md) = std::fs::metadata(&path).ok().filter(|md| md.is_file()) else {
+                    continue;
+                };
+                let j = *first.entry((md.dev(), md.ino())).or_insert(i);
+                if j == i {
+                    continue;
+                }
+                let both = self.rules.iter().filter(|r| r.reads(i) && r.reads(j));
+                let rules: Vec<String> = both.map(|r| r.name.clone()).collect();
+                if !rules.is_empty() {
+                    let names = (self.sources[j].name.clone(), self.sources[i].name.clone());
+                    twice.push(ReadTwice { path, sources: names, rules });
+                }
+            }
+        }
+        twice
+    }
+}
+
+/// A file two sources follow, for rules that read both (see
+/// [`Config::read_twice`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadTwice {
+    /// The file, as the later source's path names it.
+    pub path: PathBuf,
+    /// The earlier source and the later one.
+    pub sources: (String, String),
+    /// The rules that read both, and count the file's lines twice.
+    pub rules: Vec<String>,
+}
+
+impl std::fmt::Display for ReadTwice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (a, b) = &self.sources;
+        write!(
+            f,
+            "{} is followed by both source {a} and source {b}, and rule(s) {} read both: they \
+             count its lines twice. Make the sources' paths match different files, or list only \
+             one of them in those rules' `sources`",
+            self.path.display(),
+            self.rules.join(", ")
+        )
+    }
 }
 
 /// Locates errors in the configuration text.
@@ -842,5 +896,38 @@ mod tests {
         assert_eq!(c.rules.len(), 1);
         assert_eq!(c.rules[0].spec.threshold, 3);
         assert_eq!(c.threads, 2);
+    }
+
+    /// A glob over another source's file, or a link to it, makes two
+    /// sources follow one file: told for the rules that read both.
+    #[test]
+    fn a_file_of_two_sources_is_told_for_the_rules_reading_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        std::fs::write(dir.path().join("access.log"), b"").unwrap();
+        std::fs::write(dir.path().join("other.log"), b"").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("other.log"), dir.path().join("link")).unwrap();
+        let text = format!(
+            "[[source]]\nname = \"a\"\npath = \"{d}/access.log\"\n\
+             [[source]]\nname = \"b\"\npath = \"{d}/*.log\"\n\
+             [[source]]\nname = \"c\"\npath = \"{d}/link\"\n\
+             [[rule]]\nname = \"all\"\ncontains = \"x\"\n\
+             [[rule]]\nname = \"just-c\"\ncontains = \"x\"\nsources = [\"c\"]\n\
+             [[rule]]\nname = \"a-and-c\"\ncontains = \"x\"\nsources = [\"a\", \"c\"]\n"
+        );
+        let c = Config::parse(&text, None, &Overrides::default()).unwrap();
+        let twice = c.read_twice();
+        let found: Vec<_> =
+            twice.iter().map(|t| (t.path.file_name().unwrap(), &t.sources, &t.rules)).collect();
+        let (a, b, c_) = ("a".to_string(), "b".to_string(), "c".to_string());
+        let all = vec!["all".to_string()];
+        assert_eq!(
+            found,
+            [
+                (std::ffi::OsStr::new("access.log"), &(a, b.clone()), &all),
+                (std::ffi::OsStr::new("link"), &(b, c_), &all),
+            ]
+        );
+        assert!(twice[0].to_string().contains("rule(s) all read both"), "{}", twice[0]);
     }
 }
