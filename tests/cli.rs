@@ -215,6 +215,58 @@ fn test_alert_reports_each_output() {
     assert!(sent["message"].as_str().unwrap().starts_with("TEST ALERT"));
 }
 
+/// A webhook that answers with a redirect or a 404 has not taken the alert:
+/// `test-alert` says so (it said "ok" for a 404), and a redirect is not
+/// followed (a 301 or 302 turned the POST into a GET, whose 200 passed for
+/// a delivery).
+#[test]
+fn test_alert_reports_a_webhook_that_refuses_or_redirects() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = String::new();
+            BufReader::new(stream.try_clone().unwrap()).read_line(&mut request).unwrap_or(0);
+            let words: Vec<&str> = request.split(' ').take(2).collect();
+            record.lock().unwrap().push(words.join(" "));
+            let answer = match words.get(1).copied() {
+                Some("/moved") => {
+                    "301 Moved Permanently\r\nLocation: https://new.example/hook/SECRET"
+                }
+                Some("/found") => "302 Found\r\nLocation: /elsewhere",
+                Some("/gone") => "404 Not Found",
+                _ => "200 OK",
+            };
+            let reply =
+                format!("HTTP/1.1 {answer}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            stream.write_all(reply.as_bytes()).unwrap_or(());
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("/moved", "refused (HTTP status 301, moved to https://new.example/…); not retried"),
+        ("/found", "refused (HTTP status 302, moved to another path of this host); not retried"),
+        ("/gone", "refused (HTTP status 404); not retried"),
+    ];
+    for (path, why) in cases {
+        let cfg =
+            format!("[[output]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}{path}\"\n");
+        let cfg = write(dir.path(), "c.toml", cfg.as_bytes());
+        let res = run(&["-c", &cfg, "test-alert"], b"");
+        let text = String::from_utf8_lossy(&res.stdout);
+        assert_eq!(res.status.code(), Some(1), "{path}: {text}");
+        assert_eq!(text.trim(), format!("FAILED  webhook http://127.0.0.1:{port}/…: {why}"));
+    }
+    let cfg = format!("[[output]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/ok\"\n");
+    let cfg = write(dir.path(), "c.toml", cfg.as_bytes());
+    assert_eq!(run(&["-c", &cfg, "test-alert"], b"").status.code(), Some(0));
+    assert_eq!(*seen.lock().unwrap(), ["POST /moved", "POST /found", "POST /gone", "POST /ok"]);
+}
+
 /// Standard output and error already closed (`… 2>&1 | head` once head has
 /// gone): a command ends with its own exit code, not a panic (SIGABRT) over
 /// a line it could not write.

@@ -352,6 +352,51 @@ fn the_demo_shows_alerts_and_its_page_then_cleans_up() {
     assert!(!Path::new(&dir).exists(), "{dir} is left behind");
 }
 
+/// A webhook's URL is its secret (a password in it, Slack's path, a
+/// `?token=`): metrics, the status page, health, the log and `check` show
+/// its host only, and two webhooks to one host are told apart by place.
+#[test]
+fn webhook_secrets_are_not_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = free_port(); // every delivery fails, so the log and health name the output
+    let hooks = format!(
+        "[[output]]\ntype = \"webhook\"\nurl = \"http://alice:pw-one@127.0.0.1:{dead}/services/T0/B0/SECRETPATH\"\n\
+         [[output]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{dead}/hook?token=SECRETTOKEN\"\n"
+    );
+    let (daemon, port) = start(dir.path(), &format!("unhealthy_after = \"1s\"\n{hooks}"));
+    let line = line("203.0.113.9", "/today_download").repeat(10);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("access.log"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()))
+        .unwrap();
+    wait_until("unhealthy", || http_get(port, "/healthz", None).unwrap().0 == 503);
+    let shown = format!("webhook http://127.0.0.1:{dead}/…");
+    let metrics = http_get(port, "/metrics", None).unwrap().1;
+    for n in [2, 3] {
+        let label = format!("logwarden_output_failures_total{{output=\"{shown} (output {n})\"}}");
+        assert!(metrics.contains(&label), "{label}: {metrics}");
+    }
+    let status = http_get(port, "/api/status", None).unwrap().1;
+    let health = http_get(port, "/healthz", None).unwrap().1;
+    let log = daemon.stop();
+    let cfg = dir.path().join("logwarden.toml");
+    let check = run(&["-c", cfg.to_str().unwrap(), "check"], b"");
+    let check = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(check.contains(&format!("url = \"http://127.0.0.1:{dead}/…\"")), "{check}");
+    for (what, text) in [
+        ("metrics", &metrics),
+        ("status", &status),
+        ("health", &health),
+        ("log", &log),
+        ("check", &check),
+    ] {
+        for secret in ["alice", "pw-one", "SECRETPATH", "SECRETTOKEN"] {
+            assert!(!text.contains(secret), "{what} shows {secret}: {text}");
+        }
+    }
+}
+
 /// A demo whose port is taken (another demo running, say) says so and how
 /// to choose another, without first saying where its page would be.
 #[test]

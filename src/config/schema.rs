@@ -204,6 +204,7 @@ pub(super) struct RawOutput {
     pub(super) command: S<Vec<String>>,
     pub(super) timeout: S<RawDuration>,
     pub(super) max_concurrent: S<i64>,
+    #[serde(serialize_with = "hidden_url")]
     pub(super) url: S<String>,
     pub(super) body: S<String>,
     pub(super) target: S<String>,
@@ -247,9 +248,10 @@ pub(super) struct RawEngine {
     pub(super) threads: S<i64>,
 }
 
-/// The configuration as TOML, with the passwords in Redis URLs and the
-/// HTTP token hidden (it is printed by `check`; the secret fields
-/// serialize hidden: `hidden_token`, `hidden_redis`).
+/// The configuration as TOML, with the passwords in Redis URLs, the HTTP
+/// token and all but the host of webhook URLs hidden (it is printed by
+/// `check`; the secret fields serialize hidden: `hidden_token`,
+/// `hidden_redis`, `hidden_url`).
 pub(super) fn effective_toml(raw: &RawConfig) -> String {
     toml::to_string_pretty(raw).unwrap_or_default()
 }
@@ -258,6 +260,15 @@ pub(super) fn effective_toml(raw: &RawConfig) -> String {
 fn hidden_token<Z: serde::Serializer>(v: &S<String>, z: Z) -> Result<Z::Ok, Z::Error> {
     match v {
         Some(_) => z.serialize_str("***"),
+        None => z.serialize_none(),
+    }
+}
+
+/// A webhook's `url`, as printed: scheme, host and port (see
+/// [`crate::output::webhook::shown_url`]).
+fn hidden_url<Z: serde::Serializer>(v: &S<String>, z: Z) -> Result<Z::Ok, Z::Error> {
+    match v {
+        Some(u) => z.serialize_str(&crate::output::webhook::shown_url(u.get_ref())),
         None => z.serialize_none(),
     }
 }

@@ -118,6 +118,18 @@ impl OutputsView {
     }
 }
 
+/// The outputs' names, each told apart by its place among the outputs
+/// (`(output 2)`) where two are alike (two webhooks to one host): a name is
+/// a metric's label and a line on the status page.
+fn distinct_names(names: Vec<String>) -> Vec<String> {
+    let alike = |n: &String| names.iter().filter(|m| *m == n).count() > 1;
+    let told = names.iter().enumerate().map(|(i, n)| match alike(n) {
+        true => format!("{n} (output {})", i + 1),
+        false => n.clone(),
+    });
+    told.collect()
+}
+
 /// The outputs, each with its thread and queue.
 pub struct Running {
     queues: Vec<Arc<Queue>>,
@@ -135,14 +147,15 @@ impl Running {
     ) -> io::Result<Running> {
         let mut queues = Vec::new();
         let mut threads = Vec::new();
-        for (i, (out, cfg)) in outputs.into_iter().zip(configs).enumerate() {
+        let names = distinct_names(outputs.iter().map(|o| o.name()).collect());
+        for (i, ((out, cfg), name)) in outputs.into_iter().zip(configs).zip(names).enumerate() {
             let (journal, ids) = Journal::open(&journal_dir.join(format!("delivered-{i}.ids")))?;
             let mut st = QueueState::default();
             for id in ids.iter().chain(&out.delivered_ids()) {
                 st.remember(id);
             }
             let q = Arc::new(Queue {
-                name: out.name(),
+                name,
                 max: cfg.max_queued,
                 state: Mutex::new(st),
                 wake: Condvar::new(),
@@ -371,6 +384,15 @@ fn next_alert(out: &mut dyn Deliver, q: &Queue, journal: &mut Journal) -> Option
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn outputs_alike_are_told_apart_by_their_place() {
+        let names = ["webhook https://h/…", "jsonl /a", "webhook https://h/…"];
+        assert_eq!(
+            distinct_names(names.map(String::from).to_vec()),
+            ["webhook https://h/… (output 1)", "jsonl /a", "webhook https://h/… (output 3)"]
+        );
+    }
 
     /// An output that is down: counts the attempts.
     struct Down(Arc<AtomicUsize>);

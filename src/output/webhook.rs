@@ -5,8 +5,9 @@
 //! Mattermost's `{"text": "{message}"}`, whose placeholders are replaced by
 //! JSON-escaped values. A 2xx answer delivers the alert; a timeout, a
 //! connection failure, 408, 429 or 5xx is retried by the output thread with
-//! backoff; any other 4xx is a configuration problem that retrying cannot
-//! fix, so it is logged and the alert dropped from this output.
+//! backoff; any other answer (another 4xx, a redirect) is a configuration
+//! problem that retrying cannot fix, so it is logged and the alert dropped
+//! from this output (and `test-alert` reports it, through `settle`).
 
 use super::Deliver;
 use crate::alert::Alert;
@@ -40,10 +41,25 @@ pub const BODY_VARS: [&str; 11] = [
     "id",
 ];
 
+/// `url` as logs, metrics, the status page and `check` show it: its scheme,
+/// host and port. A webhook's user and password are secrets, and so is
+/// often its path or query (Slack's and Discord's URLs, `?token=`): whoever
+/// has the URL can post. Whatever follows the host is shown as `/…`.
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return "…".to_string() };
+    // `find` gives a char boundary: the split cannot panic.
+    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let more = if tail.trim_start_matches('/').is_empty() { "" } else { "/…" };
+    format!("{scheme}://{host}{more}")
+}
+
 /// A webhook destination.
 pub struct Webhook {
     cfg: WebhookSettings,
     agent: ureq::Agent,
+    /// Why the last alert was refused, until [`Deliver::settle`] tells it.
+    refused: Option<String>,
 }
 
 impl Webhook {
@@ -52,9 +68,12 @@ impl Webhook {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(cfg.timeout))
             .http_status_as_error(false)
+            // A redirect is answered, not followed: a 301 or 302 would turn
+            // the POST into a GET, whose 2xx would pass for a delivery.
+            .max_redirects(0)
             .build()
             .into();
-        Webhook { cfg, agent }
+        Webhook { cfg, agent, refused: None }
     }
 }
 
@@ -99,7 +118,7 @@ pub fn parse_body(text: &str) -> Result<Template, String> {
 
 impl Deliver for Webhook {
     fn name(&self) -> String {
-        format!("webhook {}", self.cfg.url)
+        format!("webhook {}", shown_url(&self.cfg.url))
     }
 
     fn send(&mut self, alert: &Alert) -> io::Result<()> {
@@ -118,9 +137,24 @@ impl Deliver for Webhook {
             200..=299 => Ok(()),
             408 | 429 | 500..=599 => Err(io::Error::other(format!("HTTP status {status}"))),
             _ => {
-                tracing::error!(output = %self.name(), status, "Webhook refused the alert; not retrying (check the URL and the body template).");
+                let why = match resp.headers().get("location").and_then(|l| l.to_str().ok()) {
+                    Some(to) if to.contains("://") => {
+                        format!("HTTP status {status}, moved to {}", shown_url(to))
+                    }
+                    Some(_) => format!("HTTP status {status}, moved to another path of this host"),
+                    None => format!("HTTP status {status}"),
+                };
+                tracing::error!(output = %self.name(), "Webhook refused the alert ({why}); not retrying (check the URL and the body template).");
+                self.refused = Some(why);
                 Ok(())
             }
+        }
+    }
+
+    fn settle(&mut self) -> io::Result<()> {
+        match self.refused.take() {
+            Some(why) => Err(io::Error::other(format!("refused ({why}); not retried"))),
+            None => Ok(()),
         }
     }
 }
@@ -128,6 +162,21 @@ impl Deliver for Webhook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_is_shown_without_what_could_be_its_secret() {
+        let cases = [
+            ("https://hooks.slack.com/services/T0/B0/XXXX", "https://hooks.slack.com/…"),
+            ("http://alice:s3cret@127.0.0.1:8080/hook", "http://127.0.0.1:8080/…"),
+            ("https://h.example?token=abc", "https://h.example/…"),
+            ("https://u:p@[::1]:9/#frag", "https://[::1]:9/…"),
+            ("https://h.example/", "https://h.example"),
+            ("http://h.example", "http://h.example"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(shown_url(url), shown, "{url}");
+        }
+    }
 
     #[test]
     fn templates_escape_values_and_are_checked() {
