@@ -353,15 +353,17 @@ fn the_demo_shows_alerts_and_its_page_then_cleans_up() {
 }
 
 /// A webhook's URL is its secret (a password in it, Slack's path, a
-/// `?token=`): metrics, the status page, health, the log and `check` show
-/// its host only, and two webhooks to one host are told apart by place.
+/// `?token=`), and an action's arguments may hold one: metrics, the status
+/// page, health, the log and `check` show a webhook's host and an action's
+/// program only, and two webhooks to one host are told apart by place.
 #[test]
-fn webhook_secrets_are_not_shown() {
+fn output_secrets_are_not_shown() {
     let dir = tempfile::tempdir().unwrap();
     let dead = free_port(); // every delivery fails, so the log and health name the output
     let hooks = format!(
         "[[output]]\ntype = \"webhook\"\nurl = \"http://alice:pw-one@127.0.0.1:{dead}/services/T0/B0/SECRETPATH\"\n\
-         [[output]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{dead}/hook?token=SECRETTOKEN\"\n"
+         [[output]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{dead}/hook?token=SECRETTOKEN\"\n\
+         [[output]]\ntype = \"exec\"\ncommand = [\"true\", \"--key\", \"SECRETARG\"]\n"
     );
     let (daemon, port) = start(dir.path(), &format!("unhealthy_after = \"1s\"\n{hooks}"));
     let line = line("203.0.113.9", "/today_download").repeat(10);
@@ -377,6 +379,10 @@ fn webhook_secrets_are_not_shown() {
         let label = format!("logwarden_output_failures_total{{output=\"{shown} (output {n})\"}}");
         assert!(metrics.contains(&label), "{label}: {metrics}");
     }
+    assert!(
+        metrics.contains("logwarden_output_delivered_total{output=\"exec true …\"} 1"),
+        "{metrics}"
+    );
     let status = http_get(port, "/api/status", None).unwrap().1;
     let health = http_get(port, "/healthz", None).unwrap().1;
     let log = daemon.stop();
@@ -391,7 +397,10 @@ fn webhook_secrets_are_not_shown() {
         ("log", &log),
         ("check", &check),
     ] {
-        for secret in ["alice", "pw-one", "SECRETPATH", "SECRETTOKEN"] {
+        // `check` prints an action's command whole: the configuration it
+        // shows is for reviewing, and an action is its command.
+        let args = if what == "check" { None } else { Some("SECRETARG") };
+        for secret in ["alice", "pw-one", "SECRETPATH", "SECRETTOKEN"].into_iter().chain(args) {
             assert!(!text.contains(secret), "{what} shows {secret}: {text}");
         }
     }

@@ -117,8 +117,14 @@ impl Exec {
 }
 
 impl Deliver for Exec {
+    /// The program alone: its arguments may hold a secret (`curl -H
+    /// "Authorization: …"`), and the name is a metric's label.
     fn name(&self) -> String {
-        format!("exec {}", self.cfg.command.join(" "))
+        match self.cfg.command.as_slice() {
+            [program] => format!("exec {program}"),
+            [program, ..] => format!("exec {program} …"),
+            [] => "exec".to_string(),
+        }
     }
 
     fn send(&mut self, alert: &Alert) -> io::Result<()> {
