@@ -44,6 +44,34 @@ fn check_says_a_single_redis_answers() {
     assert!(stderr.contains("no Redis answered: redis://:***@"), "{stderr}");
 }
 
+/// A user whose ACL forbids the farm's script (SCRIPT or EVALSHA) would
+/// leave `run` deciding alone: `check` fails and says what to allow (it
+/// said the farm answered).
+#[test]
+#[ignore = "needs redis-server; run by scripts/test"]
+fn check_says_a_user_may_not_run_the_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), &[]);
+    redis.command(&["ACL", "SETUSER", "noload", "on", ">pw", "~*", "+@all", "-script"]);
+    redis.command(&["ACL", "SETUSER", "noeval", "on", ">pw", "~*", "+@all", "-evalsha"]);
+    redis.command(&["ACL", "SETUSER", "may", "on", ">pw", "~*", "+@all"]);
+    for (user, command) in [("noload", "'script|load'"), ("noeval", "'evalsha'")] {
+        let url = format!("\"redis://{user}:pw@127.0.0.1:{}\"", redis.port);
+        let (code, _, stderr) = check(dir.path(), &url);
+        assert_eq!(code, Some(1), "{stderr}");
+        let told = format!(
+            "cluster: this user may not run the farm's script (NoPerm: this user has no \
+             permissions to run the {command} command): run would decide alone; give the user \
+             +script|load and +evalsha in the server's ACL"
+        );
+        assert!(stderr.contains(&told), "{stderr}");
+    }
+    let (code, _, stderr) =
+        check(dir.path(), &format!("\"redis://may:pw@127.0.0.1:{}\"", redis.port));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("script"), "{stderr}");
+}
+
 /// A three-master Redis Cluster, given by its seed nodes — the first of
 /// which is down: `check` reaches the next and counts the masters.
 #[test]

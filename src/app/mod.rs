@@ -117,8 +117,9 @@ fn check_farm(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
 }
 
 /// Compares this configuration's rules, and this machine's clock, with
-/// those the farm's other nodes registered lately; false if one differs,
-/// or if another machine registered under this node's name.
+/// those the farm's other nodes registered lately, and tries the farm's
+/// script; false if one differs, if another machine registered under this
+/// node's name, or if this user may not run the script.
 fn check_farm_rules(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
     let c = match crate::farm::link::compare_rules(s, &cfg.farm_rules()) {
         Ok(c) => c,
@@ -135,6 +136,12 @@ fn check_farm_rules(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
         Err(e) => {
             tell!("cluster: Redis did not tell its clock (TIME: {e}): clocks not compared")
         }
+    }
+    if let Some(e) = &c.no_script {
+        tell!(
+            "cluster: this user may not run the farm's script ({e}): run would decide alone; \
+             give the user +script|load and +evalsha in the server's ACL"
+        );
     }
     for f in &c.findings {
         tell!("cluster: {f}");
@@ -157,7 +164,7 @@ fn check_farm_rules(s: &crate::farm::FarmSettings, cfg: &Config) -> bool {
             tell!("cluster: the rules are those of node(s) {}{clocks}", c.nodes.join(", "))
         }
     }
-    c.findings.is_empty()
+    c.findings.is_empty() && c.no_script.is_none()
 }
 
 /// Says whether each file `run` would follow now can be read; false if one

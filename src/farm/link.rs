@@ -126,6 +126,18 @@ impl Conn {
         }
     }
 
+    /// Whether this user may load the script and run it (an ACL can forbid
+    /// either): loads it, and calls it without keys, which touches nothing.
+    fn may_run(&mut self) -> RedisResult<()> {
+        self.load()?;
+        let mut call = redis::cmd("EVALSHA");
+        call.arg(redis::Script::new(WINDOW_LUA).get_hash()).arg(0);
+        match self {
+            Conn::Single(c) => call.exec(c),
+            Conn::Cluster(c) => call.exec(c.as_mut()),
+        }
+    }
+
     /// Loads the script (on every node of a cluster, replicas too).
     fn load(&mut self) -> RedisResult<()> {
         let mut load = redis::cmd("SCRIPT");
@@ -543,6 +555,8 @@ pub struct Compared {
     /// This node's clock minus the Redis server's, in ms; or why Redis
     /// did not tell its clock.
     pub clock_ms: Result<i64, String>,
+    /// Why this user may not run the farm's script, if it may not.
+    pub no_script: Option<String>,
 }
 
 /// Compares this node with the others that registered their rules lately
@@ -550,10 +564,11 @@ pub struct Compared {
 pub fn compare_rules(s: &FarmSettings, rules: &[FarmRule]) -> RedisResult<Compared> {
     let (mut conn, _) = connect(s)?;
     let clock_ms = clock_offset(&mut conn).map_err(|e| e.to_string());
+    let no_script = conn.may_run().err().map(|e| e.to_string());
     let all = first_as_map(&mut conn, &[hgetall(&agree::key(&s.prefix))])?;
     let read = agree::read(all, &s.node, &s.host, agree::now());
     let findings = agree::findings(&read, &s.node, rules, clock_ms.as_ref().ok().copied());
-    Ok(Compared { nodes: read.others.into_keys().collect(), findings, clock_ms })
+    Ok(Compared { nodes: read.others.into_keys().collect(), findings, clock_ms, no_script })
 }
 
 /// This machine's clock minus the server's at `conn`, in ms.
