@@ -273,6 +273,30 @@ fn report_of(dir: &Path) -> String {
     html.display().to_string()
 }
 
+/// A report path that cannot be written is told before the replay, not
+/// after it (months of logs read for nothing); a replay that fails leaves
+/// a report already there as it was, and makes no new file.
+#[test]
+fn a_report_that_cannot_be_written_is_told_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir/report.html");
+    let log = format!("{}/examples/access.log", crate::util::root().display());
+    let cfg = format!("{}/examples/logwarden.toml", crate::util::root().display());
+    let out = run(&["-c", &cfg, "replay", "--report", missing.to_str().unwrap(), &log], b"");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stdout.is_empty(), "alerts printed before the error: {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot write the report to {}", missing.display())), "{err}");
+    let old = write(dir.path(), "old.html", b"the last report");
+    let new = dir.path().join("new.html");
+    for report in [&old, new.to_str().unwrap()] {
+        let out = run(&["-c", &cfg, "replay", "--report", report, "/nonexistent.log"], b"");
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+    }
+    assert_eq!(std::fs::read_to_string(&old).unwrap(), "the last report");
+    assert!(!new.exists());
+}
+
 /// The report file: the scan's numbers, the clients' peaks, the near miss
 /// in the distribution, and the log's `<script>` as text.
 #[test]

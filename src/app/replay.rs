@@ -29,6 +29,7 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
     engine.settings.since = a.since.as_deref().map(|t| time_arg(t, zone, false)).transpose()?;
     engine.settings.until = a.until.as_deref().map(|t| time_arg(t, zone, true)).transpose()?;
     let report = a.report.as_ref().map(|_| Report::new(&cfg.rules));
+    let mut report_file = a.report.as_deref().map(ReportFile::open).transpose()?;
     // With --merge, each argument is one server's series.
     let groups: Vec<Vec<String>> = match a.merge {
         true => a
@@ -48,12 +49,21 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
         error: None,
         report,
     };
-    let summary = engine.run(input(a, groups, &files, &engine, source)?, None, &mut sink)?;
+    let ran =
+        input(a, groups, &files, &engine, source).and_then(|i| Ok(engine.run(i, None, &mut sink)?));
+    let summary = match ran {
+        Ok(summary) => summary,
+        Err(e) => {
+            if let Some(f) = report_file {
+                f.abandon();
+            }
+            return Err(e);
+        }
+    };
     sink.write_pending();
     sink.progress.finish();
-    if let (Some(path), Some(report)) = (&a.report, &sink.report) {
-        std::fs::write(path, report.html(&files, &summary))
-            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    if let (Some(file), Some(report)) = (report_file.as_mut(), &sink.report) {
+        file.write(&report.html(&files, &summary))?;
     }
     if let Some(e) = sink.error
         && e.kind() != std::io::ErrorKind::BrokenPipe
@@ -62,6 +72,43 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
     }
     tell!("{summary}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The report's file, opened before the replay: a path that cannot be
+/// written is told at once, not after hours of logs. A report already
+/// there is replaced only by a finished one.
+struct ReportFile {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    created: bool,
+}
+
+impl ReportFile {
+    fn open(path: &Path) -> Result<ReportFile> {
+        let created = !path.exists();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+        Ok(ReportFile { path: path.to_path_buf(), file, created })
+    }
+
+    /// Replaces what the file holds by `html`.
+    fn write(&mut self, html: &str) -> Result<()> {
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.write_all(html.as_bytes()))
+            .with_context(|| format!("cannot write the report to {}", self.path.display()))
+    }
+
+    /// The replay failed: a file made for the report is removed again.
+    fn abandon(self) {
+        if self.created {
+            std::fs::remove_file(&self.path).unwrap_or(());
+        }
+    }
 }
 
 /// The configuration's changes asked for on the command line.
