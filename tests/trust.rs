@@ -423,22 +423,34 @@ fn client_h_and_a_read_their_own_fields() {
     );
 }
 
-/// `check` says whether the log files can be read and the state directory
-/// written, naming each path; it fails (exit 1) when one cannot.
+/// `check` says whether the log files can be read, the jsonl outputs and
+/// the state directory written, naming each path; it fails (exit 1) when
+/// one cannot (a jsonl file in a missing directory passed, and `run` then
+/// would not start).
 #[test]
 fn check_says_whether_logs_are_readable_and_state_writable() {
     let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
     let log = write(dir.path(), "access.log", b"");
-    let good =
-        format!("[source]\npath = \"{log}\"\n[state]\ndir = \"{}/state\"\n", dir.path().display());
+    let old = write(dir.path(), "old.jsonl", b"");
+    let good = format!(
+        "[source]\npath = \"{log}\"\n[state]\ndir = \"{d}/state\"\n\
+         [[output]]\ntype = \"jsonl\"\npath = \"{d}/new.jsonl\"\n\
+         [[output]]\ntype = \"jsonl\"\npath = \"{old}\"\n"
+    );
     let cfg = write(dir.path(), "good.toml", good.as_bytes());
     let out = crate::util::run(&["-c", &cfg, "check"], b"");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains(&format!("source {log}: readable")), "{err}");
     assert!(err.contains("/state: can be created"), "{err}");
-    let bad =
-        format!("[source]\npath = \"{}\"\n[state]\ndir = \"{log}/state\"\n", dir.path().display());
+    assert!(err.contains(&format!("output jsonl {d}/new.jsonl: can be created")), "{err}");
+    assert!(err.contains(&format!("output jsonl {old}: writable")), "{err}");
+    assert!(!dir.path().join("new.jsonl").exists(), "check left a file behind");
+    let bad = format!(
+        "[source]\npath = \"{d}\"\n[state]\ndir = \"{log}/state\"\n\
+         [[output]]\ntype = \"jsonl\"\npath = \"{d}/missing/alerts.jsonl\"\n"
+    );
     let cfg = write(dir.path(), "bad.toml", bad.as_bytes());
     let out = crate::util::run(&["-c", &cfg, "check"], b"");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -453,6 +465,11 @@ fn check_says_whether_logs_are_readable_and_state_writable() {
         )),
         "{err}"
     );
+    let told = format!(
+        "output jsonl {d}/missing/alerts.jsonl: cannot be written: No such file or directory \
+         (os error 2) (its directory must exist and be writable by this user)"
+    );
+    assert!(err.contains(&told), "{err}");
     // A glob whose directory cannot be listed (here a file).
     let unlisted = format!("[source]\npath = \"{log}/*.log\"\n");
     let cfg = write(dir.path(), "unlisted.toml", unlisted.as_bytes());

@@ -89,9 +89,11 @@ fn check(config: Option<&std::path::Path>) -> Result<ExitCode> {
     }
     tell!("configuration OK: {} rule(s), {} output(s)", cfg.rules.len(), cfg.outputs.len());
     let readable = check_sources(&cfg);
+    let outputs = check_jsonl_outputs(&cfg);
     let writable = check_state_dir(&cfg.state_dir);
     let farm = cfg.cluster.as_ref().is_none_or(|c| check_farm(c, &cfg));
-    Ok(if readable && writable && farm { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let ok = readable && outputs && writable && farm;
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// Says whether the farm's Redis answers, and what it is, and whether the
@@ -216,6 +218,32 @@ fn check_source(cfg: &Config, i: usize) -> bool {
             Err(e) => {
                 ok = false;
                 tell!("{label} {}: cannot be read by this user: {e}", f.display());
+            }
+        }
+    }
+    ok
+}
+
+/// Says whether each jsonl output's file can be appended to, or created
+/// (nothing is written, nothing is left behind); false if one cannot —
+/// `run` would not start. (`test-alert` tries every output for real.)
+fn check_jsonl_outputs(cfg: &Config) -> bool {
+    let mut ok = true;
+    for o in &cfg.outputs {
+        let crate::output::OutputKind::Jsonl(path) = &o.kind else { continue };
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let found = match path.exists() {
+            true => std::fs::OpenOptions::new().append(true).open(path).map(|_| "writable"),
+            false => {
+                tempfile_in(dir.unwrap_or(std::path::Path::new("."))).map(|()| "can be created")
+            }
+        };
+        match found {
+            Ok(what) => tell!("output jsonl {}: {what}", path.display()),
+            Err(e) => {
+                ok = false;
+                let why = "its directory must exist and be writable by this user";
+                tell!("output jsonl {}: cannot be written: {e} ({why})", path.display());
             }
         }
     }
