@@ -195,7 +195,7 @@ impl Config {
         // A rule from the command line replaces the files' rules, included ones too.
         let included = match ov.rule {
             Some(_) => Vec::new(),
-            None => read_included(&cx, raw.include.as_ref(), host)?,
+            None => read_included(&cx, raw.include.as_ref(), file, host)?,
         };
         // Rules of their own in included files: no built-in default rule.
         if raw.rule.is_none() && included.iter().any(|(_, _, r)| r.rule.is_some()) {
@@ -373,16 +373,26 @@ struct Cx<'a> {
 }
 
 /// The files `include` names, parsed, in order: (path, text, contents).
+/// The configuration file `main` itself is not one of them: a glob beside
+/// it (`/etc/logwarden/*.toml`) matches it too, and it is no rule file.
 fn read_included(
     cx: &Cx,
     include: Option<&toml::Spanned<Vec<String>>>,
+    main: Option<&Path>,
     host: &dyn Host,
 ) -> Result<Vec<(PathBuf, String, schema::RawInclude)>, ConfigError> {
     let Some(patterns) = include else { return Ok(Vec::new()) };
+    let same = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
     let mut out = Vec::new();
     for pattern in patterns.get_ref() {
         let files = host.files(pattern).map_err(|m| cx.err(patterns, "include", m))?;
         for (path, text) in files {
+            if main.is_some_and(|m| same(m, &path)) {
+                continue;
+            }
             let name = path.display().to_string();
             let inc = Cx { file: &name, text: &text }.toml()?;
             out.push((path, text, inc));
@@ -929,5 +939,24 @@ mod tests {
             ]
         );
         assert!(twice[0].to_string().contains("rule(s) all read both"), "{}", twice[0]);
+    }
+
+    /// `include = ["/etc/logwarden/*.toml"]` beside logwarden.toml matches
+    /// the configuration file too: it is left out (it was read as a rule
+    /// file, and refused for its own `include`).
+    #[test]
+    fn an_include_glob_leaves_out_the_configuration_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("logwarden.toml");
+        let text = format!(
+            "include = [\"{}/*.toml\"]\n[[rule]]\nname = \"own\"\ncontains = \"x\"\n",
+            dir.path().display()
+        );
+        std::fs::write(&main, &text).unwrap();
+        std::fs::write(dir.path().join("more.toml"), "[[rule]]\ncontains = \"y\"\n").unwrap();
+        let c = Config::parse(&text, Some(&main), &Overrides::default()).unwrap();
+        let names: Vec<&str> = c.rules.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["own", "more"]);
+        assert_eq!(c.included, [(dir.path().join("more.toml"), 1)]);
     }
 }
