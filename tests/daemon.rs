@@ -433,6 +433,46 @@ fn a_file_two_sources_follow_is_told() {
     daemon.stop();
 }
 
+/// Alerts held for a failing webhook, then an output added before it in
+/// the configuration: after the restart they go to that webhook, not to the
+/// output now in its place (they did: saved alerts named their outputs by
+/// place).
+#[test]
+fn held_alerts_follow_their_output_when_outputs_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let p = dir.path().join("access.log");
+    let dead = crate::util::free_port();
+    let hook = |port: u16| {
+        format!(
+            "[[output]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\ntimeout = \"1s\"\n"
+        )
+    };
+    let first = Daemon::config(dir.path(), p.to_str().unwrap(), &hook(dead));
+    let daemon = Daemon::start_config(dir.path(), &first, &[]);
+    let mut w = Writer::new();
+    let hits = w.hits("10.9.9.9", 3);
+    w.append_raw(&p, &hits);
+    wait_until("the jsonl alert", || daemon.counts_of("10.9.9.9") == [3]);
+    wait_until("the webhook failing", || daemon.log_text().contains("Cannot deliver alerts"));
+    let log = daemon.stop();
+    assert!(log.contains("saved for the next start"), "{log}");
+    let (port, accepted) = webhook_server(0);
+    let action = format!(
+        "[[output]]\ntype = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo $LOGWARDEN_CLIENT >> {d}/runs\"]\n"
+    );
+    let second = Daemon::config(dir.path(), p.to_str().unwrap(), &(action + &hook(port)));
+    let daemon = Daemon::start_config(dir.path(), &second, &[]);
+    wait_until("the held alert at the webhook", || !accepted.lock().unwrap().is_empty());
+    assert!(accepted.lock().unwrap()[0].contains("10.9.9.9"));
+    w.phase(&p, &["10.0.0.1"], 1, 1);
+    daemon.wait_for_marker(1);
+    let runs = std::fs::read_to_string(dir.path().join("runs")).unwrap_or_default();
+    assert!(!runs.contains("10.9.9.9"), "the action got the webhook's alert: {runs}");
+    assert_eq!(daemon.counts_of("10.9.9.9"), [3], "the jsonl file got it again");
+    daemon.stop();
+}
+
 /// Two daemons on one state directory would alert twice and overwrite each
 /// other's saved positions: the second refuses to start, naming the first;
 /// a reload keeps its own directory's lock and refuses a directory another

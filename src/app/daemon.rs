@@ -209,6 +209,7 @@ fn run_once(cfg: &Config, asked: &Asked, wake: Wake, started: impl FnOnce()) -> 
         outputs: running,
         store: Store::new(&cfg.state_dir),
         rules: cfg.rules.iter().map(|r| (r.name.clone(), r.spec)).collect(),
+        output_keys: output::keys(&cfg.outputs),
         queued: Vec::new(),
         want_full: Arc::clone(&want_full),
         save_failing: false,
@@ -306,10 +307,33 @@ fn resume(cfg: &Config, s: State, sink: &mut DaemonSink) -> (Vec<Position>, Rest
         "Resuming from saved state."
     );
     let all = sink.outputs.all();
+    let mut gone = 0;
     for (alert, mask) in s.outbox {
-        sink.outputs.push(&Arc::new(alert), if mask & all == 0 { all } else { mask & all });
+        let mask = match s.outputs.is_empty() {
+            // Saved before outputs were named: the bits stand for the
+            // outputs in order, and one beyond them for every output.
+            true if mask & all == 0 => all,
+            true => mask & all,
+            false => held_for_now(mask, &s.outputs, &sink.output_keys),
+        };
+        if mask == 0 {
+            gone += 1;
+        } else {
+            sink.outputs.push(&Arc::new(alert), mask);
+        }
+    }
+    if gone > 0 {
+        tracing::warn!(alerts = gone, "Alerts held for outputs no longer configured are dropped.");
     }
     (s.positions, restore_windows(cfg, s.rules, s.watermark))
+}
+
+/// The bits of `mask`, which stand for the outputs `saved`, moved to where
+/// those outputs are among the outputs `now`; an output gone loses its bit.
+fn held_for_now(mask: u64, saved: &[String], now: &[String]) -> u64 {
+    let at = |key: &String| now.iter().position(|k| k == key);
+    let bits = saved.iter().enumerate().filter(|(i, _)| *i < 64 && mask >> i & 1 == 1);
+    bits.filter_map(|(_, key)| at(key)).filter(|j| *j < 64).fold(0, |m, j| m | 1 << j)
 }
 
 /// The reader of every source: a follower each (on its own thread when
@@ -464,6 +488,8 @@ struct DaemonSink {
     store: Store,
     /// The rules' names and specs, in order, for the base.
     rules: Vec<(String, WindowSpec)>,
+    /// What names each output across reloads ([`output::keys`]), for the base.
+    output_keys: Vec<String>,
     /// Alerts queued since the last save, with the outputs that queued them.
     queued: Vec<(Arc<Alert>, u64)>,
     /// Asks the follower for a full checkpoint (a new base).
@@ -522,7 +548,7 @@ impl Sink for DaemonSink {
         let result = if cp.full {
             let rules: Vec<(&str, WindowSpec)> =
                 self.rules.iter().map(|(n, s)| (n.as_str(), *s)).collect();
-            self.store.write_base(&snap, &self.outputs.held(), &rules)
+            self.store.write_base(&snap, &self.outputs.held(), &self.output_keys, &rules)
         } else {
             self.store.append(&snap, &self.queued, &delivered)
         };
@@ -553,6 +579,19 @@ impl Sink for DaemonSink {
 mod tests {
     use super::*;
 
+    #[test]
+    fn held_alerts_keep_their_outputs_by_kind_and_place() {
+        use crate::output::{OutputConfig, OutputKind};
+        let jsonl = |p: &str| OutputConfig { kind: OutputKind::Jsonl(p.into()), max_queued: 1 };
+        let saved = output::keys(&[jsonl("/a"), jsonl("/b")]);
+        assert_eq!(saved, ["jsonl#1", "jsonl#2"]);
+        let now: Vec<String> = ["exec#1", "jsonl#2", "jsonl#1"].map(String::from).to_vec();
+        assert_eq!(held_for_now(0b10, &saved, &now), 0b010);
+        assert_eq!(held_for_now(0b11, &saved, &now), 0b110);
+        // An output no longer configured: nothing left to deliver to.
+        assert_eq!(held_for_now(0b10, &saved, &now[..1]), 0);
+    }
+
     /// A sink saving into `dir`, with no outputs.
     fn sink(dir: &Path) -> DaemonSink {
         DaemonSink {
@@ -560,6 +599,7 @@ mod tests {
             outputs: Running::start(Vec::new(), &[], dir).unwrap(),
             store: Store::new(dir),
             rules: Vec::new(),
+            output_keys: Vec::new(),
             queued: Vec::new(),
             want_full: Arc::new(AtomicBool::new(false)),
             save_failing: false,

@@ -68,6 +68,24 @@ pub struct OutputConfig {
     pub max_queued: usize,
 }
 
+/// What names each output across a change of the configuration, for the
+/// alerts saved held for it: its kind and its place among the outputs of
+/// that kind (`webhook#1`). An output added or removed before it, or its
+/// settings changed (a webhook's URL mended), leave it the same output.
+pub fn keys(configs: &[OutputConfig]) -> Vec<String> {
+    let kind = |c: &OutputConfig| match c.kind {
+        OutputKind::Syslog(_) => "syslog",
+        OutputKind::Jsonl(_) => "jsonl",
+        OutputKind::Exec(_) => "exec",
+        OutputKind::Webhook(_) => "webhook",
+    };
+    let keys = configs.iter().enumerate().map(|(i, c)| {
+        let nth = configs[..=i].iter().filter(|o| kind(o) == kind(c)).count();
+        format!("{}#{nth}", kind(c))
+    });
+    keys.collect()
+}
+
 /// The kinds of output, with their settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputKind {

@@ -56,6 +56,9 @@ pub struct State {
     /// Alerts not yet delivered everywhere, oldest first, each with a bit per
     /// output that still needs it.
     pub outbox: Vec<(Alert, u64)>,
+    /// The outputs the bits stand for, in order (empty in a state written
+    /// before they were saved).
+    pub outputs: Vec<String>,
     /// Newest event time of the stream.
     pub watermark: u32,
     /// Windows by rule name.
@@ -98,6 +101,10 @@ struct BaseHeader<A> {
     /// For each outbox alert, a bit per output that still needs it.
     #[serde(default)]
     held_for: Vec<u64>,
+    /// The outputs the bits stand for (`output::keys`; absent in states
+    /// written before: then the bits stand for the outputs in order).
+    #[serde(default)]
+    outputs: Vec<String>,
     watermark: u32,
     rules: Vec<RuleHeader>,
 }
@@ -177,6 +184,7 @@ impl Store {
         &mut self,
         snap: &Snapshot<'_>,
         outbox: &[(Arc<Alert>, u64)],
+        outputs: &[String],
         rules: &[(&str, WindowSpec)],
     ) -> Result<(), StateError> {
         let generation = new_generation();
@@ -197,6 +205,7 @@ impl Store {
             positions: snap.positions.to_vec(),
             outbox: outbox.iter().map(|(a, _)| a.as_ref()).collect(),
             held_for: outbox.iter().map(|(_, m)| *m).collect(),
+            outputs: outputs.to_vec(),
             watermark: snap.watermark,
             rules: rule_headers,
         };
@@ -320,7 +329,13 @@ pub fn decode(bytes: &[u8]) -> Result<(State, u64), StateError> {
     }
     let masks = header.held_for.into_iter().chain(std::iter::repeat(u64::MAX));
     let outbox = header.outbox.into_iter().zip(masks).collect();
-    let state = State { positions: header.positions, outbox, watermark: header.watermark, rules };
+    let state = State {
+        positions: header.positions,
+        outbox,
+        outputs: header.outputs,
+        watermark: header.watermark,
+        rules,
+    };
     Ok((state, header.generation))
 }
 
@@ -488,7 +503,7 @@ mod tests {
         let all: Vec<Vec<Entries>> = windows.iter().map(|w| vec![Entries::all(w)]).collect();
         let snap = Snapshot { positions: &[position(400)], watermark: 125, shards: &all };
         let mut store = Store::new(dir);
-        store.write_base(&snap, &[(alert("a1"), 0b11)], &[("r", SPEC)]).unwrap();
+        store.write_base(&snap, &[(alert("a1"), 0b11)], &[], &[("r", SPEC)]).unwrap();
         store
     }
 
