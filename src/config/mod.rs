@@ -191,6 +191,9 @@ impl Config {
         let name = file.map_or("built-in defaults".to_string(), |p| p.display().to_string());
         let cx = Cx { file: &name, text };
         let mut raw: RawConfig = cx.toml()?;
+        if let Some(dir) = file.and_then(Path::parent) {
+            schema::anchor_paths(&mut raw, dir);
+        }
         schema::apply_overrides(&mut raw, ov);
         // A rule from the command line replaces the files' rules, included ones too.
         let included = match ov.rule {
@@ -394,7 +397,10 @@ fn read_included(
                 continue;
             }
             let name = path.display().to_string();
-            let inc = Cx { file: &name, text: &text }.toml()?;
+            let mut inc = Cx { file: &name, text: &text }.toml()?;
+            if let Some(dir) = path.parent() {
+                schema::anchor_included(&mut inc, dir);
+            }
             out.push((path, text, inc));
         }
     }
@@ -958,5 +964,39 @@ mod tests {
         let names: Vec<&str> = c.rules.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["own", "more"]);
         assert_eq!(c.included, [(dir.path().join("more.toml"), 1)]);
+    }
+
+    /// Relative paths in the file are relative to its directory, not to
+    /// the working directory (`/` under systemd): a source that would
+    /// never appear, a state directory that cannot be made.
+    #[test]
+    fn relative_paths_are_the_files_directorys() {
+        let text = "include = [\"rules.d/*.toml\"]\n[source]\npath = \"logs/a-%Y-%m-%d\"\n\
+                    [[output]]\ntype = \"jsonl\"\npath = \"out/alerts.jsonl\"\n\
+                    [state]\ndir = \"state\"\n";
+        let at = |text: &str| {
+            Config::parse_with(
+                text,
+                Some(Path::new("/lw.toml")),
+                &Overrides::default(),
+                &host::Fake,
+            )
+        };
+        let c = at(text).unwrap();
+        assert_eq!(c.included.len(), 2, "rules.d/*.toml is /rules.d/*.toml");
+        // The fake allow-list has an error on its fifth line: it was read.
+        let e = at("[allow]\nfiles = [\"allow.d/*.txt\"]\n").unwrap_err().to_string();
+        assert!(e.starts_with("/allow.d/a.txt:5:"), "{e}");
+        assert_eq!(c.state_dir, Path::new("/state"));
+        assert!(
+            matches!(&c.outputs[0].kind, OutputKind::Jsonl(p) if p == Path::new("/out/alerts.jsonl"))
+        );
+        assert!(
+            c.effective_toml().contains("path = \"/logs/a-%Y-%m-%d\""),
+            "{}",
+            c.effective_toml()
+        );
+        let absolute = parse("[state]\ndir = \"/var/lib/lw\"\n").unwrap();
+        assert_eq!(absolute.state_dir, Path::new("/var/lib/lw"));
     }
 }

@@ -5,6 +5,7 @@
 
 use super::Overrides;
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 use toml::Spanned;
 
 /// A duration written as seconds (`600`) or as text (`"10m"`, `"1h30m"`).
@@ -285,6 +286,44 @@ fn hidden_redis<Z: serde::Serializer>(v: &S<RawRedis>, z: Z) -> Result<Z::Ok, Z:
 /// A value that comes from no place in the file (a default or an override).
 pub(super) fn sp<T>(v: T) -> S<T> {
     Some(Spanned::new(0..0, v))
+}
+
+/// Makes the file's relative paths (sources, jsonl outputs, the state
+/// directory, allow-lists, included files) relative to the directory the
+/// file is in, `base`, not to wherever the daemon runs (`/` under systemd).
+pub(super) fn anchor_paths(raw: &mut RawConfig, base: &Path) {
+    anchor_list(&mut raw.include, base);
+    for s in raw.source.each_mut() {
+        anchor(&mut s.path, base);
+    }
+    for o in raw.output.iter_mut().flatten() {
+        anchor(&mut o.path, base);
+    }
+    anchor(&mut raw.state.dir, base);
+    anchor_list(&mut raw.allow.files, base);
+}
+
+/// [`anchor_paths`] for an included file's allow-list files.
+pub(super) fn anchor_included(inc: &mut RawInclude, base: &Path) {
+    if let Some(allow) = inc.allow.as_mut() {
+        anchor_list(&mut allow.files, base);
+    }
+}
+
+/// `v` joined to `base` if it is a relative path.
+fn anchor(v: &mut S<String>, base: &Path) {
+    if let Some(p) = v.as_mut().filter(|p| Path::new(p.get_ref()).is_relative()) {
+        let joined = base.join(p.get_ref()).display().to_string();
+        *p = Spanned::new(p.span(), joined);
+    }
+}
+
+/// [`anchor`] for each path of a list.
+fn anchor_list(v: &mut S<Vec<String>>, base: &Path) {
+    if let Some(list) = v.as_mut() {
+        let joined = list.get_ref().iter().map(|p| base.join(p).display().to_string()).collect();
+        *list = Spanned::new(list.span(), joined);
+    }
 }
 
 /// Replaces parts of the file with the command line's options.
