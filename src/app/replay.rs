@@ -173,19 +173,27 @@ fn series(
 /// `--since`/`--until` as Unix seconds: RFC 3339, or a date from its start
 /// (`end`: to its end) in `zone`.
 fn time_arg(text: &str, zone: &Zone, end: bool) -> Result<u32> {
-    let epoch = match (text.parse::<jiff::Timestamp>(), text.parse::<jiff::civil::Date>()) {
+    let in_zone = |d: jiff::civil::Date, (hour, minute, second): (u8, u8, u8)| {
+        let (month, day) = (d.month() as u8, d.day() as u8);
+        let civil = Civil { year: i64::from(d.year()), month, day, hour, minute, second };
+        zone.resolve(&civil).map(|t| t.epoch)
+    };
+    // A time without an offset is the source's local time; jiff would also
+    // read it as a date, dropping the time of day.
+    let has_time = text.contains(['T', 't', ' ']);
+    let epoch = match (text.parse::<jiff::Timestamp>(), text.parse::<jiff::civil::DateTime>()) {
         (Ok(t), _) => Some(t.as_second()),
-        (_, Ok(d)) => {
-            let (hour, minute, second) = if end { (23, 59, 59) } else { (0, 0, 0) };
-            let (month, day) = (d.month() as u8, d.day() as u8);
-            let civil = Civil { year: i64::from(d.year()), month, day, hour, minute, second };
-            zone.resolve(&civil).map(|t| t.epoch)
+        (_, Ok(dt)) if has_time => {
+            let time = (dt.hour() as u8, dt.minute() as u8, dt.second() as u8);
+            in_zone(dt.date(), time)
         }
+        (_, Ok(dt)) => in_zone(dt.date(), if end { (23, 59, 59) } else { (0, 0, 0) }),
         _ => None,
     };
     epoch.and_then(|e| u32::try_from(e).ok()).with_context(|| {
         format!(
-            "{text:?} is not a time: use RFC 3339 (2026-11-01T08:00:00Z) or a date (2026-11-01)"
+            "{text:?} is not a time: use RFC 3339 (2026-11-01T08:00:00Z), a local time \
+             (2026-11-01T08:00:00, in the source's time zone) or a date (2026-11-01)"
         )
     })
 }
@@ -276,5 +284,25 @@ impl<W: Write> Sink for ReplaySink<W> {
         if let Some(r) = self.report.as_mut() {
             r.peaks(rule, peaks);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A time without an offset is a time in the source's zone, not its
+    /// date (jiff reads `2025-07-08T15:03:00` as a date too: the time of day
+    /// was dropped, and `--until` took the whole day).
+    #[test]
+    fn since_and_until_read_times_dates_and_local_times() {
+        let at = |text: &str, end: bool| time_arg(text, &Zone::Utc, end).unwrap();
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_second() as u32;
+        assert_eq!(at("2025-07-08T15:03:00+09:00", true), t("2025-07-08T06:03:00Z"));
+        assert_eq!(at("2025-07-08T15:03:00", true), t("2025-07-08T15:03:00Z"));
+        assert_eq!(at("2025-07-08 15:03", false), t("2025-07-08T15:03:00Z"));
+        assert_eq!(at("2025-07-08", false), t("2025-07-08T00:00:00Z"));
+        assert_eq!(at("2025-07-08", true), t("2025-07-08T23:59:59Z"));
+        assert!(time_arg("yesterday", &Zone::Utc, false).is_err());
     }
 }
