@@ -473,6 +473,44 @@ fn held_alerts_follow_their_output_when_outputs_change() {
     daemon.stop();
 }
 
+/// One line dated years ahead (a web server's clock gone wrong) moved the
+/// stream's newest time there, and the next cleanup forgot every client's
+/// window: 50 clients at 2 of 3 hits then alerted on none of their third.
+/// Lines dated more than a day after this machine's clock are now skipped
+/// and counted (`future`), an event or not.
+#[test]
+fn a_line_dated_years_ahead_does_not_wipe_the_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    let mut w = Writer::new();
+    let clients: Vec<String> = (1..=50).map(|i| format!("10.5.0.{i}")).collect();
+    let two: Vec<u8> = clients.iter().flat_map(|c| w.hits(c, 2)).collect();
+    w.append_raw(&p, &two);
+    w.phase(&p, &[], 0, 1);
+    d.wait_for_marker(1);
+    let ahead =
+        jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(5 * 8766)).unwrap();
+    let stamp = ahead.to_zoned_datetime(jiff::tz::TimeZone::UTC).strftime("%d/%b/%Y:%H:%M:%S %z");
+    for request in ["/index.html", "/today_download"] {
+        let line =
+            format!("10.99.0.1 - - [{stamp}] \"GET {request} HTTP/1.1\" 200 5 \"-\" \"t\"\n");
+        w.append_raw(&p, line.as_bytes());
+        w.phase(&p, &[], 0, if request == "/index.html" { 2 } else { 3 });
+        d.wait_for_marker(if request == "/index.html" { 2 } else { 3 });
+    }
+    let third: Vec<u8> = clients.iter().flat_map(|c| w.hits(c, 1)).collect();
+    w.append_raw(&p, &third);
+    w.phase(&p, &[], 0, 4);
+    d.wait_for_marker(4);
+    for c in &clients {
+        assert_eq!(d.counts_of(c), [3], "{c}");
+    }
+    assert!(d.counts_of("10.99.0.1").is_empty());
+    let log = d.stop();
+    assert!(log.contains("skipped 1 (future 1)"), "{log}");
+}
+
 /// Two daemons on one state directory would alert twice and overwrite each
 /// other's saved positions: the second refuses to start, naming the first;
 /// a reload keeps its own directory's lock and refuses a directory another

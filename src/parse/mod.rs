@@ -28,12 +28,24 @@ pub enum Skip {
     BadTime,
     /// The line is longer than `max_line_bytes`.
     TooLong,
+    /// The line is dated more than a day after this machine's clock when
+    /// it was read (see the engine's scan).
+    Future,
 }
 
 impl Skip {
+    /// How many reasons there are.
+    pub const COUNT: usize = 6;
+
     /// Every reason, in the order of [`Skip::index`].
-    pub const ALL: [Skip; 5] =
-        [Skip::Malformed, Skip::NoClient, Skip::BadClient, Skip::BadTime, Skip::TooLong];
+    pub const ALL: [Skip; Skip::COUNT] = [
+        Skip::Malformed,
+        Skip::NoClient,
+        Skip::BadClient,
+        Skip::BadTime,
+        Skip::TooLong,
+        Skip::Future,
+    ];
 
     /// A stable short name for summaries and JSON.
     pub fn name(self) -> &'static str {
@@ -43,6 +55,7 @@ impl Skip {
             Skip::BadClient => "bad_client",
             Skip::BadTime => "bad_time",
             Skip::TooLong => "too_long",
+            Skip::Future => "future",
         }
     }
 
@@ -59,6 +72,7 @@ impl Skip {
             Skip::BadClient => "the client is not an IP address",
             Skip::BadTime => "missing, malformed or impossible timestamp",
             Skip::TooLong => "longer than max_line_bytes",
+            Skip::Future => "dated more than a day after this machine's clock",
         }
     }
 }

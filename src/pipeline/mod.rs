@@ -213,7 +213,7 @@ struct ScanStats {
     /// Oldest event time (`u32::MAX` without events).
     oldest: u32,
     parsed: u64,
-    skipped: [u64; 5],
+    skipped: [u64; crate::parse::Skip::COUNT],
     allowed: u64,
     events: u64,
 }
@@ -259,7 +259,7 @@ impl Default for ScanStats {
             newest: 0,
             oldest: u32::MAX,
             parsed: 0,
-            skipped: [0; 5],
+            skipped: [0; crate::parse::Skip::COUNT],
             allowed: 0,
             events: 0,
         }

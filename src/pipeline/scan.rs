@@ -148,6 +148,10 @@ impl<'e> Scanner<'e> {
                     st.skipped[Skip::BadTime.index()] += 1;
                     return;
                 };
+                if chunk.in_future(i64::from(time)) {
+                    st.skipped[Skip::Future.index()] += 1;
+                    return;
+                }
                 st.parsed += 1;
                 let client = Key::of(rec.client, self.ipv6_prefix);
                 let rules = &self.rules.rules;

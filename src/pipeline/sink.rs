@@ -20,7 +20,7 @@ pub struct Summary {
     /// Lines parsed (candidates for some rule, or all lines without a literal).
     pub parsed: u64,
     /// Lines skipped, by [`Skip::index`].
-    pub skipped: [u64; 5],
+    pub skipped: [u64; Skip::COUNT],
     /// Lines an allow-list kept from a rule's windows.
     pub allowed: u64,
     /// Events (lines matching a rule).

@@ -140,6 +140,15 @@ impl Chunk {
         }
     }
 
+    /// Whether a line dated `time` (Unix seconds) is dated more than
+    /// [`FUTURE_SLACK`] after this machine's clock when the chunk was read:
+    /// such a line is skipped (`future`), and tells no source's time — one
+    /// misdated line would move the stream's newest time ahead, and the
+    /// cleanup would forget every client's window.
+    pub fn in_future(&self, time: i64) -> bool {
+        time > self.read_at.saturating_add(FUTURE_SLACK)
+    }
+
     /// The time (Unix seconds) of its first line that `parser` reads, or of
     /// its last with `from_end`, among the first [`TIME_LINES`] from that
     /// end: how far its source has read, also when no line is an event.
@@ -148,7 +157,8 @@ impl Chunk {
         parser.set_now(self.read_at);
         let first = |lines: &mut dyn Iterator<Item = &[u8]>| {
             let fits = |l: &&[u8]| !l.is_empty() && l.len() <= parser.max_line();
-            lines.filter(fits).take(TIME_LINES).find_map(|l| line_time(parser, l))
+            let sane = |l: &[u8]| line_time(parser, l).filter(|t| !self.in_future(*t));
+            lines.filter(fits).take(TIME_LINES).find_map(sane)
         };
         let bytes = self.bytes();
         match from_end {
@@ -171,7 +181,9 @@ impl Chunk {
         let mut start = 0;
         while start < bytes.len() {
             let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
-            if line_time(parser, &bytes[start..end]).is_some_and(|t| t > bound) {
+            if line_time(parser, &bytes[start..end])
+                .is_some_and(|t| t > bound && !self.in_future(t))
+            {
                 return (start > 0).then(|| self.split_off(start));
             }
             start = end + 1;
@@ -209,6 +221,10 @@ impl Chunk {
 
 /// Lines [`Chunk::line_time`] tries.
 const TIME_LINES: usize = 16;
+
+/// How far after this machine's clock a line may be dated (a day, as for a
+/// dated file's name): see [`Chunk::in_future`].
+pub const FUTURE_SLACK: i64 = 86_400;
 
 /// The time (Unix seconds) of a line without its `\n`, if `parser` reads
 /// it (the parser's clock set for lines without a year).
