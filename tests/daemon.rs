@@ -685,7 +685,7 @@ fn a_journal_write_that_fails_half_done_garbles_no_other_id() {
     let pid = rustix::process::Pid::from_raw(d.child.id() as i32);
     rustix::process::prlimit(pid, Resource::Fsize, unlimited).unwrap();
     let after: Vec<String> = (n + 1..=n + 5).map(&mut alert).collect();
-    let journal = dir.path().join("state/delivered-0.ids");
+    let journal = dir.path().join("state/delivered-exec-1.ids");
     let lines = || -> Vec<String> {
         std::fs::read_to_string(&journal).unwrap().lines().map(String::from).collect()
     };

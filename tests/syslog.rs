@@ -304,7 +304,8 @@ fn no_syslog_alert_twice_across_kill9() {
         hit(c);
     }
     let journaled = |n: usize| {
-        std::fs::read_to_string(state.join(format!("delivered-{n}.ids"))).unwrap_or_default()
+        std::fs::read_to_string(state.join(format!("delivered-syslog-{}.ids", n + 1)))
+            .unwrap_or_default()
     };
     wait_until("every alert taken", || {
         (2..=11).all(|c| count("ViaTcp", c) == 1 && count("ViaUnix", c) == 1)

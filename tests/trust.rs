@@ -727,7 +727,8 @@ fn no_output_gets_an_alert_twice_across_kill9() {
     }
     let runs = || std::fs::read_to_string(dir.path().join("runs")).unwrap_or_default();
     let journaled = |n: usize| {
-        std::fs::read_to_string(state.join(format!("delivered-{n}.ids"))).unwrap_or_default()
+        let name = ["jsonl-1", "exec-1", "webhook-1"][n];
+        std::fs::read_to_string(state.join(format!("delivered-{name}.ids"))).unwrap_or_default()
     };
     wait_until("every output took every alert", || {
         (0..3).all(|n| journaled(n).lines().filter(|l| l.contains("-today_download")).count() >= 21)

@@ -14,7 +14,7 @@ use super::{Deliver, OutputConfig};
 use crate::alert::Alert;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -118,6 +118,22 @@ impl OutputsView {
     }
 }
 
+/// Output `i`'s journal, named by its key (`webhook#1` →
+/// `delivered-webhook-1.ids`), so it stays that output's when outputs are
+/// added or removed before it. One named by place (`delivered-1.ids`, from
+/// a build before keys) is taken over, as the output then at that place's.
+fn journal_path(dir: &Path, i: usize, key: &str) -> PathBuf {
+    let path = dir.join(format!("delivered-{}.ids", key.replace('#', "-")));
+    let by_place = dir.join(format!("delivered-{i}.ids"));
+    if !path.exists()
+        && by_place.exists()
+        && let Err(e) = std::fs::rename(&by_place, &path)
+    {
+        tracing::warn!(from = %by_place.display(), to = %path.display(), error = %e, "Cannot rename an output's journal; it starts empty.");
+    }
+    path
+}
+
 /// The outputs' names, each told apart by its place among the outputs
 /// (`(output 2)`) where two are alike (two webhooks to one host): a name is
 /// a metric's label and a line on the status page.
@@ -139,7 +155,8 @@ pub struct Running {
 impl Running {
     /// Starts one thread per output (`configs[i]` gives output `i`'s bound).
     /// `journal_dir` keeps, per output, the ids of the alerts it took
-    /// (`delivered-N.ids`); a jsonl output's own file counts too.
+    /// (`delivered-jsonl-1.ids`, see [`journal_path`]); a jsonl output's
+    /// own file counts too.
     pub fn start(
         outputs: Vec<Box<dyn Deliver>>,
         configs: &[OutputConfig],
@@ -148,8 +165,9 @@ impl Running {
         let mut queues = Vec::new();
         let mut threads = Vec::new();
         let names = distinct_names(outputs.iter().map(|o| o.name()).collect());
+        let keys = super::keys(configs);
         for (i, ((out, cfg), name)) in outputs.into_iter().zip(configs).zip(names).enumerate() {
-            let (journal, ids) = Journal::open(&journal_dir.join(format!("delivered-{i}.ids")))?;
+            let (journal, ids) = Journal::open(&journal_path(journal_dir, i, &keys[i]))?;
             let mut st = QueueState::default();
             for id in ids.iter().chain(&out.delivered_ids()) {
                 st.remember(id);
@@ -384,6 +402,21 @@ fn next_alert(out: &mut dyn Deliver, q: &Queue, journal: &mut Journal) -> Option
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_journal_is_named_by_its_outputs_key_and_one_by_place_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("delivered-1.ids"), "id-a\n").unwrap();
+        let path = journal_path(dir.path(), 1, "webhook#1");
+        assert_eq!(path, dir.path().join("delivered-webhook-1.ids"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "id-a\n");
+        assert!(!dir.path().join("delivered-1.ids").exists());
+        // Once named by key, a file by place left beside it is not taken.
+        std::fs::write(dir.path().join("delivered-0.ids"), "id-b\n").unwrap();
+        std::fs::write(dir.path().join("delivered-jsonl-1.ids"), "id-c\n").unwrap();
+        let path = journal_path(dir.path(), 0, "jsonl#1");
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "id-c\n");
+    }
 
     #[test]
     fn outputs_alike_are_told_apart_by_their_place() {
