@@ -872,17 +872,44 @@ fn saved_keys(dir: &Path) -> Option<usize> {
     Some(state.rules.iter().map(|(_, w)| w.len()).sum())
 }
 
+/// An idle source's time goes on from its newest line as the seconds pass:
+/// once two windows (3 s each here) have passed idle, its clients go.
 #[test]
 fn cleanup_evicts_idle_clients_when_no_lines_arrive() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("access.log");
-    let d = Daemon::start_with(dir.path(), p.to_str().unwrap(), &[], "cleanup_interval = \"1s\"\n");
+    let config = Daemon::config(dir.path(), p.to_str().unwrap(), "")
+        .replace("window = \"10m\"", "window = \"3s\"")
+        .replace("[state]\n", "[state]\ncleanup_interval = \"1s\"\n");
+    let d = Daemon::start_config(dir.path(), &config, &[]);
     let mut w = Writer::new();
-    // Lines from long ago: once idle, every client is past its window.
     w.phase(&p, A, 10, 1);
     d.wait_for_marker(1);
     wait_until("the clients in the saved state", || saved_keys(dir.path()).is_some_and(|n| n > 0));
     wait_until("the idle cleanup", || saved_keys(dir.path()) == Some(0));
+    d.stop();
+}
+
+/// A log whose clock lags this machine's by more than two windows (an
+/// hour here): a pause of `cleanup_interval` forgot every client's window,
+/// as the idle cleanup took this machine's clock for the log's time; 2
+/// hits, a pause, a third hit in the same second alerted never.
+#[test]
+fn an_idle_pause_forgets_no_window_of_a_log_whose_clock_lags() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let d = Daemon::start_with(dir.path(), p.to_str().unwrap(), &[], "cleanup_interval = \"1s\"\n");
+    let hour_ago = jiff::Timestamp::now().checked_sub(jiff::SignedDuration::from_hours(1)).unwrap();
+    let stamp =
+        hour_ago.to_zoned_datetime(jiff::tz::TimeZone::UTC).strftime("%d/%b/%Y:%H:%M:%S %z");
+    let hit =
+        format!("10.8.0.1 - - [{stamp}] \"GET /today_download HTTP/1.1\" 200 5 \"-\" \"t\"\n");
+    let mut w = Writer::new();
+    w.append_raw(&p, hit.repeat(2).as_bytes());
+    wait_until("the hits in the saved state", || saved_keys(dir.path()).is_some_and(|n| n > 0));
+    std::thread::sleep(Duration::from_millis(2500)); // idle ticks come each second
+    w.append_raw(&p, hit.as_bytes());
+    wait_until("the third hit's alert", || d.counts_of("10.8.0.1") == [3]);
     d.stop();
 }
 

@@ -770,10 +770,12 @@ impl Source for Follower {
             if read == Some(true) {
                 self.last_activity = Instant::now();
             } else if self.last_activity.elapsed() >= self.cfg.cleanup_interval {
-                // No lines for a while: let the cleanup evict by the wall clock.
+                // No lines for a while: let the cleanup evict as time goes on.
+                let idle =
+                    u32::try_from(self.last_activity.elapsed().as_secs()).unwrap_or(u32::MAX);
                 self.last_activity = Instant::now();
                 let clock = u32::try_from(jiff::Timestamp::now().as_second()).unwrap_or(0);
-                if !emit(SourceEvent::Tick { clock, source: self.source }) {
+                if !emit(SourceEvent::Tick { clock, idle, source: self.source }) {
                     return Ok(());
                 }
             }

@@ -233,6 +233,9 @@ struct Batch {
     /// The source whose newest time this event carries (a chunk's newest
     /// event or last line, an idle tick's clock), and that time.
     newest: Option<(usize, u32)>,
+    /// For an idle tick, the seconds its source had no line: its time goes
+    /// on that long from its newest (`newest` only while it has none).
+    idle: Option<u32>,
     events: Vec<Event>,
     /// Encode the windows after applying this batch.
     save: Option<Save>,

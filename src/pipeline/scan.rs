@@ -67,6 +67,10 @@ impl<'e> Scanner<'e> {
         // A shard names the keys of rules not by client from the chunk's lines.
         let named = self.rules.rules.iter().any(|r| !r.by_client());
         for (seq, event) in rx {
+            let idle = match event.as_ref() {
+                SourceEvent::Tick { idle, .. } => Some(*idle),
+                _ => None,
+            };
             let (stats, newest) = match event.as_ref() {
                 #[cfg(debug_assertions)]
                 SourceEvent::Lines(_) if test_panic() => panic!("LOGWARDEN_TEST_PANIC=worker"),
@@ -77,7 +81,7 @@ impl<'e> Scanner<'e> {
                     let newest = st.newest.max(last.unwrap_or(0));
                     (st, (newest > 0).then_some((chunk.file.source, newest)))
                 }
-                SourceEvent::Tick { clock, source } => {
+                SourceEvent::Tick { clock, source, .. } => {
                     (ScanStats::default(), Some((*source, *clock)))
                 }
                 SourceEvent::Opened { .. }
@@ -100,7 +104,7 @@ impl<'e> Scanner<'e> {
                 let events = std::mem::take(events);
                 let chunk = (named && !events.is_empty()).then(|| event.clone());
                 let values = Arc::clone(&values);
-                let batch = Batch { seq, newest, events, save, probe, chunk, values };
+                let batch = Batch { seq, newest, idle, events, save, probe, chunk, values };
                 if tx.send(batch).is_err() {
                     return;
                 }

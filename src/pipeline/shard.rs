@@ -184,6 +184,11 @@ impl<'e> Shard<'e> {
         let mut evicted = 0;
         if let Some((source, time)) = b.newest {
             if let Some(n) = self.newest.get_mut(source) {
+                // An idle tick moves a source's time on from its own newest.
+                let time = match (*n, b.idle) {
+                    (Some(t), Some(idle)) => t.saturating_add(idle),
+                    _ => time,
+                };
                 *n = Some(n.map_or(time, |t| t.max(time)));
             }
             let mark = self.cleanup_mark();

@@ -258,12 +258,17 @@ pub enum SourceEvent {
         /// Save every key.
         full: bool,
     },
-    /// No lines from a source for a while: evict clients as if its next
-    /// event had come at `clock` (the wall clock, Unix seconds), then save
-    /// state whole.
+    /// No lines from a source for `idle` seconds: evict clients as if its
+    /// time had gone on that long from its newest line (from `clock`, the
+    /// wall clock in Unix seconds, while it has none), then save state
+    /// whole. The source's own clock, not this machine's: a log whose
+    /// clock lags this one's by more than two windows lost every client's
+    /// window at each pause.
     Tick {
         /// Unix seconds.
         clock: u32,
+        /// Seconds without a line (since the source's last line or tick).
+        idle: u32,
         /// The index of the configured source that is idle.
         source: usize,
     },
