@@ -209,7 +209,6 @@ fn run_once(cfg: &Config, asked: &Asked, wake: Wake, started: impl FnOnce()) -> 
         outputs: running,
         store: Store::new(&cfg.state_dir),
         rules: cfg.rules.iter().map(|r| (r.name.clone(), r.spec)).collect(),
-        output_keys: output::keys(&cfg.outputs),
         queued: Vec::new(),
         want_full: Arc::clone(&want_full),
         save_failing: false,
@@ -314,7 +313,7 @@ fn resume(cfg: &Config, s: State, sink: &mut DaemonSink) -> (Vec<Position>, Rest
             // outputs in order, and one beyond them for every output.
             true if mask & all == 0 => all,
             true => mask & all,
-            false => held_for_now(mask, &s.outputs, &sink.output_keys),
+            false => held_for_now(mask, &s.outputs, sink.outputs.keys()),
         };
         if mask == 0 {
             gone += 1;
@@ -488,8 +487,6 @@ struct DaemonSink {
     store: Store,
     /// The rules' names and specs, in order, for the base.
     rules: Vec<(String, WindowSpec)>,
-    /// What names each output across reloads ([`output::keys`]), for the base.
-    output_keys: Vec<String>,
     /// Alerts queued since the last save, with the outputs that queued them.
     queued: Vec<(Arc<Alert>, u64)>,
     /// Asks the follower for a full checkpoint (a new base).
@@ -548,7 +545,7 @@ impl Sink for DaemonSink {
         let result = if cp.full {
             let rules: Vec<(&str, WindowSpec)> =
                 self.rules.iter().map(|(n, s)| (n.as_str(), *s)).collect();
-            self.store.write_base(&snap, &self.outputs.held(), &self.output_keys, &rules)
+            self.store.write_base(&snap, &self.outputs.held(), self.outputs.keys(), &rules)
         } else {
             self.store.append(&snap, &self.queued, &delivered)
         };
@@ -599,7 +596,6 @@ mod tests {
             outputs: Running::start(Vec::new(), &[], dir).unwrap(),
             store: Store::new(dir),
             rules: Vec::new(),
-            output_keys: Vec::new(),
             queued: Vec::new(),
             want_full: Arc::new(AtomicBool::new(false)),
             save_failing: false,

@@ -150,6 +150,8 @@ fn distinct_names(names: Vec<String>) -> Vec<String> {
 pub struct Running {
     queues: Vec<Arc<Queue>>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// Each output's key ([`super::keys`]), in order.
+    keys: Vec<String>,
 }
 
 impl Running {
@@ -185,7 +187,7 @@ impl Running {
             queues.push(q);
             threads.push(t);
         }
-        Ok(Running { queues, threads })
+        Ok(Running { queues, threads, keys })
     }
 
     /// Queues an alert for the outputs whose bit is set in `mask`, except
@@ -219,6 +221,12 @@ impl Running {
     /// A view of the queues for other threads (a status page).
     pub fn view(&self) -> OutputsView {
         OutputsView { queues: self.queues.clone() }
+    }
+
+    /// Each output's key ([`super::keys`]): what names it across a change
+    /// of the configuration, for the alerts saved held for it.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
     }
 
     /// Every output's bit.
