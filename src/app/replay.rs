@@ -170,8 +170,8 @@ fn series(
     Ok(within(files, engine, source, rules))
 }
 
-/// `--since`/`--until` as Unix seconds: RFC 3339, or a date from its start
-/// (`end`: to its end) in `zone`.
+/// `--since`/`--until` as Unix seconds: RFC 3339, a time without offset
+/// in `zone`, or a date there from its start (`end`: to its end).
 fn time_arg(text: &str, zone: &Zone, end: bool) -> Result<u32> {
     let in_zone = |d: jiff::civil::Date, (hour, minute, second): (u8, u8, u8)| {
         let (month, day) = (d.month() as u8, d.day() as u8);

@@ -67,11 +67,7 @@ impl<'e> Scanner<'e> {
         // A shard names the keys of rules not by client from the chunk's lines.
         let named = self.rules.rules.iter().any(|r| !r.by_client());
         for (seq, event) in rx {
-            let idle = match event.as_ref() {
-                SourceEvent::Tick { idle, .. } => Some(*idle),
-                _ => None,
-            };
-            let (stats, newest) = match event.as_ref() {
+            let (stats, newest, idle) = match event.as_ref() {
                 #[cfg(debug_assertions)]
                 SourceEvent::Lines(_) if test_panic() => panic!("LOGWARDEN_TEST_PANIC=worker"),
                 SourceEvent::Lines(chunk) => {
@@ -79,15 +75,15 @@ impl<'e> Scanner<'e> {
                     let parser = self.parsers.get(chunk.file.source).unwrap_or(&self.parsers[0]);
                     let last = chunk.line_time(parser, true).and_then(|t| u32::try_from(t).ok());
                     let newest = st.newest.max(last.unwrap_or(0));
-                    (st, (newest > 0).then_some((chunk.file.source, newest)))
+                    (st, (newest > 0).then_some((chunk.file.source, newest)), None)
                 }
-                SourceEvent::Tick { clock, source, .. } => {
-                    (ScanStats::default(), Some((*source, *clock)))
+                SourceEvent::Tick { clock, idle, source } => {
+                    (ScanStats::default(), Some((*source, *clock)), Some(*idle))
                 }
                 SourceEvent::Opened { .. }
                 | SourceEvent::FileDone(_)
                 | SourceEvent::Checkpoint { .. }
-                | SourceEvent::Probe => (ScanStats::default(), None),
+                | SourceEvent::Probe => (ScanStats::default(), None, None),
             };
             // An idle tick's save is whole: a new base without the clients
             // the cleanup has just forgotten, written while nothing else goes on.
