@@ -9,7 +9,7 @@
 //! Every wait has a deadline; a phase ends with a marker client whose alert
 //! shows that the daemon has read everything before it.
 
-use crate::util::daemon::{Daemon, Writer, marker_ip};
+use crate::util::daemon::{Daemon, Writer, marker_ip, request_at};
 use crate::util::{DEADLINE, json_lines, ok, wait_until, webhook_server, write};
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -491,13 +491,10 @@ fn a_line_dated_years_ahead_does_not_wipe_the_windows() {
     d.wait_for_marker(1);
     let ahead =
         jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(5 * 8766)).unwrap();
-    let stamp = ahead.to_zoned_datetime(jiff::tz::TimeZone::UTC).strftime("%d/%b/%Y:%H:%M:%S %z");
-    for request in ["/index.html", "/today_download"] {
-        let line =
-            format!("10.99.0.1 - - [{stamp}] \"GET {request} HTTP/1.1\" 200 5 \"-\" \"t\"\n");
-        w.append_raw(&p, line.as_bytes());
-        w.phase(&p, &[], 0, if request == "/index.html" { 2 } else { 3 });
-        d.wait_for_marker(if request == "/index.html" { 2 } else { 3 });
+    for (request, marker) in [("/index.html", 2), ("/today_download", 3)] {
+        w.append_raw(&p, request_at("10.99.0.1", request, ahead).as_bytes());
+        w.phase(&p, &[], 0, marker);
+        d.wait_for_marker(marker);
     }
     let third: Vec<u8> = clients.iter().flat_map(|c| w.hits(c, 1)).collect();
     w.append_raw(&p, &third);
@@ -900,10 +897,7 @@ fn an_idle_pause_forgets_no_window_of_a_log_whose_clock_lags() {
     let p = dir.path().join("access.log");
     let d = Daemon::start_with(dir.path(), p.to_str().unwrap(), &[], "cleanup_interval = \"1s\"\n");
     let hour_ago = jiff::Timestamp::now().checked_sub(jiff::SignedDuration::from_hours(1)).unwrap();
-    let stamp =
-        hour_ago.to_zoned_datetime(jiff::tz::TimeZone::UTC).strftime("%d/%b/%Y:%H:%M:%S %z");
-    let hit =
-        format!("10.8.0.1 - - [{stamp}] \"GET /today_download HTTP/1.1\" 200 5 \"-\" \"t\"\n");
+    let hit = request_at("10.8.0.1", "/today_download", hour_ago);
     let mut w = Writer::new();
     w.append_raw(&p, hit.repeat(2).as_bytes());
     wait_until("the hits in the saved state", || saved_keys(dir.path()).is_some_and(|n| n > 0));

@@ -141,6 +141,12 @@ impl Drop for Daemon {
     }
 }
 
+/// A combined-format line of `client` asking for `target` at `t` (UTC).
+pub fn request_at(client: &str, target: &str, t: jiff::Timestamp) -> String {
+    let stamp = t.strftime("%d/%b/%Y:%H:%M:%S +0000");
+    format!("{client} - - [{stamp}] \"GET {target} HTTP/1.1\" 200 5 \"-\" \"t\"\n")
+}
+
 /// The client of marker `n`.
 pub fn marker_ip(n: u32) -> String {
     format!("198.51.100.{n}")
@@ -163,12 +169,8 @@ impl Writer {
     /// One hit on today_download by `client`, a second after the last line.
     pub fn line(&mut self, client: &str) -> Vec<u8> {
         self.clock += 1;
-        let t = jiff::Timestamp::from_second(self.clock as i64)
-            .unwrap()
-            .to_zoned_datetime(jiff::tz::TimeZone::UTC);
-        let ts = t.strftime("%d/%b/%Y:%H:%M:%S %z");
-        format!("{client} - - [{ts}] \"GET /today_download HTTP/1.1\" 200 5 \"-\" \"t\"\n")
-            .into_bytes()
+        let t = jiff::Timestamp::from_second(self.clock as i64).unwrap();
+        request_at(client, "/today_download", t).into_bytes()
     }
 
     /// `n` hits by `client`, a second apart.
