@@ -593,6 +593,31 @@ fn encoded_requests_count_as_the_resource_they_reach() {
     assert_eq!(first["rules"][0], "today_download");
 }
 
+/// A request sent with an absolute URI (`POST http://host/login`), which
+/// servers must accept and log as sent, counts for a rule anchored on the
+/// path, as Apache serves it by its path; raw bytes it does not.
+#[test]
+fn an_absolute_uri_counts_as_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let forms = ["http://www.example.com/login", "HTTPS://www.example.com:443//login", "/login"];
+    let mut log = String::new();
+    for (i, target) in forms.iter().cycle().take(5).enumerate() {
+        log.push_str(&format!(
+            "203.0.113.8 - - [29/Nov/2026:10:00:{i:02} +0000] \"POST {target} HTTP/1.1\" 200 5 \"-\" \"x\"\n"
+        ));
+    }
+    let f = write(dir.path(), "abs.log", log.as_bytes());
+    let rule = "[[rule]]\nfield = \"path\"\nregex = '^/login$'\nthreshold = 5\n";
+    let config = write(dir.path(), "login.toml", rule.as_bytes());
+    let alerts =
+        crate::util::json_lines(&crate::util::ok(&["-c", &config, "replay", "--json", &f]));
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["count"], 5);
+    let raw = format!("{rule}normalize = false\n");
+    let config = write(dir.path(), "raw.toml", raw.as_bytes());
+    assert_eq!(crate::util::ok(&["-c", &config, "replay", "--json", &f]), "");
+}
+
 /// Whether process `pid` is alive (a zombie counts as gone).
 fn alive(pid: &str) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -1,6 +1,7 @@
 //! The request as the web server maps it: `%XX` decoded, `//` collapsed,
 //! `/./` and `/../` resolved (Apache unescapes the path, then removes dot
-//! segments), so `/%74oday_download` and `/a/../today_download` read as
+//! segments), an absolute URI read by its path, so `/%74oday_download`,
+//! `/a/../today_download` and `http://host/today_download` read as
 //! `/today_download`. The query is only decoded. Pure, and without
 //! allocation once its buffer has grown.
 
@@ -26,7 +27,8 @@ impl Normalized {
         let Some(sp) = memchr::memchr(b' ', request) else { return false };
         let after = &request[sp + 1..];
         let end = memchr::memrchr(b' ', after).unwrap_or(after.len());
-        let target = &after[..end];
+        let absolute = origin_form(&after[..end]);
+        let target = absolute.unwrap_or(&after[..end]);
         let (path, query) = match memchr::memchr(b'?', target) {
             Some(q) => (&target[..q], Some(&target[q + 1..])),
             None => (target, None),
@@ -35,11 +37,15 @@ impl Normalized {
         self.buf.extend_from_slice(&request[..=sp]);
         self.decoded.clear();
         decode_into(path, &mut self.decoded);
+        if absolute.is_some() && self.decoded.is_empty() {
+            // An absolute URI without a path (`http://host?q`) asks for `/`.
+            self.decoded.push(b'/');
+        }
         let start = self.buf.len();
         if self.decoded.first() == Some(&b'/') {
             resolve_into(&self.decoded, &mut self.buf);
         } else {
-            // `*` or an absolute URI: decoded only.
+            // `*`, `host:port` (CONNECT) or no URI at all: decoded only.
             self.buf.extend_from_slice(&self.decoded);
         }
         self.path = start..self.buf.len();
@@ -71,6 +77,20 @@ impl Normalized {
     pub fn query(&self) -> &[u8] {
         &self.buf[self.query.clone()]
     }
+}
+
+/// The target without the scheme and authority of an absolute URI
+/// (`http://host/login` → `/login`): servers must accept that form (RFC
+/// 9112 §3.2.2), serve it by its path and log it as sent, so a rule on
+/// `^/login` would miss it. `None` for any other target.
+fn origin_form(target: &[u8]) -> Option<&[u8]> {
+    let colon = memchr::memchr(b':', target)?;
+    let scheme = &target[..colon];
+    let is_scheme = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        && scheme.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
+    let rest = target[colon + 1..].strip_prefix(b"//").filter(|_| is_scheme)?;
+    let authority = memchr::memchr2(b'/', b'?', rest).unwrap_or(rest.len());
+    Some(&rest[authority..])
 }
 
 /// Whether a request holds something normalization changes: a `%`, `//`
@@ -163,6 +183,9 @@ mod tests {
             "GET /x/../today_download HTTP/1.1",
             "GET /x/%2e%2e/today_download HTTP/1.1",
             "GET /../../today_download HTTP/1.1",
+            "GET http://www.example.com/today_download HTTP/1.1",
+            "GET HTTPS://www.example.com:443//x/../today%5fdownload HTTP/1.1",
+            "GET h2c+x-1.y://user@host/today_download HTTP/1.1",
         ] {
             assert_eq!(norm(r).1, "/today_download", "{r}");
         }
@@ -181,5 +204,20 @@ mod tests {
         assert_eq!(norm("GET /.env HTTP/1.1").1, "/.env");
         assert_eq!(norm("GET / HTTP/1.1").0, "GET / HTTP/1.1");
         assert_eq!(norm("GET /%2F%2F HTTP/1.1").1, "/");
+    }
+
+    #[test]
+    fn an_absolute_uri_is_read_by_its_path() {
+        let (req, path, query) = norm("POST http://h.example:8080/login?u=a%41 HTTP/1.1");
+        assert_eq!(
+            (req.as_str(), path.as_str(), query.as_str()),
+            ("POST /login?u=aA HTTP/1.1", "/login", "u=aA")
+        );
+        assert_eq!(norm("GET http://h.example HTTP/1.1").0, "GET / HTTP/1.1");
+        assert_eq!(norm("GET http://h.example?q=1 HTTP/1.1").0, "GET /?q=1 HTTP/1.1");
+        // Not a scheme: left to the path's own rules.
+        assert_eq!(norm("GET /a:b//c HTTP/1.1").1, "/a:b/c");
+        assert_eq!(norm("GET 1http://h/x HTTP/1.1").1, "1http://h/x");
+        assert_eq!(norm("CONNECT h.example:443 HTTP/1.1").0, "CONNECT h.example:443 HTTP/1.1");
     }
 }
