@@ -405,6 +405,22 @@ fn a_stop_during_a_reload_is_not_lost() {
     }
 }
 
+/// A state that cannot be saved at stop (here its file's temporary name
+/// taken by a directory) is told as such: the log said it would be retried
+/// at the next checkpoint, which never comes.
+#[test]
+fn a_failed_save_at_stop_says_what_the_next_start_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    std::fs::create_dir_all(dir.path().join("state/state.bin.tmp")).unwrap();
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    Writer::new().phase(&p, &["10.0.0.1"], 3, 1);
+    d.wait_for_marker(1);
+    let log = d.stop();
+    let told = "Cannot save state at stop; the next start resumes from the state saved last";
+    assert!(log.contains(told), "{log}");
+}
+
 /// A glob over another source's file makes both sources follow it, and a
 /// rule reading both counts its lines twice: `check` fails on it, and
 /// `run` warns at its start, both naming the file, the sources and the rule.

@@ -563,7 +563,10 @@ impl Sink for DaemonSink {
             }
             Err(e) => {
                 self.want_full.store(true, Ordering::SeqCst);
-                if !self.save_failing {
+                if self.stopping.load(Ordering::SeqCst) {
+                    // No checkpoint follows: say what the next start finds.
+                    tracing::error!(error = %e, "Cannot save state at stop; the next start resumes from the state saved last and reads the lines after it again.");
+                } else if !self.save_failing {
                     self.save_failing = true;
                     tracing::error!(error = %e, "Cannot save state; retrying at the next checkpoint.");
                 }
