@@ -350,3 +350,52 @@ fn the_progress_bar_covers_every_file() {
         assert!(screen.contains("3/3 files: done"), "{how}: {screen}");
     }
 }
+
+/// A compressed file cut short (a crash while logrotate compressed it) in
+/// the middle of a series: its lines before the damage count, the files
+/// after it are read, the summary is printed, and the run ends with exit 2
+/// naming the file — alone, read ahead, merged, and in the report. It used
+/// to end the whole scan at the damage.
+#[test]
+fn a_damaged_file_is_told_and_the_scan_goes_on() {
+    let top = tempfile::tempdir().unwrap();
+    let cfg = write(top.path(), "c.toml", ROTATED_RULE.as_bytes());
+    let dir = top.path().join("logs");
+    std::fs::create_dir(&dir).unwrap();
+    let hits = |client: &str, k: i64| -> String {
+        let t = jiff::Timestamp::from_second(1_700_000_000 + k * 7_200).unwrap();
+        let stamp = t.strftime("%d/%b/%Y:%H:%M:%S +0000");
+        format!("{client} - - [{stamp}] \"GET /today_download HTTP/1.1\" 200 5 \"-\" \"t\"\n")
+            .repeat(4)
+    };
+    write(&dir, "access.log.3.gz", &compress("gzip", hits("10.0.0.1", 0).as_bytes()));
+    let filler = "10.9.9.9 - - [14/Nov/2023:22:13:20 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"t\"\n";
+    let damaged = compress("gzip", (hits("10.0.0.2", 1) + &filler.repeat(200_000)).as_bytes());
+    write(&dir, "access.log.2.gz", &damaged[..damaged.len() / 2]);
+    write(&dir, "access.log.1.gz", &compress("gzip", hits("10.0.0.3", 2).as_bytes()));
+    // The whole lines before the damage, as a decoder reading up to it gives them.
+    let mut decoded = Vec::new();
+    let mut gz = flate2::read::GzDecoder::new(&damaged[..damaged.len() / 2]);
+    assert!(std::io::Read::read_to_end(&mut gz, &mut decoded).is_err());
+    let lines = 8 + decoded.iter().filter(|&&b| b == b'\n').count();
+    let d = dir.display().to_string();
+    let report = format!("{}/r.html", top.path().display());
+    for how in [&["--threads", "1"][..], &["--report", &report], &["--merge"]] {
+        let args = [&["-c", &cfg, "replay", "--json"][..], how, &[&d]].concat();
+        let out = run(&args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{how:?}: {err}");
+        let keys: Vec<String> = crate::util::json_lines(&String::from_utf8_lossy(&out.stdout))
+            .iter()
+            .map(|a| a["key"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(keys, ["10.0.0.1", "10.0.0.2", "10.0.0.3"], "{how:?}: {err}");
+        assert!(err.contains(&format!("summary: {lines} lines")), "{how:?}: {err}");
+        let told = format!(
+            "the scan is incomplete: 1 file(s) could not be read to the end (reading {d}/access.log.2.gz"
+        );
+        assert!(err.contains(&told), "{how:?}: {err}");
+    }
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("not read to its end"), "{html}");
+}

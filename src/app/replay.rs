@@ -13,7 +13,7 @@ use crate::pipeline::Engine;
 use crate::pipeline::Sink;
 use crate::rules::Rule;
 use crate::source::merge::Merge;
-use crate::source::{Chunk, Files, Input, Source, order};
+use crate::source::{Chunk, Damage, Files, Input, Source, order};
 use anyhow::{Context, Result};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -49,8 +49,9 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
         error: None,
         report,
     };
-    let ran =
-        input(a, groups, &files, &engine, source).and_then(|i| Ok(engine.run(i, None, &mut sink)?));
+    let damage = Damage::default();
+    let ran = input(a, groups, &files, &engine, source, &damage)
+        .and_then(|i| Ok(engine.run(i, None, &mut sink)?));
     let summary = match ran {
         Ok(summary) => summary,
         Err(e) => {
@@ -62,8 +63,9 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
     };
     sink.write_pending();
     sink.progress.finish();
+    let damaged = damage.take();
     if let (Some(file), Some(report)) = (report_file.as_mut(), &sink.report) {
-        file.write(&report.html(&files, &summary))?;
+        file.write(&report.html(&files, &summary, &damaged))?;
     }
     if let Some(e) = sink.error
         && e.kind() != std::io::ErrorKind::BrokenPipe
@@ -71,6 +73,14 @@ pub(super) fn replay(config: Option<&std::path::Path>, a: &ReplayArgs) -> Result
         return Err(e).context("writing alerts to standard output");
     }
     tell!("{summary}");
+    if !damaged.is_empty() {
+        let list: Vec<String> = damaged.iter().map(ToString::to_string).collect();
+        anyhow::bail!(
+            "the scan is incomplete: {} file(s) could not be read to the end ({}); the lines before each failure were counted, the rest of that file was not",
+            damaged.len(),
+            list.join("; ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -134,19 +144,21 @@ fn input(
     files: &[String],
     engine: &Engine,
     source: usize,
+    damage: &Damage,
 ) -> Result<Box<dyn Source>> {
+    let damage = damage.clone();
     Ok(match a.merge {
         true => {
             let servers = groups
                 .into_iter()
                 .map(|g| g.iter().map(|f| Input::from_arg(f)).collect())
                 .collect();
-            Box::new(Merge { servers, parser: engine.parser(source).clone(), source })
+            Box::new(Merge { servers, parser: engine.parser(source).clone(), source, damage })
         }
         false => {
             let ahead = usize::try_from(a.read_ahead << 20).unwrap_or(usize::MAX);
             let decoders = engine.settings.threads;
-            Box::new(Files { inputs: open_all(files)?, source, ahead, decoders })
+            Box::new(Files { inputs: open_all(files)?, damage, source, ahead, decoders })
         }
     })
 }

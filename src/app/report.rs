@@ -7,6 +7,7 @@ use crate::alert::Alert;
 use crate::parse::Skip;
 use crate::pipeline::Summary;
 use crate::rules::Rule;
+use crate::source::SourceError;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
@@ -92,7 +93,7 @@ impl Report {
     }
 
     /// The report as HTML.
-    pub fn html(&self, files: &[String], sum: &Summary) -> String {
+    pub fn html(&self, files: &[String], sum: &Summary, damaged: &[SourceError]) -> String {
         let mut h = String::new();
         h += HEAD;
         writeln!(h, "<h1>logwarden report</h1>").unwrap_or(());
@@ -103,7 +104,7 @@ impl Report {
             env!("CARGO_PKG_VERSION")
         )
         .unwrap_or(());
-        self.scan_section(&mut h, files, sum);
+        self.scan_section(&mut h, files, sum, damaged);
         self.alerts_section(&mut h, sum);
         for r in 0..self.rules.len() {
             self.rule_section(&mut h, r, sum);
@@ -113,7 +114,13 @@ impl Report {
         h
     }
 
-    fn scan_section(&self, h: &mut String, files: &[String], sum: &Summary) {
+    fn scan_section(
+        &self,
+        h: &mut String,
+        files: &[String],
+        sum: &Summary,
+        damaged: &[SourceError],
+    ) {
         h.push_str("<h2>Scan</h2>\n<table>\n");
         for f in files {
             let size = std::fs::metadata(f).map(|m| m.len().to_string()).unwrap_or_default();
@@ -122,6 +129,14 @@ impl Report {
                 "<tr><td>file</td><td class=\"wrap\">{}</td><td class=\"n\">{}</td></tr>",
                 esc(f),
                 size
+            )
+            .unwrap_or(());
+        }
+        for d in damaged {
+            writeln!(
+                h,
+                "<tr><td>not read to its end</td><td class=\"wrap\">{}</td><td></td></tr>",
+                esc(&d.to_string())
             )
             .unwrap_or(());
         }
@@ -375,7 +390,7 @@ mod tests {
         }
         assert_eq!(report.alerts_of[0].0.len(), 2);
         report.peaks(0, &[("c".into(), 5), ("a".into(), 3)]);
-        let html = report.html(&[], &Summary::default());
+        let html = report.html(&[], &Summary::default(), &[]);
         let row = |k: &str, peak: u32, alerts: &str| {
             format!("{k}</td><td class=\"n peak\">{peak}</td><td class=\"n\">{alerts}</td>")
         };

@@ -120,6 +120,12 @@ impl StreamBuf {
         }
     }
 
+    /// Drops the bytes after the last newline: a line the input's damage
+    /// cut, which no more bytes will end.
+    pub fn cut_partial_line(&mut self) {
+        self.filled = memchr::memrchr(b'\n', self.data()).map_or(0, |i| i + 1);
+    }
+
     /// Drops the first `n` bytes read.
     pub fn consume(&mut self, n: usize) {
         self.buf.copy_within(n..self.filled, 0);

@@ -10,7 +10,9 @@
 //! cannot be read goes with its server's previous line (and is counted as
 //! skipped downstream).
 
-use super::{CHUNK_BYTES, Chunk, Consumed, Data, FileTag, Input, Source, SourceError, SourceEvent};
+use super::{
+    CHUNK_BYTES, Chunk, Consumed, Damage, Data, FileTag, Input, Source, SourceError, SourceEvent,
+};
 use crate::parse::Parser;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -45,6 +47,8 @@ pub struct Merge {
     pub parser: Parser,
     /// The index of the source the lines are read as.
     pub source: usize,
+    /// Where a file that cannot be read to its end is told.
+    pub damage: Damage,
 }
 
 /// One server's series, read a line at a time.
@@ -63,13 +67,20 @@ struct Server {
 }
 
 impl Server {
-    /// Reads the next line into `line`; false at the end of the series.
-    fn advance(&mut self, parser: &Parser) -> Result<bool, SourceError> {
+    /// Reads the next line into `line`; false at the end of the series. A
+    /// file that cannot be read (further) goes to `damage`, and the series
+    /// goes on with its next file.
+    fn advance(&mut self, parser: &Parser, damage: &Damage) -> bool {
         loop {
             if self.reader.is_none() {
-                let Some((file, input)) = self.files.next() else { return Ok(false) };
-                let opened =
-                    input.open().map_err(|error| SourceError { name: input.name(), error })?;
+                let Some((file, input)) = self.files.next() else { return false };
+                let opened = match input.open() {
+                    Ok(opened) => opened,
+                    Err(error) => {
+                        damage.record(SourceError { name: input.name(), error });
+                        continue;
+                    }
+                };
                 let (read, consumed) = opened.into_reader();
                 self.done += std::mem::replace(&mut self.consumed, consumed).get();
                 let reader = Box::new(BufReader::with_capacity(1 << 16, read));
@@ -78,9 +89,14 @@ impl Server {
             }
             let (_, name, reader) = self.reader.as_mut().expect("opened above");
             self.line.clear();
-            let n = reader
-                .read_until(b'\n', &mut self.line)
-                .map_err(|error| SourceError { name: name.clone(), error })?;
+            let n = match reader.read_until(b'\n', &mut self.line) {
+                Ok(n) => n,
+                // A line the damage cut is not one.
+                Err(error) => {
+                    damage.record(SourceError { name: name.clone(), error });
+                    0
+                }
+            };
             if n == 0 {
                 self.reader = None;
                 continue;
@@ -94,7 +110,7 @@ impl Server {
             if let Ok(rec) = parser.parse(text) {
                 self.time = rec.time.epoch;
             }
-            return Ok(true);
+            return true;
         }
     }
 }
@@ -130,7 +146,7 @@ impl Source for Merge {
         });
         let mut heap = BinaryHeap::new();
         for (i, s) in servers.iter_mut().enumerate() {
-            if s.advance(&self.parser)? {
+            if s.advance(&self.parser, &self.damage) {
                 heap.push(Reverse((s.time, i)));
             }
         }
@@ -141,7 +157,7 @@ impl Source for Merge {
             let s = &mut servers[i];
             origins.lines.push((chunk.len() as u32, s.at.0, s.at.1));
             chunk.extend_from_slice(&s.line);
-            if s.advance(&self.parser)? {
+            if s.advance(&self.parser, &self.damage) {
                 heap.push(Reverse((s.time, i)));
             }
             if chunk.len() >= CHUNK_BYTES || heap.is_empty() {
@@ -184,7 +200,12 @@ mod tests {
         let b = write("b", line(2, "b") + &line(3, "b") + &line(7, "b"));
         let format = Format::from_spec("common", None).unwrap();
         let parser = Parser::new(format, Zone::Utc, 0, ClientSource::default());
-        let merge = Box::new(Merge { servers: vec![vec![a1, a2], vec![b]], parser, source: 0 });
+        let merge = Box::new(Merge {
+            servers: vec![vec![a1, a2], vec![b]],
+            parser,
+            source: 0,
+            damage: Damage::default(),
+        });
         let mut got = Vec::new();
         merge
             .run(&mut |ev| {

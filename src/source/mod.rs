@@ -294,10 +294,33 @@ pub struct SourceError {
     pub error: io::Error,
 }
 
+/// Files whose reading failed part way (a damaged compressed file, an I/O
+/// error): their lines before the failure were handed on, the rest of each
+/// was not read, and reading went on with the next file — one damaged file
+/// among months of archives would otherwise end the whole scan. Shared with
+/// whoever runs the source, to tell them at the end.
+#[derive(Debug, Clone, Default)]
+pub struct Damage(Arc<std::sync::Mutex<Vec<SourceError>>>);
+
+impl Damage {
+    /// Logs a file's failure and keeps it.
+    pub(crate) fn record(&self, e: SourceError) {
+        tracing::error!(file = %e.name, error = %e.error, "Cannot read the file to its end; its lines before this were counted, the rest is skipped. Going on with the next file.");
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(e);
+    }
+
+    /// The failures so far, in order.
+    pub fn take(&self) -> Vec<SourceError> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
 /// Files read once, in order, as one source (what `replay` reads).
 pub struct Files {
     /// The files.
     pub inputs: Vec<(Input, Opened)>,
+    /// Where a file that cannot be read to its end is told.
+    pub damage: Damage,
     /// The index of the source they are read as.
     pub source: usize,
     /// Decompressed bytes that may be held ahead (0: none; see `run`).
@@ -310,7 +333,7 @@ impl Files {
     /// The files, read as the first source, with the default read-ahead.
     pub fn new(inputs: Vec<(Input, Opened)>) -> Files {
         let decoders = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Files { inputs, source: 0, ahead: AHEAD_BYTES, decoders }
+        Files { inputs, damage: Damage::default(), source: 0, ahead: AHEAD_BYTES, decoders }
     }
 }
 
@@ -353,31 +376,35 @@ impl Source for Files {
         let spares = Spares::new(self.ahead / CHUNK_BYTES + IN_PIPELINE);
         if decoders < 2 || per_file < 2 {
             for (tag, opened) in tagged {
-                if !hand_on(&tag, opened, &spares, emit)? {
+                if !hand_on(&tag, opened, &spares, &self.damage, emit) {
                     break;
                 }
             }
             return Ok(());
         }
-        read_ahead(tagged, (decoders, per_file), &spares, emit)
+        read_ahead(tagged, (decoders, per_file), &spares, &self.damage, emit);
+        Ok(())
     }
 }
 
-/// Hands on an opened file's chunks; returns false when `emit` asked to
-/// stop (so no later file is opened).
+/// Hands on an opened file's chunks, a failure part way to `damage`;
+/// returns false when `emit` asked to stop (so no later file is opened).
 fn hand_on(
     tag: &Arc<FileTag>,
     opened: Opened,
     spares: &Spares,
+    damage: &Damage,
     emit: &mut dyn FnMut(SourceEvent) -> bool,
-) -> Result<bool, SourceError> {
+) -> bool {
     let mut go_on = true;
-    chunks(tag, opened, spares, &mut |c| {
+    let read = chunks(tag, opened, spares, &mut |c| {
         go_on = emit(SourceEvent::Lines(c));
         go_on
-    })
-    .map_err(|error| SourceError { name: tag.name.clone(), error })?;
-    Ok(go_on)
+    });
+    if let Err(error) = read {
+        damage.record(SourceError { name: tag.name.clone(), error });
+    }
+    go_on
 }
 
 /// A file to hand on: read here (a mapped file), or decoded ahead.
@@ -392,8 +419,9 @@ fn read_ahead(
     tagged: Vec<(Arc<FileTag>, Opened)>,
     (decoders, per_file): (usize, usize),
     spares: &Spares,
+    damage: &Damage,
     emit: &mut dyn FnMut(SourceEvent) -> bool,
-) -> Result<(), SourceError> {
+) {
     let (jobs_tx, jobs) = crossbeam_channel::unbounded();
     let mut slots = Vec::new();
     for (tag, opened) in tagged {
@@ -425,23 +453,28 @@ fn read_ahead(
         }
         // Returning drops the queues left, which ends their decoders.
         for (tag, slot) in slots {
-            let failed = |error| SourceError { name: tag.name.clone(), error };
             match slot {
                 Slot::Here(opened) => {
-                    if !hand_on(&tag, opened, spares, emit)? {
-                        return Ok(());
+                    if !hand_on(&tag, opened, spares, damage, emit) {
+                        return;
                     }
                 }
                 Slot::Ahead(rx) => {
                     for c in rx {
-                        if !emit(SourceEvent::Lines(c.map_err(failed)?)) {
-                            return Ok(());
+                        match c {
+                            Ok(c) => {
+                                if !emit(SourceEvent::Lines(c)) {
+                                    return;
+                                }
+                            }
+                            Err(error) => {
+                                damage.record(SourceError { name: tag.name.clone(), error })
+                            }
                         }
                     }
                 }
             }
         }
-        Ok(())
     })
 }
 
@@ -799,9 +832,17 @@ fn stream_chunks(
     let mut skipping = false;
     let mut skipped_long = 0u32;
     let mut offset = 0u64;
+    let mut damaged = None;
     loop {
         while !eof && buf.data().len() < CHUNK_BYTES {
-            eof = buf.fill(&mut r)?;
+            match buf.fill(&mut r) {
+                Ok(end) => eof = end,
+                // The whole lines before the damage go on; then it is told.
+                Err(e) => {
+                    buf.cut_partial_line();
+                    (eof, damaged) = (true, Some(e));
+                }
+            }
         }
         if skipping {
             match memchr::memchr(b'\n', buf.data()) {
@@ -838,7 +879,10 @@ fn stream_chunks(
         }
     }
     flush_skipped(tag, offset, skipping, skipped_long, emit);
-    Ok(offset + buf.data().len() as u64)
+    match damaged {
+        Some(e) => Err(e),
+        None => Ok(offset + buf.data().len() as u64),
+    }
 }
 
 #[cfg(test)]
@@ -916,7 +960,13 @@ mod tests {
             let inputs = (0..3)
                 .map(|_| (Input::Stdin, Opened::stream(io::Cursor::new(b"a\n".to_vec()))))
                 .collect();
-            let files = Box::new(Files { inputs, source: 0, ahead, decoders: 2 });
+            let files = Box::new(Files {
+                inputs,
+                damage: Damage::default(),
+                source: 0,
+                ahead,
+                decoders: 2,
+            });
             let mut seen = 0;
             files
                 .run(&mut |_| {
