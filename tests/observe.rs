@@ -473,6 +473,25 @@ fn a_trickling_client_does_not_hold_the_endpoint() {
     daemon.stop();
 }
 
+/// A request head over 8 KiB (a browser's cookies for the whole domain)
+/// gets a 431 that says why; the connection was reset, with no reply.
+#[test]
+fn a_request_head_too_long_gets_a_431() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, port) = start(dir.path(), "");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let cookie = "a".repeat(20_000);
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"), "{reply}");
+    assert!(reply.contains("over 8 KiB"), "{reply}");
+    assert_eq!(http_get(port, "/healthz", None).unwrap().0, 200);
+    daemon.stop();
+}
+
 /// Connections that send nothing, or half a request, delay no other
 /// request: with more of them open than the server keeps (the oldest are
 /// closed for new ones, and logged), health, status and metrics are still

@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 const PAGE: &str = include_str!("page.html");
 /// The longest request head read.
 const MAX_HEAD: usize = 8 * 1024;
+/// A longer head is read on to its end and discarded, up to this, so that
+/// its 431 reply is not lost to a reset (closing with unread bytes sends
+/// one); a browser's cookies for the whole domain can pass `MAX_HEAD`.
+const MAX_DISCARDED: usize = 256 * 1024;
 /// The whole head must arrive within this: a client trickling a byte at a
 /// time is closed then.
 const HEAD_DEADLINE: Duration = Duration::from_secs(3);
@@ -109,8 +113,9 @@ impl Reply {
 
 /// Where a connection is.
 enum Phase {
-    /// Its request head arriving.
-    Reading(Vec<u8>),
+    /// Its request head arriving, and the bytes of it discarded past
+    /// `MAX_HEAD`.
+    Reading(Vec<u8>, usize),
     /// `/api/status` waiting for the engine's probe, until the instant; the
     /// reply is for HEAD (no body) or not.
     Probing(Instant, bool),
@@ -195,7 +200,7 @@ impl Serving {
                 continue;
             }
             let now = Instant::now();
-            let phase = Phase::Reading(Vec::with_capacity(1024));
+            let phase = Phase::Reading(Vec::with_capacity(1024), 0);
             self.conns
                 .insert(token, Conn { stream, opened: now, deadline: now + HEAD_DEADLINE, phase });
             // A request already there arrived before the registration.
@@ -281,9 +286,14 @@ impl Conn {
 /// be closed (answered, or the client went away).
 fn progress(conn: &mut Conn, board: &Board, token: Option<&str>) -> io::Result<bool> {
     match &mut conn.phase {
-        Phase::Reading(head) => {
-            if !read_head(&mut conn.stream, head)? {
+        Phase::Reading(head, discarded) => {
+            if !read_head(&mut conn.stream, head, discarded)? {
                 return Ok(true);
+            }
+            if *discarded > 0 {
+                let text = "the request head is over 8 KiB (cookies of the whole domain?)\n";
+                conn.start_writing(Reply::text("431 Request Header Fields Too Large", text), false);
+                return progress(conn, board, token);
             }
             let head = String::from_utf8_lossy(head).into_owned();
             let head_only = head.starts_with("HEAD ");
@@ -360,14 +370,24 @@ fn status_reply(board: &Board) -> Reply {
 
 /// Reads what has arrived of the request line and headers (a body, if any,
 /// is not read): true once the head is whole.
-fn read_head(stream: &mut TcpStream, head: &mut Vec<u8>) -> io::Result<bool> {
+fn read_head(
+    stream: &mut TcpStream,
+    head: &mut Vec<u8>,
+    discarded: &mut usize,
+) -> io::Result<bool> {
     let mut buf = [0u8; 1024];
     loop {
         if head.windows(4).any(|w| w == b"\r\n\r\n") {
             return Ok(true);
         }
         if head.len() >= MAX_HEAD {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "request head too long"));
+            // Past the bound only the last bytes are kept, to find the end.
+            let keep = head.len() - 3;
+            *discarded += keep;
+            head.drain(..keep);
+            if *discarded > MAX_DISCARDED {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "request head too long"));
+            }
         }
         match stream.read(&mut buf) {
             // A client that stops sending before the blank line still gets
