@@ -415,6 +415,21 @@ impl Rule {
     /// its name, `header(slot)`, since its slot depends on the formats).
     /// Farm nodes compare it.
     pub fn matching(&self, header: &dyn Fn(u8) -> String, also_allowed: &AddrSet) -> String {
+        let allowed = self.allow.union(also_allowed);
+        digest(&format!("{} allow {allowed:?}", self.counted(header)))
+    }
+
+    /// What the rule counts, as a digest like [`Rule::matching`]'s but
+    /// without the allow-lists: a saved window holds events of what the
+    /// rule counted when it was saved, which an allowed client changes only
+    /// from then on.
+    pub fn counting(&self, header: &dyn Fn(u8) -> String) -> String {
+        digest(&self.counted(header))
+    }
+
+    /// What the rule counts, as text (farm nodes of earlier versions digest
+    /// it followed by the allow-list, so its words stay as they are).
+    fn counted(&self, header: &dyn Fn(u8) -> String) -> String {
         let field = |f: FieldSel| match f {
             FieldSel::Header(k) => header(k),
             f => format!("{f:?}"),
@@ -432,17 +447,15 @@ impl Rule {
         let mut methods: Vec<String> =
             self.methods.iter().map(|m| String::from_utf8_lossy(m).into_owned()).collect();
         methods.sort_unstable();
-        let text = format!(
-            "field {} contains {:?} regex {:?} status {status:?} methods {methods:?} normalize {} ignore_case {} key {key:?} distinct {:?} allow {:?}",
+        format!(
+            "field {} contains {:?} regex {:?} status {status:?} methods {methods:?} normalize {} ignore_case {} key {key:?} distinct {:?}",
             field(self.field),
             self.contains,
             self.regex.as_ref().map(regex::bytes::Regex::as_str),
             self.normalize,
             self.ignore_case,
             self.distinct.map(field),
-            self.allow.union(also_allowed),
-        );
-        digest(&text)
+        )
     }
 
     /// The part of the literal a candidate line must hold raw: all of it,

@@ -882,7 +882,7 @@ fn saved_offsets(dir: &Path) -> Vec<u64> {
 /// Keys in the saved state, by rule.
 fn saved_keys(dir: &Path) -> Option<usize> {
     let state = logwarden::state::load(&dir.join("state")).0?;
-    Some(state.rules.iter().map(|(_, w)| w.len()).sum())
+    Some(state.rules.iter().map(|r| r.windows.len()).sum())
 }
 
 /// An idle source's time goes on from its newest line as the seconds pass:

@@ -349,6 +349,41 @@ fn a_threshold_change_keeps_the_windows_and_a_window_change_does_not() {
     d.stop();
 }
 
+/// A rule whose name stays but whose text changes starts its windows
+/// empty: its saved hits were of what it counted before (a rule edited from
+/// `today_download` to `wp-login` alerted on one login after four
+/// downloads). A new allow-list entry keeps them.
+#[test]
+fn a_rule_that_counts_something_else_starts_its_windows_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    let cfg = dir.path().join("logwarden.toml");
+    let mut w = Writer::new();
+    let reload = |from: &str, to: &str, n: usize| {
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        std::fs::write(&cfg, text.replace(from, to)).unwrap();
+        d.signal("-HUP");
+        wait_until("the reload", || d.log_text().matches("Configuration reloaded").count() == n);
+    };
+    let two = w.hits("10.6.6.6", 2);
+    w.append_raw(&p, &two);
+    w.phase(&p, &["10.0.0.1"], 1, 1);
+    d.wait_for_marker(1);
+    reload("contains = \"today_download\"", "contains = \"/today_download\"", 1);
+    assert!(d.log_text().contains("What the rule counts changed"), "{}", d.log_text());
+    let one = w.hits("10.6.6.6", 1);
+    w.append_raw(&p, &one);
+    w.phase(&p, &["10.0.0.1"], 1, 2);
+    d.wait_for_marker(2);
+    assert_eq!(d.counts_of("10.6.6.6"), Vec::<u64>::new(), "the hits before the change counted");
+    reload("cooldown = 0\n", "cooldown = 0\nallow = [\"192.0.2.99\"]\n", 2);
+    let two = w.hits("10.6.6.6", 2);
+    w.append_raw(&p, &two);
+    wait_until("the alert on the third hit", || d.counts_of("10.6.6.6") == [3]);
+    d.stop();
+}
+
 /// A corrupt state file is moved aside with a warning that says from where
 /// reading resumes, so which lines are skipped.
 #[test]

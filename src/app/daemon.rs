@@ -23,7 +23,7 @@ use crate::pipeline::{Checkpoint, Restore, Sink, Status, Summary};
 use crate::rules::WindowSpec;
 use crate::source::{Position, Source};
 use crate::state::lock::DirLock;
-use crate::state::{self, Snapshot, State, Store};
+use crate::state::{self, RuleName, SavedRule, Snapshot, State, Store};
 use crate::window::Windows;
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -208,7 +208,9 @@ fn run_once(cfg: &Config, asked: &Asked, wake: Wake, started: impl FnOnce()) -> 
         board,
         outputs: running,
         store: Store::new(&cfg.state_dir),
-        rules: cfg.rules.iter().map(|r| (r.name.clone(), r.spec)).collect(),
+        rules: (cfg.rules.iter().zip(cfg.rule_counts()))
+            .map(|(r, counting)| (r.name.clone(), r.spec, counting))
+            .collect(),
         queued: Vec::new(),
         want_full: Arc::clone(&want_full),
         save_failing: false,
@@ -447,18 +449,24 @@ impl Beats {
 }
 
 /// Saved windows for the configured rules: a rule keeps its windows when its
-/// name and window length are unchanged (a new threshold or cooldown applies
-/// to the kept windows, except the threshold of a distinct count); otherwise
-/// its windows start empty.
-fn restore_windows(cfg: &Config, mut saved: Vec<(String, Windows)>, watermark: u32) -> Restore {
-    let windows = cfg
-        .rules
-        .iter()
-        .map(|r| {
-            let Some(i) = saved.iter().position(|(n, _)| *n == r.name) else {
+/// name, window length and what it counts are unchanged (a new threshold or
+/// cooldown applies to the kept windows, except the threshold of a distinct
+/// count); otherwise its windows start empty — a rule that looked for
+/// `today_download` and now for `wp-login` would count the old hits as
+/// logins.
+fn restore_windows(cfg: &Config, mut saved: Vec<SavedRule>, watermark: u32) -> Restore {
+    let windows = (cfg.rules.iter().zip(cfg.rule_counts()))
+        .map(|(r, counting)| {
+            let Some(i) = saved.iter().position(|s| s.name == r.name) else {
                 return Windows::new(r.spec);
             };
-            let (_, mut w) = saved.swap_remove(i);
+            let old = saved.swap_remove(i);
+            // A state saved before it kept what the rule counted: kept.
+            if !old.counting.is_empty() && old.counting != counting {
+                tracing::info!(rule = %r.name, "What the rule counts changed (its field, text, filters, key or distinct field); its windows start empty.");
+                return Windows::new(r.spec);
+            }
+            let mut w = old.windows;
             let was = *w.spec();
             if was.window != r.spec.window {
                 tracing::info!(rule = %r.name, was = was.window, now = r.spec.window, "The rule's window length changed; its windows start empty.");
@@ -485,8 +493,8 @@ struct DaemonSink {
     board: Option<Arc<Board>>,
     outputs: Running,
     store: Store,
-    /// The rules' names and specs, in order, for the base.
-    rules: Vec<(String, WindowSpec)>,
+    /// The rules' names, specs and what they count, in order, for the base.
+    rules: Vec<(String, WindowSpec, String)>,
     /// Alerts queued since the last save, with the outputs that queued them.
     queued: Vec<(Arc<Alert>, u64)>,
     /// Asks the follower for a full checkpoint (a new base).
@@ -543,8 +551,9 @@ impl Sink for DaemonSink {
         let snap =
             Snapshot { positions: &cp.positions, watermark: cp.watermark, shards: cp.windows };
         let result = if cp.full {
-            let rules: Vec<(&str, WindowSpec)> =
-                self.rules.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+            let rules: Vec<RuleName<'_>> = (self.rules.iter())
+                .map(|(name, spec, counting)| RuleName { name, spec: *spec, counting })
+                .collect();
             self.store.write_base(&snap, &self.outputs.held(), self.outputs.keys(), &rules)
         } else {
             self.store.append(&snap, &self.queued, &delivered)

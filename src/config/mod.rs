@@ -274,9 +274,7 @@ impl Config {
     /// The rules as a farm's nodes compare them: name, window and what
     /// they count (header fields by their names in the sources' formats).
     pub fn farm_rules(&self) -> Vec<FarmRule> {
-        let names = build::header_placeholders(&self.sources);
-        let header =
-            |k: u8| names.get(usize::from(k)).cloned().unwrap_or_else(|| format!("header#{k}"));
+        let header = self.header_names();
         let farm_rule = |r: &Rule| FarmRule {
             name: r.name.clone(),
             spec: r.spec,
@@ -285,6 +283,19 @@ impl Config {
             by_client: r.by_client(),
         };
         self.rules.iter().map(farm_rule).collect()
+    }
+
+    /// What each rule counts, as [`Rule::counting`] digests it: the saved
+    /// state keeps it beside the rule's windows.
+    pub fn rule_counts(&self) -> Vec<String> {
+        let header = self.header_names();
+        self.rules.iter().map(|r| r.counting(&header)).collect()
+    }
+
+    /// A header field's name by its slot in the sources' formats.
+    fn header_names(&self) -> impl Fn(u8) -> String {
+        let names = build::header_placeholders(&self.sources);
+        move |k: u8| names.get(usize::from(k)).cloned().unwrap_or_else(|| format!("header#{k}"))
     }
 
     /// A digest of how the sources `rule` reads find a line's client: each

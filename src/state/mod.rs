@@ -61,8 +61,20 @@ pub struct State {
     pub outputs: Vec<String>,
     /// Newest event time of the stream.
     pub watermark: u32,
-    /// Windows by rule name.
-    pub rules: Vec<(String, Windows)>,
+    /// Windows by rule.
+    pub rules: Vec<SavedRule>,
+}
+
+/// A rule's saved windows, with what named the rule when they were saved.
+#[derive(Debug, Clone)]
+pub struct SavedRule {
+    /// The rule's name.
+    pub name: String,
+    /// What it counted ([`crate::rules::Rule::counting`]; empty in a state
+    /// written before it was saved).
+    pub counting: String,
+    /// Its windows.
+    pub windows: Windows,
 }
 
 /// Why a state file was not used or written.
@@ -118,6 +130,9 @@ struct RuleHeader {
     /// Counts distinct values (absent in states written before they could).
     #[serde(default)]
     distinct: bool,
+    /// What the rule counted (absent in states written before it was saved).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    counting: String,
     keys: u64,
 }
 
@@ -150,6 +165,17 @@ pub struct Snapshot<'a> {
     /// Per shard, per rule: the entries (all of them for a base, the
     /// changes for a record).
     pub shards: &'a [Vec<Entries>],
+}
+
+/// A rule as a base names it: name, window and what it counts.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleName<'a> {
+    /// The rule's name.
+    pub name: &'a str,
+    /// Its window.
+    pub spec: WindowSpec,
+    /// What it counts ([`crate::rules::Rule::counting`]).
+    pub counting: &'a str,
 }
 
 /// Writes the state: bases and change records.
@@ -185,18 +211,19 @@ impl Store {
         snap: &Snapshot<'_>,
         outbox: &[(Arc<Alert>, u64)],
         outputs: &[String],
-        rules: &[(&str, WindowSpec)],
+        rules: &[RuleName<'_>],
     ) -> Result<(), StateError> {
         let generation = new_generation();
         let rule_headers = rules
             .iter()
             .enumerate()
-            .map(|(r, (name, spec))| RuleHeader {
-                name: name.to_string(),
-                threshold: spec.threshold,
-                window: spec.window,
-                cooldown: spec.cooldown,
-                distinct: spec.distinct,
+            .map(|(r, rule)| RuleHeader {
+                name: rule.name.to_string(),
+                threshold: rule.spec.threshold,
+                window: rule.spec.window,
+                cooldown: rule.spec.cooldown,
+                distinct: rule.spec.distinct,
+                counting: rule.counting.to_string(),
                 keys: snap.shards.iter().map(|s| s.get(r).map_or(0, |e| e.count)).sum(),
             })
             .collect();
@@ -322,7 +349,7 @@ pub fn decode(bytes: &[u8]) -> Result<(State, u64), StateError> {
         } else {
             codec::apply(&mut r, h.keys, &mut w)?;
         }
-        rules.push((h.name.clone(), w));
+        rules.push(SavedRule { name: h.name.clone(), counting: h.counting.clone(), windows: w });
     }
     if !r.0.is_empty() {
         return Err(corrupt("trailing bytes"));
@@ -353,7 +380,7 @@ pub fn apply_log(state: &mut State, generation: u64, bytes: &[u8]) -> usize {
     while let Ok(payload) = next_record(&mut r) {
         let mut p = Reader(payload);
         let Ok(header) = get_json::<RecordHeader<Alert>>(&mut p) else { break };
-        let windows = state.rules.iter_mut().map(|(_, w)| w);
+        let windows = state.rules.iter_mut().map(|r| &mut r.windows);
         let entries_ok =
             windows.zip(&header.entries).try_for_each(|(w, &count)| codec::apply(&mut p, count, w));
         if entries_ok.is_err() {
@@ -503,7 +530,14 @@ mod tests {
         let all: Vec<Vec<Entries>> = windows.iter().map(|w| vec![Entries::all(w)]).collect();
         let snap = Snapshot { positions: &[position(400)], watermark: 125, shards: &all };
         let mut store = Store::new(dir);
-        store.write_base(&snap, &[(alert("a1"), 0b11)], &[], &[("r", SPEC)]).unwrap();
+        store
+            .write_base(
+                &snap,
+                &[(alert("a1"), 0b11)],
+                &[],
+                &[RuleName { name: "r", spec: SPEC, counting: "" }],
+            )
+            .unwrap();
         store
     }
 
@@ -528,7 +562,7 @@ mod tests {
         assert!(warning.is_none());
         let s = state.unwrap();
         assert_eq!((s.positions[0].offset, s.watermark), (900, 200));
-        let w = &s.rules[0].1;
+        let w = &s.rules[0].windows;
         assert_eq!(w.get(Key(1)).unwrap().count(), 5);
         assert!(w.get(Key(2)).is_some() && w.get(Key(3)).is_some());
         let outbox: Vec<(&str, u64)> =
@@ -553,7 +587,7 @@ mod tests {
         std::fs::write(&log, &full[..full.len() - 5]).unwrap();
         let s = load(dir.path()).0.unwrap();
         assert_eq!(s.positions[0].offset, 500);
-        assert!(s.rules[0].1.get(Key(9)).is_some());
+        assert!(s.rules[0].windows.get(Key(9)).is_some());
         // A log following another base changes nothing.
         let (base, generation) =
             decode(&std::fs::read(dir.path().join(FILE_NAME)).unwrap()).unwrap();
@@ -582,7 +616,7 @@ mod tests {
         bytes.extend_from_slice(&crc.to_le_bytes());
         let (s, generation) = decode(&bytes).unwrap();
         assert_eq!((s.positions[0].offset, s.watermark, generation), (400, 125, 0));
-        assert_eq!(s.rules[0].1.get(Key(7)).unwrap().count(), 3);
+        assert_eq!(s.rules[0].windows.get(Key(7)).unwrap().count(), 3);
     }
 
     #[test]
