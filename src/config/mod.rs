@@ -279,6 +279,7 @@ impl Config {
             name: r.name.clone(),
             spec: r.spec,
             matches: r.matching(&header, &self.allow),
+            counting: r.counting(&header),
             clients: self.finding_clients(r),
             by_client: r.by_client(),
         };

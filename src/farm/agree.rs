@@ -271,7 +271,8 @@ mod tests {
     fn rule(name: &str, threshold: u32) -> FarmRule {
         let spec = WindowSpec { threshold, window: 600, cooldown: 600, distinct: false };
         let (matches, clients) = ("m".to_string(), "c".to_string());
-        FarmRule { name: name.to_string(), spec, matches, clients, by_client: true }
+        let counting = String::new();
+        FarmRule { name: name.to_string(), spec, matches, counting, clients, by_client: true }
     }
 
     #[test]

@@ -153,6 +153,8 @@ impl Conn {
 pub struct Link {
     settings: FarmSettings,
     rules: Vec<FarmRule>,
+    /// How each rule's windows end their names ([`window_name`]).
+    names: Vec<String>,
     /// The rules as the script's arguments.
     specs: (Vec<u8>, String),
     ipv6_prefix: u8,
@@ -179,9 +181,11 @@ impl Link {
     pub fn new(settings: FarmSettings, rules: Vec<FarmRule>, ipv6_prefix: u8) -> Link {
         let script = redis::Script::new(WINDOW_LUA);
         let specs = specs_args(&rules);
+        let names = rules.iter().map(window_name).collect();
         Link {
             settings,
             rules,
+            names,
             specs,
             ipv6_prefix,
             script,
@@ -303,7 +307,11 @@ impl Link {
                         true => w.key.render(self.ipv6_prefix),
                         false => w.key.render_hash(),
                     };
-                    cmd.arg(format!("{}:{{{key}}}:{}", self.settings.prefix, rule.name));
+                    cmd.arg(format!(
+                        "{}:{{{key}}}:{}",
+                        self.settings.prefix,
+                        self.names[usize::from(w.rule)]
+                    ));
                 }
                 cmd.arg(&origin[..]).arg(&self.specs.0).arg(&self.specs.1);
                 for w in part {
@@ -495,6 +503,15 @@ fn origin_id(node: &str, file: &str) -> [u8; 8] {
 /// the windows' times to live in ms, as
 /// text (Redis reads a number given to SET from text: passed as a Lua
 /// number it would be formatted first, for every window).
+/// How a rule's windows end their names in Redis: its name, and the first
+/// digits of what it counts.
+fn window_name(rule: &FarmRule) -> String {
+    match rule.counting.get(..8) {
+        Some(digits) => format!("{}:{digits}", rule.name),
+        None => rule.name.clone(),
+    }
+}
+
 fn specs_args(rules: &[FarmRule]) -> (Vec<u8>, String) {
     let mut specs = Vec::with_capacity(16 * rules.len());
     let mut ttls = Vec::with_capacity(rules.len());

@@ -21,6 +21,11 @@ pub struct FarmRule {
     pub spec: WindowSpec,
     /// What it counts, digested (empty: not compared).
     pub matches: String,
+    /// What it counts without its allow-list, digested
+    /// ([`crate::rules::Rule::counting`]): its first 8 digits end the names
+    /// of its windows in Redis, so a rule that counts something else under
+    /// the same name starts new windows, as on one node (empty: none).
+    pub counting: String,
     /// How the sources it reads find a line's client, digested (empty: not
     /// compared).
     pub clients: String,
