@@ -1298,7 +1298,7 @@ fn nodes_whose_clocks_differ_say_so() {
     let port = free_port();
     let served = format!("{RULE}[http]\nlisten = \"127.0.0.1:{port}\"\n");
     let mut farm = Farm::start_rules(&redis.url(), &[RULE, served.leak()]);
-    let faked = [("LD_PRELOAD", faketime_library()), ("FAKETIME", "+5s")];
+    let faked = [("LD_PRELOAD", crate::util::faketime_library()), ("FAKETIME", "+5s")];
     farm.kill9_and_restart(1, &faked);
     farm.hits(0, "203.0.113.1", 1);
     // `check` runs on the real clock: it finds web1's rules, and no clock apart.
@@ -1321,17 +1321,6 @@ fn nodes_whose_clocks_differ_say_so() {
     assert!(metrics.contains("logwarden_farm_rule_differences 1\n"), "{metrics}");
     // web1 registered first, before web2 had a clock to compare.
     assert!(!farm.log(0).contains("clock is"), "{}", farm.log(0));
-}
-
-/// libfaketime's library, which shifts the clock of a process it is
-/// preloaded in by `FAKETIME` (Debian's `faketime` package).
-fn faketime_library() -> &'static str {
-    let found = std::fs::read_dir("/usr/lib").into_iter().flatten().flatten().find_map(|d| {
-        let lib = d.path().join("faketime/libfaketime.so.1");
-        lib.exists().then_some(lib)
-    });
-    let lib = found.expect("libfaketime is missing: apt-get install faketime (scripts/test does)");
-    lib.to_string_lossy().into_owned().leak()
 }
 
 /// A full Redis (its maxmemory reached, `noeviction`) refuses the script:

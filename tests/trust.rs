@@ -384,6 +384,55 @@ fn a_rule_that_counts_something_else_starts_its_windows_empty() {
     d.stop();
 }
 
+/// An error log (times without an offset) followed through the hour a DST
+/// change repeats (Europe/Berlin, 2025-10-26, the clock faked to it): three
+/// failed logins at 02:59:5x the first time and two at 02:00:0x the second,
+/// seconds apart, alert at the fifth. Read with the earlier offset always,
+/// the second pass went an hour back and its hits were late.
+#[test]
+#[ignore = "needs libfaketime; run by scripts/test"]
+fn a_repeated_hour_is_read_as_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("error.log");
+    std::fs::write(&p, b"").unwrap();
+    let d = dir.path().display();
+    let config = format!(
+        "[source]\npath = \"{d}/error.log\"\nformat = \"apache_error\"\ntimezone = \"Europe/Berlin\"\n\
+         poll_interval = \"100ms\"\n\
+         [[rule]]\nname = \"auth\"\nfield = \"line\"\ncontains = \"AH01618\"\nthreshold = 5\nwindow = \"10m\"\n\
+         [[output]]\ntype = \"jsonl\"\npath = \"{d}/alerts.jsonl\"\n[state]\ndir = \"{d}/state\"\n"
+    );
+    // 00:59:56 UTC is 02:59:56 at +02:00; 01:00:00 UTC is 02:00:00 again, at +01:00.
+    let faked = [
+        ("LD_PRELOAD", crate::util::faketime_library()),
+        ("FAKETIME", "@2025-10-26 00:59:56"),
+        ("TZ", "UTC"),
+    ];
+    let started = std::time::Instant::now();
+    let daemon = Daemon::start_config(dir.path(), &config, &faked);
+    wait_until("following", || daemon.log_text().contains("Following log file"));
+    let fail = |hms: &str| {
+        format!(
+            "[Sun Oct 26 {hms}.000000 2025] [auth_basic:error] [pid 1] [client 203.0.113.9:2000] AH01618: user bob not found: /secret\n"
+        )
+    };
+    let append = |text: String| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+    };
+    append(["02:59:56", "02:59:57", "02:59:57"].map(fail).concat());
+    // Past 01:00:01 UTC on the faked clock (the daemon started at 00:59:56).
+    std::thread::sleep(std::time::Duration::from_secs(6).saturating_sub(started.elapsed()));
+    append(["02:00:01", "02:00:01"].map(fail).concat());
+    wait_until("the alert on the fifth", || !daemon.alerts().is_empty());
+    let a = &daemon.alerts()[0];
+    assert_eq!(
+        (a["count"].as_u64(), a["time"].as_str()),
+        (Some(5), Some("2025-10-26T02:00:01+01:00"))
+    );
+    daemon.stop();
+}
+
 /// A corrupt state file is moved aside with a warning that says from where
 /// reading resumes, so which lines are skipped.
 #[test]

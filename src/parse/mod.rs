@@ -290,6 +290,11 @@ impl Parser {
         }
     }
 
+    /// A time written without an offset, in the zone, as read now.
+    fn resolve(&self, c: &time::Civil) -> Result<LineTime, Skip> {
+        self.zone.resolve_at(c, self.today.get().0).ok_or(Skip::BadTime)
+    }
+
     /// Understands one line (without its newline), reading every field.
     pub fn parse<'a>(&self, line: &'a [u8]) -> Result<Record<'a>, Skip> {
         self.parse_needed(line, Needs::ALL)
@@ -401,7 +406,7 @@ impl Parser {
         Ok(Record {
             kind,
             client: e.client,
-            time: self.zone.resolve(&e.time).ok_or(Skip::BadTime)?,
+            time: self.resolve(&e.time)?,
             request: e.request,
             status: None,
             referer: None,
@@ -468,10 +473,7 @@ impl Parser {
         let body = &rest[open + 1..close];
         let time = match time::parse_clf(body) {
             Some(t) => t,
-            None => self
-                .zone
-                .resolve(&time::parse_clf_wall(body).ok_or(Skip::BadTime)?)
-                .ok_or(Skip::BadTime)?,
+            None => self.resolve(&time::parse_clf_wall(body).ok_or(Skip::BadTime)?)?,
         };
         let mut fields = Quoted(&rest[close + 1..]);
         let request = fields.next_quoted();

@@ -88,26 +88,41 @@ impl Zone {
     }
 
     /// Resolves a wall time; a time repeated or skipped by a DST change takes
-    /// the earlier offset, as jiff's "compatible" strategy (and Apache) do.
+    /// the earlier offset, as jiff's "compatible" strategy does.
     pub fn resolve(&self, c: &Civil) -> Option<LineTime> {
-        match self {
-            Zone::Utc => Some(c.with_offset(0)),
-            Zone::Tz(tz) => {
-                let dt = jiff::civil::DateTime::new(
-                    i16::try_from(c.year).ok()?,
-                    c.month as i8,
-                    c.day as i8,
-                    c.hour as i8,
-                    c.minute as i8,
-                    c.second as i8,
-                    0,
-                )
-                .ok()?;
-                let ts = tz.to_ambiguous_timestamp(dt).compatible().ok()?;
-                let offset = tz.to_offset(ts).seconds();
-                Some(LineTime { epoch: ts.as_second(), offset })
+        self.resolve_at(c, i64::MIN)
+    }
+
+    /// Resolves a wall time read at `now` (Unix seconds). In the hour a DST
+    /// change repeats, a time takes the later offset when that puts it at
+    /// most that hour before `now` (and not over a minute after): a line
+    /// read as it is written in the repeated hour. Otherwise, the earlier
+    /// offset: taken always, the repeated hour's lines went an hour back, so
+    /// a client's hits across the change were late or counted with hits an
+    /// hour older. A replay long after reads the repeated hour as the first.
+    pub fn resolve_at(&self, c: &Civil, now: i64) -> Option<LineTime> {
+        use jiff::tz::AmbiguousOffset;
+        let Zone::Tz(tz) = self else { return Some(c.with_offset(0)) };
+        let dt = jiff::civil::DateTime::new(
+            i16::try_from(c.year).ok()?,
+            c.month as i8,
+            c.day as i8,
+            c.hour as i8,
+            c.minute as i8,
+            c.second as i8,
+            0,
+        )
+        .ok()?;
+        let ambiguous = tz.to_ambiguous_timestamp(dt);
+        if let AmbiguousOffset::Fold { before, after } = ambiguous.offset() {
+            let (first, second) = (c.with_offset(before.seconds()), c.with_offset(after.seconds()));
+            let repeat = second.epoch - first.epoch;
+            if (second.epoch - 60..second.epoch + repeat).contains(&now) {
+                return Some(second);
             }
         }
+        let ts = ambiguous.compatible().ok()?;
+        Some(LineTime { epoch: ts.as_second(), offset: tz.to_offset(ts).seconds() })
     }
 
     /// The date (year, month, day) that the instant `epoch` has in this zone.
@@ -391,6 +406,34 @@ mod tests {
             assert_eq!(t.offset, 7200);
             assert_eq!(t.epoch, c.epoch_as_utc() - 7200);
         }
+    }
+
+    /// The hour Europe/Berlin repeats on 2025-10-26 (02:00–03:00, first
+    /// at +02:00, then at +01:00): read as it is written, each pass at its
+    /// own instant; read long after, or outside the repeat, as before.
+    #[test]
+    fn a_repeated_hour_is_read_by_when_it_is_read() {
+        let Some(z) = Zone::named("Europe/Berlin") else { return };
+        let c = Civil::new(2025, 10, 26, 2, 30, 0).unwrap();
+        let (first, second) = (c.epoch_as_utc() - 7200, c.epoch_as_utc() - 3600);
+        for (now, want) in [
+            (first, first),
+            (first + 5, first),
+            (second, second),
+            (second + 30, second),
+            (second - 30, second),
+            (second + 3599, second),
+            (second + 3600, first),
+            (second + 86_400, first),
+            (i64::MIN, first),
+        ] {
+            assert_eq!(z.resolve_at(&c, now).unwrap().epoch, want, "read at {now}");
+        }
+        let t = z.resolve_at(&c, second).unwrap();
+        assert_eq!(t.offset, 3600);
+        // Outside the repeat, `now` changes nothing.
+        let plain = Civil::new(2025, 10, 26, 4, 0, 0).unwrap();
+        assert_eq!(z.resolve_at(&plain, second).unwrap().epoch, plain.epoch_as_utc() - 3600);
     }
 
     const MONTHS: [&str; 12] =

@@ -225,3 +225,14 @@ impl logwarden::pipeline::Sink for Kept {
         self.0.push(alert);
     }
 }
+
+/// libfaketime's library, which shifts the clock of a process it is
+/// preloaded in by `FAKETIME` (Debian's `faketime` package).
+pub fn faketime_library() -> &'static str {
+    let found = std::fs::read_dir("/usr/lib").into_iter().flatten().flatten().find_map(|d| {
+        let lib = d.path().join("faketime/libfaketime.so.1");
+        lib.exists().then_some(lib)
+    });
+    let lib = found.expect("libfaketime is missing: apt-get install faketime (scripts/test does)");
+    lib.to_string_lossy().into_owned().leak()
+}
