@@ -291,3 +291,64 @@ fn a_closed_terminal_ends_a_command_normally() {
         assert_eq!(status.code(), Some(code), "{args:?}: {status}");
     }
 }
+
+/// Times written with `%{…}t` (Apache formats them with strftime): ISO
+/// 8601, Apache's own milliseconds example, and a wall time in the
+/// source's zone give the same alerts, at the same instants, as `%t`
+/// lines; a pattern that cannot give a whole time back is refused at
+/// `check`. Before, such a format was refused: "has no %t".
+#[test]
+fn a_time_written_with_strftime_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2025-10-10T11:55:00Z + i seconds, hits of one client.
+    let stamp = |i: u32, pattern: &str| {
+        let t = jiff::Timestamp::from_second(1_760_097_300 + i64::from(i)).unwrap();
+        t.to_zoned_datetime(jiff::tz::TimeZone::get("Europe/Berlin").unwrap())
+            .strftime(pattern)
+            .to_string()
+    };
+    let formats = [
+        ("%h %l %u %t \"%r\" %>s %b", "%d/%b/%Y:%H:%M:%S %z", "[", "]"),
+        ("%h %l %u [%{%Y-%m-%dT%H:%M:%S%z}t] \"%r\" %>s %b", "%Y-%m-%dT%H:%M:%S%z", "[", "]"),
+        (
+            "%h %l %u [%{%d/%b/%Y %T}t.%{msec_frac}t %{%z}t] \"%r\" %>s %b",
+            "%d/%b/%Y %T.123 %z",
+            "[",
+            "]",
+        ),
+        ("%h %l %u %{%Y-%m-%d %H:%M:%S}t \"%r\" %>s %b", "%Y-%m-%d %H:%M:%S", "", ""),
+    ];
+    let mut seen = Vec::new();
+    for (k, (format, pattern, open, close)) in formats.iter().enumerate() {
+        let log: String = (0..12)
+            .map(|i| {
+                let t = stamp(i * 7, pattern);
+                format!("203.0.113.5 - - {open}{t}{close} \"GET /today_download HTTP/1.1\" 200 5\n")
+            })
+            .collect();
+        let f = write(dir.path(), &format!("{k}.log"), log.as_bytes());
+        let toml = format!(
+            "[source]\nformat = '{format}'\ntimezone = \"Europe/Berlin\"\n[[rule]]\nthreshold = 10\n"
+        );
+        let cfg = write(dir.path(), &format!("{k}.toml"), toml.as_bytes());
+        let alerts = crate::util::replay_alerts(&cfg, &f);
+        let got: Vec<(String, u64, u64)> = alerts
+            .iter()
+            .map(|a| {
+                (
+                    a["time"].as_str().unwrap().to_string(),
+                    a["line"].as_u64().unwrap(),
+                    a["count"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        seen.push(got);
+    }
+    assert_eq!(seen[0], [("2025-10-10T13:56:03+02:00".to_string(), 10, 10)]);
+    assert!(seen.iter().all(|s| *s == seen[0]), "{seen:?}");
+    let bad = write(dir.path(), "bad.toml", b"[source]\nformat = '%h [%{%Y-%m-%d}t] \"%r\"'\n");
+    let out = run(&["-c", &bad, "check"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("it needs a whole date and time"), "{err}");
+}

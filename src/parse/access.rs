@@ -112,12 +112,26 @@ struct Token {
     quoted: bool,
     /// First byte of the next literal: where an unquoted value ends.
     stop: Option<u8>,
+    /// For a time written with a pattern that may hold `stop`: the pattern,
+    /// which finds where the value ends by reading it.
+    read_to_end: Option<String>,
+}
+
+/// How a format writes the time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stamp {
+    /// `%t`: `[10/Oct/2000:13:55:36 -0700]`.
+    Clf,
+    /// `%{…}t` directives, as one `strptime` pattern ([`super::stamp`]).
+    Pattern(String),
 }
 
 /// A compiled `LogFormat`.
 #[derive(Debug, Clone)]
 pub struct LogFormat {
     tokens: Vec<Token>,
+    /// How its time is written.
+    stamp: Stamp,
     /// The other headers it logs, in order, each with its slot
     /// ([`Field::header`]) or `None` past the [`MAX_HEADERS`] slots.
     headers: Vec<(String, Option<u8>)>,
@@ -150,8 +164,9 @@ impl LogFormat {
         slots: &mut Vec<String>,
     ) -> Result<LogFormat, String> {
         let b = spec.as_bytes();
-        let mut tokens = Vec::new();
+        let mut tokens: Vec<Token> = Vec::new();
         let mut headers: Vec<(String, Option<u8>)> = Vec::new();
+        let mut stamp: Option<Stamp> = None;
         let mut lit = Vec::new();
         let mut i = 0;
         while i < b.len() {
@@ -169,7 +184,33 @@ impl LogFormat {
                     i += 2;
                 }
                 b'%' => {
-                    let (field, next) = directive(b, i + 1, client_header, slots)?;
+                    let (mut field, next, name) = directive(b, i + 1, client_header, slots)?;
+                    if field == Field::Time {
+                        let piece = match name.is_empty() {
+                            true => None,
+                            false => Some(super::stamp::piece(&String::from_utf8_lossy(name))?),
+                        };
+                        let follows = tokens.last().is_some_and(|t| t.field == Field::Time);
+                        match (&mut stamp, piece) {
+                            (None, None) => stamp = Some(Stamp::Clf),
+                            (None, Some(p)) => stamp = Some(Stamp::Pattern(p)),
+                            // Met with the time before: one value, one pattern.
+                            (Some(Stamp::Pattern(p)), Some(piece)) if follows => {
+                                *p += &super::stamp::literal(&lit);
+                                *p += &piece;
+                                lit.clear();
+                                i = next;
+                                continue;
+                            }
+                            (Some(_), _) if follows => {
+                                return Err(format!(
+                                    "%t and %{{…}}t meet in {spec:?}: write the time as one %t, or as %{{…}}t only"
+                                ));
+                            }
+                            // A second time elsewhere in the line: read and ignored.
+                            (Some(_), _) => field = Field::Other,
+                        }
+                    }
                     if let Some(name) = header_name(b, i + 1).filter(|_| field.is_header_slot()) {
                         let slot = slots.iter().position(|h| h.eq_ignore_ascii_case(&name));
                         let slot = slot.filter(|k| *k < MAX_HEADERS).map(|k| k as u8);
@@ -188,6 +229,7 @@ impl LogFormat {
                         field,
                         quoted,
                         stop: None,
+                        read_to_end: None,
                     });
                     i = next;
                 }
@@ -198,9 +240,9 @@ impl LogFormat {
             }
         }
         let has = |f: Field| tokens.iter().any(|t| t.field == f);
-        if !has(Field::Time) {
+        let Some(stamp) = stamp else {
             return Err(format!("the format {spec:?} has no %t, so lines carry no time"));
-        }
+        };
         if !(has(Field::Host) || has(Field::Addr) || has(Field::ClientHeader)) {
             let hint = client_header.map_or(String::new(), |h| format!(" or %{{{h}}}i"));
             return Err(format!("the format {spec:?} has no client: add %h or %a{hint}"));
@@ -209,7 +251,20 @@ impl LogFormat {
             let next = tokens.get(k + 1).map_or(&lit, |t| &t.literal);
             tokens[k].stop = next.first().copied();
         }
-        Ok(LogFormat { tokens, headers })
+        if let Stamp::Pattern(p) = &stamp {
+            let t = tokens.iter_mut().find(|t| t.field == Field::Time).expect("a time, above");
+            let holds_stop =
+                super::stamp::check(p, t.stop).map_err(|e| format!("{e} (in {spec:?})"))?;
+            if holds_stop && !t.quoted {
+                t.read_to_end = Some(p.clone());
+            }
+        }
+        Ok(LogFormat { tokens, stamp, headers })
+    }
+
+    /// How the format writes the time.
+    pub fn stamp(&self) -> &Stamp {
+        &self.stamp
     }
 
     /// Whether the format logs field `f`.
@@ -275,12 +330,12 @@ fn header_name(b: &[u8], mut i: usize) -> Option<String> {
 
 /// Another header gets its slot in `headers`, shared by the formats, or
 /// the next free one (beyond [`MAX_HEADERS`] it is read and ignored).
-fn directive(
-    b: &[u8],
+fn directive<'b>(
+    b: &'b [u8],
     mut i: usize,
     client_header: Option<&str>,
     headers: &mut Vec<String>,
-) -> Result<(Field, usize), String> {
+) -> Result<(Field, usize, &'b [u8]), String> {
     let mut name: &[u8] = b"";
     while matches!(b.get(i), Some(b'<' | b'>' | b'!' | b',' | b'0'..=b'9')) {
         i += 1;
@@ -315,20 +370,20 @@ fn directive(
     let field = match c {
         b'h' => Field::Host,
         b'a' if name.is_empty() => Field::Addr,
-        b't' if name.is_empty() => Field::Time,
+        b't' => Field::Time,
         b'r' => Field::Request,
         b's' => Field::Status,
         b'v' | b'V' => Field::VHost,
         b'u' => Field::User,
         b'i' => header(name),
         b'a' | b'A' | b'b' | b'B' | b'C' | b'D' | b'e' | b'f' | b'H' | b'I' | b'k' | b'l'
-        | b'L' | b'm' | b'n' | b'o' | b'O' | b'p' | b'P' | b'q' | b'R' | b'S' | b'T' | b't'
-        | b'U' | b'X' => Field::Other,
+        | b'L' | b'm' | b'n' | b'o' | b'O' | b'p' | b'P' | b'q' | b'R' | b'S' | b'T' | b'U'
+        | b'X' => Field::Other,
         other => {
             return Err(format!("unknown directive %{} in the format", char::from(other)));
         }
     };
-    Ok((field, i + 1))
+    Ok((field, i + 1, name))
 }
 
 /// `s.starts_with(lit)` for the one- to three-byte separators of log
@@ -341,6 +396,9 @@ fn starts_with(s: &[u8], lit: &[u8]) -> bool {
 
 /// Length of the field value at the start of `s`.
 fn field_len(s: &[u8], tok: &Token) -> Option<usize> {
+    if let Some(pattern) = &tok.read_to_end {
+        return super::stamp::len(pattern, s);
+    }
     if tok.field == Field::Time && s.first() == Some(&b'[') {
         // `[10/Oct/2000:13:55:36 -0700]` is 28 bytes; check there first.
         if s.get(27) == Some(&b']') {

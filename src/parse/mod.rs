@@ -7,6 +7,7 @@ pub mod access;
 pub mod client;
 pub mod errorlog;
 pub mod normalize;
+pub mod stamp;
 pub mod time;
 
 pub use access::{Field, LogFormat, MAX_HEADERS, Needs};
@@ -331,7 +332,7 @@ impl Parser {
             _ => peer.and_then(parse_ip),
         };
         let client = client.ok_or(if peer.is_some() { Skip::BadClient } else { Skip::NoClient })?;
-        let time = self.time_of(v.get(Field::Time).ok_or(Skip::BadTime)?)?;
+        let time = self.time_of(f, v.get(Field::Time).ok_or(Skip::BadTime)?)?;
         let kind = match (kind, v.get(Field::UserAgent)) {
             (Kind::Combined, None) if needs == Needs::ALL => Kind::Common,
             (k, _) => k,
@@ -351,15 +352,21 @@ impl Parser {
         })
     }
 
-    /// Decodes a `%t` field, reusing the last result when the field repeats
-    /// (busy logs write many lines per second).
-    fn time_of(&self, field: &[u8]) -> Result<LineTime, Skip> {
+    /// Decodes the time field of format `f`, reusing the last result when
+    /// the field repeats (busy logs write many lines per second).
+    fn time_of(&self, f: &LogFormat, field: &[u8]) -> Result<LineTime, Skip> {
         if let Some((bytes, t)) = self.last_time.get()
             && bytes.as_slice() == field
         {
             return Ok(t);
         }
-        let t = access::time_field(field).ok_or(Skip::BadTime)?;
+        let t = match f.stamp() {
+            access::Stamp::Clf => access::time_field(field).ok_or(Skip::BadTime)?,
+            access::Stamp::Pattern(p) => match stamp::read(p, field).ok_or(Skip::BadTime)? {
+                stamp::Read::At(t) => t,
+                stamp::Read::Wall(c) => self.resolve(&c)?,
+            },
+        };
         if let Ok(bytes) = <[u8; 28]>::try_from(field) {
             self.last_time.set(Some((bytes, t)));
         }
