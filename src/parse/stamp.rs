@@ -44,14 +44,7 @@ pub fn check(pattern: &str, stop: Option<u8>) -> Result<bool, String> {
         let back = read(pattern, text.as_bytes()).ok_or_else(|| {
             format!("the time format {pattern:?} cannot be read back (it wrote {text:?}): it needs a whole date and time, or %s; %Z, %c, %x, %X and %r are not read")
         })?;
-        let wall = Civil::new(
-            i64::from(zoned.year()),
-            zoned.month() as u8,
-            zoned.day() as u8,
-            zoned.hour() as u8,
-            zoned.minute() as u8,
-            zoned.second() as u8,
-        );
+        let wall = civil(zoned.datetime());
         let same = match back {
             Read::At(t) => t.epoch == epoch,
             Read::Wall(c) => Some(c) == wall,
@@ -84,19 +77,18 @@ pub fn read(pattern: &str, value: &[u8]) -> Option<Read> {
     {
         return Some(Read::At(LineTime { epoch: ts.as_second(), offset: 0 }));
     }
-    let dt = tm.to_datetime().ok()?;
-    let wall = Civil::new(
-        i64::from(dt.year()),
-        dt.month() as u8,
-        dt.day() as u8,
-        dt.hour() as u8,
-        dt.minute() as u8,
-        dt.second() as u8,
-    )?;
+    let wall = civil(tm.to_datetime().ok()?)?;
     Some(match tm.offset() {
         Some(o) => Read::At(wall.with_offset(o.seconds())),
         None => Read::Wall(wall),
     })
+}
+
+/// jiff's civil time as ours (`None` out of our range).
+fn civil(dt: jiff::civil::DateTime) -> Option<Civil> {
+    let [month, day, hour, minute, second] =
+        [dt.month(), dt.day(), dt.hour(), dt.minute(), dt.second()].map(|v| v as u8);
+    Civil::new(i64::from(dt.year()), month, day, hour, minute, second)
 }
 
 /// How long the time written at the start of `s` is, read with `pattern`.
