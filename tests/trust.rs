@@ -780,6 +780,41 @@ fn exec_actions_never_block_and_leave_nothing_behind() {
     d.stop();
 }
 
+/// Actions that end but leave a program holding their standard error (a
+/// ban script's `(sleep …; unban) &`) cost the daemon no thread each: 40
+/// such alerts leave it with as many threads as one. A thread per run read
+/// each pipe until the sleeper ended.
+#[test]
+fn actions_that_leave_a_program_behind_cost_no_thread_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let p = dir.path().join("access.log");
+    let script = format!("sleep 300 & echo $! >> {d}/sleepers");
+    let extra = format!(
+        "[[output]]\ntype = \"exec\"\ncommand = [\"sh\", \"-c\", '{script}']\nmax_concurrent = 40\n"
+    );
+    let config = Daemon::config(dir.path(), p.to_str().unwrap(), &extra)
+        .replace("threshold = 3", "threshold = 1");
+    let daemon = Daemon::start_config(dir.path(), &config, &[]);
+    let mut w = Writer::new();
+    let sleepers = || std::fs::read_to_string(dir.path().join("sleepers")).unwrap_or_default();
+    let one = w.hits("10.9.0.1", 1);
+    w.append_raw(&p, &one);
+    wait_until("the first sleeper", || sleepers().lines().count() == 1);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let after_one = daemon.threads();
+    let many: Vec<u8> = (2..=40).flat_map(|k| w.hits(&format!("10.9.0.{k}"), 1)).collect();
+    w.append_raw(&p, &many);
+    wait_until("40 sleepers", || sleepers().lines().count() == 40);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let after_many = daemon.threads();
+    for pid in sleepers().lines() {
+        Command::new("kill").arg(pid).status().unwrap();
+    }
+    daemon.stop();
+    assert!(after_many <= after_one + 2, "{after_one} threads after one, {after_many} after 40");
+}
+
 /// `replay` of a live log truncated under it (copytruncate) reports the
 /// shrink and ends cleanly with its summary; it never dies of SIGBUS.
 #[test]

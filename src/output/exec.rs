@@ -9,25 +9,20 @@
 //! stops; at a reload, runs going on are watched to their end (or timeout)
 //! by a thread of their own. Exit status and standard error of every run
 //! that did not succeed are logged. Writing standard input and reading
-//! standard error never block the output's thread.
+//! standard error (one thread for all runs: [`super::stderr`]) never block
+//! the output's thread.
 
 use super::Deliver;
+use super::stderr::Stderr;
 use crate::alert::Alert;
-use crate::template::sanitize;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often running programs are checked.
 const CHECK_EVERY: Duration = Duration::from_millis(20);
-/// Standard error kept for the log, per run.
-const STDERR_KEPT: usize = 4096;
-/// How long a failed run's standard error is waited for: its pipe ends with
-/// the program, unless something it started still holds it.
-const STDERR_WAIT: Duration = Duration::from_millis(500);
-
 /// Settings of an exec output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecSettings {
@@ -44,42 +39,16 @@ struct Run {
     child: Child,
     started: Instant,
     id: String,
-    /// What it wrote to standard error (the first bytes), read by a thread
-    /// while it runs, so a chatty program never blocks on a full pipe.
+    /// What it wrote to standard error (the first bytes), read while it
+    /// runs, so a chatty program never blocks on a full pipe.
     stderr: Arc<Stderr>,
 }
 
-/// A run's standard error as its reader thread takes it.
-#[derive(Default)]
-struct Stderr {
-    /// The first bytes, and whether the pipe has ended.
-    kept: Mutex<(Vec<u8>, bool)>,
-    ended: Condvar,
-}
-
-impl Stderr {
-    /// Reads `pipe` to its end, keeping the first [`STDERR_KEPT`] bytes.
-    fn read(&self, mut pipe: impl Read) {
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = pipe.read(&mut buf) {
-            let mut k = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-            let room = STDERR_KEPT.saturating_sub(k.0.len());
-            k.0.extend_from_slice(&buf[..n.min(room)]);
-        }
-        self.kept.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
-        self.ended.notify_all();
-    }
-
-    /// What was kept, once the pipe has ended or after [`STDERR_WAIT`]
-    /// (the reader thread may not have taken the last of it yet when the
-    /// program's exit is seen).
-    fn text(&self) -> String {
-        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        let (kept, _) = self
-            .ended
-            .wait_timeout_while(kept, STDERR_WAIT, |(_, ended)| !*ended)
-            .unwrap_or_else(PoisonError::into_inner);
-        sanitize(kept.0.trim_ascii_end())
+impl Drop for Run {
+    /// Done with: its standard error, if something it started still holds
+    /// it, may be closed at the bound.
+    fn drop(&mut self) {
+        self.stderr.run_ended();
     }
 }
 
@@ -136,11 +105,10 @@ impl Exec {
                 .name("exec-stdin".into())
                 .spawn(move || stdin.write_all(json.as_bytes()).unwrap_or(()))?;
         }
-        let stderr = Arc::new(Stderr::default());
-        if let Some(err) = child.stderr.take() {
-            let kept = Arc::clone(&stderr);
-            std::thread::Builder::new().name("exec-stderr".into()).spawn(move || kept.read(err))?;
-        }
+        let stderr = match child.stderr.take() {
+            Some(err) => super::stderr::watch(err)?,
+            None => Arc::default(),
+        };
         Ok(Run { child, started: Instant::now(), id: alert.id.clone().unwrap_or_default(), stderr })
     }
 }
@@ -263,25 +231,4 @@ fn env_of(a: &Alert) -> Vec<(&'static str, String)> {
         ("LOGWARDEN_MESSAGE", a.message.clone()),
         ("LOGWARDEN_ID", a.id.clone().unwrap_or_default()),
     ]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A program's exit can be seen before its reader thread took the last
-    /// of its standard error (under load: "Action failed … stderr=" with
-    /// nothing): the text waits for the pipe's end.
-    #[test]
-    fn a_failed_runs_stderr_is_read_to_its_end() {
-        let (reader, mut writer) = std::io::pipe().unwrap();
-        let stderr = Arc::new(Stderr::default());
-        let kept = Arc::clone(&stderr);
-        std::thread::spawn(move || kept.read(reader));
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(100));
-            writer.write_all(b"said late\n").unwrap();
-        });
-        assert_eq!(stderr.text(), "said late");
-    }
 }

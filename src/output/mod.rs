@@ -13,6 +13,7 @@ pub mod exec;
 mod journal;
 pub mod jsonl;
 mod queue;
+mod stderr;
 pub mod syslog;
 pub mod webhook;
 

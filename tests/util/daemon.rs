@@ -98,6 +98,12 @@ impl Daemon {
         });
     }
 
+    /// The daemon's threads now.
+    pub fn threads(&self) -> usize {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id()));
+        tasks.map_or(0, Iterator::count)
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
