@@ -352,3 +352,32 @@ fn a_time_written_with_strftime_is_read() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("it needs a whole date and time"), "{err}");
 }
+
+/// An `https://` webhook whose certificate an internal CA signed is
+/// trusted when the machine trusts that CA (here through `SSL_CERT_FILE`,
+/// as for a `rediss://` farm): `test-alert` delivers it. Only Mozilla's
+/// roots were trusted, so an internal alerting endpoint could not be used.
+#[test]
+#[ignore = "needs openssl; run by scripts/test"]
+fn a_webhook_signed_by_a_ca_the_machine_trusts_is_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, ca, _server) = crate::util::https_once(dir.path());
+    let cfg = write(
+        dir.path(),
+        "w.toml",
+        format!("[[output]]\ntype = \"webhook\"\nurl = \"https://127.0.0.1:{port}/hook\"\ntimeout = \"5s\"\n").as_bytes(),
+    );
+    let out = std::process::Command::new(crate::util::bin())
+        .args(["-c", &cfg, "test-alert"])
+        .env("SSL_CERT_FILE", &ca)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("ok"), "{text}");
+    let received = std::fs::read_to_string(dir.path().join("received")).unwrap();
+    assert!(
+        received.contains("POST /hook HTTP/1.1") && received.contains("\"key\":\"192.0.2.1\""),
+        "{received}"
+    );
+}

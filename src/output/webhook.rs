@@ -66,6 +66,7 @@ impl Webhook {
     /// A sender for a validated output.
     pub fn new(cfg: WebhookSettings) -> Webhook {
         let agent = ureq::Agent::config_builder()
+            .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots().clone()).build())
             .timeout_global(Some(cfg.timeout))
             .http_status_as_error(false)
             // A redirect is answered, not followed: a 301 or 302 would turn
@@ -75,6 +76,26 @@ impl Webhook {
             .into();
         Webhook { cfg, agent, refused: None }
     }
+}
+
+/// The CAs an `https://` webhook is checked against: the system's (or
+/// those `SSL_CERT_FILE` / `SSL_CERT_DIR` name), as for a `rediss://`
+/// farm, so an internal CA the machine trusts is trusted; Mozilla's roots
+/// where the system has none. Read once.
+fn roots() -> &'static ureq::tls::RootCerts {
+    static ROOTS: std::sync::OnceLock<ureq::tls::RootCerts> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::warn!(error = %e, "Cannot read some of the system's CA certificates.");
+        }
+        if found.certs.is_empty() {
+            return ureq::tls::RootCerts::WebPki;
+        }
+        let certs: Vec<_> =
+            found.certs.iter().map(|c| ureq::tls::Certificate::from_der(c).to_owned()).collect();
+        ureq::tls::RootCerts::new_with_certs(&certs)
+    })
 }
 
 /// Renders a body template for an alert (values JSON-escaped, no quotes added).

@@ -144,6 +144,34 @@ pub fn webhook_server(fail: usize) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<
     (port, accepted)
 }
 
+/// An HTTPS server on loopback whose certificate a test CA signed
+/// (`openssl s_server`, which answers 200 to one request and writes what it
+/// received to `dir/received`): its port, the CA's file, and the server.
+pub fn https_once(dir: &Path) -> (u16, PathBuf, Reaped) {
+    let (ca, cert, key) = redis::tls_files(dir);
+    let port = free_port();
+    let received = std::fs::File::create(dir.join("received")).unwrap();
+    let mut child = Command::new("openssl")
+        .args(["s_server", "-accept", &port.to_string()])
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin(Stdio::piped())
+        .stdout(received)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run openssl (apt-get install openssl)");
+    // Sent as the connection opens; the client reads it after its request.
+    let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    child.stdin.as_mut().unwrap().write_all(reply).unwrap();
+    let server = Reaped(child);
+    wait_until("openssl s_server", || {
+        std::fs::read_to_string(dir.join("received")).is_ok_and(|s| s.contains("ACCEPT"))
+    });
+    (port, ca, server)
+}
+
 /// A child process killed when dropped, so a failing test leaves none behind.
 pub struct Reaped(pub std::process::Child);
 

@@ -103,7 +103,7 @@ impl Redis {
 
 /// A CA and a server certificate and key for 127.0.0.1, made by `openssl`
 /// in `dir`: (CA, certificate, key).
-fn tls_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+pub fn tls_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let f = |name: &str| dir.join(name).to_str().unwrap().to_string();
     let (ca_key, ca, key, csr, cert, ext) =
         (f("ca.key"), f("ca.pem"), f("srv.key"), f("srv.csr"), f("srv.pem"), f("srv.ext"));
