@@ -234,10 +234,10 @@ impl Report {
     /// How many clients peaked at each count, up to the threshold and beyond.
     fn distribution(&self, h: &mut String, r: usize) {
         let threshold = self.rules[r].1.max(1);
-        // One bin per count up to 40, else 20 bins up to the threshold; the
-        // last bin holds the clients at or over the threshold.
+        // One bin per count below the threshold up to 40, else 20 bins below
+        // it; the last bin holds the clients at or over the threshold.
         let per = if threshold <= 40 { 1 } else { threshold.div_ceil(20) };
-        let below = threshold.div_ceil(per) as usize;
+        let below = (threshold - 1).div_ceil(per) as usize;
         let mut bins = vec![0u64; below + 1];
         let listed = self.peaks[r].values().map(|&p| (p, 1));
         for (p, n) in listed.chain(self.overflow[r].iter().map(|(&p, &n)| (p, n))) {
@@ -396,6 +396,29 @@ mod tests {
         };
         assert!(html.contains(&row("a", 3, "2")), "{html}");
         assert!(html.contains(&row("c", 5, "?")), "{html}");
+    }
+
+    /// The bins below the threshold end one below it: a bin labelled with
+    /// the threshold itself was always empty, beside the "≥" bin.
+    #[test]
+    fn peak_bins_end_below_the_threshold() {
+        for (threshold, last_below) in [(10, "9"), (1, ""), (43, "40–42"), (100, "96–99")] {
+            let text =
+                format!("[[rule]]\nname = \"r\"\ncontains = \"x\"\nthreshold = {threshold}\n");
+            let cfg = crate::config::Config::parse(&text, None, &Default::default()).unwrap();
+            let mut report = Report::new(&cfg.rules);
+            report.peaks(0, &[("a".into(), threshold), ("b".into(), threshold.max(2) - 1)]);
+            let html = report.html(&[], &Summary::default(), &[]);
+            let chart = html.split("aria-label=\"clients\"").nth(1).unwrap();
+            let titles: Vec<&str> =
+                chart.split("<title>").skip(1).map(|t| t.split(':').next().unwrap()).collect();
+            let want_last = format!("≥ {threshold}");
+            assert_eq!(titles.last(), Some(&want_last.as_str()), "{titles:?}");
+            let before_last = titles.get(titles.len().wrapping_sub(2)).copied().unwrap_or("");
+            assert_eq!(before_last, last_below, "{threshold}: {titles:?}");
+            let reached = if threshold == 1 { 2 } else { 1 };
+            assert!(chart.contains(&format!("<title>{want_last}: {reached} clients")), "{chart}");
+        }
     }
 
     #[test]
