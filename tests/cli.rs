@@ -381,3 +381,33 @@ fn a_webhook_signed_by_a_ca_the_machine_trusts_is_trusted() {
         "{received}"
     );
 }
+
+/// An nginx `log_format` pasted as the format (its `main`, with the client
+/// in `$http_x_forwarded_for` behind a proxy) reads the lines as the same
+/// format written with Apache's directives does: the same alerts. Before,
+/// such a format was refused ("unknown format").
+#[test]
+fn an_nginx_log_format_reads_as_its_apache_counterpart() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: String = (0..6)
+        .map(|i| {
+            let client = ["203.0.113.7", "198.51.100.9"][i % 2];
+            format!("10.0.0.2 - - [10/Oct/2025:13:55:3{i} +0200] \"GET /today_download HTTP/1.1\" 200 612 \"-\" \"curl/8\" \"{client}, 10.0.0.2\"\n")
+        })
+        .collect();
+    let f = write(dir.path(), "nginx.log", log.as_bytes());
+    let nginx = r#"format = '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_forwarded_for"'
+client = "$http_x_forwarded_for""#;
+    let apache = r#"format = '%a - %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" "%{X-Forwarded-For}i"'
+client = "%{X-Forwarded-For}i""#;
+    let alerts = |source: &str, name: &str| {
+        let toml = format!(
+            "[source]\n{source}\ntrusted_proxies = [\"10.0.0.0/8\"]\n[[rule]]\nthreshold = 3\n"
+        );
+        crate::util::replay_alerts(&write(dir.path(), name, toml.as_bytes()), &f)
+    };
+    let (from_nginx, from_apache) = (alerts(nginx, "nginx.toml"), alerts(apache, "apache.toml"));
+    let keys: Vec<&str> = from_nginx.iter().map(|a| a["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["203.0.113.7", "198.51.100.9"]);
+    assert_eq!(from_nginx, from_apache);
+}

@@ -316,12 +316,14 @@ fn source_client(
 ) -> Result<(Option<Field>, Option<String>), ConfigError> {
     let client = get(&s.client);
     let explicit = !client.span().is_empty();
-    match client.get_ref().as_str() {
+    // An nginx variable, for a source with an nginx log_format.
+    let translated = crate::parse::nginx::client(client.get_ref());
+    match translated.as_deref().unwrap_or(client.get_ref()) {
         "%h" => Ok((explicit.then_some(Field::Host), None)),
         "%a" => Ok((Some(Field::Addr), None)),
         c => match c.strip_prefix("%{").and_then(|r| r.strip_suffix("}i")) {
             Some(h) if !h.is_empty() => Ok((None, Some(h.to_string()))),
-            _ => Err(cx.err(client, &format!("{at}.client"), format!("{c:?} is not allowed: use \"%h\", \"%a\" or a header such as \"%{{X-Forwarded-For}}i\""))),
+            _ => Err(cx.err(client, &format!("{at}.client"), format!("{c:?} is not allowed: use \"%h\", \"%a\" or a header such as \"%{{X-Forwarded-For}}i\" (nginx: \"$remote_addr\" or \"$http_x_forwarded_for\")"))),
         },
     }
 }

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod client;
 pub mod errorlog;
+pub mod nginx;
 pub mod normalize;
 pub mod stamp;
 pub mod time;
@@ -215,9 +216,11 @@ impl Format {
             "nginx_error" => Ok(Format::NginxError),
             "auto" => Ok(Format::Auto),
             s if s.contains('%') => access(s, Kind::LogFormat),
+            s if s.contains('$') => access(&nginx::to_log_format(s)?, Kind::LogFormat),
             other => Err(format!(
                 "unknown format {other:?}: use common, combined, vhost_combined, apache_error, \
-                 nginx_error, auto, or an Apache LogFormat string such as \"%h %l %u %t \\\"%r\\\" %>s %b\""
+                 nginx_error, auto, an Apache LogFormat string such as \"%h %l %u %t \\\"%r\\\" %>s %b\" \
+                 or an nginx log_format string such as '$remote_addr - $remote_user [$time_local] \"$request\" $status'"
             )),
         }
     }
