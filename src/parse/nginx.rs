@@ -8,29 +8,29 @@
 pub fn to_log_format(spec: &str) -> Result<String, String> {
     let mut out = String::with_capacity(spec.len() + 16);
     let mut rest = spec;
-    while let Some(at) = rest.find('$') {
-        out += &rest[..at].replace('%', "%%");
-        let after = &rest[at + 1..];
+    while let Some((text, after)) = rest.split_once('$') {
+        out += &text.replace('%', "%%");
         let (name, next) = match after.strip_prefix('{') {
             Some(braced) => {
-                let end = braced.find('}').ok_or_else(|| format!("unclosed ${{ in {spec:?}"))?;
-                (&braced[..end], &braced[end + 1..])
+                braced.split_once('}').ok_or_else(|| format!("unclosed ${{ in {spec:?}"))?
             }
             None => {
                 let end = after
                     .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                     .unwrap_or(after.len());
-                (&after[..end], &after[end..])
+                after.split_at_checked(end).unwrap_or((after, ""))
             }
         };
         if name.is_empty() {
             return Err(format!("a lone $ in {spec:?}: nginx variables are $name or ${{name}}"));
         }
         // `[$time_local]` is Apache's `%t`, brackets included.
-        if name == "time_local" && out.ends_with('[') && next.starts_with(']') {
+        if let Some(closed) = next.strip_prefix(']').filter(|_| name == "time_local")
+            && out.ends_with('[')
+        {
             out.pop();
             out += "%t";
-            rest = &next[1..];
+            rest = closed;
             continue;
         }
         out += &directive(name);
@@ -51,10 +51,12 @@ pub fn client(written: &str) -> Option<String> {
 /// The directive for one nginx variable.
 fn directive(name: &str) -> String {
     let header = |h: &str| {
-        let words: Vec<String> = h
-            .split('_')
-            .map(|w| w[..1.min(w.len())].to_ascii_uppercase() + &w[1.min(w.len())..])
-            .collect();
+        let capital = |w: &str| {
+            let mut c = w.chars();
+            c.next()
+                .map_or(String::new(), |first| first.to_ascii_uppercase().to_string() + c.as_str())
+        };
+        let words: Vec<String> = h.split('_').map(capital).collect();
         format!("%{{{}}}i", words.join("-"))
     };
     match name {
@@ -70,9 +72,8 @@ fn directive(name: &str) -> String {
         "host" => "%{Host}i".into(),
         "server_name" => "%v".into(),
         "server_port" => "%p".into(),
-        h if h.starts_with("http_") => header(&h["http_".len()..]),
-        // Read and ignored.
-        _ => "%l".into(),
+        // Read and ignored, unless a request header.
+        other => other.strip_prefix("http_").map_or_else(|| "%l".into(), header),
     }
 }
 
