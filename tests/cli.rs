@@ -411,3 +411,40 @@ client = "%{X-Forwarded-For}i""#;
     assert_eq!(keys, ["203.0.113.7", "198.51.100.9"]);
     assert_eq!(from_nginx, from_apache);
 }
+
+/// Access lines behind a syslog prefix (nginx's `access_log syslog:…`,
+/// Apache's `CustomLog "|logger …"`, collected by rsyslog in its
+/// traditional or high-precision file format, or relayed once more) raise
+/// the alerts of the same lines without it, with `combined` and `auto`.
+/// Before, every such line was skipped as malformed.
+#[test]
+fn access_lines_behind_a_syslog_prefix_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefixes = [
+        "",
+        "Oct 10 11:55:31 web01 nginx: ",
+        "2025-10-10T11:55:31.123456+00:00 web01 apache2[812]: ",
+        "Oct 10 11:55:32 loghost web01: Oct 10 11:55:31 web01 nginx: ",
+    ];
+    let mut seen = Vec::new();
+    for (k, prefix) in prefixes.iter().enumerate() {
+        let log: String = (0..10)
+            .map(|i| format!("{prefix}203.0.113.{} - - [10/Oct/2025:11:55:{i:02} +0000] \"GET /today_download HTTP/1.1\" 200 5 \"-\" \"x\"\n", i % 2))
+            .collect();
+        let f = write(dir.path(), &format!("{k}.log"), log.as_bytes());
+        for format in ["combined", "auto"] {
+            let toml = format!("[source]\nformat = \"{format}\"\n[[rule]]\nthreshold = 5\n");
+            let cfg = write(dir.path(), &format!("{k}-{format}.toml"), toml.as_bytes());
+            let alerts = crate::util::replay_alerts(&cfg, &f);
+            let got: Vec<(String, u64)> = alerts
+                .iter()
+                .map(|a| (a["key"].as_str().unwrap().to_string(), a["line"].as_u64().unwrap()))
+                .collect();
+            seen.push((k, format, got));
+        }
+    }
+    let want = vec![("203.0.113.0".to_string(), 9), ("203.0.113.1".to_string(), 10)];
+    for (k, format, got) in &seen {
+        assert_eq!(*got, want, "prefix {k}, {format}");
+    }
+}

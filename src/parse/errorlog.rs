@@ -24,12 +24,14 @@ pub struct ErrorLine<'a> {
     pub request: Option<&'a [u8]>,
 }
 
-/// Strips a syslog prefix: `Feb 15 16:23:00 host tag[pid]: ` or, without the
-/// date (journal export), `host tag[pid]: `. Returns the prefix's time and the rest.
+/// Strips a syslog prefix: `Feb 15 16:23:00 host tag[pid]: `, with an RFC
+/// 3339 time (rsyslog's high-precision file format, `2026-12-01T02:00:00.123+00:00
+/// host tag: `) or, without the date (journal export), `host tag[pid]: `.
+/// Returns the prefix's time (a traditional one) and the rest.
 pub fn strip_syslog(line: &[u8], today: Today) -> Option<(Option<Civil>, &[u8])> {
     let (time, rest) = match parse_syslog(line, today) {
         Some(t) => (Some(t), line.get(16..)?),
-        None => (None, line),
+        None => (None, skip_rfc3339(line)),
     };
     let host_end = memchr::memchr(b' ', rest)?;
     let tag = &rest[host_end + 1..];
@@ -39,6 +41,20 @@ pub fn strip_syslog(line: &[u8], today: Today) -> Option<(Option<Civil>, &[u8])>
         && tag_name.len() <= 64
         && tag_name.iter().all(|&c| c.is_ascii_graphic() && c != b'"');
     plausible.then(|| (time, &tag[colon + 2..]))
+}
+
+/// `line` after a leading RFC 3339 time and its space, if it has one.
+fn skip_rfc3339(line: &[u8]) -> &[u8] {
+    let shape = b"dddd-dd-ddTdd:dd:dd";
+    let dated = line.len() > shape.len()
+        && line
+            .iter()
+            .zip(shape)
+            .all(|(&c, &s)| if s == b'd' { c.is_ascii_digit() } else { c == s });
+    match memchr::memchr(b' ', line).filter(|_| dated) {
+        Some(end) => &line[end + 1..],
+        None => line,
+    }
 }
 
 /// Parses an Apache error line (`[date] [level] [pid …] [client A:port] msg`).

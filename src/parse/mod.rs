@@ -322,7 +322,10 @@ impl Parser {
         line: &'a [u8],
         needs: Needs,
     ) -> Result<Record<'a>, Skip> {
-        let v = f.read(line, needs)?;
+        let v = match f.read(line, needs) {
+            Err(Skip::Malformed) => self.access_after_syslog(f, line, needs)?,
+            v => v?,
+        };
         let peer = match self.client.peer {
             Some(f) => v.get(f),
             None => v.get(Field::Addr).or(v.get(Field::Host)),
@@ -388,6 +391,27 @@ impl Parser {
         self.error_record(e, kind)
     }
 
+    /// Retries an access line after stripping up to two syslog prefixes
+    /// (`access_log syslog:…` in nginx, `CustomLog "|logger …"` in Apache,
+    /// and a relay's own): its time is its own `%t`.
+    fn access_after_syslog<'a>(
+        &self,
+        f: &LogFormat,
+        line: &'a [u8],
+        needs: Needs,
+    ) -> Result<access::Values<'a>, Skip> {
+        let mut rest = line;
+        for _ in 0..2 {
+            let (_, r) = errorlog::strip_syslog(rest, self.today.get().1).ok_or(Skip::Malformed)?;
+            rest = r;
+            match f.read(rest, needs) {
+                Err(Skip::Malformed) => {}
+                v => return v,
+            }
+        }
+        Err(Skip::Malformed)
+    }
+
     /// Retries an error line after stripping up to two syslog prefixes.
     fn after_syslog<'a>(
         &self,
@@ -443,6 +467,15 @@ impl Parser {
         }
         if let Some(r) = self.loose_access(line) {
             return r;
+        }
+        // An access line behind one or two syslog prefixes.
+        let mut rest = line;
+        for _ in 0..2 {
+            let Some((_, r)) = errorlog::strip_syslog(rest, self.today.get().1) else { break };
+            if let Some(parsed) = self.loose_access(r) {
+                return parsed;
+            }
+            rest = r;
         }
         match self.after_syslog(line, Kind::ApacheError) {
             Ok(e) => self.error_record(e, Kind::ApacheError),
