@@ -448,3 +448,62 @@ fn access_lines_behind_a_syslog_prefix_are_read() {
         assert_eq!(*got, want, "prefix {k}, {format}");
     }
 }
+
+/// `check` reads the last lines of each log `run` would follow: a format
+/// that reads none of them (a wrong `format`, hostnames for `%h`) fails,
+/// naming the reason and a line; one that reads them says so; an error
+/// log's lines without a client are read as they should be. Before, a
+/// wrong format passed `check`, and `run` skipped every line.
+#[test]
+fn check_reads_the_end_of_each_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let combined =
+        "203.0.113.5 - - [10/Oct/2025:11:55:31 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"x\"\n";
+    let vhost = format!("www.example.com:443 {combined}");
+    let named = combined.replacen("203.0.113.5", "crawler-66-249-66-1.googlebot.com", 1);
+    let notice = "[Fri Oct 10 11:55:31.000000 2025] [mpm_event:notice] [pid 1:tid 1] AH00489: Apache configured\n";
+    let cases = [
+        (
+            "good",
+            "combined",
+            combined.repeat(30),
+            0,
+            "its last 20 lines read with the configured format",
+        ),
+        (
+            "vhost",
+            "combined",
+            vhost.repeat(30),
+            1,
+            "0 of its last 20 lines read with the configured format; one that does not: the line does not have the configured format (malformed): www.example.com:443",
+        ),
+        (
+            "named",
+            "combined",
+            named.repeat(3),
+            1,
+            "0 of its last 3 lines read with the configured format; one that does not: the client is not an IP address (bad_client): crawler-66-249-66-1.googlebot.com",
+        ),
+        (
+            "error",
+            "apache_error",
+            notice.repeat(5),
+            0,
+            "its last 5 lines read with the configured format",
+        ),
+        ("empty", "combined", String::new(), 0, "no line yet"),
+    ];
+    for (name, format, text, code, said) in cases {
+        write(dir.path(), &format!("{name}.log"), text.as_bytes());
+        let toml = format!(
+            "[source]\npath = \"{d}/{name}.log\"\nformat = \"{format}\"\n[[rule]]\nthreshold = 3\n[state]\ndir = \"{d}/state-{name}\"\n\
+             [[output]]\ntype = \"jsonl\"\npath = \"{d}/alerts.jsonl\"\n"
+        );
+        let cfg = write(dir.path(), &format!("{name}.toml"), toml.as_bytes());
+        let out = run(&["-c", &cfg, "check"], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{name}: {err}");
+        assert!(err.contains(&format!("{d}/{name}.log: readable; {said}")), "{name}: {err}");
+    }
+}

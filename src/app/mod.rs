@@ -206,7 +206,11 @@ fn check_source(cfg: &Config, i: usize) -> bool {
             false => Ok(md),
         });
         match opened {
-            Ok(md) if md.is_file() => tell!("{label} {}: readable", f.display()),
+            Ok(md) if md.is_file() => {
+                let (read, said) = sample_lines(cfg, i, &f);
+                ok &= read;
+                tell!("{label} {}: readable; {said}", f.display());
+            }
             Ok(md) => {
                 ok = false;
                 let what = crate::source::not_a_log(md.file_type()).unwrap_or("is a pipe");
@@ -222,6 +226,69 @@ fn check_source(cfg: &Config, i: usize) -> bool {
         }
     }
     ok
+}
+
+/// Lines of a log's end that [`sample_lines`] reads.
+const SAMPLED: usize = 20;
+
+/// Whether the last lines of `file` read with source `i`'s format, and
+/// what to say: a wrong `format` (or `HostnameLookups On`) would make `run`
+/// skip every line, told only by its counters. False when none reads.
+fn sample_lines(cfg: &Config, i: usize, file: &std::path::Path) -> (bool, String) {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 64 << 10;
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(file).and_then(|mut f| {
+        let len = f.metadata()?.len();
+        f.seek(SeekFrom::Start(len.saturating_sub(TAIL)))?;
+        f.take(TAIL).read_to_end(&mut bytes)?;
+        Ok(len > TAIL)
+    });
+    let cut = match read {
+        Ok(cut) => cut,
+        Err(e) => return (false, format!("its end cannot be read: {e}")),
+    };
+    // Whole lines only: the first may be cut by the tail, the last unended.
+    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    lines.pop();
+    if cut && !lines.is_empty() {
+        lines.remove(0);
+    }
+    let lines: Vec<&[u8]> =
+        lines.into_iter().filter(|l| !l.is_empty()).rev().take(SAMPLED).collect();
+    if lines.is_empty() {
+        return (true, "no line yet".into());
+    }
+    use crate::parse::Skip;
+    let parser = cfg.parser(i);
+    // An error log's lines without a client are read as they should be.
+    let unread = |l: &[u8]| match parser.parse(l) {
+        Err(e @ (Skip::Malformed | Skip::BadClient | Skip::BadTime)) => Some(e),
+        _ => None,
+    };
+    let failed: Vec<(&[u8], Skip)> =
+        lines.iter().filter_map(|l| unread(l).map(|e| (*l, e))).collect();
+    let n = lines.len();
+    let Some(&(line, why)) = failed.last() else {
+        return (true, format!("its last {n} lines read with the configured format"));
+    };
+    let shown = crate::template::sanitize(&line[..line.len().min(160)]);
+    let said = format!(
+        "{} of its last {n} lines read with the configured format; one that does not: {} ({}): {shown}",
+        n - failed.len(),
+        why.describe(),
+        why.name()
+    );
+    let hint = match why {
+        Skip::BadClient => {
+            " — hostnames instead of addresses (HostnameLookups On)? log %a, or set client"
+        }
+        Skip::Malformed => {
+            " — check source.format (`logwarden parse FILE` shows how lines are read)"
+        }
+        _ => "",
+    };
+    (failed.len() < n, said + hint)
 }
 
 /// Says whether each jsonl output's file can be appended to, or created
