@@ -433,6 +433,29 @@ fn a_repeated_hour_is_read_as_it_is_written() {
     daemon.stop();
 }
 
+/// Lines `run` skips are told in its log (the first at once, then at most
+/// every ten minutes), with the reason: a server logging hostnames for
+/// `%h` had every line skipped, which only the counters showed.
+#[test]
+fn skipped_lines_are_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    let mut w = Writer::new();
+    let named: Vec<u8> = (0..3)
+        .flat_map(|_| {
+            let line = String::from_utf8(w.line("10.8.8.8")).unwrap();
+            line.replacen("10.8.8.8", "crawler-66-249-66-1.googlebot.com", 1).into_bytes()
+        })
+        .collect();
+    w.append_raw(&p, &named);
+    let told = "Lines were skipped; `logwarden check` shows a line of each log that does not read";
+    wait_until("the skipped lines told", || d.log_text().contains(told));
+    let log = d.stop();
+    assert!(log.contains("skipped=bad_client 3 (the client is not an IP address)"), "{log}");
+    assert_eq!(log.matches(told).count(), 1, "{log}");
+}
+
 /// A corrupt state file is moved aside with a warning that says from where
 /// reading resumes, so which lines are skipped.
 #[test]

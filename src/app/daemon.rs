@@ -19,6 +19,7 @@ use crate::follow::{Follower, Several, StartAt};
 use crate::observe::http::Server;
 use crate::observe::{Board, HttpSettings, RuleInfo};
 use crate::output::{self, Running};
+use crate::parse::Skip;
 use crate::pipeline::{Checkpoint, Restore, Sink, Status, Summary};
 use crate::rules::WindowSpec;
 use crate::source::{Position, Source};
@@ -215,6 +216,7 @@ fn run_once(cfg: &Config, asked: &Asked, wake: Wake, started: impl FnOnce()) -> 
         want_full: Arc::clone(&want_full),
         save_failing: false,
         stopping: Arc::clone(&asked.interrupt),
+        skips: SkipTeller::default(),
     };
     let (positions, restore) = match saved {
         Some(s) => {
@@ -487,6 +489,44 @@ fn restore_windows(cfg: &Config, mut saved: Vec<SavedRule>, watermark: u32) -> R
     Restore { windows, watermark }
 }
 
+/// How often skipped lines are told at most.
+const TELL_SKIPS_EVERY: Duration = Duration::from_secs(600);
+
+/// Tells the lines skipped since it last told (the first at once): a
+/// wrong `format`, or hostnames for `%h`, makes every line skipped, which
+/// only the counters showed.
+#[derive(Debug, Default)]
+struct SkipTeller {
+    told: [u64; Skip::COUNT],
+    at: Option<Instant>,
+}
+
+impl SkipTeller {
+    /// Sees the counters (since the pipeline started; a reload starts them
+    /// again).
+    fn see(&mut self, skipped: &[u64; Skip::COUNT]) {
+        if skipped.iter().zip(&self.told).any(|(now, told)| now < told) {
+            self.told = [0; Skip::COUNT];
+        }
+        if *skipped == self.told || self.at.is_some_and(|t| t.elapsed() < TELL_SKIPS_EVERY) {
+            return;
+        }
+        let new: Vec<String> = (Skip::ALL.iter())
+            .filter(|r| skipped[r.index()] > self.told[r.index()])
+            .map(|r| {
+                format!(
+                    "{} {} ({})",
+                    r.name(),
+                    skipped[r.index()] - self.told[r.index()],
+                    r.describe()
+                )
+            })
+            .collect();
+        tracing::warn!(skipped = %new.join(", "), "Lines were skipped; `logwarden check` shows a line of each log that does not read, `logwarden parse FILE` how each line reads.");
+        (self.told, self.at) = (*skipped, Some(Instant::now()));
+    }
+}
+
 /// Hands alerts to the outputs and saves checkpoints, on the alert thread.
 struct DaemonSink {
     /// The status page's board, with `[http]`.
@@ -503,17 +543,20 @@ struct DaemonSink {
     /// Set when the daemon stops: the last checkpoint first lets the
     /// outputs deliver what they hold.
     stopping: Arc<AtomicBool>,
+    skips: SkipTeller,
 }
 
 impl Sink for DaemonSink {
+    /// Always: skipped lines are told from it.
     fn wants_status(&self) -> bool {
-        self.board.is_some()
+        true
     }
 
     fn status(&mut self, s: &Status<'_>) {
         if let Some(b) = &self.board {
             b.publish(s);
         }
+        self.skips.see(&s.summary.skipped);
     }
 
     fn alert(&mut self, alert: Alert) {
@@ -612,6 +655,7 @@ mod tests {
             want_full: Arc::new(AtomicBool::new(false)),
             save_failing: false,
             stopping: Arc::new(AtomicBool::new(false)),
+            skips: SkipTeller::default(),
         }
     }
 
