@@ -254,8 +254,11 @@ fn sample_lines(cfg: &Config, i: usize, file: &std::path::Path) -> (bool, String
     if cut && !lines.is_empty() {
         lines.remove(0);
     }
-    let lines: Vec<&[u8]> =
-        lines.into_iter().filter(|l| !l.is_empty()).rev().take(SAMPLED).collect();
+    let lines: Vec<&[u8]> = (lines.into_iter().rev())
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.is_empty())
+        .take(SAMPLED)
+        .collect();
     if lines.is_empty() {
         return (true, "no line yet".into());
     }
