@@ -64,6 +64,22 @@ impl Run {
     fn stderr(&self) -> String {
         self.stderr.text()
     }
+
+    /// Feeds the alert's JSON to its standard input and hands its standard
+    /// error to the reader.
+    fn attach(&mut self, alert: &Alert) -> io::Result<()> {
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let json = format!("{}\n", alert.to_json());
+            // A program that ignores its input may close it early; that is fine.
+            std::thread::Builder::new()
+                .name("exec-stdin".into())
+                .spawn(move || stdin.write_all(json.as_bytes()).unwrap_or(()))?;
+        }
+        if let Some(err) = self.child.stderr.take() {
+            self.stderr = super::stderr::watch(err)?;
+        }
+        Ok(())
+    }
 }
 
 /// A program run per alert.
@@ -87,10 +103,11 @@ impl Exec {
     /// Starts the program for one alert: the JSON is written to its standard
     /// input by a thread (a program that never reads it blocks only that
     /// thread, until it ends or is killed), and its standard error is read
-    /// by another.
+    /// with every other run's ([`super::stderr`]). A run that cannot be set
+    /// up so is killed, not left running unwatched.
     fn start(&self, alert: &Alert) -> io::Result<Run> {
         let (program, args) = self.cfg.command.split_first().expect("validated: not empty");
-        let mut child = Command::new(program)
+        let child = Command::new(program)
             .args(args)
             .envs(env_of(alert))
             .process_group(0)
@@ -98,18 +115,13 @@ impl Exec {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()?;
-        if let Some(mut stdin) = child.stdin.take() {
-            let json = format!("{}\n", alert.to_json());
-            // A program that ignores its input may close it early; that is fine.
-            std::thread::Builder::new()
-                .name("exec-stdin".into())
-                .spawn(move || stdin.write_all(json.as_bytes()).unwrap_or(()))?;
+        let id = alert.id.clone().unwrap_or_default();
+        let mut run = Run { child, started: Instant::now(), id, stderr: Arc::default() };
+        if let Err(e) = run.attach(alert) {
+            run.kill();
+            return Err(e);
         }
-        let stderr = match child.stderr.take() {
-            Some(err) => super::stderr::watch(err)?,
-            None => Arc::default(),
-        };
-        Ok(Run { child, started: Instant::now(), id: alert.id.clone().unwrap_or_default(), stderr })
+        Ok(run)
     }
 }
 
