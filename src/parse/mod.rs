@@ -322,8 +322,11 @@ impl Parser {
         line: &'a [u8],
         needs: Needs,
     ) -> Result<Record<'a>, Skip> {
+        // A line behind a syslog prefix keeps its own time, its `%t`.
         let v = match f.read(line, needs) {
-            Err(Skip::Malformed) => self.access_after_syslog(f, line, needs)?,
+            Err(Skip::Malformed) => self
+                .behind_syslog(line, |rest, _| shaped(f.read(rest, needs)))
+                .unwrap_or(Err(Skip::Malformed))?,
             v => v?,
         };
         let peer = match self.client.peer {
@@ -391,49 +394,38 @@ impl Parser {
         self.error_record(e, kind)
     }
 
-    /// Retries an access line after stripping up to two syslog prefixes
-    /// (`access_log syslog:…` in nginx, `CustomLog "|logger …"` in Apache,
-    /// and a relay's own): its time is its own `%t`.
-    fn access_after_syslog<'a>(
-        &self,
-        f: &LogFormat,
-        line: &'a [u8],
-        needs: Needs,
-    ) -> Result<access::Values<'a>, Skip> {
-        let mut rest = line;
-        for _ in 0..2 {
-            let (_, r) = errorlog::strip_syslog(rest, self.today.get().1).ok_or(Skip::Malformed)?;
-            rest = r;
-            match f.read(rest, needs) {
-                Err(Skip::Malformed) => {}
-                v => return v,
-            }
-        }
-        Err(Skip::Malformed)
-    }
-
-    /// Retries an error line after stripping up to two syslog prefixes.
+    /// Retries an error line behind one or two syslog prefixes.
     fn after_syslog<'a>(
         &self,
         line: &'a [u8],
         kind: Kind,
     ) -> Result<errorlog::ErrorLine<'a>, Skip> {
-        let mut rest = line;
-        let mut fallback: Option<Civil> = None;
+        let read = |rest, fallback| match kind {
+            Kind::NginxError => errorlog::nginx(rest),
+            _ => errorlog::apache(rest, fallback),
+        };
+        self.behind_syslog(line, |rest, fallback| shaped(read(rest, fallback)))
+            .unwrap_or(Err(Skip::Malformed))
+    }
+
+    /// `attempt` on what follows one syslog prefix, then two (a relay's
+    /// before the sender's), with the first prefix's time, until it gives
+    /// something: nginx's `access_log syslog:…`, Apache's `CustomLog
+    /// "|logger …"`, error logs through syslog.
+    fn behind_syslog<'a, T>(
+        &self,
+        line: &'a [u8],
+        mut attempt: impl FnMut(&'a [u8], Option<Civil>) -> Option<T>,
+    ) -> Option<T> {
+        let (mut rest, mut time) = (line, None);
         for _ in 0..2 {
-            let today = self.today.get().1;
-            let (t, r) = errorlog::strip_syslog(rest, today).ok_or(Skip::Malformed)?;
-            fallback = fallback.or(t);
-            rest = r;
-            let parsed = match kind {
-                Kind::NginxError => errorlog::nginx(rest),
-                _ => errorlog::apache(rest, fallback),
-            };
-            if !matches!(parsed, Err(Skip::Malformed)) {
-                return parsed;
+            let (t, r) = errorlog::strip_syslog(rest, self.today.get().1)?;
+            (rest, time) = (r, time.or(t));
+            if let Some(found) = attempt(rest, time) {
+                return Some(found);
             }
         }
-        Err(Skip::Malformed)
+        None
     }
 
     fn error_record<'a>(&self, e: errorlog::ErrorLine<'a>, kind: Kind) -> Result<Record<'a>, Skip> {
@@ -468,20 +460,20 @@ impl Parser {
         if let Some(r) = self.loose_access(line) {
             return r;
         }
-        // An access line behind one or two syslog prefixes.
-        let mut rest = line;
-        for _ in 0..2 {
-            let Some((_, r)) = errorlog::strip_syslog(rest, self.today.get().1) else { break };
-            if let Some(parsed) = self.loose_access(r) {
-                return parsed;
-            }
-            rest = r;
+        if let Some(r) = self.behind_syslog(line, |rest, _| self.loose_access(rest)) {
+            return r;
         }
         match self.after_syslog(line, Kind::ApacheError) {
             Ok(e) => self.error_record(e, Kind::ApacheError),
             Err(_) => self.error_line(line, Kind::NginxError),
         }
     }
+}
+
+/// A reading, unless the line does not have the shape read for (then the
+/// next way of reading it is tried).
+fn shaped<T>(read: Result<T, Skip>) -> Option<Result<T, Skip>> {
+    (!matches!(read, Err(Skip::Malformed))).then_some(read)
 }
 
 impl Parser {
