@@ -21,7 +21,6 @@ use crate::observe::{Board, HttpSettings, RuleInfo};
 use crate::output::{self, Running};
 use crate::parse::Skip;
 use crate::pipeline::{Checkpoint, Restore, Sink, Status, Summary};
-use crate::rules::WindowSpec;
 use crate::source::{Position, Source};
 use crate::state::lock::DirLock;
 use crate::state::{self, RuleName, SavedRule, Snapshot, State, Store};
@@ -209,9 +208,7 @@ fn run_once(cfg: &Config, asked: &Asked, wake: Wake, started: impl FnOnce()) -> 
         board,
         outputs: running,
         store: Store::new(&cfg.state_dir),
-        rules: (cfg.rules.iter().zip(cfg.rule_counts()))
-            .map(|(r, counting)| (r.name.clone(), r.spec, counting))
-            .collect(),
+        rules: cfg.rule_names(),
         queued: Vec::new(),
         want_full: Arc::clone(&want_full),
         save_failing: false,
@@ -220,7 +217,7 @@ fn run_once(cfg: &Config, asked: &Asked, wake: Wake, started: impl FnOnce()) -> 
     };
     let (positions, restore) = match saved {
         Some(s) => {
-            let (positions, restore) = resume(cfg, s, &mut sink);
+            let (positions, restore) = resume(s, &mut sink);
             (Some(positions), Some(restore))
         }
         None => (None, None),
@@ -303,7 +300,7 @@ fn serve_http(
 
 /// Resumes from saved state: its undelivered alerts queued again, the
 /// positions to read on from, and the windows to start with.
-fn resume(cfg: &Config, s: State, sink: &mut DaemonSink) -> (Vec<Position>, Restore) {
+fn resume(s: State, sink: &mut DaemonSink) -> (Vec<Position>, Restore) {
     tracing::info!(
         files = s.positions.len(),
         undelivered = s.outbox.len(),
@@ -328,7 +325,7 @@ fn resume(cfg: &Config, s: State, sink: &mut DaemonSink) -> (Vec<Position>, Rest
     if gone > 0 {
         tracing::warn!(alerts = gone, "Alerts held for outputs no longer configured are dropped.");
     }
-    (s.positions, restore_windows(cfg, s.rules, s.watermark))
+    (s.positions, restore_windows(&sink.rules, s.rules, s.watermark))
 }
 
 /// The bits of `mask`, which stand for the outputs `saved`, moved to where
@@ -456,15 +453,15 @@ impl Beats {
 /// count); otherwise its windows start empty — a rule that looked for
 /// `today_download` and now for `wp-login` would count the old hits as
 /// logins.
-fn restore_windows(cfg: &Config, mut saved: Vec<SavedRule>, watermark: u32) -> Restore {
-    let windows = (cfg.rules.iter().zip(cfg.rule_counts()))
-        .map(|(r, counting)| {
+fn restore_windows(rules: &[RuleName], mut saved: Vec<SavedRule>, watermark: u32) -> Restore {
+    let windows = (rules.iter())
+        .map(|r| {
             let Some(i) = saved.iter().position(|s| s.name == r.name) else {
                 return Windows::new(r.spec);
             };
             let old = saved.swap_remove(i);
             // A state saved before it kept what the rule counted: kept.
-            if !old.counting.is_empty() && old.counting != counting {
+            if !old.counting.is_empty() && old.counting != r.counting {
                 tracing::info!(rule = %r.name, "What the rule counts changed (its field, text, filters, key or distinct field); its windows start empty.");
                 return Windows::new(r.spec);
             }
@@ -534,7 +531,7 @@ struct DaemonSink {
     outputs: Running,
     store: Store,
     /// The rules' names, specs and what they count, in order, for the base.
-    rules: Vec<(String, WindowSpec, String)>,
+    rules: Vec<RuleName>,
     /// Alerts queued since the last save, with the outputs that queued them.
     queued: Vec<(Arc<Alert>, u64)>,
     /// Asks the follower for a full checkpoint (a new base).
@@ -594,10 +591,7 @@ impl Sink for DaemonSink {
         let snap =
             Snapshot { positions: &cp.positions, watermark: cp.watermark, shards: cp.windows };
         let result = if cp.full {
-            let rules: Vec<RuleName<'_>> = (self.rules.iter())
-                .map(|(name, spec, counting)| RuleName { name, spec: *spec, counting })
-                .collect();
-            self.store.write_base(&snap, &self.outputs.held(), self.outputs.keys(), &rules)
+            self.store.write_base(&snap, &self.outputs.held(), self.outputs.keys(), &self.rules)
         } else {
             self.store.append(&snap, &self.queued, &delivered)
         };

@@ -286,11 +286,16 @@ impl Config {
         self.rules.iter().map(farm_rule).collect()
     }
 
-    /// What each rule counts, as [`Rule::counting`] digests it: the saved
-    /// state keeps it beside the rule's windows.
-    pub fn rule_counts(&self) -> Vec<String> {
+    /// Each rule as the saved state names it beside its windows: name,
+    /// window and what it counts ([`Rule::counting`]).
+    pub fn rule_names(&self) -> Vec<crate::state::RuleName> {
         let header = self.header_names();
-        self.rules.iter().map(|r| r.counting(&header)).collect()
+        let name = |r: &Rule| crate::state::RuleName {
+            name: r.name.clone(),
+            spec: r.spec,
+            counting: r.counting(&header),
+        };
+        self.rules.iter().map(name).collect()
     }
 
     /// A header field's name by its slot in the sources' formats.

@@ -168,14 +168,14 @@ pub struct Snapshot<'a> {
 }
 
 /// A rule as a base names it: name, window and what it counts.
-#[derive(Debug, Clone, Copy)]
-pub struct RuleName<'a> {
+#[derive(Debug, Clone)]
+pub struct RuleName {
     /// The rule's name.
-    pub name: &'a str,
+    pub name: String,
     /// Its window.
     pub spec: WindowSpec,
     /// What it counts ([`crate::rules::Rule::counting`]).
-    pub counting: &'a str,
+    pub counting: String,
 }
 
 /// Writes the state: bases and change records.
@@ -211,19 +211,19 @@ impl Store {
         snap: &Snapshot<'_>,
         outbox: &[(Arc<Alert>, u64)],
         outputs: &[String],
-        rules: &[RuleName<'_>],
+        rules: &[RuleName],
     ) -> Result<(), StateError> {
         let generation = new_generation();
         let rule_headers = rules
             .iter()
             .enumerate()
             .map(|(r, rule)| RuleHeader {
-                name: rule.name.to_string(),
+                name: rule.name.clone(),
                 threshold: rule.spec.threshold,
                 window: rule.spec.window,
                 cooldown: rule.spec.cooldown,
                 distinct: rule.spec.distinct,
-                counting: rule.counting.to_string(),
+                counting: rule.counting.clone(),
                 keys: snap.shards.iter().map(|s| s.get(r).map_or(0, |e| e.count)).sum(),
             })
             .collect();
@@ -535,7 +535,7 @@ mod tests {
                 &snap,
                 &[(alert("a1"), 0b11)],
                 &[],
-                &[RuleName { name: "r", spec: SPEC, counting: "" }],
+                &[RuleName { name: "r".into(), spec: SPEC, counting: String::new() }],
             )
             .unwrap();
         store
