@@ -498,11 +498,6 @@ fn origin_id(node: &str, file: &str) -> [u8; 8] {
     id
 }
 
-/// The script's arguments describing the rules, in the engine's order:
-/// window, threshold, cooldown and whether it counts distinct values; and
-/// the windows' times to live in ms, as
-/// text (Redis reads a number given to SET from text: passed as a Lua
-/// number it would be formatted first, for every window).
 /// How a rule's windows end their names in Redis: its name, and the first
 /// digits of what it counts.
 fn window_name(rule: &FarmRule) -> String {
@@ -512,6 +507,11 @@ fn window_name(rule: &FarmRule) -> String {
     }
 }
 
+/// The script's arguments describing the rules, in the engine's order:
+/// window, threshold, cooldown and whether it counts distinct values; and
+/// the windows' times to live in ms, as
+/// text (Redis reads a number given to SET from text: passed as a Lua
+/// number it would be formatted first, for every window).
 fn specs_args(rules: &[FarmRule]) -> (Vec<u8>, String) {
     let mut specs = Vec::with_capacity(16 * rules.len());
     let mut ttls = Vec::with_capacity(rules.len());

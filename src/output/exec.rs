@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 /// How often running programs are checked.
 const CHECK_EVERY: Duration = Duration::from_millis(20);
+
 /// Settings of an exec output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecSettings {

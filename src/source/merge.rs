@@ -77,7 +77,7 @@ impl Server {
                 let opened = match input.open() {
                     Ok(opened) => opened,
                     Err(error) => {
-                        damage.record(SourceError { name: input.name(), error });
+                        damage.record(&input.name(), error);
                         continue;
                     }
                 };
@@ -93,7 +93,7 @@ impl Server {
                 Ok(n) => n,
                 // A line the damage cut is not one.
                 Err(error) => {
-                    damage.record(SourceError { name: name.clone(), error });
+                    damage.record(name, error);
                     0
                 }
             };

@@ -303,9 +303,10 @@ pub struct SourceError {
 pub struct Damage(Arc<std::sync::Mutex<Vec<SourceError>>>);
 
 impl Damage {
-    /// Logs a file's failure and keeps it.
-    pub(crate) fn record(&self, e: SourceError) {
-        tracing::error!(file = %e.name, error = %e.error, "Cannot read the file to its end; its lines before this were counted, the rest is skipped. Going on with the next file.");
+    /// Logs file `name`'s failure and keeps it.
+    pub(crate) fn record(&self, name: &str, error: io::Error) {
+        tracing::error!(file = %name, %error, "Cannot read the file to its end; its lines before this were counted, the rest is skipped. Going on with the next file.");
+        let e = SourceError { name: name.to_string(), error };
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(e);
     }
 
@@ -402,7 +403,7 @@ fn hand_on(
         go_on
     });
     if let Err(error) = read {
-        damage.record(SourceError { name: tag.name.clone(), error });
+        damage.record(&tag.name, error);
     }
     go_on
 }
@@ -467,9 +468,7 @@ fn read_ahead(
                                     return;
                                 }
                             }
-                            Err(error) => {
-                                damage.record(SourceError { name: tag.name.clone(), error })
-                            }
+                            Err(error) => damage.record(&tag.name, error),
                         }
                     }
                 }
