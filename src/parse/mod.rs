@@ -239,6 +239,10 @@ pub struct ClientSource {
     pub trusted: Vec<Cidr>,
 }
 
+/// The longest time field [`Parser`] keeps to reuse (`%t` is 28 bytes, an
+/// ISO 8601 time with fractions and offset a few more).
+const TIME_KEPT: usize = 40;
+
 /// Parses lines of one configured format. A parser remembers the last
 /// timestamp it decoded, so each thread uses its own clone (it is not `Sync`).
 #[derive(Debug, Clone)]
@@ -248,7 +252,9 @@ pub struct Parser {
     /// Today's date in `zone`, for syslog stamps (set per chunk).
     today: Cell<(i64, Today)>,
     client: ClientSource,
-    last_time: Cell<Option<([u8; 28], LineTime)>>,
+    /// The last time field read that carries its offset, to reuse: its
+    /// length and bytes (a wall time's reading depends on when it is read).
+    last_time: Cell<Option<(usize, [u8; TIME_KEPT], LineTime)>>,
     /// Longer lines are skipped by the engine ([`Skip::TooLong`]).
     max_line: usize,
 }
@@ -364,8 +370,8 @@ impl Parser {
     /// Decodes the time field of format `f`, reusing the last result when
     /// the field repeats (busy logs write many lines per second).
     fn time_of(&self, f: &LogFormat, field: &[u8]) -> Result<LineTime, Skip> {
-        if let Some((bytes, t)) = self.last_time.get()
-            && bytes.as_slice() == field
+        if let Some((len, bytes, t)) = self.last_time.get()
+            && bytes.get(..len) == Some(field)
         {
             return Ok(t);
         }
@@ -373,11 +379,13 @@ impl Parser {
             access::Stamp::Clf => access::time_field(field).ok_or(Skip::BadTime)?,
             access::Stamp::Pattern(p) => match stamp::read(p, field).ok_or(Skip::BadTime)? {
                 stamp::Read::At(t) => t,
-                stamp::Read::Wall(c) => self.resolve(&c)?,
+                stamp::Read::Wall(c) => return self.resolve(&c),
             },
         };
-        if let Ok(bytes) = <[u8; 28]>::try_from(field) {
-            self.last_time.set(Some((bytes, t)));
+        if field.len() <= TIME_KEPT {
+            let mut bytes = [0; TIME_KEPT];
+            bytes[..field.len()].copy_from_slice(field);
+            self.last_time.set(Some((field.len(), bytes, t)));
         }
         Ok(t)
     }
@@ -614,6 +622,28 @@ mod tests {
             assert_eq!((r.kind, r.client.to_string().as_str()), (kind, client));
         }
         assert_eq!(p.parse(b"hello world").unwrap_err(), Skip::Malformed);
+    }
+
+    /// A time field read again is reused when it carries its offset (an
+    /// ISO 8601 one too, not only `%t`'s 28 bytes), not when it is a wall
+    /// time, whose reading depends on when it is read (a DST repeat).
+    #[test]
+    fn a_repeated_time_field_is_reused_only_with_its_offset() {
+        let Some(berlin) = Zone::named("Europe/Berlin") else { return };
+        let wall = Format::from_spec("%h [%{%Y-%m-%d %H:%M:%S}t] \"%r\"", None).unwrap();
+        let p = Parser::new(wall, berlin, 0, ClientSource::default());
+        let line = b"1.2.3.4 [2025-10-26 02:30:00] \"GET / HTTP/1.1\"";
+        // 02:30 at +02:00 is 00:30Z; the second time, at +01:00, 01:30Z.
+        let (first, second) = (1_761_438_600, 1_761_442_200);
+        p.set_now(first);
+        assert_eq!(p.parse(line).unwrap().time.epoch, first);
+        p.set_now(second);
+        assert_eq!(p.parse(line).unwrap().time.epoch, second);
+        let iso = Format::from_spec("%h [%{%Y-%m-%dT%H:%M:%S%z}t] \"%r\"", None).unwrap();
+        let p = Parser::new(iso, Zone::Utc, 0, ClientSource::default());
+        let line = b"1.2.3.4 [2025-10-26T02:30:00+0200] \"GET / HTTP/1.1\"";
+        assert_eq!(p.parse(line).unwrap().time.epoch, first);
+        assert!(p.last_time.get().is_some_and(|(len, ..)| len == 24));
     }
 
     #[test]
