@@ -304,8 +304,8 @@ fn no_syslog_alert_twice_across_kill9() {
         hit(c);
     }
     let journaled = |n: usize| {
-        std::fs::read_to_string(state.join(format!("delivered-syslog-{}.ids", n + 1)))
-            .unwrap_or_default()
+        let journals = crate::util::journals(&state, "syslog");
+        journals.get(n).and_then(|j| std::fs::read_to_string(j).ok()).unwrap_or_default()
     };
     wait_until("every alert taken", || {
         (2..=11).all(|c| count("ViaTcp", c) == 1 && count("ViaUnix", c) == 1)

@@ -894,8 +894,8 @@ fn no_output_gets_an_alert_twice_across_kill9() {
     }
     let runs = || std::fs::read_to_string(dir.path().join("runs")).unwrap_or_default();
     let journaled = |n: usize| {
-        let name = ["jsonl-1", "exec-1", "webhook-1"][n];
-        std::fs::read_to_string(state.join(format!("delivered-{name}.ids"))).unwrap_or_default()
+        let journals = crate::util::journals(&state, ["jsonl", "exec", "webhook"][n]);
+        journals.first().and_then(|j| std::fs::read_to_string(j).ok()).unwrap_or_default()
     };
     wait_until("every output took every alert", || {
         (0..3).all(|n| journaled(n).lines().filter(|l| l.contains("-today_download")).count() >= 21)

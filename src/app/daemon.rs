@@ -314,7 +314,7 @@ fn resume(s: State, sink: &mut DaemonSink) -> (Vec<Position>, Restore) {
             // outputs in order, and one beyond them for every output.
             true if mask & all == 0 => all,
             true => mask & all,
-            false => held_for_now(mask, &s.outputs, sink.outputs.keys()),
+            false => output::held_for_now(mask, &s.outputs, sink.outputs.keys()),
         };
         if mask == 0 {
             gone += 1;
@@ -326,14 +326,6 @@ fn resume(s: State, sink: &mut DaemonSink) -> (Vec<Position>, Restore) {
         tracing::warn!(alerts = gone, "Alerts held for outputs no longer configured are dropped.");
     }
     (s.positions, restore_windows(&sink.rules, s.rules, s.watermark))
-}
-
-/// The bits of `mask`, which stand for the outputs `saved`, moved to where
-/// those outputs are among the outputs `now`; an output gone loses its bit.
-fn held_for_now(mask: u64, saved: &[String], now: &[String]) -> u64 {
-    let at = |key: &String| now.iter().position(|k| k == key);
-    let bits = saved.iter().enumerate().filter(|(i, _)| *i < 64 && mask >> i & 1 == 1);
-    bits.filter_map(|(_, key)| at(key)).filter(|j| *j < 64).fold(0, |m, j| m | 1 << j)
 }
 
 /// The reader of every source: a follower each (on its own thread when
@@ -624,19 +616,6 @@ impl Sink for DaemonSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn held_alerts_keep_their_outputs_by_kind_and_place() {
-        use crate::output::{OutputConfig, OutputKind};
-        let jsonl = |p: &str| OutputConfig { kind: OutputKind::Jsonl(p.into()), max_queued: 1 };
-        let saved = output::keys(&[jsonl("/a"), jsonl("/b")]);
-        assert_eq!(saved, ["jsonl#1", "jsonl#2"]);
-        let now: Vec<String> = ["exec#1", "jsonl#2", "jsonl#1"].map(String::from).to_vec();
-        assert_eq!(held_for_now(0b10, &saved, &now), 0b010);
-        assert_eq!(held_for_now(0b11, &saved, &now), 0b110);
-        // An output no longer configured: nothing left to deliver to.
-        assert_eq!(held_for_now(0b10, &saved, &now[..1]), 0);
-    }
 
     /// A sink saving into `dir`, with no outputs.
     fn sink(dir: &Path) -> DaemonSink {

@@ -70,21 +70,50 @@ pub struct OutputConfig {
 }
 
 /// What names each output across a change of the configuration, for the
-/// alerts saved held for it: its kind and its place among the outputs of
-/// that kind (`webhook#1`). An output added or removed before it, or its
-/// settings changed (a webhook's URL mended), leave it the same output.
+/// alerts saved held for it: its kind, its place among the outputs of that
+/// kind and a digest of what it delivers to (`webhook#1@…`: the URL, the
+/// file, the command, the syslog target and tag; a digest, as a webhook's
+/// URL may hold a secret). [`held_for_now`] finds an output by what it
+/// delivers to first, so reordering outputs keeps each one's alerts, and by
+/// its kind and place otherwise, so mending a URL keeps them too.
 pub fn keys(configs: &[OutputConfig]) -> Vec<String> {
-    let kind = |c: &OutputConfig| match c.kind {
-        OutputKind::Syslog(_) => "syslog",
-        OutputKind::Jsonl(_) => "jsonl",
-        OutputKind::Exec(_) => "exec",
-        OutputKind::Webhook(_) => "webhook",
-    };
     let keys = configs.iter().enumerate().map(|(i, c)| {
-        let nth = configs[..=i].iter().filter(|o| kind(o) == kind(c)).count();
-        format!("{}#{nth}", kind(c))
+        let nth = configs[..=i].iter().filter(|o| o.kind.name() == c.kind.name()).count();
+        let to = crate::rules::digest(&c.kind.destination());
+        format!("{}#{nth}@{}", c.kind.name(), to.get(..16).unwrap_or(&to))
     });
     keys.collect()
+}
+
+/// The bits of `mask`, which stand for the outputs `saved` ([`keys`]),
+/// moved to where those outputs are among the outputs `now`; an output gone
+/// loses its bit. An output is found by its kind and destination, else by
+/// its kind and place among the outputs not found so (keys saved before
+/// they had a destination have only those).
+pub fn held_for_now(mask: u64, saved: &[String], now: &[String]) -> u64 {
+    fn place(k: &str) -> &str {
+        k.split_once('@').map_or(k, |(p, _)| p)
+    }
+    fn kind_to(k: &str) -> Option<(&str, &str)> {
+        k.split_once('@').map(|(p, d)| (p.split('#').next().unwrap_or(p), d))
+    }
+    let mut found: Vec<Option<usize>> = vec![None; saved.len()];
+    let mut taken = vec![false; now.len()];
+    let mut pass = |same: &dyn Fn(&str, &str) -> bool| {
+        for (i, s) in saved.iter().enumerate() {
+            let free = (0..now.len()).find(|j| !taken[*j] && same(s, &now[*j]));
+            if found[i].is_none()
+                && let Some(j) = free
+            {
+                (found[i], taken[j]) = (Some(j), true);
+            }
+        }
+    };
+    pass(&|s, n| s == n);
+    pass(&|s, n| kind_to(s).is_some() && kind_to(s) == kind_to(n));
+    pass(&|s, n| place(s) == place(n));
+    let bits = found.iter().enumerate().filter(|(i, _)| *i < 64 && mask >> i & 1 == 1);
+    bits.filter_map(|(_, j)| *j).filter(|j| *j < 64).fold(0, |m, j| m | 1 << j)
 }
 
 /// The kinds of output, with their settings.
@@ -98,6 +127,28 @@ pub enum OutputKind {
     Exec(exec::ExecSettings),
     /// An HTTP(S) POST per alert.
     Webhook(webhook::WebhookSettings),
+}
+
+impl OutputKind {
+    /// The kind's name, as in the configuration.
+    fn name(&self) -> &'static str {
+        match self {
+            OutputKind::Syslog(_) => "syslog",
+            OutputKind::Jsonl(_) => "jsonl",
+            OutputKind::Exec(_) => "exec",
+            OutputKind::Webhook(_) => "webhook",
+        }
+    }
+
+    /// What the output delivers to, as text.
+    fn destination(&self) -> String {
+        match self {
+            OutputKind::Syslog(s) => format!("{} {}", s.target, s.tag),
+            OutputKind::Jsonl(path) => path.display().to_string(),
+            OutputKind::Exec(e) => e.command.join("\0"),
+            OutputKind::Webhook(w) => w.url.clone(),
+        }
+    }
 }
 
 /// An output that could not be opened.
@@ -136,4 +187,50 @@ fn read_tail(path: &Path, n: u64) -> io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     f.read_to_end(&mut buf)?;
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jsonl(p: &str) -> OutputConfig {
+        OutputConfig { kind: OutputKind::Jsonl(p.into()), max_queued: 1 }
+    }
+
+    #[test]
+    fn held_alerts_follow_their_output_when_outputs_are_reordered() {
+        let saved = keys(&[jsonl("/a"), jsonl("/b")]);
+        assert!(saved[0].starts_with("jsonl#1@") && saved[1].starts_with("jsonl#2@"));
+        let now = keys(&[jsonl("/b"), jsonl("/a")]);
+        assert_eq!(held_for_now(0b01, &saved, &now), 0b10);
+        assert_eq!(held_for_now(0b10, &saved, &now), 0b01);
+        // An output added before: each keeps its alerts.
+        let now = keys(&[jsonl("/c"), jsonl("/a"), jsonl("/b")]);
+        assert_eq!(held_for_now(0b10, &saved, &now), 0b100);
+        // No longer configured: nothing left to deliver to.
+        assert_eq!(held_for_now(0b10, &saved, &keys(&[jsonl("/a")])), 0);
+    }
+
+    #[test]
+    fn held_alerts_follow_an_output_whose_destination_was_mended() {
+        let saved = keys(&[jsonl("/a"), jsonl("/typo")]);
+        let now = keys(&[jsonl("/a"), jsonl("/b")]);
+        assert_eq!(held_for_now(0b10, &saved, &now), 0b10);
+        // Keys saved before they had a destination: by kind and place.
+        let old: Vec<String> = ["jsonl#1", "jsonl#2"].map(String::from).to_vec();
+        let now = keys(&[OutputConfig { kind: OutputKind::Exec(exec_echo()), max_queued: 1 }])
+            .into_iter()
+            .chain(keys(&[jsonl("/b"), jsonl("/a")]))
+            .collect::<Vec<_>>();
+        assert_eq!(held_for_now(0b10, &old, &now), 0b100);
+        assert_eq!(held_for_now(0b11, &old, &now), 0b110);
+    }
+
+    fn exec_echo() -> exec::ExecSettings {
+        exec::ExecSettings {
+            command: vec!["echo".into()],
+            timeout: std::time::Duration::from_secs(1),
+            max_concurrent: 1,
+        }
+    }
 }

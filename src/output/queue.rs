@@ -118,18 +118,29 @@ impl OutputsView {
     }
 }
 
-/// Output `i`'s journal, named by its key (`webhook#1` →
-/// `delivered-webhook-1.ids`), so it stays that output's when outputs are
-/// added or removed before it. One named by place (`delivered-1.ids`, from
-/// a build before keys) is taken over, as the output then at that place's.
-fn journal_path(dir: &Path, i: usize, key: &str) -> PathBuf {
-    let path = dir.join(format!("delivered-{}.ids", key.replace('#', "-")));
-    let by_place = dir.join(format!("delivered-{i}.ids"));
+/// Output `i`'s journal, named by its kind and destination (its key
+/// `webhook#1@d…` → `delivered-webhook-d….ids`), so it stays that output's
+/// when outputs are added, removed or reordered; a second output of one kind
+/// to one destination adds its rank (`-2`). A journal of an earlier build is
+/// taken over by the output then in its place: one named by kind and place
+/// (`delivered-webhook-1.ids`), or by place alone (`delivered-1.ids`).
+fn journal_path(dir: &Path, keys: &[String], i: usize) -> PathBuf {
+    let split = |k: &str| -> (String, String) {
+        let (place, to) = k.split_once('@').unwrap_or((k, ""));
+        (place.split('#').next().unwrap_or(place).to_string(), to.to_string())
+    };
+    let (kind, to) = split(&keys[i]);
+    let place = keys[i].split_once('@').map_or(keys[i].as_str(), |(p, _)| p);
+    let alike = keys[..i].iter().filter(|k| split(k) == (kind.clone(), to.clone())).count();
+    let rank = if alike == 0 { String::new() } else { format!("-{}", alike + 1) };
+    let path = dir.join(format!("delivered-{kind}-{to}{rank}.ids"));
+    let earlier =
+        [place.replace('#', "-"), i.to_string()].map(|n| dir.join(format!("delivered-{n}.ids")));
     if !path.exists()
-        && by_place.exists()
-        && let Err(e) = std::fs::rename(&by_place, &path)
+        && let Some(old) = earlier.iter().find(|p| p.exists())
+        && let Err(e) = std::fs::rename(old, &path)
     {
-        tracing::warn!(from = %by_place.display(), to = %path.display(), error = %e, "Cannot rename an output's journal; it starts empty.");
+        tracing::warn!(from = %old.display(), to = %path.display(), error = %e, "Cannot rename an output's journal; it starts empty.");
     }
     path
 }
@@ -157,7 +168,7 @@ pub struct Running {
 impl Running {
     /// Starts one thread per output (`configs[i]` gives output `i`'s bound).
     /// `journal_dir` keeps, per output, the ids of the alerts it took
-    /// (`delivered-jsonl-1.ids`, see [`journal_path`]); a jsonl output's
+    /// (`delivered-jsonl-….ids`, see [`journal_path`]); a jsonl output's
     /// own file counts too.
     pub fn start(
         outputs: Vec<Box<dyn Deliver>>,
@@ -169,7 +180,7 @@ impl Running {
         let names = distinct_names(outputs.iter().map(|o| o.name()).collect());
         let keys = super::keys(configs);
         for (i, ((out, cfg), name)) in outputs.into_iter().zip(configs).zip(names).enumerate() {
-            let (journal, ids) = Journal::open(&journal_path(journal_dir, i, &keys[i]))?;
+            let (journal, ids) = Journal::open(&journal_path(journal_dir, &keys, i))?;
             let mut st = QueueState::default();
             for id in ids.iter().chain(&out.delivered_ids()) {
                 st.remember(id);
@@ -412,18 +423,28 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
-    fn a_journal_is_named_by_its_outputs_key_and_one_by_place_taken_over() {
+    fn a_journal_is_named_by_its_outputs_destination_and_an_earlier_one_taken_over() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("delivered-1.ids"), "id-a\n").unwrap();
-        let path = journal_path(dir.path(), 1, "webhook#1");
-        assert_eq!(path, dir.path().join("delivered-webhook-1.ids"));
+        let d = dir.path();
+        let keys: Vec<String> =
+            ["jsonl#1@aa", "webhook#1@bb", "webhook#2@bb"].map(String::from).to_vec();
+        // By place alone (the oldest builds).
+        std::fs::write(d.join("delivered-1.ids"), "id-a\n").unwrap();
+        let path = journal_path(d, &keys, 1);
+        assert_eq!(path, d.join("delivered-webhook-bb.ids"));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "id-a\n");
-        assert!(!dir.path().join("delivered-1.ids").exists());
-        // Once named by key, a file by place left beside it is not taken.
-        std::fs::write(dir.path().join("delivered-0.ids"), "id-b\n").unwrap();
-        std::fs::write(dir.path().join("delivered-jsonl-1.ids"), "id-c\n").unwrap();
-        let path = journal_path(dir.path(), 0, "jsonl#1");
-        assert_eq!(std::fs::read_to_string(path).unwrap(), "id-c\n");
+        assert!(!d.join("delivered-1.ids").exists());
+        // A second output of one kind to one destination: its rank.
+        assert_eq!(journal_path(d, &keys, 2), d.join("delivered-webhook-bb-2.ids"));
+        // By kind and place (the build before), preferred to one by place.
+        std::fs::write(d.join("delivered-0.ids"), "id-b\n").unwrap();
+        std::fs::write(d.join("delivered-jsonl-1.ids"), "id-c\n").unwrap();
+        let path = journal_path(d, &keys, 0);
+        assert_eq!(path, d.join("delivered-jsonl-aa.ids"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "id-c\n");
+        // Once named by destination, an earlier file left beside it is not taken.
+        std::fs::write(d.join("delivered-jsonl-1.ids"), "id-d\n").unwrap();
+        assert_eq!(std::fs::read_to_string(journal_path(d, &keys, 0)).unwrap(), "id-c\n");
     }
 
     #[test]

@@ -110,11 +110,33 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The journals of delivered alert ids that the outputs of `kind` keep in
+/// the state directory `state` (`delivered-exec-….ids`, named by where each
+/// delivers to), in the order of their names.
+pub fn journals(state: &Path, kind: &str) -> Vec<PathBuf> {
+    let prefix = format!("delivered-{kind}-");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(state)
+        .map(|d| d.filter_map(|e| Some(e.ok()?.path())).collect())
+        .unwrap_or_default();
+    found
+        .retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix)));
+    found.sort();
+    found
+}
+
 /// A small HTTP server on loopback: answers 500 to the first `fail` requests,
 /// then 200; records the bodies it accepted.
 pub fn webhook_server(fail: usize) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    webhook_server_on(0, fail)
+}
+
+/// [`webhook_server`] on a port of the caller's choosing (0: any free one).
+pub fn webhook_server_on(
+    port: u16,
+    fail: usize,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::{BufRead, BufReader, Read};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let port = listener.local_addr().unwrap().port();
     let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = std::sync::Arc::clone(&accepted);
