@@ -469,10 +469,22 @@ fn addr_set(cx: &Cx, v: &Spanned<Vec<String>>, key: &str) -> Result<AddrSet, Con
     Ok(AddrSet::new(addr_set_entries(cx, v, key)?))
 }
 
-fn not_a_block(entry: &str) -> String {
-    format!(
-        "{entry:?} is not an address or block such as \"192.0.2.10\", \"10.0.0.0/8\" or \"2001:db8::/32\""
-    )
+/// An allow-list entry as a block; an error for one that is none, or that
+/// holds every address of its kind (a typo such as `10.0.0.0/0` for
+/// `/8`, which would keep every client from the rules, silently).
+fn allow_block(entry: &str) -> Result<Cidr, String> {
+    let block = Cidr::parse(entry).ok_or_else(|| {
+        format!(
+            "{entry:?} is not an address or block such as \"192.0.2.10\", \"10.0.0.0/8\" or \"2001:db8::/32\""
+        )
+    })?;
+    match block.is_everyone() {
+        true => Err(format!(
+            "{entry:?} holds every {} address: no client of it would ever be counted. Give the block's real length (\"10.0.0.0/8\"), or remove the rule instead",
+            if entry.contains(':') { "IPv4 and IPv6" } else { "IPv4" }
+        )),
+        false => Ok(block),
+    }
 }
 
 /// The global allow-list: `[allow] clients` and the entries of its files
@@ -496,11 +508,11 @@ fn allow_blocks(cx: &Cx, a: &RawAllow, host: &dyn Host) -> Result<Vec<Cidr>, Con
                 if entry.is_empty() {
                     continue;
                 }
-                let block = Cidr::parse(entry).ok_or_else(|| ConfigError::Invalid {
+                let block = allow_block(entry).map_err(|message| ConfigError::Invalid {
                     file: path.display().to_string(),
                     line: n + 1,
                     key: "allow: ".into(),
-                    message: not_a_block(entry),
+                    message,
                 })?;
                 blocks.push(block);
             }
@@ -514,10 +526,7 @@ fn addr_set_entries(
     v: &Spanned<Vec<String>>,
     key: &str,
 ) -> Result<Vec<Cidr>, ConfigError> {
-    v.get_ref()
-        .iter()
-        .map(|e| Cidr::parse(e.trim()).ok_or_else(|| cx.err(v, key, not_a_block(e))))
-        .collect()
+    v.get_ref().iter().map(|e| allow_block(e.trim()).map_err(|m| cx.err(v, key, m))).collect()
 }
 
 /// `{header:Name}` for each other header the sources' formats log, in

@@ -886,6 +886,12 @@ mod tests {
         let c =
             parse("[[rule]]\nallow = [\"2001:db8::/32\"]\nnormalize = false\nignore_case = true\n");
         assert!(c.unwrap().rules[0].allow.contains(ip("2001:db8::1")));
+        // A block that holds everyone is a typo that silences the rules.
+        let e = err("[allow]\nclients = [\"10.0.0.0/0\"]\n");
+        assert!(e.contains("allow.clients: \"10.0.0.0/0\" holds every IPv4 address"), "{e}");
+        let e = err("[[rule]]\nallow = [\"2001:db8::/0\"]\n");
+        assert!(e.contains("rule[1].allow: \"2001:db8::/0\" holds every IPv4 and IPv6"), "{e}");
+        assert!(parse("[allow]\nclients = [\"0.0.0.0/1\", \"::/1\"]\n").is_ok());
     }
 
     #[test]

@@ -171,6 +171,13 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         Key::of(ip, 128).0 & self.mask == self.base
     }
+
+    /// True when the block holds every IPv4 address (`0.0.0.0/0`), or every
+    /// address (`::/0`).
+    pub fn is_everyone(&self) -> bool {
+        let v4 = Cidr::parse("0.0.0.0/0").is_some_and(|all| all == *self);
+        self.mask == 0 || v4
+    }
 }
 
 impl Cidr {
