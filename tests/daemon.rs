@@ -561,6 +561,87 @@ fn a_line_dated_years_ahead_does_not_wipe_the_windows() {
     assert!(log.contains("skipped 1 (future 1)"), "{log}");
 }
 
+/// `state.dir` deleted while the daemon ran (`rm -rf` to "reset" it): what
+/// it saved after went into a change log already removed, and the directory
+/// made again at the stop had no lock. Now the next checkpoint notices,
+/// saves everything anew and holds the directory again: a second daemon is
+/// refused, and a restart after `kill -9` resumes the windows.
+#[test]
+fn a_state_dir_deleted_while_running_is_saved_and_held_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    let state = dir.path().join("state");
+    let mut w = Writer::new();
+    let hits = w.hits("10.6.6.6", 3);
+    w.append_raw(&p, &hits);
+    w.phase(&p, &["10.0.0.1"], 1, 1);
+    d.wait_for_marker(1);
+    wait_until("a first save", || state.join("state.wal").exists());
+    std::fs::remove_dir_all(&state).unwrap();
+    let two = w.hits("10.7.7.7", 2);
+    w.append_raw(&p, &two);
+    w.phase(&p, &["10.0.0.1"], 1, 2);
+    d.wait_for_marker(2);
+    let end = Instant::now() + DEADLINE;
+    while !state.join("state.bin").exists() {
+        assert!(Instant::now() < end, "the state was not saved anew: {}", d.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(d.log_text().contains("lock file had been removed"), "{}", d.log_text());
+    let cfg = d.dir.join("logwarden.toml");
+    let mut second = Command::new(crate::util::bin())
+        .args(["-c", cfg.to_str().unwrap(), "run"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(!crate::util::exit_status(&mut second).success(), "a second daemon started");
+    d.kill9();
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    let third = w.hits("10.7.7.7", 1);
+    w.append_raw(&p, &third);
+    w.phase(&p, &["10.0.0.1"], 1, 3);
+    d.wait_for_marker(3);
+    assert_eq!(d.counts_of("10.7.7.7"), [3], "the windows saved anew resumed");
+    assert_eq!(d.counts_of("10.6.6.6"), [3], "no line read twice");
+    d.stop();
+}
+
+/// The same, and a second daemon started on the directory made again before
+/// the first noticed: the first stops at its next checkpoint (exit 2,
+/// saying why), and the second goes on alone.
+#[test]
+fn a_state_dir_taken_by_another_daemon_stops_this_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let mut d = Daemon::start(dir.path(), p.to_str().unwrap());
+    let state = dir.path().join("state");
+    let mut w = Writer::new();
+    w.phase(&p, &["10.0.0.1"], 1, 1);
+    d.wait_for_marker(1);
+    wait_until("a first save", || state.join("state.wal").exists());
+    std::fs::remove_dir_all(&state).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(d.dir.join("logwarden.toml")).unwrap();
+    let config = config.replace(
+        &format!("{}/alerts.jsonl", dir.path().display()),
+        &format!("{}/alerts.jsonl", other.path().display()),
+    );
+    let second = Daemon::start_config(other.path(), &config, &[]);
+    wait_until("the second daemon's lock", || state.join("lock").exists());
+    w.phase(&p, &["10.0.0.1"], 1, 2);
+    let status = crate::util::exit_status(&mut d.child);
+    assert_eq!(status.code(), Some(2), "{}", d.log_text());
+    let told = format!(
+        "state.dir {} is in use by another logwarden run (pid {})",
+        state.display(),
+        second.child.id()
+    );
+    assert!(d.log_text().contains(&told), "{}", d.log_text());
+    second.wait_for_marker(2);
+    second.stop();
+}
+
 /// Two daemons on one state directory would alert twice and overwrite each
 /// other's saved positions: the second refuses to start, naming the first;
 /// a reload keeps its own directory's lock and refuses a directory another

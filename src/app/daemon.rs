@@ -22,7 +22,7 @@ use crate::output::{self, Running};
 use crate::parse::Skip;
 use crate::pipeline::{Checkpoint, Restore, Sink, Status, Summary};
 use crate::source::{Position, Source};
-use crate::state::lock::DirLock;
+use crate::state::lock::{DirLock, LockError};
 use crate::state::{self, RuleName, SavedRule, Snapshot, State, Store};
 use crate::window::Windows;
 use anyhow::{Context, Result};
@@ -53,7 +53,7 @@ pub fn run(path: Option<&Path>, first: Config) -> Result<()> {
     let mut replaced: Option<(Config, Option<DirLock>)> = None;
     loop {
         let (reloading, mut started) = (replaced.is_some(), false);
-        let outcome = run_once(&cfg, &asked, wake.clone(), || {
+        let outcome = run_once(&cfg, &held, &asked, wake.clone(), || {
             started = true;
             if reloading {
                 tracing::info!("Configuration reloaded.");
@@ -185,7 +185,13 @@ type Wake = (crossbeam_channel::Sender<()>, crossbeam_channel::Receiver<()>);
 /// `started` is called once everything it needs is open (the outputs, the
 /// HTTP port): an error before that is a failed start, nothing read or
 /// delivered yet.
-fn run_once(cfg: &Config, asked: &Asked, wake: Wake, started: impl FnOnce()) -> Result<Summary> {
+fn run_once(
+    cfg: &Config,
+    lock: &DirLock,
+    asked: &Asked,
+    wake: Wake,
+    started: impl FnOnce(),
+) -> Result<Summary> {
     let saved = load_state(cfg)?;
     let outputs = output::open(&cfg.outputs)?;
     let running = Running::start(outputs, &cfg.outputs, &cfg.state_dir)
@@ -214,6 +220,8 @@ fn run_once(cfg: &Config, asked: &Asked, wake: Wake, started: impl FnOnce()) -> 
         save_failing: false,
         stopping: Arc::clone(&asked.interrupt),
         skips: SkipTeller::default(),
+        lock: lock.clone(),
+        lost: None,
     };
     let (positions, restore) = match saved {
         Some(s) => {
@@ -248,6 +256,9 @@ fn run_once(cfg: &Config, asked: &Asked, wake: Wake, started: impl FnOnce()) -> 
             held = held.len(),
             "Alerts still held for outputs that failed; saved for the next start."
         );
+    }
+    if let Some(e) = sink.lost {
+        return Err(e).context("stopped: another daemon took state.dir while this one ran");
     }
     Ok(result?)
 }
@@ -533,6 +544,39 @@ struct DaemonSink {
     /// outputs deliver what they hold.
     stopping: Arc<AtomicBool>,
     skips: SkipTeller,
+    /// `state.dir`'s lock, checked before each new base.
+    lock: DirLock,
+    /// Set when another daemon took `state.dir` meanwhile: nothing more is
+    /// saved, and the daemon stops.
+    lost: Option<LockError>,
+}
+
+impl DaemonSink {
+    /// Whether this daemon still holds `state.dir`, before a new base: its
+    /// lock is taken again where it was removed (the directory deleted
+    /// while running: a second daemon could start on it); when another
+    /// daemon took it meanwhile, this one saves nothing more and stops.
+    fn still_held(&mut self) -> bool {
+        match self.lock.renew() {
+            Ok(false) => true,
+            Ok(true) => {
+                tracing::warn!(
+                    "state.dir's lock file had been removed (was state.dir deleted?); it is held again, and everything is saved anew."
+                );
+                true
+            }
+            Err(e @ LockError::Held { .. }) => {
+                tracing::error!("{e}; this daemon stops.");
+                self.lost = Some(e);
+                self.stopping.store(true, Ordering::SeqCst);
+                false
+            }
+            Err(e) => {
+                tracing::error!("Cannot hold state.dir again: {e}.");
+                true
+            }
+        }
+    }
 }
 
 impl Sink for DaemonSink {
@@ -572,7 +616,10 @@ impl Sink for DaemonSink {
         // With several sources, one follower's checkpoint of changes can
         // come before the full one another follower took: before the first
         // base there is nothing to append them to, and the full one follows.
-        if !cp.full && !self.store.has_base() {
+        if self.lost.is_some() || (!cp.full && !self.store.has_base()) {
+            return;
+        }
+        if cp.full && !self.still_held() {
             return;
         }
         if self.stopping.load(Ordering::SeqCst) {
@@ -629,6 +676,8 @@ mod tests {
             save_failing: false,
             stopping: Arc::new(AtomicBool::new(false)),
             skips: SkipTeller::default(),
+            lock: DirLock::take(dir).unwrap(),
+            lost: None,
         }
     }
 

@@ -272,7 +272,7 @@ impl Follower {
                 self.cfg.rotate_wait,
             );
         }
-        if self.dirty {
+        if self.to_save() {
             until(self.last_checkpoint.elapsed(), CHECKPOINT_EVERY);
         }
         until(self.last_activity.elapsed(), self.cfg.cleanup_interval);
@@ -280,6 +280,13 @@ impl Follower {
             wait = wait.min(every);
         }
         wait
+    }
+
+    /// Whether a checkpoint is owed: lines read since the last, or a new
+    /// base asked for (a save that failed, a removed change log), which a
+    /// quiet log must not put off until its next line.
+    fn to_save(&self) -> bool {
+        self.dirty || self.want_full.load(Ordering::SeqCst)
     }
 
     /// Asks the pipeline to save state once what was read so far is done:
@@ -761,7 +768,8 @@ impl Source for Follower {
             if self.want_probe.swap(false, Ordering::SeqCst) && !emit(SourceEvent::Probe) {
                 return Ok(());
             }
-            if self.dirty && (self.urgent || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY) {
+            if self.to_save() && (self.urgent || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
+            {
                 let cp = self.checkpoint();
                 if !emit(cp) {
                     return Ok(());

@@ -11,7 +11,9 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The lock file's name in `state.dir`.
@@ -22,13 +24,14 @@ pub const LOCK_NAME: &str = "lock";
 /// that (a restart right after one must not fail).
 const WAIT: Duration = Duration::from_secs(2);
 
-/// A state directory held by this process until dropped.
-#[derive(Debug)]
+/// A state directory held by this process until every clone is dropped.
+#[derive(Debug, Clone)]
 pub struct DirLock {
     /// The directory, canonical (two spellings of one directory are one).
     dir: PathBuf,
-    /// The open lock file: closing it releases the lock.
-    _file: File,
+    /// The open lock file: closing it releases the lock. Replaced by
+    /// [`DirLock::renew`] when the file was removed.
+    file: Arc<Mutex<File>>,
 }
 
 /// Why a state directory could not be held.
@@ -57,42 +60,70 @@ pub enum LockError {
 impl DirLock {
     /// Creates `dir` where it is missing and holds it, or says who does.
     pub fn take(dir: &Path) -> Result<DirLock, LockError> {
-        let io_err = |path: &Path| {
-            let path = path.display().to_string();
-            move |error| LockError::Io { path, error }
-        };
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let canonical = dir.canonicalize().map_err(io_err(dir))?;
-        let path = canonical.join(LOCK_NAME);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        match try_lock_for(&file, WAIT) {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let holder =
-                    written_pid(&mut file).map_or(String::new(), |p| format!(" (pid {p})"));
-                return Err(LockError::Held { dir: dir.display().to_string(), holder });
-            }
-            Err(TryLockError::Error(e)) => return Err(io_err(&path)(e)),
-        }
-        // The pid is only for another process's message: failing to write
-        // it leaves the lock as good.
-        let pid = file.set_len(0).and_then(|()| file.rewind());
-        if let Err(e) = pid.and_then(|()| writeln!(file, "{}", std::process::id())) {
-            tracing::debug!(path = %path.display(), error = %e, "Cannot write the pid into the lock file.");
-        }
-        Ok(DirLock { dir: canonical, _file: file })
+        let file = lock_file(dir, &canonical, WAIT)?;
+        Ok(DirLock { dir: canonical, file: Arc::new(Mutex::new(file)) })
     }
 
     /// Whether this lock holds `dir` (as [`DirLock::take`] would name it).
     pub fn holds(&self, dir: &Path) -> bool {
         dir.canonicalize().is_ok_and(|d| d == self.dir)
     }
+
+    /// Takes the directory again when its lock file is no longer the one
+    /// held (the directory, or the file, was removed while this process
+    /// ran: a second daemon could have started on it): true when taken
+    /// again, an error when another process took it meanwhile.
+    pub fn renew(&self) -> Result<bool, LockError> {
+        let mut held = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        let path = self.dir.join(LOCK_NAME);
+        let same =
+            |a: std::fs::Metadata, b: std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+        if let (Ok(there), Ok(mine)) = (std::fs::metadata(&path), held.metadata())
+            && same(there, mine)
+        {
+            return Ok(false);
+        }
+        std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        *held = lock_file(&self.dir, &self.dir, Duration::ZERO)?;
+        Ok(true)
+    }
+}
+
+/// An error making or using `path`.
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LockError {
+    let path = path.display().to_string();
+    move |error| LockError::Io { path, error }
+}
+
+/// The lock file of the directory `canonical` (`dir` as configured, for the
+/// message), opened or made and locked, waiting up to `wait` for another
+/// holder; the holder's pid written in it.
+fn lock_file(dir: &Path, canonical: &Path, wait: Duration) -> Result<File, LockError> {
+    let path = canonical.join(LOCK_NAME);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    match try_lock_for(&file, wait) {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let holder = written_pid(&mut file).map_or(String::new(), |p| format!(" (pid {p})"));
+            return Err(LockError::Held { dir: dir.display().to_string(), holder });
+        }
+        Err(TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+    }
+    // The pid is only for another process's message: failing to write
+    // it leaves the lock as good.
+    let pid = file.set_len(0).and_then(|()| file.rewind());
+    if let Err(e) = pid.and_then(|()| writeln!(file, "{}", std::process::id())) {
+        tracing::debug!(path = %path.display(), error = %e, "Cannot write the pid into the lock file.");
+    }
+    Ok(file)
 }
 
 /// Whether a running logwarden holds `dir` (for `check`, which runs beside
@@ -156,6 +187,25 @@ mod tests {
         drop(again);
         assert_eq!(holder(&dir), None, "free");
         assert_eq!(holder(tmp.path()), None, "no lock file");
+    }
+
+    #[test]
+    fn a_lock_removed_with_its_directory_is_taken_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        let lock = DirLock::take(&dir).unwrap();
+        assert!(!lock.renew().unwrap(), "still held");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(holder(&dir), None, "nothing holds the directory made again");
+        assert!(lock.renew().unwrap(), "taken again");
+        assert_eq!(holder(&dir), Some(Some(std::process::id())));
+        assert!(!lock.renew().unwrap());
+        // Taken by another meanwhile: told, with its pid.
+        std::fs::remove_dir_all(&dir).unwrap();
+        let other = DirLock::take(&dir).unwrap();
+        let err = lock.renew().unwrap_err().to_string();
+        assert!(err.contains("is in use by another logwarden run (pid"), "{err}");
+        drop(other);
     }
 
     #[test]

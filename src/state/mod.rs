@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -91,6 +92,12 @@ pub enum StateError {
     /// The content is not a valid state file.
     #[error("{0}")]
     Corrupt(String),
+    /// The change log was removed while open (`state.dir` deleted while
+    /// the daemon ran): what is appended to it would be lost.
+    #[error(
+        "{0} was removed (was state.dir deleted?); everything is saved anew at the next checkpoint"
+    )]
+    Removed(String),
 }
 
 fn corrupt(what: &str) -> StateError {
@@ -285,6 +292,10 @@ impl Store {
         head.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         let path = self.dir.join(WAL_NAME);
         let wal = self.wal.as_mut().ok_or_else(|| corrupt("no base written yet"))?;
+        if wal.metadata().map_err(io_err(&path))?.nlink() == 0 {
+            self.wal = None;
+            return Err(StateError::Removed(path.display().to_string()));
+        }
         // A crash between the writes leaves a record cut short: ignored.
         wal.write_all(&head)
             .and_then(|()| wal.write_all(&payload))
@@ -594,6 +605,24 @@ mod tests {
         let mut other = base.clone();
         assert_eq!(apply_log(&mut other, generation + 2, &full), 0);
         assert_eq!(other.positions[0].offset, 400);
+    }
+
+    #[test]
+    fn a_change_log_removed_while_open_asks_for_a_new_base() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        let mut windows = shards();
+        let mut store = base_of(&dir, &windows);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let changes: Vec<Vec<Entries>> =
+            windows.iter_mut().map(|w| vec![Entries::changes(w)]).collect();
+        let snap = Snapshot { positions: &[position(500)], watermark: 130, shards: &changes };
+        let err = store.append(&snap, &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("state.wal was removed (was state.dir deleted?)"), "{err}");
+        assert!(store.wants_base() && !store.has_base());
+        let mut store = base_of(&dir, &windows);
+        store.append(&snap, &[], &[]).unwrap();
+        assert_eq!(load(&dir).0.unwrap().positions[0].offset, 500);
     }
 
     /// A state file of the first format (fixed-width entries) still loads.
