@@ -215,6 +215,52 @@ fn test_alert_reports_each_output() {
     assert!(sent["message"].as_str().unwrap().starts_with("TEST ALERT"));
 }
 
+/// A webhook's `headers` (an API key, a content type) are sent with each
+/// alert; `check` prints their names, not their values; a header with a line
+/// break in its value is refused, naming the key.
+#[test]
+fn a_webhook_sends_its_headers() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let head = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut lines = Vec::new();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 2 {
+            lines.push(line.trim_end().to_ascii_lowercase());
+            line.clear();
+        }
+        let reply = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        stream.write_all(reply.as_bytes()).unwrap_or(());
+        lines
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[[output]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n\
+         headers = {{ Authorization = \"GenieKey s3cret\", Content-Type = \"application/vnd.api+json\" }}\n"
+    );
+    let cfg = write(dir.path(), "c.toml", cfg.as_bytes());
+    let res = run(&["-c", &cfg, "test-alert"], b"");
+    assert!(res.status.success(), "{res:?}");
+    let head = head.join().unwrap();
+    assert!(head.contains(&"authorization: geniekey s3cret".to_string()), "{head:?}");
+    let types: Vec<&String> = head.iter().filter(|l| l.starts_with("content-type:")).collect();
+    assert_eq!(types, ["content-type: application/vnd.api+json"], "{head:?}");
+    let checked = run(&["-c", &cfg, "check"], b"");
+    let shown = String::from_utf8_lossy(&checked.stdout);
+    assert!(shown.contains("Authorization") && !shown.contains("s3cret"), "{shown}");
+    let bad = "[[output]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/h\"\nheaders = { X-Key = \"a\\nb\" }\n";
+    let bad = write(dir.path(), "bad.toml", bad.as_bytes());
+    let res = run(&["-c", &bad, "check"], b"");
+    let text = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        text.contains(":4: output[1].headers: the value of \"X-Key\" holds a control character"),
+        "{text}"
+    );
+}
+
 /// A webhook that answers with a redirect or a 404 has not taken the alert:
 /// `test-alert` says so (it said "ok" for a 404), and a redirect is not
 /// followed (a 301 or 302 turned the POST into a GET, whose 200 passed for

@@ -781,7 +781,7 @@ const OUTPUT_KEYS: [(&str, &[&str]); 4] = [
     ("syslog", &["target", "format", "facility", "severity", "tag", "pid"]),
     ("jsonl", &["path"]),
     ("exec", &["command", "timeout", "max_concurrent"]),
-    ("webhook", &["url", "timeout", "body"]),
+    ("webhook", &["url", "timeout", "body", "headers"]),
 ];
 
 /// Rejects keys that belong to another output type.
@@ -799,6 +799,7 @@ fn check_keys(cx: &Cx, o: &RawOutput, at: &str, kind: &str) -> Result<(), Config
         ("max_concurrent", o.max_concurrent.as_ref().map(Spanned::span)),
         ("url", o.url.as_ref().map(Spanned::span)),
         ("body", o.body.as_ref().map(Spanned::span)),
+        ("headers", o.headers.as_ref().map(Spanned::span)),
     ];
     let allowed = OUTPUT_KEYS.iter().find(|(k, _)| *k == kind).map_or(&[][..], |(_, keys)| *keys);
     for (name, span) in present {
@@ -841,7 +842,15 @@ fn validate_webhook(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputKind, Conf
         Some(b) => Some(webhook::parse_body(b.get_ref()).map_err(|m| cx.err(b, &key("body"), m))?),
         None => None,
     };
-    Ok(OutputKind::Webhook(WebhookSettings { url: u.clone(), timeout, body }))
+    let headers = match &o.headers {
+        Some(h) => h
+            .get_ref()
+            .iter()
+            .map(|(k, v)| webhook::parse_header(k, v).map_err(|m| cx.err(h, &key("headers"), m)))
+            .collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    Ok(OutputKind::Webhook(WebhookSettings { url: u.clone(), timeout, body, headers }))
 }
 
 fn validate_exec(

@@ -208,6 +208,8 @@ pub(super) struct RawOutput {
     #[serde(serialize_with = "hidden_url")]
     pub(super) url: S<String>,
     pub(super) body: S<String>,
+    #[serde(serialize_with = "hidden_headers")]
+    pub(super) headers: S<std::collections::BTreeMap<String, String>>,
     pub(super) target: S<String>,
     pub(super) format: S<String>,
     pub(super) facility: S<String>,
@@ -270,6 +272,18 @@ fn hidden_token<Z: serde::Serializer>(v: &S<String>, z: Z) -> Result<Z::Ok, Z::E
 fn hidden_url<Z: serde::Serializer>(v: &S<String>, z: Z) -> Result<Z::Ok, Z::Error> {
     match v {
         Some(u) => z.serialize_str(&crate::output::webhook::shown_url(u.get_ref())),
+        None => z.serialize_none(),
+    }
+}
+
+/// A webhook's `headers`, as printed: their names, each value `…` (an
+/// `Authorization` holds a secret).
+fn hidden_headers<Z: serde::Serializer>(
+    v: &S<std::collections::BTreeMap<String, String>>,
+    z: Z,
+) -> Result<Z::Ok, Z::Error> {
+    match v {
+        Some(h) => z.collect_map(h.get_ref().keys().map(|k| (k, "…"))),
         None => z.serialize_none(),
     }
 }

@@ -24,6 +24,26 @@ pub struct WebhookSettings {
     pub timeout: Duration,
     /// Body template (`{message}` …); `None` posts the alert's JSON.
     pub body: Option<Template>,
+    /// Request headers added (`Authorization`, …), checked by
+    /// [`parse_header`]; a `Content-Type` replaces `application/json`.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Headers the HTTP client sets itself, from the request and its body.
+const OWN_HEADERS: [&str; 5] = ["host", "content-length", "transfer-encoding", "connection", "te"];
+
+/// A `headers` entry, checked: a header name (RFC 9110 token) that the
+/// client does not set itself, and a value without control characters.
+pub fn parse_header(name: &str, value: &str) -> Result<(String, String), String> {
+    let header = ureq::http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+        format!("{name:?} is not a header name (letters, digits and !#$%&'*+-.^_`|~)")
+    })?;
+    if OWN_HEADERS.contains(&header.as_str()) {
+        return Err(format!("{name:?} is set by the HTTP client itself; remove it"));
+    }
+    ureq::http::HeaderValue::from_str(value)
+        .map_err(|_| format!("the value of {name:?} holds a control character (a line break?)"))?;
+    Ok((name.to_string(), value.to_string()))
 }
 
 /// Placeholders of a webhook body template (`key` and `client` are the same).
@@ -147,12 +167,15 @@ impl Deliver for Webhook {
             Some(t) => render(t, alert),
             None => alert.to_json(),
         };
-        let resp = self
-            .agent
-            .post(&self.cfg.url)
-            .content_type("application/json")
-            .send(body.as_bytes())
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        let mut req = self.agent.post(&self.cfg.url);
+        let typed = self.cfg.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        if !typed {
+            req = req.content_type("application/json");
+        }
+        for (k, v) in &self.cfg.headers {
+            req = req.header(k, v);
+        }
+        let resp = req.send(body.as_bytes()).map_err(|e| io::Error::other(e.to_string()))?;
         let status = resp.status().as_u16();
         match status {
             200..=299 => Ok(()),
@@ -183,6 +206,14 @@ impl Deliver for Webhook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_are_checked() {
+        assert!(parse_header("Authorization", "Bearer x").is_ok());
+        assert!(parse_header("Host", "h").unwrap_err().contains("set by the HTTP client itself"));
+        assert!(parse_header("Bad Name", "x").unwrap_err().contains("is not a header name"));
+        assert!(parse_header("X", "a\r\nInjected: 1").unwrap_err().contains("control character"));
+    }
 
     #[test]
     fn a_url_is_shown_without_what_could_be_its_secret() {
