@@ -449,6 +449,13 @@ fn a_file_two_sources_follow_is_told() {
     daemon.stop();
 }
 
+/// A webhook output to a loopback port, timing out after a second.
+fn webhook_output(port: u16) -> String {
+    format!(
+        "[[output]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\ntimeout = \"1s\"\n"
+    )
+}
+
 /// Alerts held for a failing webhook, then an output added before it in
 /// the configuration: after the restart they go to that webhook, not to the
 /// output now in its place (they did: saved alerts named their outputs by
@@ -459,12 +466,7 @@ fn held_alerts_follow_their_output_when_outputs_change() {
     let d = dir.path().display();
     let p = dir.path().join("access.log");
     let dead = crate::util::free_port();
-    let hook = |port: u16| {
-        format!(
-            "[[output]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\ntimeout = \"1s\"\n"
-        )
-    };
-    let first = Daemon::config(dir.path(), p.to_str().unwrap(), &hook(dead));
+    let first = Daemon::config(dir.path(), p.to_str().unwrap(), &webhook_output(dead));
     let daemon = Daemon::start_config(dir.path(), &first, &[]);
     let mut w = Writer::new();
     let hits = w.hits("10.9.9.9", 3);
@@ -477,7 +479,7 @@ fn held_alerts_follow_their_output_when_outputs_change() {
     let action = format!(
         "[[output]]\ntype = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo $LOGWARDEN_CLIENT >> {d}/runs\"]\n"
     );
-    let second = Daemon::config(dir.path(), p.to_str().unwrap(), &(action + &hook(port)));
+    let second = Daemon::config(dir.path(), p.to_str().unwrap(), &(action + &webhook_output(port)));
     let daemon = Daemon::start_config(dir.path(), &second, &[]);
     wait_until("the held alert at the webhook", || !accepted.lock().unwrap().is_empty());
     assert!(accepted.lock().unwrap()[0].contains("10.9.9.9"));
@@ -499,12 +501,11 @@ fn held_alerts_follow_their_output_when_outputs_are_reordered() {
     let p = dir.path().join("access.log");
     let dead = crate::util::free_port();
     let (live, took) = webhook_server(0);
-    let hook = |port: u16| {
-        format!(
-            "[[output]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\ntimeout = \"1s\"\n"
-        )
-    };
-    let first = Daemon::config(dir.path(), p.to_str().unwrap(), &(hook(dead) + &hook(live)));
+    let first = Daemon::config(
+        dir.path(),
+        p.to_str().unwrap(),
+        &(webhook_output(dead) + &webhook_output(live)),
+    );
     let daemon = Daemon::start_config(dir.path(), &first, &[]);
     let mut w = Writer::new();
     let hits = w.hits("10.9.9.9", 3);
@@ -514,7 +515,11 @@ fn held_alerts_follow_their_output_when_outputs_are_reordered() {
     let log = daemon.stop();
     assert!(log.contains("saved for the next start"), "{log}");
     let (_, back) = crate::util::webhook_server_on(dead, 0);
-    let second = Daemon::config(dir.path(), p.to_str().unwrap(), &(hook(live) + &hook(dead)));
+    let second = Daemon::config(
+        dir.path(),
+        p.to_str().unwrap(),
+        &(webhook_output(live) + &webhook_output(dead)),
+    );
     let daemon = Daemon::start_config(dir.path(), &second, &[]);
     wait_until("the held alert at the webhook back", || !back.lock().unwrap().is_empty());
     assert!(back.lock().unwrap()[0].contains("10.9.9.9"));
