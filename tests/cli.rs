@@ -338,6 +338,37 @@ fn a_closed_terminal_ends_a_command_normally() {
     }
 }
 
+/// Standard output on a full disk (`/dev/full`): the command fails, saying
+/// so, where it ended 0 with its output lost (`parse`, `check`), as `replay`
+/// already did; a closed pipe (above, and `parse … | head`) stays no error.
+#[test]
+fn a_full_disk_under_standard_output_fails_the_command() {
+    let cases: [&[&str]; 3] =
+        [&["parse", "examples/access.log"], &["check"], &["replay", "examples/access.log"]];
+    for args in cases {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let out = std::process::Command::new(crate::util::bin())
+            .args(["-c", "examples/logwarden.toml"])
+            .args(args)
+            .current_dir(crate::util::root())
+            .stdout(full)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {text}");
+        assert!(text.contains("standard output: No space left on device"), "{args:?}: {text}");
+    }
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = std::process::Command::new(crate::util::bin())
+        .args(["-c", "examples/logwarden.toml", "parse", "examples/access.log"])
+        .current_dir(crate::util::root())
+        .stdout(writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
 /// Times written with `%{…}t` (Apache formats them with strftime): ISO
 /// 8601, Apache's own milliseconds example, and a wall time in the
 /// source's zone give the same alerts, at the same instants, as `%t`

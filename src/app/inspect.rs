@@ -38,12 +38,12 @@ pub(super) fn parse(config: Option<&std::path::Path>, a: &ParseArgs) -> Result<E
             let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let text = describe_line(&parser, &rules, limits, line, f, n, a.json);
-            if writeln!(out, "{text}").is_err() {
+            if !super::written(writeln!(out, "{text}")) {
                 return Ok(ExitCode::SUCCESS);
             }
         }
     }
-    out.flush().ok();
+    super::written(out.flush());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,7 +4,9 @@
 //! [`daemon`] (`run`) and [`status`] are the larger commands.
 
 // The terminal's lines: a reader gone (`logwarden replay … 2>&1 | head`)
-// drops them, where `eprintln!` and `println!` would panic.
+// drops them, where `eprintln!` and `println!` would panic. Any other
+// failure to write standard output (a full disk) is kept by `written` and
+// makes the command fail.
 
 /// A line to standard error.
 macro_rules! tell {
@@ -18,7 +20,7 @@ macro_rules! tell {
 macro_rules! say {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        writeln!(std::io::stdout(), $($t)*).unwrap_or(())
+        $crate::app::written(writeln!(std::io::stdout(), $($t)*));
     }};
 }
 
@@ -26,7 +28,7 @@ macro_rules! say {
 macro_rules! put {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        write!(std::io::stdout(), $($t)*).unwrap_or(())
+        $crate::app::written(write!(std::io::stdout(), $($t)*));
     }};
 }
 
@@ -47,8 +49,36 @@ use anyhow::{Context, Result};
 use cli::{Cli, Command};
 use std::process::ExitCode;
 
-/// Runs one command; returns the process exit code.
+/// The first failure to write standard output other than its reader gone.
+static STDOUT_FAILED: std::sync::OnceLock<std::io::Error> = std::sync::OnceLock::new();
+
+/// Whether a write to standard output went through: a reader gone is no
+/// error (`| head`), any other failure is kept for the exit status.
+pub(crate) fn written(result: std::io::Result<()>) -> bool {
+    match result {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => false,
+        Err(e) => {
+            STDOUT_FAILED.get_or_init(|| e);
+            false
+        }
+    }
+}
+
+/// Runs one command; returns the process exit code. Output that could not
+/// be written (a full disk) is an error, whatever the command's outcome.
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    use std::io::Write as _;
+    let code = command(cli)?;
+    written(std::io::stdout().flush());
+    match STDOUT_FAILED.get() {
+        Some(e) => Err(anyhow::anyhow!("cannot write to standard output: {e}")),
+        None => Ok(code),
+    }
+}
+
+/// Runs one command.
+fn command(cli: Cli) -> Result<ExitCode> {
     // The daemon says what it does; the other commands only warn.
     init_log(if matches!(cli.command, Command::Run) { "info" } else { "warn" });
     match cli.command {
