@@ -164,6 +164,40 @@ fn healthz_turns_503_when_the_only_output_fails() {
     daemon.stop();
 }
 
+/// State that cannot be saved (here a directory in the way of the base's
+/// temporary file, as a full disk would fail it) turns `/healthz` 503 once
+/// it has lasted `unhealthy_after`, and is counted; saved again, 200. Before,
+/// only the log told: health stayed 200 while a restart would read
+/// everything since the last save again.
+#[test]
+fn healthz_turns_503_while_state_cannot_be_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "access.log", b"");
+    let port = free_port();
+    let path = dir.path().join("access.log");
+    let extra = format!("[http]\nlisten = \"127.0.0.1:{port}\"\nunhealthy_after = \"1s\"\n");
+    let daemon = Daemon::start_config(
+        dir.path(),
+        &Daemon::config(dir.path(), path.to_str().unwrap(), &extra),
+        &[],
+    );
+    let state = dir.path().join("state");
+    wait_until("a first save", || state.join("state.wal").exists());
+    assert_eq!(http_get(port, "/healthz", None).unwrap(), (200, "ok\n".into()));
+    std::fs::create_dir(state.join("state.bin.tmp")).unwrap();
+    std::fs::remove_file(state.join("state.wal")).unwrap();
+    append(dir.path(), &line("203.0.113.9", "/today_download"));
+    wait_until("503", || http_get(port, "/healthz", None).unwrap().0 == 503);
+    let (_, body) = http_get(port, "/healthz", None).unwrap();
+    assert!(body.contains("state cannot be saved, for"), "{body}");
+    let m = http_get(port, "/metrics", None).unwrap().1;
+    let failures = m.lines().find_map(|l| l.strip_prefix("logwarden_state_save_failures_total "));
+    assert!(failures.is_some_and(|n| n.parse::<u64>().unwrap() >= 2), "{m}");
+    std::fs::remove_dir(state.join("state.bin.tmp")).unwrap();
+    wait_until("200 again", || http_get(port, "/healthz", None).unwrap().0 == 200);
+    daemon.stop();
+}
+
 /// With `http.token`, a request without it is refused (401); with it as a
 /// bearer token it is answered.
 #[test]

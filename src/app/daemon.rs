@@ -637,7 +637,7 @@ impl Sink for DaemonSink {
         // Saved, or to be saved whole by the next checkpoint.
         self.queued.clear();
         if let Some(b) = &self.board {
-            b.saved(started.elapsed());
+            b.saved(started.elapsed(), result.is_ok());
         }
         match result {
             Ok(()) => {

@@ -29,6 +29,7 @@ pub fn render(board: &Board) -> String {
     files(&mut reg, &snap);
     farm(&mut reg, &snap);
     reg.register("state_save_seconds", "How long saving state took", board.saves.clone());
+    counter(&mut reg, "state_save_failures", "State saves that failed", board.save_failures());
     let version = vec![("version", env!("CARGO_PKG_VERSION").to_string())];
     reg.register("build", "This build", Info::new(version));
     let mut text = String::new();

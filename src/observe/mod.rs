@@ -80,6 +80,10 @@ struct Published {
     points: VecDeque<(u64, u64)>,
     last_point: Option<Instant>,
     probe_asked: Option<Instant>,
+    /// Since when saving state fails (none while saves succeed).
+    save_failing: Option<Instant>,
+    /// Saves that failed, in all.
+    save_failures: u64,
 }
 
 impl Board {
@@ -134,9 +138,22 @@ impl Board {
         st.alerts.push_back(Arc::clone(a));
     }
 
-    /// A state save took `took`.
-    pub fn saved(&self, took: Duration) {
+    /// A state save took `took`, and succeeded or not.
+    pub fn saved(&self, took: Duration, ok: bool) {
         self.saves.observe(took.as_secs_f64());
+        let mut st = self.lock();
+        match ok {
+            true => st.save_failing = None,
+            false => {
+                st.save_failing.get_or_insert_with(Instant::now);
+                st.save_failures += 1;
+            }
+        }
+    }
+
+    /// State saves that failed, in all.
+    pub fn save_failures(&self) -> u64 {
+        self.lock().save_failures
     }
 
     /// Asks the engine for the clients nearest the threshold; they come
@@ -156,11 +173,19 @@ impl Board {
     /// Why the daemon is not healthy; empty when it is.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if let Some(asked) = self.lock().probe_asked
+        let (asked, save_failing) = {
+            let st = self.lock();
+            (st.probe_asked, st.save_failing)
+        };
+        if let Some(asked) = asked
             && asked.elapsed() > PROBE_TOO_LONG
         {
             let secs = asked.elapsed().as_secs();
             out.push(format!("not following: the engine has not answered for {secs} s"));
+        }
+        if let Some(f) = save_failing.map(|t| t.elapsed()).filter(|f| *f > self.unhealthy_after) {
+            let secs = f.as_secs();
+            out.push(format!("state cannot be saved, for {secs} s (a full disk? see the log): a restart would read lines again"));
         }
         for o in self.outputs.stats() {
             if let Some(f) = o.failing_for.filter(|f| *f > self.unhealthy_after) {
