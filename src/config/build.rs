@@ -332,8 +332,14 @@ fn source_client(
 fn trusted_proxies(cx: &Cx, s: &RawSource, at: &str) -> Result<Vec<Cidr>, ConfigError> {
     let proxies = get(&s.trusted_proxies);
     let parse = |p: &String| {
-        Cidr::parse(p).ok_or_else(|| {
-            let msg = format!("{p:?} is not an address or block such as \"10.0.0.0/8\"");
+        let block = Cidr::parse(p).filter(|b| !b.is_everyone());
+        block.ok_or_else(|| {
+            let msg = match Cidr::parse(p) {
+                None => format!("{p:?} is not an address or block such as \"10.0.0.0/8\""),
+                Some(_) => format!(
+                    "{p:?} trusts every address: the client would be the header's first address, which the client writes itself (a new one each request evades every rule). List your proxies' addresses or blocks"
+                ),
+            };
             cx.err(proxies, &format!("{at}.trusted_proxies"), msg)
         })
     };

@@ -892,6 +892,10 @@ mod tests {
         let e = err("[[rule]]\nallow = [\"2001:db8::/0\"]\n");
         assert!(e.contains("rule[1].allow: \"2001:db8::/0\" holds every IPv4 and IPv6"), "{e}");
         assert!(parse("[allow]\nclients = [\"0.0.0.0/1\", \"::/1\"]\n").is_ok());
+        // Trusting every proxy makes the client the header's forged first address.
+        let xff = "[source]\nclient = \"%{X-Forwarded-For}i\"\ntrusted_proxies = [\"10.0.0.1\", \"0.0.0.0/0\"]\n";
+        let e = err(xff);
+        assert!(e.contains("source.trusted_proxies: \"0.0.0.0/0\" trusts every address"), "{e}");
     }
 
     #[test]
