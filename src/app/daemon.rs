@@ -237,16 +237,26 @@ fn run_once(
         tracing::info!(source = %s.name, path = %s.path, "Following.");
     }
     tracing::info!(rules = cfg.rules.len(), "Started.");
-    let mut farm = cfg.cluster.clone().map(|c| {
-        let rules = cfg.farm_rules();
-        let redis = crate::farm::redacted_all(&c.redis);
-        tracing::info!(node = %c.node, redis = %redis, "Deciding with the farm.");
-        Link::new(c, rules, engine.settings.ipv6_prefix)
-    });
+    let mut farm = farm_link(cfg, engine.settings.ipv6_prefix);
     notify(&[sd_notify::NotifyState::Ready]);
     let result = engine.run_in_farm(source, restore, &mut sink, farm.as_mut());
-    // At a reload the process goes on: what the outputs started (an exec
-    // action) is not ended with them.
+    finish(sink, asked)?;
+    Ok(result?)
+}
+
+/// With `[cluster]`, the link to the farm's Redis.
+fn farm_link(cfg: &Config, ipv6_prefix: u8) -> Option<Link> {
+    cfg.cluster.clone().map(|c| {
+        let redis = crate::farm::redacted_all(&c.redis);
+        tracing::info!(node = %c.node, redis = %redis, "Deciding with the farm.");
+        Link::new(c, cfg.farm_rules(), ipv6_prefix)
+    })
+}
+
+/// After the engine stopped: the outputs stopped, or handed over at a
+/// reload (what they started, an exec action, goes on with the process);
+/// an error when another daemon took `state.dir` meanwhile.
+fn finish(sink: DaemonSink, asked: &Asked) -> Result<()> {
     let held = match asked.reloading() {
         true => sink.outputs.hand_over(DRAIN_AT_STOP),
         false => sink.outputs.stop(DRAIN_AT_STOP),
@@ -257,10 +267,10 @@ fn run_once(
             "Alerts still held for outputs that failed; saved for the next start."
         );
     }
-    if let Some(e) = sink.lost {
-        return Err(e).context("stopped: another daemon took state.dir while this one ran");
+    match sink.lost {
+        Some(e) => Err(e).context("stopped: another daemon took state.dir while this one ran"),
+        None => Ok(()),
     }
-    Ok(result?)
 }
 
 /// The saved state, if there is a usable one; a state that cannot be used
