@@ -531,6 +531,51 @@ fn held_alerts_follow_their_output_when_outputs_are_reordered() {
     daemon.stop();
 }
 
+/// An output's `rules` (names or globs) choose the rules whose alerts it
+/// gets: a ban for the login rules only, the old SMS for downloads only.
+/// Before, every output got every rule's alerts.
+#[test]
+fn an_output_gets_only_the_rules_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let p = dir.path().join("access.log");
+    let config = format!(
+        "[source]\npath = \"{}\"\nstart_at = \"beginning\"\npoll_interval = \"100ms\"\n\
+         [[rule]]\nname = \"downloads\"\ncontains = \"today_download\"\nthreshold = 3\ncooldown = 0\n\
+         [[rule]]\nname = \"login-wp\"\ncontains = \"wp-login\"\nthreshold = 3\ncooldown = 0\n\
+         [[output]]\ntype = \"jsonl\"\npath = \"{d}/alerts.jsonl\"\nrules = [\"downloads\"]\n\
+         [[output]]\ntype = \"jsonl\"\npath = \"{d}/logins.jsonl\"\nrules = [\"login-*\"]\n\
+         [[output]]\ntype = \"jsonl\"\npath = \"{d}/all.jsonl\"\n[state]\ndir = \"{d}/state\"\n",
+        p.display()
+    );
+    let daemon = Daemon::start_config(dir.path(), &config, &[]);
+    let mut w = Writer::new();
+    let logins: String = (0..3)
+        .map(|_| {
+            w.clock += 1;
+            request_at(
+                "10.8.8.8",
+                "/wp-login.php",
+                jiff::Timestamp::from_second(w.clock as i64).unwrap(),
+            )
+        })
+        .collect();
+    w.append_raw(&p, logins.as_bytes());
+    let downloads = w.hits("10.7.7.7", 3);
+    w.append_raw(&p, &downloads);
+    w.phase(&p, &["10.0.0.1"], 1, 1);
+    daemon.wait_for_marker(1);
+    let keys = |name: &str| -> Vec<String> {
+        let text = std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+        json_lines(&text).iter().map(|a| a["key"].as_str().unwrap().to_string()).collect()
+    };
+    wait_until("the login alert", || keys("logins.jsonl").len() == 1);
+    assert_eq!(keys("alerts.jsonl"), ["10.7.7.7", &marker_ip(1)]);
+    assert_eq!(keys("logins.jsonl"), ["10.8.8.8"]);
+    wait_until("every alert in the output for all", || keys("all.jsonl").len() == 3);
+    daemon.stop();
+}
+
 /// One line dated years ahead (a web server's clock gone wrong) moved the
 /// stream's newest time there, and the next cleanup forgot every client's
 /// window: 50 clients at 2 of 3 hits then alerted on none of their third.

@@ -26,6 +26,7 @@ use crate::state::lock::{DirLock, LockError};
 use crate::state::{self, RuleName, SavedRule, Snapshot, State, Store};
 use crate::window::Windows;
 use anyhow::{Context, Result};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -215,6 +216,7 @@ fn run_once(
         outputs: running,
         store: Store::new(&cfg.state_dir),
         rules: cfg.rule_names(),
+        for_rule: rule_masks(cfg),
         queued: Vec::new(),
         want_full: Arc::clone(&want_full),
         save_failing: false,
@@ -242,6 +244,13 @@ fn run_once(
     let result = engine.run_in_farm(source, restore, &mut sink, farm.as_mut());
     finish(sink, asked)?;
     Ok(result?)
+}
+
+/// Per rule name, the bits of the outputs that get its alerts.
+fn rule_masks(cfg: &Config) -> HashMap<String, u64> {
+    let names: Vec<&str> = cfg.rules.iter().map(|r| r.name.as_str()).collect();
+    let masks = output::rule_masks(&cfg.outputs, &names);
+    names.into_iter().map(String::from).zip(masks).collect()
 }
 
 /// With `[cluster]`, the link to the farm's Redis.
@@ -545,6 +554,9 @@ struct DaemonSink {
     store: Store,
     /// The rules' names, specs and what they count, in order, for the base.
     rules: Vec<RuleName>,
+    /// Per rule name, the bits of the outputs that get its alerts (an
+    /// output's `rules`).
+    for_rule: HashMap<String, u64>,
     /// Alerts queued since the last save, with the outputs that queued them.
     queued: Vec<(Arc<Alert>, u64)>,
     /// Asks the follower for a full checkpoint (a new base).
@@ -607,7 +619,8 @@ impl Sink for DaemonSink {
         if let Some(b) = &self.board {
             b.alert(&alert);
         }
-        let queued = self.outputs.push(&alert, self.outputs.all());
+        let mask = self.for_rule.get(&alert.rule).copied().unwrap_or(self.outputs.all());
+        let queued = self.outputs.push(&alert, mask);
         if queued != 0 {
             self.queued.push((alert, queued));
         }
@@ -681,6 +694,7 @@ mod tests {
             outputs: Running::start(Vec::new(), &[], dir).unwrap(),
             store: Store::new(dir),
             rules: Vec::new(),
+            for_rule: HashMap::new(),
             queued: Vec::new(),
             want_full: Arc::new(AtomicBool::new(false)),
             save_failing: false,

@@ -5,7 +5,7 @@
 
 use super::schema::{
     self, Names, RawAllow, RawCluster, RawConfig, RawDuration, RawHttp, RawInclude, RawOutput,
-    RawRedis, RawRule, RawSource, RawSources, get,
+    RawRedis, RawRule, RawSource, RawSources, S, get,
 };
 use super::{Config, ConfigError, Cx, Host, SourceConfig};
 use crate::alert::MESSAGE_VARS;
@@ -15,7 +15,7 @@ use crate::observe::HttpSettings;
 use crate::output::exec::ExecSettings;
 use crate::output::syslog::{self, FACILITIES, SEVERITIES, SyslogSettings};
 use crate::output::webhook::{self, WebhookSettings};
-use crate::output::{OutputConfig, OutputKind};
+use crate::output::{self, OutputConfig, OutputKind};
 use crate::parse::client::{AddrSet, Cidr};
 use crate::parse::{ClientSource, Field, Format};
 use crate::rules::{FieldSel, KeyPart, Rule, RuleDef, WindowSpec};
@@ -725,7 +725,46 @@ fn validate_output(
     };
     let max_queued =
         in_range(cx, get(&o.max_queued), &format!("{at}.max_queued"), 1, 10_000_000, "")?;
-    Ok(OutputConfig { kind, max_queued })
+    let rules = match &o.rules {
+        Some(r) if r.get_ref().is_empty() => {
+            let msg = "lists no rule: leave it out for every rule's alerts, or name rules (\"30-login-*\")";
+            return Err(cx.err(r, &format!("{at}.rules"), msg));
+        }
+        Some(r) => {
+            output::rule_matcher(r.get_ref()).map_err(|m| cx.err(r, &format!("{at}.rules"), m))?;
+            Some(r.get_ref().clone())
+        }
+        None => None,
+    };
+    Ok(OutputConfig { kind, max_queued, rules })
+}
+
+/// Each output's `rules`, as written: checked by [`check_output_rules`] once
+/// the included files' rules are known.
+pub(super) fn output_rules(raw: &RawConfig) -> Vec<S<Vec<String>>> {
+    raw.output.as_deref().unwrap_or_default().iter().map(|o| o.rules.clone()).collect()
+}
+
+/// Every name or pattern in an output's `rules` matches a rule: a typo
+/// would leave the output without the alerts it is for, silently.
+pub(super) fn check_output_rules(
+    cx: &Cx,
+    written: &[S<Vec<String>>],
+    cfg: &Config,
+) -> Result<(), ConfigError> {
+    let names: Vec<&str> = cfg.rules.iter().map(|r| r.name.as_str()).collect();
+    for (i, r) in written.iter().enumerate() {
+        let Some(r) = r else { continue };
+        for p in r.get_ref() {
+            let found = output::rule_matcher(std::slice::from_ref(p))
+                .is_ok_and(|m| names.iter().any(|n| m.is_match(n)));
+            if !found {
+                let msg = format!("{p:?} names no rule; the rules are {}", names.join(", "));
+                return Err(cx.err(r, &format!("output[{}].rules", i + 1), msg));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn validate_syslog(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputKind, ConfigError> {

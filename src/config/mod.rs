@@ -206,12 +206,14 @@ impl Config {
         }
         schema::fill_defaults(&mut raw, &host.host_name());
         let effective = schema::effective_toml(&raw);
+        let output_rules = build::output_rules(&raw);
         let mut cfg = build::config(&cx, raw, host)?;
         for (path, text, inc) in included {
             let name = path.display().to_string();
             let cx = Cx { file: &name, text: &text };
             build::include(&cx, &path, inc, &mut cfg, host)?;
         }
+        build::check_output_rules(&cx, &output_rules, &cfg)?;
         cfg.file = file.map(Path::to_path_buf);
         cfg.effective = effective;
         Ok(cfg)
@@ -503,6 +505,7 @@ mod tests {
             c.outputs,
             vec![OutputConfig {
                 max_queued: 100_000,
+                rules: None,
                 kind: OutputKind::Syslog(SyslogSettings {
                     target: "unix:/dev/log".into(),
                     format: "rfc3164".into(),
@@ -866,6 +869,23 @@ mod tests {
             e,
             "/etc/lw.toml:2: source.file_events: must be true or false (got the text \"yes\")"
         );
+    }
+
+    #[test]
+    fn an_outputs_rules_must_each_name_a_rule() {
+        let out = "[[output]]\ntype = \"jsonl\"\npath = \"/a\"\nrules = [\"x\", \"log*\"]\n";
+        let rules = "[[rule]]\nname = \"x\"\n[[rule]]\nname = \"login\"\ncontains = \"l\"\n";
+        let c = parse(&format!("{out}{rules}")).unwrap();
+        assert_eq!(c.outputs[0].rules, Some(vec!["x".to_string(), "log*".to_string()]));
+        let e = err(&format!("{}{rules}", out.replace("log*", "lgo*")));
+        assert!(
+            e.contains(":4: output[1].rules: \"lgo*\" names no rule; the rules are x, login"),
+            "{e}"
+        );
+        let e = err(&format!("{}{rules}", out.replace("\"x\", \"log*\"", "")));
+        assert!(e.contains("output[1].rules: lists no rule"), "{e}");
+        let e = err(&format!("{}{rules}", out.replace("log*", "log[")));
+        assert!(e.contains("output[1].rules: \"log[\" is not a rule name or pattern"), "{e}");
     }
 
     #[test]

@@ -217,6 +217,7 @@ pub(super) struct RawOutput {
     pub(super) tag: S<String>,
     pub(super) pid: S<bool>,
     pub(super) max_queued: S<i64>,
+    pub(super) rules: S<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -118,7 +118,11 @@ mod tests {
     use super::super::{MAX_QUEUED, OutputConfig, OutputKind, open};
 
     fn jsonl(p: &std::path::Path) -> OutputConfig {
-        OutputConfig { kind: OutputKind::Jsonl(p.to_path_buf()), max_queued: MAX_QUEUED }
+        OutputConfig {
+            kind: OutputKind::Jsonl(p.to_path_buf()),
+            max_queued: MAX_QUEUED,
+            rules: None,
+        }
     }
 
     #[test]

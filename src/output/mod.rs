@@ -67,6 +67,39 @@ pub struct OutputConfig {
     pub kind: OutputKind,
     /// Alerts queued for it at most (while it is slow or down).
     pub max_queued: usize,
+    /// The rules whose alerts it gets, as names or globs (`30-login-*`);
+    /// `None`: every rule's.
+    pub rules: Option<Vec<String>>,
+}
+
+/// A matcher of rule names for the globs `patterns` (a name is a glob
+/// matching itself); an error names the pattern that is none.
+pub fn rule_matcher(patterns: &[String]) -> Result<globset::GlobSet, String> {
+    let mut set = globset::GlobSetBuilder::new();
+    for p in patterns {
+        let glob = globset::Glob::new(p)
+            .map_err(|e| format!("{p:?} is not a rule name or pattern ({e})"))?;
+        set.add(glob);
+    }
+    set.build().map_err(|e| e.to_string())
+}
+
+/// For each rule of `names`, the bits of the outputs that get its alerts.
+pub fn rule_masks(configs: &[OutputConfig], names: &[&str]) -> Vec<u64> {
+    let takes: Vec<Option<globset::GlobSet>> = configs
+        .iter()
+        .map(|c| {
+            c.rules.as_ref().map(|r| rule_matcher(r).unwrap_or_else(|_| globset::GlobSet::empty()))
+        })
+        .collect();
+    let mask = |name: &str| {
+        let bits = takes
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| *i < 64 && t.as_ref().is_none_or(|set| set.is_match(name)));
+        bits.fold(0, |m, (i, _)| m | 1 << i)
+    };
+    names.iter().map(|n| mask(n)).collect()
 }
 
 /// What names each output across a change of the configuration, for the
@@ -194,7 +227,7 @@ mod tests {
     use super::*;
 
     fn jsonl(p: &str) -> OutputConfig {
-        OutputConfig { kind: OutputKind::Jsonl(p.into()), max_queued: 1 }
+        OutputConfig { kind: OutputKind::Jsonl(p.into()), max_queued: 1, rules: None }
     }
 
     #[test]
@@ -218,12 +251,25 @@ mod tests {
         assert_eq!(held_for_now(0b10, &saved, &now), 0b10);
         // Keys saved before they had a destination: by kind and place.
         let old: Vec<String> = ["jsonl#1", "jsonl#2"].map(String::from).to_vec();
-        let now = keys(&[OutputConfig { kind: OutputKind::Exec(exec_echo()), max_queued: 1 }])
-            .into_iter()
-            .chain(keys(&[jsonl("/b"), jsonl("/a")]))
-            .collect::<Vec<_>>();
+        let now = keys(&[OutputConfig {
+            kind: OutputKind::Exec(exec_echo()),
+            max_queued: 1,
+            rules: None,
+        }])
+        .into_iter()
+        .chain(keys(&[jsonl("/b"), jsonl("/a")]))
+        .collect::<Vec<_>>();
         assert_eq!(held_for_now(0b10, &old, &now), 0b100);
         assert_eq!(held_for_now(0b11, &old, &now), 0b110);
+    }
+
+    #[test]
+    fn an_output_gets_the_alerts_of_the_rules_it_names() {
+        let mut a = jsonl("/a");
+        a.rules = Some(vec!["30-login-*".into(), "today_download".into()]);
+        let b = jsonl("/b");
+        let masks = rule_masks(&[a, b], &["today_download", "30-login-1", "10-env"]);
+        assert_eq!(masks, [0b11, 0b11, 0b10]);
     }
 
     fn exec_echo() -> exec::ExecSettings {

@@ -487,7 +487,7 @@ mod tests {
     }
 
     fn config(max_queued: usize) -> OutputConfig {
-        OutputConfig { kind: super::super::OutputKind::Jsonl("/x".into()), max_queued }
+        OutputConfig { kind: super::super::OutputKind::Jsonl("/x".into()), max_queued, rules: None }
     }
 
     #[test]
