@@ -124,11 +124,9 @@ pub fn keys(configs: &[OutputConfig]) -> Vec<String> {
 /// its kind and place among the outputs not found so (keys saved before
 /// they had a destination have only those).
 pub fn held_for_now(mask: u64, saved: &[String], now: &[String]) -> u64 {
-    fn place(k: &str) -> &str {
-        k.split_once('@').map_or(k, |(p, _)| p)
-    }
     fn kind_to(k: &str) -> Option<(&str, &str)> {
-        k.split_once('@').map(|(p, d)| (p.split('#').next().unwrap_or(p), d))
+        let p = KeyParts::of(k);
+        (!p.to.is_empty()).then_some((p.kind, p.to))
     }
     let mut found: Vec<Option<usize>> = vec![None; saved.len()];
     let mut taken = vec![false; now.len()];
@@ -144,9 +142,28 @@ pub fn held_for_now(mask: u64, saved: &[String], now: &[String]) -> u64 {
     };
     pass(&|s, n| s == n);
     pass(&|s, n| kind_to(s).is_some() && kind_to(s) == kind_to(n));
-    pass(&|s, n| place(s) == place(n));
+    pass(&|s, n| KeyParts::of(s).place == KeyParts::of(n).place);
     let bits = found.iter().enumerate().filter(|(i, _)| *i < 64 && mask >> i & 1 == 1);
     bits.filter_map(|(_, j)| *j).filter(|j| *j < 64).fold(0, |m, j| m | 1 << j)
+}
+
+/// An output's key ([`keys`]) read back.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct KeyParts<'k> {
+    /// `webhook`.
+    pub kind: &'k str,
+    /// The kind and the place among that kind: `webhook#1`.
+    pub place: &'k str,
+    /// The destination's digest; empty in a key saved before keys had one.
+    pub to: &'k str,
+}
+
+impl KeyParts<'_> {
+    /// The parts of `key`.
+    pub fn of(key: &str) -> KeyParts<'_> {
+        let (place, to) = key.split_once('@').unwrap_or((key, ""));
+        KeyParts { kind: place.split('#').next().unwrap_or(place), place, to }
+    }
 }
 
 /// The kinds of output, with their settings.

@@ -10,7 +10,7 @@
 //! not sent to it again.
 
 use super::journal::Journal;
-use super::{Deliver, OutputConfig};
+use super::{Deliver, KeyParts, OutputConfig};
 use crate::alert::Alert;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -125,13 +125,9 @@ impl OutputsView {
 /// taken over by the output then in its place: one named by kind and place
 /// (`delivered-webhook-1.ids`), or by place alone (`delivered-1.ids`).
 fn journal_path(dir: &Path, keys: &[String], i: usize) -> PathBuf {
-    let split = |k: &str| -> (String, String) {
-        let (place, to) = k.split_once('@').unwrap_or((k, ""));
-        (place.split('#').next().unwrap_or(place).to_string(), to.to_string())
-    };
-    let (kind, to) = split(&keys[i]);
-    let place = keys[i].split_once('@').map_or(keys[i].as_str(), |(p, _)| p);
-    let alike = keys[..i].iter().filter(|k| split(k) == (kind.clone(), to.clone())).count();
+    let KeyParts { kind, place, to } = KeyParts::of(&keys[i]);
+    let alike = keys[..i].iter().map(|k| KeyParts::of(k)).filter(|k| (k.kind, k.to) == (kind, to));
+    let alike = alike.count();
     let rank = if alike == 0 { String::new() } else { format!("-{}", alike + 1) };
     let path = dir.join(format!("delivered-{kind}-{to}{rank}.ids"));
     let earlier =
