@@ -730,10 +730,7 @@ fn validate_output(
             let msg = "lists no rule: leave it out for every rule's alerts, or name rules (\"30-login-*\")";
             return Err(cx.err(r, &format!("{at}.rules"), msg));
         }
-        Some(r) => {
-            output::rule_matcher(r.get_ref()).map_err(|m| cx.err(r, &format!("{at}.rules"), m))?;
-            Some(r.get_ref().clone())
-        }
+        Some(r) => Some(r.get_ref().clone()),
         None => None,
     };
     Ok(OutputConfig { kind, max_queued, rules })
@@ -756,10 +753,12 @@ pub(super) fn check_output_rules(
     for (i, r) in written.iter().enumerate() {
         let Some(r) = r else { continue };
         for p in r.get_ref() {
-            let found = output::rule_matcher(std::slice::from_ref(p))
-                .is_ok_and(|m| names.iter().any(|n| m.is_match(n)));
-            if !found {
-                let msg = format!("{p:?} names no rule; the rules are {}", names.join(", "));
+            let entry = output::RuleEntry::new(p);
+            if !names.iter().any(|n| entry.takes(n)) {
+                let glob = entry
+                    .glob_error()
+                    .map_or(String::new(), |e| format!(", nor is it a pattern ({e})"));
+                let msg = format!("{p:?} names no rule{glob}; the rules are {}", names.join(", "));
                 return Err(cx.err(r, &format!("output[{}].rules", i + 1), msg));
             }
         }

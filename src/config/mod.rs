@@ -889,7 +889,10 @@ mod tests {
         let e = err(&format!("{}{rules}", out.replace("\"x\", \"log*\"", "")));
         assert!(e.contains("output[1].rules: lists no rule"), "{e}");
         let e = err(&format!("{}{rules}", out.replace("log*", "log[")));
-        assert!(e.contains("output[1].rules: \"log[\" is not a rule name or pattern"), "{e}");
+        assert!(
+            e.contains("output[1].rules: \"log[\" names no rule, nor is it a pattern ("),
+            "{e}"
+        );
     }
 
     #[test]

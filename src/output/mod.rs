@@ -72,31 +72,43 @@ pub struct OutputConfig {
     pub rules: Option<Vec<String>>,
 }
 
-/// A matcher of rule names for the globs `patterns` (a name is a glob
-/// matching itself); an error names the pattern that is none.
-pub fn rule_matcher(patterns: &[String]) -> Result<globset::GlobSet, String> {
-    let mut set = globset::GlobSetBuilder::new();
-    for p in patterns {
-        let glob = globset::Glob::new(p)
-            .map_err(|e| format!("{p:?} is not a rule name or pattern ({e})"))?;
-        set.add(glob);
+/// One entry of an output's `rules`: a rule's name, or a glob over the
+/// names (`30-login-*`). A name matches itself even where it reads as a
+/// glob (a rule named `a[1]`).
+pub struct RuleEntry {
+    text: String,
+    glob: Result<globset::GlobMatcher, globset::Error>,
+}
+
+impl RuleEntry {
+    /// The entry as written.
+    pub fn new(text: &str) -> RuleEntry {
+        let glob = globset::Glob::new(text).map(|g| g.compile_matcher());
+        RuleEntry { text: text.to_string(), glob }
     }
-    set.build().map_err(|e| e.to_string())
+
+    /// Whether it names the rule `name`.
+    pub fn takes(&self, name: &str) -> bool {
+        self.text == name || self.glob.as_ref().is_ok_and(|g| g.is_match(name))
+    }
+
+    /// Why it is no glob, if it is none.
+    pub fn glob_error(&self) -> Option<String> {
+        self.glob.as_ref().err().map(ToString::to_string)
+    }
 }
 
 /// For each rule of `names`, the bits of the outputs that get its alerts.
 pub fn rule_masks(configs: &[OutputConfig], names: &[&str]) -> Vec<u64> {
-    let takes: Vec<Option<globset::GlobSet>> = configs
+    let takes: Vec<Option<Vec<RuleEntry>>> = configs
         .iter()
-        .map(|c| {
-            c.rules.as_ref().map(|r| rule_matcher(r).unwrap_or_else(|_| globset::GlobSet::empty()))
-        })
+        .map(|c| c.rules.as_ref().map(|r| r.iter().map(|e| RuleEntry::new(e)).collect()))
         .collect();
     let mask = |name: &str| {
-        let bits = takes
-            .iter()
-            .enumerate()
-            .filter(|(i, t)| *i < 64 && t.as_ref().is_none_or(|set| set.is_match(name)));
+        let gets = |t: &Option<Vec<RuleEntry>>| {
+            t.as_ref().is_none_or(|entries| entries.iter().any(|e| e.takes(name)))
+        };
+        let bits = takes.iter().enumerate().filter(|(i, t)| *i < 64 && gets(t));
         bits.fold(0, |m, (i, _)| m | 1 << i)
     };
     names.iter().map(|n| mask(n)).collect()
@@ -283,10 +295,11 @@ mod tests {
     #[test]
     fn an_output_gets_the_alerts_of_the_rules_it_names() {
         let mut a = jsonl("/a");
-        a.rules = Some(vec!["30-login-*".into(), "today_download".into()]);
+        a.rules = Some(vec!["30-login-*".into(), "today_download".into(), "b[1]".into()]);
         let b = jsonl("/b");
-        let masks = rule_masks(&[a, b], &["today_download", "30-login-1", "10-env"]);
-        assert_eq!(masks, [0b11, 0b11, 0b10]);
+        let masks = rule_masks(&[a, b], &["today_download", "30-login-1", "10-env", "b[1]", "b1"]);
+        assert_eq!(masks, [0b11, 0b11, 0b10, 0b11, 0b11]);
+        assert!(RuleEntry::new("a[").takes("a[") && RuleEntry::new("a[").glob_error().is_some());
     }
 
     fn exec_echo() -> exec::ExecSettings {
