@@ -45,6 +45,10 @@ pub struct Alert {
     /// The key that crossed the threshold: the client (or its IPv6 prefix),
     /// or the rule's key parts separated by spaces.
     pub key: String,
+    /// For a rule keyed by other parts than the client alone (a user, a
+    /// virtual host): the client of the line that raised it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     /// Events in the window when it fired.
     pub count: u32,
     /// The rule's threshold.
@@ -128,6 +132,7 @@ impl Alert {
         let mut a = Alert {
             id: None,
             rule: rule.name.clone(),
+            client: (!rule.by_client()).then(|| at.record.client.to_string()),
             key,
             count,
             threshold: rule.spec.threshold,
@@ -155,8 +160,7 @@ impl Alert {
     /// The value of a message placeholder (one of [`MESSAGE_VARS`]).
     fn value<'a>(&'a self, var: &str, rule: &'a Rule, r: &Record<'a>) -> Value<'a> {
         match var {
-            "client" if rule.by_client() => Value::Str(self.key.as_str().into()),
-            "client" => Value::Str(r.client.to_string().into()),
+            "client" => Value::Str(self.client_or_key().into()),
             "key" => Value::Str(self.key.as_str().into()),
             "vhost" => Value::Bytes(r.vhost.unwrap_or(b"-")),
             "user" => Value::Bytes(r.user.unwrap_or(b"-")),
@@ -197,6 +201,10 @@ impl Alert {
         json_field(out, "rule", &self.rule);
         out.push(b',');
         json_field(out, "key", &self.key);
+        if let Some(client) = &self.client {
+            out.push(b',');
+            json_field(out, "client", client);
+        }
         json_number(out, ",\"count\":", u64::from(self.count));
         json_number(out, ",\"threshold\":", u64::from(self.threshold));
         json_number(out, ",\"window_s\":", u64::from(self.window_s));
@@ -216,6 +224,12 @@ impl Alert {
             json_field(out, "scope", scope.name());
         }
         out.push(b'}');
+    }
+
+    /// The client of the line that raised it: the key, for a rule keyed by
+    /// the client.
+    pub fn client_or_key(&self) -> &str {
+        self.client.as_deref().unwrap_or(&self.key)
     }
 
     /// The alert as one line of text.
@@ -240,6 +254,7 @@ mod tests {
             id: None,
             rule: format!("r{text}"),
             key: text.to_string(),
+            client: None,
             count: 10,
             threshold: 4_000_000_000,
             window_s: 0,

@@ -241,12 +241,15 @@ fn keys_distinct_and_headers_in_replay_and_run() {
         "replay.toml",
         format!("[source]\n{KEYED_FORMAT}\n{KEYED_RULES}").as_bytes(),
     );
-    let summary = |alerts: &[serde_json::Value]| -> Vec<(String, String, u64, String)> {
+    // An alert of a rule keyed by other parts than the client carries the
+    // client of the line that raised it too (`client`; none when the key is
+    // the client).
+    let summary = |alerts: &[serde_json::Value]| -> Vec<(String, String, String, u64, String)> {
         let mut v: Vec<_> = alerts
             .iter()
             .map(|a| {
                 let s = |k: &str| a[k].as_str().unwrap_or_default().to_string();
-                (s("rule"), s("key"), a["count"].as_u64().unwrap(), s("message"))
+                (s("rule"), s("key"), s("client"), a["count"].as_u64().unwrap(), s("message"))
             })
             .collect();
         v.sort();
@@ -256,12 +259,14 @@ fn keys_distinct_and_headers_in_replay_and_run() {
         (
             "per-user".to_string(),
             "alice".to_string(),
+            "10.0.1.4".to_string(),
             4,
             "alice failed 4 times, last from 10.0.1.4 (alice)".to_string(),
         ),
         (
             "scanner".to_string(),
             "10.0.0.5".to_string(),
+            String::new(),
             3,
             "SUSPICIOUS ACTIVITY: IP 10.0.0.5 accessed status [404] 3 times in 1 minute"
                 .to_string(),
@@ -269,6 +274,7 @@ fn keys_distinct_and_headers_in_replay_and_run() {
         (
             "tenant".to_string(),
             "10.0.0.7 acme".to_string(),
+            "10.0.0.7".to_string(),
             2,
             "10.0.0.7 acme for tenant acme".to_string(),
         ),
@@ -281,7 +287,14 @@ fn keys_distinct_and_headers_in_replay_and_run() {
         format!("{ip} - - [08/Jul/2025:15:00:{s:02} +0000] \"GET /today_download HTTP/1.1\" 200 5 \"-\" \"t\" \"-\"\n").repeat(3)
     };
     let log = write(dir.path(), "access.log", (first + &marker(1, 12)).as_bytes());
-    let config = Daemon::config(dir.path(), &log, "").replacen(
+    // An action gets the line's client as LOGWARDEN_CLIENT (before, a
+    // per-user rule's action got the user name there), the key as
+    // LOGWARDEN_KEY.
+    let action = format!(
+        "[[output]]\ntype = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo \\\"$LOGWARDEN_RULE $LOGWARDEN_CLIENT|$LOGWARDEN_KEY\\\" >> {}/runs\"]\n",
+        dir.path().display()
+    );
+    let config = Daemon::config(dir.path(), &log, &action).replacen(
         "[source]\n",
         &format!("[source]\n{KEYED_FORMAT}\n"),
         1,
@@ -302,6 +315,14 @@ fn keys_distinct_and_headers_in_replay_and_run() {
     let daemon = Daemon::start_config(dir.path(), &config, &[]);
     daemon.wait_for_marker(2);
     assert_eq!(summary(&keyed(&daemon)), expected);
+    let runs = || std::fs::read_to_string(dir.path().join("runs")).unwrap_or_default();
+    wait_until("the actions", || runs().lines().count() >= 5);
+    let runs = runs();
+    for line in
+        ["per-user 10.0.1.4|alice", "scanner 10.0.0.5|10.0.0.5", "tenant 10.0.0.7|10.0.0.7 acme"]
+    {
+        assert!(runs.lines().any(|l| l == line), "{line}: {runs}");
+    }
     daemon.stop();
 }
 

@@ -234,7 +234,8 @@ fn reap(running: &mut Vec<Run>, timeout: Duration, name: &str) {
 fn env_of(a: &Alert) -> Vec<(&'static str, String)> {
     vec![
         ("LOGWARDEN_RULE", a.rule.clone()),
-        ("LOGWARDEN_CLIENT", a.key.clone()),
+        ("LOGWARDEN_CLIENT", a.client_or_key().to_string()),
+        ("LOGWARDEN_KEY", a.key.clone()),
         ("LOGWARDEN_COUNT", a.count.to_string()),
         ("LOGWARDEN_THRESHOLD", a.threshold.to_string()),
         ("LOGWARDEN_WINDOW", a.window_s.to_string()),

@@ -470,6 +470,7 @@ mod tests {
             id: Some(format!("a{n}")),
             rule: "r".into(),
             key: "k".into(),
+            client: None,
             count: 1,
             threshold: 1,
             window_s: 1,

@@ -254,6 +254,7 @@ mod tests {
             id: None,
             rule: "r".into(),
             key: "1.2.3.4".into(),
+            client: None,
             count: 10,
             threshold: 10,
             window_s: 600,

@@ -46,7 +46,8 @@ pub fn parse_header(name: &str, value: &str) -> Result<(String, String), String>
     Ok((name.to_string(), value.to_string()))
 }
 
-/// Placeholders of a webhook body template (`key` and `client` are the same).
+/// Placeholders of a webhook body template (`client` is the key, but for a
+/// rule keyed by other parts: then the client of the line that raised it).
 pub const BODY_VARS: [&str; 11] = [
     "rule",
     "key",
@@ -122,7 +123,8 @@ fn roots() -> &'static ureq::tls::RootCerts {
 pub fn render(template: &Template, a: &Alert) -> String {
     template.render(|var| match BODY_VARS[var] {
         "rule" => Value::Str(a.rule.as_str().into()),
-        "key" | "client" => Value::Str(a.key.as_str().into()),
+        "key" => Value::Str(a.key.as_str().into()),
+        "client" => Value::Str(a.client_or_key().into()),
         "count" => Value::Num(u64::from(a.count)),
         "threshold" => Value::Num(u64::from(a.threshold)),
         "window_s" => Value::Num(u64::from(a.window_s)),
@@ -142,6 +144,7 @@ pub fn parse_body(text: &str) -> Result<Template, String> {
         id: Some("id".into()),
         rule: "r\"".into(),
         key: "192.0.2.1".into(),
+        client: None,
         count: 10,
         threshold: 10,
         window_s: 600,
@@ -236,6 +239,7 @@ mod tests {
             id: None,
             rule: "r".into(),
             key: "1.2.3.4".into(),
+            client: None,
             count: 3,
             threshold: 3,
             window_s: 60,

@@ -514,6 +514,7 @@ mod tests {
             id: Some(id.into()),
             rule: "r".into(),
             key: "k".into(),
+            client: None,
             count: 3,
             threshold: 3,
             window_s: 60,
