@@ -574,6 +574,17 @@ fn an_output_gets_only_the_rules_it_names() {
     assert_eq!(keys("logins.jsonl"), ["10.8.8.8"]);
     wait_until("every alert in the output for all", || keys("all.jsonl").len() == 3);
     daemon.stop();
+    // A rule no output gets is told, by check and at the start.
+    let alone =
+        config.replace(&format!("[[output]]\ntype = \"jsonl\"\npath = \"{d}/all.jsonl\"\n"), "");
+    let alone = alone.replace("rules = [\"login-*\"]", "rules = [\"downloads\"]");
+    let cfg = write(dir.path(), "alone.toml", alone.as_bytes());
+    let checked = crate::util::run(&["-c", &cfg, "check"], b"");
+    let told = "rule \"login-wp\": no output gets its alerts";
+    assert!(String::from_utf8_lossy(&checked.stderr).contains(told), "{checked:?}");
+    let daemon = Daemon::start_config(dir.path(), &alone, &[]);
+    wait_until("the warning", || daemon.log_text().contains("No output gets this rule's alerts"));
+    daemon.stop();
 }
 
 /// One line dated years ahead (a web server's clock gone wrong) moved the

@@ -211,6 +211,12 @@ fn run_once(
     for t in cfg.read_twice() {
         tracing::warn!("{t}.");
     }
+    for rule in cfg.rules_without_output() {
+        tracing::warn!(
+            rule,
+            "No output gets this rule's alerts (every output's rules leaves it out); they are counted, and delivered nowhere."
+        );
+    }
     let mut sink = DaemonSink {
         board,
         outputs: running,

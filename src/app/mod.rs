@@ -118,6 +118,11 @@ fn check(config: Option<&std::path::Path>) -> Result<ExitCode> {
         tell!("include {}: {n} rule(s)", path.display());
     }
     tell!("configuration OK: {} rule(s), {} output(s)", cfg.rules.len(), cfg.outputs.len());
+    for name in cfg.rules_without_output() {
+        tell!(
+            "rule {name:?}: no output gets its alerts (every output's rules leaves it out); they are counted, and delivered nowhere"
+        );
+    }
     let readable = check_sources(&cfg);
     let outputs = check_jsonl_outputs(&cfg);
     let writable = check_state_dir(&cfg.state_dir);

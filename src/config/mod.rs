@@ -366,6 +366,17 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The rules whose alerts no output gets, every output's `rules`
+    /// leaving them out: counted, and delivered nowhere.
+    pub fn rules_without_output(&self) -> Vec<&str> {
+        let names: Vec<&str> = self.rules.iter().map(|r| r.name.as_str()).collect();
+        let masks = crate::output::rule_masks(&self.outputs, &names);
+        let none = names.into_iter().zip(masks).filter(|(_, m)| *m == 0);
+        none.map(|(n, _)| n).collect()
+    }
+}
+
 /// A file two sources follow, for rules that read both (see
 /// [`Config::read_twice`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -893,6 +904,15 @@ mod tests {
             e.contains("output[1].rules: \"log[\" names no rule, nor is it a pattern ("),
             "{e}"
         );
+    }
+
+    #[test]
+    fn rules_no_output_gets_are_told() {
+        let rules = "[[rule]]\nname = \"x\"\n[[rule]]\nname = \"y\"\ncontains = \"y\"\n";
+        let out = "[[output]]\ntype = \"jsonl\"\npath = \"/a\"\nrules = [\"x\"]\n";
+        assert_eq!(parse(&format!("{rules}{out}")).unwrap().rules_without_output(), ["y"]);
+        let both = format!("{out}[[output]]\ntype = \"jsonl\"\npath = \"/b\"\n");
+        assert!(parse(&format!("{rules}{both}")).unwrap().rules_without_output().is_empty());
     }
 
     #[test]
