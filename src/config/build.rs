@@ -727,7 +727,8 @@ fn validate_output(
         in_range(cx, get(&o.max_queued), &format!("{at}.max_queued"), 1, 10_000_000, "")?;
     let rules = match &o.rules {
         Some(r) if r.get_ref().is_empty() => {
-            let msg = "lists no rule: leave it out for every rule's alerts, or name rules (\"30-login-*\")";
+            let msg =
+                "lists no rule: leave it out for every rule's alerts, or name rules (\"login-*\")";
             return Err(cx.err(r, &format!("{at}.rules"), msg));
         }
         Some(r) => Some(r.get_ref().clone()),

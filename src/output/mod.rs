@@ -67,13 +67,13 @@ pub struct OutputConfig {
     pub kind: OutputKind,
     /// Alerts queued for it at most (while it is slow or down).
     pub max_queued: usize,
-    /// The rules whose alerts it gets, as names or globs (`30-login-*`);
+    /// The rules whose alerts it gets, as names or globs (`login-*`);
     /// `None`: every rule's.
     pub rules: Option<Vec<String>>,
 }
 
 /// One entry of an output's `rules`: a rule's name, or a glob over the
-/// names (`30-login-*`). A name matches itself even where it reads as a
+/// names (`login-*`). A name matches itself even where it reads as a
 /// glob (a rule named `a[1]`).
 pub struct RuleEntry {
     text: String,
@@ -295,9 +295,10 @@ mod tests {
     #[test]
     fn an_output_gets_the_alerts_of_the_rules_it_names() {
         let mut a = jsonl("/a");
-        a.rules = Some(vec!["30-login-*".into(), "today_download".into(), "b[1]".into()]);
+        a.rules = Some(vec!["login-*".into(), "today_download".into(), "b[1]".into()]);
         let b = jsonl("/b");
-        let masks = rule_masks(&[a, b], &["today_download", "30-login-1", "10-env", "b[1]", "b1"]);
+        let masks =
+            rule_masks(&[a, b], &["today_download", "login-brute-force", "10-env", "b[1]", "b1"]);
         assert_eq!(masks, [0b11, 0b11, 0b10, 0b11, 0b11]);
         assert!(RuleEntry::new("a[").takes("a[") && RuleEntry::new("a[").glob_error().is_some());
     }
