@@ -251,6 +251,17 @@ fn a_webhook_sends_its_headers() {
     let checked = run(&["-c", &cfg, "check"], b"");
     let shown = String::from_utf8_lossy(&checked.stdout);
     assert!(shown.contains("Authorization") && !shown.contains("s3cret"), "{shown}");
+    // Another Content-Type: a plain-text body (ntfy), its values sanitized.
+    let (port, bodies) = crate::util::webhook_server(0);
+    let cfg = format!(
+        "[[output]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/topic\"\nbody = \"{{message}} ({{client}})\"\n\
+         headers = {{ Content-Type = \"text/plain\", Title = \"logwarden\" }}\n"
+    );
+    let cfg = write(dir.path(), "text.toml", cfg.as_bytes());
+    let res = run(&["-c", &cfg, "test-alert"], b"");
+    assert!(res.status.success(), "{res:?}");
+    let body = bodies.lock().unwrap()[0].clone();
+    assert!(body.starts_with("TEST ALERT") && body.ends_with(" (192.0.2.1)"), "{body}");
     let bad = "[[output]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/h\"\nheaders = { X-Key = \"a\\nb\" }\n";
     let bad = write(dir.path(), "bad.toml", bad.as_bytes());
     let res = run(&["-c", &bad, "check"], b"");

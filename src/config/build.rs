@@ -883,17 +883,22 @@ fn validate_webhook(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputKind, Conf
         Some(t) => duration(cx, t, &key("timeout"))?,
         None => Duration::from_secs(10),
     };
-    let body = match &o.body {
-        Some(b) => Some(webhook::parse_body(b.get_ref()).map_err(|m| cx.err(b, &key("body"), m))?),
-        None => None,
-    };
-    let headers = match &o.headers {
+    let headers: Vec<(String, String)> = match &o.headers {
         Some(h) => h
             .get_ref()
             .iter()
             .map(|(k, v)| webhook::parse_header(k, v).map_err(|m| cx.err(h, &key("headers"), m)))
             .collect::<Result<_, _>>()?,
         None => Vec::new(),
+    };
+    let typed = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+    let json = typed.is_none_or(|(_, v)| v.to_ascii_lowercase().contains("json"));
+    let body = match &o.body {
+        Some(b) => {
+            let t = webhook::parse_body(b.get_ref(), json);
+            Some(t.map_err(|m| cx.err(b, &key("body"), m))?)
+        }
+        None => None,
     };
     Ok(OutputKind::Webhook(WebhookSettings { url: u.clone(), timeout, body, headers }))
 }

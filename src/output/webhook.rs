@@ -137,8 +137,13 @@ pub fn render(template: &Template, a: &Alert) -> String {
 }
 
 /// Parses a body template: only known placeholders, and valid JSON once
-/// rendered.
-pub fn parse_body(text: &str) -> Result<Template, String> {
+/// rendered — unless the body is sent as something else (`json` false: a
+/// `Content-Type` header such as `text/plain`, for ntfy), then plain text
+/// with its values sanitized.
+pub fn parse_body(text: &str, json: bool) -> Result<Template, String> {
+    if !json {
+        return Template::parse(text, &BODY_VARS, Mode::Text);
+    }
     let template = Template::parse(text, &BODY_VARS, Mode::Json)?;
     let sample = Alert {
         id: Some("id".into()),
@@ -157,7 +162,7 @@ pub fn parse_body(text: &str) -> Result<Template, String> {
     };
     serde_json::from_str::<serde_json::Value>(&render(&template, &sample))
         .map(|_| template)
-        .map_err(|e| format!("does not give valid JSON ({e}); write placeholders inside JSON strings, e.g. '{{\"text\": \"{{message}}\"}}'"))
+        .map_err(|e| format!("does not give valid JSON ({e}); write placeholders inside JSON strings, e.g. '{{\"text\": \"{{message}}\"}}', or send plain text with headers = {{ Content-Type = \"text/plain\" }}"))
 }
 
 impl Deliver for Webhook {
@@ -250,16 +255,21 @@ mod tests {
             node: None,
             scope: None,
         };
-        let t = parse_body(r#"{"text": "{message}", "n": {count}}"#).unwrap();
+        let t = parse_body(r#"{"text": "{message}", "n": {count}}"#, true).unwrap();
         assert_eq!(render(&t, &a), r#"{"text": "say \"hi\"\n", "n": 3}"#);
-        assert!(parse_body(r#"{"text": "{message}"}"#).is_ok());
+        assert!(parse_body(r#"{"text": "{message}"}"#, true).is_ok());
         assert!(
-            parse_body(r#"{"text": "{nope}"}"#).unwrap_err().contains("unknown placeholder {nope}")
+            parse_body(r#"{"text": "{nope}"}"#, true)
+                .unwrap_err()
+                .contains("unknown placeholder {nope}")
         );
-        assert!(parse_body(r#"{"text": {message}}"#).unwrap_err().contains("valid JSON"));
+        assert!(parse_body(r#"{"text": {message}}"#, true).unwrap_err().contains("valid JSON"));
         // One pass: a placeholder inside a value (from the log line) stays text.
-        let t = parse_body(r#"{"m": "{message}", "id": "{id}"}"#).unwrap();
-        let b = Alert { message: "GET /{id}{client}".into(), id: Some("X".into()), ..a };
+        let t = parse_body(r#"{"m": "{message}", "id": "{id}"}"#, true).unwrap();
+        let b = Alert { message: "GET /{id}{client}".into(), id: Some("X".into()), ..a.clone() };
         assert_eq!(render(&t, &b), r#"{"m": "GET /{id}{client}", "id": "X"}"#);
+        // Plain text (another Content-Type): values sanitized, not JSON-escaped.
+        let t = parse_body("{message} from {client}", false).unwrap();
+        assert_eq!(render(&t, &a), "say \"hi\"\\x0a from 1.2.3.4");
     }
 }
