@@ -43,7 +43,7 @@ pub(super) fn config(cx: &Cx, raw: RawConfig, host: &dyn Host) -> Result<Config,
         .unwrap_or_default()
         .iter()
         .enumerate()
-        .map(|(i, o)| validate_output(cx, o, &format!("output[{}]", i + 1), host))
+        .map(|(i, o)| validate_output(cx, o, &format!("output[{}]", i + 1), host, &sources))
         .collect::<Result<Vec<_>, _>>()?;
     let allow = allow_list(cx, &raw.allow, host)?;
     let cleanup = get(&raw.state.cleanup_interval);
@@ -709,11 +709,12 @@ fn validate_output(
     o: &RawOutput,
     at: &str,
     host: &dyn Host,
+    sources: &[SourceConfig],
 ) -> Result<OutputConfig, ConfigError> {
     let kind = get(&o.kind);
     let kind = match kind.get_ref().as_str() {
         "syslog" => validate_syslog(cx, o, at)?,
-        "jsonl" => validate_jsonl(cx, o, at)?,
+        "jsonl" => validate_jsonl(cx, o, at, sources)?,
         "exec" => validate_exec(cx, o, at, host)?,
         "webhook" => validate_webhook(cx, o, at)?,
         other => {
@@ -947,10 +948,29 @@ fn validate_exec(
     Ok(OutputKind::Exec(ExecSettings { command, timeout, max_concurrent }))
 }
 
-fn validate_jsonl(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputKind, ConfigError> {
+/// A jsonl output's file: not one a source follows, where its alerts would
+/// be read back as log lines.
+fn validate_jsonl(
+    cx: &Cx,
+    o: &RawOutput,
+    at: &str,
+    sources: &[SourceConfig],
+) -> Result<OutputKind, ConfigError> {
     check_keys(cx, o, at, "jsonl")?;
     match &o.path {
-        Some(p) if !p.get_ref().is_empty() => Ok(OutputKind::Jsonl(PathBuf::from(p.get_ref()))),
+        Some(p) if !p.get_ref().is_empty() => {
+            let path = PathBuf::from(p.get_ref());
+            if let Some(s) = sources.iter().find(|s| s.spec.covers(&path)) {
+                let msg = format!(
+                    "{} is a file source {:?} follows ({}): its alerts would be read back as log lines; put it elsewhere",
+                    path.display(),
+                    s.name,
+                    s.path
+                );
+                return Err(cx.err(p, &format!("{at}.path"), msg));
+            }
+            Ok(OutputKind::Jsonl(path))
+        }
         Some(p) => Err(cx.err(p, &format!("{at}.path"), "must not be empty")),
         None => Err(cx.err_at(
             0,

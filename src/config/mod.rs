@@ -907,6 +907,14 @@ mod tests {
     }
 
     #[test]
+    fn a_jsonl_output_a_source_follows_is_refused() {
+        let text = "[source]\npath = \"/var/log/apache2/*.log\"\n[[output]]\ntype = \"jsonl\"\npath = \"/var/log/apache2/alerts.log\"\n";
+        let e = err(text);
+        assert!(e.contains(":5: output[1].path: /var/log/apache2/alerts.log is a file source \"default\" follows (/var/log/apache2/*.log): its alerts would be read back"), "{e}");
+        assert!(parse(&text.replace("alerts.log", "alerts.jsonl")).is_ok());
+    }
+
+    #[test]
     fn rules_no_output_gets_are_told() {
         let rules = "[[rule]]\nname = \"x\"\n[[rule]]\nname = \"y\"\ncontains = \"y\"\n";
         let out = "[[output]]\ntype = \"jsonl\"\npath = \"/a\"\nrules = [\"x\"]\n";
