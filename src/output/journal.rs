@@ -1,6 +1,7 @@
 //! An output's journal: the ids of the alerts it took, one a line, in
-//! `state.dir/delivered-N.ids`, so that an alert decided again from lines
-//! read again after a crash is not sent again.
+//! `state.dir/delivered-<kind>-<digest>.ids` (named by where the output
+//! delivers, see `queue::journal_path`), so that an alert decided again
+//! from lines read again after a crash is not sent again.
 //!
 //! Each id is appended with one `write` as soon as the output took the
 //! alert (it survives a crash of logwarden), and the file is synced at most
