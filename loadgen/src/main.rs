@@ -287,11 +287,14 @@ fn file_mode(g: &GenArgs, out: &str) -> Result<()> {
 fn finish(g: &GenArgs, model: &model::Model, n: u64, started: Instant) -> Result<()> {
     write_expect(g, model)?;
     let secs = started.elapsed().as_secs_f64();
-    eprintln!(
+    // Not eprintln!: a closed standard error must not panic.
+    writeln!(
+        std::io::stderr(),
         "loadgen: wrote {n} lines in {secs:.2} s ({:.0} lines/s); {} expected alerts",
         n as f64 / secs.max(1e-9),
         model.alerts.len()
-    );
+    )
+    .unwrap_or(());
     Ok(())
 }
 

@@ -55,13 +55,15 @@ pub fn run(p: &Probe, count: u32, pause: Duration) -> Result<()> {
     }
     times.sort();
     let pct = |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize];
-    println!(
+    // Not println!: a closed standard output must not panic.
+    writeln!(
+        std::io::stdout(),
         "latency over {} alerts: median {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         times.len(),
         pct(0.5).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
         times.last().map_or(0.0, |t| t.as_secs_f64() * 1e3)
-    );
+    )?;
     Ok(())
 }
 
