@@ -83,7 +83,7 @@ pub enum Scope {
 
 impl Scope {
     /// The name JSON gives it.
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Scope::Farm => "farm",
             Scope::Local => "local",

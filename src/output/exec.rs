@@ -244,5 +244,47 @@ fn env_of(a: &Alert) -> Vec<(&'static str, String)> {
         ("LOGWARDEN_LINE", a.line.to_string()),
         ("LOGWARDEN_MESSAGE", a.message.clone()),
         ("LOGWARDEN_ID", a.id.clone().unwrap_or_default()),
+        // In a farm: the node whose line raised it, and who decided it
+        // (`farm`, or `local` while Redis did not answer); else empty.
+        ("LOGWARDEN_NODE", a.node.clone().unwrap_or_default()),
+        ("LOGWARDEN_SCOPE", a.scope.map(|s| s.name().to_string()).unwrap_or_default()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_farm_alert_tells_its_node_and_scope() {
+        let mut a = Alert {
+            id: None,
+            rule: "r".into(),
+            key: "alice".into(),
+            client: Some("192.0.2.7".into()),
+            count: 3,
+            threshold: 3,
+            window_s: 60,
+            time: "t".into(),
+            file: "f".into(),
+            line: 1,
+            message: "m".into(),
+            node: None,
+            scope: None,
+        };
+        let var = |a: &Alert, k: &str| env_of(a).into_iter().find(|(n, _)| *n == k).unwrap().1;
+        assert_eq!(
+            (var(&a, "LOGWARDEN_CLIENT"), var(&a, "LOGWARDEN_KEY")),
+            ("192.0.2.7".into(), "alice".into())
+        );
+        assert_eq!(
+            (var(&a, "LOGWARDEN_NODE"), var(&a, "LOGWARDEN_SCOPE")),
+            (String::new(), String::new())
+        );
+        (a.node, a.scope) = (Some("web01".into()), Some(crate::alert::Scope::Local));
+        assert_eq!(
+            (var(&a, "LOGWARDEN_NODE"), var(&a, "LOGWARDEN_SCOPE")),
+            ("web01".into(), "local".into())
+        );
+    }
 }
