@@ -246,15 +246,37 @@ impl Alert {
 }
 
 #[cfg(test)]
+impl Alert {
+    /// An alert for tests (the other modules' too): rule `r`, key
+    /// `192.0.2.1`, 3 events of a threshold of 3 in 60 s, message `m`; no
+    /// id, no client, node or scope.
+    pub fn sample() -> Alert {
+        Alert {
+            id: None,
+            rule: "r".into(),
+            key: "192.0.2.1".into(),
+            client: None,
+            count: 3,
+            threshold: 3,
+            window_s: 60,
+            time: "2026-11-28T20:45:07+00:00".into(),
+            file: "f".into(),
+            line: 1,
+            message: "m".into(),
+            node: None,
+            scope: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     fn alert(text: &str) -> Alert {
         Alert {
-            id: None,
             rule: format!("r{text}"),
             key: text.to_string(),
-            client: None,
             count: 10,
             threshold: 4_000_000_000,
             window_s: 0,
@@ -262,8 +284,7 @@ mod tests {
             file: format!("/logs/{text}"),
             line: u64::MAX,
             message: format!("IP {text} \\ \"x\""),
-            node: None,
-            scope: None,
+            ..Alert::sample()
         }
     }
 

@@ -257,21 +257,8 @@ mod tests {
 
     #[test]
     fn a_farm_alert_tells_its_node_and_scope() {
-        let mut a = Alert {
-            id: None,
-            rule: "r".into(),
-            key: "alice".into(),
-            client: Some("192.0.2.7".into()),
-            count: 3,
-            threshold: 3,
-            window_s: 60,
-            time: "t".into(),
-            file: "f".into(),
-            line: 1,
-            message: "m".into(),
-            node: None,
-            scope: None,
-        };
+        let mut a =
+            Alert { key: "alice".into(), client: Some("192.0.2.7".into()), ..Alert::sample() };
         let var = |a: &Alert, k: &str| env_of(a).into_iter().find(|(n, _)| *n == k).unwrap().1;
         assert_eq!(
             (var(&a, "LOGWARDEN_CLIENT"), var(&a, "LOGWARDEN_KEY")),

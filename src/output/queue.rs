@@ -466,21 +466,7 @@ mod tests {
     }
 
     fn alert(n: u64) -> Arc<Alert> {
-        Arc::new(Alert {
-            id: Some(format!("a{n}")),
-            rule: "r".into(),
-            key: "k".into(),
-            client: None,
-            count: 1,
-            threshold: 1,
-            window_s: 1,
-            time: "t".into(),
-            file: "f".into(),
-            line: n,
-            message: "m".into(),
-            node: None,
-            scope: None,
-        })
+        Arc::new(Alert { id: Some(format!("a{n}")), line: n, ..Alert::sample() })
     }
 
     fn config(max_queued: usize) -> OutputConfig {

@@ -250,21 +250,7 @@ mod tests {
     use super::*;
 
     fn alert(message: &str) -> Alert {
-        Alert {
-            id: None,
-            rule: "r".into(),
-            key: "1.2.3.4".into(),
-            client: None,
-            count: 10,
-            threshold: 10,
-            window_s: 600,
-            time: "2026-11-28T20:45:07+00:00".into(),
-            file: "f".into(),
-            line: 1,
-            message: message.into(),
-            node: None,
-            scope: None,
-        }
+        Alert { message: message.into(), ..Alert::sample() }
     }
 
     fn sender(format: &str, target: &str) -> Syslog {

@@ -240,21 +240,7 @@ mod tests {
 
     #[test]
     fn templates_escape_values_and_are_checked() {
-        let a = Alert {
-            id: None,
-            rule: "r".into(),
-            key: "1.2.3.4".into(),
-            client: None,
-            count: 3,
-            threshold: 3,
-            window_s: 60,
-            time: "t".into(),
-            file: "f".into(),
-            line: 9,
-            message: "say \"hi\"\n".into(),
-            node: None,
-            scope: None,
-        };
+        let a = Alert { message: "say \"hi\"\n".into(), ..Alert::sample() };
         let t = parse_body(r#"{"text": "{message}", "n": {count}}"#, true).unwrap();
         assert_eq!(render(&t, &a), r#"{"text": "say \"hi\"\n", "n": 3}"#);
         assert!(parse_body(r#"{"text": "{message}"}"#, true).is_ok());
@@ -270,6 +256,6 @@ mod tests {
         assert_eq!(render(&t, &b), r#"{"m": "GET /{id}{client}", "id": "X"}"#);
         // Plain text (another Content-Type): values sanitized, not JSON-escaped.
         let t = parse_body("{message} from {client}", false).unwrap();
-        assert_eq!(render(&t, &a), "say \"hi\"\\x0a from 1.2.3.4");
+        assert_eq!(render(&t, &a), "say \"hi\"\\x0a from 192.0.2.1");
     }
 }

@@ -510,21 +510,7 @@ mod tests {
     }
 
     fn alert(id: &str) -> Arc<Alert> {
-        Arc::new(Alert {
-            id: Some(id.into()),
-            rule: "r".into(),
-            key: "k".into(),
-            client: None,
-            count: 3,
-            threshold: 3,
-            window_s: 60,
-            time: "t".into(),
-            file: "f".into(),
-            line: 1,
-            message: "m".into(),
-            node: None,
-            scope: None,
-        })
+        Arc::new(Alert { id: Some(id.into()), ..Alert::sample() })
     }
 
     /// Two shards of one rule, tracking changes.
