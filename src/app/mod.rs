@@ -270,23 +270,15 @@ const SAMPLED: usize = 20;
 /// what to say: a wrong `format` (or `HostnameLookups On`) would make `run`
 /// skip every line, told only by its counters. False when none reads.
 fn sample_lines(cfg: &Config, i: usize, file: &std::path::Path) -> (bool, String) {
-    use std::io::{Read, Seek, SeekFrom};
     const TAIL: u64 = 64 << 10;
-    let mut bytes = Vec::new();
-    let read = std::fs::File::open(file).and_then(|mut f| {
-        let len = f.metadata()?.len();
-        f.seek(SeekFrom::Start(len.saturating_sub(TAIL)))?;
-        f.take(TAIL).read_to_end(&mut bytes)?;
-        Ok(len > TAIL)
-    });
-    let cut = match read {
-        Ok(cut) => cut,
+    let bytes = match crate::output::read_tail(file, TAIL) {
+        Ok(bytes) => bytes,
         Err(e) => return (false, format!("its end cannot be read: {e}")),
     };
     // Whole lines only: the first may be cut by the tail, the last unended.
     let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
     lines.pop();
-    if cut && !lines.is_empty() {
+    if bytes.len() as u64 >= TAIL && !lines.is_empty() {
         lines.remove(0);
     }
     let lines: Vec<&[u8]> = (lines.into_iter().rev())

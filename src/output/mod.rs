@@ -240,8 +240,8 @@ pub fn open(configs: &[OutputConfig]) -> Result<Vec<Box<dyn Deliver>>, OutputErr
         .collect()
 }
 
-/// The last `n` bytes of a file.
-fn read_tail(path: &Path, n: u64) -> io::Result<Vec<u8>> {
+/// The last `n` bytes of a file (more if it grows meanwhile).
+pub(crate) fn read_tail(path: &Path, n: u64) -> io::Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = File::open(path)?;
     let len = f.metadata()?.len();
