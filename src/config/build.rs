@@ -332,16 +332,12 @@ fn source_client(
 fn trusted_proxies(cx: &Cx, s: &RawSource, at: &str) -> Result<Vec<Cidr>, ConfigError> {
     let proxies = get(&s.trusted_proxies);
     let parse = |p: &String| {
-        let block = Cidr::parse(p).filter(|b| !b.is_everyone());
-        block.ok_or_else(|| {
-            let msg = match Cidr::parse(p) {
-                None => format!("{p:?} is not an address or block such as \"10.0.0.0/8\""),
-                Some(_) => format!(
-                    "{p:?} trusts every address: the client would be the header's first address, which the client writes itself (a new one each request evades every rule). List your proxies' addresses or blocks"
-                ),
-            };
-            cx.err(proxies, &format!("{at}.trusted_proxies"), msg)
-        })
+        let everyone = |_| {
+            format!(
+                "{p:?} trusts every address: the client would be the header's first address, which the client writes itself (a new one each request evades every rule). List your proxies' addresses or blocks"
+            )
+        };
+        block(p, everyone).map_err(|m| cx.err(proxies, &format!("{at}.trusted_proxies"), m))
     };
     proxies.get_ref().iter().map(parse).collect()
 }
@@ -475,22 +471,29 @@ fn addr_set(cx: &Cx, v: &Spanned<Vec<String>>, key: &str) -> Result<AddrSet, Con
     Ok(AddrSet::new(addr_set_entries(cx, v, key)?))
 }
 
-/// An allow-list entry as a block; an error for one that is none, or that
-/// holds every address of its kind (a typo such as `10.0.0.0/0` for
-/// `/8`, which would keep every client from the rules, silently).
-fn allow_block(entry: &str) -> Result<Cidr, String> {
+/// An address or block (`10.0.0.0/8`); an error for text that is none, or,
+/// said by `everyone` (given whose addresses), for a block that holds every
+/// address of its kind: a typo such as `10.0.0.0/0` for `/8` in an
+/// allow-list, or a `trusted_proxies` entry, that no one means.
+fn block(entry: &str, everyone: impl FnOnce(&'static str) -> String) -> Result<Cidr, String> {
     let block = Cidr::parse(entry).ok_or_else(|| {
         format!(
             "{entry:?} is not an address or block such as \"192.0.2.10\", \"10.0.0.0/8\" or \"2001:db8::/32\""
         )
     })?;
-    match block.is_everyone() {
-        true => Err(format!(
-            "{entry:?} holds every {} address: no client of it would ever be counted. Give the block's real length (\"10.0.0.0/8\"), or remove the rule instead",
-            if entry.contains(':') { "IPv4 and IPv6" } else { "IPv4" }
-        )),
-        false => Ok(block),
+    match block.everyone() {
+        Some(whose) => Err(everyone(whose)),
+        None => Ok(block),
     }
+}
+
+/// An allow-list entry as a block (see [`block`]).
+fn allow_block(entry: &str) -> Result<Cidr, String> {
+    block(entry, |whose| {
+        format!(
+            "{entry:?} holds every {whose} address: no client of it would ever be counted. Give the block's real length (\"10.0.0.0/8\"), or remove the rule instead"
+        )
+    })
 }
 
 /// The global allow-list: `[allow] clients` and the entries of its files

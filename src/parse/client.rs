@@ -172,11 +172,14 @@ impl Cidr {
         Key::of(ip, 128).0 & self.mask == self.base
     }
 
-    /// True when the block holds every IPv4 address (`0.0.0.0/0`), or every
-    /// address (`::/0`).
-    pub fn is_everyone(&self) -> bool {
-        let v4 = Cidr::parse("0.0.0.0/0").is_some_and(|all| all == *self);
-        self.mask == 0 || v4
+    /// Whose every address the block holds: `IPv4` (`0.0.0.0/0`), `IPv4 and
+    /// IPv6` (`::/0`), or none.
+    pub fn everyone(&self) -> Option<&'static str> {
+        match self.mask {
+            0 => Some("IPv4 and IPv6"),
+            _ if Cidr::parse("0.0.0.0/0").is_some_and(|all| all == *self) => Some("IPv4"),
+            _ => None,
+        }
     }
 }
 
