@@ -895,8 +895,8 @@ fn validate_webhook(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputKind, Conf
             .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
-    let typed = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type"));
-    let json = typed.is_none_or(|(_, v)| v.to_ascii_lowercase().contains("json"));
+    let json =
+        webhook::content_type(&headers).is_none_or(|v| v.to_ascii_lowercase().contains("json"));
     let body = match &o.body {
         Some(b) => {
             let t = webhook::parse_body(b.get_ref(), json);

@@ -46,6 +46,12 @@ pub fn parse_header(name: &str, value: &str) -> Result<(String, String), String>
     Ok((name.to_string(), value.to_string()))
 }
 
+/// The `Content-Type` among `headers`, if one is set (it replaces
+/// `application/json`).
+pub fn content_type(headers: &[(String, String)]) -> Option<&str> {
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.as_str())
+}
+
 /// Placeholders of a webhook body template (`client` is the key, but for a
 /// rule keyed by other parts: then the client of the line that raised it).
 pub const BODY_VARS: [&str; 11] = [
@@ -176,8 +182,7 @@ impl Deliver for Webhook {
             None => alert.to_json(),
         };
         let mut req = self.agent.post(&self.cfg.url);
-        let typed = self.cfg.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
-        if !typed {
+        if content_type(&self.cfg.headers).is_none() {
             req = req.content_type("application/json");
         }
         for (k, v) in &self.cfg.headers {
