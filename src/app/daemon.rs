@@ -222,7 +222,7 @@ fn run_once(
         outputs: running,
         store: Store::new(&cfg.state_dir),
         rules: cfg.rule_names(),
-        for_rule: rule_masks(cfg),
+        for_rule: cfg.rule_outputs().into_iter().map(|(n, m)| (n.to_string(), m)).collect(),
         queued: Vec::new(),
         want_full: Arc::clone(&want_full),
         save_failing: false,
@@ -250,13 +250,6 @@ fn run_once(
     let result = engine.run_in_farm(source, restore, &mut sink, farm.as_mut());
     finish(sink, asked)?;
     Ok(result?)
-}
-
-/// Per rule name, the bits of the outputs that get its alerts.
-fn rule_masks(cfg: &Config) -> HashMap<String, u64> {
-    let names: Vec<&str> = cfg.rules.iter().map(|r| r.name.as_str()).collect();
-    let masks = output::rule_masks(&cfg.outputs, &names);
-    names.into_iter().map(String::from).zip(masks).collect()
 }
 
 /// With `[cluster]`, the link to the farm's Redis.

@@ -364,16 +364,20 @@ impl Config {
         }
         twice
     }
-}
 
-impl Config {
+    /// Each rule's name, with the bits of the outputs that get its alerts
+    /// (an output's `rules`).
+    pub fn rule_outputs(&self) -> Vec<(&str, u64)> {
+        let names: Vec<&str> = self.rules.iter().map(|r| r.name.as_str()).collect();
+        let masks = crate::output::rule_masks(&self.outputs, &names);
+        names.into_iter().zip(masks).collect()
+    }
+
     /// The rules whose alerts no output gets, every output's `rules`
     /// leaving them out: counted, and delivered nowhere.
     pub fn rules_without_output(&self) -> Vec<&str> {
-        let names: Vec<&str> = self.rules.iter().map(|r| r.name.as_str()).collect();
-        let masks = crate::output::rule_masks(&self.outputs, &names);
-        let none = names.into_iter().zip(masks).filter(|(_, m)| *m == 0);
-        none.map(|(n, _)| n).collect()
+        let outputs = self.rule_outputs().into_iter();
+        outputs.filter(|(_, m)| *m == 0).map(|(n, _)| n).collect()
     }
 }
 
