@@ -657,6 +657,9 @@ fn a_state_dir_deleted_while_running_is_saved_and_held_again() {
         .spawn()
         .unwrap();
     assert!(!crate::util::exit_status(&mut second).success(), "a second daemon started");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("is in use by another logwarden run"), "{stderr}");
     d.kill9();
     let d = Daemon::start(dir.path(), p.to_str().unwrap());
     let third = w.hits("10.7.7.7", 1);
