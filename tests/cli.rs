@@ -324,6 +324,40 @@ fn test_alert_reports_a_webhook_that_refuses_or_redirects() {
     assert_eq!(*seen.lock().unwrap(), ["POST /moved", "POST /found", "POST /gone", "POST /ok"]);
 }
 
+/// A configuration holding secrets (a webhook's token, the status page's)
+/// that every user may read is told by `check` and at the daemon's start,
+/// naming the keys, not their values; one only its group reads is not.
+#[test]
+fn secrets_every_user_may_read_are_told() {
+    use crate::util::{daemon::Daemon, wait_until};
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "access.log", b"");
+    let log = dir.path().join("access.log");
+    let secrets = "[[output]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/hook?token=SECRETTOKEN\"\n\
+                   [http]\nlisten = \"127.0.0.1:0\"\ntoken = \"SECRETPAGE\"\n";
+    let config = Daemon::config(dir.path(), log.to_str().unwrap(), secrets);
+    let told = "holds secrets (http.token, output[2].url) and every user of this machine may read it (mode 644)";
+    for mode in ["644", "640"] {
+        // The wrapper sets the mode of the configuration the helper wrote
+        // ($3: `bin -c FILE run`), then runs the daemon.
+        let chmod = format!("chmod {mode} \"$3\" && exec \"$@\"");
+        let d = Daemon::start_wrapped(dir.path(), &config, &[], &["sh", "-c", &chmod, "sh"]);
+        wait_until("the start", || d.log_text().contains("Following"));
+        let cfg = dir.path().join("logwarden.toml");
+        let check = run(&["-c", cfg.to_str().unwrap(), "check"], b"");
+        let check = format!(
+            "{}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let log = d.stop();
+        for text in [&check, &log] {
+            assert_eq!(text.contains(told), mode == "644", "mode {mode}: {text}");
+            assert!(!text.contains("SECRET"), "{text}");
+        }
+    }
+}
+
 /// Standard output and error already closed (`… 2>&1 | head` once head has
 /// gone): a command ends with its own exit code, not a panic (SIGABRT) over
 /// a line it could not write.

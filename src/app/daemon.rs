@@ -211,6 +211,9 @@ fn run_once(
     for t in cfg.read_twice() {
         tracing::warn!("{t}.");
     }
+    if let Some(w) = super::exposed_secrets(cfg) {
+        tracing::warn!("{w}.");
+    }
     for rule in cfg.rules_without_output() {
         tracing::warn!(
             rule,

@@ -123,12 +123,33 @@ fn check(config: Option<&std::path::Path>) -> Result<ExitCode> {
             "rule {name:?}: no output gets its alerts (every output's rules leaves it out); they are counted, and delivered nowhere"
         );
     }
+    if let Some(w) = exposed_secrets(&cfg) {
+        tell!("warning: {w}");
+    }
     let readable = check_sources(&cfg);
     let outputs = check_jsonl_outputs(&cfg);
     let writable = check_state_dir(&cfg.state_dir);
     let farm = cfg.cluster.as_ref().is_none_or(|c| check_farm(c, &cfg));
     let ok = readable && outputs && writable && farm;
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// A warning when the configuration file holds secrets ([`Config::secret_keys`])
+/// and every user of this machine may read it.
+pub(crate) fn exposed_secrets(cfg: &Config) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let file = cfg.file.as_ref()?;
+    let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o777;
+    let keys = cfg.secret_keys();
+    (mode & 0o004 != 0 && !keys.is_empty()).then(|| {
+        let f = file.display();
+        format!(
+            "{f} holds secrets ({}) and every user of this machine may read it (mode {mode:o}): \
+             make it readable by root and the service's group only, \
+             `chown root:logwarden {f} && chmod 640 {f}`",
+            keys.join(", ")
+        )
+    })
 }
 
 /// Says whether the farm's Redis answers, and what it is, and whether the

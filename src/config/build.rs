@@ -880,8 +880,11 @@ fn validate_webhook(cx: &Cx, o: &RawOutput, at: &str) -> Result<OutputKind, Conf
         ));
     };
     let u = url.get_ref();
-    if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < 10 {
-        return Err(cx.err(url, &key("url"), format!("{u:?} is not an http:// or https:// URL")));
+    if !webhook::is_url(u) {
+        let m = format!(
+            "{u:?} is not an http:// or https:// URL (a host, no spaces, a port up to 65535)"
+        );
+        return Err(cx.err(url, &key("url"), m));
     }
     let timeout = match &o.timeout {
         Some(t) => duration(cx, t, &key("timeout"))?,

@@ -379,6 +379,34 @@ impl Config {
         let outputs = self.rule_outputs().into_iter();
         outputs.filter(|(_, m)| *m == 0).map(|(n, _)| n).collect()
     }
+
+    /// The keys whose values are secrets — whoever reads them can post to
+    /// the webhook, use the farm's Redis or read the status page — as
+    /// `check` hides them: `cluster.redis` with a password, `http.token`, a
+    /// webhook's `url` with more than its host, its `headers`.
+    pub fn secret_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        if let Some(c) = &self.cluster
+            && c.redis.iter().any(|u| crate::farm::redacted(u) != *u)
+        {
+            keys.push("cluster.redis".to_string());
+        }
+        if self.http.as_ref().is_some_and(|h| h.token.is_some()) {
+            keys.push("http.token".to_string());
+        }
+        for (i, o) in self.outputs.iter().enumerate() {
+            if let crate::output::OutputKind::Webhook(w) = &o.kind {
+                let shown = crate::output::webhook::shown_url(&w.url);
+                if shown.trim_end_matches('/') != w.url.trim_end_matches('/') {
+                    keys.push(format!("output[{}].url", i + 1));
+                }
+                if !w.headers.is_empty() {
+                    keys.push(format!("output[{}].headers", i + 1));
+                }
+            }
+        }
+        keys
+    }
 }
 
 /// A file two sources follow, for rules that read both (see
@@ -573,6 +601,8 @@ mod tests {
         assert!(e.contains("output[1].max_concurrent: must be 1 to 256"), "{e}");
         let e = err("[[output]]\ntimeout = \"1s\"\n");
         assert!(e.contains("output[1].timeout: belongs to exec and webhook outputs"), "{e}");
+        let e = err("[[output]]\ntype = \"webhook\"\nurl = \"https://hooks.example:99999/x\"\n");
+        assert!(e.contains(":3: output[1].url: \"https://hooks.example:99999/x\" is not an http:// or https:// URL (a host, no spaces, a port up to 65535)"), "{e}");
         let e = err("[[output]]\nfacility = \"usr\"\n");
         assert!(e.contains("not a facility"), "{e}");
         let e = err("[[rule]]\nmessage = \"{clinet}\"\n");
@@ -925,6 +955,25 @@ mod tests {
         assert_eq!(parse(&format!("{rules}{out}")).unwrap().rules_without_output(), ["y"]);
         let both = format!("{out}[[output]]\ntype = \"jsonl\"\npath = \"/b\"\n");
         assert!(parse(&format!("{rules}{both}")).unwrap().rules_without_output().is_empty());
+    }
+
+    #[test]
+    fn the_keys_holding_secrets_are_named() {
+        let hook = |url: &str, more: &str| {
+            format!("[[output]]\ntype = \"webhook\"\nurl = \"{url}\"\n{more}")
+        };
+        let keys = |text: &str| parse(text).unwrap().secret_keys();
+        assert!(keys("").is_empty());
+        assert!(keys(&hook("http://127.0.0.1:9000", "")).is_empty());
+        assert!(keys(&hook("http://127.0.0.1:9000/", "")).is_empty());
+        assert_eq!(keys(&hook("https://hooks.slack.com/services/T0/B0/X", "")), ["output[1].url"]);
+        assert_eq!(keys(&hook("https://u:p@alerts.example", "")), ["output[1].url"]);
+        let headers =
+            hook("http://alerts.example", "headers = { Authorization = \"GenieKey k\" }\n");
+        assert_eq!(keys(&headers), ["output[1].headers"]);
+        assert!(keys("[cluster]\nredis = \"redis://10.0.0.5:6379/0\"\n").is_empty());
+        let both = "[cluster]\nredis = [\"redis://a:7000\", \"redis://:pw@b:7000\"]\n[http]\ntoken = \"abc\"\n";
+        assert_eq!(keys(both), ["cluster.redis", "http.token"]);
     }
 
     #[test]

@@ -68,6 +68,20 @@ pub const BODY_VARS: [&str; 11] = [
     "id",
 ];
 
+/// Whether `url` is one a webhook can post to: `http://` or `https://`
+/// and a host, as the HTTP client reads it (a space or a bad port refused
+/// here, not at the first alert).
+pub fn is_url(url: &str) -> bool {
+    let Ok(uri) = url.parse::<ureq::http::Uri>() else { return false };
+    // `port()` is `None` for a port that is not a number up to 65535.
+    let host_port = uri.authority().map_or("", |a| a.as_str().rsplit('@').next().unwrap_or(""));
+    let after_host = host_port.rsplit(']').next().unwrap_or("");
+    let port_ok = !after_host.contains(':') || uri.port().is_some();
+    matches!(uri.scheme_str(), Some("http" | "https"))
+        && uri.host().is_some_and(|h| !h.is_empty())
+        && port_ok
+}
+
 /// `url` as logs, metrics, the status page and `check` show it: its scheme,
 /// host and port. A webhook's user and password are secrets, and so is
 /// often its path or query (Slack's and Discord's URLs, `?token=`): whoever
@@ -226,6 +240,20 @@ mod tests {
         assert!(parse_header("Host", "h").unwrap_err().contains("set by the HTTP client itself"));
         assert!(parse_header("Bad Name", "x").unwrap_err().contains("is not a header name"));
         assert!(parse_header("X", "a\r\nInjected: 1").unwrap_err().contains("control character"));
+    }
+
+    #[test]
+    fn urls_a_webhook_can_post_to() {
+        for good in
+            ["http://h", "https://alertmanager:9093/api", "http://alice:pw@[::1]:8080/x?a=b"]
+        {
+            assert!(is_url(good), "{good}");
+        }
+        for bad in
+            ["ftp://h.example", "http://", "https://exa mple.com", "http://h:99999", "h.example"]
+        {
+            assert!(!is_url(bad), "{bad}");
+        }
     }
 
     #[test]
