@@ -489,6 +489,22 @@ fn held_alerts_follow_their_output_when_outputs_change() {
     assert!(!runs.contains("10.9.9.9"), "the action got the webhook's alert: {runs}");
     assert_eq!(daemon.counts_of("10.9.9.9"), [3], "the jsonl file got it again");
     daemon.stop();
+    // The first webhook's journal, unowned and (made) a week old, is
+    // removed at the next start; the second's, as old, is kept.
+    let state = dir.path().join("state");
+    let hooks = crate::util::journals(&state, "webhook");
+    assert_eq!(hooks.len(), 2, "{hooks:?}");
+    let week_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(8 * 86_400);
+    for j in &hooks {
+        std::fs::File::options().append(true).open(j).unwrap().set_modified(week_ago).unwrap();
+    }
+    let daemon = Daemon::start_config(dir.path(), &second, &[]);
+    wait_until("the removal", || daemon.log_text().contains("Removed the journal"));
+    daemon.stop();
+    let left = crate::util::journals(&state, "webhook");
+    assert_eq!(left.len(), 1, "{left:?}");
+    // The webhook that took the held alert journaled it; the other took none.
+    assert!(!std::fs::read_to_string(&left[0]).unwrap().is_empty(), "{left:?}");
 }
 
 /// Two webhooks, the first down while an alert comes, then their order

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// First and longest delay between retries of a failing output.
 const RETRY_FIRST: Duration = Duration::from_millis(500);
@@ -141,6 +141,39 @@ fn journal_path(dir: &Path, keys: &[String], i: usize) -> PathBuf {
     path
 }
 
+/// How long the journal of an output no longer configured is kept after
+/// its last id: it matters only if that output comes back (a change undone)
+/// while alerts it took may be decided again, from lines read again after
+/// a crash — seconds to minutes after they were taken.
+const UNCLAIMED_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Removes the journals in `dir` that no output in `claimed` owns and that
+/// were last written more than [`UNCLAIMED_KEPT`] before `now`, so outputs
+/// changed over the years leave no file each behind.
+fn prune_journals(dir: &Path, claimed: &[PathBuf], now: SystemTime) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for path in entries.flatten().map(|e| e.path()) {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let journal = name.starts_with("delivered-") && name.ends_with(".ids");
+        if !journal || claimed.contains(&path) {
+            continue;
+        }
+        let written = std::fs::metadata(&path).and_then(|m| m.modified());
+        let age = written.ok().and_then(|w| now.duration_since(w).ok());
+        if age.is_some_and(|a| a > UNCLAIMED_KEPT) {
+            let days = age.map_or(0, |a| a.as_secs() / 86_400);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), days, "Removed the journal of an output no longer configured.")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "Cannot remove the journal of an output no longer configured.")
+                }
+            }
+        }
+    }
+}
+
 /// The outputs' names, each told apart by its place among the outputs
 /// (`(output 2)`) where two are alike (two webhooks to one host): a name is
 /// a metric's label and a line on the status page.
@@ -175,8 +208,11 @@ impl Running {
         let mut threads = Vec::new();
         let names = distinct_names(outputs.iter().map(|o| o.name()).collect());
         let keys = super::keys(configs);
+        let paths: Vec<PathBuf> =
+            (0..keys.len()).map(|i| journal_path(journal_dir, &keys, i)).collect();
+        prune_journals(journal_dir, &paths, SystemTime::now());
         for (i, ((out, cfg), name)) in outputs.into_iter().zip(configs).zip(names).enumerate() {
-            let (journal, ids) = Journal::open(&journal_path(journal_dir, &keys, i))?;
+            let (journal, ids) = Journal::open(&paths[i])?;
             let mut st = QueueState::default();
             for id in ids.iter().chain(&out.delivered_ids()) {
                 st.remember(id);
@@ -417,6 +453,29 @@ fn next_alert(out: &mut dyn Deliver, q: &Queue, journal: &mut Journal) -> Option
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn only_journals_no_output_owns_and_unwritten_for_a_week_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let now = SystemTime::now();
+        let day = Duration::from_secs(86_400);
+        let files = [
+            ("delivered-webhook-aa.ids", 30, true), // owned: kept, however old
+            ("delivered-webhook-bb.ids", 8, false), // no owner for over a week: removed
+            ("delivered-webhook-cc.ids", 6, true),  // no owner, but written lately: kept
+            ("delivered-3.ids", 8, false),          // an earlier build's name, no owner
+            ("positions.bin", 30, true),            // not a journal
+        ];
+        for (name, days, _) in files {
+            let f = std::fs::File::create(d.join(name)).unwrap();
+            f.set_modified(now - day * days).unwrap();
+        }
+        prune_journals(d, &[d.join("delivered-webhook-aa.ids")], now);
+        for (name, _, kept) in files {
+            assert_eq!(d.join(name).exists(), kept, "{name}");
+        }
+    }
 
     #[test]
     fn a_journal_is_named_by_its_outputs_destination_and_an_earlier_one_taken_over() {
