@@ -504,6 +504,37 @@ fn a_webhook_signed_by_a_ca_the_machine_trusts_is_trusted() {
     );
 }
 
+/// A webhook behind the proxy the environment names (`HTTP_PROXY`, as a
+/// drop-in's `Environment=` sets it) goes through it: the host, which does
+/// not resolve here, is only ever asked of the proxy; `NO_PROXY` naming
+/// the host sends it straight (and it fails to resolve).
+#[test]
+fn a_webhook_goes_through_the_proxy_the_environment_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, seen) = crate::util::webhook_server(0);
+    let hook = "[[output]]\ntype = \"webhook\"\nurl = \"http://hooks.example.invalid/hook\"\ntimeout = \"5s\"\n";
+    let cfg = write(dir.path(), "w.toml", hook.as_bytes());
+    let proxy = format!("http://127.0.0.1:{port}");
+    let test_alert = |no_proxy: &str| {
+        let out = std::process::Command::new(crate::util::bin())
+            .args(["-c", &cfg, "test-alert"])
+            .env("HTTP_PROXY", &proxy)
+            .env("NO_PROXY", no_proxy)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = test_alert("");
+    assert!(text.starts_with("ok"), "{text}");
+    let seen_now = seen.lock().unwrap().clone();
+    assert_eq!(seen_now.len(), 2, "{seen_now:?}");
+    assert_eq!(seen_now[0], "CONNECT hooks.example.invalid:80");
+    assert!(seen_now[1].contains("\"key\":\"192.0.2.1\""), "{seen_now:?}");
+    let text = test_alert("hooks.example.invalid");
+    assert!(text.starts_with("FAILED"), "{text}");
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
 /// An nginx `log_format` pasted as the format (its `main`, with the client
 /// in `$http_x_forwarded_for` behind a proxy) reads the lines as the same
 /// format written with Apache's directives does: the same alerts. Before,

@@ -125,7 +125,9 @@ pub fn journals(state: &Path, kind: &str) -> Vec<PathBuf> {
 }
 
 /// A small HTTP server on loopback: answers 500 to the first `fail` requests,
-/// then 200; records the bodies it accepted.
+/// then 200; records the bodies it accepted. It also serves as a proxy: a
+/// `CONNECT host:port` is recorded as `CONNECT host:port` among the bodies
+/// and answered 200, and the request that follows in the tunnel is served.
 pub fn webhook_server(fail: usize) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     webhook_server_on(0, fail)
 }
@@ -147,6 +149,16 @@ pub fn webhook_server_on(
             let mut len = 0;
             let mut line = String::new();
             while reader.read_line(&mut line).is_ok_and(|r| r > 2) {
+                if let Some(target) = line.strip_prefix("CONNECT ") {
+                    let target = target.split(' ').next().unwrap_or("");
+                    record.lock().unwrap().push(format!("CONNECT {target}"));
+                    // The rest of its head, then the tunnel's request.
+                    while reader.read_line(&mut line).is_ok_and(|r| r > 2) {
+                        line.clear();
+                    }
+                    let established = b"HTTP/1.1 200 Connection established\r\n\r\n";
+                    std::io::Write::write_all(&mut stream, established).unwrap_or(());
+                }
                 if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
                     len = v.trim().parse().unwrap_or(0);
                 }
