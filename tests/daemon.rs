@@ -100,6 +100,31 @@ fn copytruncate_and_truncate_rewrite() {
     finish(d, &w, 3);
 }
 
+/// copytruncate while lines keep coming: when the daemon next looks, the
+/// copy holds lines it has not read and the file already holds newer ones,
+/// here the same client's, more than a window newer. The copy's end is read
+/// first, as it was written first; before, the file's new lines were, and
+/// the copy's then came late (its three hits raised no alert, where
+/// replay's did).
+#[test]
+fn copytruncate_with_new_lines_reads_the_copys_end_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    let mut w = Writer::new();
+    w.phase(&p, A, 5, 1);
+    d.wait_for_marker(1);
+    // Stopped, the daemon sees all of it at once when it goes on.
+    d.signal("-STOP");
+    let tail = w.hits("10.0.0.5", 3);
+    w.append_raw(&p, &tail);
+    copytruncate(&p, &dir.path().join("access.log.1"));
+    w.clock += 20 * 60;
+    w.phase(&p, &["10.0.0.5"], 3, 2);
+    d.signal("-CONT");
+    finish(d, &w, 2);
+}
+
 #[test]
 fn delete_and_recreate_and_symlink_swap() {
     let dir = tempfile::tempdir().unwrap();

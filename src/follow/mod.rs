@@ -682,11 +682,8 @@ impl Follower {
         emit: &mut dyn FnMut(SourceEvent) -> bool,
     ) -> Result<Option<bool>, SourceError> {
         let mut progressed = false;
-        for ev in std::mem::take(&mut self.opened) {
-            self.dirty = true;
-            if !emit(ev) {
-                return Ok(None);
-            }
+        if !self.emit_opened(emit) {
+            return Ok(None);
         }
         // Retired files first: their lines are older.
         self.tracked.sort_by_key(|t| t.retired_at.is_none());
@@ -701,7 +698,17 @@ impl Follower {
                     if let (Some(copy), Some(was)) = (self.find_copy(fp, offset), was) {
                         tracing::info!(path = %copy.display(), "Reading the end of the copy made before the truncation.");
                         let lines = File::open(&copy).map_or(0, |f| count_lines(&f, offset));
+                        let before = self.tracked.len();
                         self.open_retired(&copy, (offset, lines), Some(was));
+                        // The copy's end was written before the file's new
+                        // lines: it is read first, so lines go in the order
+                        // they were written (else counts differ from replay).
+                        if self.tracked.len() > before
+                            && (!self.emit_opened(emit)
+                                || !self.read_one(before, emit, &mut progressed))
+                        {
+                            return Ok(None);
+                        }
                     }
                 }
                 Ok(None) => {}
@@ -710,13 +717,8 @@ impl Follower {
                     continue;
                 }
             }
-            match self.tracked[i].read(emit) {
-                Ok(Some(grew)) => {
-                    progressed |= grew;
-                    self.dirty |= grew;
-                }
-                Ok(None) => return Ok(None),
-                Err(e) => self.report_read_error(i, &e),
+            if !self.read_one(i, emit, &mut progressed) {
+                return Ok(None);
             }
         }
         let wait = self.cfg.rotate_wait;
@@ -742,6 +744,37 @@ impl Follower {
         }
         self.tracked = keep;
         Ok(Some(progressed))
+    }
+
+    /// Emits the files opened since the last pass; false if `emit` asked
+    /// to stop.
+    fn emit_opened(&mut self, emit: &mut dyn FnMut(SourceEvent) -> bool) -> bool {
+        for ev in std::mem::take(&mut self.opened) {
+            self.dirty = true;
+            if !emit(ev) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Reads what followed file `i` has gained (an error is reported, and
+    /// the file tried again next pass); false if `emit` asked to stop.
+    fn read_one(
+        &mut self,
+        i: usize,
+        emit: &mut dyn FnMut(SourceEvent) -> bool,
+        progressed: &mut bool,
+    ) -> bool {
+        match self.tracked[i].read(emit) {
+            Ok(Some(grew)) => {
+                *progressed |= grew;
+                self.dirty |= grew;
+            }
+            Ok(None) => return false,
+            Err(e) => self.report_read_error(i, &e),
+        }
+        true
     }
 }
 
