@@ -34,7 +34,7 @@ use crate::parse::time::Zone;
 use crate::source::buffer::Spares;
 use crate::source::{FileId, FileTag, IN_PIPELINE, Position, Source, SourceError, SourceEvent};
 use notify::Watcher as _;
-use pattern::{DateKey, later_day, list};
+use pattern::{DateKey, is_rotation_of, later_day, list};
 use reader::{Tracked, count_lines, fingerprint, last_line_start};
 use std::collections::{HashSet, VecDeque};
 use std::fs::File;
@@ -43,7 +43,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// State is saved at most this often while lines flow.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -318,9 +318,14 @@ impl Follower {
     /// copytruncate — and drained from their saved position.
     fn adopt_rotated(&mut self) {
         let Some(saved) = self.saved.take() else { return };
+        // Looked for once every saved file is followed again, so none of
+        // them is taken for a generation never followed.
+        let mut rotated = Vec::new();
         for pos in saved {
-            // Files another configuration followed are left alone.
-            if !self.cfg.spec.covers(Path::new(&pos.path)) {
+            // Files another configuration followed are left alone; a copy
+            // copytruncate made is saved under its own name.
+            let path = Path::new(&pos.path);
+            if !self.cfg.spec.covers(path) && !self.cfg.spec.covers_rotated(path) {
                 continue;
             }
             let id = pos.id;
@@ -338,6 +343,12 @@ impl Follower {
                     tracing::info!(path = %path.display(), was = %pos.path, "Draining a file rotated while stopped.");
                 }
                 self.open_retired(&path, (pos.offset, pos.lines), Some(id));
+                rotated.push((PathBuf::from(&pos.path), std::fs::metadata(&path)));
+            }
+        }
+        for (head, found) in rotated {
+            if let Ok(since) = found.and_then(|m| m.modified()) {
+                self.adopt_missed(&head, since);
             }
         }
     }
@@ -407,6 +418,45 @@ impl Follower {
     fn find_copy(&self, fp: Option<u32>, offset: u64) -> Option<PathBuf> {
         let fp = fp?;
         self.find_untracked(|m, f| f == Some(fp) && m.len() >= offset)
+    }
+
+    /// Generations of `head` rotated away before they were ever followed —
+    /// two rotations between two looks, or while stopped — are read from
+    /// their beginning, oldest first, as retired files: files named as
+    /// logrotate names them ([`is_rotation_of`]), not followed, not a copy
+    /// of a followed file, last written after `since` (when the generation
+    /// before them was) and not after the file `head` names now.
+    fn adopt_missed(&mut self, head: &Path, since: SystemTime) {
+        let (Some(dir), Some(name)) = (head.parent(), head.file_name().and_then(|n| n.to_str()))
+        else {
+            return;
+        };
+        if matches!(self.cfg.spec, PathSpec::Dated { .. }) {
+            return;
+        }
+        let until = std::fs::metadata(head).and_then(|m| m.modified()).ok();
+        let copies: Vec<u32> = self.tracked.iter().filter_map(|t| t.id.fingerprint).collect();
+        let mut missed: Vec<(SystemTime, PathBuf)> = Vec::new();
+        for n in list(dir).unwrap_or_default().iter().filter(|n| is_rotation_of(n, name)) {
+            let path = dir.join(n);
+            let Ok(md) = std::fs::metadata(&path) else { continue };
+            let Ok(written) = md.modified() else { continue };
+            let (dev, ino) = (md.dev(), md.ino());
+            let followed = self.is_tracked(dev, ino) || self.finished_at(dev, ino, None).is_some();
+            let between = written >= since && until.is_none_or(|u| written <= u);
+            if !md.is_file() || followed || !between {
+                continue;
+            }
+            let fp = File::open(&path).ok().and_then(|f| fingerprint(&f, md.len()));
+            if !fp.is_some_and(|fp| copies.contains(&fp)) {
+                missed.push((written, path));
+            }
+        }
+        missed.sort();
+        for (_, path) in missed {
+            tracing::warn!(path = %path.display(), "Reading from its beginning a rotated log file never followed (rotated twice between two looks, or while stopped).");
+            self.open_retired(&path, (0, 0), None);
+        }
     }
 
     /// Watches the directory for changes; without it the follower polls.
@@ -540,11 +590,18 @@ impl Follower {
         }
         self.adopt_superseded();
         let now = Instant::now();
+        let mut rotated = Vec::new();
         for t in &mut self.tracked {
             let gone = !current.contains(&(t.id.dev, t.id.ino)) && !unknown.contains(&t.path);
             if t.retired_at.is_none() && gone {
                 tracing::info!(path = %t.path.display(), "Log file rotated away; draining it.");
                 t.retired_at = Some(now);
+                rotated.push((t.path.clone(), t.file.metadata().and_then(|m| m.modified())));
+            }
+        }
+        for (head, written) in rotated {
+            if let Ok(since) = written {
+                self.adopt_missed(&head, since);
             }
         }
         self.first_scan = false;
@@ -688,25 +745,37 @@ impl Follower {
         // Retired files first: their lines are older.
         self.tracked.sort_by_key(|t| t.retired_at.is_none());
         for i in 0..self.tracked.len() {
-            let was = self.tracked[i].tag.identity;
+            let before = Arc::clone(&self.tracked[i].tag);
+            let was = before.identity;
             match self.tracked[i].check_rewritten(&mut self.next_id) {
                 Ok(Some((fp, offset))) => {
+                    // The old content's position goes (a copy found below
+                    // carries it on); the new content starts at 0.
                     let file = Arc::clone(&self.tracked[i].tag);
-                    if !emit(SourceEvent::Opened { file, offset: 0 }) {
+                    if !emit(SourceEvent::FileDone(before))
+                        || !emit(SourceEvent::Opened { file, offset: 0 })
+                    {
                         return Ok(None);
                     }
+                    let before = self.tracked.len();
                     if let (Some(copy), Some(was)) = (self.find_copy(fp, offset), was) {
                         tracing::info!(path = %copy.display(), "Reading the end of the copy made before the truncation.");
                         let lines = File::open(&copy).map_or(0, |f| count_lines(&f, offset));
-                        let before = self.tracked.len();
                         self.open_retired(&copy, (offset, lines), Some(was));
-                        // The copy's end was written before the file's new
-                        // lines: it is read first, so lines go in the order
-                        // they were written (else counts differ from replay).
-                        if self.tracked.len() > before
-                            && (!self.emit_opened(emit)
-                                || !self.read_one(before, emit, &mut progressed))
-                        {
+                        if let Ok(since) = std::fs::metadata(&copy).and_then(|m| m.modified()) {
+                            let head = self.tracked[i].path.clone();
+                            self.adopt_missed(&head, since);
+                        }
+                    }
+                    // The copy's end, and copies made since, were written
+                    // before the file's new lines: they are read first, so
+                    // lines go in the order they were written (else counts
+                    // differ from replay's).
+                    if !self.emit_opened(emit) {
+                        return Ok(None);
+                    }
+                    for j in before..self.tracked.len() {
+                        if !self.read_one(j, emit, &mut progressed) {
                             return Ok(None);
                         }
                     }
@@ -785,6 +854,16 @@ impl Source for Follower {
     ) -> Result<(), SourceError> {
         loop {
             if self.stop.load(Ordering::SeqCst) {
+                // Stopped before the first look (a reload at once after
+                // another): the saved files are opened at their saved
+                // offsets first, or the final state would hold no position
+                // and the next start read them again.
+                if self.first_scan {
+                    self.discover();
+                    if !self.emit_opened(emit) {
+                        return Ok(());
+                    }
+                }
                 // Saves the final state, whole, once everything read so far is done.
                 self.want_full.store(true, Ordering::SeqCst);
                 let last = self.checkpoint();

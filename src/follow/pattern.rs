@@ -79,6 +79,17 @@ impl PathSpec {
         }
     }
 
+    /// Whether `path` is named as logrotate names a file this spec covers
+    /// once rotated (`access.log.1`); never for a dated series, whose files
+    /// keep their names.
+    pub fn covers_rotated(&self, path: &Path) -> bool {
+        let name = path.file_name().and_then(|n| n.to_str()).and_then(rotated_from);
+        match (self, name) {
+            (PathSpec::Dated { .. }, _) | (_, None) => false,
+            (_, Some(head)) => path.parent().is_some_and(|d| self.covers(&d.join(head))),
+        }
+    }
+
     /// The paths to follow now (heads). For a dated series: the newest file
     /// not dated after `not_after`.
     pub fn current(&self, not_after: DateKey) -> io::Result<Vec<PathBuf>> {
@@ -209,9 +220,43 @@ pub fn list(dir: &Path) -> io::Result<Vec<String>> {
     Ok(names)
 }
 
+/// The name a file named as logrotate names a rotated one had before:
+/// `access.log` for `access.log.1` (`.N`) or `access.log-20261201`
+/// (`dateext`). A compressed one (`access.log.2.gz`) has none: it cannot be
+/// followed.
+fn rotated_from(name: &str) -> Option<&str> {
+    let stem = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    let head = stem.strip_suffix(['.', '-'])?;
+    (stem.len() < name.len() && !head.is_empty()).then_some(head)
+}
+
+/// Whether `name` is a name logrotate gives a rotated `head`.
+pub fn is_rotation_of(name: &str, head: &str) -> bool {
+    rotated_from(name) == Some(head)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rotated_names_are_known() {
+        for name in ["access.log.1", "access.log.12", "access.log-20261201"] {
+            assert!(is_rotation_of(name, "access.log"), "{name}");
+        }
+        for name in
+            ["access.log", "access.log.1.gz", "access.log.bak", "access.log.", "xaccess.log.1"]
+        {
+            assert!(!is_rotation_of(name, "access.log"), "{name}");
+        }
+        let plain = PathSpec::parse("/var/log/access.log").unwrap();
+        assert!(plain.covers_rotated(Path::new("/var/log/access.log.1")));
+        assert!(!plain.covers_rotated(Path::new("/var/log/other.log.1")));
+        assert!(!plain.covers_rotated(Path::new("/tmp/access.log.1")));
+        let glob = PathSpec::parse("/var/log/*.log").unwrap();
+        assert!(glob.covers_rotated(Path::new("/var/log/www.log-20261201")));
+        assert!(!glob.covers_rotated(Path::new("/var/log/www.txt.1")));
+    }
 
     #[test]
     fn path_specs() {

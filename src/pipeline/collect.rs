@@ -430,14 +430,18 @@ impl<'e> Collector<'e> {
         sources.get(file.source).map_or_else(String::new, |s| s.0.clone())
     }
 
-    /// Positions, one per file (the newest reading of a rewritten file).
+    /// Positions, one per file (the later tag of a file followed again).
     fn current_positions(&self) -> Vec<Position> {
         let mut ids: Vec<&u64> = self.positions.keys().collect();
         ids.sort_unstable();
         let mut out: Vec<Position> = Vec::new();
         for id in ids {
             let pos = &self.positions[id];
-            out.retain(|o| (o.id.dev, o.id.ino) != (pos.id.dev, pos.id.ino));
+            // The same file followed again goes on from its later tag. Not
+            // by inode alone: a copytruncate copy goes on as the file it was
+            // copied from (for its alerts' ids), whose inode now holds new
+            // lines with a position of their own.
+            out.retain(|o| o.id != pos.id);
             out.push(pos.clone());
         }
         out
