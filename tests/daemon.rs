@@ -1435,3 +1435,76 @@ fn a_last_line_without_newline_counts_once_its_file_is_finished() {
     assert!(d.log_text().contains("Finished rotated log file"));
     d.stop();
 }
+
+/// logrotate's names: `path.1` becomes `path.2` and so on, making room.
+fn shift_rotated(path: &Path) {
+    let name = |k: usize| PathBuf::from(format!("{}.{k}", path.display()));
+    let top = (1..).find(|&k| !name(k).exists()).unwrap_or(1);
+    for k in (1..top).rev() {
+        std::fs::rename(name(k), name(k + 1)).unwrap();
+    }
+}
+
+/// A soak: for eight seconds lines keep coming while, at moments a fixed
+/// seed picks, the log is rotated (rename or copytruncate, with logrotate's
+/// names), the daemon killed with `kill -9` and started again, or reloaded.
+/// Every line counts once and every alert is delivered once: the alerts
+/// equal replay's. A longer run of this kind (by hand) found the bugs the
+/// tests `kill9_while_draining_a_copytruncate_copy`,
+/// `two_renames_between_two_looks` and
+/// `reloads_in_quick_succession_count_every_line_once` pin down.
+#[test]
+fn a_soak_of_rotations_kills_and_reloads_counts_like_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let mut d = Daemon::start(dir.path(), p.to_str().unwrap());
+    let mut w = Writer::new();
+    // xorshift64: the order of the operations need only be repeatable.
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let clients: Vec<String> = (0..8).map(|i| format!("10.0.1.{i}")).collect();
+    let end = Instant::now() + Duration::from_secs(8);
+    let mut done = [0; 4];
+    while Instant::now() < end {
+        let mut lines = Vec::new();
+        for _ in 0..=next(100) {
+            lines.extend(w.line(&clients[next(8) as usize]));
+        }
+        w.append_raw(&p, &lines);
+        std::thread::sleep(Duration::from_millis(next(30)));
+        let op = match next(100) {
+            0..=2 => 0,
+            3..=4 => 1,
+            5..=7 => 2,
+            8..=9 => 3,
+            _ => continue,
+        };
+        done[op] += 1;
+        match op {
+            0 => {
+                shift_rotated(&p);
+                std::fs::rename(&p, dir.path().join("access.log.1")).unwrap();
+            }
+            1 => {
+                shift_rotated(&p);
+                copytruncate(&p, &dir.path().join("access.log.1"));
+            }
+            2 => {
+                d.kill9();
+                d = Daemon::start(dir.path(), p.to_str().unwrap());
+            }
+            _ => d.signal("-HUP"),
+        }
+    }
+    assert!(done.iter().all(|&n| n > 0), "renames, copytruncates, kills, reloads: {done:?}");
+    w.phase(&p, B, 3, 1);
+    d.wait_for_marker(1);
+    assert_like_replay(&d, &w);
+    assert_delivered_once(&d);
+    d.stop();
+}
