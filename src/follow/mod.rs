@@ -343,13 +343,13 @@ impl Follower {
                     tracing::info!(path = %path.display(), was = %pos.path, "Draining a file rotated while stopped.");
                 }
                 self.open_retired(&path, (pos.offset, pos.lines), Some(id));
-                rotated.push((PathBuf::from(&pos.path), std::fs::metadata(&path)));
+                if let Ok(since) = std::fs::metadata(&path).and_then(|m| m.modified()) {
+                    rotated.push((PathBuf::from(&pos.path), since));
+                }
             }
         }
-        for (head, found) in rotated {
-            if let Ok(since) = found.and_then(|m| m.modified()) {
-                self.adopt_missed(&head, since);
-            }
+        for (head, since) in rotated {
+            self.adopt_missed(&head, since);
         }
     }
 
@@ -596,13 +596,13 @@ impl Follower {
             if t.retired_at.is_none() && gone {
                 tracing::info!(path = %t.path.display(), "Log file rotated away; draining it.");
                 t.retired_at = Some(now);
-                rotated.push((t.path.clone(), t.file.metadata().and_then(|m| m.modified())));
+                if let Ok(since) = t.file.metadata().and_then(|m| m.modified()) {
+                    rotated.push((t.path.clone(), since));
+                }
             }
         }
-        for (head, written) in rotated {
-            if let Ok(since) = written {
-                self.adopt_missed(&head, since);
-            }
+        for (head, since) in rotated {
+            self.adopt_missed(&head, since);
         }
         self.first_scan = false;
     }
@@ -745,19 +745,19 @@ impl Follower {
         // Retired files first: their lines are older.
         self.tracked.sort_by_key(|t| t.retired_at.is_none());
         for i in 0..self.tracked.len() {
-            let before = Arc::clone(&self.tracked[i].tag);
-            let was = before.identity;
+            let old_tag = Arc::clone(&self.tracked[i].tag);
+            let was = old_tag.identity;
             match self.tracked[i].check_rewritten(&mut self.next_id) {
                 Ok(Some((fp, offset))) => {
                     // The old content's position goes (a copy found below
                     // carries it on); the new content starts at 0.
                     let file = Arc::clone(&self.tracked[i].tag);
-                    if !emit(SourceEvent::FileDone(before))
+                    if !emit(SourceEvent::FileDone(old_tag))
                         || !emit(SourceEvent::Opened { file, offset: 0 })
                     {
                         return Ok(None);
                     }
-                    let before = self.tracked.len();
+                    let first_new = self.tracked.len();
                     if let (Some(copy), Some(was)) = (self.find_copy(fp, offset), was) {
                         tracing::info!(path = %copy.display(), "Reading the end of the copy made before the truncation.");
                         let lines = File::open(&copy).map_or(0, |f| count_lines(&f, offset));
@@ -774,7 +774,7 @@ impl Follower {
                     if !self.emit_opened(emit) {
                         return Ok(None);
                     }
-                    for j in before..self.tracked.len() {
+                    for j in first_new..self.tracked.len() {
                         if !self.read_one(j, emit, &mut progressed) {
                             return Ok(None);
                         }
