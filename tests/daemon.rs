@@ -16,6 +16,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// A daemon following `dir/access.log` (a new directory), which holds `n`
+/// lines from a few clients and marker 1's hits, all read.
+fn following(n: usize) -> (tempfile::TempDir, PathBuf, Daemon, Writer) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("access.log");
+    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    let mut w = Writer::new();
+    w.phase(&p, A, n, 1);
+    d.wait_for_marker(1);
+    (dir, p, d, w)
+}
+
 /// What logrotate's copytruncate does: copy the file, then truncate it in place.
 fn copytruncate(path: &Path, copy: &Path) {
     std::fs::copy(path, copy).unwrap();
@@ -69,12 +81,7 @@ fn dated_switch_with_late_writes_to_the_old_file() {
 
 #[test]
 fn rename_and_create() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("access.log");
-    let d = Daemon::start(dir.path(), p.to_str().unwrap());
-    let mut w = Writer::new();
-    w.phase(&p, A, 20, 1);
-    d.wait_for_marker(1);
+    let (dir, p, d, mut w) = following(20);
     std::fs::rename(&p, dir.path().join("access.log.1")).unwrap();
     w.phase(&dir.path().join("access.log.1"), &["10.0.0.8"], 4, 2);
     w.phase(&p, B, 20, 3);
@@ -84,12 +91,7 @@ fn rename_and_create() {
 
 #[test]
 fn copytruncate_and_truncate_rewrite() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("access.log");
-    let d = Daemon::start(dir.path(), p.to_str().unwrap());
-    let mut w = Writer::new();
-    w.phase(&p, A, 30, 1);
-    d.wait_for_marker(1);
+    let (dir, p, d, mut w) = following(30);
     copytruncate(&p, &dir.path().join("access.log.1"));
     // Smaller than before: the shrink shows.
     w.phase(&p, B, 3, 2);
@@ -108,21 +110,25 @@ fn copytruncate_and_truncate_rewrite() {
 /// replay's did).
 #[test]
 fn copytruncate_with_new_lines_reads_the_copys_end_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("access.log");
-    let d = Daemon::start(dir.path(), p.to_str().unwrap());
-    let mut w = Writer::new();
-    w.phase(&p, A, 5, 1);
-    d.wait_for_marker(1);
-    // Stopped, the daemon sees all of it at once when it goes on.
+    while_not_looking(2, |dir, p, w| {
+        let tail = w.hits("10.0.0.5", 3);
+        w.append_raw(p, &tail);
+        copytruncate(p, &dir.join("access.log.1"));
+        w.clock += 20 * 60;
+        w.phase(p, &["10.0.0.5"], 3, 2);
+    });
+}
+
+/// The daemon follows `access.log` to marker 1, then is stopped (SIGSTOP)
+/// while `change(dir, path, writer)` writes and rotates, so that it sees all
+/// of it at once when it goes on; its alerts must then equal replay's, up
+/// to marker `last`.
+fn while_not_looking(last: u32, change: impl FnOnce(&Path, &Path, &mut Writer)) {
+    let (dir, p, d, mut w) = following(5);
     d.signal("-STOP");
-    let tail = w.hits("10.0.0.5", 3);
-    w.append_raw(&p, &tail);
-    copytruncate(&p, &dir.path().join("access.log.1"));
-    w.clock += 20 * 60;
-    w.phase(&p, &["10.0.0.5"], 3, 2);
+    change(dir.path(), &p, &mut w);
     d.signal("-CONT");
-    finish(d, &w, 2);
+    finish(d, &w, last);
 }
 
 #[test]
@@ -238,16 +244,21 @@ fn kill9_then_two_renames() {
         |d| d.join("access.log"),
         "DIR/access.log",
         false,
-        |dir, w| {
-            let (p, one, two) =
-                (dir.join("access.log"), dir.join("access.log.1"), dir.join("access.log.2"));
-            std::fs::rename(&p, &one).unwrap();
-            w.phase(&p, &["10.0.0.8"], 4, 3);
-            std::fs::rename(&one, &two).unwrap();
-            std::fs::rename(&p, &one).unwrap();
-            w.phase(&p, B, 20, 4);
-        },
+        |dir, w| rotated_twice(dir, w, 3, |p, one| std::fs::rename(p, one).unwrap()),
     );
+}
+
+/// `dir/access.log` rotated to `access.log.1` by `rotate` (the older one
+/// moved to `.2`) twice, with lines between up to marker `m` and after up
+/// to marker `m + 1`.
+fn rotated_twice(dir: &Path, w: &mut Writer, m: u32, rotate: fn(&Path, &Path)) {
+    let (p, one, two) =
+        (dir.join("access.log"), dir.join("access.log.1"), dir.join("access.log.2"));
+    rotate(&p, &one);
+    w.phase(&p, &["10.0.0.8"], 4, m);
+    std::fs::rename(&one, &two).unwrap();
+    rotate(&p, &one);
+    w.phase(&p, B, 20, m + 1);
 }
 
 /// The same with copytruncate: the older copy's end, then the newer copy
@@ -258,15 +269,7 @@ fn kill9_then_two_copytruncates() {
         |d| d.join("access.log"),
         "DIR/access.log",
         false,
-        |dir, w| {
-            let (p, one, two) =
-                (dir.join("access.log"), dir.join("access.log.1"), dir.join("access.log.2"));
-            copytruncate(&p, &one);
-            w.phase(&p, &["10.0.0.8"], 4, 3);
-            std::fs::rename(&one, &two).unwrap();
-            copytruncate(&p, &one);
-            w.phase(&p, B, 20, 4);
-        },
+        |dir, w| rotated_twice(dir, w, 3, copytruncate),
     );
 }
 
@@ -275,24 +278,9 @@ fn kill9_then_two_copytruncates() {
 /// Before, it was never read.
 #[test]
 fn two_renames_between_two_looks() {
-    let dir = tempfile::tempdir().unwrap();
-    let (p, one, two) = (
-        dir.path().join("access.log"),
-        dir.path().join("access.log.1"),
-        dir.path().join("access.log.2"),
-    );
-    let d = Daemon::start(dir.path(), p.to_str().unwrap());
-    let mut w = Writer::new();
-    w.phase(&p, A, 5, 1);
-    d.wait_for_marker(1);
-    d.signal("-STOP");
-    std::fs::rename(&p, &one).unwrap();
-    w.phase(&p, &["10.0.0.8"], 4, 2);
-    std::fs::rename(&one, &two).unwrap();
-    std::fs::rename(&p, &one).unwrap();
-    w.phase(&p, B, 5, 3);
-    d.signal("-CONT");
-    finish(d, &w, 3);
+    while_not_looking(3, |dir, _, w| {
+        rotated_twice(dir, w, 2, |p, one| std::fs::rename(p, one).unwrap());
+    });
 }
 
 /// Killed while it still drains a copytruncate copy (within `rotate_wait`):
@@ -302,12 +290,7 @@ fn two_renames_between_two_looks() {
 /// (counted twice).
 #[test]
 fn kill9_while_draining_a_copytruncate_copy() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("access.log");
-    let d = Daemon::start(dir.path(), p.to_str().unwrap());
-    let mut w = Writer::new();
-    w.phase(&p, A, 5, 1);
-    d.wait_for_marker(1);
+    let (dir, p, d, mut w) = following(5);
     copytruncate(&p, &dir.path().join("access.log.1"));
     w.phase(&p, A, 5, 2);
     d.wait_for_marker(2);
@@ -468,12 +451,7 @@ fn repeated_copytruncate_under_full_speed_reading() {
 /// next start read them again (counted twice).
 #[test]
 fn reloads_in_quick_succession_count_every_line_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("access.log");
-    let d = Daemon::start(dir.path(), p.to_str().unwrap());
-    let mut w = Writer::new();
-    w.phase(&p, A, 20, 1);
-    d.wait_for_marker(1);
+    let (_dir, p, d, mut w) = following(20);
     for _ in 0..30 {
         d.signal("-HUP");
         let hits = w.hits(A[0], 1);
