@@ -435,7 +435,8 @@ impl Follower {
             return;
         }
         let until = std::fs::metadata(head).and_then(|m| m.modified()).ok();
-        let copies: Vec<u32> = self.tracked.iter().filter_map(|t| t.id.fingerprint).collect();
+        // First bytes of the files followed: a file with the same is a copy.
+        let firsts: Vec<u32> = self.tracked.iter().filter_map(|t| t.id.fingerprint).collect();
         let mut missed: Vec<(SystemTime, PathBuf)> = Vec::new();
         for n in list(dir).unwrap_or_default().iter().filter(|n| is_rotation_of(n, name)) {
             let path = dir.join(n);
@@ -448,7 +449,7 @@ impl Follower {
                 continue;
             }
             let fp = File::open(&path).ok().and_then(|f| fingerprint(&f, md.len()));
-            if !fp.is_some_and(|fp| copies.contains(&fp)) {
+            if !fp.is_some_and(|fp| firsts.contains(&fp)) {
                 missed.push((written, path));
             }
         }

@@ -125,13 +125,13 @@ impl OutputsView {
 /// taken over by the output then in its place: one named by kind and place
 /// (`delivered-webhook-1.ids`), or by place alone (`delivered-1.ids`).
 fn journal_path(dir: &Path, keys: &[String], i: usize) -> PathBuf {
+    let named = |stem: &str| dir.join(journal_name(stem));
     let KeyParts { kind, place, to } = KeyParts::of(&keys[i]);
     let alike = keys[..i].iter().map(|k| KeyParts::of(k)).filter(|k| (k.kind, k.to) == (kind, to));
     let alike = alike.count();
     let rank = if alike == 0 { String::new() } else { format!("-{}", alike + 1) };
-    let path = dir.join(format!("delivered-{kind}-{to}{rank}.ids"));
-    let earlier =
-        [place.replace('#', "-"), i.to_string()].map(|n| dir.join(format!("delivered-{n}.ids")));
+    let path = named(&format!("{kind}-{to}{rank}"));
+    let earlier = [place.replace('#', "-"), i.to_string()].map(|n| named(&n));
     if !path.exists()
         && let Some(old) = earlier.iter().find(|p| p.exists())
         && let Err(e) = std::fs::rename(old, &path)
@@ -139,6 +139,15 @@ fn journal_path(dir: &Path, keys: &[String], i: usize) -> PathBuf {
         tracing::warn!(from = %old.display(), to = %path.display(), error = %e, "Cannot rename an output's journal; it starts empty.");
     }
     path
+}
+
+/// A journal's file name is its stem between these (`delivered-…ids`).
+const JOURNAL_PREFIX: &str = "delivered-";
+const JOURNAL_SUFFIX: &str = ".ids";
+
+/// The file name of the journal with `stem` (`webhook-3f…a1`).
+fn journal_name(stem: &str) -> String {
+    format!("{JOURNAL_PREFIX}{stem}{JOURNAL_SUFFIX}")
 }
 
 /// How long the journal of an output no longer configured is kept after
@@ -154,7 +163,7 @@ fn prune_journals(dir: &Path, claimed: &[PathBuf], now: SystemTime) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for path in entries.flatten().map(|e| e.path()) {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let journal = name.starts_with("delivered-") && name.ends_with(".ids");
+        let journal = name.starts_with(JOURNAL_PREFIX) && name.ends_with(JOURNAL_SUFFIX);
         if !journal || claimed.contains(&path) {
             continue;
         }
