@@ -62,22 +62,34 @@ const GATHER: Duration = Duration::from_millis(10);
 /// adds one); one found again once forgotten is read as a new file.
 const FINISHED_KEPT: usize = 4096;
 
-/// The file event handler: wakes the follower through `tx`, at most once
-/// per `gap`. A server writes each line on its own, an event each; the
-/// events that come meanwhile wait in the kernel, which merges them (at
-/// 20,000 lines/s, waking at each took this thread alone 8 % of a core).
+/// The file event handler: wakes the follower through `tx`. A server
+/// writes each line on its own, an event each: when an event repeats the
+/// one before while a wake-up is already waiting, the handler sleeps `gap`,
+/// so that the events that come meanwhile wait in the kernel, which merges
+/// a file's repeated events into one (at 20,000 lines/s, handling each took
+/// this thread alone 8 % of a core). Not a sleep per event: thousands of
+/// files under a glob raise as many distinct events (the follower's own
+/// opens among them), which the kernel does not merge; a sleep each kept
+/// the follower passing over every file, at 100 % of a core, for minutes.
+/// A file opened or closed (an access) is no change to read: the follower's
+/// own listing of a dated series' or glob's directory opens it, and woke the
+/// follower again, about 100 times a second while nothing was written.
 fn wake_at_most_every(
     gap: Duration,
     tx: crossbeam_channel::Sender<()>,
 ) -> impl FnMut(notify::Result<notify::Event>) + Send + 'static {
-    let mut woke: Option<Instant> = None;
-    move |_| {
-        if let Some(t) = woke {
-            std::thread::sleep(gap.saturating_sub(t.elapsed()));
+    let mut last: Option<(notify::EventKind, Vec<PathBuf>)> = None;
+    move |event| {
+        if event.as_ref().is_ok_and(|e| matches!(e.kind, notify::EventKind::Access(_))) {
+            return;
         }
-        // A full channel already holds a wake-up; dropping this one is fine.
-        tx.try_send(()).unwrap_or(());
-        woke = Some(Instant::now());
+        let this = event.ok().map(|e| (e.kind, e.paths));
+        let again = this.is_some() && this == last;
+        last = this;
+        // A full channel already holds a wake-up; this event adds nothing.
+        if tx.try_send(()).is_err() && again {
+            std::thread::sleep(gap);
+        }
     }
 }
 
@@ -997,18 +1009,79 @@ mod tests {
     }
 
     #[test]
-    fn file_events_wake_the_follower_at_most_once_per_gap() {
+    fn repeated_file_events_are_slowed_and_distinct_ones_are_not() {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let gap = Duration::from_millis(20);
         let mut handler = wake_at_most_every(gap, tx);
+        let modified = |name: &str| {
+            let kind = notify::EventKind::Modify(notify::event::ModifyKind::Any);
+            Ok(notify::Event::new(kind).add_path(PathBuf::from(name)))
+        };
         let started = Instant::now();
-        handler(Ok(notify::Event::default()));
+        handler(modified("a.log"));
         assert!(rx.try_recv().is_ok(), "the first event wakes at once");
-        for _ in 0..4 {
-            handler(Ok(notify::Event::default()));
-            assert!(rx.try_recv().is_ok());
+        let opened = notify::EventKind::Access(notify::event::AccessKind::Open(
+            notify::event::AccessMode::Any,
+        ));
+        handler(Ok(notify::Event::new(opened).add_path(PathBuf::from("a.log"))));
+        assert!(rx.try_recv().is_err(), "a file opened is no change to read");
+        // One file's stream while a wake-up waits: a gap after each, for
+        // the kernel to merge what comes meanwhile.
+        for _ in 0..5 {
+            handler(modified("a.log"));
         }
-        // Five wake-ups: the last four each a gap after the one before.
         assert!(started.elapsed() >= 4 * gap, "{:?}", started.elapsed());
+        // Distinct files (500 opened at once) while a wake-up waits: not
+        // a gap each (10 s).
+        let started = Instant::now();
+        for i in 0..500 {
+            handler(modified(&format!("v{i}.log")));
+        }
+        assert!(started.elapsed() < 10 * gap, "{:?}", started.elapsed());
+        assert!(rx.try_recv().is_ok(), "the waiting wake-up is still there");
+        handler(modified("v0.log"));
+        assert!(rx.try_recv().is_ok(), "taken, the next event wakes again at once");
+    }
+
+    /// Passes a follower of `spec` makes over 1.5 s while nothing is written.
+    fn passes_at_rest(spec: &str) -> usize {
+        let cfg = config(spec, StartAt::Beginning, true);
+        let stop = Arc::new(AtomicBool::new(false));
+        let passes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&passes);
+        let count = Box::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        let follower = Follower::new(cfg, Arc::clone(&stop), None).with_heartbeat(None, count);
+        let wake = follower.wake_tx.clone();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(1500));
+                stop.store(true, Ordering::SeqCst);
+                wake.try_send(()).unwrap_or(());
+            });
+            Box::new(follower).run(&mut |_| true).unwrap();
+        });
+        passes.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn followers_at_rest_stay_asleep() {
+        let dir = tempfile::tempdir().unwrap();
+        let dated = format!("{}/ssl_www_log-%Y-%m-%d", dir.path().display());
+        let (y, m, d) = Zone::Utc.date_of(jiff::Timestamp::now().as_second());
+        let today = dir.path().join(format!("ssl_www_log-{y:04}-{m:02}-{d:02}"));
+        std::fs::write(today, "a line\n").unwrap();
+        // Listing the directory (each pass) opened it, an event that woke
+        // the follower again: about 100 passes a second.
+        let passes = passes_at_rest(&dated);
+        assert!(passes < 30, "{passes} passes over a dated series at rest");
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..500 {
+            std::fs::write(dir.path().join(format!("v{i}.log")), format!("line {i}\n")).unwrap();
+        }
+        // And opening 500 files raised 500 events, each slept a gap.
+        let passes = passes_at_rest(&format!("{}/*.log", dir.path().display()));
+        assert!(passes < 30, "{passes} passes over 500 files at rest");
     }
 }
