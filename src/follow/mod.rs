@@ -34,9 +34,9 @@ use crate::parse::time::Zone;
 use crate::source::buffer::Spares;
 use crate::source::{FileId, FileTag, IN_PIPELINE, Position, Source, SourceError, SourceEvent};
 use notify::Watcher as _;
-use pattern::{DateKey, is_rotation_of, later_day, list};
+use pattern::{DateKey, later_day, list, rotated_from};
 use reader::{Tracked, count_lines, fingerprint, last_line_start};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -360,9 +360,7 @@ impl Follower {
                 }
             }
         }
-        for (head, since) in rotated {
-            self.adopt_missed(&head, since);
-        }
+        self.adopt_missed(&rotated);
     }
 
     /// Files of a dated series that appeared while we ran but were already
@@ -432,37 +430,41 @@ impl Follower {
         self.find_untracked(|m, f| f == Some(fp) && m.len() >= offset)
     }
 
-    /// Generations of `head` rotated away before they were ever followed —
-    /// two rotations between two looks, or while stopped — are read from
-    /// their beginning, oldest first, as retired files: files named as
-    /// logrotate names them ([`is_rotation_of`]), not followed, not a copy
-    /// of a followed file, last written after `since` (when the generation
-    /// before them was) and not after the file `head` names now.
-    fn adopt_missed(&mut self, head: &Path, since: SystemTime) {
-        let (Some(dir), Some(name)) = (head.parent(), head.file_name().and_then(|n| n.to_str()))
-        else {
-            return;
-        };
-        if matches!(self.cfg.spec, PathSpec::Dated { .. }) {
+    /// Generations of each `(head, since)` rotated away before they were
+    /// ever followed — two rotations between two looks, or while stopped —
+    /// are read from their beginning, oldest first, as retired files: files
+    /// named as logrotate names them ([`rotated_from`]), not followed, not a
+    /// copy of a followed file, last written after `since` (when the
+    /// generation before them was) and not after the file `head` names now.
+    /// Each directory is listed once, however many of its files rotated.
+    fn adopt_missed(&mut self, rotated: &[(PathBuf, SystemTime)]) {
+        if rotated.is_empty() || matches!(self.cfg.spec, PathSpec::Dated { .. }) {
             return;
         }
-        let until = std::fs::metadata(head).and_then(|m| m.modified()).ok();
-        // First bytes of the files followed: a file with the same is a copy.
-        let firsts: Vec<u32> = self.tracked.iter().filter_map(|t| t.id.fingerprint).collect();
-        let mut missed: Vec<(SystemTime, PathBuf)> = Vec::new();
-        for n in list(dir).unwrap_or_default().iter().filter(|n| is_rotation_of(n, name)) {
-            let path = dir.join(n);
-            let Ok(md) = std::fs::metadata(&path) else { continue };
-            let Ok(written) = md.modified() else { continue };
-            let (dev, ino) = (md.dev(), md.ino());
-            let followed = self.is_tracked(dev, ino) || self.finished_at(dev, ino, None).is_some();
-            let between = written >= since && until.is_none_or(|u| written <= u);
-            if !md.is_file() || followed || !between {
+        // By directory, then by name: (since, until) of each head.
+        let mut heads: HashMap<&Path, HashMap<&str, (SystemTime, Option<SystemTime>)>> =
+            HashMap::new();
+        for (head, since) in rotated {
+            let (Some(dir), Some(name)) =
+                (head.parent(), head.file_name().and_then(|n| n.to_str()))
+            else {
                 continue;
-            }
-            let fp = File::open(&path).ok().and_then(|f| fingerprint(&f, md.len()));
-            if !fp.is_some_and(|fp| firsts.contains(&fp)) {
-                missed.push((written, path));
+            };
+            let until = std::fs::metadata(head).and_then(|m| m.modified()).ok();
+            heads.entry(dir).or_default().insert(name, (*since, until));
+        }
+        // First bytes of the files followed: a file with the same is a copy.
+        let firsts: HashSet<u32> = self.tracked.iter().filter_map(|t| t.id.fingerprint).collect();
+        let mut missed: Vec<(SystemTime, PathBuf)> = Vec::new();
+        for (dir, names) in &heads {
+            for n in list(dir).unwrap_or_default() {
+                let Some(&(since, until)) = rotated_from(&n).and_then(|h| names.get(h)) else {
+                    continue;
+                };
+                let path = dir.join(&n);
+                if let Some(written) = self.never_followed(&path, since, until, &firsts) {
+                    missed.push((written, path));
+                }
             }
         }
         missed.sort();
@@ -470,6 +472,28 @@ impl Follower {
             tracing::warn!(path = %path.display(), "Reading from its beginning a rotated log file never followed (rotated twice between two looks, or while stopped).");
             self.open_retired(&path, (0, 0), None);
         }
+    }
+
+    /// When `path` was last written, if it is a regular file never
+    /// followed, written between `since` and `until`, whose first bytes are
+    /// none of `firsts`.
+    fn never_followed(
+        &self,
+        path: &Path,
+        since: SystemTime,
+        until: Option<SystemTime>,
+        firsts: &HashSet<u32>,
+    ) -> Option<SystemTime> {
+        let md = std::fs::metadata(path).ok()?;
+        let written = md.modified().ok()?;
+        let (dev, ino) = (md.dev(), md.ino());
+        let followed = self.is_tracked(dev, ino) || self.finished_at(dev, ino, None).is_some();
+        let between = written >= since && until.is_none_or(|u| written <= u);
+        if !md.is_file() || followed || !between {
+            return None;
+        }
+        let fp = File::open(path).ok().and_then(|f| fingerprint(&f, md.len()));
+        (!fp.is_some_and(|fp| firsts.contains(&fp))).then_some(written)
     }
 
     /// Watches the directory for changes; without it the follower polls.
@@ -562,7 +586,13 @@ impl Follower {
                 tracing::warn!(path = %expected, "Waiting for log file.");
             });
         }
-        let mut current: Vec<(u64, u64)> = Vec::new();
+        // Sets and maps, not lists searched: a glob may match thousands of
+        // files, each looked up on every pass.
+        let mut current: HashSet<(u64, u64)> = HashSet::new();
+        let mut followed: HashMap<(u64, u64), usize> = HashMap::new();
+        for (i, t) in self.tracked.iter().enumerate() {
+            followed.entry((t.id.dev, t.id.ino)).or_insert(i);
+        }
         // Paths that could not be looked at (other than missing): what they
         // name now is unknown, so the file followed there is not retired.
         let mut unknown: Vec<PathBuf> = Vec::new();
@@ -570,20 +600,26 @@ impl Follower {
             self.watch_link_target(&path);
             match std::fs::metadata(&path) {
                 Ok(md) => {
-                    self.reported.remove(&format!("wait:{}", path.display()));
-                    current.push((md.dev(), md.ino()));
+                    if !self.reported.is_empty() {
+                        self.reported.remove(&format!("wait:{}", path.display()));
+                    }
+                    current.insert((md.dev(), md.ino()));
                     // A file still draining that the path names again (a
                     // symlink turned back to it) is followed on, not opened
                     // a second time and read again.
-                    let same = |t: &&mut Tracked| (t.id.dev, t.id.ino) == (md.dev(), md.ino());
-                    match self.tracked.iter_mut().find(same) {
-                        Some(t) => {
-                            if t.retired_at.take().is_some() {
+                    match followed.get(&(md.dev(), md.ino())) {
+                        Some(&i) => {
+                            if self.tracked[i].retired_at.take().is_some() {
                                 tracing::info!(path = %path.display(), "Log file current again; following it on.");
                             }
                         }
                         None => {
-                            self.open_at(&path, None, None);
+                            if self.open_at(&path, None, None)
+                                && let Some(t) = self.tracked.last()
+                            {
+                                let at = self.tracked.len() - 1;
+                                followed.entry((t.id.dev, t.id.ino)).or_insert(at);
+                            }
                         }
                     }
                 }
@@ -614,9 +650,7 @@ impl Follower {
                 }
             }
         }
-        for (head, since) in rotated {
-            self.adopt_missed(&head, since);
-        }
+        self.adopt_missed(&rotated);
         self.first_scan = false;
     }
 
@@ -777,7 +811,7 @@ impl Follower {
                         self.open_retired(&copy, (offset, lines), Some(was));
                         if let Ok(since) = std::fs::metadata(&copy).and_then(|m| m.modified()) {
                             let head = self.tracked[i].path.clone();
-                            self.adopt_missed(&head, since);
+                            self.adopt_missed(&[(head, since)]);
                         }
                     }
                     // The copy's end, and copies made since, were written

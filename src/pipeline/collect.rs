@@ -16,7 +16,7 @@ use super::{Decision, Event, Tally, ToAlerts, line_at};
 use crate::alert::{Alert, Origin, Scope};
 use crate::farm::link::{FarmDecisions, Hit};
 use crate::parse::client::Key;
-use crate::source::{Chunk, Data, FileTag, Position, SourceError, SourceEvent};
+use crate::source::{Chunk, Data, FileId, FileTag, Position, SourceError, SourceEvent};
 use crate::state::codec::Entries;
 use crossbeam_channel::{Receiver, never, select};
 use std::collections::{HashMap, VecDeque};
@@ -431,20 +431,18 @@ impl<'e> Collector<'e> {
     }
 
     /// Positions, one per file (the later tag of a file followed again).
+    /// Not by inode alone: a copytruncate copy goes on as the file it was
+    /// copied from (for its alerts' ids), whose inode now holds new lines
+    /// with a position of their own.
     fn current_positions(&self) -> Vec<Position> {
-        let mut ids: Vec<&u64> = self.positions.keys().collect();
+        let mut ids: Vec<u64> = self.positions.keys().copied().collect();
         ids.sort_unstable();
-        let mut out: Vec<Position> = Vec::new();
-        for id in ids {
-            let pos = &self.positions[id];
-            // The same file followed again goes on from its later tag. Not
-            // by inode alone: a copytruncate copy goes on as the file it was
-            // copied from (for its alerts' ids), whose inode now holds new
-            // lines with a position of their own.
-            out.retain(|o| o.id != pos.id);
-            out.push(pos.clone());
-        }
-        out
+        // Looked up, not searched: thousands of files are followed under a
+        // glob, and a checkpoint comes with each rotation.
+        let later: HashMap<FileId, u64> =
+            ids.iter().map(|tag| (self.positions[tag].id, *tag)).collect();
+        let is_later = |tag: &u64| later.get(&self.positions[tag].id) == Some(tag);
+        ids.iter().filter(|tag| is_later(tag)).map(|tag| self.positions[tag].clone()).collect()
     }
 
     /// Renders a finished chunk's decisions.

@@ -46,7 +46,7 @@ pub enum Data {
 /// What a followed file is known by: device and inode, and a checksum of
 /// its first bytes once it has them (so a reused inode is not mistaken for
 /// the old file).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FileId {
     /// Device number.
     pub dev: u64,
