@@ -35,7 +35,7 @@ use crate::source::buffer::Spares;
 use crate::source::{FileId, FileTag, IN_PIPELINE, Position, Source, SourceError, SourceEvent};
 use notify::Watcher as _;
 use pattern::{DateKey, later_day, list, rotated_from};
-use reader::{Tracked, count_lines, fingerprint, last_line_start};
+use reader::{Stamp, Tracked, count_lines, fingerprint, last_line_start};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io;
@@ -521,8 +521,7 @@ impl Follower {
     /// A symlink's target may live in another directory, whose changes the
     /// configured directory's watch does not see: watch that one too.
     fn watch_link_target(&mut self, path: &Path) {
-        let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
-        let Some(w) = self.watcher.as_mut().filter(|_| is_link) else { return };
+        let Some(w) = self.watcher.as_mut() else { return };
         let Some(dir) =
             std::fs::canonicalize(path).ok().and_then(|t| t.parent().map(Path::to_path_buf))
         else {
@@ -597,8 +596,15 @@ impl Follower {
         // name now is unknown, so the file followed there is not retired.
         let mut unknown: Vec<PathBuf> = Vec::new();
         for path in heads {
-            self.watch_link_target(&path);
-            match std::fs::metadata(&path) {
+            // One look at a path that is no symlink, two at one that is.
+            let looked = match std::fs::symlink_metadata(&path) {
+                Ok(md) if md.file_type().is_symlink() => {
+                    self.watch_link_target(&path);
+                    std::fs::metadata(&path)
+                }
+                other => other,
+            };
+            match looked {
                 Ok(md) => {
                     if !self.reported.is_empty() {
                         self.reported.remove(&format!("wait:{}", path.display()));
@@ -737,6 +743,7 @@ impl Follower {
             retired_at: None,
             last_growth: Instant::now(),
             spares: self.spares.clone(),
+            seen: None,
         });
         true
     }
@@ -792,9 +799,17 @@ impl Follower {
         // Retired files first: their lines are older.
         self.tracked.sort_by_key(|t| t.retired_at.is_none());
         for i in 0..self.tracked.len() {
+            let stamp = match self.tracked[i].look() {
+                Ok(Some(stamp)) => stamp,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.report_read_error(i, &e);
+                    continue;
+                }
+            };
             let old_tag = Arc::clone(&self.tracked[i].tag);
             let was = old_tag.identity;
-            match self.tracked[i].check_rewritten(&mut self.next_id) {
+            match self.tracked[i].check_rewritten(stamp.len, &mut self.next_id) {
                 Ok(Some((fp, offset))) => {
                     // The old content's position goes (a copy found below
                     // carries it on); the new content starts at 0.
@@ -822,7 +837,8 @@ impl Follower {
                         return Ok(None);
                     }
                     for j in first_new..self.tracked.len() {
-                        if !self.read_one(j, emit, &mut progressed) {
+                        let Ok(Some(copied)) = self.tracked[j].look() else { continue };
+                        if !self.read_one(j, copied, emit, &mut progressed) {
                             return Ok(None);
                         }
                     }
@@ -833,7 +849,7 @@ impl Follower {
                     continue;
                 }
             }
-            if !self.read_one(i, emit, &mut progressed) {
+            if !self.read_one(i, stamp, emit, &mut progressed) {
                 return Ok(None);
             }
         }
@@ -874,16 +890,19 @@ impl Follower {
         true
     }
 
-    /// Reads what followed file `i` has gained (an error is reported, and
-    /// the file tried again next pass); false if `emit` asked to stop.
+    /// Reads what followed file `i` has gained up to `stamp` (an error is
+    /// reported, and the file tried again next pass); false if `emit` asked
+    /// to stop.
     fn read_one(
         &mut self,
         i: usize,
+        stamp: Stamp,
         emit: &mut dyn FnMut(SourceEvent) -> bool,
         progressed: &mut bool,
     ) -> bool {
-        match self.tracked[i].read(emit) {
+        match self.tracked[i].read(stamp.len, emit) {
             Ok(Some(grew)) => {
+                self.tracked[i].seen = Some(stamp);
                 *progressed |= grew;
                 self.dirty |= grew;
             }

@@ -7,7 +7,7 @@ use crate::source::buffer::Spares;
 use crate::source::{CHUNK_BYTES, Chunk, Data, FileId, FileTag, SourceEvent};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,14 +31,40 @@ pub(super) struct Tracked {
     pub last_growth: Instant,
     /// The follower's buffers for chunks, given back when they are dropped.
     pub spares: Spares,
+    /// The file as it was when last read to the end: nothing changed since
+    /// while it is the same, and it is not read again.
+    pub seen: Option<Stamp>,
+}
+
+/// A file's size and modification time (seconds, nanoseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Stamp {
+    /// Its size.
+    pub len: u64,
+    mtime: (i64, i64),
 }
 
 impl Tracked {
-    /// Detects a truncated or rewritten file (it shrank, or its first bytes
-    /// changed) and restarts it at 0 under a new tag id (`next_id` is
-    /// advanced); returns the old checksum and offset then.
-    pub fn check_rewritten(&mut self, next_id: &mut u64) -> io::Result<Option<(Option<u32>, u64)>> {
-        let len = self.file.metadata()?.len();
+    /// The file's stamp now, or `None` when it is as it was last read to:
+    /// one `fstat`, where a pass over thousands of files (a glob of virtual
+    /// hosts' logs) also checksummed each one's first bytes and sized it
+    /// twice. Writing, truncating or rewriting a file changes its
+    /// modification time; one rewritten to the same size within the clock's
+    /// tick is seen at its next change.
+    pub fn look(&self) -> io::Result<Option<Stamp>> {
+        let md = self.file.metadata()?;
+        let now = Stamp { len: md.len(), mtime: (md.mtime(), md.mtime_nsec()) };
+        Ok((self.seen != Some(now)).then_some(now))
+    }
+
+    /// Detects a truncated or rewritten file (it shrank to below `len`, or
+    /// its first bytes changed) and restarts it at 0 under a new tag id
+    /// (`next_id` is advanced); returns the old checksum and offset then.
+    pub fn check_rewritten(
+        &mut self,
+        len: u64,
+        next_id: &mut u64,
+    ) -> io::Result<Option<(Option<u32>, u64)>> {
         let fp = fingerprint(&self.file, len);
         let was = self.id.fingerprint;
         let replaced = was.is_some() && fp.is_some() && fp != was;
@@ -69,10 +95,13 @@ impl Tracked {
         Ok(None)
     }
 
-    /// Reads from the offset to the current size, handing on whole lines.
-    /// Returns whether it grew, or `None` when `emit` asked to stop.
-    pub fn read(&mut self, emit: &mut dyn FnMut(SourceEvent) -> bool) -> io::Result<Option<bool>> {
-        let len = self.file.metadata()?.len();
+    /// Reads from the offset to `len`, handing on whole lines. Returns
+    /// whether it grew, or `None` when `emit` asked to stop.
+    pub fn read(
+        &mut self,
+        len: u64,
+        emit: &mut dyn FnMut(SourceEvent) -> bool,
+    ) -> io::Result<Option<bool>> {
         let mut grew = false;
         let mut skipped_long = 0u32;
         while self.offset < len {
@@ -236,7 +265,8 @@ mod tests {
             events.push(e);
             true
         };
-        assert_eq!(t.read(&mut keep).unwrap(), Some(true));
+        let len = t.file.metadata().unwrap().len();
+        assert_eq!(t.read(len, &mut keep).unwrap(), Some(true));
         match events.as_slice() {
             [SourceEvent::Lines(c)] => (c.bytes().to_vec(), c.bytes().as_ptr()),
             _ => panic!("not one chunk"),
@@ -259,13 +289,18 @@ mod tests {
             retired_at: None,
             last_growth: Instant::now(),
             spares: Spares::new(1),
+            seen: None,
         };
+        let stamp = t.look().unwrap().expect("never read: to be read");
+        t.seen = Some(stamp);
+        assert_eq!(t.look().unwrap(), None, "as it was when read: not read again");
         let (bytes, first) = read_chunk(&mut t);
         assert_eq!(bytes, b"a\nb\n");
         // Takes the freed block, were the buffer freed, so that a new
         // buffer could not be at the same address.
         let hold: Vec<u8> = std::iter::repeat_n(1, 10).collect();
         std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"\nc\n").unwrap();
+        assert!(t.look().unwrap().is_some_and(|now| now.len > stamp.len), "grown: to be read");
         let (bytes, again) = read_chunk(&mut t);
         assert_eq!(bytes, b"part\nc\n", "a reused buffer holds only the new read");
         assert_eq!(again, first, "the dropped chunk's buffer was read into");
