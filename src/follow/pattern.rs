@@ -96,13 +96,12 @@ impl PathSpec {
         Ok(match self {
             PathSpec::Plain(p) => vec![p.clone()],
             PathSpec::Glob { dir, matcher, .. } => {
-                let mut v: Vec<PathBuf> = list(dir)?
-                    .into_iter()
-                    .filter(|n| matcher.is_match(n))
-                    .map(|n| dir.join(n))
-                    .collect();
-                v.sort();
-                v
+                let mut names = list(dir)?;
+                names.retain(|n| matcher.is_match(n));
+                // Names, not paths, are sorted: the same order (one
+                // directory), without comparing paths component by component.
+                names.sort_unstable();
+                names.into_iter().map(|n| dir.join(n)).collect()
             }
             PathSpec::Dated { .. } => {
                 let mut plausible = self.series()?;
