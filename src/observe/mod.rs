@@ -14,7 +14,7 @@ use crate::output::OutputsView;
 use crate::pipeline::{FileStatus, NEAREST, Status, Summary};
 use crate::rules::WindowSpec;
 use prometheus_client::metrics::histogram::Histogram;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -70,7 +70,8 @@ pub struct Board {
 #[derive(Default)]
 struct Published {
     summary: Summary,
-    files: Vec<FileStatus>,
+    /// The files followed, by tag id (the order they were opened in).
+    files: BTreeMap<u64, FileStatus>,
     watermark: u32,
     /// Per rule, the clients nearest the threshold (rendered).
     nearest: Vec<Vec<(String, u32)>>,
@@ -119,7 +120,15 @@ impl Board {
     pub fn publish(&self, s: &Status<'_>) {
         let mut st = self.lock();
         st.summary.clone_from(s.summary);
-        st.files = s.files.to_vec();
+        match s.file {
+            Some((id, Some(now))) => {
+                st.files.insert(*id, now.clone());
+            }
+            Some((id, None)) => {
+                st.files.remove(id);
+            }
+            None => {}
+        }
         st.watermark = s.watermark;
         if let Some(lists) = s.nearest {
             st.nearest = lists.iter().map(|l| l.iter().take(NEAREST).cloned().collect()).collect();
@@ -213,7 +222,7 @@ impl Board {
         st.sample();
         Snapshot {
             summary: st.summary.clone(),
-            files: st.files.clone(),
+            files: st.files.values().cloned().collect(),
             watermark: st.watermark,
             nearest: st.nearest.clone(),
             nearest_at: st.nearest_at,
@@ -258,4 +267,28 @@ impl Published {
 /// The wall clock in Unix seconds.
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_listed_from_its_opening_to_its_end() {
+        let (wake, _woken) = crossbeam_channel::bounded(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let board = Board::new(None, Vec::new(), OutputsView::default(), Duration::MAX, stop, wake);
+        let summary = Summary::default();
+        let at = |path: &str, offset| Some(FileStatus { path: path.into(), offset, newest: 0 });
+        let events = [Some((1, at("a", 0))), Some((2, at("b", 0))), Some((1, at("a", 10))), None];
+        for file in events.iter().chain([&Some((2, None))]) {
+            board.publish(&Status {
+                summary: &summary,
+                file: file.as_ref(),
+                watermark: 0,
+                nearest: None,
+            });
+        }
+        assert_eq!(board.snapshot().files, [at("a", 10).unwrap()]);
+    }
 }

@@ -93,7 +93,7 @@ pub struct OutputStats {
 }
 
 /// A view of the outputs' queues that any thread may read.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct OutputsView {
     queues: Vec<Arc<Queue>>,
 }

@@ -106,8 +106,10 @@ pub struct RuleCounts {
 pub struct Status<'a> {
     /// The counters so far.
     pub summary: &'a Summary,
-    /// The files followed now.
-    pub files: &'a [FileStatus],
+    /// The file the event moved (by tag id): where its reading stands
+    /// now, or `None` once it is no longer followed. A file is listed from
+    /// its [`SourceEvent::Opened`] on.
+    pub file: Option<&'a (u64, Option<FileStatus>)>,
     /// Newest event time of the stream (Unix seconds; 0 before any).
     pub watermark: u32,
     /// After a [`SourceEvent::Probe`]: per rule, the clients with the most
@@ -169,7 +171,7 @@ pub trait Sink {
     /// A consistent state: positions after, and windows as of, the same chunk.
     fn checkpoint(&mut self, _cp: &Checkpoint<'_>) {}
     /// Whether the sink wants [`Sink::status`] (building it costs a little
-    /// per chunk: the positions are gathered).
+    /// per chunk: the counters are copied).
     fn wants_status(&self) -> bool {
         false
     }
