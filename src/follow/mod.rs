@@ -55,33 +55,48 @@ const SAFETY_POLL: Duration = Duration::from_secs(60);
 /// (5,000 lines/s written one at a time: 59 % of a core; README,
 /// "Performance"); lines that keep coming are now read in one pass per
 /// 10 ms, polling or not; file events wake the follower no more often
-/// ([`wake_at_most_every`]). The first line after a quiet spell is read at
+/// ([`on_file_events`]). The first line after a quiet spell is read at
 /// once.
 const GATHER: Duration = Duration::from_millis(10);
+/// With file events, the current files are looked for at least this often
+/// even when no event said a name changed (a dated file becoming today's
+/// as the clock turns; events lost).
+const DISCOVER_EVERY: Duration = Duration::from_secs(1);
 /// Finished files remembered, the oldest forgotten first (each rotation
 /// adds one); one found again once forgotten is read as a new file.
 const FINISHED_KEPT: usize = 4096;
 
-/// The file event handler: wakes the follower through `tx`. A server
-/// writes each line on its own, an event each: when an event repeats the
-/// one before while a wake-up is already waiting, the handler sleeps `gap`,
-/// so that the events that come meanwhile wait in the kernel, which merges
-/// a file's repeated events into one (at 20,000 lines/s, handling each took
-/// this thread alone 8 % of a core). Not a sleep per event: thousands of
-/// files under a glob raise as many distinct events (the follower's own
-/// opens among them), which the kernel does not merge; a sleep each kept
-/// the follower passing over every file, at 100 % of a core, for minutes.
-/// A file opened or closed (an access) is no change to read: the follower's
-/// own listing of a dated series' or glob's directory opens it, and woke the
-/// follower again, about 100 times a second while nothing was written.
-fn wake_at_most_every(
+/// The file event handler: wakes the follower through `tx`, and sets
+/// `names` on any event but data written to a file (a file created,
+/// renamed, removed, its mode changed; an error, such as events lost): only
+/// then may the directory's names have changed, and a pass look for the
+/// current files again ([`Follower::must_discover`]).
+///
+/// A server writes each line on its own, an event each: when an event
+/// repeats the one before while a wake-up is already waiting, the handler
+/// sleeps `gap`, so that the events that come meanwhile wait in the kernel,
+/// which merges a file's repeated events into one (at 20,000 lines/s,
+/// handling each took this thread alone 8 % of a core). Not a sleep per
+/// event: thousands of files under a glob raise as many distinct events
+/// (the follower's own opens among them), which the kernel does not merge;
+/// a sleep each kept the follower passing over every file, at 100 % of a
+/// core, for minutes. A file opened or closed (an access) is no change to
+/// read: the follower's own listing of a dated series' or glob's directory
+/// opens it, and woke the follower again, about 100 times a second while
+/// nothing was written.
+fn on_file_events(
     gap: Duration,
     tx: crossbeam_channel::Sender<()>,
+    names: Arc<AtomicBool>,
 ) -> impl FnMut(notify::Result<notify::Event>) + Send + 'static {
     let mut last: Option<(notify::EventKind, Vec<PathBuf>)> = None;
     move |event| {
-        if event.as_ref().is_ok_and(|e| matches!(e.kind, notify::EventKind::Access(_))) {
-            return;
+        use notify::EventKind::{Access, Modify};
+        use notify::event::ModifyKind::Data;
+        match &event {
+            Ok(e) if matches!(e.kind, Access(_)) => return,
+            Ok(e) if matches!(e.kind, Modify(Data(_))) => {}
+            _ => names.store(true, Ordering::SeqCst),
         }
         let this = event.ok().map(|e| (e.kind, e.paths));
         let again = this.is_some() && this == last;
@@ -150,6 +165,10 @@ pub struct Follower {
     wake: crossbeam_channel::Receiver<()>,
     wake_tx: crossbeam_channel::Sender<()>,
     watcher: Option<notify::RecommendedWatcher>,
+    /// Set by the file event handler when a name may have changed.
+    names_changed: Arc<AtomicBool>,
+    /// When the current files were last looked for.
+    discovered: Option<Instant>,
     /// Directories watched besides the configured one (symlink targets').
     watched: HashSet<PathBuf>,
     /// Problems already reported, so each is logged once per occurrence.
@@ -210,6 +229,8 @@ impl Follower {
             wake,
             wake_tx,
             watcher: None,
+            names_changed: Arc::new(AtomicBool::new(true)),
+            discovered: None,
             watched: HashSet::new(),
             reported: HashSet::new(),
             saved,
@@ -501,13 +522,15 @@ impl Follower {
         if self.watcher.is_some() || !self.cfg.file_events {
             return;
         }
-        let handler = wake_at_most_every(GATHER, self.wake_tx.clone());
+        let handler = on_file_events(GATHER, self.wake_tx.clone(), Arc::clone(&self.names_changed));
         let dir = self.cfg.spec.dir();
         let watched = notify::recommended_watcher(handler)
             .and_then(|mut w| w.watch(&dir, notify::RecursiveMode::NonRecursive).map(|()| w));
         match watched {
             Ok(w) => {
                 self.watcher = Some(w);
+                // Names changed before the watch began raised no event.
+                self.names_changed.store(true, Ordering::SeqCst);
                 tracing::debug!(dir = %dir.display(), "Watching for file events.");
             }
             Err(e) => {
@@ -558,8 +581,20 @@ impl Follower {
         }
     }
 
+    /// Whether this pass looks for the current files: always when polling;
+    /// with file events, when one said a name changed, or
+    /// [`DISCOVER_EVERY`] after the last look. Data written to followed
+    /// files needs none: a glob of 2000 files was listed and each of its
+    /// paths looked at 100 times a second while lines came.
+    fn must_discover(&mut self) -> bool {
+        let changed = self.names_changed.swap(false, Ordering::SeqCst);
+        let watched = self.watcher.is_some() && self.cfg.file_events;
+        changed || !watched || self.discovered.is_none_or(|t| t.elapsed() >= DISCOVER_EVERY)
+    }
+
     /// Finds current files, opens new ones and retires replaced ones.
     fn discover(&mut self) {
+        self.discovered = Some(Instant::now());
         let limit = self.tomorrow();
         self.warn_future(limit);
         let dir = self.cfg.spec.dir();
@@ -940,7 +975,9 @@ impl Source for Follower {
                 beat();
             }
             self.ensure_watch();
-            self.discover();
+            if self.must_discover() {
+                self.discover();
+            }
             let began = Instant::now();
             let read = self.read_all(emit)?;
             if self.want_probe.swap(false, Ordering::SeqCst) && !emit(SourceEvent::Probe) {
@@ -1065,9 +1102,11 @@ mod tests {
     fn repeated_file_events_are_slowed_and_distinct_ones_are_not() {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let gap = Duration::from_millis(20);
-        let mut handler = wake_at_most_every(gap, tx);
+        let names = Arc::new(AtomicBool::new(false));
+        let mut handler = on_file_events(gap, tx, Arc::clone(&names));
         let modified = |name: &str| {
-            let kind = notify::EventKind::Modify(notify::event::ModifyKind::Any);
+            let data = notify::event::DataChange::Any;
+            let kind = notify::EventKind::Modify(notify::event::ModifyKind::Data(data));
             Ok(notify::Event::new(kind).add_path(PathBuf::from(name)))
         };
         let started = Instant::now();
@@ -1094,6 +1133,10 @@ mod tests {
         assert!(rx.try_recv().is_ok(), "the waiting wake-up is still there");
         handler(modified("v0.log"));
         assert!(rx.try_recv().is_ok(), "taken, the next event wakes again at once");
+        assert!(!names.load(Ordering::SeqCst), "lines written change no name");
+        let created = notify::EventKind::Create(notify::event::CreateKind::File);
+        handler(Ok(notify::Event::new(created).add_path(PathBuf::from("b.log"))));
+        assert!(names.load(Ordering::SeqCst), "a file created is a name to look at");
     }
 
     /// Passes a follower of `spec` makes over 1.5 s while nothing is written.

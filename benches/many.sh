@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Benchmarks of `logwarden run` following many files under a glob (a log per
+# virtual host), and a dated series (not a test: figures vary with the
+# machine). Prints the daemon's CPU time (every thread):
+#   - at rest over IDLE_SECS (default 20): a dated series of one file, and
+#     FILES files (default 2000) under a glob;
+#   - while RATE lines/s (default 2000) are written one write per line, each
+#     to a random one of the FILES, for RATE_SECS (default 5);
+#   - taking in FILES rotations made at once (each renamed to .1 and a new
+#     file with one line created), until quiet (3 s in a row under 20 ms).
+#
+#   benches/many.sh                 # about 1 minute
+#   FILES=200 IDLE_SECS=60 benches/many.sh
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-/tmp/lwmany}
+FILES=${FILES:-2000}
+IDLE_SECS=${IDLE_SECS:-20}
+RATE=${RATE:-2000}
+RATE_SECS=${RATE_SECS:-5}
+rm -rf "$OUT" && mkdir -p "$OUT/dated/logs" "$OUT/glob/logs"
+. "$HERE/benches/lib.sh"
+build
+
+LINE='192.0.2.1 - - [01/Dec/2026:09:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "bench"'
+# start NAME PATH N: the daemon following PATH (N files) from its beginning; sets PID.
+start() {
+  printf '[source]\npath = "%s"\nstart_at = "beginning"\n[state]\ndir = "%s/%s/state"\n[[output]]\ntype = "jsonl"\npath = "%s/%s/alerts.jsonl"\n' \
+    "$2" "$OUT" "$1" "$OUT" "$1" > "$OUT/$1/logwarden.toml"
+  LOGWARDEN_LOG=info "$LW" -c "$OUT/$1/logwarden.toml" run 2> "$OUT/$1/daemon.log" &
+  PID=$!
+  # Started, and every file opened (after the start, by the reader).
+  for _ in $(seq 600); do
+    [ "$(grep -c 'Following log file' "$OUT/$1/daemon.log")" -ge "$3" ] && break; sleep 0.05
+  done
+  sleep 2
+}
+cpu_ms() {  # CPU time of every thread of the daemon, in ms
+  local total=0
+  for f in /proc/$PID/task/*/schedstat; do total=$((total + $(cut -d' ' -f1 "$f"))); done
+  echo $((total / 1000000))
+}
+at_rest() {
+  local before; before=$(cpu_ms); sleep "$IDLE_SECS"
+  echo "$1 at rest: $(( $(cpu_ms) - before )) ms of CPU in $IDLE_SECS s"
+}
+
+echo "$LINE" > "$OUT/dated/logs/ssl_www_log-$(date -u +%Y-%m-%d)"
+start dated "$OUT/dated/logs/ssl_www_log-%Y-%m-%d" 1
+trap 'kill $PID 2>/dev/null || true' EXIT
+at_rest "a dated series"
+kill "$PID"; wait "$PID" 2>/dev/null || true
+
+for i in $(seq "$FILES"); do echo "$LINE" > "$OUT/glob/logs/v$i.log"; done
+start glob "$OUT/glob/logs/*.log" "$FILES"
+at_rest "$FILES files under a glob"
+
+before=$(cpu_ms)
+python3 - "$OUT/glob/logs" "$FILES" "$RATE" "$RATE_SECS" <<'PY'
+import random, sys, time
+d, n, rate, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+files = [open(f"{d}/v{i}.log", "a", buffering=1) for i in range(1, n + 1)]
+line = '192.0.2.2 - - [01/Dec/2026:09:00:01 +0000] "GET /today_download HTTP/1.1" 200 5 "-" "bench"\n'
+start, k = time.time(), 0
+while time.time() - start < secs:
+    random.choice(files).write(line)
+    k += 1
+    time.sleep(max(0.0, start + k / rate - time.time()))
+PY
+echo "$RATE lines/s over $FILES files for $RATE_SECS s: $(( $(cpu_ms) - before )) ms of CPU"
+
+before=$(cpu_ms)
+python3 - "$OUT/glob/logs" "$FILES" <<'PY'
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+for i in range(1, n + 1):
+    os.rename(f"{d}/v{i}.log", f"{d}/v{i}.log.1")
+    with open(f"{d}/v{i}.log", "w") as f:
+        f.write('192.0.2.3 - - [01/Dec/2026:09:00:02 +0000] "GET / HTTP/1.1" 200 5 "-" "bench"\n')
+PY
+quiet=0; last=$(cpu_ms); secs=0
+while [ "$quiet" -lt 3 ] && [ "$secs" -lt 120 ]; do
+  sleep 1; secs=$((secs + 1)); now=$(cpu_ms)
+  if [ $((now - last)) -lt 20 ]; then quiet=$((quiet + 1)); else quiet=0; fi
+  last=$now
+done
+echo "$FILES rotations at once: $(( last - before )) ms of CPU; quiet after $((secs - 3)) s (gave up at 120)"
