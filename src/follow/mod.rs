@@ -664,6 +664,10 @@ impl Follower {
                         }
                     }
                 }
+                // A glob's match gone since the listing was renamed by a
+                // rotation meanwhile: no file to wait for (its new file, if
+                // any, is found at the next look).
+                Err(e) if e.kind() == io::ErrorKind::NotFound && self.cfg.spec.is_glob() => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     self.report_once(format!("wait:{}", path.display()), || {
                         tracing::warn!(path = %path.display(), "Waiting for log file.");

@@ -123,6 +123,11 @@ impl PathSpec {
         Ok(v)
     }
 
+    /// Whether it is a glob.
+    pub fn is_glob(&self) -> bool {
+        matches!(self, PathSpec::Glob { .. })
+    }
+
     /// Whether `path` is (or was) one of the files this spec names.
     pub fn covers(&self, path: &Path) -> bool {
         match self {
