@@ -12,13 +12,16 @@
 //! reused inode is not mistaken for the old file. On each wake-up (a file
 //! system event, or `poll_interval` without one) the follower:
 //! 1. finds the current files: the newest file of a dated series, the file a
-//!    plain path names now, or every glob match;
+//!    plain path names now, or every glob match (with file events, only when
+//!    one said a name changed, or a second after the last look);
 //! 2. opens files it does not know, from their beginning (or, on a first
 //!    start without state and `start_at = "end"`, from their end); a file no
 //!    longer current is drained: read while it grows, and closed once quiet
 //!    for `rotate_wait` (Apache writes late lines to yesterday's file);
 //! 3. reads each file from its offset to its size: a shrink or a changed
-//!    checksum means it was truncated or replaced, and reading restarts at 0.
+//!    checksum means it was truncated or replaced, and reading restarts at 0
+//!    (a file of the same size and modification time as when last read to
+//!    its end is left alone).
 //!
 //! Only whole lines are handed on; a last line without newline waits until
 //! its file is finished (drained and quiet).
