@@ -598,6 +598,12 @@ impl Follower {
     /// Finds current files, opens new ones and retires replaced ones.
     fn discover(&mut self) {
         self.discovered = Some(Instant::now());
+        // Each file is checked whole at each look, at least once a second:
+        // one rewritten to the same size within the clock's tick has the
+        // same stamp.
+        for t in &mut self.tracked {
+            t.seen = None;
+        }
         let limit = self.tomorrow();
         self.warn_future(limit);
         let dir = self.cfg.spec.dir();
@@ -1060,6 +1066,37 @@ mod tests {
         std::fs::write(dir.path().join("c_access.log"), b"new line\n").unwrap();
         f.discover();
         assert_eq!(f.tracked.last().map(|t| t.offset), Some(0));
+    }
+
+    #[test]
+    fn a_file_rewritten_to_its_size_within_a_tick_is_read_at_the_next_look() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let (old, new) = ("o".repeat(79) + "\n", "n".repeat(79) + "\n");
+        std::fs::write(&path, &old).unwrap();
+        let cfg = config(&path.display().to_string(), StartAt::Beginning, true);
+        let mut f = Follower::new(cfg, Arc::new(AtomicBool::new(false)), None);
+        let pass = |f: &mut Follower| {
+            let mut read = Vec::new();
+            let mut emit = |ev: SourceEvent| {
+                if let SourceEvent::Lines(c) = &ev {
+                    read.extend_from_slice(c.bytes());
+                }
+                true
+            };
+            f.read_all(&mut emit).unwrap();
+            String::from_utf8(read).unwrap()
+        };
+        f.discover();
+        assert_eq!(pass(&mut f), old);
+        // Rewritten in place to the same size, its modification time the
+        // same (as within one tick of the clock).
+        let written = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::fs::write(&path, &new).unwrap();
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(written).unwrap();
+        assert_eq!(pass(&mut f), "", "the same stamp: not looked at between looks");
+        f.discover();
+        assert_eq!(pass(&mut f), new, "checked whole at the next look");
     }
 
     #[test]

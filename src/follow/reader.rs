@@ -50,7 +50,8 @@ impl Tracked {
     /// hosts' logs) also checksummed each one's first bytes and sized it
     /// twice. Writing, truncating or rewriting a file changes its
     /// modification time; one rewritten to the same size within the clock's
-    /// tick is seen at its next change.
+    /// tick is seen at the follower's next look for names (at least once a
+    /// second while passes come), which forgets every stamp.
     pub fn look(&self) -> io::Result<Option<Stamp>> {
         let md = self.file.metadata()?;
         let now = Stamp { len: md.len(), mtime: (md.mtime(), md.mtime_nsec()) };
