@@ -63,7 +63,8 @@ const SAFETY_POLL: Duration = Duration::from_secs(60);
 const GATHER: Duration = Duration::from_millis(10);
 /// With file events, the current files are looked for at least this often
 /// even when no event said a name changed (a dated file becoming today's
-/// as the clock turns; events lost).
+/// as the clock turns; events lost); when polling, at least every
+/// `poll_interval` up to this.
 const DISCOVER_EVERY: Duration = Duration::from_secs(1);
 /// Finished files remembered, the oldest forgotten first (each rotation
 /// adds one); one found again once forgotten is read as a new file.
@@ -584,15 +585,19 @@ impl Follower {
         }
     }
 
-    /// Whether this pass looks for the current files: always when polling;
-    /// with file events, when one said a name changed, or
-    /// [`DISCOVER_EVERY`] after the last look. Data written to followed
-    /// files needs none: a glob of 2000 files was listed and each of its
-    /// paths looked at 100 times a second while lines came.
+    /// Whether this pass looks for the current files: with file events,
+    /// when one said a name changed, or [`DISCOVER_EVERY`] after the last
+    /// look; when polling, `poll_interval` (at most that) after the last
+    /// look. Data written to followed files needs none: a glob of 2000
+    /// files was listed and each of its paths looked at 100 times a second
+    /// while lines came (on a network file system, each look a round trip).
     fn must_discover(&mut self) -> bool {
         let changed = self.names_changed.swap(false, Ordering::SeqCst);
-        let watched = self.watcher.is_some() && self.cfg.file_events;
-        changed || !watched || self.discovered.is_none_or(|t| t.elapsed() >= DISCOVER_EVERY)
+        let every = match self.watcher.is_some() && self.cfg.file_events {
+            true => DISCOVER_EVERY,
+            false => self.cfg.poll_interval.min(DISCOVER_EVERY),
+        };
+        changed || self.discovered.is_none_or(|t| t.elapsed() >= every)
     }
 
     /// Finds current files, opens new ones and retires replaced ones.
@@ -1097,6 +1102,24 @@ mod tests {
         assert_eq!(pass(&mut f), "", "the same stamp: not looked at between looks");
         f.discover();
         assert_eq!(pass(&mut f), new, "checked whole at the next look");
+    }
+
+    #[test]
+    fn names_are_looked_for_when_an_event_says_or_a_period_after_the_last_look() {
+        let dir = tempfile::tempdir().unwrap();
+        let glob = format!("{}/*.log", dir.path().display());
+        let mut cfg = config(&glob, StartAt::Beginning, false);
+        cfg.poll_interval = Duration::from_millis(50);
+        let mut f = Follower::new(cfg, Arc::new(AtomicBool::new(false)), None);
+        assert!(f.must_discover(), "never looked");
+        f.discover();
+        assert!(!f.must_discover(), "polling, just looked");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(f.must_discover(), "polling, poll_interval after the last look");
+        f.discover();
+        f.names_changed.store(true, Ordering::SeqCst);
+        assert!(f.must_discover(), "an event said a name changed");
+        assert!(!f.must_discover(), "the event is used up");
     }
 
     #[test]
