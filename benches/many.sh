@@ -11,6 +11,7 @@
 #
 #   benches/many.sh                 # about 1 minute
 #   FILES=200 IDLE_SECS=60 benches/many.sh
+#   POLL=1 benches/many.sh          # polling (file_events = false), as on NFS
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-/tmp/lwmany}
@@ -25,8 +26,8 @@ build
 LINE='192.0.2.1 - - [01/Dec/2026:09:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "bench"'
 # start NAME PATH N: the daemon following PATH (N files) from its beginning; sets PID.
 start() {
-  printf '[source]\npath = "%s"\nstart_at = "beginning"\n[state]\ndir = "%s/%s/state"\n[[output]]\ntype = "jsonl"\npath = "%s/%s/alerts.jsonl"\n' \
-    "$2" "$OUT" "$1" "$OUT" "$1" > "$OUT/$1/logwarden.toml"
+  printf '[source]\npath = "%s"\nstart_at = "beginning"\n%b[state]\ndir = "%s/%s/state"\n[[output]]\ntype = "jsonl"\npath = "%s/%s/alerts.jsonl"\n' \
+    "$2" "${POLL:+file_events = false\n}" "$OUT" "$1" "$OUT" "$1" > "$OUT/$1/logwarden.toml"
   LOGWARDEN_LOG=info "$LW" -c "$OUT/$1/logwarden.toml" run 2> "$OUT/$1/daemon.log" &
   PID=$!
   # Started, and every file opened (after the start, by the reader).
