@@ -21,7 +21,8 @@
 //! 3. reads each file from its offset to its size: a shrink or a changed
 //!    checksum means it was truncated or replaced, and reading restarts at 0
 //!    (a file of the same size and modification time as when last read to
-//!    its end is left alone).
+//!    its end is left alone; with file events, between two looks for names
+//!    only the files events said were written to are looked at).
 //!
 //! Only whole lines are handed on; a last line without newline waits until
 //! its file is finished (drained and quiet).
