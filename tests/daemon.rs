@@ -1086,13 +1086,17 @@ fn a_path_that_cannot_be_looked_at_for_a_while_is_not_read_twice() {
     let hits = w.hits("10.50.0.1", 3);
     w.append_raw(&real, &hits);
     wait_until("the three hits' alert", || !d.alerts().is_empty());
-    std::fs::remove_file(&link).unwrap();
-    symlink("access.log", &link).unwrap();
+    // Swapped at once (a missing path is another case: a rotation).
+    let turn = |to: &Path| {
+        let tmp = dir.path().join("link.tmp");
+        symlink(to, &tmp).unwrap();
+        std::fs::rename(&tmp, &link).unwrap();
+    };
+    turn(Path::new("access.log"));
     wait_until("the path reported", || d.log_text().contains("Cannot open log file"));
     // Past rotate_wait (1 s): a file taken as rotated away is finished.
     std::thread::sleep(Duration::from_millis(1500));
-    std::fs::remove_file(&link).unwrap();
-    symlink(&real, &link).unwrap();
+    turn(&real);
     w.phase(&real, &[], 0, 1);
     d.wait_for_marker(1);
     assert_eq!(d.counts_of("10.50.0.1"), [3], "{}", d.log_text());
