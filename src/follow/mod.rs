@@ -630,10 +630,10 @@ impl Follower {
 
     /// Whether this pass looks for the current files: with file events,
     /// when one said a name changed, or [`DISCOVER_EVERY`] after the last
-    /// look; when polling, `poll_interval` (at most that) after the last
-    /// look. Data written to followed files needs none: a glob of 2000
-    /// files was listed and each of its paths looked at 100 times a second
-    /// while lines came (on a network file system, each look a round trip).
+    /// look; when polling, `poll_interval` (at most [`DISCOVER_EVERY`])
+    /// after the last look. Data written to followed files needs none: a
+    /// glob of 2000 files was listed and each of its paths looked at 100
+    /// times a second while lines came.
     fn must_discover(&mut self) -> bool {
         let changed = self.names_changed.swap(false, Ordering::SeqCst);
         let every = match self.watcher.is_some() && self.cfg.file_events {
