@@ -283,6 +283,25 @@ fn two_renames_between_two_looks() {
     });
 }
 
+/// The same, the new current file quiet and the generation between written
+/// to late, after it appeared (a server's last requests before its
+/// reload): that generation is read whole, its late lines too. Before, a
+/// generation last written after the current file was not read at all.
+#[test]
+fn two_renames_between_two_looks_the_one_between_written_late() {
+    while_not_looking(3, |dir, p, w| {
+        let (one, two) = (dir.join("access.log.1"), dir.join("access.log.2"));
+        std::fs::rename(p, &one).unwrap();
+        w.phase(p, &["10.0.0.8"], 4, 2);
+        std::fs::rename(&one, &two).unwrap();
+        std::fs::rename(p, &one).unwrap();
+        std::fs::write(p, "").unwrap();
+        // Past a tick of the clock files are stamped by.
+        std::thread::sleep(Duration::from_millis(50));
+        w.phase(&one, B, 5, 3);
+    });
+}
+
 /// Killed while it still drains a copytruncate copy (within `rotate_wait`):
 /// the file's new lines keep their saved position. Before, the copy's
 /// position (saved as the file it was copied from, so by the same inode)

@@ -444,7 +444,7 @@ impl Follower {
                 }
             }
         }
-        self.adopt_missed(&rotated, true);
+        self.adopt_missed(&rotated);
     }
 
     /// Files of a dated series that appeared while we ran but were already
@@ -519,40 +519,34 @@ impl Follower {
     /// are read from their beginning, oldest first, as retired files: files
     /// named as logrotate names them ([`rotated_from`]), not followed, not a
     /// copy of a followed file, last written after `since` (when the
-    /// generation before them was) and, when `bounded`, not after the file
-    /// `head` names now. A name never followed before is not `bounded`: no
-    /// generation of it was read, and lines written late to one after its
-    /// new file appeared are unread too.
+    /// generation before them was; for a name never followed, since the
+    /// first look) — also after the file `head` names now: a server writes
+    /// its last requests to the file it had open after the rotation.
     /// Each directory is listed once, however many of its files rotated.
-    fn adopt_missed(&mut self, rotated: &[(PathBuf, SystemTime)], bounded: bool) {
+    fn adopt_missed(&mut self, rotated: &[(PathBuf, SystemTime)]) {
         if rotated.is_empty() || matches!(self.cfg.spec, PathSpec::Dated { .. }) {
             return;
         }
-        // By directory, then by name: (since, until) of each head.
-        let mut heads: HashMap<&Path, HashMap<&str, (SystemTime, Option<SystemTime>)>> =
-            HashMap::new();
+        // By directory, then by name: since of each head.
+        let mut heads: HashMap<&Path, HashMap<&str, SystemTime>> = HashMap::new();
         for (head, since) in rotated {
             let (Some(dir), Some(name)) =
                 (head.parent(), head.file_name().and_then(|n| n.to_str()))
             else {
                 continue;
             };
-            let until = match bounded {
-                true => std::fs::metadata(head).and_then(|m| m.modified()).ok(),
-                false => None,
-            };
-            heads.entry(dir).or_default().insert(name, (*since, until));
+            heads.entry(dir).or_default().insert(name, *since);
         }
         // First bytes of the files followed: a file with the same is a copy.
         let firsts: HashSet<u32> = self.tracked.iter().filter_map(|t| t.id.fingerprint).collect();
         let mut missed: Vec<(SystemTime, PathBuf)> = Vec::new();
         for (dir, names) in &heads {
             for n in list(dir).unwrap_or_default() {
-                let Some(&(since, until)) = rotated_from(&n).and_then(|h| names.get(h)) else {
+                let Some(&since) = rotated_from(&n).and_then(|h| names.get(h)) else {
                     continue;
                 };
                 let path = dir.join(&n);
-                if let Some(written) = self.never_followed(&path, since, until, &firsts) {
+                if let Some(written) = self.never_followed(&path, since, &firsts) {
                     missed.push((written, path));
                 }
             }
@@ -565,21 +559,19 @@ impl Follower {
     }
 
     /// When `path` was last written, if it is a regular file never
-    /// followed, written between `since` and `until`, whose first bytes are
-    /// none of `firsts`.
+    /// followed, written since `since`, whose first bytes are none of
+    /// `firsts`.
     fn never_followed(
         &self,
         path: &Path,
         since: SystemTime,
-        until: Option<SystemTime>,
         firsts: &HashSet<u32>,
     ) -> Option<SystemTime> {
         let md = std::fs::metadata(path).ok()?;
         let written = md.modified().ok()?;
         let (dev, ino) = (md.dev(), md.ino());
         let followed = self.is_tracked(dev, ino) || self.finished_at(dev, ino, None).is_some();
-        let between = written >= since && until.is_none_or(|u| written <= u);
-        if !md.is_file() || followed || !between {
+        if !md.is_file() || followed || written < since {
             return None;
         }
         let fp = File::open(path).ok().and_then(|f| fingerprint(&f, md.len()));
@@ -778,8 +770,8 @@ impl Follower {
                 }
             }
         }
-        self.adopt_missed(&rotated, true);
-        self.adopt_missed(&new_names, false);
+        rotated.extend(new_names);
+        self.adopt_missed(&rotated);
         self.first_scan = false;
     }
 
@@ -981,7 +973,7 @@ impl Follower {
                         self.open_retired(&copy, (offset, lines), Some(was));
                         if let Ok(since) = std::fs::metadata(&copy).and_then(|m| m.modified()) {
                             let head = self.tracked[i].path.clone();
-                            self.adopt_missed(&[(head, since)], true);
+                            self.adopt_missed(&[(head, since)]);
                         }
                     }
                     // The copy's end, and copies made since, were written
