@@ -69,15 +69,9 @@ const GATHER: Duration = Duration::from_millis(10);
 /// `poll_interval` up to this.
 const DISCOVER_EVERY: Duration = Duration::from_secs(1);
 /// How far a file's modification time may lag the clock: the kernel stamps
-/// files from a coarse clock (seen: 49 files created just after a look
-/// stamped up to 4 ms before it).
-const STAMP_LAG: Duration = Duration::from_secs(1);
-
-/// The clock less [`STAMP_LAG`]: a file written after now is stamped later.
-fn lagging_now() -> SystemTime {
-    let now = SystemTime::now();
-    now.checked_sub(STAMP_LAG).unwrap_or(now)
-}
+/// files from a coarse clock, a tick behind at most (seen: 49 files created
+/// just after a look stamped up to 4 ms before it).
+const STAMP_LAG: Duration = Duration::from_millis(100);
 /// Finished files remembered, the oldest forgotten first (each rotation
 /// adds one); one found again once forgotten is read as a new file.
 const FINISHED_KEPT: usize = 4096;
@@ -243,8 +237,8 @@ pub struct Follower {
     finished: VecDeque<(FileId, u64)>,
     /// Since when every file read is remembered (followed, or in
     /// `finished`): the first look, or when a finished file was last
-    /// forgotten (less [`STAMP_LAG`]). A file last written before it may
-    /// have been read.
+    /// forgotten (less [`Follower::lagging_now`]'s lag). A file last written
+    /// before it may have been read.
     remembered_since: Option<SystemTime>,
     /// Files opened since the last wake-up, to be announced to the pipeline
     /// (so their positions are saved before any line arrives).
@@ -643,6 +637,15 @@ impl Follower {
         }
     }
 
+    /// The clock less [`STAMP_LAG`] (a file written after now is stamped
+    /// later), and less than half `rotate_wait`: a file finished (by this
+    /// follower and forgotten, or by the one before a restart) went quiet
+    /// `rotate_wait` before, and is not taken for one never read.
+    fn lagging_now(&self) -> SystemTime {
+        let now = SystemTime::now();
+        now.checked_sub(STAMP_LAG.min(self.cfg.rotate_wait / 2)).unwrap_or(now)
+    }
+
     /// Whether this pass looks for the current files: with file events,
     /// when one said a name changed, or [`DISCOVER_EVERY`] after the last
     /// look; when polling, `poll_interval` (at most [`DISCOVER_EVERY`])
@@ -661,7 +664,8 @@ impl Follower {
     /// Finds current files, opens new ones and retires replaced ones.
     fn discover(&mut self) {
         self.discovered = Some(Instant::now());
-        self.remembered_since.get_or_insert_with(lagging_now);
+        let since = self.lagging_now();
+        self.remembered_since.get_or_insert(since);
         // Each file is checked whole at each look, at least once a second:
         // one rewritten to the same size within the clock's tick has the
         // same stamp.
@@ -1015,7 +1019,7 @@ impl Follower {
                 tracing::info!(path = %t.path.display(), "Finished rotated log file.");
                 if self.finished.len() == FINISHED_KEPT {
                     self.finished.pop_front();
-                    self.remembered_since = Some(lagging_now());
+                    self.remembered_since = Some(self.lagging_now());
                 }
                 self.finished.push_back((t.id, t.offset));
             } else {
