@@ -1562,3 +1562,35 @@ fn many_files_under_a_glob_rotated_at_once_count_like_replay() {
     assert_eq!(got, want, "missing {missing:?} extra {extra:?} {}", d.log_text());
     d.stop();
 }
+
+/// Stopped while a new file under a glob was created, written and rotated
+/// away, its name's new file created: with `start_at = "beginning"`, its
+/// lines are read at the restart. A generation of another new name, last
+/// written before the state was saved, is not read.
+#[test]
+fn a_file_created_and_rotated_while_stopped_is_read_at_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let log = |n: &str| logs.join(n);
+    let before = Writer::new().hits("10.77.0.1", 3);
+    std::fs::write(log("c.log.1"), before).unwrap();
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let old = std::fs::File::options().write(true).open(log("c.log.1")).unwrap();
+    old.set_modified(long_ago).unwrap();
+    let glob = format!("{}/*.log", logs.display());
+    let d = Daemon::start(dir.path(), &glob);
+    let mut w = Writer::new();
+    w.phase(&log("a.log"), A, 3, 1);
+    d.wait_for_marker(1);
+    d.stop();
+    // Past a tick of the clock files are stamped by.
+    std::thread::sleep(Duration::from_millis(50));
+    w.phase(&log("b.log"), B, 4, 2);
+    std::fs::rename(log("b.log"), log("b.log.1")).unwrap();
+    std::fs::write(log("b.log"), "").unwrap();
+    std::fs::write(log("c.log"), "").unwrap();
+    let d = Daemon::start(dir.path(), &glob);
+    w.phase(&log("a.log"), &[], 0, 3);
+    finish(d, &w, 3);
+}

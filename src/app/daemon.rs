@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// At a stop, working outputs get this long to deliver what they hold.
 const DRAIN_AT_STOP: std::time::Duration = std::time::Duration::from_secs(3);
@@ -234,6 +234,7 @@ fn run_once(
         lock: lock.clone(),
         lost: None,
     };
+    let saved_at = saved.as_ref().and_then(|s| s.saved_at);
     let (positions, restore) = match saved {
         Some(s) => {
             let (positions, restore) = resume(s, &mut sink);
@@ -241,7 +242,8 @@ fn run_once(
         }
         None => (None, None),
     };
-    let source = followers(cfg, &asked.interrupt, positions, wake, (want_full, probe));
+    let resumed = positions.map(|p| (p, saved_at));
+    let source = followers(cfg, &asked.interrupt, resumed, wake, (want_full, probe));
     let mut engine = cfg.engine();
     engine.settings.checkpoints = true;
     for s in &cfg.sources {
@@ -365,11 +367,12 @@ fn resume(s: State, sink: &mut DaemonSink) -> (Vec<Position>, Restore) {
 /// saved before sources had names belong to the first source. They share
 /// the stop flag and the flags asking for a full checkpoint and a probe
 /// (`flags`); the daemon's wake-ups reach them all; together they prove to
-/// the service manager that reading goes on.
+/// the service manager that reading goes on. `resumed`: the saved
+/// positions, with when they were saved.
 fn followers(
     cfg: &Config,
     stop: &Arc<AtomicBool>,
-    positions: Option<Vec<Position>>,
+    resumed: Option<(Vec<Position>, Option<SystemTime>)>,
     wake: Wake,
     (want_full, probe): (Arc<AtomicBool>, Arc<AtomicBool>),
 ) -> Box<dyn Source> {
@@ -381,7 +384,7 @@ fn followers(
     let mut idle = Vec::new();
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     for (i, s) in cfg.sources.iter().enumerate() {
-        let mine = positions.as_ref().map(|all| {
+        let mine = resumed.as_ref().map(|(all, _)| {
             let ours = |p: &&Position| p.source == s.name || (p.source.is_empty() && i == 0);
             all.iter().filter(ours).cloned().collect()
         });
@@ -393,7 +396,8 @@ fn followers(
             .with_idle(Arc::clone(&idle[i]))
             .with_wake(tx, rx)
             .with_full_checkpoints(Arc::clone(&want_full))
-            .with_probes(Arc::clone(&probe));
+            .with_probes(Arc::clone(&probe))
+            .saved_at(resumed.as_ref().and_then(|r| r.1));
         if let Some(beat) = beats.next() {
             f = f.with_heartbeat(every, beat);
         }

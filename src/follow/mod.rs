@@ -225,6 +225,8 @@ pub struct Follower {
     reported: HashSet<String>,
     /// Positions from the saved state, used at the first scan.
     saved: Option<Vec<Position>>,
+    /// When that state was saved, when known.
+    saved_at: Option<SystemTime>,
     /// The newest date of a dated series at the first scan: files dated
     /// later appeared while we ran and are all read, even one that was
     /// already superseded when we first saw it.
@@ -290,6 +292,7 @@ impl Follower {
             watched: HashSet::new(),
             reported: HashSet::new(),
             saved,
+            saved_at: None,
             series_baseline: None,
             finished: VecDeque::new(),
             remembered_since: None,
@@ -305,6 +308,14 @@ impl Follower {
             last_activity: Instant::now(),
             spares: Spares::new(IN_PIPELINE),
         }
+    }
+
+    /// The saved positions were saved at `at`: with `start_at =
+    /// "beginning"`, files never followed and last written since then
+    /// (while stopped) are read at the first look ([`Follower::new_names`]).
+    pub fn saved_at(mut self, at: Option<SystemTime>) -> Follower {
+        self.saved_at = at;
+        self
     }
 
     /// Calls `beat` on every wake-up, at least every `every`, as proof that
@@ -637,13 +648,38 @@ impl Follower {
         }
     }
 
+    /// Since when files read are remembered at the first look: with saved
+    /// state and `start_at = "beginning"`, since it was saved (a file the
+    /// run before finished had been quiet `rotate_wait` by then); else from
+    /// now — what was written before, while stopped, is not ours to read
+    /// from its beginning.
+    fn first_remembered(&self) -> SystemTime {
+        match self.saved_at.filter(|_| self.resumed()) {
+            Some(at) => at.checked_sub(self.lag()).unwrap_or(at),
+            None => self.lagging_now(),
+        }
+    }
+
+    /// Whether this follower resumes saved state from its beginning: files
+    /// new to it are read whole (`start_at = "beginning"`), so are their
+    /// generations written since it was saved.
+    fn resumed(&self) -> bool {
+        self.cfg.start_at == StartAt::Beginning && self.saved.is_some() && self.saved_at.is_some()
+    }
+
+    /// How far a file's stamp may lag: [`STAMP_LAG`], less than half
+    /// `rotate_wait`.
+    fn lag(&self) -> Duration {
+        STAMP_LAG.min(self.cfg.rotate_wait / 2)
+    }
+
     /// The clock less [`STAMP_LAG`] (a file written after now is stamped
     /// later), and less than half `rotate_wait`: a file finished (by this
     /// follower and forgotten, or by the one before a restart) went quiet
     /// `rotate_wait` before, and is not taken for one never read.
     fn lagging_now(&self) -> SystemTime {
         let now = SystemTime::now();
-        now.checked_sub(STAMP_LAG.min(self.cfg.rotate_wait / 2)).unwrap_or(now)
+        now.checked_sub(self.lag()).unwrap_or(now)
     }
 
     /// Whether this pass looks for the current files: with file events,
@@ -664,7 +700,7 @@ impl Follower {
     /// Finds current files, opens new ones and retires replaced ones.
     fn discover(&mut self) {
         self.discovered = Some(Instant::now());
-        let since = self.lagging_now();
+        let since = self.first_remembered();
         self.remembered_since.get_or_insert(since);
         // Each file is checked whole at each look, at least once a second:
         // one rewritten to the same size within the clock's tick has the
@@ -786,11 +822,14 @@ impl Follower {
     /// glob rotated at once lost 20–60 of them) was never seen, and only
     /// its name's new file is.
     fn new_names(&self, before: usize) -> Vec<(PathBuf, SystemTime)> {
-        let Some(since) = self.remembered_since.filter(|_| !self.first_scan) else {
+        let first = self.first_scan && !self.resumed();
+        let Some(since) = self.remembered_since.filter(|_| !first) else {
             return Vec::new();
         };
+        // At the first look, the names of the saved files are known too.
+        let saved = self.saved.iter().flatten().map(|p| Path::new(&p.path));
         let known: HashSet<&Path> =
-            self.tracked[..before].iter().map(|t| t.path.as_path()).collect();
+            self.tracked[..before].iter().map(|t| t.path.as_path()).chain(saved).collect();
         let opened = self.tracked[before..].iter().map(|t| &t.path);
         opened.filter(|p| !known.contains(p.as_path())).map(|p| (p.clone(), since)).collect()
     }

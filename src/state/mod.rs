@@ -64,6 +64,8 @@ pub struct State {
     pub watermark: u32,
     /// Windows by rule.
     pub rules: Vec<SavedRule>,
+    /// When it was last saved (its files' modification time), when known.
+    pub saved_at: Option<std::time::SystemTime>,
 }
 
 /// A rule's saved windows, with what named the rule when they were saved.
@@ -373,6 +375,7 @@ pub fn decode(bytes: &[u8]) -> Result<(State, u64), StateError> {
         outputs: header.outputs,
         watermark: header.watermark,
         rules,
+        saved_at: None,
     };
     Ok((state, header.generation))
 }
@@ -483,6 +486,8 @@ pub fn load(dir: &Path) -> (Option<State>, Option<String>) {
             if let Ok(log) = std::fs::read(dir.join(WAL_NAME)) {
                 apply_log(&mut state, generation, &log);
             }
+            let written = |name| std::fs::metadata(dir.join(name)).and_then(|m| m.modified()).ok();
+            state.saved_at = written(FILE_NAME).max(written(WAL_NAME));
             (Some(state), None)
         }
         Err(e) => {
