@@ -237,9 +237,10 @@ pub struct Follower {
     /// symlink turned back to it, a rotation undone) goes on from there, not
     /// from its beginning. At most [`FINISHED_KEPT`].
     finished: VecDeque<(FileId, u64)>,
-    /// Since when every file read is remembered (followed, or in
-    /// `finished`): the first look, or when a finished file was last
-    /// forgotten (less [`Follower::lagging_now`]'s lag). A file last written
+    /// Since when every file read is remembered (followed, in `finished`,
+    /// or in the saved positions): the first look (or, resuming, when the
+    /// state was saved: [`Follower::first_remembered`]), or when a finished
+    /// file was last forgotten, less [`Follower::lag`]. A file last written
     /// before it may have been read.
     remembered_since: Option<SystemTime>,
     /// Files opened since the last wake-up, to be announced to the pipeline
@@ -524,8 +525,8 @@ impl Follower {
     /// are read from their beginning, oldest first, as retired files: files
     /// named as logrotate names them ([`rotated_from`]), not followed, not a
     /// copy of a followed file, last written after `since` (when the
-    /// generation before them was; for a name never followed, since the
-    /// first look) — also after the file `head` names now: a server writes
+    /// generation before them was; for a name never followed, since
+    /// `remembered_since`) — also after the file `head` names now: a server writes
     /// its last requests to the file it had open after the rotation.
     /// Each directory is listed once, however many of its files rotated.
     fn adopt_missed(&mut self, rotated: &[(PathBuf, SystemTime)]) {
@@ -660,23 +661,23 @@ impl Follower {
         }
     }
 
-    /// Whether this follower resumes saved state from its beginning: files
-    /// new to it are read whole (`start_at = "beginning"`), so are their
-    /// generations written since it was saved.
+    /// Whether this follower resumes saved state with files new to it read
+    /// whole (`start_at = "beginning"`): so are their generations written
+    /// since it was saved. Known until the first look has used the state.
     fn resumed(&self) -> bool {
         self.cfg.start_at == StartAt::Beginning && self.saved.is_some() && self.saved_at.is_some()
     }
 
-    /// How far a file's stamp may lag: [`STAMP_LAG`], less than half
-    /// `rotate_wait`.
+    /// How far back from a time files may be taken as written after it:
+    /// [`STAMP_LAG`], for the coarse clock they are stamped by, and less than
+    /// half `rotate_wait`, as a file finished (by this follower and
+    /// forgotten, or by the run before) had been quiet `rotate_wait` by then
+    /// and must not be taken for one never read.
     fn lag(&self) -> Duration {
         STAMP_LAG.min(self.cfg.rotate_wait / 2)
     }
 
-    /// The clock less [`STAMP_LAG`] (a file written after now is stamped
-    /// later), and less than half `rotate_wait`: a file finished (by this
-    /// follower and forgotten, or by the one before a restart) went quiet
-    /// `rotate_wait` before, and is not taken for one never read.
+    /// The clock less [`Follower::lag`].
     fn lagging_now(&self) -> SystemTime {
         let now = SystemTime::now();
         now.checked_sub(self.lag()).unwrap_or(now)
@@ -700,8 +701,9 @@ impl Follower {
     /// Finds current files, opens new ones and retires replaced ones.
     fn discover(&mut self) {
         self.discovered = Some(Instant::now());
-        let since = self.first_remembered();
-        self.remembered_since.get_or_insert(since);
+        if self.remembered_since.is_none() {
+            self.remembered_since = Some(self.first_remembered());
+        }
         // Each file is checked whole at each look, at least once a second:
         // one rewritten to the same size within the clock's tick has the
         // same stamp.
@@ -820,13 +822,13 @@ impl Follower {
     /// name's generations are unread: a file created, written and rotated
     /// away between two looks (on a loaded machine, 200 new files under a
     /// glob rotated at once lost 20–60 of them) was never seen, and only
-    /// its name's new file is.
+    /// its name's new file is. At the first look only when resuming
+    /// ([`Follower::resumed`]), the saved files' names known too.
     fn new_names(&self, before: usize) -> Vec<(PathBuf, SystemTime)> {
         let first = self.first_scan && !self.resumed();
         let Some(since) = self.remembered_since.filter(|_| !first) else {
             return Vec::new();
         };
-        // At the first look, the names of the saved files are known too.
         let saved = self.saved.iter().flatten().map(|p| Path::new(&p.path));
         let known: HashSet<&Path> =
             self.tracked[..before].iter().map(|t| t.path.as_path()).chain(saved).collect();
