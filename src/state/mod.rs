@@ -561,9 +561,11 @@ mod tests {
         let delivered = vec![(0, vec!["a1".to_string()])];
         store.append(&snap, &[(alert("a2"), 0b01)], &delivered).unwrap();
         assert!(!store.wants_base());
+        let appended = std::fs::metadata(dir.path().join(WAL_NAME)).unwrap().modified().unwrap();
         let (state, warning) = load(dir.path());
         assert!(warning.is_none());
         let s = state.unwrap();
+        assert_eq!(s.saved_at, Some(appended), "the change log's time, the later save");
         assert_eq!((s.positions[0].offset, s.watermark), (900, 200));
         let w = &s.rules[0].windows;
         assert_eq!(w.get(Key(1)).unwrap().count(), 5);
