@@ -28,6 +28,14 @@ fn following(n: usize) -> (tempfile::TempDir, PathBuf, Daemon, Writer) {
     (dir, p, d, w)
 }
 
+/// A test directory with a `logs` directory in it, for a glob's files.
+fn with_logs_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    (dir, logs)
+}
+
 /// What logrotate's copytruncate does: copy the file, then truncate it in place.
 fn copytruncate(path: &Path, copy: &Path) {
     std::fs::copy(path, copy).unwrap();
@@ -1052,9 +1060,7 @@ fn a_journal_write_that_fails_half_done_garbles_no_other_id() {
 /// the daemon raises it and follows every file.
 #[test]
 fn out_of_file_descriptors_no_file_is_read_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
+    let (dir, logs) = with_logs_dir();
     let filler =
         "10.40.0.1 - - [27/Jun/2025:04:53:20 +0000] \"GET /x HTTP/1.1\" 200 5 \"-\" \"t\"\n";
     for i in 1..=150 {
@@ -1519,9 +1525,7 @@ fn a_soak_of_rotations_kills_and_reloads_counts_like_replay() {
 #[test]
 fn many_files_under_a_glob_rotated_at_once_count_like_replay() {
     const FILES: usize = 200;
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
+    let (dir, logs) = with_logs_dir();
     let d = Daemon::start(dir.path(), &format!("{}/*.log", logs.display()));
     let mut w = Writer::new();
     let log = |i: usize| logs.join(format!("v{i}.log"));
@@ -1569,9 +1573,7 @@ fn many_files_under_a_glob_rotated_at_once_count_like_replay() {
 /// written before the state was saved, is not read.
 #[test]
 fn a_file_created_and_rotated_while_stopped_is_read_at_the_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
+    let (dir, logs) = with_logs_dir();
     let log = |n: &str| logs.join(n);
     let before = Writer::new().hits("10.77.0.1", 3);
     std::fs::write(log("c.log.1"), before).unwrap();

@@ -1215,22 +1215,28 @@ mod tests {
         assert_eq!(f.tracked.last().map(|t| t.offset), Some(0));
     }
 
+    /// What one pass reads, every file.
+    fn read_pass(f: &mut Follower) -> String {
+        let mut read = Vec::new();
+        let mut emit = |ev: SourceEvent| {
+            if let SourceEvent::Lines(c) = &ev {
+                read.extend_from_slice(c.bytes());
+            }
+            true
+        };
+        f.read_all(&mut emit, None).unwrap();
+        String::from_utf8(read).unwrap()
+    }
+
     /// The lines of every pass until one reads none, in order.
     fn read_passes(f: &mut Follower) -> Vec<String> {
         let mut read = Vec::new();
         loop {
-            let mut chunk = Vec::new();
-            let mut emit = |ev: SourceEvent| {
-                if let SourceEvent::Lines(c) = &ev {
-                    chunk.extend_from_slice(c.bytes());
-                }
-                true
-            };
-            f.read_all(&mut emit, None).unwrap();
-            if chunk.is_empty() {
+            let pass = read_pass(f);
+            if pass.is_empty() {
                 return read;
             }
-            read.extend(String::from_utf8(chunk).unwrap().lines().map(String::from));
+            read.extend(pass.lines().map(String::from));
         }
     }
 
@@ -1281,17 +1287,7 @@ mod tests {
         std::fs::write(&path, &old).unwrap();
         let cfg = config(&path.display().to_string(), StartAt::Beginning, true);
         let mut f = Follower::new(cfg, Arc::new(AtomicBool::new(false)), None);
-        let pass = |f: &mut Follower| {
-            let mut read = Vec::new();
-            let mut emit = |ev: SourceEvent| {
-                if let SourceEvent::Lines(c) = &ev {
-                    read.extend_from_slice(c.bytes());
-                }
-                true
-            };
-            f.read_all(&mut emit, None).unwrap();
-            String::from_utf8(read).unwrap()
-        };
+        let pass = read_pass;
         f.discover();
         assert_eq!(pass(&mut f), old);
         // Rewritten in place to the same size, its modification time the
