@@ -242,8 +242,7 @@ fn run_once(
         }
         None => (None, None),
     };
-    let resumed = positions.map(|p| (p, saved_at));
-    let source = followers(cfg, &asked.interrupt, resumed, wake, (want_full, probe));
+    let source = followers(cfg, &asked.interrupt, positions, saved_at, wake, (want_full, probe));
     let mut engine = cfg.engine();
     engine.settings.checkpoints = true;
     for s in &cfg.sources {
@@ -367,12 +366,13 @@ fn resume(s: State, sink: &mut DaemonSink) -> (Vec<Position>, Restore) {
 /// saved before sources had names belong to the first source. They share
 /// the stop flag and the flags asking for a full checkpoint and a probe
 /// (`flags`); the daemon's wake-ups reach them all; together they prove to
-/// the service manager that reading goes on. `resumed`: the saved
-/// positions, with when they were saved.
+/// the service manager that reading goes on. `saved_at`: when the
+/// positions were saved.
 fn followers(
     cfg: &Config,
     stop: &Arc<AtomicBool>,
-    resumed: Option<(Vec<Position>, Option<SystemTime>)>,
+    positions: Option<Vec<Position>>,
+    saved_at: Option<SystemTime>,
     wake: Wake,
     (want_full, probe): (Arc<AtomicBool>, Arc<AtomicBool>),
 ) -> Box<dyn Source> {
@@ -384,7 +384,7 @@ fn followers(
     let mut idle = Vec::new();
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     for (i, s) in cfg.sources.iter().enumerate() {
-        let mine = resumed.as_ref().map(|(all, _)| {
+        let mine = positions.as_ref().map(|all| {
             let ours = |p: &&Position| p.source == s.name || (p.source.is_empty() && i == 0);
             all.iter().filter(ours).cloned().collect()
         });
@@ -397,7 +397,7 @@ fn followers(
             .with_wake(tx, rx)
             .with_full_checkpoints(Arc::clone(&want_full))
             .with_probes(Arc::clone(&probe))
-            .saved_at(resumed.as_ref().and_then(|r| r.1));
+            .with_saved_at(saved_at);
         if let Some(beat) = beats.next() {
             f = f.with_heartbeat(every, beat);
         }

@@ -225,8 +225,10 @@ pub struct Follower {
     reported: HashSet<String>,
     /// Positions from the saved state, used at the first scan.
     saved: Option<Vec<Position>>,
-    /// When that state was saved, when known.
-    saved_at: Option<SystemTime>,
+    /// With saved state and `start_at = "beginning"`, when that state was
+    /// saved: files new to it are read whole, and so are their generations
+    /// written since ([`Follower::new_names`]).
+    resume_since: Option<SystemTime>,
     /// The newest date of a dated series at the first scan: files dated
     /// later appeared while we ran and are all read, even one that was
     /// already superseded when we first saw it.
@@ -293,7 +295,7 @@ impl Follower {
             watched: HashSet::new(),
             reported: HashSet::new(),
             saved,
-            saved_at: None,
+            resume_since: None,
             series_baseline: None,
             finished: VecDeque::new(),
             remembered_since: None,
@@ -314,8 +316,9 @@ impl Follower {
     /// The saved positions were saved at `at`: with `start_at =
     /// "beginning"`, files never followed and last written since then
     /// (while stopped) are read at the first look ([`Follower::new_names`]).
-    pub fn saved_at(mut self, at: Option<SystemTime>) -> Follower {
-        self.saved_at = at;
+    pub fn with_saved_at(mut self, at: Option<SystemTime>) -> Follower {
+        let resumes = self.saved.is_some() && self.cfg.start_at == StartAt::Beginning;
+        self.resume_since = at.filter(|_| resumes);
         self
     }
 
@@ -655,17 +658,10 @@ impl Follower {
     /// now — what was written before, while stopped, is not ours to read
     /// from its beginning.
     fn first_remembered(&self) -> SystemTime {
-        match self.saved_at.filter(|_| self.resumed()) {
+        match self.resume_since {
             Some(at) => at.checked_sub(self.lag()).unwrap_or(at),
             None => self.lagging_now(),
         }
-    }
-
-    /// Whether this follower resumes saved state with files new to it read
-    /// whole (`start_at = "beginning"`): so are their generations written
-    /// since it was saved. Known until the first look has used the state.
-    fn resumed(&self) -> bool {
-        self.cfg.start_at == StartAt::Beginning && self.saved.is_some() && self.saved_at.is_some()
     }
 
     /// How far back from a time files may be taken as written after it:
@@ -795,6 +791,7 @@ impl Follower {
                 }
             }
         }
+        // Before the saved positions are used, and their files opened.
         let new_names = self.new_names(before);
         if self.first_scan {
             self.adopt_rotated();
@@ -823,9 +820,13 @@ impl Follower {
     /// away between two looks (on a loaded machine, 200 new files under a
     /// glob rotated at once lost 20–60 of them) was never seen, and only
     /// its name's new file is. At the first look only when resuming
-    /// ([`Follower::resumed`]), the saved files' names known too.
+    /// (`resume_since`), the saved files' names known too: called before
+    /// [`Follower::adopt_rotated`] takes them (and opens files of its own).
     fn new_names(&self, before: usize) -> Vec<(PathBuf, SystemTime)> {
-        let first = self.first_scan && !self.resumed();
+        if before == self.tracked.len() {
+            return Vec::new();
+        }
+        let first = self.first_scan && self.resume_since.is_none();
         let Some(since) = self.remembered_since.filter(|_| !first) else {
             return Vec::new();
         };
