@@ -69,8 +69,8 @@ const GATHER: Duration = Duration::from_millis(10);
 /// `poll_interval` up to this.
 const DISCOVER_EVERY: Duration = Duration::from_secs(1);
 /// How far a file's modification time may lag the clock: the kernel stamps
-/// files from a coarse clock, a tick behind at most (seen: 49 files created
-/// just after a look stamped up to 4 ms before it).
+/// files from a coarse clock, a tick behind at most (seen: 49 files a look's
+/// listing missed, stamped up to 5 ms before the look).
 const STAMP_LAG: Duration = Duration::from_millis(100);
 /// Finished files remembered, the oldest forgotten first (each rotation
 /// adds one); one found again once forgotten is read as a new file.
