@@ -230,6 +230,7 @@ fn run_once(
         want_full: Arc::clone(&want_full),
         save_failing: false,
         stopping: Arc::clone(&asked.interrupt),
+        wake: wake.0.clone(),
         skips: SkipTeller::default(),
         lock: lock.clone(),
         lost: None,
@@ -571,6 +572,9 @@ struct DaemonSink {
     /// Set when the daemon stops: the last checkpoint first lets the
     /// outputs deliver what they hold.
     stopping: Arc<AtomicBool>,
+    /// Wakes the followers, so that a stop decided here is seen at once:
+    /// one asleep with nothing to read sleeps up to a minute.
+    wake: crossbeam_channel::Sender<()>,
     skips: SkipTeller,
     /// `state.dir`'s lock, checked before each new base.
     lock: DirLock,
@@ -597,6 +601,8 @@ impl DaemonSink {
                 tracing::error!("{e}; this daemon stops.");
                 self.lost = Some(e);
                 self.stopping.store(true, Ordering::SeqCst);
+                // A full channel already holds a wake-up.
+                self.wake.try_send(()).unwrap_or(());
                 false
             }
             Err(e) => {
@@ -705,6 +711,7 @@ mod tests {
             want_full: Arc::new(AtomicBool::new(false)),
             save_failing: false,
             stopping: Arc::new(AtomicBool::new(false)),
+            wake: crossbeam_channel::bounded(1).0,
             skips: SkipTeller::default(),
             lock: DirLock::take(dir).unwrap(),
             lost: None,
