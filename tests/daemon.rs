@@ -1521,6 +1521,49 @@ fn a_soak_of_rotations_kills_and_reloads_counts_like_replay() {
     d.stop();
 }
 
+/// Two hours of two virtual hosts' logs written while the daemon was
+/// stopped, a client's hits in both: its first four hits (two in each, a
+/// second apart) count together, as replay of the lines in time order
+/// counts them. Before the glob's files were read in about their times'
+/// order, one file was read whole first: the other's hits came two hours
+/// behind the client's newest and were late (no alert).
+#[test]
+fn a_globs_backlogs_after_a_long_stop_count_in_time_order() {
+    let (dir, logs) = with_logs_dir();
+    let glob = format!("{}/*.log", logs.display());
+    let (a, b) = (logs.join("a.log"), logs.join("b.log"));
+    let mut w = Writer::new();
+    let d = Daemon::start(dir.path(), &glob);
+    w.phase(&a, &[], 0, 1);
+    w.phase(&b, &[], 0, 2);
+    d.wait_for_marker(2);
+    d.stop();
+    let at = |s: u64| jiff::Timestamp::from_second((w.clock + s) as i64).unwrap();
+    let x = "203.0.113.7";
+    let hits = |first: u64| {
+        request_at(x, "/today_download", at(first))
+            + &request_at(x, "/today_download", at(first + 2))
+    };
+    let (mut in_a, mut in_b) = (hits(10), hits(11));
+    // Others' traffic, a line a minute for two hours, then the client again.
+    for m in 1..=120 {
+        in_a.push_str(&request_at("10.0.0.1", "/", at(10 + 60 * m)));
+        in_b.push_str(&request_at("10.0.0.2", "/", at(40 + 60 * m)));
+    }
+    in_a.push_str(&request_at(x, "/today_download", at(7300)));
+    in_b.push_str(&request_at(x, "/today_download", at(7301)));
+    w.clock += 7301;
+    w.append_raw(&a, in_a.as_bytes());
+    w.append_raw(&b, in_b.as_bytes());
+    w.phase(&b, &[], 0, 3);
+    let d = Daemon::start(dir.path(), &glob);
+    d.wait_for_marker(3);
+    let counts: Vec<u64> =
+        d.alerts().iter().filter(|a| a["key"] == x).map(|a| a["count"].as_u64().unwrap()).collect();
+    assert_eq!(counts, [3, 4], "{}", d.log_text());
+    d.stop();
+}
+
 /// Many files under a glob (a log per virtual host), all rotated at once
 /// (renamed to `.1`, created again) as soon as the first is read, a few
 /// written to late under their rotated names: every line counted once, as

@@ -14,7 +14,7 @@
 use crate::alert::Alert;
 use crate::config::Config;
 use crate::farm::link::Link;
-use crate::follow::several::{Beat, MAX_HOLD};
+use crate::follow::several::{Beat, MAX_HOLD, SLACK};
 use crate::follow::{Follower, Several, StartAt};
 use crate::observe::http::Server;
 use crate::observe::{Board, HttpSettings, RuleInfo};
@@ -398,7 +398,8 @@ fn followers(
             .with_wake(tx, rx)
             .with_full_checkpoints(Arc::clone(&want_full))
             .with_probes(Arc::clone(&probe))
-            .with_saved_at(saved_at);
+            .with_saved_at(saved_at)
+            .with_times(cfg.parser(i), merge_slack(cfg, i));
         if let Some(beat) = beats.next() {
             f = f.with_heartbeat(every, beat);
         }
@@ -418,6 +419,17 @@ fn followers(
         wakes,
         stop: Arc::clone(stop),
     })
+}
+
+/// How far (seconds) one of source `i`'s files may be read past where
+/// another stands: half the shortest window of the rules that read it, so
+/// that no hit is read a window behind another of its client's — but a
+/// minute at least, as between sources ([`SLACK`]): each step is a chunk of
+/// each file through the pipeline, and a 10-second window would make a step
+/// of every 5 seconds of every file's backlog.
+fn merge_slack(cfg: &Config, i: usize) -> i64 {
+    let shortest = cfg.rules.iter().filter(|r| r.reads(i)).map(|r| r.spec.window).min();
+    shortest.map_or(SLACK, |w| i64::from(w / 2).max(SLACK))
 }
 
 /// Tells systemd (Type=notify) about the service's state; a no-op outside systemd.

@@ -23,7 +23,9 @@
 //!    checksum means it was truncated or replaced, and reading restarts at 0
 //!    (a file of the same size and modification time as when last read to
 //!    its end is left alone; with file events, between two looks for names
-//!    only the files events said were written to are looked at).
+//!    only the files events said were written to are looked at) — several
+//!    files in about the order of their lines' times
+//!    ([`Follower::with_times`]).
 //!
 //! Only whole lines are handed on; a last line without newline waits until
 //! its file is finished (drained and quiet).
@@ -35,13 +37,17 @@ pub mod several;
 pub use pattern::PathSpec;
 pub use several::Several;
 
+use crate::parse::Parser;
 use crate::parse::time::Zone;
 use crate::source::buffer::Spares;
-use crate::source::{FileId, FileTag, IN_PIPELINE, Position, Source, SourceError, SourceEvent};
+use crate::source::{
+    CHUNK_BYTES, FileId, FileTag, IN_PIPELINE, Position, Source, SourceError, SourceEvent,
+};
 use notify::Watcher as _;
 use pattern::{DateKey, later_day, list, rotated_from};
-use reader::{Stamp, Tracked, count_lines, fingerprint, last_line_start};
-use std::collections::{HashMap, HashSet, VecDeque};
+use reader::{Stamp, Tracked, Until, count_lines, fingerprint, last_line_start};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -272,6 +278,11 @@ pub struct Follower {
     /// farm node catching up, with more chunks in flight, faulted 4× as
     /// often as one alone). Kept: at most as many as were in flight at once.
     spares: Spares,
+    /// Reads the lines' times, so that several files' new lines are handed
+    /// on in about their order ([`Follower::read_due`]); none: file by file.
+    times: Option<Parser>,
+    /// How far (seconds) a file's lines may go past where another stands.
+    slack: i64,
 }
 
 impl Follower {
@@ -310,7 +321,18 @@ impl Follower {
             want_probe: Arc::new(AtomicBool::new(false)),
             last_activity: Instant::now(),
             spares: Spares::new(IN_PIPELINE),
+            times: None,
+            slack: 0,
         }
+    }
+
+    /// Hands on several files' new lines in about the order of their times,
+    /// as `parser` reads them: none more than `slack` seconds past where
+    /// another file with lines to read stands ([`Follower::read_due`]).
+    pub fn with_times(mut self, parser: Parser, slack: i64) -> Follower {
+        self.times = Some(parser);
+        self.slack = slack;
+        self
     }
 
     /// The saved positions were saved at `at`: with `start_at =
@@ -921,6 +943,8 @@ impl Follower {
             last_growth: Instant::now(),
             spares: self.spares.clone(),
             seen: None,
+            reached: None,
+            want: CHUNK_BYTES,
         });
         true
     }
@@ -987,6 +1011,7 @@ impl Follower {
         }
         // Retired files first: their lines are older.
         self.tracked.sort_by_key(|t| t.retired_at.is_none());
+        let mut due = Vec::new();
         for i in 0..self.tracked.len() {
             let t = &self.tracked[i];
             if t.seen.is_some() && only.is_some_and(|o| !o.contains(&(t.id.dev, t.id.ino))) {
@@ -1042,9 +1067,10 @@ impl Follower {
                     continue;
                 }
             }
-            if !self.read_one(i, stamp, emit, &mut progressed) {
-                return Ok(None);
-            }
+            due.push((i, stamp));
+        }
+        if !self.read_due(due, emit, &mut progressed) {
+            return Ok(None);
         }
         let wait = self.cfg.rotate_wait;
         let mut keep = Vec::with_capacity(self.tracked.len());
@@ -1094,16 +1120,86 @@ impl Follower {
         emit: &mut dyn FnMut(SourceEvent) -> bool,
         progressed: &mut bool,
     ) -> bool {
-        match self.tracked[i].read(stamp.len, emit) {
-            Ok(Some(grew)) => {
-                self.tracked[i].seen = Some(stamp);
-                *progressed |= grew;
-                self.dirty |= grew;
+        self.read_to(i, stamp, None, emit, progressed).is_some()
+    }
+
+    /// Reads file `i` up to `stamp` (or `until`'s bound): `Some(true)` when
+    /// it reached the stamp (or failed: reported, and tried again next
+    /// pass), `Some(false)` when it was cut, `None` when `emit` asked to
+    /// stop.
+    fn read_to(
+        &mut self,
+        i: usize,
+        stamp: Stamp,
+        until: Option<Until>,
+        emit: &mut dyn FnMut(SourceEvent) -> bool,
+        progressed: &mut bool,
+    ) -> Option<bool> {
+        match self.tracked[i].read(stamp.len, until, emit) {
+            Ok(Some(read)) => {
+                *progressed |= read.grew;
+                self.dirty |= read.grew;
+                if !read.cut {
+                    self.tracked[i].seen = Some(stamp);
+                }
+                Some(!read.cut)
             }
-            Ok(None) => return false,
-            Err(e) => self.report_read_error(i, &e),
+            Ok(None) => None,
+            Err(e) => {
+                self.report_read_error(i, &e);
+                Some(true)
+            }
         }
-        true
+    }
+
+    /// Reads the files in `due` (in the order given) to their stamps. With
+    /// the lines' times known ([`Follower::with_times`]), several files'
+    /// lines go in about their order: the file that stands earliest in time
+    /// is read first, up to the slack past where the next one stands, then
+    /// again the earliest — as several sources' are — so that after a long
+    /// stop a client's hits in one file are not counted late behind its
+    /// newer hits in another. A file whose time is not known
+    /// (no line of it read yet, and none readable at its offset) goes first,
+    /// whole. False if `emit` asked to stop.
+    fn read_due(
+        &mut self,
+        due: Vec<(usize, Stamp)>,
+        emit: &mut dyn FnMut(SourceEvent) -> bool,
+        progressed: &mut bool,
+    ) -> bool {
+        let times = self.times.take();
+        let parser = times.as_ref().filter(|_| due.len() > 1);
+        let mut by_time = BinaryHeap::new();
+        let mut ok = true;
+        for (seq, &(i, stamp)) in due.iter().enumerate() {
+            let t = &mut self.tracked[i];
+            if let Some(p) = parser {
+                t.reached = t.reached.or_else(|| t.next_time(p, stamp.len));
+            }
+            match t.reached.filter(|_| parser.is_some()) {
+                Some(at) => by_time.push(Reverse((at, seq))),
+                None => {
+                    let until = times.as_ref().map(|parser| Until { parser, bound: i64::MAX });
+                    ok = ok && self.read_to(i, stamp, until, emit, progressed).is_some();
+                }
+            }
+        }
+        while let (true, Some(Reverse((_, seq)))) = (ok, by_time.pop()) {
+            let (i, stamp) = due[seq];
+            let next = by_time.peek().map(|Reverse((at, ..))| *at);
+            let bound = next.map_or(i64::MAX, |at| at.saturating_add(self.slack));
+            let until = times.as_ref().map(|parser| Until { parser, bound });
+            match self.read_to(i, stamp, until, emit, progressed) {
+                None => ok = false,
+                Some(true) => {}
+                Some(false) => {
+                    let at = self.tracked[i].reached.unwrap_or(i64::MAX);
+                    by_time.push(Reverse((at, seq)));
+                }
+            }
+        }
+        self.times = times;
+        ok
     }
 }
 
@@ -1238,6 +1334,129 @@ mod tests {
                 return read;
             }
             read.extend(pass.lines().map(String::from));
+        }
+    }
+
+    /// Lines of `file` at each of `times` (seconds after
+    /// 2025-07-08T15:00:00Z), each naming its file and second in its path.
+    fn timed_lines(file: &str, times: impl Iterator<Item = i64>) -> String {
+        times
+            .map(|t| {
+                let stamp = jiff::Timestamp::from_second(1_751_986_800 + t).unwrap();
+                let stamp = stamp.strftime("%d/%b/%Y:%H:%M:%S +0000");
+                format!("192.0.2.1 - - [{stamp}] \"GET /{file}/{t} HTTP/1.1\" 200 5\n")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn files_with_long_backlogs_are_read_in_about_the_order_of_their_times() {
+        use crate::parse::{ClientSource, Format};
+        let dir = tempfile::tempdir().unwrap();
+        // Two hours of each, interleaved; the third file has no times.
+        std::fs::write(dir.path().join("a.log"), timed_lines("a", (0..=7200).step_by(100)))
+            .unwrap();
+        std::fs::write(dir.path().join("b.log"), timed_lines("b", (50..7200).step_by(100)))
+            .unwrap();
+        std::fs::write(dir.path().join("c.log"), "no time\n").unwrap();
+        let glob = format!("{}/*.log", dir.path().display());
+        let format = Format::from_spec("common", None).unwrap();
+        let parser = Parser::new(format, Zone::Utc, 0, ClientSource::default());
+        let mut f = Follower::new(config(&glob, StartAt::Beginning, false), Arc::default(), None)
+            .with_times(parser, several::SLACK);
+        f.discover();
+        let times = |read: &str| -> Vec<i64> {
+            let mut newest = i64::MIN;
+            let mut seen = Vec::new();
+            for line in read.lines().filter(|l| *l != "no time") {
+                let path = line.split_once("GET /").unwrap().1;
+                let t: i64 = path.split(['/', ' ']).nth(1).unwrap().parse().unwrap();
+                assert!(t >= newest.saturating_sub(several::SLACK), "{t} after {newest}: {read}");
+                newest = newest.max(t);
+                seen.push(t);
+            }
+            seen.sort();
+            seen
+        };
+        let read = read_pass(&mut f);
+        assert_eq!(times(&read), (0..=7200).step_by(50).collect::<Vec<_>>(), "every line once");
+        assert!(read.contains("no time"));
+        assert_eq!(read_pass(&mut f), "", "all read in one pass");
+        // More lines; in a.log more lines without a time than are looked
+        // at for one before its next lines, which are far ahead of b.log's.
+        let append = |name: &str, text: String| {
+            let mut file = File::options().append(true).open(dir.path().join(name)).unwrap();
+            std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+        };
+        append("a.log", "no time\n".repeat(20) + &timed_lines("a", (7500..9000).step_by(100)));
+        append("b.log", timed_lines("b", (7250..9000).step_by(100)));
+        let read = read_pass(&mut f);
+        let mut want: Vec<i64> =
+            (7250..9000).step_by(100).chain((7500..9000).step_by(100)).collect();
+        want.sort();
+        assert_eq!(times(&read), want);
+        assert_eq!(read.matches("no time").count(), 20);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Whatever files hold (times in any order, lines without a time,
+        /// lines dated years ahead), one pass reads every line once, each
+        /// file's in its order; where each file is in time order, no line
+        /// comes more than the slack behind one read before it.
+        #[test]
+        fn every_line_is_read_once_and_in_about_time_order(
+            files in proptest::collection::vec(
+                proptest::collection::vec((0u8..8, 0i64..5000), 0..60), 2..5),
+            sorted: bool,
+            slack in 1i64..400,
+        ) {
+            use crate::parse::{ClientSource, Format};
+            let dir = tempfile::tempdir().unwrap();
+            for (n, lines) in files.iter().enumerate() {
+                let mut lines = lines.clone();
+                if sorted {
+                    lines.sort_by_key(|l| l.1);
+                }
+                let text: String = lines.iter().enumerate().map(|(id, &(kind, t))| match kind {
+                    0 => format!("no time {n} {id}\n"),
+                    1 => timed_lines(&format!("f{n}/{id}"), std::iter::once(400_000_000)),
+                    _ => timed_lines(&format!("f{n}/{id}"), std::iter::once(t)),
+                }).collect();
+                std::fs::write(dir.path().join(format!("{n}.log")), text).unwrap();
+            }
+            let glob = format!("{}/*.log", dir.path().display());
+            let format = Format::from_spec("common", None).unwrap();
+            let parser = Parser::new(format, Zone::Utc, 0, ClientSource::default());
+            let cfg = config(&glob, StartAt::Beginning, false);
+            let mut f = Follower::new(cfg, Arc::default(), None).with_times(parser, slack);
+            f.discover();
+            let read = read_pass(&mut f);
+            let mut next = vec![0usize; files.len()];
+            let mut newest = i64::MIN;
+            for line in read.lines() {
+                let (n, id, t) = match line.strip_prefix("no time ") {
+                    Some(rest) => {
+                        let (n, id) = rest.split_once(' ').unwrap();
+                        (n.parse::<usize>().unwrap(), id.parse::<usize>().unwrap(), None)
+                    }
+                    None => {
+                        let path = line.split_once("GET /f").unwrap().1;
+                        let mut parts = path.split(['/', ' ']);
+                        let mut num = || parts.next().unwrap().parse::<i64>().unwrap();
+                        let (n, id, t) = (num(), num(), num());
+                        (n as usize, id as usize, Some(t).filter(|t| *t < 400_000_000))
+                    }
+                };
+                proptest::prop_assert_eq!(id, next[n], "{}", read);
+                next[n] += 1;
+                if let (true, Some(t)) = (sorted, t) {
+                    proptest::prop_assert!(t >= newest.saturating_sub(slack), "{} after {}", t, newest);
+                    newest = newest.max(t);
+                }
+            }
+            let lens: Vec<usize> = files.iter().map(Vec::len).collect();
+            proptest::prop_assert_eq!(next, lens);
         }
     }
 

@@ -3,6 +3,7 @@
 //! SIGBUS), whole lines only, truncation and rewriting detected by size and
 //! first-bytes checksum.
 
+use crate::parse::Parser;
 use crate::source::buffer::Spares;
 use crate::source::{CHUNK_BYTES, Chunk, Data, FileId, FileTag, SourceEvent};
 use std::fs::File;
@@ -14,6 +15,8 @@ use std::time::Instant;
 
 /// Bytes checksummed to recognise a file.
 const FINGERPRINT_BYTES: usize = 64;
+/// Bytes read ahead of a file's offset for the time of its next line.
+const PEEK_BYTES: usize = 16 << 10;
 
 /// A file being followed.
 pub(super) struct Tracked {
@@ -34,6 +37,29 @@ pub(super) struct Tracked {
     /// The file as it was when last read to the end: nothing changed since
     /// while it is the same, and it is not read again.
     pub seen: Option<Stamp>,
+    /// Where it stands in time (Unix seconds): its last line handed on, or
+    /// its next line where that was looked at; `None` until one is known.
+    pub reached: Option<i64>,
+    /// Bytes read at a time: [`CHUNK_BYTES`], or after a cut twice what it
+    /// handed on (at least [`PEEK_BYTES`]): a file cut every few lines read
+    /// a whole chunk for each cut (README, "Performance").
+    pub want: usize,
+}
+
+/// What one [`Tracked::read`] did.
+pub(super) struct Progress {
+    /// Lines were handed on (or skipped).
+    pub grew: bool,
+    /// It stopped before its end: its next line is after the bound.
+    pub cut: bool,
+}
+
+/// Lines are handed on only up to a time: `bound` (Unix seconds), as
+/// `parser` reads them.
+#[derive(Clone, Copy)]
+pub(super) struct Until<'a> {
+    pub parser: &'a Parser,
+    pub bound: i64,
 }
 
 /// A file's size and modification time (seconds, nanoseconds).
@@ -76,6 +102,7 @@ impl Tracked {
             self.id.fingerprint = fp;
             // New content: line numbers start again.
             *next_id += 1;
+            self.reached = None;
             self.tag = Arc::new(FileTag {
                 name: self.tag.name.clone(),
                 id: *next_id,
@@ -96,17 +123,20 @@ impl Tracked {
         Ok(None)
     }
 
-    /// Reads from the offset to `len`, handing on whole lines. Returns
-    /// whether it grew, or `None` when `emit` asked to stop.
+    /// Reads from the offset to `len`, handing on whole lines; with
+    /// `until`, only those up to the first line after its bound (and
+    /// `reached` is kept). Returns what it did, or `None` when `emit` asked
+    /// to stop.
     pub fn read(
         &mut self,
         len: u64,
+        until: Option<Until>,
         emit: &mut dyn FnMut(SourceEvent) -> bool,
-    ) -> io::Result<Option<bool>> {
-        let mut grew = false;
+    ) -> io::Result<Option<Progress>> {
+        let mut done = Progress { grew: false, cut: false };
         let mut skipped_long = 0u32;
-        while self.offset < len {
-            let want = ((len - self.offset) as usize).min(CHUNK_BYTES);
+        while self.offset < len && !done.cut {
+            let want = ((len - self.offset) as usize).min(self.want);
             let mut buf = self.read_at(self.offset, want)?;
             let got = buf.len();
             if got == 0 {
@@ -115,22 +145,35 @@ impl Tracked {
             match memchr::memrchr(b'\n', &buf) {
                 Some(i) => {
                     buf.truncate(i + 1);
-                    let at = self.offset;
-                    self.offset += buf.len() as u64;
-                    grew = true;
+                    let mut chunk = self.lines(self.offset, buf, 0);
+                    if let Some(until) = until {
+                        done.cut = self.cut(&mut chunk, until);
+                        let handed = chunk.bytes().len();
+                        self.want = match done.cut {
+                            true => handed.saturating_mul(2).clamp(PEEK_BYTES, CHUNK_BYTES),
+                            false => CHUNK_BYTES,
+                        };
+                    }
+                    if chunk.bytes().is_empty() {
+                        break;
+                    }
+                    self.offset += chunk.bytes().len() as u64;
+                    done.grew = true;
                     self.last_growth = Instant::now();
-                    let skipped = std::mem::take(&mut skipped_long);
-                    if !emit(self.lines(at, buf, skipped)) {
+                    chunk.skipped_long = std::mem::take(&mut skipped_long);
+                    if !emit(SourceEvent::Lines(chunk)) {
                         return Ok(None);
                     }
                 }
+                // Read less than a chunk after a cut: read a chunk.
+                None if self.want < CHUNK_BYTES && got == self.want => self.want = CHUNK_BYTES,
                 // A single line longer than a chunk: skip it once its end is there.
                 None if got == CHUNK_BYTES => {
                     match find_newline(&self.file, self.offset + got as u64, len)? {
                         Some(end) => {
                             self.offset = end + 1;
                             skipped_long += 1;
-                            grew = true;
+                            done.grew = true;
                         }
                         None => break,
                     }
@@ -138,10 +181,47 @@ impl Tracked {
                 None => break,
             }
         }
-        if skipped_long > 0 && !emit(self.lines(self.offset, Vec::new(), skipped_long)) {
+        if skipped_long > 0
+            && !emit(SourceEvent::Lines(self.lines(self.offset, Vec::new(), skipped_long)))
+        {
             return Ok(None);
         }
-        Ok(Some(grew))
+        Ok(Some(done))
+    }
+
+    /// Cuts `chunk` before its first line after `until`'s bound, if any
+    /// (whole if its last line is not: one line parsed for most chunks),
+    /// and keeps `reached`; returns whether it was cut.
+    fn cut(&mut self, chunk: &mut Chunk, until: Until) -> bool {
+        let Until { parser, bound } = until;
+        let last = chunk.line_time(parser, true);
+        let at = match last {
+            Some(t) if t > bound => chunk.first_after(parser, bound),
+            _ => None,
+        };
+        let Some(at) = at else {
+            self.reached = last.or(self.reached);
+            return false;
+        };
+        // Cut before its first line, nothing is handed on: where the file
+        // stands is its first line's time, after the bound (also when that
+        // line is too far in to be read here: else the same cut again).
+        let next =
+            (at == 0).then(|| chunk.line_time(parser, false).unwrap_or(bound.saturating_add(1)));
+        chunk.truncate(at);
+        self.reached = next.or_else(|| chunk.line_time(parser, true)).or(self.reached);
+        true
+    }
+
+    /// The time of the line at the offset (looked for among those that
+    /// begin in the next [`PEEK_BYTES`], up to `len`).
+    pub fn next_time(&self, parser: &Parser, len: u64) -> Option<i64> {
+        let want = usize::try_from(len.saturating_sub(self.offset)).ok()?.min(PEEK_BYTES);
+        let mut buf = vec![0; want];
+        self.file.read_exact_at(&mut buf, self.offset).ok()?;
+        buf.truncate(memchr::memrchr(b'\n', &buf)? + 1);
+        let chunk = Chunk::new(Arc::clone(&self.tag), self.offset, Data::Owned(buf), 0);
+        chunk.line_time(parser, false)
     }
 
     /// Up to `want` bytes from `offset` (fewer at the end of the file),
@@ -154,14 +234,10 @@ impl Tracked {
         Ok(buf)
     }
 
-    fn lines(&self, offset: u64, bytes: Vec<u8>, skipped_long: u32) -> SourceEvent {
+    fn lines(&self, offset: u64, bytes: Vec<u8>, skipped_long: u32) -> Chunk {
         let len = bytes.len();
-        SourceEvent::Lines(Chunk::new(
-            Arc::clone(&self.tag),
-            offset,
-            Data::Pooled(self.spares.chunk(bytes, len)),
-            skipped_long,
-        ))
+        let data = Data::Pooled(self.spares.chunk(bytes, len));
+        Chunk::new(Arc::clone(&self.tag), offset, data, skipped_long)
     }
 
     /// Hands on a finished file's last line if it has no newline, then
@@ -172,7 +248,7 @@ impl Tracked {
         if len > self.offset && len - self.offset <= CHUNK_BYTES as u64 {
             let mut buf = vec![0u8; (len - self.offset) as usize];
             if self.file.read_exact_at(&mut buf, self.offset).is_ok()
-                && !emit(self.lines(self.offset, buf, 0))
+                && !emit(SourceEvent::Lines(self.lines(self.offset, buf, 0)))
             {
                 return false;
             }
@@ -267,7 +343,7 @@ mod tests {
             true
         };
         let len = t.file.metadata().unwrap().len();
-        assert_eq!(t.read(len, &mut keep).unwrap(), Some(true));
+        assert!(t.read(len, None, &mut keep).unwrap().unwrap().grew);
         match events.as_slice() {
             [SourceEvent::Lines(c)] => (c.bytes().to_vec(), c.bytes().as_ptr()),
             _ => panic!("not one chunk"),
@@ -291,6 +367,8 @@ mod tests {
             last_growth: Instant::now(),
             spares: Spares::new(1),
             seen: None,
+            reached: None,
+            want: CHUNK_BYTES,
         };
         let stamp = t.look().unwrap().expect("never read: to be read");
         t.seen = Some(stamp);

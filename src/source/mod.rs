@@ -167,46 +167,78 @@ impl Chunk {
         }
     }
 
-    /// Splits off the lines from the first one whose time is after `bound`
-    /// (Unix seconds) on, and returns them; `None` when that is the first
-    /// line or no line is, or the chunk is a merge's (its lines' origins go
-    /// by position). Every line up to it is parsed: for the rare chunk that
-    /// spans far more time than the others (a quiet log's backlog).
-    pub fn split_after(&mut self, parser: &Parser, bound: i64) -> Option<Chunk> {
+    /// Where the first line whose time is after `bound` (Unix seconds)
+    /// starts; `None` when no line is, or the chunk is a merge's (its lines'
+    /// origins go by position). Found by bisection, a few lines parsed: a
+    /// log is in the order of its times but for requests that ran long (a
+    /// line is stamped when its request began), so a line a little after
+    /// `bound` may come before the cut and one a little before it after.
+    /// Lines without a time, or dated in the future, go with the line after
+    /// them.
+    pub fn first_after(&self, parser: &Parser, bound: i64) -> Option<usize> {
         if self.origins.is_some() {
             return None;
         }
         parser.set_now(self.read_at);
         let bytes = self.bytes();
-        let mut start = 0;
-        while start < bytes.len() {
-            let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
-            if line_time(parser, &bytes[start..end])
-                .is_some_and(|t| t > bound && !self.in_future(t))
-            {
-                return (start > 0).then(|| self.split_off(start));
+        // Lines before `lo` are taken as not after, the line at `hi` as
+        // after; lines without a time go with the line after them.
+        let (mut lo, mut hi) = (0, bytes.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let start = memchr::memrchr(b'\n', &bytes[lo..mid]).map_or(lo, |i| lo + i + 1);
+            let mut line = start;
+            while line < hi {
+                let end = memchr::memchr(b'\n', &bytes[line..]).map_or(bytes.len(), |i| line + i);
+                match line_time(parser, &bytes[line..end]).filter(|t| !self.in_future(*t)) {
+                    Some(t) if t > bound => break,
+                    Some(_) => {
+                        lo = end + 1;
+                        break;
+                    }
+                    None => line = end + 1,
+                }
             }
-            start = end + 1;
+            if lo <= start {
+                hi = start;
+            }
         }
-        None
+        (hi < bytes.len()).then_some(hi)
+    }
+
+    /// Splits off the lines from the first one whose time is after `bound`
+    /// on ([`Chunk::first_after`]), and returns them; `None` when that is
+    /// the first line or no line is.
+    pub fn split_after(&mut self, parser: &Parser, bound: i64) -> Option<Chunk> {
+        let at = self.first_after(parser, bound).filter(|&at| at > 0)?;
+        Some(self.split_off(at))
+    }
+
+    /// Keeps only the bytes before `at` (a line start): the rest is read
+    /// again later.
+    pub fn truncate(&mut self, at: usize) {
+        self.cut_data(at);
+        self.read = self.offset + at as u64;
+    }
+
+    /// Drops the data from `at` on.
+    fn cut_data(&mut self, at: usize) {
+        match &mut self.data {
+            Data::Mapped(_, r) => r.end = r.start + at,
+            Data::Owned(v) => v.truncate(at),
+            Data::Pooled(p) => p.truncate(at),
+        }
     }
 
     /// Splits the chunk at `at` (a line start): the bytes from there on are
     /// returned as a chunk of their own (a copy of them for a reused buffer).
     fn split_off(&mut self, at: usize) -> Chunk {
-        let rest = match &mut self.data {
-            Data::Mapped(m, r) => {
-                let rest = Data::Mapped(Arc::clone(m), r.start + at..r.end);
-                r.end = r.start + at;
-                rest
-            }
-            Data::Owned(v) => Data::Owned(v.split_off(at)),
-            Data::Pooled(p) => {
-                let rest = Data::Owned(p.bytes()[at..].to_vec());
-                p.truncate(at);
-                rest
-            }
+        let rest = match &self.data {
+            Data::Mapped(m, r) => Data::Mapped(Arc::clone(m), r.start + at..r.end),
+            Data::Owned(v) => Data::Owned(v[at..].to_vec()),
+            Data::Pooled(p) => Data::Owned(p.bytes()[at..].to_vec()),
         };
+        self.cut_data(at);
         Chunk {
             file: Arc::clone(&self.file),
             offset: self.offset + at as u64,
@@ -928,6 +960,43 @@ mod tests {
         assert!(chunk.split_after(&parser, t0 - 1).is_none(), "the first line is after");
         assert!(chunk.split_after(&parser, t0 + 40).is_none(), "no line is after");
         assert_eq!(chunk.bytes(), text.as_bytes());
+    }
+
+    /// In lines in time order, among lines without a time and lines dated
+    /// years ahead (which go with the line after them), the bisection finds
+    /// the first line after each bound.
+    #[test]
+    fn the_first_line_after_a_time_is_found_by_bisection() {
+        use crate::parse::{ClientSource, Format, time::Zone};
+        let format = Format::from_spec("common", None).unwrap();
+        let parser = Parser::new(format, Zone::Utc, 0, ClientSource::default());
+        let line = |t: i64| {
+            let stamp = jiff::Timestamp::from_second(1_751_986_800 + t).unwrap();
+            let stamp = stamp.strftime("%d/%b/%Y:%H:%M:%S +0000");
+            format!("192.0.2.1 - - [{stamp}] \"GET / HTTP/1.1\" 200 5\n")
+        };
+        // Each line with its time, and where the lines without one before
+        // it begin.
+        let mut text = String::new();
+        let mut starts = Vec::new();
+        for t in 0..100 {
+            let at = text.len();
+            if t % 7 == 3 {
+                text.push_str("no time here\n");
+            }
+            if t % 50 == 0 {
+                text.push_str(&line(400_000_000));
+            }
+            starts.push((t, at));
+            text.push_str(&line(t));
+        }
+        let tag =
+            Arc::new(FileTag { name: "t".into(), id: 0, start_line: 0, identity: None, source: 0 });
+        let chunk = Chunk::new(tag, 0, Data::Owned(text.into_bytes()), 0);
+        for bound in -1..=100 {
+            let want = starts.iter().find(|(t, _)| *t > bound).map(|(_, at)| *at);
+            assert_eq!(chunk.first_after(&parser, 1_751_986_800 + bound), want, "after {bound}");
+        }
     }
 
     /// Reassembles lines from chunks; long lines show as "<long>".
