@@ -1220,6 +1220,57 @@ fn tells_systemd_ready_watchdog_and_stopping() {
     }
 }
 
+/// A backlog read in one long pass, as after an outage of a busy log (here
+/// a million lines of a thousand clients): watchdog pings go on while it is
+/// read, and state is saved meanwhile. Before, the follower pinged once a
+/// pass and saved between passes: a pass longer than `WatchdogSec` would
+/// have the service manager kill the daemon, and start it again from the
+/// same state.
+#[test]
+fn a_long_backlog_is_read_with_watchdog_pings_and_saves_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let p = dir.path().join("access.log");
+    let mut w = Writer::new();
+    let lines: Vec<u8> =
+        (0..1_000_000).flat_map(|i| w.line(&format!("10.1.{}.{}", i / 250 % 4, i % 250))).collect();
+    w.append_raw(&p, &lines);
+    let len = std::fs::metadata(&p).unwrap().len();
+    // Every line an event, none an alert: the windows are what takes time.
+    let config = Daemon::config(dir.path(), p.to_str().unwrap(), "")
+        .replace("threshold = 3", "threshold = 4000000");
+    let env = [("NOTIFY_SOCKET", sock_path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")];
+    let started = Instant::now();
+    let d = Daemon::start_config(dir.path(), &config, &env);
+    let (mut last_ping, mut longest, mut saved_between, mut looked) =
+        (None::<Instant>, Duration::ZERO, false, Instant::now());
+    let mut buf = [0u8; 512];
+    loop {
+        assert!(started.elapsed() < DEADLINE, "the backlog was not read: {}", d.log_text());
+        if sock.recv(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"WATCHDOG=1")) {
+            longest = longest.max(last_ping.map_or(Duration::ZERO, |l| l.elapsed()));
+            last_ping = Some(Instant::now());
+        }
+        if looked.elapsed() > Duration::from_millis(100) {
+            let saved = saved_offsets(dir.path());
+            if saved == [len] {
+                break;
+            }
+            saved_between |= saved.iter().any(|&o| o > 0 && o < len);
+            looked = Instant::now();
+        }
+    }
+    let took = started.elapsed();
+    assert!(took > Duration::from_secs(2), "read too fast to tell: {took:?}");
+    // Pings are due every 200 ms (seen: at most 0.38 s apart with two busy
+    // processes on both cores; 4.1 s while the backlog was read before).
+    assert!(longest < Duration::from_secs(1), "no watchdog ping for {longest:?} in {took:?}");
+    assert!(saved_between, "no position saved before the end of the backlog");
+    d.stop();
+}
+
 /// File offsets in the saved state.
 fn saved_offsets(dir: &Path) -> Vec<u64> {
     logwarden::state::load(&dir.join("state"))

@@ -997,6 +997,28 @@ impl Follower {
         (watched && !looked && !w.overflowed).then_some(w.files)
     }
 
+    /// [`Follower::read_all`], beating the heartbeat as chunks go on and
+    /// saving state every [`CHECKPOINT_EVERY`] meanwhile: one pass reads
+    /// all that files gained, and over a long backlog (a day of a busy log
+    /// after an outage) it beat once and saved nothing until its end — a
+    /// pass longer than the service's `WatchdogSec` had the daemon killed,
+    /// and started again from the same state, for ever.
+    fn read_paced(
+        &mut self,
+        emit: &mut dyn FnMut(SourceEvent) -> bool,
+        only: Option<&HashSet<(u64, u64)>>,
+    ) -> Result<Option<bool>, SourceError> {
+        let mut pace = Pace {
+            heartbeat: self.heartbeat.take(),
+            last_checkpoint: self.last_checkpoint,
+            want_full: Arc::clone(&self.want_full),
+        };
+        let read = self.read_all(&mut |ev| pace.pass_on(ev, emit), only);
+        self.heartbeat = pace.heartbeat;
+        self.last_checkpoint = pace.last_checkpoint;
+        read
+    }
+
     /// Reads what every file has gained (of those not yet read whole, only
     /// the files in `only` when given); returns whether anything was read,
     /// or `None` when `emit` asked to stop.
@@ -1203,6 +1225,35 @@ impl Follower {
     }
 }
 
+/// What a pass does between its chunks ([`Follower::read_paced`]).
+struct Pace {
+    heartbeat: Option<Box<dyn FnMut() + Send>>,
+    last_checkpoint: Instant,
+    want_full: Arc<AtomicBool>,
+}
+
+impl Pace {
+    /// Passes `ev` on; after a chunk, beats and, a checkpoint period after
+    /// the last, asks for one. False if `emit` asked to stop.
+    fn pass_on(&mut self, ev: SourceEvent, emit: &mut dyn FnMut(SourceEvent) -> bool) -> bool {
+        let lines = matches!(ev, SourceEvent::Lines(_));
+        if !emit(ev) {
+            return false;
+        }
+        if !lines {
+            return true;
+        }
+        if let Some(beat) = &mut self.heartbeat {
+            beat();
+        }
+        if self.last_checkpoint.elapsed() < CHECKPOINT_EVERY {
+            return true;
+        }
+        self.last_checkpoint = Instant::now();
+        emit(SourceEvent::Checkpoint { full: self.want_full.swap(false, Ordering::SeqCst) })
+    }
+}
+
 impl Source for Follower {
     fn run(
         mut self: Box<Self>,
@@ -1236,7 +1287,7 @@ impl Source for Follower {
             }
             let only = self.take_written(looked);
             let began = Instant::now();
-            let read = self.read_all(emit, only.as_ref())?;
+            let read = self.read_paced(emit, only.as_ref())?;
             if self.want_probe.swap(false, Ordering::SeqCst) && !emit(SourceEvent::Probe) {
                 return Ok(());
             }
@@ -1672,7 +1723,9 @@ mod tests {
         assert!(names.load(Ordering::SeqCst), "a file created is a name to look at");
     }
 
-    /// Passes a follower of `spec` makes over 1.5 s while nothing is written.
+    /// Passes a follower of `spec` makes over 1.5 s while nothing is written
+    /// (after reading what its files hold: the heartbeat beats once a pass
+    /// and once a chunk).
     fn passes_at_rest(spec: &str) -> usize {
         let cfg = config(spec, StartAt::Beginning, true);
         let stop = Arc::new(AtomicBool::new(false));
@@ -1689,9 +1742,14 @@ mod tests {
                 stop.store(true, Ordering::SeqCst);
                 wake.try_send(()).unwrap_or(());
             });
-            Box::new(follower).run(&mut |_| true).unwrap();
-        });
-        passes.load(Ordering::SeqCst)
+            let mut chunks = 0;
+            let mut emit = |ev| {
+                chunks += usize::from(matches!(ev, SourceEvent::Lines(_)));
+                true
+            };
+            Box::new(follower).run(&mut emit).unwrap();
+            passes.load(Ordering::SeqCst) - chunks
+        })
     }
 
     #[test]
