@@ -1589,29 +1589,38 @@ fn a_globs_backlogs_after_a_long_stop_count_in_time_order() {
     w.phase(&b, &[], 0, 2);
     d.wait_for_marker(2);
     d.stop();
-    let at = |s: u64| jiff::Timestamp::from_second((w.clock + s) as i64).unwrap();
+    // (second, client, path, file) of each line written while stopped: the
+    // client's hits, others' traffic a line a minute for two hours in each
+    // file, then the client again.
     let x = "203.0.113.7";
-    let hits = |first: u64| {
-        request_at(x, "/today_download", at(first))
-            + &request_at(x, "/today_download", at(first + 2))
-    };
-    let (mut in_a, mut in_b) = (hits(10), hits(11));
-    // Others' traffic, a line a minute for two hours, then the client again.
+    let mut lines = vec![(10, x, "/today_download", &a), (12, x, "/today_download", &a)];
+    lines.extend([(11, x, "/today_download", &b), (13, x, "/today_download", &b)]);
     for m in 1..=120 {
-        in_a.push_str(&request_at("10.0.0.1", "/", at(10 + 60 * m)));
-        in_b.push_str(&request_at("10.0.0.2", "/", at(40 + 60 * m)));
+        lines.extend([(10 + 60 * m, "10.0.0.1", "/", &a), (40 + 60 * m, "10.0.0.2", "/", &b)]);
     }
-    in_a.push_str(&request_at(x, "/today_download", at(7300)));
-    in_b.push_str(&request_at(x, "/today_download", at(7301)));
+    lines.extend([(7300, x, "/today_download", &a), (7301, x, "/today_download", &b)]);
+    lines.sort_by_key(|l| l.0);
+    let at = |s: u64| jiff::Timestamp::from_second((w.clock + s) as i64).unwrap();
+    let text: Vec<(String, &PathBuf)> = lines
+        .iter()
+        .map(|&(s, client, path, file)| (request_at(client, path, at(s)), file))
+        .collect();
+    for file in [&a, &b] {
+        let of_file: String = text.iter().filter(|l| l.1 == file).map(|l| l.0.as_str()).collect();
+        w.append_raw(file, of_file.as_bytes());
+    }
+    let in_order: String = text.iter().map(|l| l.0.as_str()).collect();
+    let ordered = write(dir.path(), "in-time-order.log", in_order.as_bytes());
     w.clock += 7301;
-    w.append_raw(&a, in_a.as_bytes());
-    w.append_raw(&b, in_b.as_bytes());
     w.phase(&b, &[], 0, 3);
     let d = Daemon::start(dir.path(), &glob);
     d.wait_for_marker(3);
-    let counts: Vec<u64> =
-        d.alerts().iter().filter(|a| a["key"] == x).map(|a| a["count"].as_u64().unwrap()).collect();
-    assert_eq!(counts, [3, 4], "{}", d.log_text());
+    let cfg = dir.path().join("logwarden.toml");
+    let replayed = json_lines(&ok(&["-c", cfg.to_str().unwrap(), "replay", "--json", &ordered]));
+    let want: Vec<u64> =
+        replayed.iter().filter(|a| a["key"] == x).map(|a| a["count"].as_u64().unwrap()).collect();
+    assert_eq!(want, [3, 4]);
+    assert_eq!(d.counts_of(x), want, "{}", d.log_text());
     d.stop();
 }
 

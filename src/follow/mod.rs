@@ -1078,7 +1078,7 @@ impl Follower {
                     }
                     for j in first_new..self.tracked.len() {
                         let Ok(Some(copied)) = self.tracked[j].look() else { continue };
-                        if !self.read_one(j, copied, emit, &mut progressed) {
+                        if self.read_to(j, copied, None, emit, &mut progressed).is_none() {
                             return Ok(None);
                         }
                     }
@@ -1132,19 +1132,6 @@ impl Follower {
         true
     }
 
-    /// Reads what followed file `i` has gained up to `stamp` (an error is
-    /// reported, and the file tried again next pass); false if `emit` asked
-    /// to stop.
-    fn read_one(
-        &mut self,
-        i: usize,
-        stamp: Stamp,
-        emit: &mut dyn FnMut(SourceEvent) -> bool,
-        progressed: &mut bool,
-    ) -> bool {
-        self.read_to(i, stamp, None, emit, progressed).is_some()
-    }
-
     /// Reads file `i` up to `stamp` (or `until`'s bound): `Some(true)` when
     /// it reached the stamp (or failed: reported, and tried again next
     /// pass), `Some(false)` when it was cut, `None` when `emit` asked to
@@ -1190,19 +1177,20 @@ impl Follower {
         progressed: &mut bool,
     ) -> bool {
         let times = self.times.take();
-        let parser = times.as_ref().filter(|_| due.len() > 1);
+        // Every read keeps `reached`; only several files are put in order.
+        let until = |bound| times.as_ref().map(|parser| Until { parser, bound });
+        let order = times.as_ref().filter(|_| due.len() > 1);
         let mut by_time = BinaryHeap::new();
         let mut ok = true;
         for (seq, &(i, stamp)) in due.iter().enumerate() {
             let t = &mut self.tracked[i];
-            if let Some(p) = parser {
+            if let Some(p) = order {
                 t.reached = t.reached.or_else(|| t.next_time(p, stamp.len));
             }
-            match t.reached.filter(|_| parser.is_some()) {
+            match t.reached.filter(|_| order.is_some()) {
                 Some(at) => by_time.push(Reverse((at, seq))),
                 None => {
-                    let until = times.as_ref().map(|parser| Until { parser, bound: i64::MAX });
-                    ok = ok && self.read_to(i, stamp, until, emit, progressed).is_some();
+                    ok = ok && self.read_to(i, stamp, until(i64::MAX), emit, progressed).is_some()
                 }
             }
         }
@@ -1210,8 +1198,7 @@ impl Follower {
             let (i, stamp) = due[seq];
             let next = by_time.peek().map(|Reverse((at, ..))| *at);
             let bound = next.map_or(i64::MAX, |at| at.saturating_add(self.slack));
-            let until = times.as_ref().map(|parser| Until { parser, bound });
-            match self.read_to(i, stamp, until, emit, progressed) {
+            match self.read_to(i, stamp, until(bound), emit, progressed) {
                 None => ok = false,
                 Some(true) => {}
                 Some(false) => {
@@ -1329,6 +1316,7 @@ impl Source for Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::testing;
     use crate::parse::time::Zone;
 
     /// Following `path` (a pattern) in UTC, polling every second unless
@@ -1388,21 +1376,14 @@ mod tests {
         }
     }
 
-    /// Lines of `file` at each of `times` (seconds after
-    /// 2025-07-08T15:00:00Z), each naming its file and second in its path.
+    /// Lines of `file` at each of `times` (seconds after [`testing::T0`]),
+    /// each naming its file and second in its path.
     fn timed_lines(file: &str, times: impl Iterator<Item = i64>) -> String {
-        times
-            .map(|t| {
-                let stamp = jiff::Timestamp::from_second(1_751_986_800 + t).unwrap();
-                let stamp = stamp.strftime("%d/%b/%Y:%H:%M:%S +0000");
-                format!("192.0.2.1 - - [{stamp}] \"GET /{file}/{t} HTTP/1.1\" 200 5\n")
-            })
-            .collect()
+        times.map(|t| testing::common_line("192.0.2.1", &format!("/{file}/{t}"), t)).collect()
     }
 
     #[test]
     fn files_with_long_backlogs_are_read_in_about_the_order_of_their_times() {
-        use crate::parse::{ClientSource, Format};
         let dir = tempfile::tempdir().unwrap();
         // Two hours of each, interleaved; the third file has no times.
         std::fs::write(dir.path().join("a.log"), timed_lines("a", (0..=7200).step_by(100)))
@@ -1411,10 +1392,8 @@ mod tests {
             .unwrap();
         std::fs::write(dir.path().join("c.log"), "no time\n").unwrap();
         let glob = format!("{}/*.log", dir.path().display());
-        let format = Format::from_spec("common", None).unwrap();
-        let parser = Parser::new(format, Zone::Utc, 0, ClientSource::default());
         let mut f = Follower::new(config(&glob, StartAt::Beginning, false), Arc::default(), None)
-            .with_times(parser, several::SLACK);
+            .with_times(testing::common(), several::SLACK);
         f.discover();
         let times = |read: &str| -> Vec<i64> {
             let mut newest = i64::MIN;
@@ -1462,7 +1441,6 @@ mod tests {
             sorted: bool,
             slack in 1i64..400,
         ) {
-            use crate::parse::{ClientSource, Format};
             let dir = tempfile::tempdir().unwrap();
             for (n, lines) in files.iter().enumerate() {
                 let mut lines = lines.clone();
@@ -1477,10 +1455,8 @@ mod tests {
                 std::fs::write(dir.path().join(format!("{n}.log")), text).unwrap();
             }
             let glob = format!("{}/*.log", dir.path().display());
-            let format = Format::from_spec("common", None).unwrap();
-            let parser = Parser::new(format, Zone::Utc, 0, ClientSource::default());
             let cfg = config(&glob, StartAt::Beginning, false);
-            let mut f = Follower::new(cfg, Arc::default(), None).with_times(parser, slack);
+            let mut f = Follower::new(cfg, Arc::default(), None).with_times(testing::common(), slack);
             f.discover();
             let read = read_pass(&mut f);
             let mut next = vec![0usize; files.len()];

@@ -284,8 +284,7 @@ fn pass_on_wakes(wake: &Receiver<()>, wakes: &[Sender<()>], done: &Receiver<()>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::time::Zone;
-    use crate::parse::{ClientSource, Format};
+    use crate::parse::testing;
     use crate::source::{Data, FileTag};
     use std::sync::atomic::AtomicUsize;
 
@@ -337,20 +336,9 @@ mod tests {
             identity: None,
             source,
         });
-        let text: String = times
-            .iter()
-            .map(|t| {
-                let stamp = jiff::Timestamp::from_second(1_751_986_800 + t).unwrap();
-                let stamp = stamp.strftime("%d/%b/%Y:%H:%M:%S +0000");
-                format!("192.0.2.{source} - - [{stamp}] \"GET / HTTP/1.1\" 200 5\n")
-            })
-            .collect();
+        let client = format!("192.0.2.{source}");
+        let text: String = times.iter().map(|&t| testing::common_line(&client, "/", t)).collect();
         SourceEvent::Lines(Chunk::new(tag, 0, Data::Owned(text.into_bytes()), 0))
-    }
-
-    fn parser() -> Parser {
-        let format = Format::from_spec("common", None).unwrap();
-        Parser::new(format, Zone::Utc, 0, ClientSource::default())
     }
 
     /// A source's events: each after a pause.
@@ -402,13 +390,13 @@ mod tests {
             })
             .collect::<Vec<_>>();
         let (_wake_tx, wake) = bounded(1);
-        let parsers = vec![parser(); sources.len()];
+        let parsers = vec![testing::common(); sources.len()];
         let wakes = Vec::new();
         let several =
             Box::new(Several { sources, parsers, idle, beats, max_hold, wake, wakes, stop });
         let mut seen = Vec::new();
         let started = Instant::now();
-        let p = parser();
+        let p = testing::common();
         let r = several.run(&mut |ev| {
             seen.push(match &ev {
                 SourceEvent::Lines(c) => {
@@ -423,7 +411,7 @@ mod tests {
         (seen, r, started.elapsed())
     }
 
-    const T0: i64 = 1_751_986_800;
+    const T0: i64 = testing::T0;
     const LONG: Duration = Duration::from_secs(30);
 
     fn probes(n: usize) -> Script {

@@ -580,6 +580,33 @@ fn parse_status(b: &[u8]) -> Option<u16> {
     }
 }
 
+/// For other modules' tests: Common Log Format lines and their parser.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{ClientSource, Format, Parser, time::Zone};
+
+    /// The time test lines count from: 2025-07-08T15:00:00Z.
+    pub const T0: i64 = 1_751_986_800;
+
+    /// A parser of Common Log Format lines, in UTC.
+    pub fn common() -> Parser {
+        Parser::new(
+            Format::from_spec("common", None).unwrap(),
+            Zone::Utc,
+            0,
+            ClientSource::default(),
+        )
+    }
+
+    /// A Common Log Format line of `client` asking for `path`, `t` seconds
+    /// after [`T0`].
+    pub fn common_line(client: &str, path: &str, t: i64) -> String {
+        let stamp = jiff::Timestamp::from_second(T0 + t).unwrap();
+        let stamp = stamp.strftime("%d/%b/%Y:%H:%M:%S +0000");
+        format!("{client} - - [{stamp}] \"GET {path} HTTP/1.1\" 200 5\n")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

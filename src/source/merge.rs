@@ -181,8 +181,6 @@ impl Source for Merge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::time::Zone;
-    use crate::parse::{ClientSource, Format};
 
     #[test]
     fn lines_of_several_servers_come_by_time_with_their_origins() {
@@ -198,8 +196,7 @@ mod tests {
         let a1 = write("a1", line(1, "a") + &line(4, "a"));
         let a2 = write("a2", line(5, "a") + "garbage\n" + &line(9, "a"));
         let b = write("b", line(2, "b") + &line(3, "b") + &line(7, "b"));
-        let format = Format::from_spec("common", None).unwrap();
-        let parser = Parser::new(format, Zone::Utc, 0, ClientSource::default());
+        let parser = crate::parse::testing::common();
         let merge = Box::new(Merge {
             servers: vec![vec![a1, a2], vec![b]],
             parser,

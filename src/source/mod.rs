@@ -187,23 +187,26 @@ impl Chunk {
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let start = memchr::memrchr(b'\n', &bytes[lo..mid]).map_or(lo, |i| lo + i + 1);
-            let mut line = start;
-            while line < hi {
-                let end = memchr::memchr(b'\n', &bytes[line..]).map_or(bytes.len(), |i| line + i);
-                match line_time(parser, &bytes[line..end]).filter(|t| !self.in_future(*t)) {
-                    Some(t) if t > bound => break,
-                    Some(_) => {
-                        lo = end + 1;
-                        break;
-                    }
-                    None => line = end + 1,
-                }
-            }
-            if lo <= start {
-                hi = start;
+            match self.next_timed(parser, start, hi) {
+                Some((t, end)) if t <= bound => lo = end + 1,
+                _ => hi = start,
             }
         }
         (hi < bytes.len()).then_some(hi)
+    }
+
+    /// The time of the first line from `from` (a line start) on, before
+    /// `to`, that has one (not in the future), and where that line ends.
+    fn next_timed(&self, parser: &Parser, mut from: usize, to: usize) -> Option<(i64, usize)> {
+        let bytes = self.bytes();
+        while from < to {
+            let end = memchr::memchr(b'\n', &bytes[from..]).map_or(bytes.len(), |i| from + i);
+            match line_time(parser, &bytes[from..end]).filter(|t| !self.in_future(*t)) {
+                Some(t) => return Some((t, end)),
+                None => from = end + 1,
+            }
+        }
+        None
     }
 
     /// Splits off the lines from the first one whose time is after `bound`
@@ -919,24 +922,17 @@ fn stream_chunks(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::testing;
     use std::io::Write;
 
     /// A chunk is split before its first line after a time, whatever holds
     /// its bytes; not before its first line, nor where no line is after.
     #[test]
     fn a_chunk_splits_before_its_first_line_after_a_time() {
-        use crate::parse::{ClientSource, Format, time::Zone};
-        let parser = Parser::new(
-            Format::from_spec("common", None).unwrap(),
-            Zone::Utc,
-            0,
-            ClientSource::default(),
-        );
-        let line = |s: u32| {
-            format!("192.0.2.1 - - [08/Jul/2025:15:00:{s:02} +0000] \"GET / HTTP/1.1\" 200 5\n")
-        };
+        let parser = testing::common();
+        let line = |s: i64| testing::common_line("192.0.2.1", "/", s);
         let text: String = [0, 10, 5, 30, 40].iter().map(|&s| line(s)).collect();
-        let t0 = 1_751_986_800;
+        let t0 = testing::T0;
         let tag =
             Arc::new(FileTag { name: "t".into(), id: 0, start_line: 0, identity: None, source: 0 });
         let spares = Spares::new(1);
@@ -967,14 +963,8 @@ mod tests {
     /// the first line after each bound.
     #[test]
     fn the_first_line_after_a_time_is_found_by_bisection() {
-        use crate::parse::{ClientSource, Format, time::Zone};
-        let format = Format::from_spec("common", None).unwrap();
-        let parser = Parser::new(format, Zone::Utc, 0, ClientSource::default());
-        let line = |t: i64| {
-            let stamp = jiff::Timestamp::from_second(1_751_986_800 + t).unwrap();
-            let stamp = stamp.strftime("%d/%b/%Y:%H:%M:%S +0000");
-            format!("192.0.2.1 - - [{stamp}] \"GET / HTTP/1.1\" 200 5\n")
-        };
+        let parser = testing::common();
+        let line = |t: i64| testing::common_line("192.0.2.1", "/", t);
         // Each line with its time, and where the lines without one before
         // it begin.
         let mut text = String::new();
@@ -995,7 +985,7 @@ mod tests {
         let chunk = Chunk::new(tag, 0, Data::Owned(text.into_bytes()), 0);
         for bound in -1..=100 {
             let want = starts.iter().find(|(t, _)| *t > bound).map(|(_, at)| *at);
-            assert_eq!(chunk.first_after(&parser, 1_751_986_800 + bound), want, "after {bound}");
+            assert_eq!(chunk.first_after(&parser, testing::T0 + bound), want, "after {bound}");
         }
     }
 
