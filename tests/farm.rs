@@ -1071,17 +1071,22 @@ fn a_node_catching_up_keeps_each_call_short() {
 
 /// A round trip that is out does not stall reading: while Redis is paused
 /// (`CLIENT PAUSE`) with a node's first events out, the node still takes in
-/// all of 100 more chunks — far more than it holds whole (4 × threads + 4
-/// source events) — keeping their events' lines; once Redis answers, the
-/// farm decides them, and their alerts name the right lines.
+/// all of 100 more chunks of 256 KiB — far more than it holds whole (its
+/// tokens cover 4 × threads + 4 chunks of 1 MiB) — keeping their events'
+/// lines; once Redis answers, the farm decides them, and their alerts name
+/// the right lines.
 #[test]
 #[ignore = "needs redis-server; run by scripts/test"]
 fn a_round_trip_out_does_not_stall_reading() {
-    // Per chunk, two lines that are no event, then the client's.
+    // Per chunk, two lines that are no event, the client's, then 256 KiB
+    // of lines that are no event either.
+    let padding: &str = format!("/{}", "p".repeat(1000)).leak();
     let lines = |k: i64| {
-        [("10.1.0.1", "/"), ("10.1.0.2", "/"), ("192.0.2.7", "/today_download")]
+        let mut lines = [("10.1.0.1", "/"), ("10.1.0.2", "/"), ("192.0.2.7", "/today_download")]
             .map(|(client, path)| (k, client.to_string(), path))
-            .to_vec()
+            .to_vec();
+        lines.extend((0..256).map(|_| (k, "10.1.0.3".to_string(), padding)));
+        lines
     };
     let paused = while_redis_is_paused(1500, (0..101).map(lines).collect());
     assert!(
@@ -1092,29 +1097,29 @@ fn a_round_trip_out_does_not_stall_reading() {
     let a = &paused.alerts[0];
     assert_eq!(
         (a.key.as_str(), a.count, a.line, a.scope),
-        ("192.0.2.7", 10, 30, Some(logwarden::alert::Scope::Farm)),
+        ("192.0.2.7", 10, 9 * 259 + 3, Some(logwarden::alert::Scope::Farm)),
         "the 10th hit, on line 3 of the 10th chunk: {a:?}"
     );
-    assert_eq!(paused.summary.lines, 303);
+    assert_eq!(paused.summary.lines, 101 * 259);
 }
 
 /// What a node keeps while it waits for the farm is bounded: with Redis
-/// paused, chunks of 6000 events each (360,000 in all: lines and events
-/// over 32 MiB) are not all taken in before Redis answers (unbounded, they
-/// were within 1.1 s here).
+/// paused, chunks of 6000 events each (480,000 in all: lines and events
+/// over 32 MiB, besides what the node holds whole) are not all taken in
+/// before Redis answers (unbounded, they were within 1.1 s here).
 #[test]
 #[ignore = "needs redis-server; run by scripts/test"]
 fn what_waits_for_the_farm_is_bounded() {
     let lines = |k: i64| {
         (0..6000).map(move |i| (k, format!("10.{k}.{}.{}", i / 250, i % 250), "/today_download"))
     };
-    let paused = while_redis_is_paused(3000, (0..60).map(|k| lines(k).collect()).collect());
+    let paused = while_redis_is_paused(3000, (0..80).map(|k| lines(k).collect()).collect());
     assert!(
         paused.read_all >= Duration::from_millis(2900),
         "the reader waited for Redis: it took the last chunk {:?} after the pause began",
         paused.read_all
     );
-    assert_eq!(paused.summary.lines, 360_000);
+    assert_eq!(paused.summary.lines, 480_000);
 }
 
 /// A run of [`while_redis_is_paused`].

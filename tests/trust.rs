@@ -1006,3 +1006,52 @@ fn max_clients_forgets_the_fewest_hits_first_and_says_so_once() {
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0]["key"], "203.0.113.66");
 }
+
+/// The reader holds a token per 64 KiB of each chunk in flight, so many
+/// small chunks go through the pipeline together; a source event larger
+/// than all the tokens together (here 20 MiB, against 8.5 MiB for one
+/// thread) holds no more than a whole chunk's, else the reader would wait
+/// for ever for tokens nothing in flight gives back. Small chunks around
+/// it are all read, in order.
+#[test]
+fn a_chunk_larger_than_the_reader_may_hold_is_read() {
+    use logwarden::config::{Config, Overrides};
+    use logwarden::source::{Chunk, Data, FileTag, SourceEvent};
+    use std::sync::Arc;
+    let rule = "[[rule]]\ncontains = \"today_download\"\nthreshold = 3\nwindow = \"10m\"\n";
+    let overrides = Overrides { threads: Some(1), ..Overrides::default() };
+    let cfg = Config::parse(rule, None, &overrides).unwrap();
+    let file = Arc::new(FileTag {
+        name: "access.log".into(),
+        id: 1,
+        start_line: 0,
+        identity: None,
+        source: 0,
+    });
+    let mut w = Writer::new();
+    let (mut offset, mut events) = (0, Vec::new());
+    let mut chunk = |text: Vec<u8>| {
+        let at = offset;
+        offset += text.len() as u64;
+        SourceEvent::Lines(Chunk::new(Arc::clone(&file), at, Data::Owned(text), 0))
+    };
+    let hit = w.line("192.0.2.7");
+    events.push(chunk(hit.clone()));
+    let at = jiff::Timestamp::from_second(w.clock as i64).unwrap();
+    let filler = crate::util::daemon::request_at("10.0.0.1", "/", at);
+    let filler = filler.into_bytes();
+    events.push(chunk(filler.repeat((20 << 20) / filler.len())));
+    events.extend((0..500).map(|_| chunk(hit.clone())));
+    let lines = 501 + (20 << 20) / filler.len() as u64;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut alerts = crate::util::Kept::default();
+        let source = Box::new(crate::util::Scripted::new(events));
+        let summary = cfg.engine().run(source, None, &mut alerts).unwrap();
+        tx.send((summary.lines, alerts.0.iter().map(|a| a.line).collect::<Vec<_>>())).unwrap();
+    });
+    let (read, alerted) =
+        rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the run ended");
+    assert_eq!(read, lines);
+    assert_eq!(alerted.first(), Some(&(lines - 498)), "the third hit, after the large chunk");
+}

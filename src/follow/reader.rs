@@ -17,6 +17,8 @@ use std::time::Instant;
 const FINGERPRINT_BYTES: usize = 64;
 /// Bytes read ahead of a file's offset for the time of its next line.
 const PEEK_BYTES: usize = 16 << 10;
+/// The least a file cut last time reads (about a page cache page).
+const CUT_BYTES: usize = 4 << 10;
 
 /// A file being followed.
 pub(super) struct Tracked {
@@ -41,7 +43,7 @@ pub(super) struct Tracked {
     /// its next line where that was looked at; `None` until one is known.
     pub reached: Option<i64>,
     /// Bytes read at a time: [`CHUNK_BYTES`], or after a cut twice what it
-    /// handed on (at least [`PEEK_BYTES`]): a file cut every few lines read
+    /// handed on (at least [`CUT_BYTES`]): a file cut every few lines read
     /// a whole chunk for each cut (README, "Performance").
     pub want: usize,
 }
@@ -150,7 +152,7 @@ impl Tracked {
                         done.cut = self.cut(&mut chunk, until);
                         let handed = chunk.bytes().len();
                         self.want = match done.cut {
-                            true => handed.saturating_mul(2).clamp(PEEK_BYTES, CHUNK_BYTES),
+                            true => handed.saturating_mul(2).clamp(CUT_BYTES, CHUNK_BYTES),
                             false => CHUNK_BYTES,
                         };
                     }

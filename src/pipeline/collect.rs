@@ -31,6 +31,8 @@ const KEPT_BYTES: usize = 32 << 20;
 #[derive(Default)]
 struct Pending {
     event: Option<Arc<SourceEvent>>,
+    /// The reader's tokens it holds ([`super::tokens_of`]).
+    tokens: usize,
     lines: u64,
     shards_done: usize,
     decisions: Vec<Decision>,
@@ -48,6 +50,13 @@ struct Pending {
     /// Per rule, summed over the shards.
     tally: Vec<Tally>,
     nearest: Option<Vec<Vec<(String, u32)>>>,
+}
+
+/// Hands the reader back `n` of the tokens it holds for source events in flight.
+fn give_back(tokens: &Receiver<()>, n: usize) {
+    for _ in 0..n {
+        tokens.recv().unwrap_or(());
+    }
 }
 
 /// The alert thread's bookkeeping.
@@ -130,7 +139,7 @@ impl<'e> Collector<'e> {
     /// farm thread) is done.
     pub(super) fn run(
         mut self,
-        rx: &Receiver<ToAlerts>,
+        rx: &Receiver<Vec<ToAlerts>>,
         tokens: &Receiver<()>,
         sink: &mut dyn Sink,
     ) -> Result<Summary, SourceError> {
@@ -144,7 +153,7 @@ impl<'e> Collector<'e> {
                     // What else has arrived meanwhile is taken too, so
                     // chunks ready together complete together.
                     Ok(first) => {
-                        for msg in std::iter::once(first).chain(rx.try_iter()) {
+                        for msg in std::iter::once(first).chain(rx.try_iter()).flatten() {
                             if let Some(e) = self.take(msg, sink) {
                                 failure = Some(e);
                             }
@@ -163,9 +172,9 @@ impl<'e> Collector<'e> {
                 self.send_waiting(sink);
             } else {
                 while let Some(p) = self.next_ready() {
+                    // Frees the reader to send more.
+                    give_back(tokens, p.tokens);
                     self.complete(p, sink);
-                    // Frees the reader to send one more event.
-                    tokens.recv().unwrap_or(());
                 }
             }
         }
@@ -194,8 +203,8 @@ impl<'e> Collector<'e> {
                 p.kept = Some(kept);
             }
             self.kept_bytes += kept_size(&p);
+            give_back(tokens, p.tokens);
             self.waiting.push_back(p);
-            tokens.recv().unwrap_or(());
         }
     }
 
@@ -251,6 +260,7 @@ impl<'e> Collector<'e> {
                     *newest = (*newest).max(stats.newest);
                 }
                 let p = self.pending.entry(seq).or_default();
+                p.tokens = super::tokens_of(&event);
                 p.event = Some(event);
                 p.lines = stats.lines;
                 p.event_lines = event_lines;

@@ -6,10 +6,13 @@
 //!    └───────────────────────────────── in-flight tokens ────────────────────────────────┘
 //! ```
 //! - The reader numbers the source's events (`seq`: a file opened, chunks
-//!   of lines, a file finished, a checkpoint, an idle tick), holding a token
-//!   per event in flight, which bounds memory.
+//!   of lines, a file finished, a checkpoint, an idle tick), holding tokens
+//!   for each event in flight (one per 64 KiB of lines, at least one), which
+//!   bounds memory.
 //! - A worker finds a chunk's candidate lines, parses them and matches
 //!   rules, and splits the events of its chunk by a seeded hash of the key.
+//!   Small source events waiting together go on as one message to each
+//!   thread after it.
 //! - Each shard owns the windows of its keys (no locks) and applies chunks
 //!   strictly in `seq` order, so decisions are the same for any thread count.
 //! - The alert thread (the caller's) waits until every shard has finished a
@@ -50,7 +53,7 @@ use crate::source::{Source, SourceError, SourceEvent};
 use crate::state::codec::Entries;
 use crate::threads::spawn;
 use collect::Collector;
-use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use crossbeam_channel::{Sender, bounded, unbounded};
 use scan::Scanner;
 use shard::Shard;
 use std::hash::BuildHasher;
@@ -142,12 +145,14 @@ impl Engine {
         // A fresh seed per run: which shard owns a key is not predictable
         // from outside (keys are attacker-chosen), yet fixed within the run.
         let sharding = Sharding { hasher: foldhash::fast::RandomState::default(), shards: n };
-        let (event_tx, event_rx) = bounded::<(u64, Arc<SourceEvent>)>(2 * n);
-        let (token_tx, token_rx) = bounded::<()>(4 * n + 4);
-        let (alert_tx, alert_rx) = unbounded::<ToAlerts>();
-        let shard_chans: Vec<(Sender<Batch>, Receiver<Batch>)> =
-            (0..n).map(|_| unbounded()).collect();
-        let shard_txs: Vec<Sender<Batch>> = shard_chans.iter().map(|c| c.0.clone()).collect();
+        // The tokens bound what is in flight; the queue to the workers
+        // holds as many source events, so small ones go on together.
+        let (token_tx, token_rx) = bounded::<()>((4 * n + 4) * CHUNK_TOKENS);
+        let (event_tx, event_rx) =
+            bounded::<(u64, Arc<SourceEvent>)>(token_rx.capacity().unwrap_or(1));
+        let (alert_tx, alert_rx) = unbounded::<Vec<ToAlerts>>();
+        let shard_chans: Vec<_> = (0..n).map(|_| unbounded::<Vec<Batch>>()).collect();
+        let shard_txs: Vec<Sender<Vec<Batch>>> = shard_chans.iter().map(|c| c.0.clone()).collect();
         let restore = restore.as_ref();
         std::thread::scope(|s| {
             let reader_alert_tx = alert_tx.clone();
@@ -338,17 +343,34 @@ impl Sharding {
     }
 }
 
+/// Bytes of a chunk that take one token: a source event in flight holds a
+/// token per `TOKEN_BYTES` of its lines (one at least), so many small
+/// chunks can be in flight where few large ones are.
+const TOKEN_BYTES: usize = 64 << 10;
+
+/// The tokens a whole chunk holds, and the most any event holds.
+const CHUNK_TOKENS: usize = crate::source::CHUNK_BYTES / TOKEN_BYTES + 1;
+
+/// The tokens a source event holds while in flight.
+fn tokens_of(event: &SourceEvent) -> usize {
+    match event {
+        SourceEvent::Lines(c) => (c.bytes().len() / TOKEN_BYTES + 1).min(CHUNK_TOKENS),
+        _ => 1,
+    }
+}
+
 /// Reader thread: numbers the source's events and hands them to the
-/// workers, holding one token per event in flight.
+/// workers, holding tokens for each event in flight ([`tokens_of`]).
 fn read_all(
     source: Box<dyn Source>,
     event_tx: &Sender<(u64, Arc<SourceEvent>)>,
     tokens: &Sender<()>,
-    alerts: &Sender<ToAlerts>,
+    alerts: &Sender<Vec<ToAlerts>>,
 ) {
     let mut seq = 0u64;
     let mut emit = |ev: SourceEvent| {
-        if tokens.send(()).is_err() || event_tx.send((seq, Arc::new(ev))).is_err() {
+        let held = (0..tokens_of(&ev)).all(|_| tokens.send(()).is_ok());
+        if !held || event_tx.send((seq, Arc::new(ev))).is_err() {
             return false;
         }
         seq += 1;
@@ -356,6 +378,6 @@ fn read_all(
     };
     if let Err(e) = source.run(&mut emit) {
         // If the alert thread is gone there is nobody left to tell.
-        alerts.send(ToAlerts::ReadFailed(e)).unwrap_or(());
+        alerts.send(vec![ToAlerts::ReadFailed(e)]).unwrap_or(());
     }
 }

@@ -10,6 +10,12 @@ use crate::source::{Chunk, SourceEvent};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
 
+/// The most source events a worker takes at once.
+const GROUP: usize = 64;
+/// A worker takes no more once it has this many bytes of lines: large
+/// chunks are shared among the workers, one each.
+const GROUP_BYTES: usize = 64 << 10;
+
 /// A worker's reusable buffers: a line decoded from `%XX` while looking for
 /// candidates, a normalized request, the chunk's distinct values.
 #[derive(Default)]
@@ -35,6 +41,9 @@ pub(super) struct Scanner<'e> {
     sharding: &'e Sharding,
     /// Whether to tell the alert thread the lines with events (in a farm).
     tell_lines: bool,
+    /// Some rule counts per more than the client: shards name its keys
+    /// from the chunk's lines.
+    named: bool,
 }
 
 impl<'e> Scanner<'e> {
@@ -50,66 +59,88 @@ impl<'e> Scanner<'e> {
             ipv6_prefix: settings.ipv6_prefix,
             sharding,
             tell_lines: in_farm,
+            named: engine.rules.rules.iter().any(|r| !r.by_client()),
         }
     }
 
     /// Worker thread: scans chunks, routes events to shards; every source
     /// event reaches every shard (possibly with no events), so each shard
-    /// sees the same sequence.
+    /// sees the same sequence. The source events waiting when the worker
+    /// comes for more go on together, one message to each shard and one to
+    /// the alert thread: a thread woken per small chunk cost more than the
+    /// chunk (a glob's many sparse files, caught up in time order).
     pub(super) fn work(
         &self,
         rx: &Receiver<(u64, Arc<SourceEvent>)>,
-        shards: &[Sender<Batch>],
-        alerts: &Sender<ToAlerts>,
+        shards: &[Sender<Vec<Batch>>],
+        alerts: &Sender<Vec<ToAlerts>>,
     ) {
         let mut by_shard: Vec<Vec<Event>> = vec![Vec::new(); shards.len()];
         let mut scratch = Scratch::default();
-        // A shard names the keys of rules not by client from the chunk's lines.
-        let named = self.rules.rules.iter().any(|r| !r.by_client());
-        for (seq, event) in rx {
-            let (stats, newest, idle) = match event.as_ref() {
-                #[cfg(debug_assertions)]
-                SourceEvent::Lines(_) if test_panic() => panic!("LOGWARDEN_TEST_PANIC=worker"),
-                SourceEvent::Lines(chunk) => {
-                    let st = self.scan(chunk, &mut by_shard, &mut scratch);
-                    let parser = self.parsers.get(chunk.file.source).unwrap_or(&self.parsers[0]);
-                    let last = chunk.line_time(parser, true).and_then(|t| u32::try_from(t).ok());
-                    let newest = st.newest.max(last.unwrap_or(0));
-                    (st, (newest > 0).then_some((chunk.file.source, newest)), None)
-                }
-                SourceEvent::Tick { clock, idle, source } => {
-                    (ScanStats::default(), Some((*source, *clock)), Some(*idle))
-                }
-                SourceEvent::Opened { .. }
-                | SourceEvent::FileDone(_)
-                | SourceEvent::Checkpoint { .. }
-                | SourceEvent::Probe => (ScanStats::default(), None, None),
-            };
-            // An idle tick's save is whole: a new base without the clients
-            // the cleanup has just forgotten, written while nothing else goes on.
-            let save = match *event {
-                SourceEvent::Checkpoint { full: true } | SourceEvent::Tick { .. } => {
-                    Some(Save::All)
-                }
-                SourceEvent::Checkpoint { full: false } => Some(Save::Changes),
-                _ => None,
-            };
-            let probe = matches!(*event, SourceEvent::Probe);
-            let values = Arc::new(std::mem::take(&mut scratch.values));
-            for (tx, events) in shards.iter().zip(by_shard.iter_mut()) {
-                let events = std::mem::take(events);
-                let chunk = (named && !events.is_empty()).then(|| event.clone());
-                let values = Arc::clone(&values);
-                let batch = Batch { seq, newest, idle, events, save, probe, chunk, values };
-                if tx.send(batch).is_err() {
+        for first in rx {
+            let mut batches: Vec<Vec<Batch>> = shards.iter().map(|_| Vec::new()).collect();
+            let mut told = Vec::new();
+            for (seq, event) in group(first, rx) {
+                let scanned = self.one(seq, event, &mut by_shard, &mut scratch, &mut batches);
+                told.push(scanned);
+            }
+            for (tx, batches) in shards.iter().zip(batches) {
+                if tx.send(batches).is_err() {
                     return;
                 }
             }
-            let event_lines = std::mem::take(&mut scratch.event_lines);
-            if alerts.send(ToAlerts::Scanned { seq, event, stats, event_lines }).is_err() {
+            if alerts.send(told).is_err() {
                 return;
             }
         }
+    }
+
+    /// Scans one source event into a batch for each shard (added to
+    /// `batches`); returns what the alert thread is told of it.
+    fn one(
+        &self,
+        seq: u64,
+        event: Arc<SourceEvent>,
+        by_shard: &mut [Vec<Event>],
+        scratch: &mut Scratch,
+        batches: &mut [Vec<Batch>],
+    ) -> ToAlerts {
+        let (stats, newest, idle) = match event.as_ref() {
+            #[cfg(debug_assertions)]
+            SourceEvent::Lines(_) if test_panic() => panic!("LOGWARDEN_TEST_PANIC=worker"),
+            SourceEvent::Lines(chunk) => {
+                let st = self.scan(chunk, by_shard, scratch);
+                let parser = self.parsers.get(chunk.file.source).unwrap_or(&self.parsers[0]);
+                let last = chunk.line_time(parser, true).and_then(|t| u32::try_from(t).ok());
+                let newest = st.newest.max(last.unwrap_or(0));
+                (st, (newest > 0).then_some((chunk.file.source, newest)), None)
+            }
+            SourceEvent::Tick { clock, idle, source } => {
+                (ScanStats::default(), Some((*source, *clock)), Some(*idle))
+            }
+            SourceEvent::Opened { .. }
+            | SourceEvent::FileDone(_)
+            | SourceEvent::Checkpoint { .. }
+            | SourceEvent::Probe => (ScanStats::default(), None, None),
+        };
+        // An idle tick's save is whole: a new base without the clients
+        // the cleanup has just forgotten, written while nothing else goes on.
+        let save = match *event {
+            SourceEvent::Checkpoint { full: true } | SourceEvent::Tick { .. } => Some(Save::All),
+            SourceEvent::Checkpoint { full: false } => Some(Save::Changes),
+            _ => None,
+        };
+        let probe = matches!(*event, SourceEvent::Probe);
+        let values = Arc::new(std::mem::take(&mut scratch.values));
+        for (out, events) in batches.iter_mut().zip(by_shard.iter_mut()) {
+            let events = std::mem::take(events);
+            // A shard names the keys of rules not by client from the chunk's lines.
+            let chunk = (self.named && !events.is_empty()).then(|| event.clone());
+            let values = Arc::clone(&values);
+            out.push(Batch { seq, newest, idle, events, save, probe, chunk, values });
+        }
+        let event_lines = std::mem::take(&mut scratch.event_lines);
+        ToAlerts::Scanned { seq, event, stats, event_lines }
     }
 
     /// Finds the events of one chunk; returns counters (with the newest and
@@ -192,6 +223,26 @@ impl<'e> Scanner<'e> {
     }
 }
 
+/// `first` and the source events waiting after it, while they are small
+/// ([`GROUP`], [`GROUP_BYTES`]).
+fn group(
+    first: (u64, Arc<SourceEvent>),
+    rx: &Receiver<(u64, Arc<SourceEvent>)>,
+) -> Vec<(u64, Arc<SourceEvent>)> {
+    let bytes = |event: &SourceEvent| match event {
+        SourceEvent::Lines(c) => c.bytes().len(),
+        _ => 0,
+    };
+    let mut total = bytes(&first.1);
+    let mut group = vec![first];
+    while total < GROUP_BYTES && group.len() < GROUP {
+        let Ok(next) = rx.try_recv() else { break };
+        total += bytes(&next.1);
+        group.push(next);
+    }
+    group
+}
+
 /// The event times counted (`replay --since/--until`).
 #[derive(Debug, Clone, Copy)]
 struct Range {
@@ -216,4 +267,42 @@ fn test_panic() -> bool {
     static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     std::env::var_os("LOGWARDEN_TEST_PANIC").is_some_and(|v| v == "worker")
         && !DONE.swap(true, std::sync::atomic::Ordering::SeqCst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{Data, FileTag};
+
+    fn lines(seq: u64, len: usize) -> (u64, Arc<SourceEvent>) {
+        let file =
+            Arc::new(FileTag { name: "f".into(), id: 1, start_line: 0, identity: None, source: 0 });
+        (seq, Arc::new(SourceEvent::Lines(Chunk::new(file, 0, Data::Owned(vec![b'\n'; len]), 0))))
+    }
+
+    fn seqs(group: Vec<(u64, Arc<SourceEvent>)>) -> Vec<u64> {
+        group.into_iter().map(|(seq, _)| seq).collect()
+    }
+
+    #[test]
+    fn a_worker_takes_the_small_events_waiting_and_a_large_chunk_alone() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let next = |rx: &Receiver<_>| seqs(group(rx.recv().unwrap(), rx));
+        for (seq, len) in [(0, 100), (1, 100), (2, 100 << 10), (3, 100), (4, 200 << 10), (5, 100)] {
+            tx.send(lines(seq, len)).unwrap();
+        }
+        tx.send((6, Arc::new(SourceEvent::Probe))).unwrap();
+        assert_eq!(next(&rx), [0, 1, 2], "small ones up to one past 64 KiB");
+        assert_eq!(next(&rx), [3, 4]);
+        assert_eq!(next(&rx), [5, 6], "only what is waiting");
+        for seq in 0..100 {
+            tx.send(lines(seq, 10)).unwrap();
+        }
+        assert_eq!(next(&rx).len(), GROUP);
+        assert_eq!(next(&rx).len(), 100 - GROUP);
+        tx.send(lines(0, 1 << 20)).unwrap();
+        tx.send(lines(1, 10)).unwrap();
+        assert_eq!(next(&rx), [0], "a chunk of 64 KiB or more goes alone when it comes first");
+        assert_eq!(next(&rx), [1]);
+    }
 }

@@ -144,21 +144,23 @@ impl<'e> Shard<'e> {
     }
 
     /// Shard thread: applies batches strictly in `seq` order.
-    pub(super) fn run(mut self, rx: &Receiver<Batch>, alerts: &Sender<ToAlerts>) {
+    pub(super) fn run(mut self, rx: &Receiver<Vec<Batch>>, alerts: &Sender<Vec<ToAlerts>>) {
         let mut waiting: BTreeMap<u64, Batch> = BTreeMap::new();
         let mut next = 0u64;
-        for batch in rx {
-            waiting.insert(batch.seq, batch);
+        for batches in rx {
+            waiting.extend(batches.into_iter().map(|b| (b.seq, b)));
+            let mut decided = Vec::new();
             while let Some(b) = waiting.remove(&next) {
                 next += 1;
-                if alerts.send(ToAlerts::Decided(self.apply(b))).is_err() {
-                    return;
-                }
+                decided.push(ToAlerts::Decided(self.apply(b)));
+            }
+            if !decided.is_empty() && alerts.send(decided).is_err() {
+                return;
             }
         }
         if self.peaks {
             let held = self.named(self.windows.iter().map(Windows::held_peaks).collect());
-            alerts.send(ToAlerts::Peaks(held)).unwrap_or(());
+            alerts.send(vec![ToAlerts::Peaks(held)]).unwrap_or(());
         }
     }
 
