@@ -837,13 +837,22 @@ impl Follower {
     }
 
     /// The files opened by this look (followed from `before` on) under a
-    /// name no file was followed under, with the time since which all their
-    /// name's generations are unread: a file created, written and rotated
-    /// away between two looks (on a loaded machine, 200 new files under a
-    /// glob rotated at once lost 20–60 of them) was never seen, and only
-    /// its name's new file is. At the first look only when resuming
-    /// (`resume_since`), the saved files' names known too: called before
-    /// [`Follower::adopt_rotated`] takes them (and opens files of its own).
+    /// name with no file followed as current, with the time since which
+    /// their name's generations are unread:
+    /// - a name no file was followed under: since `remembered_since`. A
+    ///   file created, written and rotated away between two looks (on a
+    ///   loaded machine, 200 new files under a glob rotated at once lost
+    ///   20–60 of them) was never seen, and only its name's new file is;
+    /// - a name whose file an earlier look found rotated away (its new file
+    ///   made later, as with logrotate's `nocreate`): since that file was
+    ///   last written. A generation made and rotated away before this look
+    ///   was never seen either (a soak lost one such file of 138 lines).
+    ///
+    /// A name whose current file is replaced at this look is not among
+    /// them: the look finds that file gone and looks for its generations.
+    /// At the first look only when resuming (`resume_since`), the saved
+    /// files' names known too: called before [`Follower::adopt_rotated`]
+    /// takes them (and opens files of its own).
     fn new_names(&self, before: usize) -> Vec<(PathBuf, SystemTime)> {
         if before == self.tracked.len() {
             return Vec::new();
@@ -852,11 +861,19 @@ impl Follower {
         let Some(since) = self.remembered_since.filter(|_| !first) else {
             return Vec::new();
         };
+        let (earlier, opened) = self.tracked.split_at(before);
         let saved = self.saved.iter().flatten().map(|p| Path::new(&p.path));
-        let known: HashSet<&Path> =
-            self.tracked[..before].iter().map(|t| t.path.as_path()).chain(saved).collect();
-        let opened = self.tracked[before..].iter().map(|t| &t.path);
-        opened.filter(|p| !known.contains(p.as_path())).map(|p| (p.clone(), since)).collect()
+        let current = earlier.iter().filter(|t| t.retired_at.is_none()).map(|t| t.path.as_path());
+        let current: HashSet<&Path> = current.chain(saved).collect();
+        let mut retired: HashMap<&Path, SystemTime> = HashMap::new();
+        for t in earlier.iter().filter(|t| t.retired_at.is_some()) {
+            if let Ok(written) = t.file.metadata().and_then(|m| m.modified()) {
+                let last = retired.entry(t.path.as_path()).or_insert(written);
+                *last = (*last).max(written);
+            }
+        }
+        let opened = opened.iter().map(|t| &t.path).filter(|p| !current.contains(p.as_path()));
+        opened.map(|p| (p.clone(), retired.get(p.as_path()).copied().unwrap_or(since))).collect()
     }
 
     /// A read error is logged once and the file retried at the next wake-up.
@@ -1524,6 +1541,40 @@ mod tests {
         std::fs::write(log("b.log"), "b newer\n").unwrap();
         f.discover();
         assert_eq!(read_passes(&mut f), ["b newer"]);
+    }
+
+    #[test]
+    fn a_generation_made_and_rotated_away_while_its_name_had_no_file_is_read() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let log = |n: &str| dir.path().join(n);
+        std::fs::write(log("a.log"), "a 1\n").unwrap();
+        let glob = format!("{}/*.log", dir.path().display());
+        let mut f = Follower::new(config(&glob, StartAt::Beginning, false), Arc::default(), None);
+        f.discover();
+        assert_eq!(read_passes(&mut f), ["a 1"]);
+        // Rotated, its new file made later (logrotate's `nocreate`, the
+        // server making it when it reopens): a look finds no file there.
+        std::fs::rename(log("a.log"), log("a.log.1")).unwrap();
+        let mut late = File::options().append(true).open(log("a.log.1")).unwrap();
+        late.write_all(b"a 1 late\n").unwrap();
+        f.discover();
+        assert_eq!(read_passes(&mut f), ["a 1 late"]);
+        // Before the next look: a new file, written and rotated away, and
+        // the one after it.
+        std::fs::write(log("a.log"), "a 2\n").unwrap();
+        std::fs::rename(log("a.log.1"), log("a.log.2")).unwrap();
+        std::fs::rename(log("a.log"), log("a.log.1")).unwrap();
+        std::fs::write(log("a.log"), "a 3\n").unwrap();
+        f.discover();
+        let mut read = read_passes(&mut f);
+        read.sort();
+        assert_eq!(read, ["a 2", "a 3"]);
+        // A rotation seen as it happens still reads nothing twice.
+        std::fs::rename(log("a.log"), log("a.log.0")).unwrap();
+        std::fs::write(log("a.log"), "a 4\n").unwrap();
+        f.discover();
+        assert_eq!(read_passes(&mut f), ["a 4"]);
     }
 
     #[test]
