@@ -132,6 +132,25 @@ fn copytruncate_with_new_lines_reads_the_copys_end_first() {
     });
 }
 
+/// A file of another name that begins with the log's lines (here a mirror
+/// of everything written, as a soak keeps) is not taken for the copy
+/// copytruncate made: before, it was, and its lines after the truncation
+/// were read again, counted twice. The copy goes to another directory
+/// (logrotate's `olddir`), every line in it already read.
+#[test]
+fn copytruncate_takes_no_file_of_another_name_for_its_copy() {
+    while_not_looking(2, |dir, p, w| {
+        let mirror = dir.join("mirror.txt");
+        std::fs::write(&mirror, &w.written).unwrap();
+        std::fs::create_dir(dir.join("old")).unwrap();
+        copytruncate(p, &dir.join("old/access.log.1"));
+        let before = w.written.len();
+        w.phase(p, &["10.0.0.5"], 3, 2);
+        let mut m = OpenOptions::new().append(true).open(&mirror).unwrap();
+        std::io::Write::write_all(&mut m, &w.written[before..]).unwrap();
+    });
+}
+
 /// The daemon follows `access.log` to marker 1, then is stopped (SIGSTOP)
 /// while `change(dir, path, writer)` writes and rotates, so that it sees all
 /// of it at once when it goes on; its alerts must then equal replay's, up

@@ -460,8 +460,8 @@ impl Follower {
                 continue;
             }
             let found = self
-                .find_untracked(|m, fp| id.matches(m.dev(), m.ino(), fp))
-                .or_else(|| self.find_copy(id.fingerprint, pos.offset));
+                .find_untracked(|_| true, |m, fp| id.matches(m.dev(), m.ino(), fp))
+                .or_else(|| self.find_copy(path, id.fingerprint, pos.offset));
             if let Some(path) = found {
                 if path.to_str() == Some(pos.path.as_str()) {
                     // Still under its name: superseded (yesterday's dated file), not rotated.
@@ -522,14 +522,16 @@ impl Follower {
         self.tracked.iter().any(|t| (t.id.dev, t.id.ino) == (dev, ino))
     }
 
-    /// A regular file in the watched directory, not followed yet, for which
-    /// `pred(metadata, fingerprint)` holds.
+    /// A regular file in the watched directory, not followed yet, whose
+    /// name `named` takes and for which `pred(metadata, fingerprint)` holds.
     fn find_untracked(
         &self,
+        named: impl Fn(&str) -> bool,
         pred: impl Fn(&std::fs::Metadata, Option<u32>) -> bool,
     ) -> Option<PathBuf> {
         let dir = self.cfg.spec.dir();
-        list(&dir).unwrap_or_default().into_iter().map(|n| dir.join(n)).find(|p| {
+        let names = list(&dir).unwrap_or_default().into_iter().filter(|n| named(n));
+        names.map(|n| dir.join(n)).find(|p| {
             let Ok(m) = std::fs::metadata(p) else { return false };
             m.is_file()
                 && !self.is_tracked(m.dev(), m.ino())
@@ -537,12 +539,20 @@ impl Follower {
         })
     }
 
-    /// The copy copytruncate made of a file we had read up to `offset`: same
-    /// first bytes, at least as long. Its lines after `offset` were written
-    /// just before the truncation and exist nowhere else.
-    fn find_copy(&self, fp: Option<u32>, offset: u64) -> Option<PathBuf> {
+    /// The copy copytruncate made of `of` (or of the file `of` is a
+    /// rotation of), which we had read up to `offset`: named as its
+    /// rotations are (its name and more: `access.log.1`,
+    /// `access.log-2026-12-01`), same first bytes, at least as long. Its
+    /// lines after `offset` were written just before the truncation and
+    /// exist nowhere else. Any name was taken before: a file that only
+    /// began with the log's lines (a soak's record of every line) was read
+    /// as the copy, its later lines counted twice.
+    fn find_copy(&self, of: &Path, fp: Option<u32>, offset: u64) -> Option<PathBuf> {
         let fp = fp?;
-        self.find_untracked(|m, f| f == Some(fp) && m.len() >= offset)
+        let name = of.file_name()?.to_str()?;
+        let head = rotated_from(name).unwrap_or(name);
+        let named = |n: &str| n.len() > head.len() && n.starts_with(head);
+        self.find_untracked(named, |m, f| f == Some(fp) && m.len() >= offset)
     }
 
     /// Generations of each `(head, since)` rotated away before they were
@@ -1077,7 +1087,8 @@ impl Follower {
                         return Ok(None);
                     }
                     let first_new = self.tracked.len();
-                    if let (Some(copy), Some(was)) = (self.find_copy(fp, offset), was) {
+                    let of = self.tracked[i].path.clone();
+                    if let (Some(copy), Some(was)) = (self.find_copy(&of, fp, offset), was) {
                         tracing::info!(path = %copy.display(), "Reading the end of the copy made before the truncation.");
                         let lines = File::open(&copy).map_or(0, |f| count_lines(&f, offset));
                         self.open_retired(&copy, (offset, lines), Some(was));
