@@ -151,6 +151,29 @@ fn copytruncate_takes_no_file_of_another_name_for_its_copy() {
     });
 }
 
+/// A log followed through a symlink (`current.log` → `access.log`) and
+/// copytruncated under the target's name while the daemon is stopped: the
+/// copy (`access.log.1`), named as the target's rotations are, is found and
+/// its end read.
+#[test]
+fn copytruncate_through_a_symlink_reads_the_copys_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (link, p) = (dir.path().join("current.log"), dir.path().join("access.log"));
+    std::fs::write(&p, b"").unwrap();
+    std::os::unix::fs::symlink(&p, &link).unwrap();
+    let d = Daemon::start(dir.path(), link.to_str().unwrap());
+    let mut w = Writer::new();
+    w.phase(&p, A, 5, 1);
+    d.wait_for_marker(1);
+    d.signal("-STOP");
+    let tail = w.hits("10.0.0.5", 3);
+    w.append_raw(&p, &tail);
+    copytruncate(&p, &dir.path().join("access.log.1"));
+    w.phase(&p, &["10.0.0.6"], 3, 2);
+    d.signal("-CONT");
+    finish(d, &w, 2);
+}
+
 /// The daemon follows `access.log` to marker 1, then is stopped (SIGSTOP)
 /// while `change(dir, path, writer)` writes and rotates, so that it sees all
 /// of it at once when it goes on; its alerts must then equal replay's, up

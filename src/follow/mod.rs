@@ -540,8 +540,8 @@ impl Follower {
     }
 
     /// The copy copytruncate made of `of` (or of the file `of` is a
-    /// rotation of), which we had read up to `offset`: named as its
-    /// rotations are (its name and more: `access.log.1`,
+    /// rotation of, or links to), which we had read up to `offset`: named
+    /// as its rotations are (its name and more: `access.log.1`,
     /// `access.log-2026-12-01`), same first bytes, at least as long. Its
     /// lines after `offset` were written just before the truncation and
     /// exist nowhere else. Any name was taken before: a file that only
@@ -549,9 +549,11 @@ impl Follower {
     /// as the copy, its later lines counted twice.
     fn find_copy(&self, of: &Path, fp: Option<u32>, offset: u64) -> Option<PathBuf> {
         let fp = fp?;
-        let name = of.file_name()?.to_str()?;
-        let head = rotated_from(name).unwrap_or(name);
-        let named = |n: &str| n.len() > head.len() && n.starts_with(head);
+        let target = std::fs::canonicalize(of).ok();
+        let names = [Some(of), target.as_deref()].into_iter().flatten();
+        let names: Vec<&str> = names.filter_map(|p| p.file_name()?.to_str()).collect();
+        let heads: Vec<&str> = names.iter().map(|n| rotated_from(n).unwrap_or(n)).collect();
+        let named = |n: &str| heads.iter().any(|h| n.len() > h.len() && n.starts_with(h));
         self.find_untracked(named, |m, f| f == Some(fp) && m.len() >= offset)
     }
 
