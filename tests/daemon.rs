@@ -19,9 +19,20 @@ use std::time::{Duration, Instant};
 /// A daemon following `dir/access.log` (a new directory), which holds `n`
 /// lines from a few clients and marker 1's hits, all read.
 fn following(n: usize) -> (tempfile::TempDir, PathBuf, Daemon, Writer) {
+    following_as(n, "access.log")
+}
+
+/// The same, the daemon following `access.log` as `name` (a symlink to it
+/// unless `name` is `access.log`).
+fn following_as(n: usize, name: &str) -> (tempfile::TempDir, PathBuf, Daemon, Writer) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("access.log");
-    let d = Daemon::start(dir.path(), p.to_str().unwrap());
+    let followed = dir.path().join(name);
+    if followed != p {
+        std::fs::write(&p, b"").unwrap();
+        std::os::unix::fs::symlink(&p, &followed).unwrap();
+    }
+    let d = Daemon::start(dir.path(), followed.to_str().unwrap());
     let mut w = Writer::new();
     w.phase(&p, A, n, 1);
     d.wait_for_marker(1);
@@ -157,21 +168,12 @@ fn copytruncate_takes_no_file_of_another_name_for_its_copy() {
 /// its end read.
 #[test]
 fn copytruncate_through_a_symlink_reads_the_copys_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let (link, p) = (dir.path().join("current.log"), dir.path().join("access.log"));
-    std::fs::write(&p, b"").unwrap();
-    std::os::unix::fs::symlink(&p, &link).unwrap();
-    let d = Daemon::start(dir.path(), link.to_str().unwrap());
-    let mut w = Writer::new();
-    w.phase(&p, A, 5, 1);
-    d.wait_for_marker(1);
-    d.signal("-STOP");
-    let tail = w.hits("10.0.0.5", 3);
-    w.append_raw(&p, &tail);
-    copytruncate(&p, &dir.path().join("access.log.1"));
-    w.phase(&p, &["10.0.0.6"], 3, 2);
-    d.signal("-CONT");
-    finish(d, &w, 2);
+    while_not_looking_as("current.log", 2, |dir, p, w| {
+        let tail = w.hits("10.0.0.5", 3);
+        w.append_raw(p, &tail);
+        copytruncate(p, &dir.join("access.log.1"));
+        w.phase(p, &["10.0.0.6"], 3, 2);
+    });
 }
 
 /// The daemon follows `access.log` to marker 1, then is stopped (SIGSTOP)
@@ -179,7 +181,12 @@ fn copytruncate_through_a_symlink_reads_the_copys_end() {
 /// of it at once when it goes on; its alerts must then equal replay's, up
 /// to marker `last`.
 fn while_not_looking(last: u32, change: impl FnOnce(&Path, &Path, &mut Writer)) {
-    let (dir, p, d, mut w) = following(5);
+    while_not_looking_as("access.log", last, change);
+}
+
+/// The same, the daemon following `access.log` as `name` ([`following_as`]).
+fn while_not_looking_as(name: &str, last: u32, change: impl FnOnce(&Path, &Path, &mut Writer)) {
+    let (dir, p, d, mut w) = following_as(5, name);
     d.signal("-STOP");
     change(dir.path(), &p, &mut w);
     d.signal("-CONT");
