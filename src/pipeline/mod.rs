@@ -353,10 +353,7 @@ const CHUNK_TOKENS: usize = crate::source::CHUNK_BYTES / TOKEN_BYTES + 1;
 
 /// The tokens a source event holds while in flight.
 fn tokens_of(event: &SourceEvent) -> usize {
-    match event {
-        SourceEvent::Lines(c) => (c.bytes().len() / TOKEN_BYTES + 1).min(CHUNK_TOKENS),
-        _ => 1,
-    }
+    (event.line_bytes() / TOKEN_BYTES + 1).min(CHUNK_TOKENS)
 }
 
 /// Reader thread: numbers the source's events and hands them to the

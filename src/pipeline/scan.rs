@@ -229,15 +229,11 @@ fn group(
     first: (u64, Arc<SourceEvent>),
     rx: &Receiver<(u64, Arc<SourceEvent>)>,
 ) -> Vec<(u64, Arc<SourceEvent>)> {
-    let bytes = |event: &SourceEvent| match event {
-        SourceEvent::Lines(c) => c.bytes().len(),
-        _ => 0,
-    };
-    let mut total = bytes(&first.1);
+    let mut total = first.1.line_bytes();
     let mut group = vec![first];
     while total < GROUP_BYTES && group.len() < GROUP {
         let Ok(next) = rx.try_recv() else { break };
-        total += bytes(&next.1);
+        total += next.1.line_bytes();
         group.push(next);
     }
     group

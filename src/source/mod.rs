@@ -312,6 +312,16 @@ pub enum SourceEvent {
     Probe,
 }
 
+impl SourceEvent {
+    /// The bytes of lines it carries (0 for events without lines).
+    pub fn line_bytes(&self) -> usize {
+        match self {
+            SourceEvent::Lines(c) => c.bytes().len(),
+            _ => 0,
+        }
+    }
+}
+
 /// Produces events for the pipeline's reader thread.
 pub trait Source: Send {
     /// Calls `emit` with each event in order until the source ends or `emit`
