@@ -205,6 +205,30 @@ fn tomorrow(zone: &Zone) -> DateKey {
     [u32::try_from(y).unwrap_or(0), u32::from(m), u32::from(d), 0, 0]
 }
 
+/// A regular file found by what it is (device and inode, first bytes), held
+/// open from that look on: a rotation may give its name to another file
+/// before it is followed, and a file opened again by name then was another
+/// than the one found (a copy read from its start as a rotated file).
+struct Found {
+    path: PathBuf,
+    file: File,
+    /// The open file's own (`fstat`), not its name's.
+    md: std::fs::Metadata,
+}
+
+impl Found {
+    /// Opens `path` if it names a regular file (looked at first: opening a
+    /// named pipe would wait for a writer).
+    fn open(path: &Path) -> Option<Found> {
+        if !std::fs::metadata(path).ok()?.is_file() {
+            return None;
+        }
+        let file = File::open(path).ok()?;
+        let md = file.metadata().ok().filter(|m| m.is_file())?;
+        Some(Found { path: path.to_path_buf(), file, md })
+    }
+}
+
 /// Follows live files; see the module documentation.
 pub struct Follower {
     cfg: FollowConfig,
@@ -462,15 +486,17 @@ impl Follower {
             let found = self
                 .find_untracked(|_| true, |m, fp| id.matches(m.dev(), m.ino(), fp))
                 .or_else(|| self.find_copy(path, id.fingerprint, pos.offset));
-            if let Some(path) = found {
+            if let Some(found) = found {
+                let path = found.path.clone();
                 if path.to_str() == Some(pos.path.as_str()) {
                     // Still under its name: superseded (yesterday's dated file), not rotated.
                     tracing::info!(path = %path.display(), "Finishing a file that is no longer the current one.");
                 } else {
                     tracing::info!(path = %path.display(), was = %pos.path, "Draining a file rotated while stopped.");
                 }
-                self.open_retired(&path, (pos.offset, pos.lines), Some(id));
-                if let Ok(since) = std::fs::metadata(&path).and_then(|m| m.modified()) {
+                let since = found.md.modified();
+                self.open_retired(found, (pos.offset, pos.lines), Some(id));
+                if let Ok(since) = since {
                     rotated.push((PathBuf::from(&pos.path), since));
                 }
             }
@@ -488,19 +514,22 @@ impl Follower {
         let baseline = *self.series_baseline.get_or_insert(series.last().map(|(k, _)| *k));
         let Some((newest, _)) = series.last() else { return };
         for (key, path) in series.iter().filter(|(k, _)| baseline.is_none_or(|b| *k > b)) {
-            let Ok(md) = std::fs::metadata(path) else { continue };
-            let id = (md.dev(), md.ino());
+            if key >= newest {
+                continue;
+            }
+            let Some(found) = Found::open(path) else { continue };
+            let id = (found.md.dev(), found.md.ino());
             let known = self.is_tracked(id.0, id.1) || self.finished_at(id.0, id.1, None).is_some();
-            if !known && key < newest {
-                self.open_retired(path, (0, 0), None);
+            if !known {
+                self.open_retired(found, (0, 0), None);
             }
         }
     }
 
-    /// Follows `path` as a retired file (drained until quiet) from `start`
-    /// (offset, lines before it), as `identity` when given.
-    fn open_retired(&mut self, path: &Path, start: (u64, u64), identity: Option<FileId>) {
-        if self.open_at(path, Some(start), identity)
+    /// Follows a file found as a retired file (drained until quiet) from
+    /// `start` (offset, lines before it), as `identity` when given.
+    fn open_retired(&mut self, found: Found, start: (u64, u64), identity: Option<FileId>) {
+        if self.follow_file(&found.path, found.file, &found.md, Some(start), identity)
             && let Some(t) = self.tracked.last_mut()
         {
             t.retired_at = Some(Instant::now());
@@ -528,14 +557,17 @@ impl Follower {
         &self,
         named: impl Fn(&str) -> bool,
         pred: impl Fn(&std::fs::Metadata, Option<u32>) -> bool,
-    ) -> Option<PathBuf> {
+    ) -> Option<Found> {
         let dir = self.cfg.spec.dir();
         let names = list(&dir).unwrap_or_default().into_iter().filter(|n| named(n));
-        names.map(|n| dir.join(n)).find(|p| {
-            let Ok(m) = std::fs::metadata(p) else { return false };
-            m.is_file()
-                && !self.is_tracked(m.dev(), m.ino())
-                && File::open(p).is_ok_and(|f| pred(&m, fingerprint(&f, m.len())))
+        // Looked at by name first, opened only when not followed.
+        let untracked = |p: &PathBuf| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && !self.is_tracked(m.dev(), m.ino()))
+        };
+        let paths = names.map(|n| dir.join(n)).filter(untracked);
+        paths.filter_map(|p| Found::open(&p)).find(|f| {
+            !self.is_tracked(f.md.dev(), f.md.ino())
+                && pred(&f.md, fingerprint(&f.file, f.md.len()))
         })
     }
 
@@ -547,7 +579,7 @@ impl Follower {
     /// exist nowhere else. Any name was taken before: a file that only
     /// began with the log's lines (a soak's record of every line) was read
     /// as the copy, its later lines counted twice.
-    fn find_copy(&self, of: &Path, fp: Option<u32>, offset: u64) -> Option<PathBuf> {
+    fn find_copy(&self, of: &Path, fp: Option<u32>, offset: u64) -> Option<Found> {
         let fp = fp?;
         let target = std::fs::canonicalize(of).ok();
         let names = [Some(of), target.as_deref()].into_iter().flatten();
@@ -582,42 +614,42 @@ impl Follower {
         }
         // First bytes of the files followed: a file with the same is a copy.
         let firsts: HashSet<u32> = self.tracked.iter().filter_map(|t| t.id.fingerprint).collect();
-        let mut missed: Vec<(SystemTime, PathBuf)> = Vec::new();
+        let mut missed: Vec<(SystemTime, Found)> = Vec::new();
         for (dir, names) in &heads {
             for n in list(dir).unwrap_or_default() {
                 let Some(&since) = rotated_from(&n).and_then(|h| names.get(h)) else {
                     continue;
                 };
-                let path = dir.join(&n);
-                if let Some(written) = self.never_followed(&path, since, &firsts) {
-                    missed.push((written, path));
+                let Some(found) = Found::open(&dir.join(&n)) else { continue };
+                if let Some(written) = self.never_followed(&found, since, &firsts) {
+                    missed.push((written, found));
                 }
             }
         }
-        missed.sort();
-        for (_, path) in missed {
-            tracing::warn!(path = %path.display(), "Reading from its beginning a rotated log file never followed (rotated before a look found it: new and rotated, or rotated twice, between two looks, or while stopped).");
-            self.open_retired(&path, (0, 0), None);
+        missed.sort_by(|a, b| (a.0, &a.1.path).cmp(&(b.0, &b.1.path)));
+        for (_, found) in missed {
+            tracing::warn!(path = %found.path.display(), "Reading from its beginning a rotated log file never followed (rotated before a look found it: new and rotated, or rotated twice, between two looks, or while stopped).");
+            self.open_retired(found, (0, 0), None);
         }
     }
 
-    /// When `path` was last written, if it is a regular file never
+    /// When the file found was last written, if it is a regular file never
     /// followed, written since `since`, whose first bytes are none of
     /// `firsts`.
     fn never_followed(
         &self,
-        path: &Path,
+        found: &Found,
         since: SystemTime,
         firsts: &HashSet<u32>,
     ) -> Option<SystemTime> {
-        let md = std::fs::metadata(path).ok()?;
+        let md = &found.md;
         let written = md.modified().ok()?;
         let (dev, ino) = (md.dev(), md.ino());
         let followed = self.is_tracked(dev, ino) || self.finished_at(dev, ino, None).is_some();
-        if !md.is_file() || followed || written < since {
+        if followed || written < since {
             return None;
         }
-        let fp = File::open(path).ok().and_then(|f| fingerprint(&f, md.len()));
+        let fp = fingerprint(&found.file, md.len());
         (!fp.is_some_and(|fp| firsts.contains(&fp))).then_some(written)
     }
 
@@ -948,8 +980,25 @@ impl Follower {
             return self.not_regular(path, &md);
         }
         self.reported.remove(&format!("err:{}", path.display()));
+        self.follow_file(path, file, &md, start, identity)
+    }
+
+    /// Follows an opened file, found at `path`, unless it is followed
+    /// already (its name may have been given to a followed file since it
+    /// was looked at). See [`Follower::open_at`].
+    fn follow_file(
+        &mut self,
+        path: &Path,
+        file: File,
+        md: &std::fs::Metadata,
+        start: Option<(u64, u64)>,
+        identity: Option<FileId>,
+    ) -> bool {
+        if self.is_tracked(md.dev(), md.ino()) {
+            return false;
+        }
         let id = FileId { dev: md.dev(), ino: md.ino(), fingerprint: fingerprint(&file, md.len()) };
-        let (offset, start_line) = start.unwrap_or_else(|| self.start_of(path, &file, &md, id));
+        let (offset, start_line) = start.unwrap_or_else(|| self.start_of(path, &file, md, id));
         let name = path.display().to_string();
         tracing::info!(path = %name, offset, "Following log file.");
         self.next_id += 1;
@@ -1091,10 +1140,11 @@ impl Follower {
                     let first_new = self.tracked.len();
                     let of = self.tracked[i].path.clone();
                     if let (Some(copy), Some(was)) = (self.find_copy(&of, fp, offset), was) {
-                        tracing::info!(path = %copy.display(), "Reading the end of the copy made before the truncation.");
-                        let lines = File::open(&copy).map_or(0, |f| count_lines(&f, offset));
-                        self.open_retired(&copy, (offset, lines), Some(was));
-                        if let Ok(since) = std::fs::metadata(&copy).and_then(|m| m.modified()) {
+                        tracing::info!(path = %copy.path.display(), "Reading the end of the copy made before the truncation.");
+                        let lines = count_lines(&copy.file, offset);
+                        let since = copy.md.modified();
+                        self.open_retired(copy, (offset, lines), Some(was));
+                        if let Ok(since) = since {
                             let head = self.tracked[i].path.clone();
                             self.adopt_missed(&[(head, since)]);
                         }
@@ -1361,6 +1411,47 @@ mod tests {
             cleanup_interval: Duration::from_secs(60),
             file_events,
         }
+    }
+
+    #[test]
+    fn a_file_found_is_followed_though_its_name_is_given_to_another_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |n: &str| dir.path().join(n);
+        std::fs::write(at("access.log"), b"head\n").unwrap();
+        std::fs::write(at("access.log.1"), b"found\n").unwrap();
+        std::fs::write(at("access.log.2"), b"other\n").unwrap();
+        let ino = std::fs::metadata(at("access.log.1")).unwrap().ino();
+        let log = at("access.log").display().to_string();
+        let mut f = Follower::new(config(&log, StartAt::Beginning, false), Arc::default(), None);
+        let found = f.find_untracked(|_| true, |m, _| m.ino() == ino).unwrap();
+        // A rotation between the look and the open.
+        std::fs::rename(at("access.log.2"), at("access.log.1")).unwrap();
+        f.open_retired(found, (0, 0), None);
+        assert_eq!(read_pass(&mut f), "found\n");
+    }
+
+    #[test]
+    fn a_followed_file_whose_new_name_is_opened_is_not_followed_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        std::fs::write(&log, b"one\n").unwrap();
+        let mut f = Follower::new(
+            config(&log.display().to_string(), StartAt::Beginning, false),
+            Arc::default(),
+            None,
+        );
+        f.discover();
+        assert_eq!(read_pass(&mut f), "one\n");
+        // Renamed after a look saw its name free: opened there as new.
+        let moved = dir.path().join("access.log.1");
+        std::fs::rename(&log, &moved).unwrap();
+        assert!(!f.open_at(&moved, None, None));
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&moved)
+            .and_then(|mut w| std::io::Write::write_all(&mut w, b"two\n"))
+            .unwrap();
+        assert_eq!(read_pass(&mut f), "two\n");
     }
 
     #[test]
