@@ -1163,7 +1163,18 @@ impl Follower {
                         }
                     }
                 }
-                Ok(None) => {}
+                // A file that just became recognisable by its first bytes
+                // is saved after this pass, not a checkpoint period later:
+                // saved without them, a copy copytruncate made of it while
+                // we were stopped was not found again (its lines read twice
+                // as a file never followed, or lost).
+                Ok(None) => {
+                    if was.is_some_and(|w| w.fingerprint.is_none())
+                        && self.tracked[i].id.fingerprint.is_some()
+                    {
+                        self.urgent = true;
+                    }
+                }
                 Err(e) => {
                     self.report_read_error(i, &e);
                     continue;
@@ -1411,6 +1422,30 @@ mod tests {
             cleanup_interval: Duration::from_secs(60),
             file_events,
         }
+    }
+
+    #[test]
+    fn a_file_that_becomes_recognisable_is_saved_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        std::fs::write(&log, b"").unwrap();
+        let mut f = Follower::new(
+            config(&log.display().to_string(), StartAt::Beginning, false),
+            Arc::default(),
+            None,
+        );
+        f.discover();
+        assert_eq!(read_pass(&mut f), "");
+        f.checkpoint();
+        let line = testing::common_line("192.0.2.1", "/a", 0);
+        std::fs::write(&log, &line).unwrap();
+        assert_eq!(read_pass(&mut f), line);
+        assert!(f.to_save() && f.urgent, "its first bytes saved after this pass");
+        // Later lines wait for the checkpoint period.
+        f.checkpoint();
+        std::fs::write(&log, line.repeat(2)).unwrap();
+        assert_eq!(read_pass(&mut f), line);
+        assert!(f.to_save() && !f.urgent);
     }
 
     #[test]
