@@ -496,14 +496,8 @@ impl<'e> Collector<'e> {
             let client = Key::of(record.client, engine.settings.ipv6_prefix);
             let key = rule.key_text(&record, client, engine.settings.ipv6_prefix);
             let mut alert = Alert::new(rule, key, d.count, &origin);
-            // Stable across restarts — the same line (by its checksum) at the
-            // same offset of the same file, same rule — and different for new
-            // content written at the same offset after a truncation.
-            alert.id = chunk.file.identity.map(|id| {
-                let at = chunk.offset + d.pos as u64;
-                let (dev, ino) = (id.dev, id.ino);
-                format!("{dev:x}-{ino:x}-{at}-{:08x}-{}", crc32fast::hash(line), rule.name)
-            });
+            let at = chunk.offset + d.pos as u64;
+            alert.id = chunk.file.identity.map(|id| alert_id(id, at, line, &rule.name));
             if let (Some(scope), Some(port)) = (p.scope, self.farm.as_ref()) {
                 alert.node = Some(port.node.clone());
                 alert.scope = Some(scope);
@@ -511,6 +505,19 @@ impl<'e> Collector<'e> {
             sink.alert(alert);
         }
     }
+}
+
+/// An alert's id: stable across restarts — the same line (by its checksum)
+/// at the same offset of the same content, same rule — and different for
+/// new content written at the same offset after a truncation. The content
+/// is named by the checksum of its file's first bytes where known, else by
+/// its inode: a copytruncate copy read as a file of its own (its original
+/// saved, before a crash, while it was shorter than them) gives the lines
+/// the ids they had, so their alerts are not sent again.
+fn alert_id(file: FileId, at: u64, line: &[u8], rule: &str) -> String {
+    let content =
+        file.fingerprint.map_or_else(|| format!("{:x}", file.ino), |f| format!("c{f:08x}"));
+    format!("{:x}-{content}-{at}-{:08x}-{rule}", file.dev, crc32fast::hash(line))
 }
 
 impl Kept {
@@ -642,6 +649,19 @@ mod tests {
 
     fn event(rule: u16, pos: u32) -> Event {
         Event { rule, key: Key(1), time: 0, pos, value: super::super::NO_VALUE }
+    }
+
+    #[test]
+    fn a_copy_of_a_file_gives_its_lines_the_same_alert_ids() {
+        let file = |ino, fingerprint| FileId { dev: 1, ino, fingerprint };
+        let id = |f| alert_id(f, 87, b"a line", "r");
+        assert_eq!(id(file(7, Some(42))), id(file(9, Some(42))));
+        assert_ne!(id(file(7, Some(42))), id(file(7, Some(43))), "new content");
+        assert_ne!(id(file(7, None)), id(file(9, None)), "first bytes unknown");
+        assert_ne!(
+            alert_id(file(7, None), 87, b"a line", "r"),
+            alert_id(file(7, None), 88, b"a line", "r")
+        );
     }
 
     #[test]
