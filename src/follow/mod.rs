@@ -1424,17 +1424,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_file_that_becomes_recognisable_is_saved_at_once() {
+    /// A follower of `access.log` (holding `text`) in a directory of its
+    /// own, after its first look.
+    fn following_one(text: &[u8]) -> (tempfile::TempDir, Follower) {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("access.log");
-        std::fs::write(&log, b"").unwrap();
-        let mut f = Follower::new(
-            config(&log.display().to_string(), StartAt::Beginning, false),
-            Arc::default(),
-            None,
-        );
+        std::fs::write(&log, text).unwrap();
+        let cfg = config(&log.display().to_string(), StartAt::Beginning, false);
+        let mut f = Follower::new(cfg, Arc::default(), None);
         f.discover();
+        (dir, f)
+    }
+
+    #[test]
+    fn a_file_that_becomes_recognisable_is_saved_at_once() {
+        let (dir, mut f) = following_one(b"");
+        let log = dir.path().join("access.log");
         assert_eq!(read_pass(&mut f), "");
         f.checkpoint();
         let line = testing::common_line("192.0.2.1", "/a", 0);
@@ -1467,15 +1472,8 @@ mod tests {
 
     #[test]
     fn a_followed_file_whose_new_name_is_opened_is_not_followed_twice() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, mut f) = following_one(b"one\n");
         let log = dir.path().join("access.log");
-        std::fs::write(&log, b"one\n").unwrap();
-        let mut f = Follower::new(
-            config(&log.display().to_string(), StartAt::Beginning, false),
-            Arc::default(),
-            None,
-        );
-        f.discover();
         assert_eq!(read_pass(&mut f), "one\n");
         // Renamed after a look saw its name free: opened there as new.
         let moved = dir.path().join("access.log.1");
