@@ -876,6 +876,18 @@ impl Follower {
             }
         }
         rotated.extend(new_names);
+        // A file opened empty, written to and copytruncated before its
+        // first read is still empty at the offset read to: no truncation
+        // shows, and the copy made since is a generation never followed
+        // (a soak lost such a copy's lines).
+        for t in &mut self.tracked {
+            if t.offset > 0 {
+                t.empty_since = None;
+            }
+            if let (None, Some(since)) = (t.retired_at, t.empty_since) {
+                rotated.push((t.path.clone(), since));
+            }
+        }
         self.adopt_missed(&rotated);
         self.first_scan = false;
     }
@@ -999,6 +1011,7 @@ impl Follower {
         }
         let id = FileId { dev: md.dev(), ino: md.ino(), fingerprint: fingerprint(&file, md.len()) };
         let (offset, start_line) = start.unwrap_or_else(|| self.start_of(path, &file, md, id));
+        let empty_since = (offset == 0 && md.len() == 0).then(|| self.lagging_now());
         let name = path.display().to_string();
         tracing::info!(path = %name, offset, "Following log file.");
         self.next_id += 1;
@@ -1023,6 +1036,7 @@ impl Follower {
             seen: None,
             reached: None,
             want: CHUNK_BYTES,
+            empty_since,
         });
         true
     }
@@ -1434,6 +1448,22 @@ mod tests {
         let mut f = Follower::new(cfg, Arc::default(), None);
         f.discover();
         (dir, f)
+    }
+
+    #[test]
+    fn a_file_opened_empty_and_copytruncated_before_its_first_read_has_its_copy_read() {
+        let (dir, mut f) = following_one(b"");
+        assert_eq!(read_pass(&mut f), "");
+        let log = dir.path().join("access.log");
+        let line = testing::common_line("192.0.2.1", "/a", 0);
+        std::fs::write(&log, &line).unwrap();
+        std::fs::copy(&log, dir.path().join("access.log.1")).unwrap();
+        std::fs::write(&log, b"").unwrap();
+        f.discover();
+        assert_eq!(read_pass(&mut f), line);
+        // Read once: the copy is followed now.
+        f.discover();
+        assert_eq!(read_pass(&mut f), "");
     }
 
     #[test]

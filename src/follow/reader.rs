@@ -11,7 +11,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// Bytes checksummed to recognise a file.
 const FINGERPRINT_BYTES: usize = 64;
@@ -46,6 +46,10 @@ pub(super) struct Tracked {
     /// handed on (at least [`CUT_BYTES`]): a file cut every few lines read
     /// a whole chunk for each cut (README, "Performance").
     pub want: usize,
+    /// When it was opened empty (less the follower's lag), until a line of
+    /// it is read: written to and copytruncated before its first read, it
+    /// shows no truncation, and the copy is looked for as a generation.
+    pub empty_since: Option<SystemTime>,
 }
 
 /// What one [`Tracked::read`] did.
@@ -371,6 +375,7 @@ mod tests {
             seen: None,
             reached: None,
             want: CHUNK_BYTES,
+            empty_since: None,
         };
         let stamp = t.look().unwrap().expect("never read: to be read");
         t.seen = Some(stamp);
