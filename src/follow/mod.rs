@@ -1450,13 +1450,20 @@ mod tests {
         (dir, f)
     }
 
-    #[test]
-    fn a_file_opened_empty_and_copytruncated_before_its_first_read_has_its_copy_read() {
+    /// A follower of `access.log`, empty at its first pass, which then
+    /// holds the line returned (a line longer than its first bytes' 64).
+    fn an_empty_file_written_to() -> (tempfile::TempDir, Follower, PathBuf, String) {
         let (dir, mut f) = following_one(b"");
         assert_eq!(read_pass(&mut f), "");
         let log = dir.path().join("access.log");
         let line = testing::common_line("192.0.2.1", "/a", 0);
         std::fs::write(&log, &line).unwrap();
+        (dir, f, log, line)
+    }
+
+    #[test]
+    fn a_file_opened_empty_and_copytruncated_before_its_first_read_has_its_copy_read() {
+        let (dir, mut f, log, line) = an_empty_file_written_to();
         std::fs::copy(&log, dir.path().join("access.log.1")).unwrap();
         std::fs::write(&log, b"").unwrap();
         f.discover();
@@ -1468,12 +1475,8 @@ mod tests {
 
     #[test]
     fn a_file_that_becomes_recognisable_is_saved_at_once() {
-        let (dir, mut f) = following_one(b"");
-        let log = dir.path().join("access.log");
-        assert_eq!(read_pass(&mut f), "");
+        let (_dir, mut f, log, line) = an_empty_file_written_to();
         f.checkpoint();
-        let line = testing::common_line("192.0.2.1", "/a", 0);
-        std::fs::write(&log, &line).unwrap();
         assert_eq!(read_pass(&mut f), line);
         assert!(f.to_save() && f.urgent, "its first bytes saved after this pass");
         // Later lines wait for the checkpoint period.
