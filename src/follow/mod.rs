@@ -620,7 +620,14 @@ impl Follower {
                 let Some(&since) = rotated_from(&n).and_then(|h| names.get(h)) else {
                     continue;
                 };
-                let Some(found) = Found::open(&dir.join(&n)) else { continue };
+                // Its name's stat first: most generations are older than
+                // `since` or known, and are not opened.
+                let path = dir.join(&n);
+                let stat = std::fs::metadata(&path);
+                if !stat.is_ok_and(|m| m.is_file() && self.unfollowed_since(&m, since).is_some()) {
+                    continue;
+                }
+                let Some(found) = Found::open(&path) else { continue };
                 if let Some(written) = self.never_followed(&found, since, &firsts) {
                     missed.push((written, found));
                 }
@@ -642,15 +649,18 @@ impl Follower {
         since: SystemTime,
         firsts: &HashSet<u32>,
     ) -> Option<SystemTime> {
-        let md = &found.md;
+        let written = self.unfollowed_since(&found.md, since)?;
+        let fp = fingerprint(&found.file, found.md.len());
+        (!fp.is_some_and(|fp| firsts.contains(&fp))).then_some(written)
+    }
+
+    /// When a file was last written, if neither followed nor finished and
+    /// written since `since`.
+    fn unfollowed_since(&self, md: &std::fs::Metadata, since: SystemTime) -> Option<SystemTime> {
         let written = md.modified().ok()?;
         let (dev, ino) = (md.dev(), md.ino());
         let followed = self.is_tracked(dev, ino) || self.finished_at(dev, ino, None).is_some();
-        if followed || written < since {
-            return None;
-        }
-        let fp = fingerprint(&found.file, md.len());
-        (!fp.is_some_and(|fp| firsts.contains(&fp))).then_some(written)
+        (!followed && written >= since).then_some(written)
     }
 
     /// Watches the directory for changes; without it the follower polls.
