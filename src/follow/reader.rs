@@ -46,10 +46,11 @@ pub(super) struct Tracked {
     /// handed on (at least [`CUT_BYTES`]): a file cut every few lines read
     /// a whole chunk for each cut (README, "Performance").
     pub want: usize,
-    /// When it was opened empty (less the follower's lag), until a line of
-    /// it is read: written to and copytruncated before its first read, it
-    /// shows no truncation, and the copy is looked for as a generation.
-    pub empty_since: Option<SystemTime>,
+    /// When it was opened empty (less the follower's lag) and its stamp
+    /// then, until the stamp changes: written to and copytruncated before
+    /// its first read, it shows no truncation, so at that change the copy
+    /// is looked for as a generation.
+    pub opened_empty: Option<(SystemTime, Stamp)>,
 }
 
 /// What one [`Tracked::read`] did.
@@ -76,6 +77,13 @@ pub(super) struct Stamp {
     mtime: (i64, i64),
 }
 
+impl Stamp {
+    /// The stamp of a file's metadata.
+    pub fn of(md: &std::fs::Metadata) -> Stamp {
+        Stamp { len: md.len(), mtime: (md.mtime(), md.mtime_nsec()) }
+    }
+}
+
 impl Tracked {
     /// The file's stamp now, or `None` when it is as it was last read to:
     /// one `fstat`, where a pass over thousands of files (a glob of virtual
@@ -85,8 +93,7 @@ impl Tracked {
     /// tick is seen at the follower's next look for names (at least once a
     /// second while passes come), which forgets every stamp.
     pub fn look(&self) -> io::Result<Option<Stamp>> {
-        let md = self.file.metadata()?;
-        let now = Stamp { len: md.len(), mtime: (md.mtime(), md.mtime_nsec()) };
+        let now = Stamp::of(&self.file.metadata()?);
         Ok((self.seen != Some(now)).then_some(now))
     }
 
@@ -375,7 +382,7 @@ mod tests {
             seen: None,
             reached: None,
             want: CHUNK_BYTES,
-            empty_since: None,
+            opened_empty: None,
         };
         let stamp = t.look().unwrap().expect("never read: to be read");
         t.seen = Some(stamp);
