@@ -217,16 +217,34 @@ struct Found {
 }
 
 impl Found {
-    /// Opens `path` if it names a regular file (looked at first: opening a
-    /// named pipe would wait for a writer).
+    /// Opens `path` if it names a regular file ([`open_regular`]).
     fn open(path: &Path) -> Option<Found> {
-        if !std::fs::metadata(path).ok()?.is_file() {
-            return None;
-        }
-        let file = File::open(path).ok()?;
-        let md = file.metadata().ok().filter(|m| m.is_file())?;
+        let (file, md) = open_regular(path).ok()?;
         Some(Found { path: path.to_path_buf(), file, md })
     }
+}
+
+/// Why a path was not opened.
+enum NotOpened {
+    /// It names a directory, a pipe, a device: which.
+    NotRegular(std::fs::FileType),
+    /// Looking at it or opening it failed.
+    Failed(io::Error),
+}
+
+/// Opens `path` if it names a regular file, with the open file's own
+/// metadata. Looked at before it is opened: opening a named pipe waits for
+/// a writer, which would stall the follower. The open file is looked at
+/// again: its name may have been given to another file in between.
+fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata), NotOpened> {
+    let regular = |md: std::fs::Metadata| match md.is_file() {
+        true => Ok(md),
+        false => Err(NotOpened::NotRegular(md.file_type())),
+    };
+    regular(std::fs::metadata(path).map_err(NotOpened::Failed)?)?;
+    let file = File::open(path).map_err(NotOpened::Failed)?;
+    let md = regular(file.metadata().map_err(NotOpened::Failed)?)?;
+    Ok((file, md))
 }
 
 /// Follows live files; see the module documentation.
@@ -951,9 +969,8 @@ impl Follower {
     }
 
     /// Says (once) that `path` is not a regular file; returns false.
-    fn not_regular(&mut self, path: &Path, md: &std::fs::Metadata) -> bool {
-        let what = crate::source::not_a_log(md.file_type())
-            .unwrap_or("is a pipe, which cannot be followed");
+    fn not_regular(&mut self, path: &Path, kind: std::fs::FileType) -> bool {
+        let what = crate::source::not_a_log(kind).unwrap_or("is a pipe, which cannot be followed");
         self.report_once(format!("err:{}", path.display()), || {
             tracing::warn!(path = %path.display(), "The path {what}; waiting for a regular file there.");
         });
@@ -971,24 +988,14 @@ impl Follower {
         start: Option<(u64, u64)>,
         identity: Option<FileId>,
     ) -> bool {
-        // Looked at before it is opened: opening a named pipe waits for a
-        // writer, which would stall this follower.
-        let opened = match std::fs::metadata(path) {
-            Ok(md) if !md.is_file() => return self.not_regular(path, &md),
-            Ok(_) => File::open(path),
-            Err(e) => Err(e),
-        };
-        let file = match opened {
-            Ok(f) => f,
-            Err(e) => {
+        let (file, md) = match open_regular(path) {
+            Ok(opened) => opened,
+            Err(NotOpened::NotRegular(kind)) => return self.not_regular(path, kind),
+            Err(NotOpened::Failed(e)) => {
                 self.report_open_error(path, &e);
                 return false;
             }
         };
-        let Ok(md) = file.metadata() else { return false };
-        if !md.is_file() {
-            return self.not_regular(path, &md);
-        }
         self.reported.remove(&format!("err:{}", path.display()));
         self.follow_file(path, file, &md, start, identity)
     }
