@@ -490,6 +490,7 @@ impl Follower {
         // Looked for once every saved file is followed again, so none of
         // them is taken for a generation never followed.
         let mut rotated = Vec::new();
+        let resumed_since = self.resume_since.and(self.remembered_since);
         for pos in saved {
             // Files another configuration followed are left alone; a copy
             // copytruncate made is saved under its own name.
@@ -499,6 +500,13 @@ impl Follower {
             }
             let id = pos.id;
             if self.tracked.iter().any(|t| id.matches(t.id.dev, t.id.ino, t.id.fingerprint)) {
+                // Saved with nothing of it read (killed just after opening
+                // it), it shows no truncation: a copy copytruncate made of
+                // it while we were stopped holds its unread lines (a soak
+                // lost 9 hits so), and is looked for as a generation.
+                if let (0, Some(since)) = (pos.offset, resumed_since) {
+                    rotated.push((PathBuf::from(&pos.path), since));
+                }
                 continue;
             }
             let found = self
@@ -1537,6 +1545,28 @@ mod tests {
         assert_eq!(read_pass(&mut f), line + &next);
         f.discover();
         assert_eq!(read_pass(&mut f), "");
+    }
+
+    #[test]
+    fn a_file_saved_unread_and_copytruncated_while_stopped_has_its_copy_read_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let md = File::create(&log).unwrap().metadata().unwrap();
+        let id = FileId { dev: md.dev(), ino: md.ino(), fingerprint: None };
+        let path = log.display().to_string();
+        let saved = Position { source: String::new(), path: path.clone(), id, offset: 0, lines: 0 };
+        // While stopped: written to, copied away and emptied, written to.
+        let line = testing::common_line("192.0.2.1", "/a", 0);
+        let next = testing::common_line("192.0.2.1", "/b", 1);
+        std::fs::write(&log, &line).unwrap();
+        std::fs::copy(&log, dir.path().join("access.log.1")).unwrap();
+        std::fs::write(&log, &next).unwrap();
+        let cfg = config(&path, StartAt::Beginning, false);
+        let saved_at = SystemTime::now() - Duration::from_secs(60);
+        let mut f =
+            Follower::new(cfg, Arc::default(), Some(vec![saved])).with_saved_at(Some(saved_at));
+        f.discover();
+        assert_eq!(read_pass(&mut f), line + &next);
     }
 
     #[test]
