@@ -1024,7 +1024,11 @@ impl Follower {
         }
         let id = FileId { dev: md.dev(), ino: md.ino(), fingerprint: fingerprint(&file, md.len()) };
         let (offset, start_line) = start.unwrap_or_else(|| self.start_of(path, &file, md, id));
-        let empty = offset == 0 && md.len() == 0;
+        // Not at a first start's first look: a generation written since
+        // holds lines from before it (a server not yet told of a rotation
+        // writes on to the old file), which were read whole.
+        let first_start = self.first_scan && self.resume_since.is_none();
+        let empty = offset == 0 && md.len() == 0 && !first_start;
         let opened_empty = empty.then(|| (self.lagging_now(), Stamp::of(md)));
         let name = path.display().to_string();
         tracing::info!(path = %name, offset, "Following log file.");
@@ -1507,15 +1511,17 @@ mod tests {
 
     /// A follower of `access.log`, empty at its first pass, which then
     /// holds the line returned (a line longer than its first bytes' 64).
-    /// Its time when opened is an hour ago: a file's time has the kernel's
-    /// coarse clock, and emptied within the same tick it would look the same.
+    /// It appears after the first look. Its time when opened is an hour
+    /// ago: a file's time has the kernel's coarse clock, and emptied within
+    /// the same tick it would look the same.
     fn an_empty_file_written_to() -> (tempfile::TempDir, Follower, PathBuf, String) {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("access.log");
-        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
-        File::create(&log).unwrap().set_modified(hour_ago).unwrap();
         let cfg = config(&log.display().to_string(), StartAt::Beginning, false);
         let mut f = Follower::new(cfg, Arc::default(), None);
+        f.discover();
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        File::create(&log).unwrap().set_modified(hour_ago).unwrap();
         f.discover();
         assert_eq!(read_pass(&mut f), "");
         let line = testing::common_line("192.0.2.1", "/a", 0);
@@ -1545,6 +1551,27 @@ mod tests {
         assert_eq!(read_pass(&mut f), line + &next);
         f.discover();
         assert_eq!(read_pass(&mut f), "");
+    }
+
+    #[test]
+    fn at_a_first_start_an_empty_file_does_not_have_its_older_generation_read() {
+        // Rotated with `create`, the server not yet told: it still writes
+        // to the old file, now `access.log.1`.
+        let dir = tempfile::tempdir().unwrap();
+        let (log, old) = (dir.path().join("access.log"), dir.path().join("access.log.1"));
+        let before = testing::common_line("192.0.2.1", "/before", 0);
+        std::fs::write(&old, &before).unwrap();
+        std::fs::write(&log, b"").unwrap();
+        let cfg = config(&log.display().to_string(), StartAt::End, false);
+        let mut f = Follower::new(cfg, Arc::default(), None);
+        f.discover();
+        assert_eq!(read_pass(&mut f), "");
+        let late = testing::common_line("192.0.2.1", "/late", 1);
+        std::fs::write(&old, before + &late).unwrap();
+        let next = testing::common_line("192.0.2.1", "/next", 2);
+        std::fs::write(&log, &next).unwrap();
+        // Lines from before the first start are not read.
+        assert_eq!(read_pass(&mut f), next);
     }
 
     #[test]
