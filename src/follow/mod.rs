@@ -1238,11 +1238,11 @@ impl Follower {
 
     /// A current file opened empty, written to and copytruncated before
     /// its first read is still empty at the offset read to: no truncation
-    /// shows. So at its first change (`stamp`) its name's generations
-    /// never followed and written since it was opened are read, before
-    /// it: a copy made since holds its first lines (soaks lost them, when
-    /// looked for at each look only: the file's new lines could be read
-    /// before the next look). False if `emit` asked to stop.
+    /// shows (a soak lost such a copy's 9 hits). So at its first change
+    /// (`stamp`), before its new lines are read (a look for names, which
+    /// may come after them, came too late), its name's generations never
+    /// followed and written since it was opened are read first. False if
+    /// `emit` asked to stop.
     fn copies_of_empty(
         &mut self,
         i: usize,
