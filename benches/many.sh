@@ -7,7 +7,9 @@
 #   - while RATE lines/s (default 2000) are written one write per line, each
 #     to a random one of the FILES, for RATE_SECS (default 5);
 #   - taking in FILES rotations made at once (each renamed to .1 and a new
-#     file with one line created), until quiet (3 s in a row under 20 ms).
+#     file with one line created), until quiet (3 s in a row under 20 ms);
+#     then FILES rotations with logrotate's `create` (new files empty), and
+#     a line into each; then FILES copytruncates, and a line into each.
 #
 #   benches/many.sh                 # about 1 minute
 #   FILES=200 IDLE_SECS=60 benches/many.sh
@@ -70,19 +72,48 @@ while time.time() - start < secs:
 PY
 echo "$RATE lines/s over $FILES files for $RATE_SECS s: $(( $(cpu_ms) - before )) ms of CPU"
 
-before=$(cpu_ms)
-python3 - "$OUT/glob/logs" "$FILES" <<'PY'
-import os, sys
-d, n = sys.argv[1], int(sys.argv[2])
+# rotate MODE: every file at once, its generations shifted first (.1 to .2);
+# MODE rename: renamed to .1, a new file with one line made; create: renamed,
+# a new empty file made (logrotate's `create`); copytruncate: copied to .1
+# and emptied; line: one line appended to each.
+rotate() {
+  python3 - "$OUT/glob/logs" "$FILES" "$1" <<'PY'
+import os, shutil, sys
+d, n, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+line = '192.0.2.3 - - [01/Dec/2026:09:00:02 +0000] "GET / HTTP/1.1" 200 5 "-" "bench"\n'
 for i in range(1, n + 1):
-    os.rename(f"{d}/v{i}.log", f"{d}/v{i}.log.1")
-    with open(f"{d}/v{i}.log", "w") as f:
-        f.write('192.0.2.3 - - [01/Dec/2026:09:00:02 +0000] "GET / HTTP/1.1" 200 5 "-" "bench"\n')
+    p = f"{d}/v{i}.log"
+    if mode == "line":
+        with open(p, "a") as f:
+            f.write(line)
+        continue
+    if os.path.exists(f"{p}.1"):
+        os.replace(f"{p}.1", f"{p}.2")
+    if mode == "copytruncate":
+        shutil.copyfile(p, f"{p}.1")
+        open(p, "w").close()
+        continue
+    os.rename(p, f"{p}.1")
+    with open(p, "w") as f:
+        f.write(line if mode == "rename" else "")
 PY
-quiet=0; last=$(cpu_ms); secs=0
-while [ "$quiet" -lt 3 ] && [ "$secs" -lt 120 ]; do
-  sleep 1; secs=$((secs + 1)); now=$(cpu_ms)
-  if [ $((now - last)) -lt 20 ]; then quiet=$((quiet + 1)); else quiet=0; fi
-  last=$now
-done
-echo "$FILES rotations at once: $(( last - before )) ms of CPU; quiet after $((secs - 3)) s (gave up at 120)"
+}
+# until_quiet LABEL: runs `rotate` with the arguments after LABEL, waits until
+# the daemon is quiet (3 s in a row under 20 ms), prints the CPU it took.
+until_quiet() {
+  local label=$1 before quiet=0 last secs=0 now; shift
+  before=$(cpu_ms)
+  rotate "$@"
+  last=$(cpu_ms)
+  while [ "$quiet" -lt 3 ] && [ "$secs" -lt 120 ]; do
+    sleep 1; secs=$((secs + 1)); now=$(cpu_ms)
+    if [ $((now - last)) -lt 20 ]; then quiet=$((quiet + 1)); else quiet=0; fi
+    last=$now
+  done
+  echo "$FILES $label: $(( last - before )) ms of CPU; quiet after $((secs - 3)) s (gave up at 120)"
+}
+until_quiet "rotations at once" rename
+until_quiet "rotations with create (new files empty)" create
+until_quiet "first lines into the new empty files" line
+until_quiet "copytruncates at once" copytruncate
+until_quiet "first lines after the copytruncates" line

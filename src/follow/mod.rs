@@ -1144,6 +1144,7 @@ impl Follower {
         // Retired files first: their lines are older.
         self.tracked.sort_by_key(|t| t.retired_at.is_none());
         let mut due = Vec::new();
+        let mut unread_empty = Vec::new();
         for i in 0..self.tracked.len() {
             let t = &self.tracked[i];
             if t.seen.is_some() && only.is_some_and(|o| !o.contains(&(t.id.dev, t.id.ino))) {
@@ -1196,9 +1197,7 @@ impl Follower {
                     {
                         self.urgent = true;
                     }
-                    if !self.copies_of_empty(i, stamp, emit, &mut progressed) {
-                        return Ok(None);
-                    }
+                    unread_empty.extend(self.first_change_of_empty(i, stamp));
                 }
                 Err(e) => {
                     self.report_read_error(i, &e);
@@ -1206,6 +1205,13 @@ impl Follower {
                 }
             }
             due.push((i, stamp));
+        }
+        // Their copies before them, all in one look: one per file listed a
+        // directory of 1,000 logs once for each, 1.7 s at their first lines.
+        let first_new = self.tracked.len();
+        self.adopt_missed(&unread_empty);
+        if !self.read_from(first_new, emit, &mut progressed) {
+            return Ok(None);
         }
         if !self.read_due(due, emit, &mut progressed) {
             return Ok(None);
@@ -1240,26 +1246,13 @@ impl Follower {
     /// its first read is still empty at the offset read to: no truncation
     /// shows (a soak lost such a copy's 9 hits). So at its first change
     /// (`stamp`), before its new lines are read (a look for names, which
-    /// may come after them, came too late), its name's generations never
-    /// followed and written since it was opened are read first. False if
-    /// `emit` asked to stop.
-    fn copies_of_empty(
-        &mut self,
-        i: usize,
-        stamp: Stamp,
-        emit: &mut dyn FnMut(SourceEvent) -> bool,
-        progressed: &mut bool,
-    ) -> bool {
+    /// may come after them, came too late), its name and when it was opened
+    /// are returned: its generations never followed and written since are
+    /// read first.
+    fn first_change_of_empty(&mut self, i: usize, stamp: Stamp) -> Option<(PathBuf, SystemTime)> {
         let t = &mut self.tracked[i];
-        let Some((since, _)) = t.opened_empty.take_if(|(_, at_open)| *at_open != stamp) else {
-            return true;
-        };
-        if t.retired_at.is_some() {
-            return true;
-        }
-        let (head, first_new) = (t.path.clone(), self.tracked.len());
-        self.adopt_missed(&[(head, since)]);
-        self.read_from(first_new, emit, progressed)
+        let (since, _) = t.opened_empty.take_if(|(_, at_open)| *at_open != stamp)?;
+        t.retired_at.is_none().then(|| (t.path.clone(), since))
     }
 
     /// Reads the files followed from `first` on (copies, generations found
