@@ -247,6 +247,16 @@ fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata), NotOpened> {
     Ok((file, md))
 }
 
+/// A file found truncated in a pass, its copy looked for after the pass's
+/// looks: its index, and the first bytes, offset and identity its old
+/// content had.
+struct Truncated {
+    i: usize,
+    fp: Option<u32>,
+    offset: u64,
+    was: FileId,
+}
+
 /// Follows live files; see the module documentation.
 pub struct Follower {
     cfg: FollowConfig,
@@ -491,6 +501,7 @@ impl Follower {
         // them is taken for a generation never followed.
         let mut rotated = Vec::new();
         let resumed_since = self.resume_since.and(self.remembered_since);
+        let listing = self.listing();
         for pos in saved {
             // Files another configuration followed are left alone; a copy
             // copytruncate made is saved under its own name.
@@ -510,8 +521,8 @@ impl Follower {
                 continue;
             }
             let found = self
-                .find_untracked(|_| true, |m, fp| id.matches(m.dev(), m.ino(), fp))
-                .or_else(|| self.find_copy(path, id.fingerprint, pos.offset));
+                .find_untracked(&listing, |_| true, |m, fp| id.matches(m.dev(), m.ino(), fp))
+                .or_else(|| self.find_copy(&listing, path, id.fingerprint, pos.offset));
             if let Some(found) = found {
                 let path = found.path.clone();
                 if path.to_str() == Some(pos.path.as_str()) {
@@ -577,15 +588,25 @@ impl Follower {
         self.tracked.iter().any(|t| (t.id.dev, t.id.ino) == (dev, ino))
     }
 
-    /// A regular file in the watched directory, not followed yet, whose
-    /// name `named` takes and for which `pred(metadata, fingerprint)` holds.
+    /// The watched directory's names, listed once for several searches:
+    /// listed for each, 2000 files copytruncated at once cost 13-17 s of
+    /// CPU (`benches/many.sh`). Taken after the looks that called for the
+    /// searches, so the files they look for are in it.
+    fn listing(&self) -> Vec<String> {
+        list(&self.cfg.spec.dir()).unwrap_or_default()
+    }
+
+    /// A regular file of `listing` (the watched directory's), not followed
+    /// yet, whose name `named` takes and for which `pred(metadata,
+    /// fingerprint)` holds.
     fn find_untracked(
         &self,
+        listing: &[String],
         named: impl Fn(&str) -> bool,
         pred: impl Fn(&std::fs::Metadata, Option<u32>) -> bool,
     ) -> Option<Found> {
         let dir = self.cfg.spec.dir();
-        let names = list(&dir).unwrap_or_default().into_iter().filter(|n| named(n));
+        let names = listing.iter().filter(|n| named(n));
         // Looked at by name first, opened only when not followed.
         let untracked = |p: &PathBuf| {
             std::fs::metadata(p).is_ok_and(|m| m.is_file() && !self.is_tracked(m.dev(), m.ino()))
@@ -605,14 +626,20 @@ impl Follower {
     /// exist nowhere else. Any name was taken before: a file that only
     /// began with the log's lines (a soak's record of every line) was read
     /// as the copy, its later lines counted twice.
-    fn find_copy(&self, of: &Path, fp: Option<u32>, offset: u64) -> Option<Found> {
+    fn find_copy(
+        &self,
+        listing: &[String],
+        of: &Path,
+        fp: Option<u32>,
+        offset: u64,
+    ) -> Option<Found> {
         let fp = fp?;
         let target = std::fs::canonicalize(of).ok();
         let names = [Some(of), target.as_deref()].into_iter().flatten();
         let names: Vec<&str> = names.filter_map(|p| p.file_name()?.to_str()).collect();
         let heads: Vec<&str> = names.iter().map(|n| rotated_from(n).unwrap_or(n)).collect();
         let named = |n: &str| heads.iter().any(|h| n.len() > h.len() && n.starts_with(h));
-        self.find_untracked(named, |m, f| f == Some(fp) && m.len() >= offset)
+        self.find_untracked(listing, named, |m, f| f == Some(fp) && m.len() >= offset)
     }
 
     /// Generations of each `(head, since)` rotated away before they were
@@ -1144,7 +1171,7 @@ impl Follower {
         // Retired files first: their lines are older.
         self.tracked.sort_by_key(|t| t.retired_at.is_none());
         let mut due = Vec::new();
-        let mut unread_empty = Vec::new();
+        let (mut truncated, mut unread_empty) = (Vec::new(), Vec::new());
         for i in 0..self.tracked.len() {
             let t = &self.tracked[i];
             if t.seen.is_some() && only.is_some_and(|o| !o.contains(&(t.id.dev, t.id.ino))) {
@@ -1170,21 +1197,7 @@ impl Follower {
                     {
                         return Ok(None);
                     }
-                    let first_new = self.tracked.len();
-                    let of = self.tracked[i].path.clone();
-                    if let (Some(copy), Some(was)) = (self.find_copy(&of, fp, offset), was) {
-                        tracing::info!(path = %copy.path.display(), "Reading the end of the copy made before the truncation.");
-                        let lines = count_lines(&copy.file, offset);
-                        let since = copy.md.modified();
-                        self.open_retired(copy, (offset, lines), Some(was));
-                        if let Ok(since) = since {
-                            let head = self.tracked[i].path.clone();
-                            self.adopt_missed(&[(head, since)]);
-                        }
-                    }
-                    if !self.read_from(first_new, emit, &mut progressed) {
-                        return Ok(None);
-                    }
+                    truncated.extend(was.map(|was| Truncated { i, fp, offset, was }));
                 }
                 // A file that just became recognisable by its first bytes
                 // is saved after this pass, not a checkpoint period later:
@@ -1206,9 +1219,13 @@ impl Follower {
             }
             due.push((i, stamp));
         }
-        // Their copies before them, all in one look: one per file listed a
-        // directory of 1,000 logs once for each, 1.7 s at their first lines.
+        // The copies of the files truncated or opened empty, and copies
+        // made since, were written before their new lines: read first, so
+        // lines go in the order they were written (else counts differ from
+        // replay's). Looked for once for all: one look a file listed a
+        // directory of 2000 logs once for each, 7 s at their first lines.
         let first_new = self.tracked.len();
+        unread_empty.extend(self.adopt_copies(&truncated));
         self.adopt_missed(&unread_empty);
         if !self.read_from(first_new, emit, &mut progressed) {
             return Ok(None);
@@ -1255,10 +1272,30 @@ impl Follower {
         t.retired_at.is_none().then(|| (t.path.clone(), since))
     }
 
-    /// Reads the files followed from `first` on (copies, generations found
-    /// at a truncation) to their ends: written before the file's new lines,
-    /// they are read first, so lines go in the order they were written
-    /// (else counts differ from replay's). False if `emit` asked to stop.
+    /// The copies copytruncate made of the files `truncated`, followed from
+    /// where the old content was read to, as that content; returns the
+    /// truncated files' names, each with when its copy was last written
+    /// (copies made since are generations never followed).
+    fn adopt_copies(&mut self, truncated: &[Truncated]) -> Vec<(PathBuf, SystemTime)> {
+        if truncated.is_empty() {
+            return Vec::new();
+        }
+        let listing = self.listing();
+        let mut heads = Vec::new();
+        for t in truncated {
+            let of = self.tracked[t.i].path.clone();
+            let Some(copy) = self.find_copy(&listing, &of, t.fp, t.offset) else { continue };
+            tracing::info!(path = %copy.path.display(), "Reading the end of the copy made before the truncation.");
+            let lines = count_lines(&copy.file, t.offset);
+            let since = copy.md.modified();
+            self.open_retired(copy, (t.offset, lines), Some(t.was));
+            heads.extend(since.ok().map(|since| (of, since)));
+        }
+        heads
+    }
+
+    /// Reads the files followed from `first` on (copies, generations never
+    /// followed) to their ends. False if `emit` asked to stop.
     fn read_from(
         &mut self,
         first: usize,
@@ -1612,7 +1649,7 @@ mod tests {
         let ino = std::fs::metadata(at("access.log.1")).unwrap().ino();
         let log = at("access.log").display().to_string();
         let mut f = Follower::new(config(&log, StartAt::Beginning, false), Arc::default(), None);
-        let found = f.find_untracked(|_| true, |m, _| m.ino() == ino).unwrap();
+        let found = f.find_untracked(&f.listing(), |_| true, |m, _| m.ino() == ino).unwrap();
         // A rotation between the look and the open.
         std::fs::rename(at("access.log.2"), at("access.log.1")).unwrap();
         f.open_retired(found, (0, 0), None);
