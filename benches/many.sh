@@ -9,7 +9,9 @@
 #   - taking in FILES rotations made at once (each renamed to .1 and a new
 #     file with one line created), until quiet (3 s in a row under 20 ms);
 #     then FILES rotations with logrotate's `create` (new files empty), and
-#     a line into each; then FILES copytruncates, and a line into each.
+#     a line into each; then FILES copytruncates, and a line into each;
+#   - a restart after FILES files were renamed while it was stopped, and one
+#     after they were copytruncated.
 #
 #   benches/many.sh                 # about 1 minute
 #   FILES=200 IDLE_SECS=60 benches/many.sh
@@ -98,22 +100,38 @@ for i in range(1, n + 1):
         f.write(line if mode == "rename" else "")
 PY
 }
-# until_quiet LABEL: runs `rotate` with the arguments after LABEL, waits until
-# the daemon is quiet (3 s in a row under 20 ms), prints the CPU it took.
-until_quiet() {
-  local label=$1 before quiet=0 last secs=0 now; shift
-  before=$(cpu_ms)
-  rotate "$@"
-  last=$(cpu_ms)
-  while [ "$quiet" -lt 3 ] && [ "$secs" -lt 120 ]; do
-    sleep 1; secs=$((secs + 1)); now=$(cpu_ms)
-    if [ $((now - last)) -lt 20 ]; then quiet=$((quiet + 1)); else quiet=0; fi
-    last=$now
+# wait_quiet: until the daemon is quiet (3 s in a row under 20 ms); sets LAST
+# (its CPU then, ms) and SECS (when it became quiet).
+wait_quiet() {
+  local quiet=0 now
+  LAST=$(cpu_ms) SECS=0
+  while [ "$quiet" -lt 3 ] && [ "$SECS" -lt 120 ]; do
+    sleep 1; SECS=$((SECS + 1)); now=$(cpu_ms)
+    if [ $((now - LAST)) -lt 20 ]; then quiet=$((quiet + 1)); else quiet=0; fi
+    LAST=$now
   done
-  echo "$FILES $label: $(( last - before )) ms of CPU; quiet after $((secs - 3)) s (gave up at 120)"
+  SECS=$((SECS - 3))
+}
+# until_quiet LABEL MODE: `rotate MODE`, and the CPU the daemon took for it.
+until_quiet() {
+  local before; before=$(cpu_ms)
+  rotate "$2"
+  wait_quiet
+  echo "$FILES $1: $(( LAST - before )) ms of CPU; quiet after $SECS s (gave up at 120)"
+}
+# restarted MODE: the daemon stopped, `rotate MODE`, started again: its CPU
+# from its start (when every file is open, and 2 s more) until quiet.
+restarted() {
+  kill "$PID"; wait "$PID" 2>/dev/null || true
+  rotate "$1"
+  start glob "$OUT/glob/logs/*.log" "$FILES"
+  wait_quiet
+  echo "a restart after $FILES files were rotated while stopped ($1): $LAST ms of CPU; quiet $SECS s after (gave up at 120)"
 }
 until_quiet "rotations at once" rename
 until_quiet "rotations with create (new files empty)" create
 until_quiet "first lines into the new empty files" line
 until_quiet "copytruncates at once" copytruncate
 until_quiet "first lines after the copytruncates" line
+restarted rename
+restarted copytruncate

@@ -257,6 +257,10 @@ struct Truncated {
     was: FileId,
 }
 
+/// The watched directory's names, and its files not followed by device and
+/// inode ([`Follower::untracked_by_inode`]).
+type Looked = (Vec<String>, HashMap<(u64, u64), PathBuf>);
+
 /// Follows live files; see the module documentation.
 pub struct Follower {
     cfg: FollowConfig,
@@ -501,7 +505,7 @@ impl Follower {
         // them is taken for a generation never followed.
         let mut rotated = Vec::new();
         let resumed_since = self.resume_since.and(self.remembered_since);
-        let listing = self.listing();
+        let mut looked = None;
         for pos in saved {
             // Files another configuration followed are left alone; a copy
             // copytruncate made is saved under its own name.
@@ -520,10 +524,7 @@ impl Follower {
                 }
                 continue;
             }
-            let found = self
-                .find_untracked(&listing, |_| true, |m, fp| id.matches(m.dev(), m.ino(), fp))
-                .or_else(|| self.find_copy(&listing, path, id.fingerprint, pos.offset));
-            if let Some(found) = found {
+            if let Some(found) = self.find_saved(&mut looked, &pos) {
                 let path = found.path.clone();
                 if path.to_str() == Some(pos.path.as_str()) {
                     // Still under its name: superseded (yesterday's dated file), not rotated.
@@ -539,6 +540,25 @@ impl Follower {
             }
         }
         self.adopt_missed(&rotated);
+    }
+
+    /// A saved file not followed under its name: renamed (found by device
+    /// and inode) or copied away by copytruncate (by its first bytes). The
+    /// directory is listed, and its files' inodes taken, for the first such
+    /// file (`looked`), once for all.
+    fn find_saved(&self, looked: &mut Option<Looked>, pos: &Position) -> Option<Found> {
+        let (listing, by_inode) = looked.get_or_insert_with(|| {
+            let listing = self.listing();
+            let by_inode = self.untracked_by_inode(&listing);
+            (listing, by_inode)
+        });
+        let id = pos.id;
+        let renamed = by_inode.get(&(id.dev, id.ino)).and_then(|p| Found::open(p)).filter(|f| {
+            let (dev, ino) = (f.md.dev(), f.md.ino());
+            !self.is_tracked(dev, ino) && id.matches(dev, ino, fingerprint(&f.file, f.md.len()))
+        });
+        renamed
+            .or_else(|| self.find_copy(listing, Path::new(&pos.path), id.fingerprint, pos.offset))
     }
 
     /// Files of a dated series that appeared while we ran but were already
@@ -594,6 +614,20 @@ impl Follower {
     /// searches, so the files they look for are in it.
     fn listing(&self) -> Vec<String> {
         list(&self.cfg.spec.dir()).unwrap_or_default()
+    }
+
+    /// The regular files of `listing` not followed, by device and inode:
+    /// one `stat` each. Searched for each saved file instead, 2000 files
+    /// rotated while stopped took 29-36 s of CPU at the restart.
+    fn untracked_by_inode(&self, listing: &[String]) -> HashMap<(u64, u64), PathBuf> {
+        let dir = self.cfg.spec.dir();
+        let tracked: HashSet<(u64, u64)> =
+            self.tracked.iter().map(|t| (t.id.dev, t.id.ino)).collect();
+        let files = listing.iter().map(|n| dir.join(n)).filter_map(|p| {
+            let md = std::fs::metadata(&p).ok().filter(|m| m.is_file())?;
+            Some(((md.dev(), md.ino()), p))
+        });
+        files.filter(|(id, _)| !tracked.contains(id)).collect()
     }
 
     /// A regular file of `listing` (the watched directory's), not followed
