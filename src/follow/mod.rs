@@ -1618,6 +1618,29 @@ mod tests {
     }
 
     #[test]
+    fn files_copytruncated_in_one_pass_have_their_copies_ends_read_before_their_new_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |n: &str| dir.path().join(n);
+        let line = |k: i64| testing::common_line("192.0.2.1", &format!("/{k}"), k);
+        std::fs::write(at("a.log"), line(0)).unwrap();
+        std::fs::write(at("b.log"), line(1)).unwrap();
+        let cfg = config(&at("*.log").display().to_string(), StartAt::Beginning, false);
+        let mut f = Follower::new(cfg, Arc::default(), None);
+        f.discover();
+        assert_eq!(read_pass(&mut f).lines().count(), 2);
+        // Each written to, copied away and emptied, written to again.
+        for (name, first, end, new) in [("a.log", 0, 2, 4), ("b.log", 1, 3, 5)] {
+            std::fs::write(at(name), line(first) + &line(end)).unwrap();
+            std::fs::copy(at(name), at(&format!("{name}.1"))).unwrap();
+            std::fs::write(at(name), line(new)).unwrap();
+        }
+        let read = read_pass(&mut f);
+        let pos = |k| read.find(&line(k)).unwrap_or_else(|| panic!("/{k} not read: {read}"));
+        assert_eq!(read.lines().count(), 4, "{read}");
+        assert!(pos(2) < pos(4) && pos(3) < pos(5), "{read}");
+    }
+
+    #[test]
     fn at_a_first_start_an_empty_file_does_not_have_its_older_generation_read() {
         // Rotated with `create`, the server not yet told: it still writes
         // to the old file, now `access.log.1`.
