@@ -612,18 +612,19 @@ impl Farm {
 
     /// Every alert of every node so far.
     fn alerts(&self) -> Vec<serde_json::Value> {
-        (0..self.nodes.len())
-            .flat_map(|i| {
-                let text = std::fs::read_to_string(self.node_dir(i).join("alerts.jsonl"));
-                crate::util::json_lines(&text.unwrap_or_default())
-            })
-            .collect()
+        (0..self.nodes.len()).flat_map(|i| self.alerts_of(i)).collect()
+    }
+
+    /// Node `i`'s alerts so far.
+    fn alerts_of(&self, i: usize) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.node_dir(i).join("alerts.jsonl"));
+        crate::util::json_lines(&text.unwrap_or_default())
     }
 
     /// Waits for `client`'s first alert and asserts it is the farm's, with
     /// count 10; returns the client's alerts.
     fn farm_alert_of_ten(&self, client: &str) -> Vec<serde_json::Value> {
-        wait_until("the farm alert", || !self.alerts_for(client).is_empty());
+        self.wait_until("the farm alert", || !self.alerts_for(client).is_empty());
         let a = self.alerts_for(client);
         assert_eq!(
             (a[0]["count"].as_u64(), a[0]["scope"].as_str()),
@@ -645,7 +646,7 @@ impl Farm {
         for (i, m) in markers.iter().enumerate() {
             self.hits(i, m, 10);
         }
-        wait_until("every node's marker", || {
+        self.wait_until("every node's marker", || {
             markers.iter().all(|m| !self.alerts_for(m).is_empty())
         });
     }
@@ -660,6 +661,19 @@ impl Farm {
 
     fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.node_dir(i).join("daemon.log")).unwrap_or_default()
+    }
+
+    /// [`wait_until`], and a failure shows every node's log and alerts.
+    fn wait_until(&self, what: &str, cond: impl FnMut() -> bool) {
+        crate::util::wait_until_or(what, cond, || self.said());
+    }
+
+    /// Every node's log and alerts, for a failure's message.
+    fn said(&self) -> String {
+        let node = |i: usize| {
+            format!("--- web{}: log\n{}--- alerts\n{:?}\n", i + 1, self.log(i), self.alerts_of(i))
+        };
+        (0..self.nodes.len()).map(node).collect()
     }
 }
 
@@ -686,7 +700,7 @@ fn a_rule_that_counts_something_else_starts_new_farm_windows() {
         let text = std::fs::read_to_string(&cfg).unwrap();
         std::fs::write(&cfg, text.replace("\"/a-page\"", "\"-page\"")).unwrap();
         farm.nodes[i].as_ref().unwrap().signal("-HUP");
-        wait_until("the reload", || farm.log(i).contains("Configuration reloaded"));
+        farm.wait_until("the reload", || farm.log(i).contains("Configuration reloaded"));
     }
     farm.requests(0, "10.7.7.7", &[("/b-page", 200)]);
     farm.settle(2);
@@ -694,7 +708,7 @@ fn a_rule_that_counts_something_else_starts_new_farm_windows() {
     for k in 0..4 {
         farm.requests(k % 2, "10.7.7.7", &[("/b-page", 200)]);
     }
-    wait_until("the alert on the fifth", || !farm.alerts_for("10.7.7.7").is_empty());
+    farm.wait_until("the alert on the fifth", || !farm.alerts_for("10.7.7.7").is_empty());
     let a = farm.alerts_for("10.7.7.7");
     assert_eq!((a[0]["count"].as_u64(), a[0]["scope"].as_str()), (Some(5), Some("farm")), "{a:?}");
 }
@@ -860,7 +874,7 @@ fn alone_until_it_answers<T>(
     restart: impl FnOnce() -> T,
 ) -> T {
     farm.hits(0, "203.0.113.10", 10);
-    wait_until("the local alert", || !farm.alerts_for("203.0.113.10").is_empty());
+    farm.wait_until("the local alert", || !farm.alerts_for("203.0.113.10").is_empty());
     let a = farm.alerts_for("203.0.113.10");
     assert_eq!(
         (a[0]["count"].as_u64(), a[0]["scope"].as_str()),
@@ -869,7 +883,7 @@ fn alone_until_it_answers<T>(
     );
     assert_eq!(a[0]["node"], "web1");
     farm.hits(0, "203.0.113.11", 10);
-    wait_until("the second local alert", || !farm.alerts_for("203.0.113.11").is_empty());
+    farm.wait_until("the second local alert", || !farm.alerts_for("203.0.113.11").is_empty());
     assert_eq!(farm.log(0).matches("Redis does not answer").count(), 1, "{}", farm.log(0));
     farm.status_says(Some(why));
     if page {
@@ -926,7 +940,7 @@ fn killed_node_counts_nothing_twice(redis: &str) {
         farm.hits(0, &client, 5);
         let marker = format!("198.18.{round}.1");
         farm.hits(0, &marker, 10);
-        wait_until("node 0's marker", || !farm.alerts_for(&marker).is_empty());
+        farm.wait_until("node 0's marker", || !farm.alerts_for(&marker).is_empty());
         std::thread::sleep(std::time::Duration::from_millis(delay.unwrap_or(0)));
         farm.kill9_and_restart(0, &[]);
         for k in 0..4 {
@@ -1028,7 +1042,7 @@ fn a_redis_that_never_answers_stalls_nothing() {
     assert!(stderr.contains(": no answer within 250ms (cluster.timeout)"), "{stderr}");
     let mut farm = Farm::start(&url, 1);
     farm.hits(0, "203.0.113.10", 10);
-    wait_until("the local alert", || !farm.alerts_for("203.0.113.10").is_empty());
+    farm.wait_until("the local alert", || !farm.alerts_for("203.0.113.10").is_empty());
     let a = farm.alerts_for("203.0.113.10");
     assert_eq!(
         (a[0]["count"].as_u64(), a[0]["scope"].as_str()),
@@ -1212,7 +1226,7 @@ fn nodes_whose_rules_differ_say_so() {
     let mut farm =
         Farm::start_rules(&redis.url(), &[RULE, other.leak(), RULE, narrower, forwarded]);
     farm.hits(0, "203.0.113.1", 1);
-    wait_until("web1's rules registered", || farm.check(1).1.contains("node web1"));
+    farm.wait_until("web1's rules registered", || farm.check(1).1.contains("node web1"));
     let (code, stderr) = farm.check(1);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
@@ -1220,7 +1234,7 @@ fn nodes_whose_rules_differ_say_so() {
         "{stderr}"
     );
     farm.hits(1, "203.0.113.2", 1);
-    wait_until("web2 tells", || farm.log(1).contains("differs on node web1"));
+    farm.wait_until("web2 tells", || farm.log(1).contains("differs on node web1"));
     let (_, metrics) = http_get(port, "/metrics", None).unwrap();
     assert!(metrics.contains("logwarden_farm_rule_differences 1\n"), "{metrics}");
     // Its status says what differs, in words.
@@ -1237,7 +1251,7 @@ fn nodes_whose_rules_differ_say_so() {
     let dom = crate::observe::browse(&format!("http://127.0.0.1:{port}/"), "farm-differs");
     assert!(dom.contains("farm: rule \"today_download\" differs on node web1"), "{dom}");
     farm.hits(2, "203.0.113.3", 1);
-    wait_until("web3 tells", || farm.log(2).contains("differs on node web2"));
+    farm.wait_until("web3 tells", || farm.log(2).contains("differs on node web2"));
     assert!(!farm.log(2).contains("node web1"), "{}", farm.log(2));
     assert!(!farm.log(0).contains("differs"), "web1 registered first: {}", farm.log(0));
     let (code, stderr) = farm.check(3);
@@ -1274,7 +1288,7 @@ fn two_machines_under_one_node_name_are_told() {
     assert!(stderr.contains(told), "{stderr}");
     assert_eq!(code, Some(1), "{stderr}");
     farm.hits(0, "203.0.113.1", 1);
-    wait_until("web1 tells", || farm.log(0).contains(told));
+    farm.wait_until("web1 tells", || farm.log(0).contains(told));
     // A finding is told once while it lasts, and again when it comes back:
     // each new connection registers again (its own entry replaced the
     // other machine's), so the connection is killed between the rounds.
@@ -1282,7 +1296,7 @@ fn two_machines_under_one_node_name_are_told() {
         redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
         let marker = format!("198.18.{round}.1");
         farm.hits(0, &marker, 10);
-        wait_until("the marker's alert", || !farm.alerts_for(&marker).is_empty());
+        farm.wait_until("the marker's alert", || !farm.alerts_for(&marker).is_empty());
     };
     register_again(&mut farm, 1);
     assert_eq!(farm.log(0).matches(told).count(), 1, "gone: {}", farm.log(0));
@@ -1307,10 +1321,10 @@ fn nodes_whose_clocks_differ_say_so() {
     farm.kill9_and_restart(1, &faked);
     farm.hits(0, "203.0.113.1", 1);
     // `check` runs on the real clock: it finds web1's rules, and no clock apart.
-    wait_until("web1's rules registered", || farm.check(1).1.contains("node(s) web1"));
+    farm.wait_until("web1's rules registered", || farm.check(1).1.contains("node(s) web1"));
     farm.hits(1, "203.0.113.2", 1);
     let told = "node web1's clock is 5.0 s behind this node's";
-    wait_until("web2 tells", || farm.log(1).contains(told));
+    farm.wait_until("web2 tells", || farm.log(1).contains(told));
     let (code, stderr) = farm.check(0);
     assert!(
         stderr.contains("cluster: node web2's clock is 5.0 s ahead of this node's"),
@@ -1351,7 +1365,7 @@ fn a_full_redis_is_an_outage_and_one_that_evicts_is_told() {
     assert_eq!(code, Some(0), "{stderr}");
     farm.kill9_and_restart(0, &[]);
     farm.hits(0, "203.0.113.20", 1);
-    wait_until("the node tells", || farm.log(0).contains(told));
+    farm.wait_until("the node tells", || farm.log(0).contains(told));
 }
 
 /// A Redis whose ACL denies TIME: the nodes still register and compare
@@ -1365,7 +1379,7 @@ fn a_redis_that_will_not_tell_its_clock_still_compares_rules() {
     let mut farm = Farm::start(&redis.url(), 2);
     farm.hits(0, "203.0.113.1", 1);
     let registered = "the rules are those of node(s) web1";
-    wait_until("web1's rules registered", || farm.check(1).1.contains(registered));
+    farm.wait_until("web1's rules registered", || farm.check(1).1.contains(registered));
     let (code, stderr) = farm.check(1);
     assert!(stderr.contains("cluster: Redis did not tell its clock (TIME: "), "{stderr}");
     assert!(!stderr.contains("no clock is more than"), "clocks not compared: {stderr}");
@@ -1392,22 +1406,19 @@ fn a_cluster_master_failing_over_keeps_the_farms_windows() {
     farm.hits(0, client, 5);
     farm.settle(1);
     let master = cluster.master_of(&format!("{{{client}}}"));
-    // A write of the test's own, acknowledged by the replica, comes after
-    // everything the nodes wrote to that master.
-    let mut con = redis::Client::open(format!("redis://127.0.0.1:{master}"))
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let (_, acked): ((), i64) = redis::pipe()
-        .cmd("SET")
-        .arg(format!("{{{client}}}sync"))
-        .arg(1)
-        .cmd("WAIT")
-        .arg(1)
-        .arg(5000)
-        .query(&mut con)
-        .unwrap();
-    assert_eq!(acked, 1, "the replica has the window");
+    // The replica holds the client's window as the master does, looked at
+    // on both. (A `SET` and `WAIT 1` of the test's own once had `WAIT`
+    // answer 1, yet the replica, sent its first copy of the master about
+    // then, was promoted at that copy's offset (its log), and held neither
+    // that `SET` nor node 1's hits.)
+    let replica = cluster.replica_of(master);
+    let pattern = format!("*{{{client}}}*");
+    let said = || format!("{}{}", farm.said(), cluster.said(dir.path(), &pattern));
+    let copied = || {
+        let on_master = Cluster::values(master, &pattern);
+        !on_master.is_empty() && Cluster::values(replica, &pattern) == on_master
+    };
+    crate::util::wait_until_or("the replica's copy of the window", copied, said);
     // A client whose window lives on the same master.
     let probe = (1..=250)
         .map(|k| format!("198.18.7.{k}"))
@@ -1415,7 +1426,7 @@ fn a_cluster_master_failing_over_keeps_the_farms_windows() {
         .unwrap();
     cluster.kill(master);
     let key = format!("{{{client}}}");
-    wait_until("the replica's election", || cluster.master_of(&key) != master);
+    farm.wait_until("the replica's election", || cluster.master_of(&key) != master);
     cluster.wait_ok();
     wait_until("node 2 deciding with the farm on the new master", || {
         farm.hits(1, &probe, 1);
@@ -1423,6 +1434,9 @@ fn a_cluster_master_failing_over_keeps_the_farms_windows() {
         farm.alerts_for(&probe).iter().any(|a| a["scope"] == "farm")
     });
     farm.hits(1, client, 5);
+    let said = || format!("{}{}", farm.said(), cluster.said(dir.path(), &pattern));
+    let alerted = || !farm.alerts_for(client).is_empty();
+    crate::util::wait_until_or("the farm alert", alerted, said);
     farm.farm_alert_of_ten(client);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let a = farm.alerts_for(client);
@@ -1468,7 +1482,7 @@ fn least_rights_serve(redis: &str, servers: &[&Redis], commands: &str) {
     farm.spread("203.0.113.12", 10);
     farm.farm_alert_of_ten("203.0.113.12");
     let registered = "the rules are those of node(s) web2, and no clock";
-    wait_until("web2's rules registered", || farm.check(0).1.contains(registered));
+    farm.wait_until("web2's rules registered", || farm.check(0).1.contains(registered));
     assert_eq!(farm.check(0).0, Some(0));
     for i in 0..2 {
         assert!(!farm.log(i).contains("does not answer"), "{}", farm.log(i));

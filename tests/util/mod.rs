@@ -102,10 +102,15 @@ pub fn exit_status(child: &mut std::process::Child) -> std::process::ExitStatus 
 }
 
 /// Polls `cond` until it holds; fails the test when `DEADLINE` passes first.
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    wait_until_or(what, cond, String::new);
+}
+
+/// The same, and a failure says `context()` too (what the processes logged).
+pub fn wait_until_or(what: &str, mut cond: impl FnMut() -> bool, context: impl Fn() -> String) {
     let end = std::time::Instant::now() + DEADLINE;
     while !cond() {
-        assert!(std::time::Instant::now() < end, "timed out waiting for {what}");
+        assert!(std::time::Instant::now() < end, "timed out waiting for {what}\n{}", context());
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

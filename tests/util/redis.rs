@@ -203,8 +203,33 @@ impl Cluster {
             .lines()
             .find(|l| l.contains("master") && l.split(' ').skip(8).any(serves))
             .expect("a master serves every slot");
-        let addr = line.split(' ').nth(1).unwrap();
-        addr.split([':', '@']).nth(1).unwrap().parse().unwrap()
+        node_port(line).unwrap()
+    }
+
+    /// The port of the replica of the master on `port`.
+    pub fn replica_of(&self, master: u16) -> u16 {
+        let nodes = redis_cli(self.nodes[0].port, &["cluster", "nodes"]);
+        let of_master = nodes.lines().find(|l| node_port(l) == Some(master)).unwrap();
+        let id = of_master.split(' ').next().unwrap();
+        let replica = nodes.lines().find(|l| l.contains(&format!(" slave {id} "))).unwrap();
+        node_port(replica).unwrap()
+    }
+
+    /// The keys that hold `pattern` on the node on `port` (a master or a
+    /// replica), with their values, in the order of their names.
+    pub fn values(port: u16, pattern: &str) -> Vec<(String, Vec<u8>)> {
+        let url = format!("redis://127.0.0.1:{port}");
+        let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+        // A replica answers reads of its master's keys after READONLY.
+        let _: () = redis::cmd("READONLY").query(&mut con).unwrap();
+        let mut keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut con).unwrap();
+        keys.sort();
+        keys.into_iter()
+            .map(|k| {
+                let v: Vec<u8> = redis::cmd("GET").arg(&k).query(&mut con).unwrap();
+                (k, v)
+            })
+            .collect()
     }
 
     /// Kills the server on `port` (`kill -9`).
@@ -243,10 +268,41 @@ impl Cluster {
         }
     }
 
+    /// What the nodes say, for a failure's message: how each sees the
+    /// cluster, the keys that hold `pattern`, and every server's log in
+    /// `dir` (killed ones' too).
+    pub fn said(&self, dir: &Path, pattern: &str) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            let nodes = redis_cli(n.port, &["cluster", "nodes"]);
+            let keys = redis_cli(n.port, &["--scan", "--pattern", pattern]);
+            out += &format!("--- redis {}: cluster nodes\n{nodes}--- keys\n{keys}", n.port);
+            for key in keys.lines() {
+                let len = redis_cli(n.port, &["strlen", key]);
+                let ttl = redis_cli(n.port, &["pttl", key]);
+                out += &format!("{key}: {} bytes, pttl {}", len.trim(), ttl);
+            }
+        }
+        let mut logs: Vec<_> =
+            std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+        logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
+        logs.sort();
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            out += &format!("--- {}\n{text}", log.display());
+        }
+        out
+    }
+
     /// The nodes' URLs, as seed nodes.
     pub fn seeds(&self) -> Vec<String> {
         self.nodes.iter().map(Redis::url).collect()
     }
+}
+
+/// The port of a node in a line of `CLUSTER NODES` (`id ip:port@bus …`).
+fn node_port(line: &str) -> Option<u16> {
+    line.split(' ').nth(1)?.split([':', '@']).nth(1)?.parse().ok()
 }
 
 /// `redis-cli -p PORT ARGS…`'s output.
