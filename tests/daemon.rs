@@ -1827,6 +1827,42 @@ fn many_files_under_a_glob_rotated_at_once_count_like_replay() {
     d.stop();
 }
 
+/// A new file under a glob written and rotated away after the follower's
+/// last look, before the state was saved (its name's new file made), then
+/// a stop: its lines are read at the restart. The times are set on the
+/// files — the save 500 ms after that look (saved with the state), the
+/// file 200 ms after it: by the save's time alone it was not read (files
+/// written 100 ms before it are, for the clock's tick).
+#[test]
+fn a_file_rotated_away_between_the_last_look_and_the_save_is_read_at_the_restart() {
+    let (dir, logs) = with_logs_dir();
+    let log = |n: &str| logs.join(n);
+    let glob = format!("{}/*.log", logs.display());
+    let d = Daemon::start(dir.path(), &glob);
+    let mut w = Writer::new();
+    w.phase(&log("a.log"), A, 3, 1);
+    d.wait_for_marker(1);
+    d.stop();
+    let state = dir.path().join("state");
+    let saved = logwarden::state::load(&state).0.unwrap();
+    let [(source, looked)] = saved.looked.as_slice() else { panic!("{:?}", saved.looked) };
+    assert_eq!(source, "default");
+    w.phase(&log("b.log"), B, 4, 2);
+    std::fs::rename(log("b.log"), log("b.log.1")).unwrap();
+    std::fs::write(log("b.log"), "").unwrap();
+    let set = |p: &Path, t| OpenOptions::new().write(true).open(p).unwrap().set_modified(t);
+    set(&log("b.log.1"), *looked + Duration::from_millis(200)).unwrap();
+    for name in ["state.bin", "state.wal"] {
+        set(&state.join(name), *looked + Duration::from_millis(500)).unwrap();
+    }
+    while std::time::SystemTime::now() < *looked + Duration::from_millis(600) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let d = Daemon::start(dir.path(), &glob);
+    w.phase(&log("a.log"), &[], 0, 3);
+    finish(d, &w, 3);
+}
+
 /// Stopped while a new file under a glob was created, written and rotated
 /// away, its name's new file created: with `start_at = "beginning"`, its
 /// lines are read at the restart. A generation of another new name, last

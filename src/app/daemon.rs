@@ -235,7 +235,10 @@ fn run_once(
         lock: lock.clone(),
         lost: None,
     };
-    let saved_at = saved.as_ref().and_then(|s| s.saved_at);
+    let times = saved.as_ref().map_or_else(SavedTimes::default, |s| SavedTimes {
+        at: s.saved_at,
+        looked: s.looked.clone(),
+    });
     let (positions, restore) = match saved {
         Some(s) => {
             let (positions, restore) = resume(s, &mut sink);
@@ -243,7 +246,7 @@ fn run_once(
         }
         None => (None, None),
     };
-    let source = followers(cfg, &asked.interrupt, positions, saved_at, wake, (want_full, probe));
+    let source = followers(cfg, &asked.interrupt, positions, times, wake, (want_full, probe));
     let mut engine = cfg.engine();
     engine.settings.checkpoints = true;
     for s in &cfg.sources {
@@ -362,18 +365,33 @@ fn resume(s: State, sink: &mut DaemonSink) -> (Vec<Position>, Restore) {
     (s.positions, restore_windows(&sink.rules, s.rules, s.watermark))
 }
 
+/// When the saved state was saved, and when each source's follower had
+/// last begun to look for files before (by source name).
+#[derive(Default)]
+struct SavedTimes {
+    at: Option<SystemTime>,
+    looked: Vec<(String, SystemTime)>,
+}
+
+impl SavedTimes {
+    /// When the follower of source `name` had last begun to look.
+    fn looked(&self, name: &str) -> Option<SystemTime> {
+        self.looked.iter().find(|(n, _)| n == name).map(|(_, t)| *t)
+    }
+}
+
 /// The reader of every source: a follower each (on its own thread when
 /// there are several), resuming from its own saved positions. Positions
 /// saved before sources had names belong to the first source. They share
 /// the stop flag and the flags asking for a full checkpoint and a probe
 /// (`flags`); the daemon's wake-ups reach them all; together they prove to
-/// the service manager that reading goes on. `saved_at`: when the
-/// positions were saved.
+/// the service manager that reading goes on. `times`: when the positions
+/// were saved, and when each follower had last looked.
 fn followers(
     cfg: &Config,
     stop: &Arc<AtomicBool>,
     positions: Option<Vec<Position>>,
-    saved_at: Option<SystemTime>,
+    times: SavedTimes,
     wake: Wake,
     (want_full, probe): (Arc<AtomicBool>, Arc<AtomicBool>),
 ) -> Box<dyn Source> {
@@ -398,7 +416,7 @@ fn followers(
             .with_wake(tx, rx)
             .with_full_checkpoints(Arc::clone(&want_full))
             .with_probes(Arc::clone(&probe))
-            .with_saved_at(saved_at)
+            .with_saved_at(times.at, times.looked(&s.name))
             .with_times(cfg.parser(i), merge_slack(cfg, i));
         if let Some(beat) = beats.next() {
             f = f.with_heartbeat(every, beat);
@@ -674,8 +692,8 @@ impl Sink for DaemonSink {
         }
         let started = Instant::now();
         let delivered = self.outputs.take_delivered();
-        let snap =
-            Snapshot { positions: &cp.positions, watermark: cp.watermark, shards: cp.windows };
+        let (positions, looked) = (&cp.positions, &cp.looked);
+        let snap = Snapshot { positions, looked, watermark: cp.watermark, shards: cp.windows };
         let result = if cp.full {
             self.store.write_base(&snap, &self.outputs.held(), self.outputs.keys(), &self.rules)
         } else {
@@ -734,7 +752,13 @@ mod tests {
     fn changes_before_the_first_base_wait_for_it_without_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = sink(dir.path());
-        let cp = |full| Checkpoint { positions: Vec::new(), windows: &[], full, watermark: 0 };
+        let cp = |full| Checkpoint {
+            positions: Vec::new(),
+            looked: Vec::new(),
+            windows: &[],
+            full,
+            watermark: 0,
+        };
         s.checkpoint(&cp(false));
         assert!(!s.save_failing, "changes before the first base are not a failed save");
         assert!(!s.want_full.load(Ordering::SeqCst) && !s.store.has_base());

@@ -281,15 +281,19 @@ pub struct Follower {
     written: Arc<Mutex<Written>>,
     /// When the current files were last looked for.
     discovered: Option<Instant>,
+    /// When the last look began, by the wall clock: saved with each
+    /// checkpoint ([`Follower::with_saved_at`]).
+    looked_at: Option<SystemTime>,
     /// Directories watched besides the configured one (symlink targets').
     watched: HashSet<PathBuf>,
     /// Problems already reported, so each is logged once per occurrence.
     reported: HashSet<String>,
     /// Positions from the saved state, used at the first scan.
     saved: Option<Vec<Position>>,
-    /// With saved state and `start_at = "beginning"`, when that state was
-    /// saved: files new to it are read whole, and so are their generations
-    /// written since ([`Follower::new_names`]).
+    /// With saved state and `start_at = "beginning"`, since when files
+    /// not in it may be unread ([`Follower::with_saved_at`]): files new to
+    /// it are read whole, and so are their generations written since
+    /// ([`Follower::new_names`]).
     resume_since: Option<SystemTime>,
     /// The newest date of a dated series at the first scan: files dated
     /// later appeared while we ran and are all read, even one that was
@@ -302,8 +306,8 @@ pub struct Follower {
     /// from its beginning. At most [`FINISHED_KEPT`].
     finished: VecDeque<(FileId, u64)>,
     /// Since when every file read is remembered (followed, in `finished`,
-    /// or in the saved positions): the first look (or, resuming, when the
-    /// state was saved: [`Follower::first_remembered`]), or when a finished
+    /// or in the saved positions): the first look (or, resuming, about when
+    /// the run before last looked: [`Follower::first_remembered`]), or when a finished
     /// file was last forgotten, less [`Follower::lag`]. A file last written
     /// before it may have been read.
     remembered_since: Option<SystemTime>,
@@ -359,6 +363,7 @@ impl Follower {
             names_changed: Arc::new(AtomicBool::new(true)),
             written: Arc::new(Mutex::new(Written::default())),
             discovered: None,
+            looked_at: None,
             watched: HashSet::new(),
             reported: HashSet::new(),
             saved,
@@ -391,12 +396,23 @@ impl Follower {
         self
     }
 
-    /// The saved positions were saved at `at`: with `start_at =
-    /// "beginning"`, files never followed and last written since then
-    /// (while stopped) are read at the first look ([`Follower::new_names`]).
-    pub fn with_saved_at(mut self, at: Option<SystemTime>) -> Follower {
+    /// The saved positions were saved at `at`, and the run that saved them
+    /// had last begun to look for files at `looked` (when saved): with
+    /// `start_at = "beginning"`, files never followed and last written
+    /// since then are read at the first look ([`Follower::new_names`]).
+    /// Since that look, as a file made and rotated away after it was never
+    /// seen; but not earlier than half `rotate_wait` before the save, as a
+    /// file that run finished (not among the positions) had been quiet
+    /// `rotate_wait` by then and is not to be read again.
+    pub fn with_saved_at(mut self, at: Option<SystemTime>, looked: Option<SystemTime>) -> Follower {
         let resumes = self.saved.is_some() && self.cfg.start_at == StartAt::Beginning;
-        self.resume_since = at.filter(|_| resumes);
+        // `first_remembered` takes `lag` off again.
+        let reach = (self.cfg.rotate_wait / 2).saturating_sub(self.lag());
+        let since = at.map(|at| match looked {
+            Some(l) if l < at => l.max(at.checked_sub(reach).unwrap_or(at)),
+            _ => at,
+        });
+        self.resume_since = since.filter(|_| resumes);
         self
     }
 
@@ -478,7 +494,15 @@ impl Follower {
         self.dirty = false;
         self.urgent = false;
         self.last_checkpoint = Instant::now();
-        SourceEvent::Checkpoint { full: self.want_full.swap(false, Ordering::SeqCst) }
+        SourceEvent::Checkpoint {
+            full: self.want_full.swap(false, Ordering::SeqCst),
+            looked: self.looked(),
+        }
+    }
+
+    /// This follower's source and when its last look began.
+    fn looked(&self) -> Option<(usize, SystemTime)> {
+        self.looked_at.map(|t| (self.source, t))
     }
 
     /// Shares the flag that asks for a full checkpoint (a new base): the
@@ -816,10 +840,10 @@ impl Follower {
     }
 
     /// Since when files read are remembered at the first look: with saved
-    /// state and `start_at = "beginning"`, since it was saved (a file the
-    /// run before finished had been quiet `rotate_wait` by then); else from
-    /// now — what was written before, while stopped, is not ours to read
-    /// from its beginning.
+    /// state and `start_at = "beginning"`, since the run that saved it last
+    /// looked, or (at most half `rotate_wait`) before it saved
+    /// ([`Follower::with_saved_at`]); else from now — what was written
+    /// before, while stopped, is not ours to read from its beginning.
     fn first_remembered(&self) -> SystemTime {
         match self.resume_since {
             Some(at) => at.checked_sub(self.lag()).unwrap_or(at),
@@ -860,6 +884,7 @@ impl Follower {
     /// Finds current files, opens new ones and retires replaced ones.
     fn discover(&mut self) {
         self.discovered = Some(Instant::now());
+        self.looked_at = Some(SystemTime::now());
         if self.remembered_since.is_none() {
             self.remembered_since = Some(self.first_remembered());
         }
@@ -1183,6 +1208,7 @@ impl Follower {
             heartbeat: self.heartbeat.take(),
             last_checkpoint: self.last_checkpoint,
             want_full: Arc::clone(&self.want_full),
+            looked: self.looked(),
         };
         let read = self.read_all(&mut |ev| pace.pass_on(ev, emit), only);
         self.heartbeat = pace.heartbeat;
@@ -1445,6 +1471,7 @@ struct Pace {
     heartbeat: Option<Box<dyn FnMut() + Send>>,
     last_checkpoint: Instant,
     want_full: Arc<AtomicBool>,
+    looked: Option<(usize, SystemTime)>,
 }
 
 impl Pace {
@@ -1465,7 +1492,8 @@ impl Pace {
             return true;
         }
         self.last_checkpoint = Instant::now();
-        emit(SourceEvent::Checkpoint { full: self.want_full.swap(false, Ordering::SeqCst) })
+        let full = self.want_full.swap(false, Ordering::SeqCst);
+        emit(SourceEvent::Checkpoint { full, looked: self.looked })
     }
 }
 
@@ -1677,10 +1705,68 @@ mod tests {
         std::fs::write(&log, &next).unwrap();
         let cfg = config(&path, StartAt::Beginning, false);
         let saved_at = SystemTime::now() - Duration::from_secs(60);
-        let mut f =
-            Follower::new(cfg, Arc::default(), Some(vec![saved])).with_saved_at(Some(saved_at));
+        let mut f = Follower::new(cfg, Arc::default(), Some(vec![saved]))
+            .with_saved_at(Some(saved_at), None);
         f.discover();
         assert_eq!(read_pass(&mut f), line + &next);
+    }
+
+    /// A follower of `*.log` in `dir` resuming from `a.log`'s saved
+    /// position (at its end), saved at `saved_at` by a run whose last look
+    /// began at `looked`.
+    fn resuming(dir: &Path, saved_at: SystemTime, looked: Option<SystemTime>) -> Follower {
+        let a = dir.join("a.log");
+        let md = std::fs::metadata(&a).unwrap();
+        let id = FileId { dev: md.dev(), ino: md.ino(), fingerprint: None };
+        let path = a.display().to_string();
+        let saved = Position { source: String::new(), path, id, offset: md.len(), lines: 0 };
+        let cfg = config(&format!("{}/*.log", dir.display()), StartAt::Beginning, false);
+        let f = Follower::new(cfg, Arc::default(), Some(vec![saved]));
+        f.with_saved_at(Some(saved_at), looked)
+    }
+
+    /// The file `name` in `dir`, holding `text`, and its time.
+    fn written(dir: &Path, name: &str, text: &str) -> SystemTime {
+        std::fs::write(dir.join(name), text).unwrap();
+        std::fs::metadata(dir.join(name)).unwrap().modified().unwrap()
+    }
+
+    #[test]
+    fn a_file_made_and_rotated_away_after_the_last_look_is_read_at_the_restart() {
+        // After the run before last looked, and before it last saved, a new
+        // name's file was written and rotated away, and the name's new
+        // file made (logrotate's `create`).
+        let dir = tempfile::tempdir().unwrap();
+        written(dir.path(), "a.log", "");
+        let line = testing::common_line("192.0.2.1", "/b", 0);
+        let at = written(dir.path(), "b.log", &line);
+        std::fs::rename(dir.path().join("b.log"), dir.path().join("b.log.1")).unwrap();
+        written(dir.path(), "b.log", "");
+        let (looked, saved_at) = (at - Duration::from_millis(50), at + Duration::from_millis(300));
+        let mut f = resuming(dir.path(), saved_at, Some(looked));
+        f.discover();
+        assert_eq!(read_pass(&mut f), line);
+        // Since the save alone, it was not (a soak lost such a file's lines).
+        let mut f = resuming(dir.path(), saved_at, None);
+        f.discover();
+        assert_eq!(read_pass(&mut f), "");
+    }
+
+    #[test]
+    fn a_file_the_run_before_finished_is_not_read_again_after_a_late_save() {
+        // The run before finished `c.log` (quiet `rotate_wait`, so not in the
+        // saved positions) after its name's file was rotated away with no
+        // new one (logrotate's `nocreate`); the new one came while stopped.
+        // That run's last look was long before its save.
+        let dir = tempfile::tempdir().unwrap();
+        written(dir.path(), "a.log", "");
+        let line = testing::common_line("192.0.2.1", "/c", 0);
+        let at = written(dir.path(), "c.log.1", &line);
+        written(dir.path(), "c.log", "");
+        let saved_at = at + Duration::from_secs(1);
+        let mut f = resuming(dir.path(), saved_at, Some(at - Duration::from_secs(10)));
+        f.discover();
+        assert_eq!(read_pass(&mut f), "");
     }
 
     #[test]

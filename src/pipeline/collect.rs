@@ -71,6 +71,9 @@ pub(super) struct Collector<'e> {
     line_base: HashMap<u64, u64>,
     /// Followed files' positions, by file id.
     positions: HashMap<u64, Position>,
+    /// When each source's follower last began to look for files, by
+    /// source index, as of the last checkpoint.
+    looked: HashMap<usize, std::time::SystemTime>,
     /// Per shard, per rule: clients held, as last reported.
     clients: Vec<Vec<u64>>,
     /// Newest event time, by file id.
@@ -126,6 +129,7 @@ impl<'e> Collector<'e> {
             next: 0,
             line_base: HashMap::new(),
             positions: HashMap::new(),
+            looked: HashMap::new(),
             clients: vec![Vec::new(); shards],
             newest: HashMap::new(),
             watermark: 0,
@@ -325,7 +329,10 @@ impl<'e> Collector<'e> {
                 self.newest.remove(&tag.id);
                 Some(tag.id)
             }
-            Some(SourceEvent::Checkpoint { full }) => {
+            Some(SourceEvent::Checkpoint { full, looked }) => {
+                if let Some((source, at)) = *looked {
+                    self.looked.insert(source, at);
+                }
                 self.checkpoint(&p, *full, sink);
                 None
             }
@@ -431,7 +438,12 @@ impl<'e> Collector<'e> {
     fn checkpoint(&self, p: &Pending, full: bool, sink: &mut dyn Sink) {
         let positions = self.current_positions();
         let windows = &p.saves;
-        sink.checkpoint(&Checkpoint { positions, windows, full, watermark: p.watermark });
+        let sources = &self.engine.sources;
+        let looked = (self.looked.iter())
+            .filter_map(|(i, at)| Some((sources.get(*i)?.0.clone(), *at)))
+            .collect();
+        let watermark = p.watermark;
+        sink.checkpoint(&Checkpoint { positions, looked, windows, full, watermark });
     }
 
     /// Counts keys forgotten at `max_clients`, saying so the first time.

@@ -126,8 +126,10 @@ impl<'e> Scanner<'e> {
         // An idle tick's save is whole: a new base without the clients
         // the cleanup has just forgotten, written while nothing else goes on.
         let save = match *event {
-            SourceEvent::Checkpoint { full: true } | SourceEvent::Tick { .. } => Some(Save::All),
-            SourceEvent::Checkpoint { full: false } => Some(Save::Changes),
+            SourceEvent::Checkpoint { full: true, .. } | SourceEvent::Tick { .. } => {
+                Some(Save::All)
+            }
+            SourceEvent::Checkpoint { full: false, .. } => Some(Save::Changes),
             _ => None,
         };
         let probe = matches!(*event, SourceEvent::Probe);

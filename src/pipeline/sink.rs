@@ -187,6 +187,9 @@ pub trait Sink {
 pub struct Checkpoint<'a> {
     /// Where reading of each followed file stands.
     pub positions: Vec<Position>,
+    /// When each source's follower last began to look for files (by
+    /// source name), where it has.
+    pub looked: Vec<(String, std::time::SystemTime)>,
     /// Windows, encoded: per shard, one per rule (in rule order) — every
     /// key when `full`, else the keys changed since the last checkpoint.
     pub windows: &'a [Vec<Entries>],

@@ -292,6 +292,10 @@ pub enum SourceEvent {
     Checkpoint {
         /// Save every key.
         full: bool,
+        /// The follower's source and when its last look for files began:
+        /// a file never followed and written since then may be one it never
+        /// saw, read whole after a restart (saved with the positions).
+        looked: Option<(usize, std::time::SystemTime)>,
     },
     /// No lines from a source for `idle` seconds: evict clients as if its
     /// time had gone on that long from its newest line (from `clock`, the

@@ -35,6 +35,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 const MAGIC_V1: &[u8] = b"LOGWARDEN-STATE 1\n";
 /// The first line of a base.
@@ -65,7 +66,11 @@ pub struct State {
     /// Windows by rule.
     pub rules: Vec<SavedRule>,
     /// When it was last saved (its files' modification time), when known.
-    pub saved_at: Option<std::time::SystemTime>,
+    pub saved_at: Option<SystemTime>,
+    /// When each source's follower last began to look for files before
+    /// the save, by source name (none in a state written before this was
+    /// saved).
+    pub looked: Vec<(String, SystemTime)>,
 }
 
 /// A rule's saved windows, with what named the rule when they were saved.
@@ -128,6 +133,9 @@ struct BaseHeader<A> {
     outputs: Vec<String>,
     watermark: u32,
     rules: Vec<RuleHeader>,
+    /// [`State::looked`], in ms since 1970 (absent in states written before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    looked: Vec<(String, u64)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -163,12 +171,17 @@ struct RecordHeader<A> {
     delivered: Vec<(usize, Vec<String>)>,
     /// Entries per rule.
     entries: Vec<u64>,
+    /// As in [`BaseHeader`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    looked: Vec<(String, u64)>,
 }
 
 /// A checkpoint to save: positions after, and windows as of, one source event.
 pub struct Snapshot<'a> {
     /// Where reading of each followed file stands.
     pub positions: &'a [Position],
+    /// When each source's follower last began to look for files.
+    pub looked: &'a [(String, SystemTime)],
     /// Newest event time of the stream.
     pub watermark: u32,
     /// Per shard, per rule: the entries (all of them for a base, the
@@ -244,6 +257,7 @@ impl Store {
             outputs: outputs.to_vec(),
             watermark: snap.watermark,
             rules: rule_headers,
+            looked: to_ms(snap.looked),
         };
         let mut out = MAGIC.to_vec();
         put_json(&mut out, &header);
@@ -281,6 +295,7 @@ impl Store {
             queued_for: queued.iter().map(|(_, m)| *m).collect(),
             delivered: delivered.to_vec(),
             entries: (0..rules).map(|r| snap.shards.iter().map(|s| s[r].count).sum()).collect(),
+            looked: to_ms(snap.looked),
         };
         let mut payload = Vec::new();
         put_json(&mut payload, &header);
@@ -376,8 +391,21 @@ pub fn decode(bytes: &[u8]) -> Result<(State, u64), StateError> {
         watermark: header.watermark,
         rules,
         saved_at: None,
+        looked: from_ms(header.looked),
     };
     Ok((state, header.generation))
+}
+
+/// Times by name, as saved: ms since 1970.
+fn to_ms(times: &[(String, SystemTime)]) -> Vec<(String, u64)> {
+    let ms = |t: &SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    times.iter().map(|(name, t)| (name.clone(), ms(t))).collect()
+}
+
+/// Times by name, as read.
+fn from_ms(times: Vec<(String, u64)>) -> Vec<(String, SystemTime)> {
+    let at = |ms| UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    times.into_iter().map(|(name, ms)| (name, at(ms))).collect()
 }
 
 /// Applies the change log `bytes` that follows base `generation`; returns
@@ -401,6 +429,7 @@ pub fn apply_log(state: &mut State, generation: u64, bytes: &[u8]) -> usize {
             break;
         }
         state.positions = header.positions;
+        state.looked = from_ms(header.looked);
         state.watermark = header.watermark;
         outbox.queue(header.queued.into_iter().zip(header.queued_for));
         outbox.deliver(header.delivered);
@@ -531,7 +560,8 @@ mod tests {
     /// Writes a base of `windows` (offset 400, watermark 125) in `dir`.
     fn base_of(dir: &Path, windows: &[Windows]) -> Store {
         let all: Vec<Vec<Entries>> = windows.iter().map(|w| vec![Entries::all(w)]).collect();
-        let snap = Snapshot { positions: &[position(400)], watermark: 125, shards: &all };
+        let snap =
+            Snapshot { positions: &[position(400)], looked: &[], watermark: 125, shards: &all };
         let mut store = Store::new(dir);
         store
             .write_base(
@@ -557,7 +587,8 @@ mod tests {
         let changes: Vec<Vec<Entries>> =
             windows.iter_mut().map(|w| vec![Entries::changes(w)]).collect();
         assert_eq!(changes.iter().map(|c| c[0].count).sum::<u64>(), 2);
-        let snap = Snapshot { positions: &[position(900)], watermark: 200, shards: &changes };
+        let snap =
+            Snapshot { positions: &[position(900)], looked: &[], watermark: 200, shards: &changes };
         let delivered = vec![(0, vec!["a1".to_string()])];
         store.append(&snap, &[(alert("a2"), 0b01)], &delivered).unwrap();
         assert!(!store.wants_base());
@@ -576,6 +607,32 @@ mod tests {
     }
 
     #[test]
+    fn when_each_follower_last_looked_is_saved_with_the_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut windows = shards();
+        let at = |ms| UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        let all: Vec<Vec<Entries>> = windows.iter().map(|w| vec![Entries::all(w)]).collect();
+        let looked = [("web".to_string(), at(1_796_000_000_123))];
+        let snap =
+            Snapshot { positions: &[position(400)], looked: &looked, watermark: 125, shards: &all };
+        let rule = RuleName { name: "r".into(), spec: SPEC, counting: String::new() };
+        let mut store = Store::new(dir.path());
+        store.write_base(&snap, &[], &[], &[rule]).unwrap();
+        assert_eq!(load(dir.path()).0.unwrap().looked, looked);
+        let changes: Vec<Vec<Entries>> =
+            windows.iter_mut().map(|w| vec![Entries::changes(w)]).collect();
+        let looked = [("web".to_string(), at(1_796_000_001_456)), ("app".into(), at(5))];
+        let snap = Snapshot {
+            positions: &[position(500)],
+            looked: &looked,
+            watermark: 130,
+            shards: &changes,
+        };
+        store.append(&snap, &[], &[]).unwrap();
+        assert_eq!(load(dir.path()).0.unwrap().looked, looked);
+    }
+
+    #[test]
     fn a_record_cut_short_and_a_log_of_another_base_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let mut windows = shards();
@@ -583,7 +640,8 @@ mod tests {
         windows[0].record(Key(9), 130);
         let changes: Vec<Vec<Entries>> =
             windows.iter_mut().map(|w| vec![Entries::changes(w)]).collect();
-        let snap = Snapshot { positions: &[position(500)], watermark: 130, shards: &changes };
+        let snap =
+            Snapshot { positions: &[position(500)], looked: &[], watermark: 130, shards: &changes };
         store.append(&snap, &[], &[]).unwrap();
         store.append(&snap, &[], &[]).unwrap();
         let log = dir.path().join(WAL_NAME);
@@ -610,7 +668,8 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         let changes: Vec<Vec<Entries>> =
             windows.iter_mut().map(|w| vec![Entries::changes(w)]).collect();
-        let snap = Snapshot { positions: &[position(500)], watermark: 130, shards: &changes };
+        let snap =
+            Snapshot { positions: &[position(500)], looked: &[], watermark: 130, shards: &changes };
         let err = store.append(&snap, &[], &[]).unwrap_err().to_string();
         assert!(err.contains("state.wal was removed (was state.dir deleted?)"), "{err}");
         assert!(store.wants_base() && !store.has_base());
@@ -640,6 +699,7 @@ mod tests {
         let (s, generation) = decode(&bytes).unwrap();
         assert_eq!((s.positions[0].offset, s.watermark, generation), (400, 125, 0));
         assert_eq!(s.rules[0].windows.get(Key(7)).unwrap().count(), 3);
+        assert!(s.looked.is_empty(), "not saved then");
     }
 
     #[test]
