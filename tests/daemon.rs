@@ -1827,6 +1827,18 @@ fn many_files_under_a_glob_rotated_at_once_count_like_replay() {
     d.stop();
 }
 
+/// A daemon on `logs/*.log` run until `a.log`'s first lines are counted,
+/// then stopped: the glob, and the writer.
+fn ran_on_a_glob(dir: &Path, logs: &Path) -> (String, Writer) {
+    let glob = format!("{}/*.log", logs.display());
+    let d = Daemon::start(dir, &glob);
+    let mut w = Writer::new();
+    w.phase(&logs.join("a.log"), A, 3, 1);
+    d.wait_for_marker(1);
+    d.stop();
+    (glob, w)
+}
+
 /// A new file under a glob written and rotated away after the follower's
 /// last look, before the state was saved (its name's new file made), then
 /// a stop: its lines are read at the restart. The times are set on the
@@ -1837,12 +1849,7 @@ fn many_files_under_a_glob_rotated_at_once_count_like_replay() {
 fn a_file_rotated_away_between_the_last_look_and_the_save_is_read_at_the_restart() {
     let (dir, logs) = with_logs_dir();
     let log = |n: &str| logs.join(n);
-    let glob = format!("{}/*.log", logs.display());
-    let d = Daemon::start(dir.path(), &glob);
-    let mut w = Writer::new();
-    w.phase(&log("a.log"), A, 3, 1);
-    d.wait_for_marker(1);
-    d.stop();
+    let (glob, mut w) = ran_on_a_glob(dir.path(), &logs);
     let state = dir.path().join("state");
     let saved = logwarden::state::load(&state).0.unwrap();
     let [(source, looked)] = saved.looked.as_slice() else { panic!("{:?}", saved.looked) };
@@ -1876,12 +1883,7 @@ fn a_file_created_and_rotated_while_stopped_is_read_at_the_restart() {
     let long_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
     let old = std::fs::File::options().write(true).open(log("c.log.1")).unwrap();
     old.set_modified(long_ago).unwrap();
-    let glob = format!("{}/*.log", logs.display());
-    let d = Daemon::start(dir.path(), &glob);
-    let mut w = Writer::new();
-    w.phase(&log("a.log"), A, 3, 1);
-    d.wait_for_marker(1);
-    d.stop();
+    let (glob, mut w) = ran_on_a_glob(dir.path(), &logs);
     // Past a tick of the clock files are stamped by.
     std::thread::sleep(Duration::from_millis(50));
     w.phase(&log("b.log"), B, 4, 2);

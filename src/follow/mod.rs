@@ -1711,10 +1711,10 @@ mod tests {
         assert_eq!(read_pass(&mut f), line + &next);
     }
 
-    /// A follower of `*.log` in `dir` resuming from `a.log`'s saved
-    /// position (at its end), saved at `saved_at` by a run whose last look
-    /// began at `looked`.
-    fn resuming(dir: &Path, saved_at: SystemTime, looked: Option<SystemTime>) -> Follower {
+    /// What a follower of `*.log` in `dir` reads at its first pass,
+    /// resuming from `a.log`'s saved position (at its end), saved at
+    /// `saved_at` by a run whose last look began at `looked`.
+    fn read_resuming(dir: &Path, saved_at: SystemTime, looked: Option<SystemTime>) -> String {
         let a = dir.join("a.log");
         let md = std::fs::metadata(&a).unwrap();
         let id = FileId { dev: md.dev(), ino: md.ino(), fingerprint: None };
@@ -1722,13 +1722,23 @@ mod tests {
         let saved = Position { source: String::new(), path, id, offset: md.len(), lines: 0 };
         let cfg = config(&format!("{}/*.log", dir.display()), StartAt::Beginning, false);
         let f = Follower::new(cfg, Arc::default(), Some(vec![saved]));
-        f.with_saved_at(Some(saved_at), looked)
+        let mut f = f.with_saved_at(Some(saved_at), looked);
+        f.discover();
+        read_pass(&mut f)
     }
 
-    /// The file `name` in `dir`, holding `text`, and its time.
-    fn written(dir: &Path, name: &str, text: &str) -> SystemTime {
-        std::fs::write(dir.join(name), text).unwrap();
-        std::fs::metadata(dir.join(name)).unwrap().modified().unwrap()
+    /// A directory holding `a.log` (empty: the saved file) and a name
+    /// `name` new to the saved state, its file empty and its generation
+    /// `name.1` holding a line: the directory, the line and its file's time.
+    fn with_a_new_names_generation(name: &str) -> (tempfile::TempDir, String, SystemTime) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.log"), "").unwrap();
+        let line = testing::common_line("192.0.2.1", &format!("/{name}"), 0);
+        let old = dir.path().join(format!("{name}.1"));
+        std::fs::write(&old, &line).unwrap();
+        std::fs::write(dir.path().join(name), "").unwrap();
+        let at = std::fs::metadata(&old).unwrap().modified().unwrap();
+        (dir, line, at)
     }
 
     #[test]
@@ -1736,20 +1746,11 @@ mod tests {
         // After the run before last looked, and before it last saved, a new
         // name's file was written and rotated away, and the name's new
         // file made (logrotate's `create`).
-        let dir = tempfile::tempdir().unwrap();
-        written(dir.path(), "a.log", "");
-        let line = testing::common_line("192.0.2.1", "/b", 0);
-        let at = written(dir.path(), "b.log", &line);
-        std::fs::rename(dir.path().join("b.log"), dir.path().join("b.log.1")).unwrap();
-        written(dir.path(), "b.log", "");
+        let (dir, line, at) = with_a_new_names_generation("b.log");
         let (looked, saved_at) = (at - Duration::from_millis(50), at + Duration::from_millis(300));
-        let mut f = resuming(dir.path(), saved_at, Some(looked));
-        f.discover();
-        assert_eq!(read_pass(&mut f), line);
+        assert_eq!(read_resuming(dir.path(), saved_at, Some(looked)), line);
         // Since the save alone, it was not (a soak lost such a file's lines).
-        let mut f = resuming(dir.path(), saved_at, None);
-        f.discover();
-        assert_eq!(read_pass(&mut f), "");
+        assert_eq!(read_resuming(dir.path(), saved_at, None), "");
     }
 
     #[test]
@@ -1758,15 +1759,10 @@ mod tests {
         // saved positions) after its name's file was rotated away with no
         // new one (logrotate's `nocreate`); the new one came while stopped.
         // That run's last look was long before its save.
-        let dir = tempfile::tempdir().unwrap();
-        written(dir.path(), "a.log", "");
-        let line = testing::common_line("192.0.2.1", "/c", 0);
-        let at = written(dir.path(), "c.log.1", &line);
-        written(dir.path(), "c.log", "");
+        let (dir, _, at) = with_a_new_names_generation("c.log");
         let saved_at = at + Duration::from_secs(1);
-        let mut f = resuming(dir.path(), saved_at, Some(at - Duration::from_secs(10)));
-        f.discover();
-        assert_eq!(read_pass(&mut f), "");
+        let long_before = Some(at - Duration::from_secs(10));
+        assert_eq!(read_resuming(dir.path(), saved_at, long_before), "");
     }
 
     #[test]
