@@ -1,6 +1,6 @@
 //! A daemon under test and a writer of log lines.
 
-use super::{DEADLINE, bin, json_lines, wait_until, write};
+use super::{DEADLINE, bin, json_lines, wait_until_or, write};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -93,9 +93,13 @@ impl Daemon {
 
     pub fn wait_for_marker(&self, n: u32) {
         let key = marker_ip(n);
-        wait_until(&format!("marker {key}"), || {
-            self.alerts().iter().any(|a| a["key"] == key.as_str())
-        });
+        let marked = || self.alerts().iter().any(|a| a["key"] == key.as_str());
+        let said = || {
+            let alerts = self.alerts();
+            let last = &alerts[alerts.len().saturating_sub(5)..];
+            format!("--- log\n{}--- {} alerts, the last: {last:?}", self.log_text(), alerts.len())
+        };
+        wait_until_or(&format!("marker {key}"), marked, said);
     }
 
     /// The daemon's threads now.
