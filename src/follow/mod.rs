@@ -1258,6 +1258,12 @@ impl Follower {
                         return Ok(None);
                     }
                     truncated.extend(was.map(|was| Truncated { i, fp, offset, was }));
+                    // Emptied: copytruncated again before its next line is
+                    // read, it would show no truncation (its offset is 0),
+                    // so its first change looks for that copy as for a file
+                    // opened empty (a soak lost such a copy's lines).
+                    let emptied = (stamp.len == 0).then(|| (self.lagging_now(), stamp));
+                    self.tracked[i].opened_empty = emptied;
                 }
                 // A file that just became recognisable by its first bytes
                 // is saved after this pass, not a checkpoint period later:
@@ -1643,6 +1649,31 @@ mod tests {
         assert_eq!(read_pass(&mut f), line + &next);
         f.discover();
         assert_eq!(read_pass(&mut f), "");
+    }
+
+    /// What logrotate's copytruncate does: copy the file, then empty it.
+    fn copytruncate(path: &Path, copy: &Path) {
+        std::fs::copy(path, copy).unwrap();
+        File::options().write(true).open(path).unwrap().set_len(0).unwrap();
+    }
+
+    #[test]
+    fn a_file_copytruncated_twice_before_a_line_between_is_read_has_both_copies_read() {
+        let (dir, mut f) = following_one(testing::common_line("192.0.2.1", "/a", 0).as_bytes());
+        assert_eq!(read_pass(&mut f).lines().count(), 1);
+        let log = dir.path().join("access.log");
+        let (copy, older) = (dir.path().join("access.log.1"), dir.path().join("access.log.2"));
+        copytruncate(&log, &copy);
+        assert_eq!(read_pass(&mut f), "");
+        // Written to and copytruncated again, then written to: its offset
+        // was 0 all along, so no truncation shows.
+        let between = testing::common_line("192.0.2.1", "/b", 1);
+        std::fs::write(&log, &between).unwrap();
+        std::fs::rename(&copy, &older).unwrap();
+        copytruncate(&log, &copy);
+        let next = testing::common_line("192.0.2.1", "/c", 2);
+        std::fs::write(&log, &next).unwrap();
+        assert_eq!(read_pass(&mut f), between + &next);
     }
 
     #[test]
