@@ -481,6 +481,7 @@ impl<'e> Collector<'e> {
     fn emit(&mut self, chunk: &Chunk, p: &Pending, line_base: u64, sink: &mut dyn Sink) {
         let engine = self.engine;
         let parser = engine.parser(chunk.file.source);
+        let source = engine.sources.get(chunk.file.source).map_or("", |s| s.0.as_str());
         parser.set_now(chunk.read_at);
         let bytes = chunk.bytes();
         // Decisions come in line order: their line numbers are counted on.
@@ -509,7 +510,7 @@ impl<'e> Collector<'e> {
             let key = rule.key_text(&record, client, engine.settings.ipv6_prefix);
             let mut alert = Alert::new(rule, key, d.count, &origin);
             let at = chunk.offset + d.pos as u64;
-            alert.id = chunk.file.identity.map(|id| alert_id(id, at, line, &rule.name));
+            alert.id = chunk.file.identity.map(|id| alert_id(id, source, at, line, &rule.name));
             if let (Some(scope), Some(port)) = (p.scope, self.farm.as_ref()) {
                 alert.node = Some(port.node.clone());
                 alert.scope = Some(scope);
@@ -520,16 +521,19 @@ impl<'e> Collector<'e> {
 }
 
 /// An alert's id: stable across restarts — the same line (by its checksum)
-/// at the same offset of the same content, same rule — and different for
-/// new content written at the same offset after a truncation. The content
-/// is named by the checksum of its file's first bytes where known, else by
-/// its inode: a copytruncate copy read as a file of its own (its original
-/// saved, before a crash, while it was shorter than them) gives the lines
-/// the ids they had, so their alerts are not sent again.
-fn alert_id(file: FileId, at: u64, line: &[u8], rule: &str) -> String {
+/// at the same offset of the same content of the same source, same rule —
+/// and different for new content written at the same offset after a
+/// truncation. The content is named by the checksum of its file's first
+/// bytes where known, else by its inode: a copytruncate copy read as a file
+/// of its own (its original saved, before a crash, while it was shorter
+/// than them) gives the lines the ids they had, so their alerts are not
+/// sent again. The source is named too: two sources' files that begin with
+/// the same line gave an alert on it the same id, and the second was taken
+/// for the first, sent already (a soak lost such an alert).
+fn alert_id(file: FileId, source: &str, at: u64, line: &[u8], rule: &str) -> String {
     let content =
         file.fingerprint.map_or_else(|| format!("{:x}", file.ino), |f| format!("c{f:08x}"));
-    format!("{:x}-{content}-{at}-{:08x}-{rule}", file.dev, crc32fast::hash(line))
+    format!("{:x}-{content}-{at}-{:08x}-{source}-{rule}", file.dev, crc32fast::hash(line))
 }
 
 impl Kept {
@@ -666,14 +670,16 @@ mod tests {
     #[test]
     fn a_copy_of_a_file_gives_its_lines_the_same_alert_ids() {
         let file = |ino, fingerprint| FileId { dev: 1, ino, fingerprint };
-        let id = |f| alert_id(f, 87, b"a line", "r");
+        let id = |f| alert_id(f, "www", 87, b"a line", "r");
         assert_eq!(id(file(7, Some(42))), id(file(9, Some(42))));
         assert_ne!(id(file(7, Some(42))), id(file(7, Some(43))), "new content");
         assert_ne!(id(file(7, None)), id(file(9, None)), "first bytes unknown");
         assert_ne!(
-            alert_id(file(7, None), 87, b"a line", "r"),
-            alert_id(file(7, None), 88, b"a line", "r")
+            alert_id(file(7, None), "www", 87, b"a line", "r"),
+            alert_id(file(7, None), "www", 88, b"a line", "r")
         );
+        // Two sources' files that begin alike.
+        assert_ne!(id(file(7, Some(42))), alert_id(file(9, Some(42)), "api", 87, b"a line", "r"));
     }
 
     #[test]
