@@ -1115,7 +1115,7 @@ impl Follower {
         // writes on to the old file), which were read whole.
         let first_start = self.first_scan && self.resume_since.is_none();
         let empty = offset == 0 && md.len() == 0 && !first_start;
-        let opened_empty = empty.then(|| (self.lagging_now(), Stamp::of(md)));
+        let empty_since = empty.then(|| (self.lagging_now(), Stamp::of(md)));
         let name = path.display().to_string();
         tracing::info!(path = %name, offset, "Following log file.");
         self.next_id += 1;
@@ -1140,7 +1140,7 @@ impl Follower {
             seen: None,
             reached: None,
             want: CHUNK_BYTES,
-            opened_empty,
+            empty_since,
         });
         true
     }
@@ -1263,7 +1263,7 @@ impl Follower {
                     // so its first change looks for that copy as for a file
                     // opened empty (a soak lost such a copy's lines).
                     let emptied = (stamp.len == 0).then(|| (self.lagging_now(), stamp));
-                    self.tracked[i].opened_empty = emptied;
+                    self.tracked[i].empty_since = emptied;
                 }
                 // A file that just became recognisable by its first bytes
                 // is saved after this pass, not a checkpoint period later:
@@ -1325,16 +1325,16 @@ impl Follower {
         Ok(Some(progressed))
     }
 
-    /// A current file opened empty, written to and copytruncated before
-    /// its first read is still empty at the offset read to: no truncation
-    /// shows (a soak lost such a copy's 9 hits). So at its first change
-    /// (`stamp`), before its new lines are read (a look for names, which
-    /// may come after them, came too late), its name and when it was opened
-    /// are returned: its generations never followed and written since are
-    /// read first.
+    /// A current file opened empty (or emptied by a truncation), written to
+    /// and copytruncated before its next read is still empty at the offset
+    /// read to: no truncation shows (a soak lost such a copy's 9 hits). So
+    /// at its first change (`stamp`), before its new lines are read (a look
+    /// for names, which may come after them, came too late), its name and
+    /// since when it was empty are returned: its generations never followed
+    /// and written since are read first.
     fn first_change_of_empty(&mut self, i: usize, stamp: Stamp) -> Option<(PathBuf, SystemTime)> {
         let t = &mut self.tracked[i];
-        let (since, _) = t.opened_empty.take_if(|(_, at_open)| *at_open != stamp)?;
+        let (since, _) = t.empty_since.take_if(|(_, then)| *then != stamp)?;
         t.retired_at.is_none().then(|| (t.path.clone(), since))
     }
 

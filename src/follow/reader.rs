@@ -46,11 +46,12 @@ pub(super) struct Tracked {
     /// handed on (at least [`CUT_BYTES`]): a file cut every few lines read
     /// a whole chunk for each cut (README, "Performance").
     pub want: usize,
-    /// When it was opened empty (less the follower's lag) and its stamp
-    /// then, until the stamp changes: written to and copytruncated before
-    /// its first read, it shows no truncation, so at that change the copy
-    /// is looked for as a generation.
-    pub opened_empty: Option<(SystemTime, Stamp)>,
+    /// When it was opened empty, or emptied by a truncation (less the
+    /// follower's lag), and its stamp then, until the stamp changes: written
+    /// to and copytruncated before its next read, it shows no truncation
+    /// (its offset is 0), so at that change the copy is looked for as a
+    /// generation.
+    pub empty_since: Option<(SystemTime, Stamp)>,
 }
 
 /// What one [`Tracked::read`] did.
@@ -382,7 +383,7 @@ mod tests {
             seen: None,
             reached: None,
             want: CHUNK_BYTES,
-            opened_empty: None,
+            empty_since: None,
         };
         let stamp = t.look().unwrap().expect("never read: to be read");
         t.seen = Some(stamp);
