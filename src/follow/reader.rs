@@ -153,7 +153,7 @@ impl Tracked {
             let want = ((len - self.offset) as usize).min(self.want);
             let mut buf = self.read_at(self.offset, want)?;
             let got = buf.len();
-            if got == 0 {
+            if got == 0 || self.rewritten_since_look() {
                 break;
             }
             match memchr::memrchr(b'\n', &buf) {
@@ -201,6 +201,19 @@ impl Tracked {
             return Ok(None);
         }
         Ok(Some(done))
+    }
+
+    /// Whether its first bytes are no longer those checksummed at its last
+    /// look (or it is now shorter than them): copytruncated since, and
+    /// written again past the offset, the bytes just read there are the new
+    /// content's, not the lines the copy holds. Left unread, the next look
+    /// finds the truncation with the offset as it was, and the copy is read
+    /// from there (a soak lost the old lines between, and read the new ones
+    /// twice). A file too short to checksum is not checked.
+    fn rewritten_since_look(&self) -> bool {
+        let Some(was) = self.id.fingerprint else { return false };
+        let mut head = [0u8; FINGERPRINT_BYTES];
+        self.file.read_exact_at(&mut head, 0).map_or(true, |()| crc32fast::hash(&head) != was)
     }
 
     /// Cuts `chunk` before its first line after `until`'s bound, if any
@@ -364,17 +377,14 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_dropped_chunks_buffer_is_read_into_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, b"a\nb\npart").unwrap();
+    /// `p` followed from its start, not read yet.
+    fn tracked(p: &std::path::Path) -> Tracked {
         let id = FileId { dev: 1, ino: 2, fingerprint: None };
         let tag = FileTag { name: "f".into(), id: 1, start_line: 0, identity: Some(id), source: 0 };
-        let mut t = Tracked {
+        Tracked {
             tag: Arc::new(tag),
-            path: p.clone(),
-            file: File::open(&p).unwrap(),
+            path: p.to_path_buf(),
+            file: File::open(p).unwrap(),
             id,
             offset: 0,
             retired_at: None,
@@ -384,7 +394,15 @@ mod tests {
             reached: None,
             want: CHUNK_BYTES,
             empty_since: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_dropped_chunks_buffer_is_read_into_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"a\nb\npart").unwrap();
+        let mut t = tracked(&p);
         let stamp = t.look().unwrap().expect("never read: to be read");
         t.seen = Some(stamp);
         assert_eq!(t.look().unwrap(), None, "as it was when read: not read again");
@@ -399,5 +417,51 @@ mod tests {
         assert_eq!(bytes, b"part\nc\n", "a reused buffer holds only the new read");
         assert_eq!(again, first, "the dropped chunk's buffer was read into");
         assert_eq!(hold[0], 1);
+    }
+
+    /// Copytruncated between its look and its read, and written again past
+    /// where it was read to: the bytes at the old offset are the new
+    /// content's. Handed on as the old file's, they were counted, and the
+    /// copy was then read only from beyond them: a soak lost the old
+    /// lines between (and read the new ones twice).
+    #[test]
+    fn a_file_rewritten_between_its_look_and_its_read_hands_on_none_of_the_new_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let old: String =
+            (1..=3).map(|i| format!("old line {i} of the log before rotation\n")).collect();
+        std::fs::write(&p, &old).unwrap();
+        let mut t = tracked(&p);
+        let mut next_id = 1;
+        let len = t.look().unwrap().unwrap().len;
+        assert_eq!(t.check_rewritten(len, &mut next_id).unwrap(), None);
+        assert!(t.id.fingerprint.is_some());
+        read_chunk(&mut t);
+        let read_to = t.offset;
+        let more: String =
+            (4..=6).map(|i| format!("old line {i}, written just before\n")).collect();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(more.as_bytes())
+            .unwrap();
+        let stamp = t.look().unwrap().unwrap();
+        assert_eq!(t.check_rewritten(stamp.len, &mut next_id).unwrap(), None, "not rewritten yet");
+        std::fs::copy(&p, dir.path().join("f.1")).unwrap();
+        let new: String = (1..=9).map(|i| format!("new line {i} after the truncation\n")).collect();
+        std::fs::write(&p, &new).unwrap();
+        let mut handed = Vec::new();
+        let mut keep = |e| {
+            if let SourceEvent::Lines(c) = e {
+                handed.extend_from_slice(c.bytes());
+            }
+            true
+        };
+        t.read(stamp.len, None, &mut keep).unwrap();
+        assert_eq!(String::from_utf8_lossy(&handed), "", "none of the new content");
+        let now = t.look().unwrap().unwrap();
+        let (_, at) = t.check_rewritten(now.len, &mut next_id).unwrap().expect("rewritten");
+        assert_eq!(at, read_to, "the copy is read from where the old content was read to");
     }
 }
