@@ -212,8 +212,9 @@ impl Tracked {
     /// twice). A file too short to checksum is not checked.
     fn rewritten_since_look(&self) -> bool {
         let Some(was) = self.id.fingerprint else { return false };
-        let mut head = [0u8; FINGERPRINT_BYTES];
-        self.file.read_exact_at(&mut head, 0).map_or(true, |()| crc32fast::hash(&head) != was)
+        // Asked for its first bytes whatever its size: shorter now, or not
+        // readable, it has none (None), which differs too.
+        fingerprint(&self.file, FINGERPRINT_BYTES as u64) != Some(was)
     }
 
     /// Cuts `chunk` before its first line after `until`'s bound, if any
