@@ -1124,7 +1124,11 @@ impl Follower {
             name,
             id: self.next_id,
             start_line,
-            identity: Some(identity.unwrap_or(id)),
+            // A given identity saved before its file had its first bytes
+            // takes their checksum now, as the run before did once they came
+            // (its alerts' ids changed then): else its lines read again
+            // carried other ids than those delivered, and went out twice.
+            identity: Some(identity.map_or(id, |given| given.recognised(id.fingerprint))),
             source: self.source,
         });
         self.opened.push(SourceEvent::Opened { file: Arc::clone(&tag), offset });
@@ -1740,6 +1744,49 @@ mod tests {
             .with_saved_at(Some(saved_at), None);
         f.discover();
         assert_eq!(read_pass(&mut f), line + &next);
+    }
+
+    /// The identities a pass's lines carry (their alerts' ids), in order.
+    fn identities_of_a_pass(f: &mut Follower) -> Vec<Option<FileId>> {
+        let mut seen = Vec::new();
+        let mut emit = |ev: SourceEvent| {
+            if let SourceEvent::Lines(c) = &ev {
+                seen.push(c.file.identity);
+            }
+            true
+        };
+        f.read_all(&mut emit, None).unwrap();
+        seen
+    }
+
+    #[test]
+    fn a_file_saved_short_and_renamed_while_stopped_keeps_the_identity_it_grew_into() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        std::fs::write(&log, "short\n").unwrap();
+        let path = log.display().to_string();
+        let cfg = || config(&path, StartAt::Beginning, false);
+        let mut f = Follower::new(cfg(), Arc::default(), None);
+        f.discover();
+        let short = identities_of_a_pass(&mut f)[0].unwrap();
+        assert_eq!(short.fingerprint, None, "shorter than its checksummed bytes");
+        // The run before saved it short, then read it grown, and was killed.
+        let saved =
+            Position { source: String::new(), path: path.clone(), id: short, offset: 6, lines: 1 };
+        let line = testing::common_line("192.0.2.1", "/a", 0);
+        std::fs::write(&log, format!("short\n{line}")).unwrap();
+        let grown = identities_of_a_pass(&mut f)[0].unwrap();
+        assert!(grown.fingerprint.is_some());
+        drop(f);
+        // While stopped: rotated away.
+        std::fs::rename(&log, dir.path().join("access.log.1")).unwrap();
+        std::fs::write(&log, "").unwrap();
+        let saved_at = SystemTime::now() - Duration::from_secs(60);
+        let mut f = Follower::new(cfg(), Arc::default(), Some(vec![saved]))
+            .with_saved_at(Some(saved_at), None);
+        f.discover();
+        // Its line read again carries the id it had: delivered once.
+        assert_eq!(identities_of_a_pass(&mut f), vec![Some(grown)]);
     }
 
     /// What a follower of `*.log` in `dir` reads at its first pass,

@@ -129,7 +129,7 @@ impl Tracked {
             // The file just grew past the checksummed bytes: same file, now recognisable.
             self.id.fingerprint = fp;
             self.tag = Arc::new(FileTag {
-                identity: Some(self.id),
+                identity: self.tag.identity.map(|i| i.recognised(fp)),
                 name: self.tag.name.clone(),
                 ..*self.tag
             });
@@ -464,5 +464,30 @@ mod tests {
         let now = t.look().unwrap().unwrap();
         let (_, at) = t.check_rewritten(now.len, &mut next_id).unwrap().expect("rewritten");
         assert_eq!(at, read_to, "the copy is read from where the old content was read to");
+    }
+
+    /// A copy goes on under the identity of the file it was copied from:
+    /// grown past its first bytes, it takes their checksum and keeps that
+    /// file's device and inode (the ids its alerts had before a restart).
+    #[test]
+    fn a_file_followed_under_anothers_identity_keeps_it_when_it_becomes_recognisable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"short\n").unwrap();
+        let mut t = tracked(&p);
+        let was = FileId { dev: 7, ino: 9, fingerprint: None };
+        let tag =
+            FileTag { name: "f".into(), id: 1, start_line: 0, identity: Some(was), source: 0 };
+        t.tag = Arc::new(tag);
+        let mut next_id = 1;
+        let len = t.look().unwrap().unwrap().len;
+        assert_eq!(t.check_rewritten(len, &mut next_id).unwrap(), None);
+        assert_eq!(t.tag.identity, Some(was), "not recognisable yet");
+        std::fs::write(&p, "short\n".repeat(20)).unwrap();
+        let len = t.look().unwrap().unwrap().len;
+        assert_eq!(t.check_rewritten(len, &mut next_id).unwrap(), None);
+        let fp = t.id.fingerprint;
+        assert!(fp.is_some());
+        assert_eq!(t.tag.identity, Some(FileId { fingerprint: fp, ..was }));
     }
 }

@@ -64,6 +64,12 @@ impl FileId {
         (self.dev, self.ino) == (dev, ino)
             && (self.fingerprint.is_none() || fingerprint == self.fingerprint)
     }
+
+    /// This identity with the checksum `fingerprint` when it had none yet:
+    /// the same file, grown past its first bytes.
+    pub fn recognised(self, fingerprint: Option<u32>) -> FileId {
+        FileId { fingerprint: self.fingerprint.or(fingerprint), ..self }
+    }
 }
 
 /// Where reading of one followed file stands (saved with the state).
