@@ -690,10 +690,13 @@ impl Sink for DaemonSink {
         // Each follower reports the files it resumes at its first look: a
         // base written before every one had looked held only some sources'
         // positions, and a kill then lost the others' (a 300-s soak of two
-        // sources lost 58 hits so). Until then the state saved last stands.
+        // sources lost 58 hits so). Until then the state saved last stands;
+        // the followers are woken, so that one that slept off while the
+        // request was taken sees it again (the next checkpoint, a second on).
         if cp.looked.len() < self.sources {
             if cp.full {
                 self.want_full.store(true, Ordering::SeqCst);
+                self.wake.try_send(()).unwrap_or(());
             }
             return;
         }
@@ -786,6 +789,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = sink(dir.path());
         s.sources = 2;
+        let (wake, woken) = crossbeam_channel::bounded(1);
+        s.wake = wake;
         let at = SystemTime::now();
         let cp = |looked: Vec<(String, SystemTime)>| Checkpoint {
             positions: Vec::new(),
@@ -797,6 +802,7 @@ mod tests {
         s.checkpoint(&cp(vec![("www".into(), at)]));
         assert!(!s.store.has_base(), "saved with one source's files");
         assert!(s.want_full.load(Ordering::SeqCst), "the new base is asked for again");
+        assert!(woken.try_recv().is_ok(), "the followers are woken to see it");
         s.checkpoint(&cp(vec![("www".into(), at), ("api".into(), at)]));
         assert!(s.store.has_base());
     }
