@@ -525,6 +525,7 @@ impl Follower {
     /// copytruncate — and drained from their saved position.
     fn adopt_rotated(&mut self) {
         let Some(saved) = self.saved.take() else { return };
+        let first = self.tracked.len();
         // Looked for once every saved file is followed again, so none of
         // them is taken for a generation never followed.
         let mut rotated = Vec::new();
@@ -556,7 +557,14 @@ impl Follower {
                 } else {
                     tracing::info!(path = %path.display(), was = %pos.path, "Draining a file rotated while stopped.");
                 }
-                let since = found.md.modified();
+                // Its generations are those written since it was: but one
+                // saved unread shows no truncation, and its copies, made
+                // before its last line, hold lines unread since the save (a
+                // soak lost such a copy's 716 hits).
+                let since = match (pos.offset, resumed_since) {
+                    (0, Some(since)) => Ok(since),
+                    _ => found.md.modified(),
+                };
                 self.open_retired(found, (pos.offset, pos.lines), Some(id));
                 if let Ok(since) = since {
                     rotated.push((PathBuf::from(&pos.path), since));
@@ -564,6 +572,11 @@ impl Follower {
             }
         }
         self.adopt_missed(&rotated);
+        // Drained in the order they were last written, so that lines go on
+        // in about the order they were written: a copy before the file it
+        // was copied from, renamed away since.
+        let last_written = |t: &Tracked| t.file.metadata().and_then(|m| m.modified()).ok();
+        self.tracked[first..].sort_by_cached_key(last_written);
     }
 
     /// A saved file not followed under its name: renamed (found by device
@@ -1329,17 +1342,19 @@ impl Follower {
         Ok(Some(progressed))
     }
 
-    /// A current file opened empty (or emptied by a truncation), written to
-    /// and copytruncated before its next read is still empty at the offset
-    /// read to: no truncation shows (a soak lost such a copy's 9 hits). So
-    /// at its first change (`stamp`), before its new lines are read (a look
-    /// for names, which may come after them, came too late), its name and
-    /// since when it was empty are returned: its generations never followed
-    /// and written since are read first.
+    /// A file opened empty (or emptied by a truncation), written to and
+    /// copytruncated before its next read is still empty at the offset read
+    /// to: no truncation shows (a soak lost such a copy's 9 hits). So at its
+    /// first change (`stamp`), before its new lines are read (a look for
+    /// names, which may come after them, came too late), its name and since
+    /// when it was empty are returned: its generations never followed and
+    /// written since are read first. Also when a look found it rotated away
+    /// meanwhile: that look takes generations written before the file's last
+    /// line as older than it, and its copies were (a soak lost two so).
     fn first_change_of_empty(&mut self, i: usize, stamp: Stamp) -> Option<(PathBuf, SystemTime)> {
         let t = &mut self.tracked[i];
         let (since, _) = t.empty_since.take_if(|(_, then)| *then != stamp)?;
-        t.retired_at.is_none().then(|| (t.path.clone(), since))
+        Some((t.path.clone(), since))
     }
 
     /// The copies copytruncate made of the files `truncated`, followed from
@@ -1680,6 +1695,34 @@ mod tests {
         assert_eq!(read_pass(&mut f), between + &next);
     }
 
+    /// Opened empty, copytruncated twice and renamed away before the next
+    /// look: the look finds it rotated away and its copies were written
+    /// before its last line, so only its first change tells they are new
+    /// (a 300-s two-source soak lost two such copies' 617 hits).
+    #[test]
+    fn a_file_opened_empty_copytruncated_twice_and_renamed_has_both_copies_read() {
+        let (dir, mut f, log, first) = an_empty_file_written_to();
+        let at = |k: u32| dir.path().join(format!("access.log.{k}"));
+        copytruncate(&log, &at(1));
+        let second = testing::common_line("192.0.2.1", "/b", 1);
+        std::fs::write(&log, &second).unwrap();
+        std::fs::rename(at(1), at(2)).unwrap();
+        copytruncate(&log, &at(1));
+        let last = testing::common_line("192.0.2.1", "/c", 2);
+        std::fs::write(&log, &last).unwrap();
+        // Its last line a moment after its copies were made (on the coarse
+        // clock of file times, not always a later tick).
+        let later = SystemTime::now() + Duration::from_secs(1);
+        File::options().append(true).open(&log).unwrap().set_modified(later).unwrap();
+        std::fs::rename(at(2), at(3)).unwrap();
+        std::fs::rename(at(1), at(2)).unwrap();
+        std::fs::rename(&log, at(1)).unwrap();
+        std::fs::write(&log, b"").unwrap();
+        f.discover();
+        let read = read_passes(&mut f);
+        assert_eq!(read.join("\n") + "\n", first + &second + &last);
+    }
+
     #[test]
     fn files_copytruncated_in_one_pass_have_their_copies_ends_read_before_their_new_lines() {
         let dir = tempfile::tempdir().unwrap();
@@ -1744,6 +1787,34 @@ mod tests {
             .with_saved_at(Some(saved_at), None);
         f.discover();
         assert_eq!(read_pass(&mut f), line + &next);
+    }
+
+    #[test]
+    fn a_file_saved_unread_copytruncated_and_renamed_while_stopped_has_its_copy_read_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let md = File::create(&log).unwrap().metadata().unwrap();
+        let id = FileId { dev: md.dev(), ino: md.ino(), fingerprint: None };
+        let path = log.display().to_string();
+        let saved = Position { source: String::new(), path: path.clone(), id, offset: 0, lines: 0 };
+        // While stopped: written to, copied away and emptied, written to,
+        // renamed away (its last line after the copy was made).
+        let line = testing::common_line("192.0.2.1", "/a", 0);
+        let next = testing::common_line("192.0.2.1", "/b", 1);
+        std::fs::write(&log, &line).unwrap();
+        std::fs::copy(&log, dir.path().join("access.log.1")).unwrap();
+        std::fs::write(&log, &next).unwrap();
+        let later = SystemTime::now() + Duration::from_secs(1);
+        File::options().append(true).open(&log).unwrap().set_modified(later).unwrap();
+        std::fs::rename(dir.path().join("access.log.1"), dir.path().join("access.log.2")).unwrap();
+        std::fs::rename(&log, dir.path().join("access.log.1")).unwrap();
+        std::fs::write(&log, b"").unwrap();
+        let cfg = config(&path, StartAt::Beginning, false);
+        let saved_at = SystemTime::now() - Duration::from_secs(60);
+        let mut f = Follower::new(cfg, Arc::default(), Some(vec![saved]))
+            .with_saved_at(Some(saved_at), None);
+        f.discover();
+        assert_eq!(read_passes(&mut f).join("\n") + "\n", line + &next);
     }
 
     /// The identities a pass's lines carry (their alerts' ids), in order.
