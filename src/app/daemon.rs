@@ -690,9 +690,10 @@ impl Sink for DaemonSink {
         // Each follower reports the files it resumes at its first look: a
         // base written before every one had looked held only some sources'
         // positions, and a kill then lost the others' (a 300-s soak of two
-        // sources lost 58 hits so). Until then the state saved last stands;
-        // the followers are woken, so that one that slept off while the
-        // request was taken sees it again (the next checkpoint, a second on).
+        // sources lost 58 hits so). Until then the state saved last stands.
+        // The followers' checkpoints come as changes only until then (see
+        // `follow::several`); an idle tick's base is asked for again, and
+        // the followers woken, so that one asleep sees the request.
         if cp.looked.len() < self.sources {
             if cp.full {
                 self.want_full.store(true, Ordering::SeqCst);
