@@ -1723,6 +1723,24 @@ mod tests {
         assert_eq!(read.join("\n") + "\n", first + &second + &last);
     }
 
+    /// Opened unread, then copytruncated and renamed away empty: its
+    /// offset is 0, so no shrink shows, and its copy has the first bytes
+    /// it had, so it was not taken for a generation either (a 300-s
+    /// two-source soak lost such a copy's 140 hits).
+    #[test]
+    fn a_file_copytruncated_before_its_first_read_and_renamed_empty_has_its_copy_read() {
+        let text = testing::common_line("192.0.2.1", "/a", 0);
+        let (dir, mut f) = following_one(text.as_bytes());
+        let (log, at) =
+            (dir.path().join("access.log"), |k| dir.path().join(format!("access.log.{k}")));
+        copytruncate(&log, &at(1));
+        std::fs::rename(at(1), at(2)).unwrap();
+        std::fs::rename(&log, at(1)).unwrap();
+        std::fs::write(&log, b"").unwrap();
+        f.discover();
+        assert_eq!(read_passes(&mut f).join("\n") + "\n", text);
+    }
+
     #[test]
     fn files_copytruncated_in_one_pass_have_their_copies_ends_read_before_their_new_lines() {
         let dir = tempfile::tempdir().unwrap();

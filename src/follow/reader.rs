@@ -109,7 +109,11 @@ impl Tracked {
         let fp = fingerprint(&self.file, len);
         let was = self.id.fingerprint;
         let replaced = was.is_some() && fp.is_some() && fp != was;
-        if len < self.offset || replaced {
+        // Now shorter than the bytes checksummed: truncated, though at an
+        // offset of 0 (opened, not read yet) no shrink shows — its copy,
+        // with the first bytes it had, is found as a truncation's.
+        let shrunk = was.is_some() && len < FINGERPRINT_BYTES as u64;
+        if len < self.offset || replaced || shrunk {
             tracing::info!(path = %self.path.display(), "Log file was truncated or rewritten; reading it from the start.");
             let old = (was, self.offset);
             self.offset = 0;
