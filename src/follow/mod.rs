@@ -290,6 +290,11 @@ pub struct Follower {
     reported: HashSet<String>,
     /// Positions from the saved state, used at the first scan.
     saved: Option<Vec<Position>>,
+    /// Saved files the first look did not find, looked for once more at
+    /// the next: a rotation renaming each generation in turn during the
+    /// look can keep one's name from its listing (a soak lost a copy's
+    /// rest, 291 hits, so).
+    unfound: Vec<Position>,
     /// With saved state and `start_at = "beginning"`, since when files
     /// not in it may be unread ([`Follower::with_saved_at`]): files new to
     /// it are read whole, and so are their generations written since
@@ -367,6 +372,7 @@ impl Follower {
             watched: HashSet::new(),
             reported: HashSet::new(),
             saved,
+            unfound: Vec::new(),
             resume_since: None,
             series_baseline: None,
             finished: VecDeque::new(),
@@ -522,9 +528,20 @@ impl Follower {
     /// Files of the saved state that are not current any more (rotated while
     /// the daemon was down) are found again — by device and inode when
     /// renamed, by the checksum of their first bytes when copied away by
-    /// copytruncate — and drained from their saved position.
+    /// copytruncate — and drained from their saved position: at the first
+    /// look, and those it did not find once more at the next.
     fn adopt_rotated(&mut self) {
-        let Some(saved) = self.saved.take() else { return };
+        if let Some(saved) = self.saved.take() {
+            self.resume_saved(saved, true);
+        } else if !self.unfound.is_empty() {
+            let again = std::mem::take(&mut self.unfound);
+            self.resume_saved(again, false);
+        }
+    }
+
+    /// [`Follower::adopt_rotated`] for the positions `saved`; those not
+    /// found are kept for the next look when `again`.
+    fn resume_saved(&mut self, saved: Vec<Position>, again: bool) {
         let first = self.tracked.len();
         // Looked for once every saved file is followed again, so none of
         // them is taken for a generation never followed.
@@ -569,6 +586,8 @@ impl Follower {
                 if let Ok(since) = since {
                     rotated.push((PathBuf::from(&pos.path), since));
                 }
+            } else if again {
+                self.unfound.push(pos);
             }
         }
         self.adopt_missed(&rotated);
@@ -994,9 +1013,7 @@ impl Follower {
         }
         // Before the saved positions are used, and their files opened.
         let new_names = self.new_names(before);
-        if self.first_scan {
-            self.adopt_rotated();
-        }
+        self.adopt_rotated();
         self.adopt_superseded();
         let now = Instant::now();
         let mut rotated = Vec::new();
@@ -1827,6 +1844,62 @@ mod tests {
     fn a_file_saved_unread_copytruncated_and_renamed_while_stopped_has_its_copy_read_first() {
         let (read, written) = resuming_an_unread_copytruncated_file(true);
         assert_eq!(read, written);
+    }
+
+    /// What a follower reads at its restart, and what it should: the run
+    /// before read a copy to its second line, and the file from which it
+    /// was copied not at all; while stopped, the file was written to (its
+    /// last line after the copy was made) and renamed away. With `hidden`,
+    /// the copy's name is missing from the first look's listing (a
+    /// rotation renaming each generation in turn meanwhile).
+    fn resuming_a_copy_under_its_files_identity(hidden: bool) -> (String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, at) =
+            (dir.path().join("access.log"), |k| dir.path().join(format!("access.log.{k}")));
+        let line = |k: i64| testing::common_line("192.0.2.1", &format!("/{k}"), k);
+        std::fs::write(at(1), line(0) + &line(1) + &line(2)).unwrap();
+        std::fs::write(&log, line(3)).unwrap();
+        let md = std::fs::metadata(&log).unwrap();
+        let fp = |p: &Path| fingerprint(&File::open(p).unwrap(), 64);
+        let file = FileId { dev: md.dev(), ino: md.ino(), fingerprint: fp(&log) };
+        let copy = FileId { fingerprint: fp(&at(1)), ..file };
+        let pos = |path: &Path, id, offset, lines| {
+            let path = path.display().to_string();
+            Position { source: String::new(), path, id, offset, lines }
+        };
+        let read_to = (line(0) + &line(1)).len() as u64;
+        let saved = vec![pos(&log, file, 0, 0), pos(&at(1), copy, read_to, 2)];
+        let later = SystemTime::now() + Duration::from_secs(1);
+        File::options().append(true).open(&log).unwrap().set_modified(later).unwrap();
+        let hiding = dir.path().join("moving");
+        std::fs::rename(at(1), if hidden { hiding.clone() } else { at(2) }).unwrap();
+        std::fs::rename(&log, at(1)).unwrap();
+        let cfg = config(&log.display().to_string(), StartAt::Beginning, false);
+        let saved_at = SystemTime::now() - Duration::from_secs(60);
+        let mut f =
+            Follower::new(cfg, Arc::default(), Some(saved)).with_saved_at(Some(saved_at), None);
+        f.discover();
+        let mut read = read_passes(&mut f);
+        if hidden {
+            std::fs::rename(&hiding, at(2)).unwrap();
+            f.discover();
+            read.extend(read_passes(&mut f));
+        }
+        (read.join("\n") + "\n", line(2) + &line(3))
+    }
+
+    #[test]
+    fn a_copy_saved_under_its_files_identity_is_found_after_that_file_is_renamed() {
+        let (read, unread) = resuming_a_copy_under_its_files_identity(false);
+        assert_eq!(read, unread);
+    }
+
+    #[test]
+    fn a_saved_file_missing_from_the_first_looks_listing_is_found_at_the_next() {
+        let (read, unread) = resuming_a_copy_under_its_files_identity(true);
+        let mut lines: Vec<&str> = read.lines().collect();
+        lines.sort();
+        assert_eq!(lines.join("\n") + "\n", unread, "each line once, in any order");
     }
 
     /// The identities a pass's lines carry (their alerts' ids), in order.
