@@ -972,6 +972,7 @@ impl Follower {
         // Paths that could not be looked at (other than missing): what they
         // name now is unknown, so the file followed there is not retired.
         let mut unknown: Vec<PathBuf> = Vec::new();
+        let mut missing: Vec<PathBuf> = Vec::new();
         let before = self.tracked.len();
         for path in heads {
             // One look at a path that is no symlink, two at one that is.
@@ -1015,6 +1016,7 @@ impl Follower {
                     self.report_once(format!("wait:{}", path.display()), || {
                         tracing::warn!(path = %path.display(), "Waiting for log file.");
                     });
+                    missing.push(path);
                 }
                 Err(e) => {
                     self.report_open_error(&path, &e);
@@ -1039,8 +1041,20 @@ impl Follower {
             }
         }
         rotated.extend(new_names);
+        rotated.extend(self.resumed_without_file(missing));
         self.adopt_missed(&rotated);
         self.first_scan = false;
+    }
+
+    /// At a restart's first look, the names `missing` (no file now), each
+    /// with since when its generations are unread: one made and rotated
+    /// away after the run before last looked, the name's new file not made
+    /// yet, was never seen (a soak lost such a file amid reloads), and no
+    /// file opened under the name asks for them ([`Follower::new_names`]).
+    fn resumed_without_file(&self, missing: Vec<PathBuf>) -> Vec<(PathBuf, SystemTime)> {
+        let resumed = self.resume_since.and(self.remembered_since).filter(|_| self.first_scan);
+        let Some(since) = resumed else { return Vec::new() };
+        missing.into_iter().map(|p| (p, since)).collect()
     }
 
     /// The files opened by this look (followed from `before` on) under a
@@ -2022,6 +2036,27 @@ mod tests {
         assert_eq!(read_resuming(dir.path(), saved_at, Some(looked)), line);
         // Since the save alone, it was not (a soak lost such a file's lines).
         assert_eq!(read_resuming(dir.path(), saved_at, None), "");
+    }
+
+    #[test]
+    fn a_file_made_and_rotated_away_after_the_last_look_is_read_though_its_name_has_no_file() {
+        // As above, but the name's new file is not made yet at the restart
+        // (a server writes it at its next request): the run before did not
+        // see the generation, and this look finds no file under the name.
+        let (dir, line, at) = with_a_new_names_generation("b.log");
+        std::fs::remove_file(dir.path().join("b.log")).unwrap();
+        let a = dir.path().join("a.log");
+        let md = std::fs::metadata(&a).unwrap();
+        let id = FileId { dev: md.dev(), ino: md.ino(), fingerprint: None };
+        let path = a.display().to_string();
+        let saved = Position { source: String::new(), path, id, offset: 0, lines: 0 };
+        let cfg =
+            config(&dir.path().join("b.log").display().to_string(), StartAt::Beginning, false);
+        let (looked, saved_at) = (at - Duration::from_millis(50), at + Duration::from_millis(300));
+        let mut f = Follower::new(cfg, Arc::default(), Some(vec![saved]))
+            .with_saved_at(Some(saved_at), Some(looked));
+        f.discover();
+        assert_eq!(read_pass(&mut f), line);
     }
 
     #[test]
