@@ -1584,8 +1584,12 @@ impl Source for Follower {
                 // Stopped before the first look (a reload at once after
                 // another): the saved files are opened at their saved
                 // offsets first, or the final state would hold no position
-                // and the next start read them again.
-                if self.first_scan {
+                // and the next start read them again. So are saved files
+                // the first look did not find, before a look of their own
+                // (a soak lost a copy's 387 hits in a way this fits: a
+                // reload after one long first pass, which had not drained a
+                // saved file, and the next run took that look as seen).
+                if self.first_scan || !self.unfound.is_empty() {
                     self.discover();
                     if !self.emit_opened(emit) {
                         return Ok(());
@@ -1951,6 +1955,44 @@ mod tests {
         let mut lines: Vec<&str> = read.lines().collect();
         lines.sort();
         assert_eq!(lines.join("\n") + "\n", unread, "each line once, in any order");
+    }
+
+    #[test]
+    fn a_saved_file_not_found_yet_is_looked_for_again_before_the_last_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, at) =
+            (dir.path().join("access.log"), |k| dir.path().join(format!("access.log.{k}")));
+        let line = |k: i64| testing::common_line("192.0.2.1", &format!("/{k}"), k);
+        std::fs::write(at(1), line(0) + &line(1)).unwrap();
+        std::fs::write(&log, line(2)).unwrap();
+        let md = std::fs::metadata(at(1)).unwrap();
+        let id = FileId { dev: md.dev(), ino: md.ino(), fingerprint: None };
+        let path = at(1).display().to_string();
+        let read_to = line(0).len() as u64;
+        let saved = Position { source: String::new(), path, id, offset: read_to, lines: 1 };
+        // Missing from the first look's listing, then named again.
+        let moving = dir.path().join("elsewhere/moving");
+        std::fs::create_dir(dir.path().join("elsewhere")).unwrap();
+        std::fs::rename(at(1), &moving).unwrap();
+        let cfg = config(&log.display().to_string(), StartAt::Beginning, false);
+        let stop = Arc::new(AtomicBool::new(false));
+        let saved_at = SystemTime::now() - Duration::from_secs(60);
+        let mut f = Follower::new(cfg, Arc::clone(&stop), Some(vec![saved]))
+            .with_saved_at(Some(saved_at), None);
+        f.discover();
+        std::fs::rename(&moving, at(2)).unwrap();
+        // Stopped (a reload) before a look of its own found it: the last
+        // save holds its position, for the next run.
+        stop.store(true, Ordering::SeqCst);
+        let mut opened = Vec::new();
+        let mut emit = |ev: SourceEvent| {
+            if let SourceEvent::Opened { file, offset } = &ev {
+                opened.push((file.name.clone(), *offset));
+            }
+            true
+        };
+        Box::new(f).run(&mut emit).unwrap();
+        assert!(opened.contains(&(at(2).display().to_string(), read_to)), "{opened:?}");
     }
 
     /// The identities a pass's lines carry (their alerts' ids), in order.
