@@ -1768,8 +1768,7 @@ mod tests {
         std::fs::write(&log, &last).unwrap();
         // Its last line a moment after its copies were made (on the coarse
         // clock of file times, not always a later tick).
-        let later = SystemTime::now() + Duration::from_secs(1);
-        File::options().append(true).open(&log).unwrap().set_modified(later).unwrap();
+        written_later(&log);
         std::fs::rename(at(2), at(3)).unwrap();
         std::fs::rename(at(1), at(2)).unwrap();
         std::fs::rename(&log, at(1)).unwrap();
@@ -1857,6 +1856,23 @@ mod tests {
         assert_eq!(read_pass(&mut f), next);
     }
 
+    /// A follower of `log` (stopped by `stop`) resuming from `saved`, saved
+    /// a minute ago, after its first look.
+    fn resumed(log: &Path, stop: Arc<AtomicBool>, saved: Vec<Position>) -> Follower {
+        let cfg = config(&log.display().to_string(), StartAt::Beginning, false);
+        let saved_at = SystemTime::now() - Duration::from_secs(60);
+        let mut f = Follower::new(cfg, stop, Some(saved)).with_saved_at(Some(saved_at), None);
+        f.discover();
+        f
+    }
+
+    /// Gives `path` a last write a second from now: a line after copies
+    /// just made, on the coarse clock of file times not always a later tick.
+    fn written_later(path: &Path) {
+        let later = SystemTime::now() + Duration::from_secs(1);
+        File::options().append(true).open(path).unwrap().set_modified(later).unwrap();
+    }
+
     /// What a follower reads at its restart, and what was written in
     /// order, when `access.log`, saved unread (empty), was written to,
     /// copied away and emptied, and written to while stopped — and with
@@ -1875,17 +1891,12 @@ mod tests {
         std::fs::copy(&log, at(1)).unwrap();
         std::fs::write(&log, &next).unwrap();
         if renamed {
-            let later = SystemTime::now() + Duration::from_secs(1);
-            File::options().append(true).open(&log).unwrap().set_modified(later).unwrap();
+            written_later(&log);
             std::fs::rename(at(1), at(2)).unwrap();
             std::fs::rename(&log, at(1)).unwrap();
             std::fs::write(&log, b"").unwrap();
         }
-        let cfg = config(&path, StartAt::Beginning, false);
-        let saved_at = SystemTime::now() - Duration::from_secs(60);
-        let mut f = Follower::new(cfg, Arc::default(), Some(vec![saved]))
-            .with_saved_at(Some(saved_at), None);
-        f.discover();
+        let mut f = resumed(&log, Arc::default(), vec![saved]);
         (read_passes(&mut f).join("\n") + "\n", line + &next)
     }
 
@@ -1924,16 +1935,11 @@ mod tests {
         };
         let read_to = (line(0) + &line(1)).len() as u64;
         let saved = vec![pos(&log, file, 0, 0), pos(&at(1), copy, read_to, 2)];
-        let later = SystemTime::now() + Duration::from_secs(1);
-        File::options().append(true).open(&log).unwrap().set_modified(later).unwrap();
+        written_later(&log);
         let hiding = dir.path().join("moving");
         std::fs::rename(at(1), if hidden { hiding.clone() } else { at(2) }).unwrap();
         std::fs::rename(&log, at(1)).unwrap();
-        let cfg = config(&log.display().to_string(), StartAt::Beginning, false);
-        let saved_at = SystemTime::now() - Duration::from_secs(60);
-        let mut f =
-            Follower::new(cfg, Arc::default(), Some(saved)).with_saved_at(Some(saved_at), None);
-        f.discover();
+        let mut f = resumed(&log, Arc::default(), saved);
         let mut read = read_passes(&mut f);
         if hidden {
             std::fs::rename(&hiding, at(2)).unwrap();
@@ -1974,12 +1980,8 @@ mod tests {
         let moving = dir.path().join("elsewhere/moving");
         std::fs::create_dir(dir.path().join("elsewhere")).unwrap();
         std::fs::rename(at(1), &moving).unwrap();
-        let cfg = config(&log.display().to_string(), StartAt::Beginning, false);
         let stop = Arc::new(AtomicBool::new(false));
-        let saved_at = SystemTime::now() - Duration::from_secs(60);
-        let mut f = Follower::new(cfg, Arc::clone(&stop), Some(vec![saved]))
-            .with_saved_at(Some(saved_at), None);
-        f.discover();
+        let f = resumed(&log, Arc::clone(&stop), vec![saved]);
         std::fs::rename(&moving, at(2)).unwrap();
         // Stopped (a reload) before a look of its own found it: the last
         // save holds its position, for the next run.
@@ -2030,10 +2032,7 @@ mod tests {
         // While stopped: rotated away.
         std::fs::rename(&log, dir.path().join("access.log.1")).unwrap();
         std::fs::write(&log, "").unwrap();
-        let saved_at = SystemTime::now() - Duration::from_secs(60);
-        let mut f = Follower::new(cfg(), Arc::default(), Some(vec![saved]))
-            .with_saved_at(Some(saved_at), None);
-        f.discover();
+        let mut f = resumed(&log, Arc::default(), vec![saved]);
         // Its line read again carries the id it had: delivered once.
         assert_eq!(identities_of_a_pass(&mut f), vec![Some(grown)]);
     }
