@@ -514,6 +514,7 @@ impl Follower {
         SourceEvent::Checkpoint {
             full: self.want_full.swap(false, Ordering::SeqCst),
             looked: self.looked(),
+            held: self.unfound.clone(),
         }
     }
 
@@ -1268,6 +1269,7 @@ impl Follower {
             last_checkpoint: self.last_checkpoint,
             want_full: Arc::clone(&self.want_full),
             looked: self.looked(),
+            held: self.unfound.clone(),
         };
         let read = self.read_all(&mut |ev| pace.pass_on(ev, emit), only);
         self.heartbeat = pace.heartbeat;
@@ -1549,6 +1551,7 @@ struct Pace {
     last_checkpoint: Instant,
     want_full: Arc<AtomicBool>,
     looked: Option<(usize, SystemTime)>,
+    held: Vec<Position>,
 }
 
 impl Pace {
@@ -1570,7 +1573,7 @@ impl Pace {
         }
         self.last_checkpoint = Instant::now();
         let full = self.want_full.swap(false, Ordering::SeqCst);
-        emit(SourceEvent::Checkpoint { full, looked: self.looked })
+        emit(SourceEvent::Checkpoint { full, looked: self.looked, held: self.held.clone() })
     }
 }
 
@@ -1995,6 +1998,36 @@ mod tests {
         };
         Box::new(f).run(&mut emit).unwrap();
         assert!(opened.contains(&(at(2).display().to_string(), read_to)), "{opened:?}");
+    }
+
+    /// A saved file the first look did not find is in every checkpoint
+    /// until the next look finds it (or not): a crash between the two
+    /// looks, after a save, lost its position before.
+    #[test]
+    fn a_saved_file_not_found_yet_is_saved_until_it_is_looked_for_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, at) =
+            (dir.path().join("access.log"), |k| dir.path().join(format!("access.log.{k}")));
+        let line = |k: i64| testing::common_line("192.0.2.1", &format!("/{k}"), k);
+        std::fs::write(at(1), line(0) + &line(1)).unwrap();
+        std::fs::write(&log, line(2)).unwrap();
+        let md = std::fs::metadata(at(1)).unwrap();
+        let id = FileId { dev: md.dev(), ino: md.ino(), fingerprint: None };
+        let path = at(1).display().to_string();
+        let saved = Position { source: String::new(), path, id, offset: 10, lines: 1 };
+        let moving = dir.path().join("elsewhere/moving");
+        std::fs::create_dir(dir.path().join("elsewhere")).unwrap();
+        std::fs::rename(at(1), &moving).unwrap();
+        let mut f = resumed(&log, Arc::default(), vec![saved.clone()]);
+        let held = |f: &mut Follower| match f.checkpoint() {
+            SourceEvent::Checkpoint { held, .. } => held,
+            _ => unreachable!("a checkpoint"),
+        };
+        assert_eq!(held(&mut f), std::slice::from_ref(&saved));
+        assert_eq!(held(&mut f), [saved], "in each checkpoint while not found");
+        std::fs::rename(&moving, at(2)).unwrap();
+        f.discover();
+        assert_eq!(held(&mut f), [], "found, it is followed");
     }
 
     /// The identities a pass's lines carry (their alerts' ids), in order.
