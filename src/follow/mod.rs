@@ -1754,6 +1754,63 @@ mod tests {
         assert_eq!(read_pass(&mut f), between + &next);
     }
 
+    /// Copytruncated (the truncation found, its copy being read), then in
+    /// the same pass written to, copytruncated again and written to (and,
+    /// with `renamed`, renamed away after its last line, as logrotate's
+    /// `create` does, before the next look): the second copy's lines are
+    /// read too. (Written for a soak's loss of such a copy, whose cause this
+    /// did not find: it passed before any change.)
+    fn copytruncated_again_while_its_first_copy_is_read(renamed: bool) {
+        let first = testing::common_line("192.0.2.1", "/a", 0);
+        let (dir, mut f) = following_one(first.as_bytes());
+        assert_eq!(read_pass(&mut f), first);
+        let log = dir.path().join("access.log");
+        let at = |k: u32| dir.path().join(format!("access.log.{k}"));
+        let more = testing::common_line("192.0.2.1", "/b", 1);
+        std::fs::write(&log, first.clone() + &more).unwrap();
+        copytruncate(&log, &at(1));
+        let (second, last) = (
+            testing::common_line("192.0.2.1", "/c", 2),
+            testing::common_line("192.0.2.1", "/d", 3),
+        );
+        let mut read = Vec::new();
+        let mut acted = false;
+        let mut emit = |ev: SourceEvent| {
+            if let SourceEvent::Lines(c) = &ev {
+                read.extend_from_slice(c.bytes());
+                if !acted {
+                    acted = true;
+                    std::fs::write(&log, &second).unwrap();
+                    std::fs::rename(at(1), at(2)).unwrap();
+                    copytruncate(&log, &at(1));
+                    std::fs::write(&log, &last).unwrap();
+                }
+            }
+            true
+        };
+        f.read_all(&mut emit, None).unwrap();
+        assert!(acted, "the first copy was read");
+        let mut text = String::from_utf8(read).unwrap();
+        if renamed {
+            written_later(&log);
+            std::fs::rename(at(2), at(3)).unwrap();
+            std::fs::rename(at(1), at(2)).unwrap();
+            std::fs::rename(&log, at(1)).unwrap();
+            std::fs::write(&log, b"").unwrap();
+        }
+        f.discover();
+        text += &read_passes(&mut f).join("\n");
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort();
+        assert_eq!(lines, [&more, &second, &last].map(|l| l.trim_end()));
+    }
+
+    #[test]
+    fn a_file_copytruncated_again_while_its_first_copy_is_read_has_both_copies_read() {
+        copytruncated_again_while_its_first_copy_is_read(false);
+        copytruncated_again_while_its_first_copy_is_read(true);
+    }
+
     /// Opened empty, copytruncated twice and renamed away before the next
     /// look: the look finds it rotated away and its copies were written
     /// before its last line, so only its first change tells they are new
