@@ -514,7 +514,6 @@ impl Follower {
         SourceEvent::Checkpoint {
             full: self.want_full.swap(false, Ordering::SeqCst),
             looked: self.looked(),
-            held: self.unfound.clone(),
         }
     }
 
@@ -1269,7 +1268,6 @@ impl Follower {
             last_checkpoint: self.last_checkpoint,
             want_full: Arc::clone(&self.want_full),
             looked: self.looked(),
-            held: self.unfound.clone(),
         };
         let read = self.read_all(&mut |ev| pace.pass_on(ev, emit), only);
         self.heartbeat = pace.heartbeat;
@@ -1551,7 +1549,6 @@ struct Pace {
     last_checkpoint: Instant,
     want_full: Arc<AtomicBool>,
     looked: Option<(usize, SystemTime)>,
-    held: Vec<Position>,
 }
 
 impl Pace {
@@ -1573,7 +1570,7 @@ impl Pace {
         }
         self.last_checkpoint = Instant::now();
         let full = self.want_full.swap(false, Ordering::SeqCst);
-        emit(SourceEvent::Checkpoint { full, looked: self.looked, held: self.held.clone() })
+        emit(SourceEvent::Checkpoint { full, looked: self.looked })
     }
 }
 
@@ -2065,24 +2062,6 @@ mod tests {
         };
         Box::new(f).run(&mut emit).unwrap();
         assert!(opened.contains(&(at(2).display().to_string(), saved.offset)), "{opened:?}");
-    }
-
-    /// A saved file the first look did not find is in every checkpoint
-    /// until the next look finds it (or not): a crash between the two
-    /// looks, after a save, lost its position before.
-    #[test]
-    fn a_saved_file_not_found_yet_is_saved_until_it_is_looked_for_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut f, moving, saved, at) = resumed_without_a_saved_file(dir.path(), Arc::default());
-        let held = |f: &mut Follower| match f.checkpoint() {
-            SourceEvent::Checkpoint { held, .. } => held,
-            _ => unreachable!("a checkpoint"),
-        };
-        assert_eq!(held(&mut f), std::slice::from_ref(&saved));
-        assert_eq!(held(&mut f), [saved], "in each checkpoint while not found");
-        std::fs::rename(&moving, at(2)).unwrap();
-        f.discover();
-        assert_eq!(held(&mut f), [], "found, it is followed");
     }
 
     /// The identities a pass's lines carry (their alerts' ids), in order.

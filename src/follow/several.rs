@@ -146,7 +146,7 @@ impl Order<'_> {
                         }
                         lanes[i].reached = lanes[i].reached.max(self.time_of(i, c, true));
                     }
-                    if let SourceEvent::Checkpoint { full, looked, .. } = &mut ev {
+                    if let SourceEvent::Checkpoint { full, looked } = &mut ev {
                         bases.pass(full, *looked);
                     }
                     if !emit(ev) {

@@ -19,7 +19,7 @@ use crate::parse::client::Key;
 use crate::source::{Chunk, Data, FileId, FileTag, Position, SourceError, SourceEvent};
 use crate::state::codec::Entries;
 use crossbeam_channel::{Receiver, never, select};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -74,9 +74,6 @@ pub(super) struct Collector<'e> {
     /// When each source's follower last began to look for files, by
     /// source index, as of the last checkpoint.
     looked: HashMap<usize, std::time::SystemTime>,
-    /// Saved positions each source's follower has not found yet, by source
-    /// index, as of the last checkpoint: saved with the others.
-    held: HashMap<usize, Vec<Position>>,
     /// Per shard, per rule: clients held, as last reported.
     clients: Vec<Vec<u64>>,
     /// Newest event time, by file id.
@@ -133,7 +130,6 @@ impl<'e> Collector<'e> {
             line_base: HashMap::new(),
             positions: HashMap::new(),
             looked: HashMap::new(),
-            held: HashMap::new(),
             clients: vec![Vec::new(); shards],
             newest: HashMap::new(),
             watermark: 0,
@@ -333,10 +329,9 @@ impl<'e> Collector<'e> {
                 self.newest.remove(&tag.id);
                 Some(tag.id)
             }
-            Some(SourceEvent::Checkpoint { full, looked, held }) => {
+            Some(SourceEvent::Checkpoint { full, looked }) => {
                 if let Some((source, at)) = *looked {
                     self.looked.insert(source, at);
-                    self.held.insert(source, held.clone());
                 }
                 self.checkpoint(&p, *full, sink);
                 None
@@ -479,9 +474,7 @@ impl<'e> Collector<'e> {
         let later: HashMap<FileId, u64> =
             ids.iter().map(|tag| (self.positions[tag].id, *tag)).collect();
         let is_later = |tag: &u64| later.get(&self.positions[tag].id) == Some(tag);
-        let followed =
-            ids.iter().filter(|tag| is_later(tag)).map(|tag| self.positions[tag].clone()).collect();
-        with_held(followed, &self.held)
+        ids.iter().filter(|tag| is_later(tag)).map(|tag| self.positions[tag].clone()).collect()
     }
 
     /// Renders a finished chunk's decisions.
@@ -666,42 +659,12 @@ fn run_of(waiting: &VecDeque<Pending>, span: Range<usize>) -> (Run, Vec<(usize, 
     (Run { file, hits }, from)
 }
 
-/// The followed files' positions and, after them, the saved positions
-/// the sources' followers have not found yet (by source), but for files
-/// followed again meanwhile.
-fn with_held(mut followed: Vec<Position>, held: &HashMap<usize, Vec<Position>>) -> Vec<Position> {
-    let ids: HashSet<FileId> = followed.iter().map(|p| p.id).collect();
-    let mut sources: Vec<&usize> = held.keys().collect();
-    sources.sort_unstable();
-    let held = sources.into_iter().flat_map(|s| &held[s]);
-    followed.extend(held.filter(|h| !ids.contains(&h.id)).cloned());
-    followed
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn event(rule: u16, pos: u32) -> Event {
         Event { rule, key: Key(1), time: 0, pos, value: super::super::NO_VALUE }
-    }
-
-    /// Saved positions not found yet are saved after the followed files',
-    /// but not for a file followed again (found under another tag).
-    #[test]
-    fn positions_not_found_yet_are_saved_with_the_followed_ones() {
-        let pos = |ino: u64, path: &str| Position {
-            source: String::new(),
-            path: path.into(),
-            id: FileId { dev: 1, ino, fingerprint: None },
-            offset: 5,
-            lines: 1,
-        };
-        let followed = vec![pos(1, "access.log"), pos(2, "access.log.1")];
-        let held =
-            HashMap::from([(1, vec![pos(3, "b.log.1")]), (0, vec![pos(2, "old"), pos(4, "a")])]);
-        let paths: Vec<String> = with_held(followed, &held).into_iter().map(|p| p.path).collect();
-        assert_eq!(paths, ["access.log", "access.log.1", "a", "b.log.1"]);
     }
 
     #[test]

@@ -302,10 +302,6 @@ pub enum SourceEvent {
         /// a file never followed and written since then may be one it never
         /// saw, read whole after a restart (saved with the positions).
         looked: Option<(usize, std::time::SystemTime)>,
-        /// Saved positions of files the follower's first look did not
-        /// find, looked for again at its next: saved meanwhile, so that a
-        /// crash between the two looks does not lose them.
-        held: Vec<Position>,
     },
     /// No lines from a source for `idle` seconds: evict clients as if its
     /// time had gone on that long from its newest line (from `clock`, the
