@@ -1751,6 +1751,15 @@ mod tests {
         assert_eq!(read_pass(&mut f), between + &next);
     }
 
+    /// Renames `log` to `.1` behind its copies `.1` and `.2` (shifted to
+    /// `.2` and `.3`), as logrotate's `create` does, and makes it again empty.
+    fn rotated_behind_two_copies(log: &Path, at: &dyn Fn(u32) -> PathBuf) {
+        std::fs::rename(at(2), at(3)).unwrap();
+        std::fs::rename(at(1), at(2)).unwrap();
+        std::fs::rename(log, at(1)).unwrap();
+        std::fs::write(log, b"").unwrap();
+    }
+
     /// Copytruncated (the truncation found, its copy being read), then in
     /// the same pass written to, copytruncated again and written to (and,
     /// with `renamed`, renamed away after its last line, as logrotate's
@@ -1790,10 +1799,7 @@ mod tests {
         let mut text = String::from_utf8(read).unwrap();
         if renamed {
             written_later(&log);
-            std::fs::rename(at(2), at(3)).unwrap();
-            std::fs::rename(at(1), at(2)).unwrap();
-            std::fs::rename(&log, at(1)).unwrap();
-            std::fs::write(&log, b"").unwrap();
+            rotated_behind_two_copies(&log, &at);
         }
         f.discover();
         text += &read_passes(&mut f).join("\n");
@@ -1826,10 +1832,7 @@ mod tests {
         // Its last line a moment after its copies were made (on the coarse
         // clock of file times, not always a later tick).
         written_later(&log);
-        std::fs::rename(at(2), at(3)).unwrap();
-        std::fs::rename(at(1), at(2)).unwrap();
-        std::fs::rename(&log, at(1)).unwrap();
-        std::fs::write(&log, b"").unwrap();
+        rotated_behind_two_copies(&log, &at);
         f.discover();
         let read = read_passes(&mut f);
         assert_eq!(read.join("\n") + "\n", first + &second + &last);
