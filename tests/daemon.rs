@@ -10,7 +10,7 @@
 //! shows that the daemon has read everything before it.
 
 use crate::util::daemon::{Daemon, Writer, marker_ip, request_at};
-use crate::util::{DEADLINE, json_lines, ok, wait_until, webhook_server, write};
+use crate::util::{DEADLINE, json_lines, json_lines_so_far, ok, wait_until, webhook_server, write};
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -779,7 +779,7 @@ fn an_output_gets_only_the_rules_it_names() {
     daemon.wait_for_marker(1);
     let keys = |name: &str| -> Vec<String> {
         let text = std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
-        json_lines(&text).iter().map(|a| a["key"].as_str().unwrap().to_string()).collect()
+        json_lines_so_far(&text).iter().map(|a| a["key"].as_str().unwrap().to_string()).collect()
     };
     wait_until("the login alert", || keys("logins.jsonl").len() == 1);
     assert_eq!(keys("alerts.jsonl"), ["10.7.7.7", &marker_ip(1)]);

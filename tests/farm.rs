@@ -615,10 +615,10 @@ impl Farm {
         (0..self.nodes.len()).flat_map(|i| self.alerts_of(i)).collect()
     }
 
-    /// Node `i`'s alerts so far.
+    /// Node `i`'s alerts so far (a line still being appended is left out).
     fn alerts_of(&self, i: usize) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(self.node_dir(i).join("alerts.jsonl"));
-        crate::util::json_lines(&text.unwrap_or_default())
+        crate::util::json_lines_so_far(&text.unwrap_or_default())
     }
 
     /// Waits for `client`'s first alert and asserts it is the farm's, with

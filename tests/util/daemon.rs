@@ -1,6 +1,6 @@
 //! A daemon under test and a writer of log lines.
 
-use super::{DEADLINE, bin, json_lines, wait_until_or, write};
+use super::{DEADLINE, bin, json_lines_so_far, wait_until_or, write};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -82,7 +82,7 @@ impl Daemon {
     /// The alerts delivered so far (a line still being appended is left out).
     pub fn alerts(&self) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(self.dir.join("alerts.jsonl")).unwrap_or_default();
-        json_lines(text.rfind('\n').map_or("", |end| text.split_at(end + 1).0))
+        json_lines_so_far(&text)
     }
 
     /// The counts of `key`'s alerts delivered so far, in order.

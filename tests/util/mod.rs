@@ -82,6 +82,12 @@ pub fn json_lines(s: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The JSON lines of a file still being appended to: a last line without
+/// its newline yet is left out.
+pub fn json_lines_so_far(text: &str) -> Vec<serde_json::Value> {
+    json_lines(text.rfind('\n').map_or("", |end| text.split_at(end + 1).0))
+}
+
 /// How long any wait in the tests may take.
 pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
 
