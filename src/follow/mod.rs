@@ -2023,15 +2023,11 @@ mod tests {
         assert_eq!(lines.join("\n") + "\n", unread, "each line once, in any order");
     }
 
-    /// A saved generation, `access.log.1` read to its first line, and the
-    /// follower resumed from it after it was moved out of the directory
-    /// (missing from the first look's listing); returns where it was moved,
-    /// its saved position and `access.log.N`'s path.
-    fn resumed_without_a_saved_file(
-        dir: &Path,
-        stop: Arc<AtomicBool>,
-    ) -> (Follower, PathBuf, Position, impl Fn(u32) -> PathBuf) {
-        let (log, at) = (dir.join("access.log"), move |k| dir.join(format!("access.log.{k}")));
+    #[test]
+    fn a_saved_file_not_found_yet_is_looked_for_again_before_the_last_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, at) =
+            (dir.path().join("access.log"), |k| dir.path().join(format!("access.log.{k}")));
         let line = |k: i64| testing::common_line("192.0.2.1", &format!("/{k}"), k);
         std::fs::write(at(1), line(0) + &line(1)).unwrap();
         std::fs::write(&log, line(2)).unwrap();
@@ -2040,18 +2036,12 @@ mod tests {
         let path = at(1).display().to_string();
         let read_to = line(0).len() as u64;
         let saved = Position { source: String::new(), path, id, offset: read_to, lines: 1 };
-        let moving = dir.join("elsewhere/moving");
-        std::fs::create_dir(dir.join("elsewhere")).unwrap();
+        // Missing from the first look's listing, then named again.
+        let moving = dir.path().join("elsewhere/moving");
+        std::fs::create_dir(dir.path().join("elsewhere")).unwrap();
         std::fs::rename(at(1), &moving).unwrap();
-        (resumed(&log, stop, vec![saved.clone()]), moving, saved, at)
-    }
-
-    #[test]
-    fn a_saved_file_not_found_yet_is_looked_for_again_before_the_last_save() {
-        let dir = tempfile::tempdir().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let (f, moving, saved, at) = resumed_without_a_saved_file(dir.path(), Arc::clone(&stop));
-        // Named again, after the first look.
+        let f = resumed(&log, Arc::clone(&stop), vec![saved]);
         std::fs::rename(&moving, at(2)).unwrap();
         // Stopped (a reload) before a look of its own found it: the last
         // save holds its position, for the next run.
@@ -2064,7 +2054,7 @@ mod tests {
             true
         };
         Box::new(f).run(&mut emit).unwrap();
-        assert!(opened.contains(&(at(2).display().to_string(), saved.offset)), "{opened:?}");
+        assert!(opened.contains(&(at(2).display().to_string(), read_to)), "{opened:?}");
     }
 
     /// The identities a pass's lines carry (their alerts' ids), in order.
