@@ -141,12 +141,23 @@ impl Cluster {
     }
 
     /// Three masters with a replica each, which takes over a master that
-    /// has not answered for a second.
+    /// has not answered for a second; returns when every replica has
+    /// loaded its first copy of its master, so that what is written later
+    /// reaches it by the replication stream alone.
     pub fn start_with_replicas(dir: &Path) -> Cluster {
         let cluster = Cluster::create(dir, 1);
         wait_until("every master's replica in sync", || {
             let nodes = redis_cli(cluster.nodes[0].port, &["cluster", "nodes"]);
             nodes.lines().filter(|l| l.contains("slave") && l.contains("connected")).count() == 3
+        });
+        // "connected" above is the cluster bus; the replication link is up
+        // once the first copy (a full sync) is loaded.
+        wait_until("every replica's first copy of its master", || {
+            let up = |n: &Redis| {
+                let info = redis_cli(n.port, &["info", "replication"]);
+                info.contains("role:slave") && info.contains("master_link_status:up")
+            };
+            cluster.nodes.iter().filter(|n| up(n)).count() == 3
         });
         cluster
     }
@@ -172,9 +183,10 @@ impl Cluster {
         cluster
     }
 
-    /// A node's arguments: its own cluster configuration file in `dir`, and
-    /// a second before a silent node counts as failed.
-    fn args(dir: &Path, i: usize) -> [String; 6] {
+    /// A node's arguments: its own cluster configuration file in `dir`, a
+    /// second before a silent node counts as failed, and a replica's first
+    /// copy sent at once (Redis 7 waits 5 s for more replicas by default).
+    fn args(dir: &Path, i: usize) -> [String; 8] {
         let conf = format!("{}/nodes-{i}.conf", dir.display());
         [
             "--cluster-enabled",
@@ -183,6 +195,8 @@ impl Cluster {
             &conf,
             "--cluster-node-timeout",
             "1000",
+            "--repl-diskless-sync-delay",
+            "0",
         ]
         .map(String::from)
     }
