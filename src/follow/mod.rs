@@ -30,6 +30,7 @@
 //! Only whole lines are handed on; a last line without newline waits until
 //! its file is finished (drained and quiet).
 
+mod listing;
 mod pattern;
 mod reader;
 pub mod several;
@@ -43,8 +44,9 @@ use crate::source::buffer::Spares;
 use crate::source::{
     CHUNK_BYTES, FileId, FileTag, IN_PIPELINE, Position, Source, SourceError, SourceEvent,
 };
+use listing::{Files, LISTINGS, Moved, same_file};
 use notify::Watcher as _;
-use pattern::{DateKey, later_day, list, rotated_from};
+use pattern::{DateKey, later_day, rotated_from};
 use reader::{Stamp, Tracked, Until, count_lines, fingerprint, last_line_start};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -227,6 +229,19 @@ impl Found {
         let (file, md) = open_regular(path).ok()?;
         Some(Found { path: path.to_path_buf(), file, md })
     }
+
+    /// Opens the file a listing found at `path` (`listed`, its metadata
+    /// then): [`Moved`] when the name is gone or names another file now,
+    /// `None` when it cannot be opened otherwise (no permission).
+    fn open_listed(path: &Path, listed: &std::fs::Metadata) -> Result<Option<Found>, Moved> {
+        match open_regular(path) {
+            Ok((file, md)) if same_file(listed, &md) => {
+                Ok(Some(Found { path: path.to_path_buf(), file, md }))
+            }
+            Err(NotOpened::Failed(e)) if e.kind() != io::ErrorKind::NotFound => Ok(None),
+            _ => Err(Moved),
+        }
+    }
 }
 
 /// Why a path was not opened.
@@ -264,9 +279,12 @@ struct Truncated {
     since: Instant,
 }
 
-/// The watched directory's names, and its files not followed by device and
-/// inode ([`Follower::untracked_by_inode`]).
-type Looked = (Vec<String>, HashMap<(u64, u64), PathBuf>);
+/// The watched directory's files ([`listing::settled`]), and those not
+/// followed by device and inode (an index into `files`).
+struct Looked {
+    files: Files,
+    untracked: HashMap<(u64, u64), usize>,
+}
 
 /// Follows live files; see the module documentation.
 pub struct Follower {
@@ -612,20 +630,37 @@ impl Follower {
     /// A saved file not followed under its name: renamed (found by device
     /// and inode) or copied away by copytruncate (by its first bytes). The
     /// directory is listed, and its files' inodes taken, for the first such
-    /// file (`looked`), once for all.
+    /// file (`looked`), once for all (again when a file moved since).
     fn find_saved(&self, looked: &mut Option<Looked>, pos: &Position) -> Option<Found> {
-        let (listing, by_inode) = looked.get_or_insert_with(|| {
-            let listing = self.listing();
-            let by_inode = self.untracked_by_inode(&listing);
-            (listing, by_inode)
-        });
-        let id = pos.id;
-        let renamed = by_inode.get(&(id.dev, id.ino)).and_then(|p| Found::open(p)).filter(|f| {
-            let (dev, ino) = (f.md.dev(), f.md.ino());
-            !self.is_tracked(dev, ino) && id.matches(dev, ino, fingerprint(&f.file, f.md.len()))
-        });
-        renamed
-            .or_else(|| self.find_copy(listing, Path::new(&pos.path), id.fingerprint, pos.offset))
+        self.search_listed(looked, |l| {
+            let id = pos.id;
+            if let Some(&i) = l.untracked.get(&(id.dev, id.ino)) {
+                let (path, listed) = &l.files[i];
+                let f = Found::open_listed(path, listed)?;
+                let fp = |f: &Found| fingerprint(&f.file, f.md.len());
+                if let Some(f) = f.filter(|f| id.matches(f.md.dev(), f.md.ino(), fp(f))) {
+                    return Ok(Some(f));
+                }
+            }
+            self.find_copy(&l.files, Path::new(&pos.path), id.fingerprint, pos.offset)
+        })
+    }
+
+    /// What `search` finds in the watched directory's files (`looked`,
+    /// listed when `None`), listed again while it finds a file moved since
+    /// the listing, at most [`LISTINGS`] times.
+    fn search_listed<T>(
+        &self,
+        looked: &mut Option<Looked>,
+        search: impl Fn(&Looked) -> Result<Option<T>, Moved>,
+    ) -> Option<T> {
+        for _ in 0..LISTINGS {
+            match search(looked.get_or_insert_with(|| self.look())) {
+                Ok(found) => return found,
+                Err(Moved) => *looked = None,
+            }
+        }
+        None
     }
 
     /// Files of a dated series that appeared while we ran but were already
@@ -675,48 +710,45 @@ impl Follower {
         self.tracked.iter().any(|t| (t.id.dev, t.id.ino) == (dev, ino))
     }
 
-    /// The watched directory's names, listed once for several searches:
-    /// listed for each, 2000 files copytruncated at once cost 13-17 s of
-    /// CPU (`benches/many.sh`). Taken after the looks that called for the
-    /// searches, so the files they look for are in it.
-    fn listing(&self) -> Vec<String> {
-        list(&self.cfg.spec.dir()).unwrap_or_default()
-    }
-
-    /// The regular files of `listing` not followed, by device and inode:
-    /// one `stat` each. Searched for each saved file instead, 2000 files
-    /// rotated while stopped took 29-36 s of CPU at the restart.
-    fn untracked_by_inode(&self, listing: &[String]) -> HashMap<(u64, u64), PathBuf> {
+    /// The watched directory's regular files ([`listing::settled`], a
+    /// `stat` each), listed once for several searches: listed for each,
+    /// 2000 files copytruncated at once cost 13-17 s of CPU
+    /// (`benches/many.sh`), and 2000 files rotated while stopped 29-36 s
+    /// at the restart. Taken after the looks that called for the searches,
+    /// so the files they look for are in it.
+    fn look(&self) -> Looked {
         let dir = self.cfg.spec.dir();
+        let files = listing::settled(&dir, |_| true, |p| std::fs::metadata(p)).unwrap_or_default();
         let tracked: HashSet<(u64, u64)> =
             self.tracked.iter().map(|t| (t.id.dev, t.id.ino)).collect();
-        let files = listing.iter().map(|n| dir.join(n)).filter_map(|p| {
-            let md = std::fs::metadata(&p).ok().filter(|m| m.is_file())?;
-            Some(((md.dev(), md.ino()), p))
-        });
-        files.filter(|(id, _)| !tracked.contains(id)).collect()
+        let ids = files.iter().enumerate().map(|(i, (_, md))| ((md.dev(), md.ino()), i));
+        let untracked = ids.filter(|(id, _)| !tracked.contains(id)).collect();
+        Looked { files, untracked }
     }
 
-    /// A regular file of `listing` (the watched directory's), not followed
+    /// A regular file of `files` (the watched directory's), not followed
     /// yet, whose name `named` takes and for which `pred(metadata,
-    /// fingerprint)` holds.
+    /// fingerprint)` holds; [`Moved`] if none does and a file was not the
+    /// one listed.
     fn find_untracked(
         &self,
-        listing: &[String],
+        files: &Files,
         named: impl Fn(&str) -> bool,
         pred: impl Fn(&std::fs::Metadata, Option<u32>) -> bool,
-    ) -> Option<Found> {
-        let dir = self.cfg.spec.dir();
-        let names = listing.iter().filter(|n| named(n));
+    ) -> Result<Option<Found>, Moved> {
+        let mut moved = false;
+        let name = |p: &Path| p.file_name().and_then(|n| n.to_str()).is_some_and(&named);
         // Looked at by name first, opened only when not followed.
-        let untracked = |p: &PathBuf| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && !self.is_tracked(m.dev(), m.ino()))
-        };
-        let paths = names.map(|n| dir.join(n)).filter(untracked);
-        paths.filter_map(|p| Found::open(&p)).find(|f| {
-            !self.is_tracked(f.md.dev(), f.md.ino())
-                && pred(&f.md, fingerprint(&f.file, f.md.len()))
-        })
+        let candidates =
+            files.iter().filter(|(p, md)| name(p) && !self.is_tracked(md.dev(), md.ino()));
+        for (path, listed) in candidates {
+            match Found::open_listed(path, listed) {
+                Ok(Some(f)) if pred(&f.md, fingerprint(&f.file, f.md.len())) => return Ok(Some(f)),
+                Ok(_) => {}
+                Err(Moved) => moved = true,
+            }
+        }
+        if moved { Err(Moved) } else { Ok(None) }
     }
 
     /// The copy copytruncate made of `of` (or of the file `of` is a
@@ -729,18 +761,18 @@ impl Follower {
     /// as the copy, its later lines counted twice.
     fn find_copy(
         &self,
-        listing: &[String],
+        files: &Files,
         of: &Path,
         fp: Option<u32>,
         offset: u64,
-    ) -> Option<Found> {
-        let fp = fp?;
+    ) -> Result<Option<Found>, Moved> {
+        let Some(fp) = fp else { return Ok(None) };
         let target = std::fs::canonicalize(of).ok();
         let names = [Some(of), target.as_deref()].into_iter().flatten();
         let names: Vec<&str> = names.filter_map(|p| p.file_name()?.to_str()).collect();
         let heads: Vec<&str> = names.iter().map(|n| rotated_from(n).unwrap_or(n)).collect();
         let named = |n: &str| heads.iter().any(|h| n.len() > h.len() && n.starts_with(h));
-        self.find_untracked(listing, named, |m, f| f == Some(fp) && m.len() >= offset)
+        self.find_untracked(files, named, |m, f| f == Some(fp) && m.len() >= offset)
     }
 
     /// Generations of each `(head, since)` rotated away before they were
@@ -770,20 +802,13 @@ impl Follower {
         let firsts: HashSet<u32> = self.tracked.iter().filter_map(|t| t.id.fingerprint).collect();
         let mut missed: Vec<(SystemTime, Found)> = Vec::new();
         for (dir, names) in &heads {
-            for n in list(dir).unwrap_or_default() {
-                let Some(&since) = rotated_from(&n).and_then(|h| names.get(h)) else {
-                    continue;
-                };
-                // Its name's stat first: most generations are older than
-                // `since` or known, and are not opened.
-                let path = dir.join(&n);
-                let stat = std::fs::metadata(&path);
-                if !stat.is_ok_and(|m| m.is_file() && self.unfollowed_since(&m, since).is_some()) {
-                    continue;
-                }
-                let Some(found) = Found::open(&path) else { continue };
-                if let Some(written) = self.never_followed(&found, since, &firsts) {
-                    missed.push((written, found));
+            let since_of = |n: &str| rotated_from(n).and_then(|h| names.get(h)).copied();
+            for _ in 0..LISTINGS {
+                let wanted = |n: &str| since_of(n).is_some();
+                let files = listing::settled(dir, wanted, |p| std::fs::metadata(p));
+                let files = files.unwrap_or_default();
+                if self.missed_in(&files, since_of, &firsts, &mut missed).is_ok() {
+                    break;
                 }
             }
         }
@@ -792,6 +817,42 @@ impl Follower {
             tracing::warn!(path = %found.path.display(), "Reading from its beginning a rotated log file never followed (rotated before a look found it: new and rotated, or rotated twice, between two looks, or while stopped).");
             self.open_retired(found, (0, 0), None);
         }
+    }
+
+    /// Adds to `missed` the generations never followed among `files` (a
+    /// directory's rotated files, of heads each written since
+    /// `since_of(name)`), each once; [`Moved`] when a file was not the one
+    /// listed.
+    fn missed_in(
+        &self,
+        files: &Files,
+        since_of: impl Fn(&str) -> Option<SystemTime>,
+        firsts: &HashSet<u32>,
+        missed: &mut Vec<(SystemTime, Found)>,
+    ) -> Result<(), Moved> {
+        let mut moved = false;
+        for (path, listed) in files {
+            let Some(since) = path.file_name().and_then(|n| since_of(n.to_str()?)) else {
+                continue;
+            };
+            // The name's stat first: most generations are older than
+            // `since` or known, and are not opened.
+            let (dev, ino) = (listed.dev(), listed.ino());
+            let known = missed.iter().any(|(_, f)| (f.md.dev(), f.md.ino()) == (dev, ino));
+            if known || self.unfollowed_since(listed, since).is_none() {
+                continue;
+            }
+            match Found::open_listed(path, listed) {
+                Ok(Some(found)) => {
+                    if let Some(written) = self.never_followed(&found, since, firsts) {
+                        missed.push((written, found));
+                    }
+                }
+                Ok(None) => {}
+                Err(Moved) => moved = true,
+            }
+        }
+        if moved { Err(Moved) } else { Ok(()) }
     }
 
     /// When the file found was last written, if it is a regular file never
@@ -1413,10 +1474,12 @@ impl Follower {
         if truncated.is_empty() {
             return Vec::new();
         }
-        let listing = self.listing();
+        let mut looked = None;
         let mut heads = Vec::new();
         for t in truncated {
-            let Some(copy) = self.find_copy(&listing, &t.of, t.fp, t.offset) else {
+            let copy = self
+                .search_listed(&mut looked, |l| self.find_copy(&l.files, &t.of, t.fp, t.offset));
+            let Some(copy) = copy else {
                 if t.since.elapsed() < COPY_SOUGHT {
                     self.copies_unfound.push(t);
                 }
@@ -2186,6 +2249,25 @@ mod tests {
     }
 
     #[test]
+    fn a_file_renamed_after_the_listing_is_found_by_a_listing_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |n: &str| dir.path().join(n);
+        std::fs::write(at("access.log"), b"head\n").unwrap();
+        std::fs::write(at("access.log.1"), b"sought\n").unwrap();
+        std::fs::write(at("access.log.2"), b"other\n").unwrap();
+        let ino = std::fs::metadata(at("access.log.1")).unwrap().ino();
+        let log = at("access.log").display().to_string();
+        let f = Follower::new(config(&log, StartAt::Beginning, false), Arc::default(), None);
+        let mut looked = Some(f.look());
+        // A rotation between the listing and the search.
+        std::fs::rename(at("access.log.2"), at("access.log.3")).unwrap();
+        std::fs::rename(at("access.log.1"), at("access.log.2")).unwrap();
+        let sought = |l: &Looked| f.find_untracked(&l.files, |_| true, |m, _| m.ino() == ino);
+        let found = f.search_listed(&mut looked, sought).unwrap();
+        assert_eq!(found.path, at("access.log.2"));
+    }
+
+    #[test]
     fn a_file_found_is_followed_though_its_name_is_given_to_another_before() {
         let dir = tempfile::tempdir().unwrap();
         let at = |n: &str| dir.path().join(n);
@@ -2195,7 +2277,8 @@ mod tests {
         let ino = std::fs::metadata(at("access.log.1")).unwrap().ino();
         let log = at("access.log").display().to_string();
         let mut f = Follower::new(config(&log, StartAt::Beginning, false), Arc::default(), None);
-        let found = f.find_untracked(&f.listing(), |_| true, |m, _| m.ino() == ino).unwrap();
+        let files = f.look().files;
+        let found = f.find_untracked(&files, |_| true, |m, _| m.ino() == ino).unwrap().unwrap();
         // A rotation between the look and the open.
         std::fs::rename(at("access.log.2"), at("access.log.1")).unwrap();
         f.open_retired(found, (0, 0), None);

@@ -1,0 +1,147 @@
+//! A directory's files looked at while a rotation may rename them. Names
+//! are listed at once but looked at one by one, so a rotation renaming
+//! files meanwhile can move one from a name not looked at yet to a name
+//! already passed: a soak lost a generation's 529 hits so (README, "Soak
+//! runs"). Here a directory is listed again until two listings in a row
+//! agree, and a file opened by a name listed is checked to be the one
+//! listed.
+
+use super::pattern::list;
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// At most this many listings are taken for one look at a directory (and
+/// searches of one for a file moved since): a rotation takes milliseconds,
+/// so more than one during a look is rare; the last is used as it is.
+pub const LISTINGS: usize = 8;
+
+/// A directory's regular files under the names wanted, each with its
+/// metadata (its name's `stat`).
+pub type Files = Vec<(PathBuf, Metadata)>;
+
+/// A file opened by a name listed was not the one listed: the name was
+/// given to another file since, and the listed one may be under a name
+/// passed. The search is to be done again on a new listing.
+#[derive(Debug)]
+pub struct Moved;
+
+/// The regular files `dir` holds under names `wanted` takes, each with its
+/// metadata (`look`: `std::fs::metadata`, a test's to rename between
+/// looks), from a listing that agreed with the one before it on which file
+/// (device and inode) each name holds: a rename during the later one
+/// changes what the name it moved to holds between the two (logrotate
+/// never gives a name back the file that left it). At most [`LISTINGS`]
+/// listings. An error when `dir` cannot be listed.
+pub fn settled(
+    dir: &Path,
+    wanted: impl Fn(&str) -> bool,
+    mut look: impl FnMut(&Path) -> io::Result<Metadata>,
+) -> io::Result<Files> {
+    let mut last = look_at(dir, &wanted, &mut look)?;
+    for _ in 1..LISTINGS {
+        let next = look_at(dir, &wanted, &mut look)?;
+        if same_files(&last, &next) {
+            return Ok(next);
+        }
+        last = next;
+    }
+    tracing::warn!(dir = %dir.display(), listings = LISTINGS, "The directory changed during every listing of a look; a file renamed during the last may be missed until the next look.");
+    Ok(last)
+}
+
+/// One listing: the names `wanted` takes, each looked at.
+fn look_at(
+    dir: &Path,
+    wanted: &impl Fn(&str) -> bool,
+    look: &mut impl FnMut(&Path) -> io::Result<Metadata>,
+) -> io::Result<Files> {
+    let names = list(dir)?.into_iter().filter(|n| wanted(n));
+    let files = names.filter_map(|n| {
+        let path = dir.join(n);
+        let md = look(&path).ok().filter(Metadata::is_file)?;
+        Some((path, md))
+    });
+    Ok(files.collect())
+}
+
+/// Whether two listings hold the same names on the same files.
+fn same_files(a: &Files, b: &Files) -> bool {
+    ids(a) == ids(b)
+}
+
+/// A listing's names with their files' device and inode, in name order.
+fn ids(files: &Files) -> Vec<(&Path, u64, u64)> {
+    let mut ids: Vec<_> = files.iter().map(|(p, m)| (p.as_path(), m.dev(), m.ino())).collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// Whether `opened` (an open file's own metadata) is the file `listed`.
+pub fn same_file(listed: &Metadata, opened: &Metadata) -> bool {
+    (listed.dev(), listed.ino()) == (opened.dev(), opened.ino())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two rotated logs; the first name looked at is given the other's
+    /// file right after (`rename(other, first)`, as logrotate's shift
+    /// gives `.2` the file of `.1`), once, during the listing `during`
+    /// (0-based). The moved file is found.
+    fn renamed_during(during: usize) -> (Files, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["access.log.1", "access.log.2"];
+        for n in names {
+            std::fs::write(dir.path().join(n), n).unwrap();
+        }
+        let (mut looks, mut moved) = (0, None);
+        let files = settled(
+            dir.path(),
+            |_| true,
+            |p| {
+                let md = std::fs::metadata(p);
+                looks += 1;
+                if looks == 2 * during + 1 {
+                    let name = p.file_name().unwrap().to_str().unwrap();
+                    let other = dir.path().join(names.iter().find(|n| **n != name).unwrap());
+                    moved = Some(std::fs::metadata(&other).unwrap().ino());
+                    std::fs::rename(&other, p).unwrap();
+                }
+                md
+            },
+        );
+        (files.unwrap(), moved.unwrap())
+    }
+
+    #[test]
+    fn a_file_renamed_onto_a_name_passed_is_listed() {
+        for during in [0, 1] {
+            let (files, moved) = renamed_during(during);
+            assert_eq!(files.len(), 1, "during listing {during}: {files:?}");
+            assert_eq!(files[0].1.ino(), moved, "during listing {during}");
+        }
+    }
+
+    #[test]
+    fn a_directory_without_change_is_listed_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.log"), b"x\n").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let mut looks = 0;
+        let files = settled(
+            dir.path(),
+            |n| n != "b.log",
+            |p| {
+                looks += 1;
+                std::fs::metadata(p)
+            },
+        );
+        assert_eq!(files.unwrap().len(), 1, "a directory is no file");
+        assert_eq!(looks, 4);
+        let gone = settled(&dir.path().join("gone"), |_| true, |p| std::fs::metadata(p));
+        assert!(gone.unwrap().is_empty());
+    }
+}
