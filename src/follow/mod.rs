@@ -1,6 +1,7 @@
 //! Follow: live log files as they grow — a dated series, a plain path or a
 //! glob — across date switches and every logrotate style, as a
-//! [`Source`] for the pipeline. [`pattern`] names the files, [`reader`]
+//! [`Source`] for the pipeline. [`pattern`] names the files, [`listing`]
+//! looks at a directory a rotation may be renaming, [`reader`]
 //! reads one; this module finds them and handles their rotation.
 //!
 //! Growing files are read with positioned reads into owned buffers, never
