@@ -2249,16 +2249,22 @@ mod tests {
         assert!(f.to_save() && !f.urgent);
     }
 
+    /// A follower of `dir/access.log`, beside `access.log.1` holding
+    /// `first` and `access.log.2`; and the inode of `access.log.1`.
+    fn followed_with_two_generations(dir: &Path, first: &[u8]) -> (Follower, u64) {
+        std::fs::write(dir.join("access.log"), b"head\n").unwrap();
+        std::fs::write(dir.join("access.log.1"), first).unwrap();
+        std::fs::write(dir.join("access.log.2"), b"other\n").unwrap();
+        let ino = std::fs::metadata(dir.join("access.log.1")).unwrap().ino();
+        let log = dir.join("access.log").display().to_string();
+        (Follower::new(config(&log, StartAt::Beginning, false), Arc::default(), None), ino)
+    }
+
     #[test]
     fn a_file_renamed_after_the_listing_is_found_by_a_listing_again() {
         let dir = tempfile::tempdir().unwrap();
         let at = |n: &str| dir.path().join(n);
-        std::fs::write(at("access.log"), b"head\n").unwrap();
-        std::fs::write(at("access.log.1"), b"sought\n").unwrap();
-        std::fs::write(at("access.log.2"), b"other\n").unwrap();
-        let ino = std::fs::metadata(at("access.log.1")).unwrap().ino();
-        let log = at("access.log").display().to_string();
-        let f = Follower::new(config(&log, StartAt::Beginning, false), Arc::default(), None);
+        let (f, ino) = followed_with_two_generations(dir.path(), b"sought\n");
         let mut looked = Some(f.look());
         // A rotation between the listing and the search.
         std::fs::rename(at("access.log.2"), at("access.log.3")).unwrap();
@@ -2272,12 +2278,7 @@ mod tests {
     fn a_file_found_is_followed_though_its_name_is_given_to_another_before() {
         let dir = tempfile::tempdir().unwrap();
         let at = |n: &str| dir.path().join(n);
-        std::fs::write(at("access.log"), b"head\n").unwrap();
-        std::fs::write(at("access.log.1"), b"found\n").unwrap();
-        std::fs::write(at("access.log.2"), b"other\n").unwrap();
-        let ino = std::fs::metadata(at("access.log.1")).unwrap().ino();
-        let log = at("access.log").display().to_string();
-        let mut f = Follower::new(config(&log, StartAt::Beginning, false), Arc::default(), None);
+        let (mut f, ino) = followed_with_two_generations(dir.path(), b"found\n");
         let files = f.look().files;
         let found = f.find_untracked(&files, |_| true, |m, _| m.ino() == ino).unwrap().unwrap();
         // A rotation between the look and the open.
