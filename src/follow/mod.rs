@@ -245,6 +245,21 @@ impl Found {
     }
 }
 
+/// The names a copy copytruncate made of `of` begins with: the name of
+/// `of`, or of the file it links to, without a rotation's suffix.
+fn copy_heads(of: &Path) -> Vec<String> {
+    let target = std::fs::canonicalize(of).ok();
+    let names = [Some(of), target.as_deref()].into_iter().flatten();
+    let names = names.filter_map(|p| p.file_name()?.to_str());
+    names.map(|n| rotated_from(n).unwrap_or(n).to_string()).collect()
+}
+
+/// Whether `name` is one of `heads` and more (`access.log.1` of
+/// `access.log`).
+fn copy_named(heads: &[String], name: &str) -> bool {
+    heads.iter().any(|h| name.len() > h.len() && name.starts_with(h.as_str()))
+}
+
 /// Why a path was not opened.
 enum NotOpened {
     /// It names a directory, a pipe, a device: which.
@@ -633,7 +648,8 @@ impl Follower {
     /// directory is listed, and its files' inodes taken, for the first such
     /// file (`looked`), once for all (again when a file moved since).
     fn find_saved(&self, looked: &mut Option<Looked>, pos: &Position) -> Option<Found> {
-        self.search_listed(looked, |l| {
+        // Renamed, it may have any name.
+        self.search_listed(looked, &|_| true, |l| {
             let id = pos.id;
             if let Some(&i) = l.untracked.get(&(id.dev, id.ino)) {
                 let (path, listed) = &l.files[i];
@@ -647,16 +663,17 @@ impl Follower {
         })
     }
 
-    /// What `search` finds in the watched directory's files (`looked`,
-    /// listed when `None`), listed again while it finds a file moved since
-    /// the listing, at most [`LISTINGS`] times.
+    /// What `search` finds in the watched directory's files under names
+    /// `wanted` takes (`looked`, listed when `None`), listed again while it
+    /// finds a file moved since the listing, at most [`LISTINGS`] times.
     fn search_listed<T>(
         &self,
         looked: &mut Option<Looked>,
+        wanted: &dyn Fn(&str) -> bool,
         search: impl Fn(&Looked) -> Result<Option<T>, Moved>,
     ) -> Option<T> {
         for _ in 0..LISTINGS {
-            match search(looked.get_or_insert_with(|| self.look())) {
+            match search(looked.get_or_insert_with(|| self.look(wanted))) {
                 Ok(found) => return found,
                 Err(Moved) => *looked = None,
             }
@@ -711,15 +728,16 @@ impl Follower {
         self.tracked.iter().any(|t| (t.id.dev, t.id.ino) == (dev, ino))
     }
 
-    /// The watched directory's regular files ([`listing::settled`], a
-    /// `stat` each), listed once for several searches: listed for each,
+    /// The watched directory's regular files under names `wanted` takes
+    /// ([`listing::settled`], a `stat` each), listed once for several
+    /// searches: listed for each,
     /// 2000 files copytruncated at once cost 13-17 s of CPU
     /// (`benches/many.sh`), and 2000 files rotated while stopped 29-36 s
     /// at the restart. Taken after the looks that called for the searches,
     /// so the files they look for are in it.
-    fn look(&self) -> Looked {
+    fn look(&self, wanted: &dyn Fn(&str) -> bool) -> Looked {
         let dir = self.cfg.spec.dir();
-        let files = listing::settled(&dir, |_| true, |p| std::fs::metadata(p)).unwrap_or_default();
+        let files = listing::settled(&dir, wanted, |p| std::fs::metadata(p)).unwrap_or_default();
         let tracked: HashSet<(u64, u64)> =
             self.tracked.iter().map(|t| (t.id.dev, t.id.ino)).collect();
         let ids = files.iter().enumerate().map(|(i, (_, md))| ((md.dev(), md.ino()), i));
@@ -768,11 +786,8 @@ impl Follower {
         offset: u64,
     ) -> Result<Option<Found>, Moved> {
         let Some(fp) = fp else { return Ok(None) };
-        let target = std::fs::canonicalize(of).ok();
-        let names = [Some(of), target.as_deref()].into_iter().flatten();
-        let names: Vec<&str> = names.filter_map(|p| p.file_name()?.to_str()).collect();
-        let heads: Vec<&str> = names.iter().map(|n| rotated_from(n).unwrap_or(n)).collect();
-        let named = |n: &str| heads.iter().any(|h| n.len() > h.len() && n.starts_with(h));
+        let heads = copy_heads(of);
+        let named = |n: &str| copy_named(&heads, n);
         self.find_untracked(files, named, |m, f| f == Some(fp) && m.len() >= offset)
     }
 
@@ -1475,11 +1490,16 @@ impl Follower {
         if truncated.is_empty() {
             return Vec::new();
         }
+        // Only the names a copy may have are looked at: a truncation
+        // without a copy lists the directory at each pass for a second.
+        let names: Vec<String> = truncated.iter().flat_map(|t| copy_heads(&t.of)).collect();
+        let wanted = |n: &str| copy_named(&names, n);
         let mut looked = None;
         let mut heads = Vec::new();
         for t in truncated {
-            let copy = self
-                .search_listed(&mut looked, |l| self.find_copy(&l.files, &t.of, t.fp, t.offset));
+            let copy = self.search_listed(&mut looked, &wanted, |l| {
+                self.find_copy(&l.files, &t.of, t.fp, t.offset)
+            });
             let Some(copy) = copy else {
                 if t.since.elapsed() < COPY_SOUGHT {
                     self.copies_unfound.push(t);
@@ -2265,12 +2285,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let at = |n: &str| dir.path().join(n);
         let (f, ino) = followed_with_two_generations(dir.path(), b"sought\n");
-        let mut looked = Some(f.look());
+        let mut looked = Some(f.look(&|_| true));
         // A rotation between the listing and the search.
         std::fs::rename(at("access.log.2"), at("access.log.3")).unwrap();
         std::fs::rename(at("access.log.1"), at("access.log.2")).unwrap();
         let sought = |l: &Looked| f.find_untracked(&l.files, |_| true, |m, _| m.ino() == ino);
-        let found = f.search_listed(&mut looked, sought).unwrap();
+        let found = f.search_listed(&mut looked, &|_| true, sought).unwrap();
         assert_eq!(found.path, at("access.log.2"));
     }
 
@@ -2279,7 +2299,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let at = |n: &str| dir.path().join(n);
         let (mut f, ino) = followed_with_two_generations(dir.path(), b"found\n");
-        let files = f.look().files;
+        let files = f.look(&|_| true).files;
         let found = f.find_untracked(&files, |_| true, |m, _| m.ino() == ino).unwrap().unwrap();
         // A rotation between the look and the open.
         std::fs::rename(at("access.log.2"), at("access.log.1")).unwrap();
