@@ -1,8 +1,8 @@
 //! A directory's files looked at while a rotation may rename them. Names
 //! are listed at once but looked at one by one, so a rotation renaming
 //! files meanwhile can move one from a name not looked at yet to a name
-//! already passed: a soak lost a generation's 529 hits so (README, "Soak
-//! runs"). Here a directory is listed again until two listings in a row
+//! already passed: a soak lost a generation's 529 hits so (README, "Following
+//! live logs"). Here a directory is listed again until two listings in a row
 //! agree, and a file opened by a name listed is checked to be the one
 //! listed.
 
