@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 
 /// A directory is listed again for at most this long: a rotation takes
 /// milliseconds, but a directory of 850 files, each listing 4 ms, met a
-/// soak's rotations (a Python loop renaming 400 generations) in each of 8
-/// listings, the bound before. After it the last listing is used as it is.
+/// soak's rotations (a Python loop renaming hundreds of generations) in
+/// each of 8 listings, the bound before. After it the last listing is used as it is.
 const SETTLE_WITHIN: Duration = Duration::from_millis(500);
 
 /// At most this many searches of a directory for a file moved since the
 /// listing ([`Moved`]), each on a new listing.
-pub const LISTINGS: usize = 8;
+pub const SEARCHES: usize = 8;
 
 /// A directory's regular files under the names wanted, each with its
 /// metadata (its name's `stat`).

@@ -45,7 +45,7 @@ use crate::source::buffer::Spares;
 use crate::source::{
     CHUNK_BYTES, FileId, FileTag, IN_PIPELINE, Position, Source, SourceError, SourceEvent,
 };
-use listing::{Files, LISTINGS, Moved, same_file};
+use listing::{Files, Moved, SEARCHES, same_file};
 use notify::Watcher as _;
 use pattern::{DateKey, later_day, rotated_from};
 use reader::{Stamp, Tracked, Until, count_lines, fingerprint, last_line_start};
@@ -295,11 +295,11 @@ struct Truncated {
     since: Instant,
 }
 
-/// The watched directory's files ([`listing::settled`]), and those not
-/// followed by device and inode (an index into `files`).
+/// The watched directory's files ([`listing::settled`]), and by device and
+/// inode (an index into `files`).
 struct Looked {
     files: Files,
-    untracked: HashMap<(u64, u64), usize>,
+    by_inode: HashMap<(u64, u64), usize>,
 }
 
 /// Follows live files; see the module documentation.
@@ -651,7 +651,10 @@ impl Follower {
         // Renamed, it may have any name.
         self.search_listed(looked, &|_| true, |l| {
             let id = pos.id;
-            if let Some(&i) = l.untracked.get(&(id.dev, id.ino)) {
+            // Not followed now: a file opened since the listing may be it.
+            let listed =
+                l.by_inode.get(&(id.dev, id.ino)).filter(|_| !self.is_tracked(id.dev, id.ino));
+            if let Some(&i) = listed {
                 let (path, listed) = &l.files[i];
                 let f = Found::open_listed(path, listed)?;
                 let fp = |f: &Found| fingerprint(&f.file, f.md.len());
@@ -665,14 +668,14 @@ impl Follower {
 
     /// What `search` finds in the watched directory's files under names
     /// `wanted` takes (`looked`, listed when `None`), listed again while it
-    /// finds a file moved since the listing, at most [`LISTINGS`] times.
+    /// finds a file moved since the listing, at most [`SEARCHES`] times.
     fn search_listed<T>(
         &self,
         looked: &mut Option<Looked>,
         wanted: &dyn Fn(&str) -> bool,
         search: impl Fn(&Looked) -> Result<Option<T>, Moved>,
     ) -> Option<T> {
-        for _ in 0..LISTINGS {
+        for _ in 0..SEARCHES {
             match search(looked.get_or_insert_with(|| self.look(wanted))) {
                 Ok(found) => return found,
                 Err(Moved) => *looked = None,
@@ -738,11 +741,8 @@ impl Follower {
     fn look(&self, wanted: &dyn Fn(&str) -> bool) -> Looked {
         let dir = self.cfg.spec.dir();
         let files = listing::settled(&dir, wanted, |p| std::fs::metadata(p)).unwrap_or_default();
-        let tracked: HashSet<(u64, u64)> =
-            self.tracked.iter().map(|t| (t.id.dev, t.id.ino)).collect();
-        let ids = files.iter().enumerate().map(|(i, (_, md))| ((md.dev(), md.ino()), i));
-        let untracked = ids.filter(|(id, _)| !tracked.contains(id)).collect();
-        Looked { files, untracked }
+        let by_inode = files.iter().enumerate().map(|(i, (_, md))| ((md.dev(), md.ino()), i));
+        Looked { by_inode: by_inode.collect(), files }
     }
 
     /// A regular file of `files` (the watched directory's), not followed
@@ -819,7 +819,7 @@ impl Follower {
         let mut missed: Vec<(SystemTime, Found)> = Vec::new();
         for (dir, names) in &heads {
             let since_of = |n: &str| rotated_from(n).and_then(|h| names.get(h)).copied();
-            for _ in 0..LISTINGS {
+            for _ in 0..SEARCHES {
                 let wanted = |n: &str| since_of(n).is_some();
                 let files = listing::settled(dir, wanted, |p| std::fs::metadata(p));
                 let files = files.unwrap_or_default();

@@ -146,7 +146,7 @@ impl Cluster {
     /// reaches it by the replication stream alone.
     pub fn start_with_replicas(dir: &Path) -> Cluster {
         let cluster = Cluster::create(dir, 1);
-        wait_until("every master's replica in sync", || {
+        wait_until("every replica known to the cluster", || {
             let nodes = redis_cli(cluster.nodes[0].port, &["cluster", "nodes"]);
             nodes.lines().filter(|l| l.contains("slave") && l.contains("connected")).count() == 3
         });
