@@ -12,7 +12,7 @@
 //!
 //! Dependencies point one way. From the bottom, each module imports only
 //! modules listed before it (a test, `tests/layers.rs`, checks this):
-//! [`units`], [`threads`], [`template`], [`parse`], [`rules`], [`window`], [`alert`],
+//! `testing` (helpers for unit tests), [`units`], [`threads`], [`template`], [`parse`], [`rules`], [`window`], [`alert`],
 //! [`source`], [`follow`], [`state`], [`farm`], [`pipeline`], [`output`], [`config`],
 //! [`app`]. `parse`, `rules` and `window` do no I/O and read no clock.
 
@@ -29,6 +29,8 @@ pub mod rules;
 pub mod source;
 pub mod state;
 pub mod template;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod threads;
 pub mod units;
 pub mod window;

@@ -13,9 +13,9 @@ use logwarden::window::{Outcome, Windows};
 use std::path::Path;
 
 /// The modules from the bottom up: a module may use only those before it.
-const ORDER: [&str; 16] = [
-    "units", "threads", "template", "parse", "rules", "window", "alert", "source", "follow",
-    "state", "farm", "pipeline", "output", "observe", "config", "app",
+const ORDER: [&str; 17] = [
+    "testing", "units", "threads", "template", "parse", "rules", "window", "alert", "source",
+    "follow", "state", "farm", "pipeline", "output", "observe", "config", "app",
 ];
 
 /// The top-level module a source file belongs to (`parse/time.rs` → `parse`).

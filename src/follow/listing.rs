@@ -23,6 +23,19 @@ const SETTLE_WITHIN: Duration = Duration::from_millis(500);
 /// listing ([`Moved`]), each on a new listing.
 pub const SEARCHES: usize = 8;
 
+/// What `search` finds, searched again while it meets a file moved since
+/// its listing ([`Moved`]; `search` lists again), at most [`SEARCHES`]
+/// times; after that `None`, and a warning naming `dir`.
+pub fn searched<T>(dir: &Path, mut search: impl FnMut() -> Result<T, Moved>) -> Option<T> {
+    for _ in 0..SEARCHES {
+        if let Ok(found) = search() {
+            return Some(found);
+        }
+    }
+    tracing::warn!(dir = %dir.display(), searches = SEARCHES, "Files were renamed during every search of the directory; this search is given up: a file it looked for (a saved log, a truncated log's copy, a generation never followed) may not be read now.");
+    None
+}
+
 /// A directory's regular files under the names wanted, each with its
 /// metadata (its name's `stat`).
 pub type Files = Vec<(PathBuf, Metadata)>;
@@ -135,6 +148,33 @@ mod tests {
             assert_eq!(files.len(), 1, "during listing {during}: {files:?}");
             assert_eq!(files[0].1.ino(), moved, "during listing {during}");
         }
+    }
+
+    /// A search that meets a moved file is done again, up to SEARCHES
+    /// times; then given up, and said so.
+    #[test]
+    fn searches_are_bounded_and_a_search_given_up_is_logged() {
+        let dir = Path::new("/var/log/apache2");
+        let mut tries = 0;
+        let text = crate::testing::logged(|| {
+            let found = searched(dir, || {
+                tries += 1;
+                if tries < 3 { Err(Moved) } else { Ok(tries) }
+            });
+            assert_eq!(found, Some(3));
+        });
+        assert_eq!(text, "", "a search that ends is not logged");
+        tries = 0;
+        let text = crate::testing::logged(|| {
+            let found: Option<()> = searched(dir, || {
+                tries += 1;
+                Err(Moved)
+            });
+            assert_eq!(found, None);
+        });
+        assert_eq!(tries, SEARCHES);
+        assert_eq!(text.matches("this search is given up").count(), 1, "{text}");
+        assert!(text.contains("/var/log/apache2"), "{text}");
     }
 
     #[test]

@@ -45,7 +45,7 @@ use crate::source::buffer::Spares;
 use crate::source::{
     CHUNK_BYTES, FileId, FileTag, IN_PIPELINE, Position, Source, SourceError, SourceEvent,
 };
-use listing::{Files, Moved, SEARCHES, same_file};
+use listing::{Files, Moved, same_file};
 use notify::Watcher as _;
 use pattern::{DateKey, later_day, rotated_from};
 use reader::{Stamp, Tracked, Until, count_lines, fingerprint, last_line_start};
@@ -668,20 +668,21 @@ impl Follower {
 
     /// What `search` finds in the watched directory's files under names
     /// `wanted` takes (`looked`, listed when `None`), listed again while it
-    /// finds a file moved since the listing, at most [`SEARCHES`] times.
+    /// finds a file moved since the listing, at most [`listing::SEARCHES`] times.
     fn search_listed<T>(
         &self,
         looked: &mut Option<Looked>,
         wanted: &dyn Fn(&str) -> bool,
         search: impl Fn(&Looked) -> Result<Option<T>, Moved>,
     ) -> Option<T> {
-        for _ in 0..SEARCHES {
-            match search(looked.get_or_insert_with(|| self.look(wanted))) {
-                Ok(found) => return found,
-                Err(Moved) => *looked = None,
+        let found = listing::searched(&self.cfg.spec.dir(), || {
+            let found = search(looked.get_or_insert_with(|| self.look(wanted)));
+            if found.is_err() {
+                *looked = None;
             }
-        }
-        None
+            found
+        });
+        found.flatten()
     }
 
     /// Files of a dated series that appeared while we ran but were already
@@ -819,14 +820,11 @@ impl Follower {
         let mut missed: Vec<(SystemTime, Found)> = Vec::new();
         for (dir, names) in &heads {
             let since_of = |n: &str| rotated_from(n).and_then(|h| names.get(h)).copied();
-            for _ in 0..SEARCHES {
+            listing::searched(dir, || {
                 let wanted = |n: &str| since_of(n).is_some();
                 let files = listing::settled(dir, wanted, |p| std::fs::metadata(p));
-                let files = files.unwrap_or_default();
-                if self.missed_in(&files, since_of, &firsts, &mut missed).is_ok() {
-                    break;
-                }
-            }
+                self.missed_in(&files.unwrap_or_default(), since_of, &firsts, &mut missed)
+            });
         }
         missed.sort_by(|a, b| (a.0, &a.1.path).cmp(&(b.0, &b.1.path)));
         for (_, found) in missed {

@@ -149,20 +149,6 @@ mod tests {
         assert!(!dir.path().join("delivered-0.ids.tmp").exists());
     }
 
-    /// What the tracing macros write, kept for a test to read.
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
     /// A journal that cannot be written (a full disk: `/dev/full`) says so
     /// once, naming its path, and counts nothing as written.
     #[test]
@@ -177,14 +163,10 @@ mod tests {
             last_sync: Instant::now(),
             failing: false,
         };
-        let log = Captured::default();
-        let writer = log.clone();
-        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let text = crate::testing::logged(|| {
             j.record("a");
             j.record("b");
         });
-        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.matches("Cannot write the journal").count(), 1, "{text}");
         assert!(text.contains("/dev/full"), "{text}");
         assert_eq!(j.len, 0);
