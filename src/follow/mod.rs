@@ -984,6 +984,12 @@ impl Follower {
         now.checked_sub(self.lag()).unwrap_or(now)
     }
 
+    /// A file's [`Tracked::empty_since`] when it is `empty` now (opened or
+    /// truncated), its stamp `stamp`.
+    fn empty_since(&self, empty: bool, stamp: Stamp) -> Option<(SystemTime, Stamp)> {
+        empty.then(|| (self.lagging_now(), stamp))
+    }
+
     /// Whether this pass looks for the current files: with file events,
     /// when one said a name changed, or [`DISCOVER_EVERY`] after the last
     /// look; when polling, `poll_interval` (at most [`DISCOVER_EVERY`])
@@ -1245,7 +1251,7 @@ impl Follower {
         // writes on to the old file), which were read whole.
         let first_start = self.first_scan && self.resume_since.is_none();
         let empty = offset == 0 && md.len() == 0 && !first_start;
-        let empty_since = empty.then(|| (self.lagging_now(), Stamp::of(md)));
+        let empty_since = self.empty_since(empty, Stamp::of(md));
         let name = path.display().to_string();
         tracing::info!(path = %name, offset, "Following log file.");
         self.next_id += 1;
@@ -1397,8 +1403,7 @@ impl Follower {
                     // read, it would show no truncation (its offset is 0),
                     // so its first change looks for that copy as for a file
                     // opened empty (a soak lost such a copy's lines).
-                    let emptied = (stamp.len == 0).then(|| (self.lagging_now(), stamp));
-                    self.tracked[i].empty_since = emptied;
+                    self.tracked[i].empty_since = self.empty_since(stamp.len == 0, stamp);
                 }
                 // A file that just became recognisable by its first bytes
                 // is saved after this pass, not a checkpoint period later:
