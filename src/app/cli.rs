@@ -32,6 +32,8 @@ pub enum Command {
     /// Send one sample alert through every configured output and report each result.
     TestAlert,
     /// Show how the running daemon stands (from its [http] endpoint); exit 1 when unhealthy.
+    #[allow(rustdoc::broken_intra_doc_links)]
+    // "[http]" is the configuration's table, as `--help` shows it
     Status,
 }
 

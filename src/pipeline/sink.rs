@@ -108,11 +108,11 @@ pub struct Status<'a> {
     pub summary: &'a Summary,
     /// The file the event moved (by tag id): where its reading stands
     /// now, or `None` once it is no longer followed. A file is listed from
-    /// its [`SourceEvent::Opened`] on.
+    /// its [`SourceEvent::Opened`](crate::source::SourceEvent::Opened) on.
     pub file: Option<&'a (u64, Option<FileStatus>)>,
     /// Newest event time of the stream (Unix seconds; 0 before any).
     pub watermark: u32,
-    /// After a [`SourceEvent::Probe`]: per rule, the clients with the most
+    /// After a [`SourceEvent::Probe`](crate::source::SourceEvent::Probe): per rule, the clients with the most
     /// events in the window that ends at the watermark, most first.
     pub nearest: Option<&'a [Vec<(String, u32)>]>,
 }
@@ -177,7 +177,7 @@ pub trait Sink {
     }
     /// How things stand after a source event was completed.
     fn status(&mut self, _s: &Status<'_>) {}
-    /// With [`EngineSettings::peaks`]: clients of rule `rule` and the most
+    /// With [`EngineSettings::peaks`](super::EngineSettings::peaks): clients of rule `rule` and the most
     /// events their window held, as they are dropped and at the end (a
     /// client dropped and seen again comes again).
     fn peaks(&mut self, _rule: usize, _peaks: &[(String, u32)]) {}
