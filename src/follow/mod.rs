@@ -295,6 +295,18 @@ struct Truncated {
     since: Instant,
 }
 
+/// What a look found at the paths the configuration names.
+#[derive(Default)]
+struct Heads {
+    /// The files there (device, inode).
+    current: HashSet<(u64, u64)>,
+    /// Paths that could not be looked at (other than missing): what they
+    /// name now is unknown, so the file followed there is not retired.
+    unknown: Vec<PathBuf>,
+    /// Paths with no file.
+    missing: Vec<PathBuf>,
+}
+
 /// The watched directory's files ([`listing::settled`]), and by device and
 /// inode (an index into `files`).
 struct Looked {
@@ -1018,6 +1030,23 @@ impl Follower {
         for t in &mut self.tracked {
             t.seen = None;
         }
+        let Some(heads) = self.heads() else { return };
+        let before = self.tracked.len();
+        let heads = self.open_heads(heads);
+        // Before the saved positions are used, and their files opened.
+        let new_names = self.new_names(before);
+        self.adopt_rotated();
+        self.adopt_superseded();
+        let mut rotated = self.retire_gone(&heads);
+        rotated.extend(new_names);
+        rotated.extend(self.resumed_without_file(heads.missing));
+        self.adopt_missed(&rotated);
+        self.first_scan = false;
+    }
+
+    /// The paths the configuration names now (warning when there is none
+    /// yet); `None` when the directory cannot be listed.
+    fn heads(&mut self) -> Option<Vec<PathBuf>> {
         let limit = self.tomorrow();
         self.warn_future(limit);
         let dir = self.cfg.spec.dir();
@@ -1033,7 +1062,7 @@ impl Follower {
                 self.report_once(format!("list:{}", dir.display()), || {
                     tracing::error!(path = %dir.display(), error = %e, "Cannot list the log directory; retrying, and taking no file as rotated away meanwhile.");
                 });
-                return;
+                return None;
             }
         };
         if heads.is_empty() {
@@ -1043,18 +1072,19 @@ impl Follower {
                 tracing::warn!(path = %expected, "Waiting for log file.");
             });
         }
+        Some(heads)
+    }
+
+    /// Looks at each path of `heads`: a file not followed yet is opened, a
+    /// retired one the path names again is followed on.
+    fn open_heads(&mut self, heads: Vec<PathBuf>) -> Heads {
+        let mut found = Heads::default();
         // Sets and maps, not lists searched: a glob may match thousands of
         // files, each looked up on every pass.
-        let mut current: HashSet<(u64, u64)> = HashSet::new();
         let mut followed: HashMap<(u64, u64), usize> = HashMap::new();
         for (i, t) in self.tracked.iter().enumerate() {
             followed.entry((t.id.dev, t.id.ino)).or_insert(i);
         }
-        // Paths that could not be looked at (other than missing): what they
-        // name now is unknown, so the file followed there is not retired.
-        let mut unknown: Vec<PathBuf> = Vec::new();
-        let mut missing: Vec<PathBuf> = Vec::new();
-        let before = self.tracked.len();
         for path in heads {
             // One look at a path that is no symlink, two at one that is.
             let looked = match std::fs::symlink_metadata(&path) {
@@ -1069,25 +1099,8 @@ impl Follower {
                     if !self.reported.is_empty() {
                         self.reported.remove(&format!("wait:{}", path.display()));
                     }
-                    current.insert((md.dev(), md.ino()));
-                    // A file still draining that the path names again (a
-                    // symlink turned back to it) is followed on, not opened
-                    // a second time and read again.
-                    match followed.get(&(md.dev(), md.ino())) {
-                        Some(&i) => {
-                            if self.tracked[i].retired_at.take().is_some() {
-                                tracing::info!(path = %path.display(), "Log file current again; following it on.");
-                            }
-                        }
-                        None => {
-                            if self.open_at(&path, None, None)
-                                && let Some(t) = self.tracked.last()
-                            {
-                                let at = self.tracked.len() - 1;
-                                followed.entry((t.id.dev, t.id.ino)).or_insert(at);
-                            }
-                        }
-                    }
+                    found.current.insert((md.dev(), md.ino()));
+                    self.open_head(&path, &md, &mut followed);
                 }
                 // A glob's match gone since the listing was renamed by a
                 // rotation meanwhile: no file to wait for (its new file, if
@@ -1097,22 +1110,53 @@ impl Follower {
                     self.report_once(format!("wait:{}", path.display()), || {
                         tracing::warn!(path = %path.display(), "Waiting for log file.");
                     });
-                    missing.push(path);
+                    found.missing.push(path);
                 }
                 Err(e) => {
                     self.report_open_error(&path, &e);
-                    unknown.push(path);
+                    found.unknown.push(path);
                 }
             }
         }
-        // Before the saved positions are used, and their files opened.
-        let new_names = self.new_names(before);
-        self.adopt_rotated();
-        self.adopt_superseded();
+        found
+    }
+
+    /// Opens the file at `path` (`md`) unless it is followed (`followed`:
+    /// by device and inode); a file still draining that the path names
+    /// again (a symlink turned back to it) is followed on, not opened a
+    /// second time and read again.
+    fn open_head(
+        &mut self,
+        path: &Path,
+        md: &std::fs::Metadata,
+        followed: &mut HashMap<(u64, u64), usize>,
+    ) {
+        match followed.get(&(md.dev(), md.ino())) {
+            Some(&i) => {
+                if self.tracked[i].retired_at.take().is_some() {
+                    tracing::info!(path = %path.display(), "Log file current again; following it on.");
+                }
+            }
+            None => {
+                if self.open_at(path, None, None)
+                    && let Some(t) = self.tracked.last()
+                {
+                    let at = self.tracked.len() - 1;
+                    followed.entry((t.id.dev, t.id.ino)).or_insert(at);
+                }
+            }
+        }
+    }
+
+    /// Retires the files followed that no path of `heads` names now (but
+    /// those at a path that could not be looked at); returns their names,
+    /// each with when it was last written.
+    fn retire_gone(&mut self, heads: &Heads) -> Vec<(PathBuf, SystemTime)> {
         let now = Instant::now();
         let mut rotated = Vec::new();
         for t in &mut self.tracked {
-            let gone = !current.contains(&(t.id.dev, t.id.ino)) && !unknown.contains(&t.path);
+            let gone =
+                !heads.current.contains(&(t.id.dev, t.id.ino)) && !heads.unknown.contains(&t.path);
             if t.retired_at.is_none() && gone {
                 tracing::info!(path = %t.path.display(), "Log file rotated away; draining it.");
                 t.retired_at = Some(now);
@@ -1121,10 +1165,7 @@ impl Follower {
                 }
             }
         }
-        rotated.extend(new_names);
-        rotated.extend(self.resumed_without_file(missing));
-        self.adopt_missed(&rotated);
-        self.first_scan = false;
+        rotated
     }
 
     /// At a restart's first look, the names `missing` (no file now), each
