@@ -295,6 +295,18 @@ struct Truncated {
     since: Instant,
 }
 
+/// What a pass found changed in the files followed.
+#[derive(Default)]
+struct Changes {
+    /// The files to read (index, stamp now).
+    due: Vec<(usize, Stamp)>,
+    /// The files truncated.
+    truncated: Vec<Truncated>,
+    /// Empty files at their first change: their names and since when they
+    /// were empty ([`Follower::first_change_of_empty`]).
+    unread_empty: Vec<(PathBuf, SystemTime)>,
+}
+
 /// What a look found at the paths the configuration names.
 #[derive(Default)]
 struct Heads {
@@ -1411,8 +1423,35 @@ impl Follower {
         }
         // Retired files first: their lines are older.
         self.tracked.sort_by_key(|t| t.retired_at.is_none());
-        let mut due = Vec::new();
-        let (mut truncated, mut unread_empty) = (Vec::new(), Vec::new());
+        let Some(Changes { due, truncated, mut unread_empty }) = self.changes(emit, only) else {
+            return Ok(None);
+        };
+        // The copies of the files truncated or opened empty, and copies
+        // made since, were written before their new lines: read first, so
+        // lines go in the order they were written (else counts differ from
+        // replay's). Looked for once for all: one look a file listed a
+        // directory of 2000 logs once for each, 7 s at their first lines.
+        let first_new = self.tracked.len();
+        unread_empty.extend(self.adopt_copies(truncated));
+        self.adopt_missed(&unread_empty);
+        if !self.read_from(first_new, emit, &mut progressed)
+            || !self.read_due(due, emit, &mut progressed)
+            || !self.finish_quiet(emit)
+        {
+            return Ok(None);
+        }
+        Ok(Some(progressed))
+    }
+
+    /// Looks at the files followed (of those not yet read whole, only the
+    /// files in `only` when given): which changed, which were truncated,
+    /// which were empty and changed first. `None` when `emit` asked to stop.
+    fn changes(
+        &mut self,
+        emit: &mut dyn FnMut(SourceEvent) -> bool,
+        only: Option<&HashSet<(u64, u64)>>,
+    ) -> Option<Changes> {
+        let mut changes = Changes::default();
         for i in 0..self.tracked.len() {
             let t = &self.tracked[i];
             if t.seen.is_some() && only.is_some_and(|o| !o.contains(&(t.id.dev, t.id.ino))) {
@@ -1426,60 +1465,68 @@ impl Follower {
                     continue;
                 }
             };
-            let old_tag = Arc::clone(&self.tracked[i].tag);
-            let was = old_tag.identity;
-            match self.tracked[i].check_rewritten(stamp.len, &mut self.next_id) {
-                Ok(Some((fp, offset))) => {
-                    // The old content's position goes (a copy found below
-                    // carries it on); the new content starts at 0.
-                    let file = Arc::clone(&self.tracked[i].tag);
-                    if !emit(SourceEvent::FileDone(old_tag))
-                        || !emit(SourceEvent::Opened { file, offset: 0 })
-                    {
-                        return Ok(None);
-                    }
-                    let (of, since) = (self.tracked[i].path.clone(), Instant::now());
-                    truncated.extend(was.map(|was| Truncated { of, fp, offset, was, since }));
-                    // Emptied: copytruncated again before its next line is
-                    // read, it would show no truncation (its offset is 0),
-                    // so its first change looks for that copy as for a file
-                    // opened empty (a soak lost such a copy's lines).
-                    self.tracked[i].empty_since = self.empty_since(stamp.len == 0, stamp);
-                }
-                // A file that just became recognisable by its first bytes
-                // is saved after this pass, not a checkpoint period later:
-                // saved without them, a copy copytruncate made of it while
-                // we were stopped was not found again (its lines read twice
-                // as a file never followed, or lost).
-                Ok(None) => {
-                    if was.is_some_and(|w| w.fingerprint.is_none())
-                        && self.tracked[i].id.fingerprint.is_some()
-                    {
-                        self.urgent = true;
-                    }
-                    unread_empty.extend(self.first_change_of_empty(i, stamp));
-                }
-                Err(e) => {
-                    self.report_read_error(i, &e);
-                    continue;
-                }
+            if self.change_of(i, stamp, emit, &mut changes)? {
+                changes.due.push((i, stamp));
             }
-            due.push((i, stamp));
         }
-        // The copies of the files truncated or opened empty, and copies
-        // made since, were written before their new lines: read first, so
-        // lines go in the order they were written (else counts differ from
-        // replay's). Looked for once for all: one look a file listed a
-        // directory of 2000 logs once for each, 7 s at their first lines.
-        let first_new = self.tracked.len();
-        unread_empty.extend(self.adopt_copies(truncated));
-        self.adopt_missed(&unread_empty);
-        if !self.read_from(first_new, emit, &mut progressed) {
-            return Ok(None);
+        Some(changes)
+    }
+
+    /// Files the changed file `i` (its stamp now `stamp`) in `changes`: a
+    /// truncation starts its new content; an empty file's first change
+    /// calls for its generations. Whether it is to be read (not after a
+    /// read error); `None` when `emit` asked to stop.
+    fn change_of(
+        &mut self,
+        i: usize,
+        stamp: Stamp,
+        emit: &mut dyn FnMut(SourceEvent) -> bool,
+        changes: &mut Changes,
+    ) -> Option<bool> {
+        let old_tag = Arc::clone(&self.tracked[i].tag);
+        let was = old_tag.identity;
+        match self.tracked[i].check_rewritten(stamp.len, &mut self.next_id) {
+            Ok(Some((fp, offset))) => {
+                // The old content's position goes (a copy found below
+                // carries it on); the new content starts at 0.
+                let file = Arc::clone(&self.tracked[i].tag);
+                if !emit(SourceEvent::FileDone(old_tag))
+                    || !emit(SourceEvent::Opened { file, offset: 0 })
+                {
+                    return None;
+                }
+                let (of, since) = (self.tracked[i].path.clone(), Instant::now());
+                changes.truncated.extend(was.map(|was| Truncated { of, fp, offset, was, since }));
+                // Emptied: copytruncated again before its next line is
+                // read, it would show no truncation (its offset is 0),
+                // so its first change looks for that copy as for a file
+                // opened empty (a soak lost such a copy's lines).
+                self.tracked[i].empty_since = self.empty_since(stamp.len == 0, stamp);
+            }
+            // A file that just became recognisable by its first bytes
+            // is saved after this pass, not a checkpoint period later:
+            // saved without them, a copy copytruncate made of it while
+            // we were stopped was not found again (its lines read twice
+            // as a file never followed, or lost).
+            Ok(None) => {
+                if was.is_some_and(|w| w.fingerprint.is_none())
+                    && self.tracked[i].id.fingerprint.is_some()
+                {
+                    self.urgent = true;
+                }
+                changes.unread_empty.extend(self.first_change_of_empty(i, stamp));
+            }
+            Err(e) => {
+                self.report_read_error(i, &e);
+                return Some(false);
+            }
         }
-        if !self.read_due(due, emit, &mut progressed) {
-            return Ok(None);
-        }
+        Some(true)
+    }
+
+    /// Finishes the retired files quiet for `rotate_wait`: their positions
+    /// dropped, their ends remembered. False if `emit` asked to stop.
+    fn finish_quiet(&mut self, emit: &mut dyn FnMut(SourceEvent) -> bool) -> bool {
         let wait = self.cfg.rotate_wait;
         let mut keep = Vec::with_capacity(self.tracked.len());
         for mut t in std::mem::take(&mut self.tracked) {
@@ -1490,7 +1537,7 @@ impl Follower {
                 self.dirty = true;
                 self.urgent = true;
                 if !t.finish(emit) {
-                    return Ok(None);
+                    return false;
                 }
                 tracing::info!(path = %t.path.display(), "Finished rotated log file.");
                 if self.finished.len() == FINISHED_KEPT {
@@ -1503,7 +1550,7 @@ impl Follower {
             }
         }
         self.tracked = keep;
-        Ok(Some(progressed))
+        true
     }
 
     /// A file opened empty (or emptied by a truncation), written to and
