@@ -164,102 +164,30 @@ impl LogFormat {
         slots: &mut Vec<String>,
     ) -> Result<LogFormat, String> {
         let b = spec.as_bytes();
-        let mut tokens: Vec<Token> = Vec::new();
-        let mut headers: Vec<(String, Option<u8>)> = Vec::new();
-        let mut stamp: Option<Stamp> = None;
-        let mut lit = Vec::new();
+        let mut c = Compiling { spec, ..Compiling::default() };
         let mut i = 0;
         while i < b.len() {
-            match b[i] {
+            i = match b[i] {
                 b'\\' if i + 1 < b.len() => {
-                    lit.push(match b[i + 1] {
+                    c.lit.push(match b[i + 1] {
                         b'n' => b'\n',
                         b't' => b'\t',
                         c => c,
                     });
-                    i += 2;
+                    i + 2
                 }
                 b'%' if b.get(i + 1) == Some(&b'%') => {
-                    lit.push(b'%');
-                    i += 2;
+                    c.lit.push(b'%');
+                    i + 2
                 }
-                b'%' => {
-                    let (mut field, next, name) = directive(b, i + 1, client_header, slots)?;
-                    if field == Field::Time {
-                        let piece = match name.is_empty() {
-                            true => None,
-                            false => Some(super::stamp::piece(&String::from_utf8_lossy(name))?),
-                        };
-                        let follows = tokens.last().is_some_and(|t| t.field == Field::Time);
-                        match (&mut stamp, piece) {
-                            (None, None) => stamp = Some(Stamp::Clf),
-                            (None, Some(p)) => stamp = Some(Stamp::Pattern(p)),
-                            // Met with the time before: one value, one pattern.
-                            (Some(Stamp::Pattern(p)), Some(piece)) if follows => {
-                                *p += &super::stamp::literal(&lit);
-                                *p += &piece;
-                                lit.clear();
-                                i = next;
-                                continue;
-                            }
-                            (Some(_), _) if follows => {
-                                return Err(format!(
-                                    "%t and %{{…}}t meet in {spec:?}: write the time as one %t, or as %{{…}}t only"
-                                ));
-                            }
-                            // A second time elsewhere in the line: read and ignored.
-                            (Some(_), _) => field = Field::Other,
-                        }
-                    }
-                    if let Some(name) = header_name(b, i + 1).filter(|_| field.is_header_slot()) {
-                        let slot = slots.iter().position(|h| h.eq_ignore_ascii_case(&name));
-                        let slot = slot.filter(|k| *k < MAX_HEADERS).map(|k| k as u8);
-                        if !headers.iter().any(|h| h.0.eq_ignore_ascii_case(&name)) {
-                            headers.push((name, slot));
-                        }
-                    }
-                    if lit.is_empty() && !tokens.is_empty() {
-                        return Err(format!(
-                            "directives must be separated by text; two meet at byte {i} of {spec:?}"
-                        ));
-                    }
-                    let quoted = lit.last() == Some(&b'"');
-                    tokens.push(Token {
-                        literal: std::mem::take(&mut lit),
-                        field,
-                        quoted,
-                        stop: None,
-                        read_to_end: None,
-                    });
-                    i = next;
+                b'%' => c.directive_at(i, client_header, slots)?,
+                ch => {
+                    c.lit.push(ch);
+                    i + 1
                 }
-                c => {
-                    lit.push(c);
-                    i += 1;
-                }
-            }
+            };
         }
-        let has = |f: Field| tokens.iter().any(|t| t.field == f);
-        let Some(stamp) = stamp else {
-            return Err(format!("the format {spec:?} has no %t, so lines carry no time"));
-        };
-        if !(has(Field::Host) || has(Field::Addr) || has(Field::ClientHeader)) {
-            let hint = client_header.map_or(String::new(), |h| format!(" or %{{{h}}}i"));
-            return Err(format!("the format {spec:?} has no client: add %h or %a{hint}"));
-        }
-        for k in 0..tokens.len() {
-            let next = tokens.get(k + 1).map_or(&lit, |t| &t.literal);
-            tokens[k].stop = next.first().copied();
-        }
-        if let Stamp::Pattern(p) = &stamp {
-            let t = tokens.iter_mut().find(|t| t.field == Field::Time).expect("a time, above");
-            let holds_stop =
-                super::stamp::check(p, t.stop).map_err(|e| format!("{e} (in {spec:?})"))?;
-            if holds_stop && !t.quoted {
-                t.read_to_end = Some(p.clone());
-            }
-        }
-        Ok(LogFormat { tokens, stamp, headers })
+        c.finish(client_header)
     }
 
     /// How the format writes the time.
@@ -314,6 +242,118 @@ impl LogFormat {
 impl LogFormat {
     fn read_all<'a>(&self, line: &'a [u8]) -> Result<Values<'a>, Skip> {
         self.read(line, Needs::ALL)
+    }
+}
+
+/// A format being compiled: the tokens so far, the headers, the time, and
+/// the literal text since the last directive.
+#[derive(Default)]
+struct Compiling<'s> {
+    spec: &'s str,
+    tokens: Vec<Token>,
+    headers: Vec<(String, Option<u8>)>,
+    stamp: Option<Stamp>,
+    lit: Vec<u8>,
+}
+
+impl Compiling<'_> {
+    /// Takes the directive at byte `i` (a `%`); returns where the text
+    /// after it starts.
+    fn directive_at(
+        &mut self,
+        i: usize,
+        client_header: Option<&str>,
+        slots: &mut Vec<String>,
+    ) -> Result<usize, String> {
+        let b = self.spec.as_bytes();
+        let (mut field, next, name) = directive(b, i + 1, client_header, slots)?;
+        if field == Field::Time {
+            match self.time(name)? {
+                Some(f) => field = f,
+                None => return Ok(next),
+            }
+        }
+        if let Some(name) = header_name(b, i + 1).filter(|_| field.is_header_slot()) {
+            let slot = slots.iter().position(|h| h.eq_ignore_ascii_case(&name));
+            let slot = slot.filter(|k| *k < MAX_HEADERS).map(|k| k as u8);
+            if !self.headers.iter().any(|h| h.0.eq_ignore_ascii_case(&name)) {
+                self.headers.push((name, slot));
+            }
+        }
+        if self.lit.is_empty() && !self.tokens.is_empty() {
+            return Err(format!(
+                "directives must be separated by text; two meet at byte {i} of {:?}",
+                self.spec
+            ));
+        }
+        let quoted = self.lit.last() == Some(&b'"');
+        self.tokens.push(Token {
+            literal: std::mem::take(&mut self.lit),
+            field,
+            quoted,
+            stop: None,
+            read_to_end: None,
+        });
+        Ok(next)
+    }
+
+    /// A time directive (`%t`, or `%{name}t`): the field it is read as, or
+    /// `None` when it joins the time just before it (one value, one
+    /// pattern).
+    fn time(&mut self, name: &[u8]) -> Result<Option<Field>, String> {
+        let piece = match name.is_empty() {
+            true => None,
+            false => Some(super::stamp::piece(&String::from_utf8_lossy(name))?),
+        };
+        let follows = self.tokens.last().is_some_and(|t| t.field == Field::Time);
+        match (&mut self.stamp, piece) {
+            (None, None) => self.stamp = Some(Stamp::Clf),
+            (None, Some(p)) => self.stamp = Some(Stamp::Pattern(p)),
+            (Some(Stamp::Pattern(p)), Some(piece)) if follows => {
+                *p += &super::stamp::literal(&self.lit);
+                *p += &piece;
+                self.lit.clear();
+                return Ok(None);
+            }
+            (Some(_), _) if follows => {
+                return Err(format!(
+                    "%t and %{{…}}t meet in {:?}: write the time as one %t, or as %{{…}}t only",
+                    self.spec
+                ));
+            }
+            // A second time elsewhere in the line: read and ignored.
+            (Some(_), _) => return Ok(Some(Field::Other)),
+        }
+        Ok(Some(Field::Time))
+    }
+
+    /// The format, once it has a time and a client: each token knows where
+    /// its value stops, and a time whose pattern may hold that byte is read
+    /// to its end by the pattern.
+    fn finish(mut self, client_header: Option<&str>) -> Result<LogFormat, String> {
+        let spec = self.spec;
+        let has = |f: Field| self.tokens.iter().any(|t| t.field == f);
+        let Some(stamp) = self.stamp.take() else {
+            return Err(format!("the format {spec:?} has no %t, so lines carry no time"));
+        };
+        if !(has(Field::Host) || has(Field::Addr) || has(Field::ClientHeader)) {
+            let hint = client_header.map_or(String::new(), |h| format!(" or %{{{h}}}i"));
+            return Err(format!("the format {spec:?} has no client: add %h or %a{hint}"));
+        }
+        let mut tokens = self.tokens;
+        for k in 0..tokens.len() {
+            let next = tokens.get(k + 1).map_or(&self.lit, |t| &t.literal);
+            tokens[k].stop = next.first().copied();
+        }
+        if let Stamp::Pattern(p) = &stamp {
+            let t = tokens.iter_mut().find(|t| t.field == Field::Time).expect("a time, above");
+            let holds_stop =
+                super::stamp::check(p, t.stop).map_err(|e| format!("{e} (in {spec:?})"))?;
+            if holds_stop && !t.quoted {
+                t.read_to_end = Some(p.clone());
+            }
+        }
+        Ok(LogFormat { tokens, stamp, headers: self.headers })
     }
 }
 
