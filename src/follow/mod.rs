@@ -575,9 +575,15 @@ impl Follower {
         }
     }
 
-    /// This follower's source and when its last look began.
+    /// This follower's source and when its last look began; none while
+    /// saved files its first look did not find wait for the next
+    /// ([`Follower::unfound`]): no state is saved before every follower has
+    /// looked, so the state saved before, which holds their positions,
+    /// stands until then. A state saved without them lost their rest when
+    /// the daemon was killed before that next look.
     fn looked(&self) -> Option<(usize, SystemTime)> {
-        self.looked_at.map(|t| (self.source, t))
+        let looked = self.looked_at.filter(|_| self.unfound.is_empty());
+        looked.map(|t| (self.source, t))
     }
 
     /// Shares the flag that asks for a full checkpoint (a new base): the
@@ -2369,6 +2375,32 @@ mod tests {
         let ino = std::fs::metadata(dir.join("access.log.1")).unwrap().ino();
         let log = dir.join("access.log").display().to_string();
         (Follower::new(config(&log, StartAt::Beginning, false), Arc::default(), None), ino)
+    }
+
+    /// A follower whose first look did not find a saved file says it has
+    /// not looked (so no state is saved) until its next look has looked
+    /// for that file again.
+    #[test]
+    fn a_follower_has_not_looked_while_a_saved_file_waits_for_the_next_look() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, gone) = (dir.path().join("access.log"), dir.path().join("gone.log"));
+        std::fs::write(&log, testing::common_line("192.0.2.1", "/", 0)).unwrap();
+        let looked = |f: &mut Follower| match f.checkpoint() {
+            SourceEvent::Checkpoint { looked, .. } => looked,
+            _ => unreachable!("a checkpoint"),
+        };
+        let mut f = resumed(&log, Arc::default(), Vec::new());
+        assert!(looked(&mut f).is_some(), "nothing saved was missing");
+        std::fs::write(&gone, b"x\n").unwrap();
+        let md = std::fs::metadata(&gone).unwrap();
+        let id = FileId { dev: md.dev(), ino: md.ino(), fingerprint: None };
+        std::fs::remove_file(&gone).unwrap();
+        let path = log.display().to_string();
+        let saved = Position { source: String::new(), path, id, offset: 2, lines: 1 };
+        let mut f = resumed(&log, Arc::default(), vec![saved]);
+        assert_eq!(looked(&mut f), None, "the saved file waits for the next look");
+        f.discover();
+        assert!(looked(&mut f).is_some(), "looked for twice, it is given up");
     }
 
     #[test]
