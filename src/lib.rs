@@ -13,8 +13,9 @@
 //! Dependencies point one way. From the bottom, each module imports only
 //! modules listed before it (a test, `tests/layers.rs`, checks this):
 //! `testing` (helpers for unit tests), [`units`], [`threads`], [`template`], [`parse`],
-//! [`rules`], [`window`], [`alert`], [`source`], [`follow`], [`state`], [`farm`], [`pipeline`], [`output`], [`config`],
-//! [`app`]. `parse`, `rules` and `window` do no I/O and read no clock.
+//! [`rules`], [`window`], [`alert`], [`source`], [`follow`], [`state`], [`farm`],
+//! [`pipeline`], [`output`], [`observe`], [`config`], [`app`]. `parse`, `rules` and
+//! `window` do no I/O and read no clock.
 
 // Module docs name their private parts, for a reader of the source and of
 // `cargo doc --document-private-items`.
