@@ -663,6 +663,8 @@ impl Follower {
                 }
             } else if again {
                 self.unfound.push(pos);
+            } else {
+                tracing::warn!(path = %pos.path, offset = pos.offset, "A saved log file was not found at two looks (deleted, or moved out of the directory, while stopped); what it held after the saved offset is not read.");
             }
         }
         self.adopt_missed(&rotated);
@@ -2379,7 +2381,7 @@ mod tests {
 
     /// A follower whose first look did not find a saved file says it has
     /// not looked (so no state is saved) until its next look has looked
-    /// for that file again.
+    /// for that file again; given up then, the file is named in a warning.
     #[test]
     fn a_follower_has_not_looked_while_a_saved_file_waits_for_the_next_look() {
         let dir = tempfile::tempdir().unwrap();
@@ -2399,8 +2401,10 @@ mod tests {
         let saved = Position { source: String::new(), path, id, offset: 2, lines: 1 };
         let mut f = resumed(&log, Arc::default(), vec![saved]);
         assert_eq!(looked(&mut f), None, "the saved file waits for the next look");
-        f.discover();
+        let told = crate::testing::logged(|| f.discover());
         assert!(looked(&mut f).is_some(), "looked for twice, it is given up");
+        assert_eq!(told.matches("was not found at two looks").count(), 1, "{told}");
+        assert!(told.contains(&log.display().to_string()), "{told}");
     }
 
     #[test]
