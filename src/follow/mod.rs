@@ -1602,6 +1602,8 @@ impl Follower {
             let Some(copy) = copy else {
                 if t.since.elapsed() < COPY_SOUGHT {
                     self.copies_unfound.push(t);
+                } else {
+                    tracing::info!(path = %t.of.display(), offset = t.offset, "No copy of the truncated log file was found within a second: lines written after the offset read and before the truncation, if any, are not read (a truncation that copies nothing away, as truncate -s 0, leaves none to read).");
                 }
                 continue;
             };
@@ -2404,6 +2406,34 @@ mod tests {
         let told = crate::testing::logged(|| f.discover());
         assert!(looked(&mut f).is_some(), "looked for twice, it is given up");
         assert_eq!(told.matches("was not found at two looks").count(), 1, "{told}");
+        assert!(told.contains(&log.display().to_string()), "{told}");
+    }
+
+    /// A truncated file's copy is looked for for a second; not found by
+    /// then, the search ends, and says so.
+    #[test]
+    fn a_copy_not_found_within_a_second_is_given_up_and_said_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut f, ino) = followed_with_two_generations(dir.path(), b"first\n");
+        let log = dir.path().join("access.log");
+        let truncated = |since| Truncated {
+            of: log.clone(),
+            fp: Some(7),
+            offset: 5,
+            was: FileId { dev: 0, ino, fingerprint: Some(7) },
+            since,
+        };
+        let told = crate::testing::logged(|| {
+            f.adopt_copies(vec![truncated(Instant::now())]);
+        });
+        assert_eq!(f.copies_unfound.len(), 1, "looked for again");
+        assert_eq!(told, "");
+        f.copies_unfound.clear();
+        let told = crate::testing::logged(|| {
+            f.adopt_copies(vec![truncated(Instant::now() - COPY_SOUGHT)]);
+        });
+        assert!(f.copies_unfound.is_empty(), "given up");
+        assert_eq!(told.matches("No copy of the truncated log file").count(), 1, "{told}");
         assert!(told.contains(&log.display().to_string()), "{told}");
     }
 
