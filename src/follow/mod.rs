@@ -1759,6 +1759,65 @@ impl Pace {
     }
 }
 
+impl Follower {
+    /// At a stop: the files not opened yet are (see below), and the final
+    /// state saved whole once everything read so far is done.
+    fn stop_here(&mut self, emit: &mut dyn FnMut(SourceEvent) -> bool) {
+        // Stopped before the first look (a reload at once after another):
+        // the saved files are opened at their saved offsets first, or the
+        // final state would hold no position and the next start read them
+        // again. So are saved files the first look did not find, before a
+        // look of their own (a soak lost a copy's 387 hits in a way this
+        // fits: a reload after one long first pass, which had not drained a
+        // saved file, and the next run took that look as seen).
+        if self.first_scan || !self.unfound.is_empty() {
+            self.discover();
+            if !self.emit_opened(emit) {
+                return;
+            }
+        }
+        self.want_full.store(true, Ordering::SeqCst);
+        let last = self.checkpoint();
+        emit(last);
+    }
+
+    /// After a pass that `read` lines (or not): a checkpoint when one is
+    /// due, a tick when no lines came for a while. False if `emit` asked
+    /// to stop.
+    fn after_pass(&mut self, read: bool, emit: &mut dyn FnMut(SourceEvent) -> bool) -> bool {
+        if self.to_save()
+            && (self.urgent || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
+            && !emit(self.checkpoint())
+        {
+            return false;
+        }
+        if read {
+            self.last_activity = Instant::now();
+        } else if self.last_activity.elapsed() >= self.cfg.cleanup_interval {
+            // No lines for a while: let the cleanup evict as time goes on.
+            let idle = u32::try_from(self.last_activity.elapsed().as_secs()).unwrap_or(u32::MAX);
+            self.last_activity = Instant::now();
+            let clock = u32::try_from(jiff::Timestamp::now().as_second()).unwrap_or(0);
+            return emit(SourceEvent::Tick { clock, idle, source: self.source });
+        }
+        true
+    }
+
+    /// Waits before the next pass: after lines, until `GATHER` after the
+    /// pass `began`; else until woken or `idle_wait`. False when nothing
+    /// can wake it any more.
+    fn rest(&self, read: bool, began: Instant) -> bool {
+        if read {
+            std::thread::sleep(GATHER.saturating_sub(began.elapsed()));
+            return true;
+        }
+        self.idle.store(true, Ordering::SeqCst);
+        let woken = self.wake.recv_timeout(self.idle_wait());
+        self.idle.store(false, Ordering::SeqCst);
+        woken != Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+    }
+}
+
 impl Source for Follower {
     fn run(
         mut self: Box<Self>,
@@ -1766,24 +1825,7 @@ impl Source for Follower {
     ) -> Result<(), SourceError> {
         loop {
             if self.stop.load(Ordering::SeqCst) {
-                // Stopped before the first look (a reload at once after
-                // another): the saved files are opened at their saved
-                // offsets first, or the final state would hold no position
-                // and the next start read them again. So are saved files
-                // the first look did not find, before a look of their own
-                // (a soak lost a copy's 387 hits in a way this fits: a
-                // reload after one long first pass, which had not drained a
-                // saved file, and the next run took that look as seen).
-                if self.first_scan || !self.unfound.is_empty() {
-                    self.discover();
-                    if !self.emit_opened(emit) {
-                        return Ok(());
-                    }
-                }
-                // Saves the final state, whole, once everything read so far is done.
-                self.want_full.store(true, Ordering::SeqCst);
-                let last = self.checkpoint();
-                emit(last);
+                self.stop_here(emit);
                 return Ok(());
             }
             if let Some(beat) = &mut self.heartbeat {
@@ -1796,40 +1838,12 @@ impl Source for Follower {
             }
             let only = self.take_written(looked);
             let began = Instant::now();
-            let read = self.read_paced(emit, only.as_ref())?;
+            let Some(read) = self.read_paced(emit, only.as_ref())? else { return Ok(()) };
             if self.want_probe.swap(false, Ordering::SeqCst) && !emit(SourceEvent::Probe) {
                 return Ok(());
             }
-            if self.to_save() && (self.urgent || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
-            {
-                let cp = self.checkpoint();
-                if !emit(cp) {
-                    return Ok(());
-                }
-            }
-            if read == Some(true) {
-                self.last_activity = Instant::now();
-            } else if self.last_activity.elapsed() >= self.cfg.cleanup_interval {
-                // No lines for a while: let the cleanup evict as time goes on.
-                let idle =
-                    u32::try_from(self.last_activity.elapsed().as_secs()).unwrap_or(u32::MAX);
-                self.last_activity = Instant::now();
-                let clock = u32::try_from(jiff::Timestamp::now().as_second()).unwrap_or(0);
-                if !emit(SourceEvent::Tick { clock, idle, source: self.source }) {
-                    return Ok(());
-                }
-            }
-            match read {
-                None => return Ok(()),
-                Some(true) => std::thread::sleep(GATHER.saturating_sub(began.elapsed())),
-                Some(false) => {
-                    self.idle.store(true, Ordering::SeqCst);
-                    let woken = self.wake.recv_timeout(self.idle_wait());
-                    self.idle.store(false, Ordering::SeqCst);
-                    if woken == Err(crossbeam_channel::RecvTimeoutError::Disconnected) {
-                        return Ok(());
-                    }
-                }
+            if !self.after_pass(read, emit) || !self.rest(read, began) {
+                return Ok(());
             }
         }
     }
