@@ -309,7 +309,7 @@ struct Changes {
 
 /// What a look found at the paths the configuration names.
 #[derive(Default)]
-struct Heads {
+struct AtPaths {
     /// The files there (device, inode).
     current: HashSet<(u64, u64)>,
     /// Paths that could not be looked at (other than missing): what they
@@ -1050,23 +1050,23 @@ impl Follower {
         for t in &mut self.tracked {
             t.seen = None;
         }
-        let Some(heads) = self.heads() else { return };
+        let Some(paths) = self.current_paths() else { return };
         let before = self.tracked.len();
-        let heads = self.open_heads(heads);
+        let found = self.open_paths(paths);
         // Before the saved positions are used, and their files opened.
         let new_names = self.new_names(before);
         self.adopt_rotated();
         self.adopt_superseded();
-        let mut rotated = self.retire_gone(&heads);
+        let mut rotated = self.retire_gone(&found);
         rotated.extend(new_names);
-        rotated.extend(self.resumed_without_file(heads.missing));
+        rotated.extend(self.resumed_without_file(found.missing));
         self.adopt_missed(&rotated);
         self.first_scan = false;
     }
 
     /// The paths the configuration names now (warning when there is none
     /// yet); `None` when the directory cannot be listed.
-    fn heads(&mut self) -> Option<Vec<PathBuf>> {
+    fn current_paths(&mut self) -> Option<Vec<PathBuf>> {
         let limit = self.tomorrow();
         self.warn_future(limit);
         let dir = self.cfg.spec.dir();
@@ -1095,17 +1095,17 @@ impl Follower {
         Some(heads)
     }
 
-    /// Looks at each path of `heads`: a file not followed yet is opened, a
+    /// Looks at each path of `paths`: a file not followed yet is opened, a
     /// retired one the path names again is followed on.
-    fn open_heads(&mut self, heads: Vec<PathBuf>) -> Heads {
-        let mut found = Heads::default();
+    fn open_paths(&mut self, paths: Vec<PathBuf>) -> AtPaths {
+        let mut found = AtPaths::default();
         // Sets and maps, not lists searched: a glob may match thousands of
         // files, each looked up on every pass.
         let mut followed: HashMap<(u64, u64), usize> = HashMap::new();
         for (i, t) in self.tracked.iter().enumerate() {
             followed.entry((t.id.dev, t.id.ino)).or_insert(i);
         }
-        for path in heads {
+        for path in paths {
             // One look at a path that is no symlink, two at one that is.
             let looked = match std::fs::symlink_metadata(&path) {
                 Ok(md) if md.file_type().is_symlink() => {
@@ -1168,15 +1168,15 @@ impl Follower {
         }
     }
 
-    /// Retires the files followed that no path of `heads` names now (but
+    /// Retires the files followed that no path names now (`found`; but
     /// those at a path that could not be looked at); returns their names,
     /// each with when it was last written.
-    fn retire_gone(&mut self, heads: &Heads) -> Vec<(PathBuf, SystemTime)> {
+    fn retire_gone(&mut self, found: &AtPaths) -> Vec<(PathBuf, SystemTime)> {
         let now = Instant::now();
         let mut rotated = Vec::new();
         for t in &mut self.tracked {
             let gone =
-                !heads.current.contains(&(t.id.dev, t.id.ino)) && !heads.unknown.contains(&t.path);
+                !found.current.contains(&(t.id.dev, t.id.ino)) && !found.unknown.contains(&t.path);
             if t.retired_at.is_none() && gone {
                 tracing::info!(path = %t.path.display(), "Log file rotated away; draining it.");
                 t.retired_at = Some(now);
